@@ -1,0 +1,53 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/ajar-dev/ajar"
+)
+
+// The inputs and outputs of the Service methods. The HTTP API and the CLI share
+// them, so their JSON shape is the API's.
+
+// CreateInput is a new access request.
+type CreateInput struct {
+	Target   string            `json:"target"`
+	Duration string            `json:"duration"` // Go syntax ("30m"); empty means the policy's default
+	Reason   string            `json:"reason"`
+	Ticket   string            `json:"ticket,omitempty"`
+	Start    *time.Time        `json:"start,omitempty"`
+	Params   map[string]string `json:"params,omitempty"`
+}
+
+// ListInput filters the requests a user can see.
+type ListInput struct {
+	Mine  bool       `json:"mine"`  // only the caller's own requests
+	State ajar.State `json:"state"` // "" for any
+}
+
+// TargetInfo is a target a user may request, with its limits and approvers.
+type TargetInfo struct {
+	Name            string     `json:"name"`
+	Provider        string     `json:"provider"`
+	Policy          string     `json:"policy"`
+	DefaultDuration string     `json:"default_duration"`
+	MinDuration     string     `json:"min_duration,omitempty"`
+	MaxDuration     string     `json:"max_duration"`
+	RequireReason   bool       `json:"require_reason"`
+	TicketPattern   string     `json:"ticket_pattern,omitempty"`
+	AutoApprove     string     `json:"auto_approve,omitempty"`
+	ApprovalTimeout string     `json:"approval_timeout"`
+	Steps           []StepInfo `json:"steps"`
+}
+
+// StepInfo is one approval step.
+type StepInfo struct {
+	Approvers []string `json:"approvers"`
+	Count     int      `json:"count"`
+}
+
+// SSHCertOutput is a certificate issued for an active request.
+type SSHCertOutput struct {
+	Certificate string       `json:"certificate"` // authorized_keys format, one line
+	Info        ajar.SSHCert `json:"info"`
+}
