@@ -51,3 +51,9 @@ type SSHCertOutput struct {
 	Certificate string       `json:"certificate"` // authorized_keys format, one line
 	Info        ajar.SSHCert `json:"info"`
 }
+
+// Identity is the caller as the server sees it.
+type Identity struct {
+	ajar.User
+	Admin bool `json:"admin"`
+}
