@@ -102,3 +102,26 @@ type SSHCert struct {
 	ValidBefore time.Time `json:"valid_before"`
 	IssuedAt    time.Time `json:"issued_at"`
 }
+
+// KeyStore reads and writes sealed keys, each in its own transaction.
+type KeyStore interface {
+	GetKey(ctx context.Context, name string) ([]byte, error)
+	PutKey(ctx context.Context, name string, sealed []byte) error
+}
+
+// StoreKeys adapts a Store to a KeyStore.
+func StoreKeys(s Store) KeyStore { return storeKeys{s} }
+
+type storeKeys struct{ s Store }
+
+func (k storeKeys) GetKey(ctx context.Context, name string) (b []byte, err error) {
+	err = k.s.View(ctx, func(tx ReadTx) error {
+		b, err = tx.GetKey(ctx, name)
+		return err
+	})
+	return b, err
+}
+
+func (k storeKeys) PutKey(ctx context.Context, name string, sealed []byte) error {
+	return k.s.Update(ctx, func(tx Tx) error { return tx.PutKey(ctx, name, sealed) })
+}
