@@ -44,8 +44,10 @@ func (p Problems) Error() string {
 		if i > 0 {
 			b.WriteString("\n")
 		}
-		b.WriteString(pr.Field)
-		b.WriteString(": ")
+		if pr.Field != "" {
+			b.WriteString(pr.Field)
+			b.WriteString(": ")
+		}
 		b.WriteString(pr.Message)
 	}
 	return b.String()

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/policy"
 )
 
 // The inputs and outputs of the Service methods. The HTTP API and the CLI share
@@ -56,4 +57,24 @@ type SSHCertOutput struct {
 type Identity struct {
 	ajar.User
 	Admin bool `json:"admin"`
+}
+
+func targetInfo(v policy.TargetView) TargetInfo {
+	r := v.Rule
+	ti := TargetInfo{
+		Name: v.Target.Name, Provider: v.Target.Provider, Policy: r.Name,
+		DefaultDuration: r.DefaultDuration.String(), MaxDuration: r.MaxDuration.String(),
+		RequireReason: r.RequireReason, TicketPattern: r.TicketPattern,
+		ApprovalTimeout: r.Approval.Timeout.String(), Steps: []StepInfo{},
+	}
+	if r.MinDuration > 0 {
+		ti.MinDuration = r.MinDuration.String()
+	}
+	if r.Approval.AutoApprove != nil {
+		ti.AutoApprove = r.Approval.AutoApprove.String()
+	}
+	for _, st := range r.Approval.Steps {
+		ti.Steps = append(ti.Steps, StepInfo{Approvers: st.Approvers, Count: st.Count})
+	}
+	return ti
 }

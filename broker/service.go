@@ -1,82 +1,768 @@
+// Package broker is ajar's core: it evaluates policy, moves requests through the
+// state machine, calls providers and schedules expiry. Stores and handlers call it;
+// it calls stores and providers only through their interfaces.
 package broker
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/policy"
 )
 
-var errTODO = errors.New("not implemented yet")
+// Providers finds the provider for a target. Grants use today's config; revocations
+// rebuild the provider from the config saved in the handle, so they never depend on
+// today's config.
+type Providers interface {
+	// ForTarget returns the provider configured for a target, or ENOTFOUND.
+	ForTarget(target string) (ajar.Provider, error)
+	// ForHandle returns a provider able to revoke h.
+	ForHandle(h ajar.Handle) (ajar.Provider, error)
+	// Kind returns the provider type name of a configured target ("ssh-cert").
+	Kind(target string) (string, error)
+}
 
-// Service is ajar's core. STUB: signatures are final, bodies are being written.
-type Service struct{}
+// CheckpointSigner signs audit checkpoints (see package audit).
+type CheckpointSigner interface {
+	Sign(size int64, head []byte) ([]byte, error)
+	VerifierKey() string
+}
 
-// Authenticate returns the user owning an API token. EUNAUTH if unknown.
+// Config is what a Service needs.
+type Config struct {
+	Store     ajar.Store
+	Policy    *policy.Policy
+	Providers Providers
+	Signer    CheckpointSigner
+	// SSHCA returns the SSH CA public key line; nil when no CA is configured.
+	SSHCA     func() string
+	Logger    *slog.Logger
+	Metrics   *Metrics
+	Scheduler SchedulerConfig
+	// Now is the clock for checks made outside a store transaction; it must be the
+	// store's clock (the composition root passes the same function to both).
+	Now func() time.Time
+}
+
+// Service is ajar's core. Its methods are safe for concurrent use.
+type Service struct {
+	store     ajar.Store
+	pol       *policy.Policy
+	providers Providers
+	signer    CheckpointSigner
+	sshCA     func() string
+	log       *slog.Logger
+	metrics   *Metrics
+	sched     SchedulerConfig
+	kick      chan struct{}
+	now       func() time.Time
+}
+
+// New returns a Service. Call Run to start its scheduler.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Policy == nil || cfg.Providers == nil {
+		return nil, errors.New("broker: Store, Policy and Providers are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	if err := cfg.Metrics.registerStore(cfg.Store); err != nil {
+		return nil, fmt.Errorf("broker: metrics: %w", err)
+	}
+	return &Service{
+		store:     cfg.Store,
+		pol:       cfg.Policy,
+		providers: cfg.Providers,
+		signer:    cfg.Signer,
+		sshCA:     cfg.SSHCA,
+		log:       cfg.Logger,
+		metrics:   cfg.Metrics,
+		sched:     cfg.Scheduler.withDefaults(),
+		kick:      make(chan struct{}, 1),
+		now:       cfg.Now,
+	}, nil
+}
+
+// Policy returns the policy the service enforces.
+func (s *Service) Policy() *policy.Policy { return s.pol }
+
+// Limits on free-text input, checked at the edge.
+const (
+	maxReasonLen  = 2000
+	maxTicketLen  = 200
+	maxCommentLen = 2000
+	maxParams     = 16
+	maxParamLen   = 256
+	maxTargetLen  = 200
+	maxStartAhead = 90 * 24 * time.Hour
+)
+
+// HashToken returns the stored form of an API token.
+func HashToken(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+// Authenticate returns the user owning an API token. EUNAUTH if unknown, or if its
+// user is no longer in the policy file.
 func (s *Service) Authenticate(ctx context.Context, token string) (ajar.User, error) {
-	return ajar.User{}, errTODO
+	if token == "" || len(token) > 256 {
+		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "missing or malformed API token")
+	}
+	var tok *ajar.Token
+	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
+		var err error
+		tok, err = tx.GetToken(ctx, HashToken(token))
+		return err
+	})
+	if ajar.ErrorCode(err) == ajar.ENOTFOUND {
+		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "unknown API token")
+	} else if err != nil {
+		return ajar.User{}, fmt.Errorf("authenticate: %w", err)
+	}
+	u, ok := s.pol.User(tok.UserID)
+	if !ok {
+		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "the token's user is no longer configured")
+	}
+	return u, nil
 }
 
-// Targets lists what u may request.
+// CreateToken mints an API token for a configured user and stores only its hash.
+// The token is returned once and never again.
+func (s *Service) CreateToken(ctx context.Context, userID, name string) (string, error) {
+	if _, ok := s.pol.User(userID); !ok {
+		return "", ajar.FieldErrorf("user", "no user %q in the policy file", userID)
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	token := "ajar_" + base64.RawURLEncoding.EncodeToString(b[:])
+	err := s.store.Update(ctx, func(tx ajar.Tx) error {
+		now := tx.Now()
+		if err := tx.CreateToken(ctx, ajar.Token{Hash: HashToken(token), UserID: userID, Name: name, CreatedAt: now}); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, ajar.ActorSystem, "token.created", userID, map[string]any{"name": name})
+	})
+	if err != nil {
+		return "", fmt.Errorf("create token: %w", err)
+	}
+	return token, nil
+}
+
+// WhoAmI returns u with whether it is an admin.
+func (s *Service) WhoAmI(ctx context.Context, u ajar.User) (Identity, error) {
+	return Identity{User: u, Admin: s.pol.IsAdmin(u)}, nil
+}
+
+// Targets lists what u may request, with limits and approvers.
 func (s *Service) Targets(ctx context.Context, u ajar.User) ([]TargetInfo, error) {
-	return nil, errTODO
+	var out []TargetInfo
+	for _, v := range s.pol.TargetsFor(u) {
+		out = append(out, targetInfo(v))
+	}
+	return out, nil
 }
 
-// CreateRequest validates and stores a request; auto-approved requests are granted before it returns.
+func newRequestID() string {
+	var b [10]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return "req_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+func validateCreate(in CreateInput) (time.Duration, error) {
+	if strings.TrimSpace(in.Target) == "" {
+		return 0, ajar.FieldErrorf("target", "a target is required")
+	}
+	if len(in.Target) > maxTargetLen {
+		return 0, ajar.FieldErrorf("target", "longer than %d characters", maxTargetLen)
+	}
+	var d time.Duration
+	if in.Duration != "" {
+		var err error
+		d, err = time.ParseDuration(in.Duration)
+		if err != nil {
+			return 0, ajar.FieldErrorf("duration", "%q is not a duration (use Go syntax, e.g. 90s or 30m)", in.Duration)
+		}
+		if d <= 0 {
+			return 0, ajar.FieldErrorf("duration", "must be positive")
+		}
+	}
+	if len(in.Reason) > maxReasonLen {
+		return 0, ajar.FieldErrorf("reason", "longer than %d characters", maxReasonLen)
+	}
+	if len(in.Ticket) > maxTicketLen {
+		return 0, ajar.FieldErrorf("ticket", "longer than %d characters", maxTicketLen)
+	}
+	if len(in.Params) > maxParams {
+		return 0, ajar.FieldErrorf("params", "at most %d parameters", maxParams)
+	}
+	for k, v := range in.Params {
+		if k == "" || len(k) > 64 || strings.ContainsAny(k, " \t\r\n=") {
+			return 0, ajar.FieldErrorf("params", "bad parameter name %q", k)
+		}
+		if len(v) > maxParamLen || strings.ContainsAny(v, "\r\n\x00") {
+			return 0, ajar.FieldErrorf("params."+k, "value too long or contains control characters")
+		}
+	}
+	return d, nil
+}
+
+// CreateRequest validates a request against policy and stores it, with its audit
+// events, in one transaction. A request that is auto-approved and due now is granted
+// before CreateRequest returns, so the caller usually sees it active.
 func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in CreateInput) (*ajar.Request, error) {
-	return nil, errTODO
+	d, err := validateCreate(in)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	if in.Start != nil {
+		if in.Start.Before(now.Add(-time.Minute)) {
+			return nil, ajar.FieldErrorf("start", "is in the past")
+		}
+		if in.Start.After(now.Add(maxStartAhead)) {
+			return nil, ajar.FieldErrorf("start", "is more than %s ahead", maxStartAhead)
+		}
+	}
+	dec, err := s.pol.Evaluate(u, policy.Input{
+		Target: in.Target, Duration: d, Reason: in.Reason, Ticket: in.Ticket,
+		Params: in.Params, Start: in.Start, Now: now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	prov, err := s.providers.ForTarget(in.Target)
+	if err != nil {
+		return nil, fmt.Errorf("provider for %s: %w", in.Target, err)
+	}
+	if pv, ok := prov.(ajar.ParamsValidator); ok {
+		if err := pv.ValidateParams(in.Params); err != nil {
+			return nil, err
+		}
+	} else if len(in.Params) > 0 {
+		for k := range in.Params {
+			return nil, ajar.FieldErrorf("params."+k, "target %s takes no parameters", in.Target)
+		}
+	}
+
+	r := &ajar.Request{
+		ID: newRequestID(), Target: in.Target, Requester: u.ID, Reason: in.Reason,
+		Ticket: in.Ticket, Duration: dec.Duration, Params: in.Params, Policy: dec.Rule.Name,
+		State: ajar.StatePending, Approvals: []ajar.Approval{},
+	}
+	if in.Start != nil {
+		st := in.Start.UTC()
+		r.StartAt = &st
+	}
+	err = s.store.Update(ctx, func(tx ajar.Tx) error {
+		now := tx.Now()
+		r.CreatedAt, r.UpdatedAt = now, now
+		r.ApprovalDeadline = now.Add(dec.ApprovalTimeout)
+		r.NextAt = ptr(r.ApprovalDeadline)
+		details := map[string]any{
+			"target": r.Target, "duration": r.Duration.String(), "reason": r.Reason,
+			"ticket": r.Ticket, "params": r.Params, "policy": r.Policy,
+		}
+		if r.StartAt != nil {
+			details["start"] = r.StartAt
+		}
+		if dec.AutoApprove {
+			r.State = ajar.StateApproved
+			r.NextAt = ptr(grantDueAt(r, now))
+		}
+		if err := tx.CreateRequest(ctx, r); err != nil {
+			return err
+		}
+		if err := s.audit(ctx, tx, u.ID, "request.created", r.ID, details); err != nil {
+			return err
+		}
+		if dec.AutoApprove {
+			return s.audit(ctx, tx, ajar.ActorSystem, "request.approved", r.ID,
+				map[string]any{"auto_approve": dec.AutoApproveExpr})
+		}
+		if dec.AutoApproveErr != nil {
+			return s.audit(ctx, tx, ajar.ActorSystem, "policy.condition_error", r.ID,
+				map[string]any{"auto_approve": dec.AutoApproveExpr, "error": dec.AutoApproveErr.Error()})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create request: %w", err)
+	}
+	s.metrics.created.Inc()
+	if r.State == ajar.StateApproved {
+		s.processNow(r.ID)
+	}
+	return s.getRequest(ctx, r.ID)
 }
 
-// GetRequest returns a request u may see (ENOTFOUND otherwise).
+// grantDue is when an approved request should be granted.
+func grantDueAt(r *ajar.Request, now time.Time) time.Time {
+	if r.StartAt != nil && r.StartAt.After(now) {
+		return *r.StartAt
+	}
+	return now
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func (s *Service) getRequest(ctx context.Context, id string) (*ajar.Request, error) {
+	var r *ajar.Request
+	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
+		var err error
+		r, err = tx.GetRequest(ctx, id)
+		return err
+	})
+	return r, err
+}
+
+// canSee reports whether u may read r: its requester, an admin, or one of its approvers.
+func (s *Service) canSee(u ajar.User, r *ajar.Request) bool {
+	if r.Requester == u.ID || s.pol.IsAdmin(u) {
+		return true
+	}
+	rule, ok := s.pol.Rule(r.Policy)
+	if !ok {
+		return false
+	}
+	for i := range rule.Approval.Steps {
+		if rule.CanApprove(i, u) {
+			return true
+		}
+	}
+	return false
+}
+
+func notFound(id string) error { return ajar.Errorf(ajar.ENOTFOUND, "no request %s", id) }
+
+// GetRequest returns a request u may see; ENOTFOUND otherwise (so ids do not leak).
 func (s *Service) GetRequest(ctx context.Context, u ajar.User, id string) (*ajar.Request, error) {
-	return nil, errTODO
+	r, err := s.getRequest(ctx, id)
+	if ajar.ErrorCode(err) == ajar.ENOTFOUND || (err == nil && !s.canSee(u, r)) {
+		return nil, notFound(id)
+	} else if err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
-// ListRequests lists the requests u may see.
+// ListRequests lists the requests u may see, newest first.
 func (s *Service) ListRequests(ctx context.Context, u ajar.User, in ListInput) ([]*ajar.Request, error) {
-	return nil, errTODO
+	if in.State != "" && !in.State.Valid() {
+		return nil, ajar.FieldErrorf("state", "unknown state %q", in.State)
+	}
+	f := ajar.RequestFilter{}
+	if in.State != "" {
+		f.States = []ajar.State{in.State}
+	}
+	if in.Mine {
+		f.Requester = u.ID
+	}
+	var rs []*ajar.Request
+	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
+		var err error
+		rs, err = tx.ListRequests(ctx, f)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := rs[:0]
+	for _, r := range rs {
+		if s.canSee(u, r) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
-// Approve records u's approval. EFORBIDDEN for self-approval or a non-approver.
+// currentStep returns the index of the first approval step whose count is not met,
+// or len(steps) when all are.
+func currentStep(r *ajar.Request, rule *policy.Rule) int {
+	for i, st := range rule.Approval.Steps {
+		n := 0
+		for _, a := range r.Approvals {
+			if a.Step == i && a.Decision == ajar.DecisionApprove {
+				n++
+			}
+		}
+		if n < st.Count {
+			return i
+		}
+	}
+	return len(rule.Approval.Steps)
+}
+
+// mutate runs fn on the current request id in a write transaction. fn returns the
+// error to give the caller; when keep is true the transaction commits even though fn
+// refused (used to audit refusals).
+func (s *Service) mutate(ctx context.Context, u ajar.User, id string, fn func(tx ajar.Tx, r *ajar.Request) (keep bool, err error)) (*ajar.Request, error) {
+	var refusal error
+	var out *ajar.Request
+	err := s.store.Update(ctx, func(tx ajar.Tx) error {
+		r, err := tx.GetRequest(ctx, id)
+		if ajar.ErrorCode(err) == ajar.ENOTFOUND || (err == nil && !s.canSee(u, r)) {
+			return notFound(id)
+		} else if err != nil {
+			return err
+		}
+		keep, err := fn(tx, r)
+		if err != nil {
+			if keep {
+				refusal = err
+				return nil
+			}
+			return err
+		}
+		out = r
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if refusal != nil {
+		return nil, refusal
+	}
+	return out, nil
+}
+
+// transition moves r to state `to`, or returns ECONFLICT naming the current state.
+func transition(r *ajar.Request, to ajar.State, now time.Time) error {
+	if !ajar.CanTransition(r.State, to) {
+		return ajar.Errorf(ajar.ECONFLICT, "request %s is %s and cannot become %s", r.ID, r.State, to)
+	}
+	r.State = to
+	r.UpdatedAt = now
+	if to.Terminal() {
+		r.EndedAt = ptr(now)
+		r.NextAt = nil
+	}
+	return nil
+}
+
+// Approve records u's approval of a pending request. Nobody approves their own
+// request: that refusal is audited and returns EFORBIDDEN, as does an approval by
+// someone who is not an approver of the current step. When the last step's count is
+// met the request is approved and, if due, granted before Approve returns.
 func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) (*ajar.Request, error) {
-	return nil, errTODO
+	if len(comment) > maxCommentLen {
+		return nil, ajar.FieldErrorf("comment", "longer than %d characters", maxCommentLen)
+	}
+	r, err := s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
+		now := tx.Now()
+		if r.State != ajar.StatePending {
+			return false, ajar.Errorf(ajar.ECONFLICT, "request %s is %s, not pending", r.ID, r.State)
+		}
+		refuse := func(why string, msg string) (bool, error) {
+			if err := s.audit(ctx, tx, u.ID, "approval.refused", r.ID, map[string]any{"reason": why}); err != nil {
+				return false, err
+			}
+			return true, ajar.Errorf(ajar.EFORBIDDEN, "%s", msg)
+		}
+		if r.Requester == u.ID {
+			return refuse("self-approval", "you cannot approve your own request")
+		}
+		rule, ok := s.pol.Rule(r.Policy)
+		if !ok {
+			return refuse("policy-missing", fmt.Sprintf("policy %q no longer exists; the request cannot be approved", r.Policy))
+		}
+		for _, a := range r.Approvals {
+			if a.Approver == u.ID {
+				return false, ajar.Errorf(ajar.ECONFLICT, "you have already approved request %s", r.ID)
+			}
+		}
+		step := currentStep(r, rule)
+		if step >= len(rule.Approval.Steps) || !rule.CanApprove(step, u) {
+			return refuse("not-an-approver", fmt.Sprintf("you are not an approver for step %d of policy %s", step+1, rule.Name))
+		}
+		r.Approvals = append(r.Approvals, ajar.Approval{Approver: u.ID, Step: step, Decision: ajar.DecisionApprove, Comment: comment, At: now})
+		r.UpdatedAt = now
+		action := "approval.recorded"
+		if currentStep(r, rule) == len(rule.Approval.Steps) {
+			if err := transition(r, ajar.StateApproved, now); err != nil {
+				return false, err
+			}
+			r.NextAt = ptr(grantDueAt(r, now))
+			action = "request.approved"
+		}
+		if err := tx.UpdateRequest(ctx, r); err != nil {
+			return false, err
+		}
+		return false, s.audit(ctx, tx, u.ID, action, r.ID, map[string]any{"step": step, "comment": comment})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if r.State == ajar.StateApproved {
+		s.processNow(r.ID)
+		return s.getRequest(ctx, r.ID)
+	}
+	return r, nil
 }
 
-// Deny ends a pending request. The reason is required.
+// Deny ends a pending request. Only an approver of one of its steps may deny, never
+// the requester (who cancels instead). The reason is required.
 func (s *Service) Deny(ctx context.Context, u ajar.User, id, reason string) (*ajar.Request, error) {
-	return nil, errTODO
+	if strings.TrimSpace(reason) == "" {
+		return nil, ajar.FieldErrorf("reason", "a reason is required to deny")
+	}
+	if len(reason) > maxCommentLen {
+		return nil, ajar.FieldErrorf("reason", "longer than %d characters", maxCommentLen)
+	}
+	return s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
+		now := tx.Now()
+		if r.State != ajar.StatePending {
+			return false, ajar.Errorf(ajar.ECONFLICT, "request %s is %s, not pending", r.ID, r.State)
+		}
+		if r.Requester == u.ID {
+			return false, ajar.Errorf(ajar.EFORBIDDEN, "you cannot decide on your own request; cancel it instead")
+		}
+		rule, ok := s.pol.Rule(r.Policy)
+		allowed := false
+		step := 0
+		if ok {
+			step = currentStep(r, rule)
+			for i := range rule.Approval.Steps {
+				allowed = allowed || rule.CanApprove(i, u)
+			}
+		}
+		if !allowed {
+			return false, ajar.Errorf(ajar.EFORBIDDEN, "you are not an approver of request %s", r.ID)
+		}
+		r.Approvals = append(r.Approvals, ajar.Approval{Approver: u.ID, Step: step, Decision: ajar.DecisionDeny, Comment: reason, At: now})
+		if err := transition(r, ajar.StateDenied, now); err != nil {
+			return false, err
+		}
+		if err := tx.UpdateRequest(ctx, r); err != nil {
+			return false, err
+		}
+		return false, s.audit(ctx, tx, u.ID, "request.denied", r.ID, map[string]any{"reason": reason})
+	})
 }
 
-// Revoke ends an active request early (requester or admin).
-func (s *Service) Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Request, error) {
-	return nil, errTODO
-}
-
-// Cancel withdraws a request that has not been granted (requester only).
+// Cancel withdraws a request that has not been granted yet. Only its requester may.
 func (s *Service) Cancel(ctx context.Context, u ajar.User, id string) (*ajar.Request, error) {
-	return nil, errTODO
+	return s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
+		now := tx.Now()
+		if r.Requester != u.ID {
+			return false, ajar.Errorf(ajar.EFORBIDDEN, "only the requester can cancel request %s", r.ID)
+		}
+		if r.State == ajar.StateApproved && r.Handle != nil {
+			return false, ajar.Errorf(ajar.ECONFLICT, "request %s is being granted; revoke it instead", r.ID)
+		}
+		if r.State != ajar.StatePending && r.State != ajar.StateApproved {
+			return false, ajar.Errorf(ajar.ECONFLICT, "request %s is %s; only pending or approved requests can be cancelled", r.ID, r.State)
+		}
+		if err := transition(r, ajar.StateCancelled, now); err != nil {
+			return false, err
+		}
+		if err := tx.UpdateRequest(ctx, r); err != nil {
+			return false, err
+		}
+		return false, s.audit(ctx, tx, u.ID, "request.cancelled", r.ID, nil)
+	})
 }
 
-// IssueSSHCert certifies publicKey for u's active request id.
+// Revoke ends access early. Its requester or an admin may. The request moves to
+// revoking at once and reaches revoked once the provider confirms; Revoke waits a
+// little for that so the common case returns the final state.
+func (s *Service) Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Request, error) {
+	r, err := s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
+		now := tx.Now()
+		if r.Requester != u.ID && !s.pol.IsAdmin(u) {
+			return false, ajar.Errorf(ajar.EFORBIDDEN, "only the requester or an admin can revoke request %s", r.ID)
+		}
+		switch {
+		case r.State == ajar.StateActive:
+			r.NextAt = ptr(now)
+		case r.State == ajar.StateApproved && r.Handle != nil:
+			// A grant may be in flight under a scheduler lease: keep the lease, the
+			// worker sees the new state when it writes back and revokes itself.
+			if r.NextAt == nil || r.NextAt.Before(now) {
+				r.NextAt = ptr(now)
+			}
+		case r.State == ajar.StatePending || r.State == ajar.StateApproved:
+			return false, ajar.Errorf(ajar.ECONFLICT, "request %s is %s and holds no access; cancel it instead", r.ID, r.State)
+		default:
+			return false, ajar.Errorf(ajar.ECONFLICT, "request %s is %s and cannot be revoked", r.ID, r.State)
+		}
+		if err := transition(r, ajar.StateRevoking, now); err != nil {
+			return false, err
+		}
+		r.EndReason = ajar.EndRevoked
+		r.Attempts = 0
+		r.LastError = ""
+		if err := tx.UpdateRequest(ctx, r); err != nil {
+			return false, err
+		}
+		return false, s.audit(ctx, tx, u.ID, "request.revoking", r.ID, nil)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.processNow(r.ID)
+	return s.getRequest(ctx, r.ID)
+}
+
+// IssueSSHCert certifies publicKey for u's own active request. The certificate is
+// recorded and audited before it is returned.
 func (s *Service) IssueSSHCert(ctx context.Context, u ajar.User, id string, publicKey []byte) (*SSHCertOutput, error) {
-	return nil, errTODO
+	if len(publicKey) == 0 {
+		return nil, ajar.FieldErrorf("public_key", "a public key is required")
+	}
+	if len(publicKey) > 16<<10 {
+		return nil, ajar.FieldErrorf("public_key", "too large")
+	}
+	r, err := s.GetRequest(ctx, u, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.Requester != u.ID {
+		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only the requester can get a certificate for request %s", r.ID)
+	}
+	if r.State != ajar.StateActive || r.Handle == nil {
+		return nil, ajar.Errorf(ajar.ECONFLICT, "request %s is %s, not active", r.ID, r.State)
+	}
+	prov, err := s.providers.ForHandle(*r.Handle)
+	if err != nil {
+		return nil, err
+	}
+	issuer, ok := prov.(ajar.SSHCertIssuer)
+	if !ok {
+		return nil, ajar.Errorf(ajar.EINVALID, "target %s does not issue SSH certificates", r.Target)
+	}
+	var out SSHCertOutput
+	err = s.store.Update(ctx, func(tx ajar.Tx) error {
+		now := tx.Now()
+		cur, err := tx.GetRequest(ctx, id)
+		if err != nil {
+			return err
+		}
+		if cur.State != ajar.StateActive || cur.ExpiresAt == nil || !now.Before(*cur.ExpiresAt) {
+			return ajar.Errorf(ajar.ECONFLICT, "request %s is no longer active", id)
+		}
+		cert, info, err := issuer.SignCert(*cur.Handle, publicKey, randomSerial(), now)
+		if err != nil {
+			return err
+		}
+		if err := tx.InsertSSHCert(ctx, info); err != nil {
+			return err
+		}
+		out = SSHCertOutput{Certificate: strings.TrimSpace(string(cert)), Info: info}
+		return s.audit(ctx, tx, u.ID, "ssh_cert.issued", id, map[string]any{
+			"serial": info.Serial, "key_id": info.KeyID, "principals": info.Principals,
+			"fingerprint": info.Fingerprint, "valid_before": info.ValidBefore,
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func randomSerial() uint64 {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err)
+		}
+		if v := binary.BigEndian.Uint64(b[:]); v != 0 {
+			return v
+		}
+	}
 }
 
 // SSHCA returns the SSH CA public key in authorized_keys format.
-func (s *Service) SSHCA(ctx context.Context) (string, error) { return "", errTODO }
+func (s *Service) SSHCA(ctx context.Context) (string, error) {
+	if s.sshCA == nil {
+		return "", ajar.Errorf(ajar.ENOTFOUND, "this server has no SSH CA")
+	}
+	return s.sshCA(), nil
+}
 
-// Audit lists audit events u may read (admins: all; others: subjects of requests they can see, Subject required).
+// Audit lists audit events. Admins read the whole log; anyone else must name a
+// request they can see (f.Subject).
 func (s *Service) Audit(ctx context.Context, u ajar.User, f ajar.AuditFilter) ([]ajar.AuditEvent, error) {
-	return nil, errTODO
+	if !s.pol.IsAdmin(u) {
+		if f.Subject == "" {
+			return nil, ajar.Errorf(ajar.EFORBIDDEN, "only admins can read the whole audit log; name a request")
+		}
+		if _, err := s.GetRequest(ctx, u, f.Subject); err != nil {
+			return nil, err
+		}
+	}
+	var evs []ajar.AuditEvent
+	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
+		var err error
+		evs, err = tx.ListAudit(ctx, f)
+		return err
+	})
+	return evs, err
 }
 
-// Checkpoint signs the audit log's current head (admins only) and returns the signed note text.
+// Checkpoint signs the audit log's current size and head hash. Admins only.
 func (s *Service) Checkpoint(ctx context.Context, u ajar.User) ([]byte, error) {
-	return nil, errTODO
+	if !s.pol.IsAdmin(u) {
+		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only admins can read audit checkpoints")
+	}
+	if s.signer == nil {
+		return nil, ajar.Errorf(ajar.ENOTFOUND, "this server does not sign checkpoints")
+	}
+	var seq int64
+	var head []byte
+	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
+		var err error
+		seq, head, err = tx.AuditHead(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.signer.Sign(seq, head)
 }
 
-// AuditKey returns the note verifier key for checkpoints (public).
-func (s *Service) AuditKey() string { return "" }
+// AuditKey returns the public note verifier key for checkpoints.
+func (s *Service) AuditKey() string {
+	if s.signer == nil {
+		return ""
+	}
+	return s.signer.VerifierKey()
+}
 
-// WhoAmI returns u with whether it is an admin.
-func (s *Service) WhoAmI(ctx context.Context, u ajar.User) (Identity, error) { return Identity{}, errTODO }
+// audit appends one event in tx. An audit write that fails fails the operation.
+func (s *Service) audit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {
+	var raw json.RawMessage
+	if details != nil {
+		b, err := json.Marshal(details)
+		if err != nil {
+			return fmt.Errorf("audit %s: %w", action, err)
+		}
+		raw = b
+	}
+	_, err := tx.AppendAudit(ctx, ajar.AuditEvent{Time: tx.Now(), Actor: actor, Action: action, Subject: subject, Details: raw})
+	if err != nil {
+		return fmt.Errorf("audit %s: %w", action, err)
+	}
+	return nil
+}

@@ -1,0 +1,467 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/ajar-dev/ajar"
+)
+
+// SchedulerConfig tunes the durable scheduler. Zero fields take defaults.
+type SchedulerConfig struct {
+	Poll              time.Duration // longest sleep between looks at the store (1s)
+	Lease             time.Duration // how long a claimed request is held by one worker (30s)
+	Workers           int           // provider calls in flight at once (32)
+	MaxGrantAttempts  int           // grant attempts before grant_failed (5)
+	MaxRevokeAttempts int           // revoke attempts before revoke_failed (8)
+	BaseBackoff       time.Duration // first retry delay, doubled each attempt, jittered (1s)
+	MaxBackoff        time.Duration // cap on the retry delay (1m)
+	SlowRetry         time.Duration // retry interval once revoke_failed (5m)
+	ProviderTimeout   time.Duration // bound on one provider call (20s)
+}
+
+func (c SchedulerConfig) withDefaults() SchedulerConfig {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.Poll, time.Second)
+	def(&c.Lease, 30*time.Second)
+	def(&c.BaseBackoff, time.Second)
+	def(&c.MaxBackoff, time.Minute)
+	def(&c.SlowRetry, 5*time.Minute)
+	def(&c.ProviderTimeout, 20*time.Second)
+	if c.Workers <= 0 {
+		c.Workers = 32
+	}
+	if c.MaxGrantAttempts <= 0 {
+		c.MaxGrantAttempts = 5
+	}
+	if c.MaxRevokeAttempts <= 0 {
+		c.MaxRevokeAttempts = 8
+	}
+	if c.Lease <= c.ProviderTimeout {
+		c.Lease = c.ProviderTimeout + 10*time.Second
+	}
+	return c
+}
+
+// backoff returns the jittered delay before retry number attempt (1-based):
+// BaseBackoff doubled per attempt, capped at MaxBackoff, then a random point in its
+// upper half so that many failures do not retry in lockstep.
+func (c SchedulerConfig) backoff(attempt int) time.Duration {
+	d := c.BaseBackoff
+	for i := 1; i < attempt && d < c.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, c.MaxBackoff)
+	return d/2 + rand.N(d/2+1)
+}
+
+// errStale means another worker or a user changed the request since it was claimed.
+var errStale = errors.New("request changed since it was claimed")
+
+// Run drives the scheduler until ctx ends: it claims due requests from the store
+// (the truth; the timer is only a cache of the next due time) and moves them on:
+// grants approved requests, revokes expired and revoked ones, times out pending ones,
+// and retries provider failures with backoff.
+func (s *Service) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, s.sched.Workers)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-s.kick:
+		}
+		free := cap(sem) - len(sem)
+		claimed, wait, err := s.claim(ctx, free)
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("scheduler: claim due requests", "err", err)
+			wait = s.sched.Poll
+		}
+		for _, r := range claimed {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done(); s.Kick() }()
+				s.step(context.WithoutCancel(ctx), r)
+			}()
+		}
+		if len(claimed) == free && free > 0 {
+			wait = 0 // more may be due
+		}
+		timer.Reset(wait)
+	}
+}
+
+// Kick wakes the scheduler to look at the store now.
+func (s *Service) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// claim takes up to limit due requests and returns how long to sleep afterwards.
+func (s *Service) claim(ctx context.Context, limit int) ([]*ajar.Request, time.Duration, error) {
+	var claimed []*ajar.Request
+	wait := s.sched.Poll
+	err := s.store.Update(ctx, func(tx ajar.Tx) error {
+		now := tx.Now()
+		if limit > 0 {
+			var err error
+			claimed, err = tx.ClaimDue(ctx, now, now.Add(s.sched.Lease), limit)
+			if err != nil {
+				return err
+			}
+		}
+		next, ok, err := tx.NextDue(ctx)
+		if err != nil {
+			return err
+		}
+		if ok {
+			wait = min(wait, max(next.Sub(now), 0))
+		}
+		return nil
+	})
+	return claimed, wait, err
+}
+
+// processNow claims one request if it is due and moves it on at once, so that the
+// caller (an auto-approval, the last approval, a revoke) sees the result in its
+// response. The scheduler would get there anyway; this only saves the wait.
+func (s *Service) processNow(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.sched.ProviderTimeout+5*time.Second)
+	defer cancel()
+	var r *ajar.Request
+	err := s.store.Update(ctx, func(tx ajar.Tx) error {
+		now := tx.Now()
+		cur, err := tx.GetRequest(ctx, id)
+		if err != nil {
+			return err
+		}
+		if cur.NextAt == nil || cur.NextAt.After(now) {
+			return nil // not due, or held by a worker's lease
+		}
+		cur.NextAt = ptr(now.Add(s.sched.Lease))
+		if err := tx.UpdateRequest(ctx, cur); err != nil {
+			return err
+		}
+		r = cur
+		return nil
+	})
+	if err != nil {
+		s.log.Error("scheduler: claim request", "request", id, "err", err)
+	}
+	if r != nil {
+		s.step(ctx, r)
+	}
+	s.Kick()
+}
+
+// step moves one claimed request on. Errors are logged; the request stays due at
+// the end of its lease, so nothing is lost.
+func (s *Service) step(ctx context.Context, r *ajar.Request) {
+	var err error
+	switch r.State {
+	case ajar.StatePending:
+		err = s.timeOut(ctx, r)
+	case ajar.StateApproved:
+		err = s.grant(ctx, r)
+	case ajar.StateActive, ajar.StateRevoking, ajar.StateRevokeFailed:
+		err = s.revoke(ctx, r)
+	default:
+		err = s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+			cur.NextAt = nil
+			return nil
+		})
+	}
+	if err != nil && !errors.Is(err, errStale) {
+		s.log.Error("scheduler: step", "request", r.ID, "state", r.State, "err", err)
+	}
+}
+
+// write applies fn to the stored request if nobody changed it since r was read
+// (errStale otherwise), then updates r to what was written.
+func (s *Service) write(ctx context.Context, r *ajar.Request, fn func(tx ajar.Tx, cur *ajar.Request, now time.Time) error) error {
+	var out *ajar.Request
+	err := s.store.Update(ctx, func(tx ajar.Tx) error {
+		cur, err := tx.GetRequest(ctx, r.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Version != r.Version {
+			return errStale
+		}
+		if err := fn(tx, cur, tx.Now()); err != nil {
+			return err
+		}
+		if err := tx.UpdateRequest(ctx, cur); err != nil {
+			if ajar.ErrorCode(err) == ajar.ECONFLICT {
+				return errStale
+			}
+			return err
+		}
+		out = cur
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	*r = *out
+	return nil
+}
+
+func (s *Service) timeOut(ctx context.Context, r *ajar.Request) error {
+	return s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+		if now.Before(cur.ApprovalDeadline) {
+			cur.NextAt = ptr(cur.ApprovalDeadline)
+			return nil
+		}
+		if err := transition(cur, ajar.StateTimedOut, now); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, ajar.ActorSystem, "request.timed_out", cur.ID,
+			map[string]any{"approval_deadline": cur.ApprovalDeadline})
+	})
+}
+
+// grant makes an approved request active: first it commits the grant intent (the
+// expiry and a handle naming what will be created), then it calls the provider, then
+// it records the provider's handle. A crash at any point leaves a request whose
+// revocation the store already knows about.
+func (s *Service) grant(ctx context.Context, r *ajar.Request) error {
+	if r.Handle == nil {
+		kind, err := s.providers.Kind(r.Target)
+		if err != nil {
+			return s.failGrant(ctx, r, err, true)
+		}
+		err = s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+			start := now
+			if cur.StartAt != nil {
+				if cur.StartAt.After(now) {
+					cur.NextAt = cur.StartAt // not yet
+					return nil
+				}
+				start = *cur.StartAt
+			}
+			exp := start.Add(cur.Duration)
+			cur.ActivatedAt, cur.ExpiresAt = ptr(now), ptr(exp)
+			target, _ := s.pol.Target(cur.Target)
+			cur.Handle = &ajar.Handle{Provider: kind, Version: 1, Grant: ajar.GrantRequest{
+				RequestID: cur.ID, Target: cur.Target, Requester: cur.Requester,
+				Params: cur.Params, ExpiresAt: exp, Config: target.Config,
+			}}
+			cur.Attempts, cur.LastError = 0, ""
+			return s.audit(ctx, tx, ajar.ActorSystem, "grant.started", cur.ID,
+				map[string]any{"expires_at": exp, "provider": kind})
+		})
+		if err != nil || r.Handle == nil {
+			return err
+		}
+	}
+	if !s.now().Before(*r.ExpiresAt) {
+		// Approved (or recovered) after its window closed: never grant, clean up
+		// whatever a crashed earlier attempt may have created.
+		if err := s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+			return s.beginRevoke(ctx, tx, cur, now, ajar.EndExpired)
+		}); err != nil {
+			return err
+		}
+		return s.revoke(ctx, r)
+	}
+	prov, err := s.providers.ForHandle(*r.Handle)
+	if err != nil {
+		return s.failGrant(ctx, r, err, true)
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
+	h, err := prov.Grant(pctx, r.Handle.Grant)
+	cancel()
+	if err != nil {
+		s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "grant").Inc()
+		return s.failGrant(ctx, r, err, ajar.ErrorCode(err) == ajar.EINVALID)
+	}
+	err = s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+		if err := transition(cur, ajar.StateActive, now); err != nil {
+			return err
+		}
+		cur.Handle = &h
+		cur.NextAt = cur.ExpiresAt
+		cur.Attempts, cur.LastError = 0, ""
+		return s.audit(ctx, tx, ajar.ActorSystem, "request.activated", cur.ID,
+			map[string]any{"expires_at": cur.ExpiresAt, "handle": h.Data})
+	})
+	if errors.Is(err, errStale) {
+		// Someone revoked it while the provider was granting: give the revocation
+		// the real handle and let it run now.
+		return s.lateHandle(ctx, r.ID, h)
+	}
+	return err
+}
+
+// lateHandle stores a handle that arrived after the request moved to revoking.
+func (s *Service) lateHandle(ctx context.Context, id string, h ajar.Handle) error {
+	err := s.store.Update(ctx, func(tx ajar.Tx) error {
+		cur, err := tx.GetRequest(ctx, id)
+		if err != nil {
+			return err
+		}
+		if cur.State != ajar.StateRevoking && cur.State != ajar.StateRevokeFailed {
+			return nil
+		}
+		cur.Handle = &h
+		cur.NextAt = ptr(tx.Now())
+		if err := tx.UpdateRequest(ctx, cur); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, ajar.ActorSystem, "grant.completed_late", id, map[string]any{"handle": h.Data})
+	})
+	s.Kick()
+	return err
+}
+
+// failGrant records a failed grant attempt: retried with backoff, and after the
+// last attempt (or at once when permanent) the request goes to revoking so that any
+// partial access is removed, and then to grant_failed.
+func (s *Service) failGrant(ctx context.Context, r *ajar.Request, gerr error, permanent bool) error {
+	msg := safeError(gerr)
+	s.log.Warn("grant failed", "request", r.ID, "target", r.Target, "attempt", r.Attempts+1, "err", gerr)
+	var giveUp bool
+	err := s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+		cur.Attempts++
+		cur.LastError = msg
+		if err := s.audit(ctx, tx, ajar.ActorSystem, "grant.error", cur.ID,
+			map[string]any{"attempt": cur.Attempts, "error": msg}); err != nil {
+			return err
+		}
+		if permanent || cur.Attempts >= s.sched.MaxGrantAttempts {
+			giveUp = true
+			return s.beginRevoke(ctx, tx, cur, now, ajar.EndGrantFailed)
+		}
+		cur.NextAt = ptr(now.Add(s.sched.backoff(cur.Attempts)))
+		return nil
+	})
+	if err != nil || !giveUp {
+		return err
+	}
+	return s.revoke(ctx, r)
+}
+
+// beginRevoke moves cur to revoking for the given reason, due now.
+func (s *Service) beginRevoke(ctx context.Context, tx ajar.Tx, cur *ajar.Request, now time.Time, why ajar.EndReason) error {
+	if err := transition(cur, ajar.StateRevoking, now); err != nil {
+		return err
+	}
+	cur.EndReason = why
+	cur.Attempts = 0
+	cur.NextAt = ptr(now)
+	return s.audit(ctx, tx, ajar.ActorSystem, "request.revoking", cur.ID, map[string]any{"end_reason": why})
+}
+
+// revoke removes the access of an active (expired), revoking or revoke_failed
+// request and records the end only once the provider confirmed it.
+func (s *Service) revoke(ctx context.Context, r *ajar.Request) error {
+	if r.State == ajar.StateActive && r.ExpiresAt != nil && s.now().Before(*r.ExpiresAt) {
+		// Claimed early (a lease ran out, or clocks): come back at expiry.
+		return s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+			if cur.ExpiresAt.After(now) {
+				cur.NextAt = cur.ExpiresAt
+				return nil
+			}
+			cur.NextAt = ptr(now)
+			return nil
+		})
+	}
+	why := r.EndReason
+	if r.State == ajar.StateActive {
+		why = ajar.EndExpired
+	}
+	var rerr error
+	if r.Handle != nil {
+		if why == ajar.EndExpired && r.ExpiresAt != nil {
+			s.metrics.revocationLag.Observe(max(s.now().Sub(*r.ExpiresAt), 0).Seconds())
+		}
+		prov, err := s.providers.ForHandle(*r.Handle)
+		if err == nil {
+			pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
+			err = prov.Revoke(pctx, *r.Handle)
+			cancel()
+		}
+		if err != nil {
+			s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "revoke").Inc()
+			rerr = err
+		}
+	}
+	if rerr != nil {
+		s.log.Warn("revoke failed", "request", r.ID, "target", r.Target, "attempt", r.Attempts+1, "err", rerr)
+		msg := safeError(rerr)
+		return s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+			if cur.State == ajar.StateActive {
+				if err := s.beginRevoke(ctx, tx, cur, now, why); err != nil {
+					return err
+				}
+			}
+			cur.Attempts++
+			cur.LastError = msg
+			if err := s.audit(ctx, tx, ajar.ActorSystem, "revoke.error", cur.ID,
+				map[string]any{"attempt": cur.Attempts, "error": msg}); err != nil {
+				return err
+			}
+			switch {
+			case cur.State == ajar.StateRevokeFailed:
+				cur.NextAt = ptr(now.Add(s.sched.SlowRetry))
+			case cur.Attempts >= s.sched.MaxRevokeAttempts:
+				if err := transition(cur, ajar.StateRevokeFailed, now); err != nil {
+					return err
+				}
+				cur.NextAt = ptr(now.Add(s.sched.SlowRetry))
+				return s.audit(ctx, tx, ajar.ActorSystem, "request.revoke_failed", cur.ID,
+					map[string]any{"attempts": cur.Attempts, "error": msg})
+			default:
+				cur.NextAt = ptr(now.Add(s.sched.backoff(cur.Attempts)))
+			}
+			return nil
+		})
+	}
+	return s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+		if cur.State == ajar.StateActive {
+			if err := s.beginRevoke(ctx, tx, cur, now, why); err != nil {
+				return err
+			}
+		}
+		final := cur.EndReason.FinalState()
+		if err := transition(cur, final, now); err != nil {
+			return err
+		}
+		cur.LastError = ""
+		details := map[string]any{"end_reason": cur.EndReason, "attempts": cur.Attempts + 1}
+		if cur.ExpiresAt != nil {
+			details["expires_at"] = cur.ExpiresAt
+		}
+		return s.audit(ctx, tx, ajar.ActorSystem, "request."+string(final), cur.ID, details)
+	})
+}
+
+// safeError is the text of a provider error that may be shown and stored: an
+// *ajar.Error's message, or the error text truncated (providers must not put
+// secrets in errors).
+func safeError(err error) string {
+	var e *ajar.Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	msg := err.Error()
+	if len(msg) > 500 {
+		msg = msg[:500] + "..."
+	}
+	return msg
+}

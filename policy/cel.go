@@ -1,0 +1,151 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+)
+
+// Vars are the values a Condition is evaluated with.
+type Vars struct {
+	Request   RequestVars
+	Requester RequesterVars
+	Now       time.Time
+}
+
+// RequestVars is the variable "request" in a condition. Its fields have the CEL
+// names in their tags: request.duration is a CEL duration, request.start a
+// timestamp, request.params a map(string, string).
+type RequestVars struct {
+	Target   string            `cel:"target"`
+	Duration time.Duration     `cel:"duration"`
+	Reason   string            `cel:"reason"`
+	Ticket   string            `cel:"ticket"`
+	Params   map[string]string `cel:"params"`
+	// Start is when the access would begin: the requested start, or the time of
+	// the request when none was given.
+	Start time.Time `cel:"start"`
+}
+
+// RequesterVars is the variable "requester" in a condition.
+type RequesterVars struct {
+	ID     string   `cel:"id"`
+	Groups []string `cel:"groups"`
+}
+
+// costLimit bounds the work one evaluation may do. Conditions are written by the
+// operator, so this guards against mistakes (a comprehension over a huge list),
+// not attacks; hitting it fails closed like any other evaluation error.
+const costLimit = 100_000
+
+// celEnv is the one CEL environment every condition is compiled in. A cel.Env is
+// immutable and safe for concurrent use.
+var celEnv = sync.OnceValues(func() (*cel.Env, error) {
+	return cel.NewEnv(
+		nativeTypes(reflect.TypeFor[RequestVars](), reflect.TypeFor[RequesterVars](), types.ParseStructTags(true)),
+		cel.Variable("request", cel.ObjectType(celTypeName(reflect.TypeFor[RequestVars]()))),
+		cel.Variable("requester", cel.ObjectType(celTypeName(reflect.TypeFor[RequesterVars]()))),
+		cel.Variable("now", cel.TimestampType),
+	)
+})
+
+// nativeTypes exposes Go structs to CEL. It is what cel-go's ext.NativeTypes does,
+// without the ext package's other dependencies (golang.org/x/text).
+func nativeTypes(args ...any) cel.EnvOption {
+	return func(env *cel.Env) (*cel.Env, error) {
+		p, a, err := types.ComposeTypes(env.CELTypeProvider(), env.CELTypeAdapter(), args...)
+		if err != nil {
+			return nil, err
+		}
+		env, err = cel.CustomTypeAdapter(a)(env)
+		if err != nil {
+			return nil, err
+		}
+		return cel.CustomTypeProvider(p)(env)
+	}
+}
+
+// celTypeName is the name cel-go gives a Go struct: its package's last path
+// element and its type name.
+func celTypeName(t reflect.Type) string { return path.Base(t.PkgPath()) + "." + t.Name() }
+
+// Condition is a compiled CEL expression that yields a bool, such as a rule's
+// auto_approve. It is safe for concurrent use.
+//
+// The expression can use:
+//
+//	request.target    string
+//	request.duration  duration   e.g. request.duration <= duration("10m")
+//	request.reason    string
+//	request.ticket    string
+//	request.params    map(string, string)
+//	request.start     timestamp
+//	requester.id      string
+//	requester.groups  list(string)   e.g. "oncall" in requester.groups
+//	now               timestamp
+//
+// and CEL's standard functions.
+type Condition struct {
+	src string
+	prg cel.Program
+}
+
+// NewCondition compiles and type-checks src. The error names each problem with
+// its line and column in src, and says so when src is not a bool expression.
+func NewCondition(src string) (*Condition, error) {
+	env, err := celEnv()
+	if err != nil {
+		return nil, fmt.Errorf("CEL environment: %w", err) // a bug, not the user's
+	}
+	ast, iss := env.Compile(src)
+	if iss.Err() != nil {
+		msgs := make([]string, 0, len(iss.Errors()))
+		for _, e := range iss.Errors() {
+			msgs = append(msgs, fmt.Sprintf("line %d, column %d: %s", e.Location.Line(), e.Location.Column()+1, e.Message))
+		}
+		return nil, errors.New(strings.Join(msgs, "; "))
+	}
+	if !ast.OutputType().IsExactType(cel.BoolType) {
+		return nil, fmt.Errorf("must be true or false, but this expression gives a %s", ast.OutputType())
+	}
+	prg, err := env.Program(ast, cel.CostLimit(costLimit))
+	if err != nil {
+		return nil, err
+	}
+	return &Condition{src: src, prg: prg}, nil
+}
+
+// String returns the source text, for explanations.
+func (c *Condition) String() string { return c.src }
+
+// Eval evaluates the condition. Any error (a missing map key, an overflow, the
+// cost limit) gives false and the error: a condition that cannot be evaluated
+// never grants anything.
+func (c *Condition) Eval(v Vars) (bool, error) {
+	if v.Request.Params == nil {
+		v.Request.Params = map[string]string{}
+	}
+	if v.Requester.Groups == nil {
+		v.Requester.Groups = []string{}
+	}
+	out, _, err := c.prg.Eval(map[string]any{
+		"request":   v.Request,
+		"requester": v.Requester,
+		"now":       v.Now,
+	})
+	if err != nil {
+		return false, fmt.Errorf("evaluate %q: %w", c.src, err)
+	}
+	b, ok := out.Value().(bool)
+	if !ok {
+		return false, fmt.Errorf("evaluate %q: got %s, not a bool", c.src, out.Type())
+	}
+	return b, nil
+}

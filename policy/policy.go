@@ -1,0 +1,315 @@
+// Package policy reads ajar's policy file and answers the questions the broker
+// asks of it: who may request which target, for how long, with what reason and
+// ticket, who must approve, and whether a request is approved at once.
+//
+// Parse and Load validate the whole file and report every problem at once, each
+// with its field path ("policies[0].approval.steps[1].count"). A *Policy that they
+// return is valid and immutable: it is safe for concurrent use, and a new file
+// means a new *Policy.
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ajar-dev/ajar"
+)
+
+// CheckTarget validates a target's provider config; the provider registry
+// supplies it. Problem fields are paths inside the config ("principals[0]"),
+// which Parse prefixes with "targets.NAME.config."; a Problem with an empty Field
+// is about the provider itself (such as an unknown provider name) and is
+// reported under "targets.NAME.provider".
+type CheckTarget func(provider string, config json.RawMessage) ajar.Problems
+
+// Target is a named thing that can be granted.
+type Target struct {
+	Name     string
+	Provider string
+	// Config is the provider's config from the file, as JSON ("{}" when absent).
+	Config json.RawMessage
+}
+
+// Rule is one compiled entry of "policies". A Rule belongs to its Policy and must
+// not be modified.
+type Rule struct {
+	Name       string
+	Targets    []string
+	Requesters []string // user ids or "group:NAME"
+
+	DefaultDuration time.Duration
+	MinDuration     time.Duration // zero: any positive duration
+	MaxDuration     time.Duration
+
+	RequireReason bool
+	// TicketPattern is the pattern as written ("" for none). The whole ticket must
+	// match it, and a rule with a pattern requires a ticket.
+	TicketPattern string
+	ticket        *regexp.Regexp
+
+	Approval Approval
+	// Extend is nil when requests under this rule cannot be extended.
+	Extend *Extend
+	// Breakglass is nil when nobody may use break-glass under this rule.
+	Breakglass *Breakglass
+}
+
+// Approval is who must approve requests under a rule, and how long they have.
+type Approval struct {
+	Timeout time.Duration
+	// Steps are approved in order; each needs Count distinct approvers.
+	Steps []Step
+	// AutoApprove is nil when the rule has no auto_approve condition.
+	AutoApprove *Condition
+}
+
+// Step is one approval step: Count distinct people named by Approvers (user ids
+// or "group:NAME").
+type Step struct {
+	Approvers []string
+	Count     int
+}
+
+// Extend limits extensions of a granted request.
+type Extend struct {
+	MaxExtensions int
+	MaxTotal      time.Duration // the whole window, extensions included
+}
+
+// Breakglass names who may skip approval, with an alert and a review task.
+type Breakglass struct {
+	Allowed []string
+}
+
+// CanApprove reports whether u is one of the approvers of step (an index into
+// Approval.Steps); false for a step that does not exist.
+//
+// It does not check separation of duties: the caller must refuse an approval by
+// the request's own requester, and count each approver once per request.
+func (r *Rule) CanApprove(step int, u ajar.User) bool {
+	if step < 0 || step >= len(r.Approval.Steps) {
+		return false
+	}
+	return u.MatchesAny(r.Approval.Steps[step].Approvers)
+}
+
+// MayRequest reports whether u is one of the rule's requesters.
+func (r *Rule) MayRequest(u ajar.User) bool { return u.MatchesAny(r.Requesters) }
+
+// Covers reports whether the rule lists target.
+func (r *Rule) Covers(target string) bool { return slices.Contains(r.Targets, target) }
+
+// Policy is a validated, compiled policy file. It is immutable and safe for
+// concurrent use; what its methods return is the caller's to keep.
+type Policy struct {
+	cfg     Config
+	users   []ajar.User
+	userIdx map[string]int
+	admins  []string
+	targets map[string]Target
+	rules   []*Rule
+	ruleIdx map[string]*Rule
+}
+
+// User returns the static user with this id.
+func (p *Policy) User(id string) (ajar.User, bool) {
+	i, ok := p.userIdx[id]
+	if !ok {
+		return ajar.User{}, false
+	}
+	return cloneUser(p.users[i]), true
+}
+
+// Users returns the static users in file order.
+func (p *Policy) Users() []ajar.User {
+	out := make([]ajar.User, len(p.users))
+	for i, u := range p.users {
+		out[i] = cloneUser(u)
+	}
+	return out
+}
+
+func cloneUser(u ajar.User) ajar.User {
+	return ajar.User{ID: u.ID, Groups: slices.Clone(u.Groups)}
+}
+
+// IsAdmin reports whether u is named in "admins".
+func (p *Policy) IsAdmin(u ajar.User) bool { return u.MatchesAny(p.admins) }
+
+// Target returns the target with this name.
+func (p *Policy) Target(name string) (Target, bool) {
+	t, ok := p.targets[name]
+	t.Config = slices.Clone(t.Config)
+	return t, ok
+}
+
+// TargetNames returns every target name, sorted.
+func (p *Policy) TargetNames() []string { return slices.Sorted(maps.Keys(p.targets)) }
+
+// Rule returns the rule with this name. The broker looks a request's rule up by
+// name (Request.Policy) when approvals arrive.
+func (p *Policy) Rule(name string) (*Rule, bool) {
+	r, ok := p.ruleIdx[name]
+	return r, ok
+}
+
+// Rules returns every rule in file order, the order in which they are matched.
+func (p *Policy) Rules() []*Rule { return slices.Clone(p.rules) }
+
+// Server returns the "server" section, defaults applied.
+func (p *Policy) Server() ServerConfig { return p.cfg.Server }
+
+// Storage returns the "storage" section, defaults applied.
+func (p *Policy) Storage() StorageConfig { return p.cfg.Storage }
+
+// Scheduler returns the "scheduler" section, defaults applied.
+func (p *Policy) Scheduler() SchedulerConfig { return p.cfg.Scheduler }
+
+// Notifications returns the raw "notifications" entries; each has a non-empty
+// "name" (unique) and "type".
+func (p *Policy) Notifications() []map[string]any {
+	out := make([]map[string]any, len(p.cfg.Notifications))
+	for i, n := range p.cfg.Notifications {
+		out[i] = maps.Clone(n)
+	}
+	return out
+}
+
+// Match returns the rule that governs u's requests for target: the first rule,
+// in file order, that covers the target and names u as a requester. Later rules
+// are never consulted, even when the first one refuses the request's duration.
+//
+// It returns ENOTFOUND (field "target") for an unknown target and EFORBIDDEN
+// (field "target") when no rule lets u request it.
+func (p *Policy) Match(u ajar.User, target string) (*Rule, error) {
+	if _, ok := p.targets[target]; !ok {
+		return nil, &ajar.Error{Code: ajar.ENOTFOUND, Field: "target", Message: fmt.Sprintf("no target named %q", target)}
+	}
+	for _, r := range p.rules {
+		if r.Covers(target) && r.MayRequest(u) {
+			return r, nil
+		}
+	}
+	return nil, &ajar.Error{Code: ajar.EFORBIDDEN, Field: "target", Message: fmt.Sprintf("no policy lets %s request %q", u.ID, target)}
+}
+
+// Input is a request as Evaluate sees it.
+type Input struct {
+	Target   string
+	Duration time.Duration // zero means the rule's default
+	Reason   string
+	Ticket   string
+	Params   map[string]string
+	Start    *time.Time // nil means as soon as approved
+	Now      time.Time  // the store's clock
+}
+
+// Decision is what the policy says about an acceptable request.
+type Decision struct {
+	Rule     *Rule
+	Duration time.Duration // the requested duration, or the rule's default
+	// AutoApprove is true when the rule's auto_approve condition held; the request
+	// then needs no approval.
+	AutoApprove bool
+	// AutoApproveExpr is the condition's source ("" for none), for explanations.
+	AutoApproveExpr string
+	// AutoApproveErr is why the condition could not be evaluated; AutoApprove is
+	// then false (fail closed) and the request waits for approvers. Worth logging:
+	// it means the condition is wrong for some requests.
+	AutoApproveErr  error
+	ApprovalTimeout time.Duration
+}
+
+// Evaluate checks u's request against the rule Match picks and decides whether it
+// is approved at once. It returns:
+//
+//   - ENOTFOUND (field "target") for an unknown target;
+//   - EFORBIDDEN (field "target") when no rule lets u request the target;
+//   - EINVALID (field "duration") for a negative duration or one outside the rule's
+//     minimum and maximum;
+//   - EINVALID (field "reason") for a blank reason when the rule requires one;
+//   - EINVALID (field "ticket") for a ticket that does not match the rule's pattern,
+//     or none when the rule has a pattern;
+//   - EFORBIDDEN when the rule has no approval steps and its auto_approve condition
+//     does not hold: no one could ever approve the request.
+//
+// Messages name the rule and the limit broken. The caller checks provider
+// parameters and the start time.
+func (p *Policy) Evaluate(u ajar.User, in Input) (*Decision, error) {
+	r, err := p.Match(u, in.Target)
+	if err != nil {
+		return nil, err
+	}
+	d := in.Duration
+	switch {
+	case d == 0:
+		d = r.DefaultDuration
+	case d < 0:
+		return nil, ajar.FieldErrorf("duration", "must be positive, not %s", formatDuration(d))
+	case d > r.MaxDuration:
+		return nil, ajar.FieldErrorf("duration", "%s is longer than the maximum %s of policy %q", formatDuration(d), formatDuration(r.MaxDuration), r.Name)
+	case d < r.MinDuration:
+		return nil, ajar.FieldErrorf("duration", "%s is shorter than the minimum %s of policy %q", formatDuration(d), formatDuration(r.MinDuration), r.Name)
+	}
+	if r.RequireReason && strings.TrimSpace(in.Reason) == "" {
+		return nil, ajar.FieldErrorf("reason", "required by policy %q", r.Name)
+	}
+	if r.ticket != nil {
+		switch {
+		case in.Ticket == "":
+			return nil, ajar.FieldErrorf("ticket", "required by policy %q: a ticket matching %s", r.Name, r.TicketPattern)
+		case !r.ticket.MatchString(in.Ticket):
+			return nil, ajar.FieldErrorf("ticket", "%q does not match %s (policy %q)", in.Ticket, r.TicketPattern, r.Name)
+		}
+	}
+
+	dec := &Decision{Rule: r, Duration: d, ApprovalTimeout: r.Approval.Timeout}
+	if c := r.Approval.AutoApprove; c != nil {
+		start := in.Now
+		if in.Start != nil {
+			start = *in.Start
+		}
+		dec.AutoApproveExpr = c.String()
+		dec.AutoApprove, dec.AutoApproveErr = c.Eval(Vars{
+			Request: RequestVars{
+				Target:   in.Target,
+				Duration: d,
+				Reason:   in.Reason,
+				Ticket:   in.Ticket,
+				Params:   in.Params,
+				Start:    start,
+			},
+			Requester: RequesterVars{ID: u.ID, Groups: u.Groups},
+			Now:       in.Now,
+		})
+	}
+	if !dec.AutoApprove && len(r.Approval.Steps) == 0 {
+		return nil, ajar.Errorf(ajar.EFORBIDDEN, "policy %q has no approvers and approves only requests where %s; this request does not qualify", r.Name, dec.AutoApproveExpr)
+	}
+	return dec, nil
+}
+
+// TargetView is a target a user may request and the rule that governs it, with
+// its limits, approvers and auto-approve condition.
+type TargetView struct {
+	Target Target
+	Rule   *Rule
+}
+
+// TargetsFor lists the targets u may request, sorted by name, each with the rule
+// Match would pick.
+func (p *Policy) TargetsFor(u ajar.User) []TargetView {
+	var out []TargetView
+	for _, name := range p.TargetNames() {
+		if r, err := p.Match(u, name); err == nil {
+			t, _ := p.Target(name)
+			out = append(out, TargetView{Target: t, Rule: r})
+		}
+	}
+	return out
+}
