@@ -147,7 +147,13 @@ func (s *Service) Authenticate(ctx context.Context, token string) (ajar.User, er
 // CreateToken mints an API token for a configured user and stores only its hash.
 // The token is returned once and never again.
 func (s *Service) CreateToken(ctx context.Context, userID, name string) (string, error) {
-	if _, ok := s.pol.User(userID); !ok {
+	return CreateToken(ctx, s.store, s.pol, userID, name)
+}
+
+// CreateToken is Service.CreateToken without a running service, for
+// "ajar token create" on the server's host.
+func CreateToken(ctx context.Context, st ajar.Store, pol *policy.Policy, userID, name string) (string, error) {
+	if _, ok := pol.User(userID); !ok {
 		return "", ajar.FieldErrorf("user", "no user %q in the policy file", userID)
 	}
 	var b [32]byte
@@ -155,12 +161,12 @@ func (s *Service) CreateToken(ctx context.Context, userID, name string) (string,
 		return "", err
 	}
 	token := "ajar_" + base64.RawURLEncoding.EncodeToString(b[:])
-	err := s.store.Update(ctx, func(tx ajar.Tx) error {
+	err := st.Update(ctx, func(tx ajar.Tx) error {
 		now := tx.Now()
 		if err := tx.CreateToken(ctx, ajar.Token{Hash: HashToken(token), UserID: userID, Name: name, CreatedAt: now}); err != nil {
 			return err
 		}
-		return s.audit(ctx, tx, ajar.ActorSystem, "token.created", userID, map[string]any{"name": name})
+		return appendAudit(ctx, tx, ajar.ActorSystem, "token.created", userID, map[string]any{"name": name})
 	})
 	if err != nil {
 		return "", fmt.Errorf("create token: %w", err)
@@ -739,6 +745,9 @@ func (s *Service) Checkpoint(ctx context.Context, u ajar.User) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if seq == 0 {
+		return nil, ajar.Errorf(ajar.ENOTFOUND, "the audit log is empty")
+	}
 	return s.signer.Sign(seq, head)
 }
 
@@ -752,6 +761,10 @@ func (s *Service) AuditKey() string {
 
 // audit appends one event in tx. An audit write that fails fails the operation.
 func (s *Service) audit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {
+	return appendAudit(ctx, tx, actor, action, subject, details)
+}
+
+func appendAudit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {
 	var raw json.RawMessage
 	if details != nil {
 		b, err := json.Marshal(details)

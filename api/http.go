@@ -1,0 +1,380 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ajar-dev/ajar"
+)
+
+// MaxBodyBytes is the largest request body the server reads.
+const MaxBodyBytes = 64 << 10
+
+// maxIDLen bounds ids taken from paths and queries before they reach the core.
+const maxIDLen = 200
+
+// errorEnvelope is how every error leaves the server:
+// {"error":{"code":"...","message":"...","field":"..."}}.
+type errorEnvelope struct {
+	Error errorBody `json:"error"`
+}
+
+type errorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// statusOf maps an error code to its HTTP status. This is the only place that does.
+func statusOf(code string) int {
+	switch code {
+	case ajar.EINVALID:
+		return http.StatusBadRequest
+	case ajar.EUNAUTH:
+		return http.StatusUnauthorized
+	case ajar.EFORBIDDEN:
+		return http.StatusForbidden
+	case ajar.ENOTFOUND:
+		return http.StatusNotFound
+	case ajar.ECONFLICT:
+		return http.StatusConflict
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// writeError renders err as the error envelope. Internal errors (any error that is
+// not an *ajar.Error with a known client-facing code) are logged in full and shown
+// only as "internal error".
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := ajar.ErrorCode(err)
+	status := statusOf(code)
+	body := errorBody{Code: code, Message: ajar.ErrorMessage(err), Field: ajar.ErrorField(err)}
+	if status == http.StatusInternalServerError {
+		s.log.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		body = errorBody{Code: ajar.EINTERNAL, Message: "internal error"}
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="ajar"`)
+	}
+	s.writeJSON(w, r, status, errorEnvelope{Error: body})
+}
+
+// writeJSON renders v with the given status.
+func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Nothing has been written yet, so the client still gets a proper error.
+		s.log.ErrorContext(r.Context(), "encode response", "path", r.URL.Path, "err", err)
+		b = []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+		status = http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// writeText renders a text/plain body, ending it with a newline.
+func writeText(w http.ResponseWriter, status int, text string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	if !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	io.WriteString(w, text)
+}
+
+// decodeJSON reads a JSON object from the body into dst (a pointer to a struct) and
+// returns an EINVALID *ajar.Error naming the field for anything wrong: unknown
+// fields, values of the wrong type, malformed JSON, trailing data, or a body over
+// MaxBodyBytes. An empty body is an empty object, so the core decides what is
+// required. Field names must match exactly (no case folding).
+func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return ajar.Errorf(ajar.EINVALID, "request body is larger than %d bytes", tooBig.Limit)
+		}
+		return ajar.Errorf(ajar.EINVALID, "cannot read request body")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+
+	// Decode in two steps, first to raw fields, so that every problem can be
+	// attributed to a field without parsing encoding/json's error texts.
+	var fields map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&fields); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return ajar.Errorf(ajar.EINVALID, "request body must be a JSON object")
+		}
+		return ajar.Errorf(ajar.EINVALID, "request body is not valid JSON")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return ajar.Errorf(ajar.EINVALID, "request body has data after the JSON object")
+	}
+	if fields == nil { // the body was "null"
+		return ajar.Errorf(ajar.EINVALID, "request body must be a JSON object")
+	}
+
+	v := reflect.ValueOf(dst).Elem()
+	index := jsonFieldIndex(v.Type())
+	names := make([]string, 0, len(fields))
+	for name := range fields {
+		names = append(names, name)
+	}
+	slices.Sort(names) // report the same field first every time
+	for _, name := range names {
+		i, ok := index[name]
+		if !ok {
+			return ajar.FieldErrorf(name, "unknown field")
+		}
+		if err := json.Unmarshal(fields[name], v.Field(i).Addr().Interface()); err != nil {
+			return fieldDecodeError(name, v.Field(i).Type(), fields[name], err)
+		}
+	}
+	return nil
+}
+
+// jsonFieldIndex maps the JSON names of t's exported fields to their indexes.
+// Embedded structs are not flattened: request bodies are flat.
+func jsonFieldIndex(t reflect.Type) map[string]int {
+	index := make(map[string]int, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		index[name] = i
+	}
+	return index
+}
+
+// fieldDecodeError explains why the value raw of a body field could not be decoded
+// into type t. For an object of values (params) it names the key that is wrong.
+func fieldDecodeError(name string, t reflect.Type, raw json.RawMessage, err error) error {
+	if t.Kind() == reflect.Map && t.Key().Kind() == reflect.String {
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) == nil {
+			keys := make([]string, 0, len(m))
+			for k := range m {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				if err := json.Unmarshal(m[k], reflect.New(t.Elem()).Interface()); err != nil {
+					return fieldDecodeError(name+"."+k, t.Elem(), m[k], err)
+				}
+			}
+		}
+	}
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		field := name
+		if typeErr.Field != "" {
+			field = name + "." + typeErr.Field
+		}
+		return ajar.FieldErrorf(field, "must be %s, not %s", describeType(typeErr.Type), typeErr.Value)
+	}
+	if t == reflect.TypeFor[time.Time]() || t == reflect.TypeFor[*time.Time]() {
+		return ajar.FieldErrorf(name, "must be an RFC 3339 time (2006-01-02T15:04:05Z)")
+	}
+	return ajar.FieldErrorf(name, "must be %s", describeType(t))
+}
+
+// describeType names a Go type the way a JSON client thinks of it.
+func describeType(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Map:
+		return "an object of " + describeType(t.Elem()) + " values"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct:
+		if t == reflect.TypeFor[time.Time]() {
+			return "an RFC 3339 time"
+		}
+		return "an object"
+	}
+	return "a valid value"
+}
+
+// query reads query parameters strictly: only the names the handler declared,
+// each at most once.
+type query struct {
+	values url.Values
+}
+
+// parseQuery rejects unknown and repeated parameters.
+func parseQuery(r *http.Request, allowed ...string) (query, error) {
+	values, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return query{}, ajar.Errorf(ajar.EINVALID, "malformed query string")
+	}
+	names := make([]string, 0, len(values))
+	for name := range values {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if !slices.Contains(allowed, name) {
+			return query{}, ajar.FieldErrorf(name, "unknown query parameter (allowed: %s)", strings.Join(allowed, ", "))
+		}
+		if len(values[name]) > 1 {
+			return query{}, ajar.FieldErrorf(name, "must be given at most once")
+		}
+	}
+	return query{values: values}, nil
+}
+
+func (q query) string(name string) string { return q.values.Get(name) }
+
+// bool parses an optional boolean ("true", "false", "1", "0"...); absent is false.
+func (q query) bool(name string) (bool, error) {
+	v, ok := q.values[name]
+	if !ok {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v[0])
+	if err != nil {
+		return false, ajar.FieldErrorf(name, "must be true or false")
+	}
+	return b, nil
+}
+
+// int parses an optional non-negative integer no larger than limit; absent is 0.
+func (q query) int(name string, limit int64) (int64, error) {
+	v, ok := q.values[name]
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v[0], 10, 64)
+	if err != nil || n < 0 {
+		return 0, ajar.FieldErrorf(name, "must be a non-negative integer")
+	}
+	if n > limit {
+		return 0, ajar.FieldErrorf(name, "must be at most %d", limit)
+	}
+	return n, nil
+}
+
+// checkID validates an id taken from the URL before it reaches the core.
+func checkID(field, id string) error {
+	if id == "" {
+		return ajar.FieldErrorf(field, "is required")
+	}
+	if len(id) > maxIDLen {
+		return ajar.FieldErrorf(field, "is longer than %d bytes", maxIDLen)
+	}
+	for _, c := range id {
+		if c < 0x20 || c == 0x7f {
+			return ajar.FieldErrorf(field, "contains a control character")
+		}
+	}
+	return nil
+}
+
+// statusRecorder remembers the status and size of a response for the request log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer (flush, deadlines).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// middleware wraps every route: security headers, panic recovery and one log line
+// per request (method, path, status, duration; never headers, which carry tokens,
+// nor query strings).
+func (s *Server) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		if r.URL.Path == "/v1" || strings.HasPrefix(r.URL.Path, "/v1/") {
+			h.Set("Cache-Control", "no-store")
+			h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		}
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.ErrorContext(r.Context(), "panic in handler", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
+				if rec.status == 0 {
+					s.writeError(rec, r, fmt.Errorf("panic: %v", p))
+				}
+			}
+			level := slog.LevelInfo
+			switch r.URL.Path {
+			case "/healthz", "/readyz", "/metrics":
+				level = slog.LevelDebug
+			}
+			status := rec.status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			s.log.Log(r.Context(), level, "http request",
+				"method", r.Method,
+				"path", r.URL.Path,
+				"status", status,
+				"bytes", rec.bytes,
+				"duration", time.Since(start),
+			)
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}

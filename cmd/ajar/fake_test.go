@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/api"
+	"github.com/ajar-dev/ajar/broker"
+)
+
+// fakeCore is a hand-written api.Core for the CLI tests, which run the real API
+// server and client around it. It records what it was given.
+type fakeCore struct {
+	mu sync.Mutex
+
+	err      error                    // if set, every method after Authenticate returns it
+	requests map[string]*ajar.Request // by id
+	script   map[string][]ajar.State  // states GetRequest moves a request through, one per call
+	events   []ajar.AuditEvent
+	calls    []string
+	create   broker.CreateInput
+	list     broker.ListInput
+	filters  []ajar.AuditFilter
+	comment  string
+	reason   string
+	pubKey   string
+}
+
+var _ api.Core = (*fakeCore)(nil)
+
+var testTime = time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC)
+
+func newFakeCore() *fakeCore {
+	exp := testTime.Add(30 * time.Minute)
+	return &fakeCore{
+		requests: map[string]*ajar.Request{
+			"r1": {
+				ID: "r1", Target: "prod-web", Requester: "alice@example.com", Reason: "deploy hotfix",
+				Ticket: "OPS-42", Duration: 30 * time.Minute, Policy: "engineers-prod", State: ajar.StateActive,
+				CreatedAt: testTime, UpdatedAt: testTime, ExpiresAt: &exp,
+				Approvals: []ajar.Approval{{Approver: "bob@example.com", Decision: ajar.DecisionApprove, Comment: "lgtm", At: testTime}},
+			},
+		},
+		script: map[string][]ajar.State{},
+	}
+}
+
+func (f *fakeCore) called(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, name)
+	return f.err
+}
+
+func (f *fakeCore) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+func (f *fakeCore) get(id string) (*ajar.Request, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.requests[id]
+	if !ok {
+		return nil, ajar.Errorf(ajar.ENOTFOUND, "request %s not found", id)
+	}
+	if s := f.script[id]; len(s) > 0 {
+		r.State, f.script[id] = s[0], s[1:]
+	}
+	c := *r
+	return &c, nil
+}
+
+func (f *fakeCore) Authenticate(ctx context.Context, token string) (ajar.User, error) {
+	if token != "alice-token" {
+		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "unknown token")
+	}
+	return ajar.User{ID: "alice@example.com", Groups: []string{"engineers"}}, nil
+}
+
+func (f *fakeCore) Targets(ctx context.Context, u ajar.User) ([]broker.TargetInfo, error) {
+	if err := f.called("Targets"); err != nil {
+		return nil, err
+	}
+	return []broker.TargetInfo{{
+		Name: "prod-web", Provider: "ssh-cert", Policy: "engineers-prod",
+		DefaultDuration: "30m", MaxDuration: "2h", ApprovalTimeout: "30m",
+		Steps: []broker.StepInfo{{Approvers: []string{"group:sre"}, Count: 1}},
+	}}, nil
+}
+
+func (f *fakeCore) CreateRequest(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error) {
+	if err := f.called("CreateRequest"); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.create = in
+	r := &ajar.Request{
+		ID: fmt.Sprintf("r%d", len(f.requests)+1), Target: in.Target, Requester: u.ID,
+		Reason: in.Reason, Ticket: in.Ticket, Params: in.Params, StartAt: in.Start,
+		Duration: 30 * time.Minute, State: ajar.StatePending, CreatedAt: testTime, UpdatedAt: testTime,
+	}
+	f.requests[r.ID] = r
+	c := *r
+	return &c, nil
+}
+
+func (f *fakeCore) GetRequest(ctx context.Context, u ajar.User, id string) (*ajar.Request, error) {
+	if err := f.called("GetRequest"); err != nil {
+		return nil, err
+	}
+	return f.get(id)
+}
+
+func (f *fakeCore) ListRequests(ctx context.Context, u ajar.User, in broker.ListInput) ([]*ajar.Request, error) {
+	if err := f.called("ListRequests"); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.list = in
+	f.mu.Unlock()
+	r, _ := f.get("r1")
+	return []*ajar.Request{r}, nil
+}
+
+func (f *fakeCore) decide(name, id string, state ajar.State) (*ajar.Request, error) {
+	if err := f.called(name); err != nil {
+		return nil, err
+	}
+	r, err := f.get(id)
+	if err != nil {
+		return nil, err
+	}
+	r.State = state
+	return r, nil
+}
+
+func (f *fakeCore) Approve(ctx context.Context, u ajar.User, id, comment string) (*ajar.Request, error) {
+	f.mu.Lock()
+	f.comment = comment
+	f.mu.Unlock()
+	return f.decide("Approve", id, ajar.StateApproved)
+}
+
+func (f *fakeCore) Deny(ctx context.Context, u ajar.User, id, reason string) (*ajar.Request, error) {
+	f.mu.Lock()
+	f.reason = reason
+	f.mu.Unlock()
+	return f.decide("Deny", id, ajar.StateDenied)
+}
+
+func (f *fakeCore) Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Request, error) {
+	return f.decide("Revoke", id, ajar.StateRevoking)
+}
+
+func (f *fakeCore) Cancel(ctx context.Context, u ajar.User, id string) (*ajar.Request, error) {
+	return f.decide("Cancel", id, ajar.StateCancelled)
+}
+
+func (f *fakeCore) IssueSSHCert(ctx context.Context, u ajar.User, id string, publicKey []byte) (*broker.SSHCertOutput, error) {
+	if err := f.called("IssueSSHCert"); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.pubKey = string(publicKey)
+	f.mu.Unlock()
+	return &broker.SSHCertOutput{
+		Certificate: "ssh-ed25519-cert-v01@openssh.com AAAAFakeCert alice",
+		Info: ajar.SSHCert{Serial: 7, RequestID: id, KeyID: "alice@example.com/" + id,
+			Principals: []string{"ubuntu"}, ValidBefore: testTime.Add(30 * time.Minute)},
+	}, nil
+}
+
+func (f *fakeCore) SSHCA(ctx context.Context) (string, error) {
+	if err := f.called("SSHCA"); err != nil {
+		return "", err
+	}
+	return "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeCA ajar-ca", nil
+}
+
+func (f *fakeCore) Audit(ctx context.Context, u ajar.User, flt ajar.AuditFilter) ([]ajar.AuditEvent, error) {
+	if err := f.called("Audit"); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.filters = append(f.filters, flt)
+	limit := flt.Limit
+	if limit == 0 || limit > 1000 {
+		limit = 1000
+	}
+	out := []ajar.AuditEvent{}
+	for _, e := range f.events {
+		if e.Seq > flt.AfterSeq && (flt.Subject == "" || e.Subject == flt.Subject) && len(out) < limit {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeCore) Checkpoint(ctx context.Context, u ajar.User) ([]byte, error) {
+	return nil, ajar.Errorf(ajar.EFORBIDDEN, "admins only")
+}
+
+func (f *fakeCore) AuditKey() string { return "ajar+1234abcd+AFakeKey" }
+
+func (f *fakeCore) WhoAmI(ctx context.Context, u ajar.User) (broker.Identity, error) {
+	if err := f.called("WhoAmI"); err != nil {
+		return broker.Identity{}, err
+	}
+	return broker.Identity{User: u}, nil
+}

@@ -1,0 +1,338 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/broker"
+)
+
+// outputFormat is the value of -o/--output. Set rejects anything but the two
+// formats, so a bad value is a flag error (a usage error) before anything is sent.
+type outputFormat string
+
+const (
+	outputTable outputFormat = "table"
+	outputJSON  outputFormat = "json"
+)
+
+func (o *outputFormat) String() string { return string(*o) }
+func (o *outputFormat) Type() string   { return "format" }
+func (o *outputFormat) Set(v string) error {
+	switch f := outputFormat(v); f {
+	case outputTable, outputJSON:
+		*o = f
+		return nil
+	}
+	return errors.New(`must be "table" or "json"`)
+}
+
+// addOutputFlag adds -o/--output to cmd, defaulting to table.
+func addOutputFlag(cmd *cobra.Command, o *outputFormat) {
+	*o = outputTable
+	cmd.Flags().VarP(o, "output", "o", `output format: "table" or "json"`)
+}
+
+// writeJSON prints v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// clean makes text from the server safe to print on a terminal: control characters
+// (escape sequences, newlines, tabs that would break a table) and bidirectional
+// overrides are shown escaped, so another user's reason cannot rewrite the screen.
+func clean(s string) string {
+	if !strings.ContainsFunc(s, unsafeRune) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unsafeRune(r) {
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func unsafeRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == unicode.ReplacementChar
+}
+
+// orDash returns "-" for empty table cells, so columns stay aligned for awk.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return clean(s)
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func fmtTimePtr(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return fmtTime(*t)
+}
+
+// fmtDuration prints durations the way users type them: "30m", "2h", "1h30m".
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// relative says roughly how far t is from now: "in 29m", "3h5m ago", "12d ago".
+func relative(t, now time.Time) string {
+	d := t.Sub(now)
+	switch {
+	case d >= time.Second:
+		return "in " + roughDuration(d)
+	case d <= -time.Second:
+		return roughDuration(-d) + " ago"
+	}
+	return "now"
+}
+
+func roughDuration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 48*time.Hour:
+		h, m := int(d/time.Hour), int(d%time.Hour/time.Minute)
+		if m == 0 {
+			return fmt.Sprintf("%dh", h)
+		}
+		return fmt.Sprintf("%dh%dm", h, m)
+	}
+	return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+}
+
+func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
+
+// forJSON returns req with approvals as [] rather than null, so the key is always a list.
+func forJSON(req *ajar.Request) *ajar.Request {
+	if req.Approvals != nil {
+		return req
+	}
+	c := *req
+	c.Approvals = []ajar.Approval{}
+	return &c
+}
+
+// printRequest prints one request: all its fields for people, or the JSON object.
+func (e *cliEnv) printRequest(req *ajar.Request, format outputFormat) error {
+	if format == outputJSON {
+		return writeJSON(e.stdout, forJSON(req))
+	}
+	now := e.now()
+	tw := newTable(e.stdout)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row("ID", clean(req.ID))
+	row("Target", clean(req.Target))
+	row("Requester", clean(req.Requester))
+	row("State", clean(string(req.State)))
+	if req.EndReason != "" {
+		row("End reason", clean(string(req.EndReason)))
+	}
+	row("Reason", orDash(req.Reason))
+	if req.Ticket != "" {
+		row("Ticket", clean(req.Ticket))
+	}
+	row("Duration", fmtDuration(req.Duration))
+	if len(req.Params) > 0 {
+		keys := make([]string, 0, len(req.Params))
+		for k := range req.Params {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
+			keys[i] = clean(k) + "=" + clean(req.Params[k])
+		}
+		row("Params", strings.Join(keys, " "))
+	}
+	row("Policy", orDash(req.Policy))
+	row("Created", fmtTime(req.CreatedAt))
+	if req.StartAt != nil {
+		row("Start", fmtTimePtr(req.StartAt))
+	}
+	if req.State == ajar.StatePending && !req.ApprovalDeadline.IsZero() {
+		row("Decide by", fmtTime(req.ApprovalDeadline)+" ("+relative(req.ApprovalDeadline, now)+")")
+	}
+	if req.ActivatedAt != nil {
+		row("Activated", fmtTimePtr(req.ActivatedAt))
+	}
+	if req.ExpiresAt != nil {
+		row("Expires", fmtTimePtr(req.ExpiresAt)+" ("+relative(*req.ExpiresAt, now)+")")
+	}
+	if req.EndedAt != nil {
+		row("Ended", fmtTimePtr(req.EndedAt))
+	}
+	if req.LastError != "" {
+		row("Last error", clean(req.LastError)+fmt.Sprintf(" (after %d attempts)", req.Attempts))
+	}
+	if len(req.Approvals) == 0 {
+		row("Approvals", "none")
+	} else {
+		row("Approvals", strconv.Itoa(len(req.Approvals)))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(req.Approvals) > 0 {
+		tw = newTable(e.stdout)
+		for _, a := range req.Approvals {
+			fmt.Fprintf(tw, "  %s\t%s\tstep %d\t%s\t%s\n",
+				clean(a.Decision), clean(a.Approver), a.Step+1, fmtTime(a.At), orDash(a.Comment))
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+// printRequests prints a list of requests: a table, or a JSON array.
+func (e *cliEnv) printRequests(reqs []*ajar.Request, format outputFormat) error {
+	if format == outputJSON {
+		out := make([]*ajar.Request, 0, len(reqs))
+		for _, r := range reqs {
+			out = append(out, forJSON(r))
+		}
+		return writeJSON(e.stdout, out)
+	}
+	tw := newTable(e.stdout)
+	fmt.Fprintln(tw, "ID\tTARGET\tREQUESTER\tSTATE\tCREATED\tEXPIRES")
+	for _, r := range reqs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
+			orDash(r.ID), orDash(r.Target), orDash(r.Requester), orDash(string(r.State)),
+			fmtTime(r.CreatedAt), fmtTimePtr(r.ExpiresAt))
+	}
+	return tw.Flush()
+}
+
+// printTargets prints the targets a user may request.
+func (e *cliEnv) printTargets(targets []broker.TargetInfo, format outputFormat) error {
+	if format == outputJSON {
+		if targets == nil {
+			targets = []broker.TargetInfo{}
+		}
+		return writeJSON(e.stdout, targets)
+	}
+	tw := newTable(e.stdout)
+	fmt.Fprintln(tw, "NAME\tPROVIDER\tPOLICY\tDEFAULT\tMAX\tAPPROVAL")
+	for _, t := range targets {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
+			orDash(t.Name), orDash(t.Provider), orDash(t.Policy),
+			orDash(t.DefaultDuration), orDash(t.MaxDuration), approvalSummary(t))
+	}
+	return tw.Flush()
+}
+
+// approvalSummary is who must approve: "1 of group:sre; 2 of alice,bob", with the
+// auto-approve condition if there is one.
+func approvalSummary(t broker.TargetInfo) string {
+	var parts []string
+	for _, s := range t.Steps {
+		parts = append(parts, fmt.Sprintf("%d of %s", s.Count, strings.Join(s.Approvers, ",")))
+	}
+	out := strings.Join(parts, "; ")
+	if out == "" {
+		out = "none"
+	}
+	if t.AutoApprove != "" {
+		out += " (auto if " + t.AutoApprove + ")"
+	}
+	return clean(out)
+}
+
+// auditPrinter prints audit events page by page, so a long log is never held in memory.
+type auditPrinter struct {
+	w      io.Writer
+	format outputFormat
+	n      int
+}
+
+func (p *auditPrinter) page(events []ajar.AuditEvent) error {
+	if p.format == outputJSON {
+		for _, ev := range events {
+			b, err := json.MarshalIndent(ev, "  ", "  ")
+			if err != nil {
+				return err
+			}
+			sep := ",\n  "
+			if p.n == 0 {
+				sep = "[\n  "
+			}
+			if _, err := fmt.Fprintf(p.w, "%s%s", sep, b); err != nil {
+				return err
+			}
+			p.n++
+		}
+		return nil
+	}
+	tw := newTable(p.w)
+	if p.n == 0 {
+		fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tACTION\tSUBJECT\tDETAILS")
+	}
+	for _, ev := range events {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n",
+			ev.Seq, fmtTime(ev.Time), orDash(ev.Actor), orDash(ev.Action), orDash(ev.Subject), orDash(compact(ev.Details)))
+		p.n++
+	}
+	return tw.Flush()
+}
+
+func (p *auditPrinter) finish() error {
+	if p.format != outputJSON {
+		if p.n == 0 {
+			return p.page(nil) // the header, so scripts see the columns
+		}
+		return nil
+	}
+	if p.n == 0 {
+		_, err := io.WriteString(p.w, "[]\n")
+		return err
+	}
+	_, err := io.WriteString(p.w, "\n]\n")
+	return err
+}
+
+// compact returns JSON details on one line.
+func compact(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return string(raw)
+	}
+	return b.String()
+}

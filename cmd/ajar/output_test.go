@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ajar-dev/ajar"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// TestGolden pins the human output of the listing commands. Run with -update after
+// an intended change and review the diff.
+func TestGolden(t *testing.T) {
+	core := newFakeCore()
+	core.events = []ajar.AuditEvent{
+		{Seq: 1, Time: testTime, Actor: "alice@example.com", Action: "request.created", Subject: "r1", Details: json.RawMessage(`{"target": "prod-web"}`)},
+		{Seq: 2, Time: testTime.Add(time.Minute), Actor: "bob@example.com", Action: "request.approved", Subject: "r1"},
+	}
+	url := startServer(t, core)
+	for _, tt := range []struct {
+		name string
+		args []string
+	}{
+		{"show", []string{"show", "r1"}},
+		{"show-json", []string{"show", "r1", "-o", "json"}},
+		{"requests", []string{"requests"}},
+		{"targets", []string{"targets"}},
+		{"audit", []string{"audit"}},
+		{"whoami", []string{"whoami"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			env := &cliEnv{
+				stdin: strings.NewReader(""), stdout: &out, stderr: &errb,
+				getenv:       func(string) string { return "" },
+				now:          func() time.Time { return testTime.Add(10 * time.Minute) },
+				pollInterval: time.Millisecond,
+			}
+			if code := env.execute(t.Context(), append(tt.args, "--server", url, "--token", "alice-token")); code != 0 {
+				t.Fatalf("exit %d: %s", code, errb.String())
+			}
+			golden := filepath.Join("testdata", tt.name+".golden")
+			if *update {
+				if err := os.MkdirAll("testdata", 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if out.String() != string(want) {
+				t.Errorf("output differs from %s:\n--- got\n%s--- want\n%s", golden, out.String(), want)
+			}
+		})
+	}
+}
+
+func TestClean(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain text, ünïcödé": "plain text, ünïcödé",
+		"a\tb\nc":             `a\tb\nc`,
+		"\x1b[31mred":         `\x1b[31mred`,
+		"evil\u202egnp.exe":   `evil\u202egnp.exe`,
+		"bad\xffutf8":         `bad\ufffdutf8`,
+	} {
+		if got := clean(in); got != want {
+			t.Errorf("clean(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestRelative(t *testing.T) {
+	now := testTime
+	for d, want := range map[time.Duration]string{
+		0:                               "now",
+		29*time.Minute + 59*time.Second: "in 29m",
+		-3 * time.Minute:                "3m ago",
+		2 * time.Hour:                   "in 2h",
+		26*time.Hour + 5*time.Minute:    "in 26h5m",
+		-50 * 24 * time.Hour:            "50d ago",
+		30 * time.Second:                "in 30s",
+	} {
+		if got := relative(now.Add(d), now); got != want {
+			t.Errorf("relative(%v) = %q, want %q", d, got, want)
+		}
+	}
+	for d, want := range map[time.Duration]string{30 * time.Minute: "30m", 2 * time.Hour: "2h", 90 * time.Minute: "1h30m", 45 * time.Second: "45s"} {
+		if got := fmtDuration(d); got != want {
+			t.Errorf("fmtDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/api"
+	"github.com/ajar-dev/ajar/broker"
+)
+
+func newRequestCmd(e *cliEnv) *cobra.Command {
+	var (
+		in      broker.CreateInput
+		start   string
+		params  []string
+		wait    bool
+		timeout time.Duration
+		out     outputFormat
+	)
+	cmd := &cobra.Command{
+		Use:   "request TARGET --for DURATION --reason TEXT",
+		Short: "Ask for access to a target",
+		Long: `Ask for access to TARGET for a while. The policy decides whether it needs approval.
+With --wait, wait until the access is active (or the request ends) and exit non-zero
+unless it became active.`,
+		Example: `  ajar request prod-web --for 30m --reason "deploy hotfix" --ticket OPS-42 --wait
+  ajar request bastion-22 --for 1h --reason "debug" --param source_ip=203.0.113.7`,
+		Args: argNames("TARGET"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in.Target = args[0]
+			if cmd.Flags().Changed("for") && strings.TrimSpace(in.Duration) == "" {
+				return usageErrorf("--for", "must not be empty (a duration such as 30m)")
+			}
+			if start != "" {
+				t, err := time.Parse(time.RFC3339, start)
+				if err != nil {
+					return usageErrorf("--start", "must be an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", start)
+				}
+				in.Start = &t
+			}
+			var err error
+			if in.Params, err = parseParams(params); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("timeout") && !wait {
+				return usageErrorf("--timeout", "only applies with --wait")
+			}
+			if timeout <= 0 {
+				return usageErrorf("--timeout", "must be positive, got %s", timeout)
+			}
+			c, err := e.client(true)
+			if err != nil {
+				return err
+			}
+			req, err := c.CreateRequest(cmd.Context(), in)
+			if err != nil {
+				return err
+			}
+			if !wait {
+				return e.printRequest(req, out)
+			}
+			req, waitErr := e.waitActive(cmd.Context(), c, req, timeout)
+			if req != nil {
+				if err := e.printRequest(req, out); err != nil {
+					return err
+				}
+			}
+			return waitErr
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&in.Duration, "for", "", "how long the access lasts, such as 30m or 2h (default: the policy's default)")
+	f.StringVar(&in.Reason, "reason", "", "why you need the access")
+	f.StringVar(&in.Ticket, "ticket", "", "ticket or incident id")
+	f.StringVar(&start, "start", "", "when the access should start, RFC 3339 (default: once approved)")
+	f.StringArrayVar(&params, "param", nil, "target parameter as KEY=VALUE, such as source_ip=203.0.113.7 (repeatable)")
+	f.BoolVar(&wait, "wait", false, "wait until the access is active or the request ends")
+	f.DurationVar(&timeout, "timeout", 10*time.Minute, "how long --wait waits")
+	addOutputFlag(cmd, &out)
+	return cmd
+}
+
+// parseParams turns repeated --param KEY=VALUE flags into a map.
+func parseParams(flags []string) (map[string]string, error) {
+	if len(flags) == 0 {
+		return nil, nil
+	}
+	params := make(map[string]string, len(flags))
+	for _, p := range flags {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, usageErrorf("--param", "must be KEY=VALUE, got %q", p)
+		}
+		if _, dup := params[k]; dup {
+			return nil, usageErrorf("--param", "%q is given more than once", k)
+		}
+		params[k] = v
+	}
+	return params, nil
+}
+
+// waiting reports whether a request may still become active.
+func waiting(s ajar.State) bool { return s == ajar.StatePending || s == ajar.StateApproved }
+
+// waitActive polls the request until it is no longer pending or approved, printing
+// each state it sees to stderr. It returns the last request it saw, and an error
+// unless that request is active.
+func (e *cliEnv) waitActive(ctx context.Context, c *api.Client, req *ajar.Request, timeout time.Duration) (*ajar.Request, error) {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	fmt.Fprintf(e.stderr, "request %s: %s\n", clean(req.ID), clean(string(req.State)))
+	tick := time.NewTicker(e.pollInterval)
+	defer tick.Stop()
+	for waiting(req.State) {
+		select {
+		case <-wctx.Done():
+		case <-tick.C:
+		}
+		if wctx.Err() != nil {
+			if ctx.Err() != nil {
+				return req, ctx.Err()
+			}
+			return req, fmt.Errorf("gave up after %s waiting for request %s, still %s", timeout, clean(req.ID), req.State)
+		}
+		next, err := c.GetRequest(wctx, req.ID)
+		if err != nil {
+			if wctx.Err() != nil {
+				continue // reported at the top of the loop
+			}
+			return nil, fmt.Errorf("check request %s: %w", clean(req.ID), err)
+		}
+		if next.State != req.State {
+			fmt.Fprintf(e.stderr, "request %s: %s\n", clean(next.ID), clean(string(next.State)))
+		}
+		req = next
+	}
+	if req.State != ajar.StateActive {
+		msg := fmt.Sprintf("request %s ended %s, not active", clean(req.ID), clean(string(req.State)))
+		if req.LastError != "" {
+			msg += ": " + clean(req.LastError)
+		}
+		return req, errors.New(msg)
+	}
+	return req, nil
+}
+
+func newRequestsCmd(e *cliEnv) *cobra.Command {
+	var (
+		in    broker.ListInput
+		state string
+		out   outputFormat
+	)
+	cmd := &cobra.Command{
+		Use:   "requests [--mine] [--state STATE]",
+		Short: "List the requests you can see, newest first",
+		Args:  argNames(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in.State = ajar.State(state)
+			if state != "" && !in.State.Valid() {
+				return usageErrorf("--state", "unknown state %q (one of: %s)", state, stateNames())
+			}
+			c, err := e.client(true)
+			if err != nil {
+				return err
+			}
+			reqs, err := c.ListRequests(cmd.Context(), in)
+			if err != nil {
+				return err
+			}
+			return e.printRequests(reqs, out)
+		},
+	}
+	cmd.Flags().BoolVar(&in.Mine, "mine", false, "only your own requests")
+	cmd.Flags().StringVar(&state, "state", "", "only requests in this state ("+stateNames()+")")
+	addOutputFlag(cmd, &out)
+	return cmd
+}
+
+func stateNames() string {
+	names := make([]string, len(ajar.States))
+	for i, s := range ajar.States {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
+}
+
+func newShowCmd(e *cliEnv) *cobra.Command {
+	var out outputFormat
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a request with its approvals",
+		Args:  argNames("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.client(true)
+			if err != nil {
+				return err
+			}
+			req, err := c.GetRequest(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return e.printRequest(req, out)
+		},
+	}
+	addOutputFlag(cmd, &out)
+	return cmd
+}
+
+func newApproveCmd(e *cliEnv) *cobra.Command {
+	var comment string
+	cmd := e.actionCmd("approve", "Approve a pending request", func(ctx context.Context, c *api.Client, id string) (*ajar.Request, error) {
+		return c.Approve(ctx, id, comment)
+	})
+	cmd.Flags().StringVar(&comment, "comment", "", "a note kept with your approval")
+	return cmd
+}
+
+func newDenyCmd(e *cliEnv) *cobra.Command {
+	var reason string
+	cmd := e.actionCmd("deny", "Deny a pending request", func(ctx context.Context, c *api.Client, id string) (*ajar.Request, error) {
+		return c.Deny(ctx, id, reason)
+	})
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		if strings.TrimSpace(reason) == "" {
+			return usageErrorf("--reason", "a reason is required to deny a request")
+		}
+		return nil
+	}
+	cmd.Use += " --reason TEXT"
+	cmd.Flags().StringVar(&reason, "reason", "", "why the request is denied (required)")
+	return cmd
+}
+
+func newRevokeCmd(e *cliEnv) *cobra.Command {
+	return e.actionCmd("revoke", "End active access early", func(ctx context.Context, c *api.Client, id string) (*ajar.Request, error) {
+		return c.Revoke(ctx, id)
+	})
+}
+
+func newCancelCmd(e *cliEnv) *cobra.Command {
+	return e.actionCmd("cancel", "Withdraw a request that has not been granted", func(ctx context.Context, c *api.Client, id string) (*ajar.Request, error) {
+		return c.Cancel(ctx, id)
+	})
+}
+
+// actionCmd builds "VERB ID": it calls fn and prints the resulting request.
+func (e *cliEnv) actionCmd(verb, short string, fn func(context.Context, *api.Client, string) (*ajar.Request, error)) *cobra.Command {
+	var out outputFormat
+	cmd := &cobra.Command{
+		Use:   verb + " ID",
+		Short: short,
+		Args:  argNames("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.client(true)
+			if err != nil {
+				return err
+			}
+			req, err := fn(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
+			return e.printRequest(req, out)
+		},
+	}
+	addOutputFlag(cmd, &out)
+	return cmd
+}

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/api"
+	"github.com/ajar-dev/ajar/audit"
+	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/keys"
+	"github.com/ajar-dev/ajar/policy"
+	"github.com/ajar-dev/ajar/provider"
+	"github.com/ajar-dev/ajar/provider/sshcert"
+	"github.com/ajar-dev/ajar/store/sqlite"
+)
+
+// serverCommands returns the commands that run server-side code.
+func serverCommands(e *cliEnv) []*cobra.Command {
+	return []*cobra.Command{newServeCmd(e), newTokenCmd(e)}
+}
+
+// serveOptions are the flags of ajar serve.
+type serveOptions struct {
+	config        string
+	data          string
+	listen        string
+	masterKeyFile string
+	dev           bool
+}
+
+// devMode reports whether ajar runs its embedded demo policy and dev conveniences.
+func (o serveOptions) devMode() bool { return o.config == "" || o.dev }
+
+func newServeCmd(e *cliEnv) *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve [--config FILE] [--data DIR] [--listen ADDR] [--dev]",
+		Short: "Run the ajar server (with no --config: dev mode with the demo policy)",
+		Args:  argNames(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			a, err := openApp(cmd.Context(), o, e, log)
+			if err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			fmt.Fprintln(e.stderr, "ajar: shutting down")
+			return a.Close()
+		},
+	}
+	cmd.Flags().StringVar(&o.config, "config", "", "policy file (YAML); without it ajar runs the demo policy in dev mode")
+	cmd.Flags().StringVar(&o.data, "data", "ajar-data", "data directory (SQLite database, dev keys and tokens)")
+	cmd.Flags().StringVar(&o.listen, "listen", "", "listen address (default: the config's server.listen, or "+policy.DefaultListen+")")
+	cmd.Flags().StringVar(&o.masterKeyFile, "master-key-file", "", "file holding the base64 master key (or set "+keys.EnvMasterKey+")")
+	cmd.Flags().BoolVar(&o.dev, "dev", false, "dev mode: generate a master key file and API tokens for every configured user")
+	return cmd
+}
+
+// app is a running server: the composition root of ajar.
+type app struct {
+	store *sqlite.Store
+	svc   *broker.Service
+	http  *api.Server
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+// loadPolicy reads the policy file, or the demo policy when there is none. All of a
+// file's problems are reported at once.
+func loadPolicy(path string) (*policy.Policy, error) {
+	var pol *policy.Policy
+	var err error
+	if path == "" {
+		pol, err = policy.DemoPolicy(provider.CheckTarget)
+	} else {
+		pol, err = policy.Load(path, provider.CheckTarget)
+	}
+	var probs ajar.Problems
+	if errors.As(err, &probs) {
+		var b strings.Builder
+		fmt.Fprintf(&b, "policy file %s has %d problem(s):", path, len(probs))
+		for _, p := range probs {
+			b.WriteString("\n  - ")
+			if p.Field != "" {
+				b.WriteString(p.Field + ": ")
+			}
+			b.WriteString(p.Message)
+		}
+		return nil, errors.New(b.String())
+	}
+	return pol, err
+}
+
+// openStore opens the SQLite store named by the policy, or DATA/ajar.db.
+func openStore(ctx context.Context, pol *policy.Policy, data string) (*sqlite.Store, error) {
+	st := pol.Storage()
+	if st.Driver != "" && st.Driver != "sqlite" {
+		return nil, fmt.Errorf("storage.driver %q is not supported by this build yet (use sqlite)", st.Driver)
+	}
+	path := st.DSN
+	if path == "" {
+		if err := os.MkdirAll(data, 0o700); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+		path = filepath.Join(data, "ajar.db")
+	} else if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create database directory: %w", err)
+	}
+	s, err := sqlite.Open(ctx, path, sqlite.WithNow(time.Now))
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (_ *app, err error) {
+	pol, err := loadPolicy(o.config)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.data, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	var mk *keys.MasterKey
+	switch env := e.getenv(keys.EnvMasterKey); {
+	case env != "" || o.masterKeyFile != "":
+		mk, err = keys.LoadMasterKey(env, o.masterKeyFile)
+	case o.devMode():
+		mk, err = keys.EnsureDevMasterKey(filepath.Join(o.data, "master.key"))
+	default:
+		err = fmt.Errorf("no master key: set %s or --master-key-file (dev mode generates one)", keys.EnvMasterKey)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(ctx, pol, o.data)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+	ks := ajar.StoreKeys(st)
+	signer, err := audit.LoadOrCreateSigner(ctx, ks, mk, "ajar-audit")
+	if err != nil {
+		return nil, fmt.Errorf("audit checkpoint key: %w", err)
+	}
+	ca, err := sshcert.LoadOrCreateCA(ctx, ks, mk)
+	if err != nil {
+		return nil, fmt.Errorf("SSH CA: %w", err)
+	}
+	targets := map[string]provider.Target{}
+	for _, name := range pol.TargetNames() {
+		t, _ := pol.Target(name)
+		targets[name] = provider.Target{Provider: t.Provider, Config: t.Config}
+	}
+	provs, err := provider.NewSet(targets, provider.Deps{SSHCA: ca})
+	if err != nil {
+		return nil, err
+	}
+	sc := pol.Scheduler()
+	metrics := broker.NewMetrics(nil)
+	svc, err := broker.New(broker.Config{
+		Store: st, Policy: pol, Providers: provs, Signer: signer, SSHCA: ca.AuthorizedKey,
+		Logger: log, Metrics: metrics, Now: time.Now,
+		Scheduler: broker.SchedulerConfig{
+			Poll: time.Duration(sc.PollInterval), MaxGrantAttempts: sc.MaxGrantAttempts,
+			MaxRevokeAttempts: sc.MaxRevokeAttempts, SlowRetry: time.Duration(sc.SlowRetry),
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	listen := o.listen
+	if listen == "" {
+		listen = pol.Server().Listen
+	}
+	srv := api.NewServer(svc, api.Options{
+		Addr: listen, Logger: log, Metrics: metrics.Handler(),
+		Ready: func(ctx context.Context) error {
+			return st.View(ctx, func(tx ajar.ReadTx) error { _, _, err := tx.AuditHead(ctx); return err })
+		},
+	})
+	if err := srv.Open(); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", listen, err)
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	a := &app{store: st, svc: svc, http: srv, stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		svc.Run(runCtx)
+	}()
+
+	mode := "policy " + o.config
+	if o.config == "" {
+		mode = "dev mode, demo policy"
+	}
+	fmt.Fprintf(e.stderr, "ajar serving on %s (%s, data in %s)\n", srv.URL(), mode, o.data)
+	if o.devMode() {
+		if err := writeDevTokens(ctx, svc, pol, o.data, srv.URL(), e); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// Close stops the HTTP server, then the scheduler, then the store.
+func (a *app) Close() error {
+	err := a.http.Close()
+	a.stop()
+	<-a.done
+	return errors.Join(err, a.store.Close())
+}
+
+// writeDevTokens mints a token for every configured user on the first dev start
+// and writes them to DATA/dev-tokens.env (0600) as shell lines.
+func writeDevTokens(ctx context.Context, svc *broker.Service, pol *policy.Policy, data, url string, e *cliEnv) error {
+	path := filepath.Join(data, "dev-tokens.env")
+	if _, err := os.Stat(path); err == nil {
+		fmt.Fprintf(e.stderr, "dev tokens: %s (from an earlier start)\n", path)
+		printDevUsage(e, path)
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# ajar dev-mode API tokens; load with: set -a; . %s; set +a\n", path)
+	fmt.Fprintf(&b, "AJAR_SERVER=%s\n", url)
+	for _, u := range pol.Users() {
+		tok, err := svc.CreateToken(ctx, u.ID, "dev")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s=%s\n", devTokenVar(u.ID), tok)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "dev tokens written to %s\n", path)
+	printDevUsage(e, path)
+	return nil
+}
+
+func printDevUsage(e *cliEnv, path string) {
+	fmt.Fprintf(e.stderr, "try:\n  set -a; . %s; set +a\n  AJAR_TOKEN=$AJAR_TOKEN_ALICE ajar targets\n", path)
+}
+
+// devTokenVar turns alice@example.com into AJAR_TOKEN_ALICE.
+func devTokenVar(id string) string {
+	local, _, _ := strings.Cut(id, "@")
+	var b strings.Builder
+	for _, r := range strings.ToUpper(local) {
+		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteRune('_')
+		}
+	}
+	return "AJAR_TOKEN_" + b.String()
+}
+
+func newTokenCmd(e *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Manage API tokens (on the server's host)"}
+	var config, data, user, name string
+	create := &cobra.Command{
+		Use:   "create --config FILE --user ID",
+		Short: "Mint an API token for a configured user and print only the token",
+		Args:  argNames(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if user == "" {
+				return usageErrorf("--user", "a user id is required")
+			}
+			pol, err := loadPolicy(config)
+			if err != nil {
+				return err
+			}
+			st, err := openStore(cmd.Context(), pol, data)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			tok, err := broker.CreateToken(cmd.Context(), st, pol, user, name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, tok)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&config, "config", "", "policy file (without it: the demo policy)")
+	create.Flags().StringVar(&data, "data", "ajar-data", "data directory (when the config names no database)")
+	create.Flags().StringVar(&user, "user", "", "user id from the policy file")
+	create.Flags().StringVar(&name, "name", "cli", "a label for the token")
+	cmd.AddCommand(create)
+	return cmd
+}
