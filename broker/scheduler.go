@@ -103,6 +103,26 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
+// RunDue processes every request that is due now, one after the other, and
+// returns how many it moved on. Run does the same continuously; RunDue is for tests
+// and one-shot tools.
+func (s *Service) RunDue(ctx context.Context) (int, error) {
+	n := 0
+	for {
+		claimed, _, err := s.claim(ctx, 64)
+		if err != nil {
+			return n, err
+		}
+		if len(claimed) == 0 {
+			return n, nil
+		}
+		for _, r := range claimed {
+			s.step(ctx, r)
+		}
+		n += len(claimed)
+	}
+}
+
 // Kick wakes the scheduler to look at the store now.
 func (s *Service) Kick() {
 	select {

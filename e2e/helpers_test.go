@@ -1,0 +1,260 @@
+// Package e2e drives the real ajar binary: a server on a loopback port and the CLI
+// against it, as a user would.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ajar-dev/ajar"
+)
+
+// bin is the ajar binary built once for all tests.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ajar-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "ajar")
+	build := exec.Command("go", "build", "-race", "-o", bin, "../cmd/ajar")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build ajar:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// requireTool fails (never skips) when a tool the tests need is missing.
+func requireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s is required for this test (scripts/test installs it): %v", name, err)
+	}
+	return p
+}
+
+// server is a running "ajar serve".
+type server struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	URL    string
+	Data   string
+	tokens map[string]string
+	logMu  sync.Mutex
+	log    bytes.Buffer
+	exited chan struct{}
+}
+
+// startServer runs ajar serve on a free loopback port with data in dir and waits
+// until it serves. args are extra flags (e.g. --config FILE).
+func startServer(t testing.TB, dir string, args ...string) *server {
+	t.Helper()
+	s := &server{t: t, Data: dir, exited: make(chan struct{})}
+	all := append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, args...)
+	s.cmd = exec.Command(bin, all...)
+	s.cmd.Env = append(os.Environ(), "AJAR_MASTER_KEY=")
+	stderr, err := s.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	urlc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			s.logMu.Lock()
+			s.log.WriteString(line + "\n")
+			s.logMu.Unlock()
+			if rest, ok := strings.CutPrefix(line, "ajar serving on "); ok {
+				u, _, _ := strings.Cut(rest, " ")
+				select {
+				case urlc <- u:
+				default:
+				}
+			}
+		}
+		s.cmd.Wait()
+		close(s.exited)
+	}()
+	t.Cleanup(func() {
+		s.kill()
+		if t.Failed() {
+			t.Logf("server log:\n%s", s.logs())
+		}
+	})
+	select {
+	case s.URL = <-urlc:
+	case <-s.exited:
+		t.Fatalf("ajar serve exited before serving:\n%s", s.logs())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("ajar serve did not start in 30s:\n%s", s.logs())
+	}
+	// The dev tokens are written after the listener opens.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if s.tokens = readTokens(filepath.Join(dir, "dev-tokens.env")); s.tokens != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no dev tokens in %s:\n%s", dir, s.logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s
+}
+
+func (s *server) logs() string {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	return s.log.String()
+}
+
+// kill sends SIGKILL (no shutdown at all) and waits for the process to end.
+func (s *server) kill() {
+	if s.cmd.Process != nil {
+		s.cmd.Process.Signal(syscall.SIGKILL)
+	}
+	<-s.exited
+}
+
+// stop asks for a graceful shutdown and waits for it.
+func (s *server) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(20 * time.Second):
+		s.t.Errorf("server did not stop on SIGTERM")
+		s.kill()
+	}
+}
+
+func readTokens(path string) map[string]string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && strings.HasPrefix(k, "AJAR_TOKEN_") {
+			out[strings.ToLower(strings.TrimPrefix(k, "AJAR_TOKEN_"))] = v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// result is one CLI run.
+type result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// ajar runs the CLI as user ("alice", "bob", "admin", or "" for no token).
+func (s *server) ajar(t testing.TB, user string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "AJAR_SERVER="+s.URL, "AJAR_TOKEN="+s.tokens[user])
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run ajar %v: %v", args, err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+// ok runs the CLI and fails the test unless it exits 0.
+func (s *server) ok(t testing.TB, user string, args ...string) string {
+	t.Helper()
+	r := s.ajar(t, user, args...)
+	if r.Code != 0 {
+		t.Fatalf("ajar %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
+	}
+	return r.Stdout
+}
+
+// request runs a CLI command that prints one request with -o json.
+func (s *server) request(t testing.TB, user string, args ...string) *ajar.Request {
+	t.Helper()
+	out := s.ok(t, user, append(args, "-o", "json")...)
+	var r ajar.Request
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("ajar %v: output is not a request: %v\n%s", args, err, out)
+	}
+	return &r
+}
+
+// waitState polls a request until it reaches want, failing after timeout.
+func (s *server) waitState(t testing.TB, user, id string, want ajar.State, timeout time.Duration) *ajar.Request {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		r := s.request(t, user, "show", id)
+		if r.State == want {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("request %s is %s after %s, want %s", id, r.State, timeout, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// httpDo calls the API directly as user and returns the status and body.
+func (s *server) httpDo(t testing.TB, user, method, path string, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, s.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != "" {
+		req.Header.Set("Authorization", "Bearer "+s.tokens[user])
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// auditEvents returns the whole audit log as admin.
+func (s *server) auditEvents(t testing.TB) []ajar.AuditEvent {
+	t.Helper()
+	var evs []ajar.AuditEvent
+	if err := json.Unmarshal([]byte(s.ok(t, "admin", "audit", "-o", "json")), &evs); err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}

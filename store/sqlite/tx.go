@@ -1,0 +1,702 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/ajar-dev/ajar"
+)
+
+// Defaults and bounds for list queries.
+const (
+	defaultLimit  = 1000
+	maxAuditLimit = 100000
+)
+
+// querier is what a transaction runs statements on: the writer's *sql.Conn (inside
+// BEGIN IMMEDIATE) or a reader's *sql.Tx.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// readTx implements ajar.ReadTx for View, and for Update through tx.
+type readTx struct {
+	now    time.Time
+	q      querier
+	stmt   func(ctx context.Context, query string) (*sql.Stmt, error)
+	detach bool // run statements without ctx's cancellation (the shared write transaction)
+	done   atomic.Bool
+	err    atomic.Pointer[error] // the first statement that failed, see fail
+}
+
+// tx implements ajar.Tx.
+type tx struct {
+	readTx
+}
+
+var (
+	_ ajar.ReadTx = (*readTx)(nil)
+	_ ajar.Tx     = (*tx)(nil)
+)
+
+var errTxDone = errors.New("sqlite: transaction used after its function returned")
+
+// enter checks that t may still be used and ctx is live, and returns the context
+// statements run with.
+func (t *readTx) enter(ctx context.Context) (context.Context, error) {
+	if t.done.Load() {
+		return nil, errTxDone
+	}
+	if err := t.failed(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if t.detach {
+		return context.WithoutCancel(ctx), nil
+	}
+	return ctx, nil
+}
+
+// fail records err, a statement's failure that is not one of the contract's
+// errors, and returns it. After it a write transaction refuses further statements:
+// some errors (SQLITE_FULL, SQLITE_IOERR...) roll back the whole transaction, and
+// a statement run after that would commit on its own.
+func (t *readTx) fail(err error) error {
+	if t.detach {
+		t.err.CompareAndSwap(nil, &err)
+	}
+	return err
+}
+
+// failed returns the error recorded by fail, or nil.
+func (t *readTx) failed() error {
+	if p := t.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// prepared returns a prepared statement for one of the fixed queries, bound to t.
+func (t *readTx) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: prepare: %w", err))
+	}
+	return st, nil
+}
+
+func (t *readTx) Now() time.Time { return t.now }
+
+// Requests.
+
+const requestCols = `id, target, requester, reason, ticket, duration, params, policy, state, end_reason,
+	created_at, updated_at, start_at, approval_deadline, activated_at, expires_at, ended_at,
+	approvals, handle, next_at, attempts, last_error, version`
+
+const (
+	qGetRequest    = `SELECT ` + requestCols + ` FROM requests WHERE id = ?`
+	qInsertRequest = `INSERT INTO requests (` + requestCols + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qUpdateRequest = `UPDATE requests SET target = ?, requester = ?, reason = ?, ticket = ?,
+		duration = ?, params = ?, policy = ?, state = ?, end_reason = ?, created_at = ?,
+		updated_at = ?, start_at = ?, approval_deadline = ?, activated_at = ?, expires_at = ?,
+		ended_at = ?, approvals = ?, handle = ?, next_at = ?, attempts = ?, last_error = ?,
+		version = version + 1
+		WHERE id = ? AND version = ?`
+	qRequestExists = `SELECT EXISTS (SELECT 1 FROM requests WHERE id = ?)`
+	qDue           = `SELECT id FROM requests WHERE next_at IS NOT NULL AND next_at <= ?
+		ORDER BY next_at, id LIMIT ?`
+	qSelectDue = `SELECT ` + requestCols + ` FROM requests WHERE next_at IS NOT NULL AND next_at <= ?
+		ORDER BY next_at, id LIMIT ?`
+	qClaimDue = `UPDATE requests SET next_at = ?, version = version + 1 WHERE id IN (` + qDue + `)`
+	qNextDue  = `SELECT min(next_at) FROM requests WHERE next_at IS NOT NULL`
+	qCount    = `SELECT state, count(*) FROM requests GROUP BY state`
+)
+
+func (t *readTx) GetRequest(ctx context.Context, id string) (*ajar.Request, error) {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := t.prepared(ctx, qGetRequest)
+	if err != nil {
+		return nil, err
+	}
+	r, err := scanRequest(st.QueryRowContext(ctx, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ajar.Errorf(ajar.ENOTFOUND, "request %s not found", id)
+	} else if err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: get request %s: %w", id, err))
+	}
+	return r, nil
+}
+
+func (t *readTx) ListRequests(ctx context.Context, f ajar.RequestFilter) ([]*ajar.Request, error) {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	var args []any
+	b.WriteString(`SELECT ` + requestCols + ` FROM requests WHERE TRUE`)
+	if f.Requester != "" {
+		b.WriteString(` AND requester = ?`)
+		args = append(args, f.Requester)
+	}
+	if f.Target != "" {
+		b.WriteString(` AND target = ?`)
+		args = append(args, f.Target)
+	}
+	if len(f.States) > 0 {
+		b.WriteString(` AND state IN (?` + strings.Repeat(`, ?`, len(f.States)-1) + `)`)
+		for _, s := range f.States {
+			args = append(args, string(s))
+		}
+	}
+	b.WriteString(` ORDER BY created_at DESC, id DESC LIMIT ?`)
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	args = append(args, limit)
+	rows, err := t.q.QueryContext(ctx, b.String(), args...)
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: list requests: %w", err))
+	}
+	out, err := scanRequests(rows)
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: list requests: %w", err))
+	}
+	return out, nil
+}
+
+func (t *readTx) CountByState(ctx context.Context) (map[ajar.State]int, error) {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.q.QueryContext(ctx, qCount)
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: count requests: %w", err))
+	}
+	defer rows.Close()
+	m := make(map[ajar.State]int)
+	for rows.Next() {
+		var s string
+		var n int
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, t.fail(fmt.Errorf("sqlite: count requests: %w", err))
+		}
+		m[ajar.State(s)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: count requests: %w", err))
+	}
+	return m, nil
+}
+
+func (t *readTx) NextDue(ctx context.Context) (time.Time, bool, error) {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	st, err := t.prepared(ctx, qNextDue)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	var s sql.NullString
+	if err := st.QueryRowContext(ctx).Scan(&s); err != nil {
+		return time.Time{}, false, t.fail(fmt.Errorf("sqlite: next due: %w", err))
+	}
+	if !s.Valid {
+		return time.Time{}, false, nil
+	}
+	at, err := parseTime(s.String)
+	if err != nil {
+		return time.Time{}, false, t.fail(fmt.Errorf("sqlite: next due: %w", err))
+	}
+	return at, true, nil
+}
+
+func (t *tx) CreateRequest(ctx context.Context, r *ajar.Request) error {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return err
+	}
+	if r.ID == "" {
+		return ajar.FieldErrorf("id", "request id is required")
+	}
+	args, err := requestArgs(r)
+	if err != nil {
+		return err
+	}
+	st, err := t.prepared(ctx, qInsertRequest)
+	if err != nil {
+		return err
+	}
+	args = append(append([]any{r.ID}, args...), int64(1))
+	if _, err := st.ExecContext(ctx, args...); err != nil {
+		if isUniqueViolation(err) {
+			return ajar.Errorf(ajar.ECONFLICT, "request %s already exists", r.ID)
+		}
+		return t.fail(fmt.Errorf("sqlite: create request %s: %w", r.ID, err))
+	}
+	r.Version = 1
+	return nil
+}
+
+func (t *tx) UpdateRequest(ctx context.Context, r *ajar.Request) error {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return err
+	}
+	args, err := requestArgs(r)
+	if err != nil {
+		return err
+	}
+	st, err := t.prepared(ctx, qUpdateRequest)
+	if err != nil {
+		return err
+	}
+	res, err := st.ExecContext(ctx, append(args, r.ID, r.Version)...)
+	if err != nil {
+		return t.fail(fmt.Errorf("sqlite: update request %s: %w", r.ID, err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return t.fail(fmt.Errorf("sqlite: update request %s: %w", r.ID, err))
+	}
+	if n == 0 {
+		st, err := t.prepared(ctx, qRequestExists)
+		if err != nil {
+			return err
+		}
+		var exists bool
+		if err := st.QueryRowContext(ctx, r.ID).Scan(&exists); err != nil {
+			return t.fail(fmt.Errorf("sqlite: update request %s: %w", r.ID, err))
+		}
+		if !exists {
+			return ajar.Errorf(ajar.ENOTFOUND, "request %s not found", r.ID)
+		}
+		return ajar.Errorf(ajar.ECONFLICT, "request %s was changed concurrently (version %d is stale)", r.ID, r.Version)
+	}
+	r.Version++
+	return nil
+}
+
+func (t *tx) ClaimDue(ctx context.Context, now, leaseUntil time.Time, limit int) ([]*ajar.Request, error) {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, ajar.FieldErrorf("limit", "must be positive, got %d", limit)
+	}
+	nowS, err := formatTime("now", now)
+	if err != nil {
+		return nil, err
+	}
+	leaseS, err := formatTime("lease_until", leaseUntil)
+	if err != nil {
+		return nil, err
+	}
+	sel, err := t.prepared(ctx, qSelectDue)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := sel.QueryContext(ctx, nowS, limit)
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: claim due: %w", err))
+	}
+	due, err := scanRequests(rows)
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: claim due: %w", err))
+	}
+	if len(due) == 0 {
+		return nil, nil
+	}
+	// The same rows, selected the same way inside the same write transaction.
+	upd, err := t.prepared(ctx, qClaimDue)
+	if err != nil {
+		return nil, err
+	}
+	res, err := upd.ExecContext(ctx, leaseS, nowS, limit)
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: claim due: %w", err))
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: claim due: %w", err))
+	} else if n != int64(len(due)) {
+		return nil, t.fail(fmt.Errorf("sqlite: claim due: selected %d requests but updated %d", len(due), n))
+	}
+	lease := leaseUntil.UTC()
+	for _, r := range due {
+		r.NextAt = &lease
+		r.Version++
+	}
+	return due, nil
+}
+
+// requestArgs encodes every column of r but id and version, in the order of
+// qUpdateRequest.
+func requestArgs(r *ajar.Request) ([]any, error) {
+	var e encoder
+	args := []any{
+		r.Target, r.Requester, r.Reason, r.Ticket, int64(r.Duration),
+		e.json("params", r.Params), r.Policy, string(r.State), string(r.EndReason),
+		e.time("created_at", r.CreatedAt), e.time("updated_at", r.UpdatedAt),
+		e.timePtr("start_at", r.StartAt), e.time("approval_deadline", r.ApprovalDeadline),
+		e.timePtr("activated_at", r.ActivatedAt), e.timePtr("expires_at", r.ExpiresAt),
+		e.timePtr("ended_at", r.EndedAt), e.json("approvals", r.Approvals),
+		e.json("grant", r.Handle), e.timePtr("next_at", r.NextAt),
+		int64(r.Attempts), r.LastError,
+	}
+	if e.err != nil {
+		return nil, e.err
+	}
+	return args, nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanRequest(sc scanner) (*ajar.Request, error) {
+	var (
+		r                                      ajar.Request
+		dur                                    int64
+		params, approvals, handle              string
+		state, endReason                       string
+		created, updated, deadline             string
+		startAt, activated, expires, ended, nx sql.NullString
+	)
+	if err := sc.Scan(&r.ID, &r.Target, &r.Requester, &r.Reason, &r.Ticket, &dur, &params,
+		&r.Policy, &state, &endReason, &created, &updated, &startAt, &deadline, &activated,
+		&expires, &ended, &approvals, &handle, &nx, &r.Attempts, &r.LastError, &r.Version); err != nil {
+		return nil, err
+	}
+	r.Duration = time.Duration(dur)
+	r.State = ajar.State(state)
+	r.EndReason = ajar.EndReason(endReason)
+	var d decoder
+	r.CreatedAt = d.time(created)
+	r.UpdatedAt = d.time(updated)
+	r.StartAt = d.timePtr(startAt)
+	r.ApprovalDeadline = d.time(deadline)
+	r.ActivatedAt = d.timePtr(activated)
+	r.ExpiresAt = d.timePtr(expires)
+	r.EndedAt = d.timePtr(ended)
+	r.NextAt = d.timePtr(nx)
+	d.json(params, &r.Params)
+	d.json(approvals, &r.Approvals)
+	d.json(handle, &r.Handle)
+	if d.err != nil {
+		return nil, fmt.Errorf("decode request %s: %w", r.ID, d.err)
+	}
+	return &r, nil
+}
+
+func scanRequests(rows *sql.Rows) ([]*ajar.Request, error) {
+	defer rows.Close()
+	var out []*ajar.Request
+	for rows.Next() {
+		r, err := scanRequest(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Audit log.
+
+const (
+	qAuditHead   = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
+	qInsertAudit = `INSERT INTO audit_events (seq, time, actor, action, subject, details, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	auditCols = `seq, time, actor, action, subject, details, prev_hash, hash`
+)
+
+func (t *readTx) auditHead(ctx context.Context) (int64, []byte, error) {
+	st, err := t.prepared(ctx, qAuditHead)
+	if err != nil {
+		return 0, nil, err
+	}
+	var seq int64
+	var hash []byte
+	err = st.QueryRowContext(ctx).Scan(&seq, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, nil
+	} else if err != nil {
+		return 0, nil, t.fail(fmt.Errorf("sqlite: audit head: %w", err))
+	}
+	return seq, hash, nil
+}
+
+func (t *readTx) AuditHead(ctx context.Context) (int64, []byte, error) {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	return t.auditHead(ctx)
+}
+
+func (t *readTx) ListAudit(ctx context.Context, f ajar.AuditFilter) ([]ajar.AuditEvent, error) {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	limit = min(limit, maxAuditLimit)
+	var st *sql.Stmt
+	var args []any
+	if f.Subject != "" {
+		st, err = t.prepared(ctx, `SELECT `+auditCols+` FROM audit_events WHERE subject = ? AND seq > ? ORDER BY seq LIMIT ?`)
+		args = []any{f.Subject, f.AfterSeq, limit}
+	} else {
+		st, err = t.prepared(ctx, `SELECT `+auditCols+` FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?`)
+		args = []any{f.AfterSeq, limit}
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: list audit: %w", err))
+	}
+	defer rows.Close()
+	var out []ajar.AuditEvent
+	for rows.Next() {
+		var e ajar.AuditEvent
+		var ts string
+		var details []byte
+		if err := rows.Scan(&e.Seq, &ts, &e.Actor, &e.Action, &e.Subject, &details, &e.PrevHash, &e.Hash); err != nil {
+			return nil, t.fail(fmt.Errorf("sqlite: list audit: %w", err))
+		}
+		if e.Time, err = time.Parse(time.RFC3339Nano, ts); err != nil {
+			return nil, t.fail(fmt.Errorf("sqlite: list audit: event %d: %w", e.Seq, err))
+		}
+		if len(details) > 0 {
+			e.Details = details
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: list audit: %w", err))
+	}
+	return out, nil
+}
+
+func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEvent, error) {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return ajar.AuditEvent{}, err
+	}
+	if e.Time.IsZero() {
+		return ajar.AuditEvent{}, ajar.FieldErrorf("time", "audit event time is required")
+	}
+	if y := e.Time.UTC().Year(); y < 0 || y > 9999 {
+		return ajar.AuditEvent{}, ajar.FieldErrorf("time", "year %d is out of range", y)
+	}
+	if len(e.Details) == 0 {
+		e.Details = nil
+	} else if !jsonValid(e.Details) {
+		return ajar.AuditEvent{}, ajar.FieldErrorf("details", "audit event details are not valid JSON")
+	}
+	// The hash covers the UTC text of the time; keep exactly that time.
+	e.Time = e.Time.UTC()
+	seq, head, err := t.auditHead(ctx)
+	if err != nil {
+		return ajar.AuditEvent{}, err
+	}
+	e.Seq = seq + 1
+	e.PrevHash = head
+	e.Hash = e.ComputeHash()
+	st, err := t.prepared(ctx, qInsertAudit)
+	if err != nil {
+		return ajar.AuditEvent{}, err
+	}
+	if _, err := st.ExecContext(ctx, e.Seq, e.Time.Format(time.RFC3339Nano), e.Actor, e.Action,
+		e.Subject, []byte(e.Details), e.PrevHash, e.Hash); err != nil {
+		return ajar.AuditEvent{}, t.fail(fmt.Errorf("sqlite: append audit event %d: %w", e.Seq, err))
+	}
+	return e, nil
+}
+
+// Tokens, keys and certificates.
+
+func (t *readTx) GetToken(ctx context.Context, hash []byte) (*ajar.Token, error) {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := t.prepared(ctx, `SELECT user_id, name, created_at FROM tokens WHERE hash = ?`)
+	if err != nil {
+		return nil, err
+	}
+	tok := ajar.Token{Hash: append([]byte(nil), hash...)}
+	var created string
+	err = st.QueryRowContext(ctx, hash).Scan(&tok.UserID, &tok.Name, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ajar.Errorf(ajar.ENOTFOUND, "token not found")
+	} else if err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: get token: %w", err))
+	}
+	if tok.CreatedAt, err = parseTime(created); err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: get token: %w", err))
+	}
+	return &tok, nil
+}
+
+func (t *tx) CreateToken(ctx context.Context, tok ajar.Token) error {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return err
+	}
+	if len(tok.Hash) == 0 {
+		return ajar.FieldErrorf("hash", "token hash is required")
+	}
+	created, err := formatTime("created_at", tok.CreatedAt)
+	if err != nil {
+		return err
+	}
+	st, err := t.prepared(ctx, `INSERT INTO tokens (hash, user_id, name, created_at) VALUES (?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	if _, err := st.ExecContext(ctx, tok.Hash, tok.UserID, tok.Name, created); err != nil {
+		if isUniqueViolation(err) {
+			return ajar.Errorf(ajar.ECONFLICT, "token already exists")
+		}
+		return t.fail(fmt.Errorf("sqlite: create token: %w", err))
+	}
+	return nil
+}
+
+func (t *readTx) GetKey(ctx context.Context, name string) ([]byte, error) {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := t.prepared(ctx, `SELECT sealed FROM keys WHERE name = ?`)
+	if err != nil {
+		return nil, err
+	}
+	var sealed []byte
+	err = st.QueryRowContext(ctx, name).Scan(&sealed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ajar.Errorf(ajar.ENOTFOUND, "key %s not found", name)
+	} else if err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: get key %s: %w", name, err))
+	}
+	if sealed == nil {
+		sealed = []byte{}
+	}
+	return sealed, nil
+}
+
+func (t *tx) PutKey(ctx context.Context, name string, sealed []byte) error {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return err
+	}
+	if name == "" {
+		return ajar.FieldErrorf("name", "key name is required")
+	}
+	if sealed == nil {
+		sealed = []byte{}
+	}
+	st, err := t.prepared(ctx, `INSERT INTO keys (name, sealed) VALUES (?, ?)`)
+	if err != nil {
+		return err
+	}
+	if _, err := st.ExecContext(ctx, name, sealed); err != nil {
+		if isUniqueViolation(err) {
+			return ajar.Errorf(ajar.ECONFLICT, "key %s already exists", name)
+		}
+		return t.fail(fmt.Errorf("sqlite: put key %s: %w", name, err))
+	}
+	return nil
+}
+
+const sshCertCols = `serial, request_id, key_id, principals, fingerprint, valid_after, valid_before, issued_at`
+
+func (t *readTx) ListSSHCerts(ctx context.Context, requestID string) ([]ajar.SSHCert, error) {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	query, args := `SELECT `+sshCertCols+` FROM ssh_certs ORDER BY id`, []any(nil)
+	if requestID != "" {
+		query, args = `SELECT `+sshCertCols+` FROM ssh_certs WHERE request_id = ? ORDER BY id`, []any{requestID}
+	}
+	st, err := t.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: list ssh certs: %w", err))
+	}
+	defer rows.Close()
+	var out []ajar.SSHCert
+	for rows.Next() {
+		var c ajar.SSHCert
+		var serial int64
+		var principals, after, before, issued string
+		if err := rows.Scan(&serial, &c.RequestID, &c.KeyID, &principals, &c.Fingerprint, &after, &before, &issued); err != nil {
+			return nil, t.fail(fmt.Errorf("sqlite: list ssh certs: %w", err))
+		}
+		c.Serial = uint64(serial)
+		var d decoder
+		c.ValidAfter = d.time(after)
+		c.ValidBefore = d.time(before)
+		c.IssuedAt = d.time(issued)
+		d.json(principals, &c.Principals)
+		if d.err != nil {
+			return nil, t.fail(fmt.Errorf("sqlite: list ssh certs: serial %d: %w", c.Serial, d.err))
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: list ssh certs: %w", err))
+	}
+	return out, nil
+}
+
+func (t *tx) InsertSSHCert(ctx context.Context, c ajar.SSHCert) error {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return err
+	}
+	var e encoder
+	args := []any{
+		int64(c.Serial), c.RequestID, c.KeyID, e.json("principals", c.Principals), c.Fingerprint,
+		e.time("valid_after", c.ValidAfter), e.time("valid_before", c.ValidBefore), e.time("issued_at", c.IssuedAt),
+	}
+	if e.err != nil {
+		return e.err
+	}
+	st, err := t.prepared(ctx, `INSERT INTO ssh_certs (`+sshCertCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	if _, err := st.ExecContext(ctx, args...); err != nil {
+		if isUniqueViolation(err) {
+			return ajar.Errorf(ajar.ECONFLICT, "ssh certificate serial %d already exists", c.Serial)
+		}
+		return t.fail(fmt.Errorf("sqlite: insert ssh cert %d: %w", c.Serial, err))
+	}
+	return nil
+}
