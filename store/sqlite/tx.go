@@ -338,8 +338,8 @@ func (t *tx) ClaimDue(ctx context.Context, now, leaseUntil time.Time, limit int)
 	} else if n != int64(len(due)) {
 		return nil, t.fail(fmt.Errorf("sqlite: claim due: selected %d requests but updated %d", len(due), n))
 	}
-	lease := leaseUntil.UTC()
 	for _, r := range due {
+		lease := leaseUntil.UTC()
 		r.NextAt = &lease
 		r.Version++
 	}
