@@ -4,6 +4,22 @@
 // including the ones a backend could easily get almost right: exact time
 // round-trips, compare-and-swap, rollback of everything fn wrote, the audit hash
 // chain, and serialised concurrent writers.
+//
+// Where ajar.Store's comments leave a choice open, the suite pins one, so that
+// every backend behaves the same:
+//
+//   - Times round-trip to the nanosecond (Postgres timestamptz keeps only
+//     microseconds, so a Postgres store must store nanoseconds some other way).
+//     They may come back in another zone; Now and audit event times are UTC.
+//   - AuditEvent.Details comes back byte for byte (it is hashed); other raw JSON
+//     (Handle.Data, GrantRequest.Config) only needs to be equal as JSON.
+//   - ListRequests breaks ties in CreatedAt by ID, descending.
+//   - A Tx method that fails with ECONFLICT or ENOTFOUND leaves the transaction
+//     usable: fn may handle the error and go on writing.
+//   - ClaimDue with limit <= 0 fails with EINVALID instead of claiming nothing.
+//   - AppendAudit fails with EINVALID for a zero Time or Details that are not JSON.
+//   - Once Update returns nil, every later View sees its writes.
+//   - A View is a snapshot: it does not see commits made after it began reading.
 package storetest
 
 import (
