@@ -222,10 +222,9 @@ func TestLoadOrCreateSigner(t *testing.T) {
 
 func TestLoadOrCreateSignerLostRace(t *testing.T) {
 	mk := testMasterKey(t, 1)
-	winner := testSigner(t, "ajar.example.com/audit")
 	// Another replica stores its key between our read and our write.
 	skey, _, _ := note.GenerateKey(rand.Reader, "ajar.example.com/audit")
-	winner, _ = newSigner(skey)
+	winner, _ := newSigner(skey)
 	sealed, err := mk.Seal(KeyName, []byte(skey))
 	if err != nil {
 		t.Fatal(err)

@@ -279,9 +279,8 @@ func TestVerifyPageErrorAndCancel(t *testing.T) {
 // fakeStore serves ListAudit from a slice, with the store contract's paging; the
 // embedded nil ajar.Tx panics on any other method.
 type fakeStore struct {
-	mu   sync.Mutex
-	evs  []ajar.AuditEvent
-	keys map[string][]byte
+	mu  sync.Mutex
+	evs []ajar.AuditEvent
 }
 
 type fakeTx struct {

@@ -468,7 +468,7 @@ func TestBaseParses(t *testing.T) {
 	if n := p.Notifications(); len(n) != 1 || n[0]["url_env"] != "AJAR_SLACK_WEBHOOK" {
 		t.Errorf("notifications = %v", n)
 	}
-	p, err = Parse([]byte(edit(t, "config: {principals: [postgres]}", "config: {principals: [postgres], ports: {22: ssh, true: [{8: x}]}}")), fakeCheck)
+	_, err = Parse([]byte(edit(t, "config: {principals: [postgres]}", "config: {principals: [postgres], ports: {22: ssh, true: [{8: x}]}}")), fakeCheck)
 	if err == nil {
 		t.Fatal("fakeCheck should refuse the unknown field ports")
 	}
