@@ -88,12 +88,12 @@ func (s *Service) Run(ctx context.Context) {
 			s.log.Error("scheduler: claim due requests", "err", err)
 			wait = s.sched.Poll
 		}
-		for _, r := range claimed {
+		for _, c := range claimed {
 			sem <- struct{}{}
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done(); s.Kick() }()
-				s.step(context.WithoutCancel(ctx), r)
+				s.step(context.WithoutCancel(ctx), c.r, c.clock)
 			}()
 		}
 		if len(claimed) == free && free > 0 {
@@ -116,8 +116,8 @@ func (s *Service) RunDue(ctx context.Context) (int, error) {
 		if len(claimed) == 0 {
 			return n, nil
 		}
-		for _, r := range claimed {
-			s.step(ctx, r)
+		for _, c := range claimed {
+			s.step(ctx, c.r, c.clock)
 		}
 		n += len(claimed)
 	}
@@ -131,17 +131,41 @@ func (s *Service) Kick() {
 	}
 }
 
+// storeClock is the store's clock as read when a request was claimed, moved on
+// by the local monotonic clock. Decisions about a claimed request use it, never
+// the local wall clock, so a replica with a skewed clock neither revokes early nor
+// spins on a request it thinks is not due yet.
+type storeClock struct {
+	at    time.Time // the store's time at the claim
+	local time.Time // the local time at the claim (with its monotonic reading)
+}
+
+func newStoreClock(at time.Time) storeClock { return storeClock{at: at, local: time.Now()} }
+
+// Now is the store's current time, as well as this process can tell.
+func (c storeClock) Now() time.Time { return c.at.Add(time.Since(c.local)) }
+
+// claimed is a request claimed for one worker, with the clock of its claim.
+type claimed struct {
+	r     *ajar.Request
+	clock storeClock
+}
+
 // claim takes up to limit due requests and returns how long to sleep afterwards.
-func (s *Service) claim(ctx context.Context, limit int) ([]*ajar.Request, time.Duration, error) {
-	var claimed []*ajar.Request
+func (s *Service) claim(ctx context.Context, limit int) ([]claimed, time.Duration, error) {
+	var out []claimed
 	wait := s.sched.Poll
 	err := s.store.Update(ctx, func(tx ajar.Tx) error {
 		now := tx.Now()
 		if limit > 0 {
-			var err error
-			claimed, err = tx.ClaimDue(ctx, now, now.Add(s.sched.Lease), limit)
+			rs, err := tx.ClaimDue(ctx, now, now.Add(s.sched.Lease), limit)
 			if err != nil {
 				return err
+			}
+			clk := newStoreClock(now)
+			out = out[:0]
+			for _, r := range rs {
+				out = append(out, claimed{r, clk})
 			}
 		}
 		next, ok, err := tx.NextDue(ctx)
@@ -153,7 +177,7 @@ func (s *Service) claim(ctx context.Context, limit int) ([]*ajar.Request, time.D
 		}
 		return nil
 	})
-	return claimed, wait, err
+	return out, wait, err
 }
 
 // processNow claims one request if it is due and moves it on at once, so that the
@@ -163,8 +187,10 @@ func (s *Service) processNow(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.sched.ProviderTimeout+5*time.Second)
 	defer cancel()
 	var r *ajar.Request
+	var clk storeClock
 	err := s.store.Update(ctx, func(tx ajar.Tx) error {
 		now := tx.Now()
+		clk = newStoreClock(now)
 		cur, err := tx.GetRequest(ctx, id)
 		if err != nil {
 			return err
@@ -183,22 +209,22 @@ func (s *Service) processNow(id string) {
 		s.log.Error("scheduler: claim request", "request", id, "err", err)
 	}
 	if r != nil {
-		s.step(ctx, r)
+		s.step(ctx, r, clk)
 	}
 	s.Kick()
 }
 
 // step moves one claimed request on. Errors are logged; the request stays due at
 // the end of its lease, so nothing is lost.
-func (s *Service) step(ctx context.Context, r *ajar.Request) {
+func (s *Service) step(ctx context.Context, r *ajar.Request, clk storeClock) {
 	var err error
 	switch r.State {
 	case ajar.StatePending:
 		err = s.timeOut(ctx, r)
 	case ajar.StateApproved:
-		err = s.grant(ctx, r)
+		err = s.grant(ctx, r, clk)
 	case ajar.StateActive, ajar.StateRevoking, ajar.StateRevokeFailed:
-		err = s.revoke(ctx, r)
+		err = s.revoke(ctx, r, clk)
 	default:
 		err = s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
 			cur.NextAt = nil
@@ -259,11 +285,11 @@ func (s *Service) timeOut(ctx context.Context, r *ajar.Request) error {
 // expiry and a handle naming what will be created), then it calls the provider, then
 // it records the provider's handle. A crash at any point leaves a request whose
 // revocation the store already knows about.
-func (s *Service) grant(ctx context.Context, r *ajar.Request) error {
+func (s *Service) grant(ctx context.Context, r *ajar.Request, clk storeClock) error {
 	if r.Handle == nil {
 		kind, err := s.providers.Kind(r.Target)
 		if err != nil {
-			return s.failGrant(ctx, r, err, true)
+			return s.failGrant(ctx, r, clk, err, true)
 		}
 		err = s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
 			start := now
@@ -289,7 +315,7 @@ func (s *Service) grant(ctx context.Context, r *ajar.Request) error {
 			return err
 		}
 	}
-	if !s.now().Before(*r.ExpiresAt) {
+	if !clk.Now().Before(*r.ExpiresAt) {
 		// Approved (or recovered) after its window closed: never grant, clean up
 		// whatever a crashed earlier attempt may have created.
 		if err := s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
@@ -297,18 +323,18 @@ func (s *Service) grant(ctx context.Context, r *ajar.Request) error {
 		}); err != nil {
 			return err
 		}
-		return s.revoke(ctx, r)
+		return s.revoke(ctx, r, clk)
 	}
 	prov, err := s.providers.ForHandle(*r.Handle)
 	if err != nil {
-		return s.failGrant(ctx, r, err, true)
+		return s.failGrant(ctx, r, clk, err, true)
 	}
 	pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
 	h, err := prov.Grant(pctx, r.Handle.Grant)
 	cancel()
 	if err != nil {
 		s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "grant").Inc()
-		return s.failGrant(ctx, r, err, ajar.ErrorCode(err) == ajar.EINVALID)
+		return s.failGrant(ctx, r, clk, err, ajar.ErrorCode(err) == ajar.EINVALID)
 	}
 	err = s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
 		if err := transition(cur, ajar.StateActive, now); err != nil {
@@ -352,7 +378,7 @@ func (s *Service) lateHandle(ctx context.Context, id string, h ajar.Handle) erro
 // failGrant records a failed grant attempt: retried with backoff, and after the
 // last attempt (or at once when permanent) the request goes to revoking so that any
 // partial access is removed, and then to grant_failed.
-func (s *Service) failGrant(ctx context.Context, r *ajar.Request, gerr error, permanent bool) error {
+func (s *Service) failGrant(ctx context.Context, r *ajar.Request, clk storeClock, gerr error, permanent bool) error {
 	msg := safeError(gerr)
 	s.log.Warn("grant failed", "request", r.ID, "target", r.Target, "attempt", r.Attempts+1, "err", gerr)
 	var giveUp bool
@@ -373,7 +399,7 @@ func (s *Service) failGrant(ctx context.Context, r *ajar.Request, gerr error, pe
 	if err != nil || !giveUp {
 		return err
 	}
-	return s.revoke(ctx, r)
+	return s.revoke(ctx, r, clk)
 }
 
 // beginRevoke moves cur to revoking for the given reason, due now.
@@ -389,8 +415,8 @@ func (s *Service) beginRevoke(ctx context.Context, tx ajar.Tx, cur *ajar.Request
 
 // revoke removes the access of an active (expired), revoking or revoke_failed
 // request and records the end only once the provider confirmed it.
-func (s *Service) revoke(ctx context.Context, r *ajar.Request) error {
-	if r.State == ajar.StateActive && r.ExpiresAt != nil && s.now().Before(*r.ExpiresAt) {
+func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) error {
+	if r.State == ajar.StateActive && r.ExpiresAt != nil && clk.Now().Before(*r.ExpiresAt) {
 		// Claimed early (a lease ran out, or clocks): come back at expiry.
 		return s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
 			if cur.ExpiresAt.After(now) {
@@ -408,7 +434,7 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request) error {
 	var rerr error
 	if r.Handle != nil {
 		if why == ajar.EndExpired && r.ExpiresAt != nil {
-			s.metrics.revocationLag.Observe(max(s.now().Sub(*r.ExpiresAt), 0).Seconds())
+			s.metrics.revocationLag.Observe(max(clk.Now().Sub(*r.ExpiresAt), 0).Seconds())
 		}
 		prov, err := s.providers.ForHandle(*r.Handle)
 		if err == nil {
