@@ -180,37 +180,21 @@ func (s *Service) claim(ctx context.Context, limit int) ([]claimed, time.Duratio
 	return out, wait, err
 }
 
-// processNow claims one request if it is due and moves it on at once, so that the
-// caller (an auto-approval, the last approval, a revoke) sees the result in its
-// response. The scheduler would get there anyway; this only saves the wait.
-func (s *Service) processNow(id string) {
+// hold marks r as owned by the caller until the end of a lease: the scheduler
+// will not claim it meanwhile. The caller commits r, then calls runHeld, so a user
+// action (an auto-approval, the last approval, a revoke) sees its result in the
+// response. If the process dies in between, the lease runs out and the scheduler
+// takes over; nothing is lost.
+func (s *Service) hold(r *ajar.Request, now time.Time) {
+	r.NextAt = ptr(now.Add(s.sched.Lease))
+}
+
+// runHeld moves on a request committed with hold. at is the store time of that
+// commit.
+func (s *Service) runHeld(r *ajar.Request, at time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.sched.ProviderTimeout+5*time.Second)
 	defer cancel()
-	var r *ajar.Request
-	var clk storeClock
-	err := s.store.Update(ctx, func(tx ajar.Tx) error {
-		now := tx.Now()
-		clk = newStoreClock(now)
-		cur, err := tx.GetRequest(ctx, id)
-		if err != nil {
-			return err
-		}
-		if cur.NextAt == nil || cur.NextAt.After(now) {
-			return nil // not due, or held by a worker's lease
-		}
-		cur.NextAt = ptr(now.Add(s.sched.Lease))
-		if err := tx.UpdateRequest(ctx, cur); err != nil {
-			return err
-		}
-		r = cur
-		return nil
-	})
-	if err != nil {
-		s.log.Error("scheduler: claim request", "request", id, "err", err)
-	}
-	if r != nil {
-		s.step(ctx, r, clk)
-	}
+	s.step(ctx, r, newStoreClock(at))
 	s.Kick()
 }
 
@@ -287,30 +271,13 @@ func (s *Service) timeOut(ctx context.Context, r *ajar.Request) error {
 // revocation the store already knows about.
 func (s *Service) grant(ctx context.Context, r *ajar.Request, clk storeClock) error {
 	if r.Handle == nil {
-		kind, err := s.providers.Kind(r.Target)
-		if err != nil {
-			return s.failGrant(ctx, r, clk, err, true)
-		}
-		err = s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
-			start := now
-			if cur.StartAt != nil {
-				if cur.StartAt.After(now) {
-					cur.NextAt = cur.StartAt // not yet
-					return nil
-				}
-				start = *cur.StartAt
-			}
-			exp := start.Add(cur.Duration)
-			cur.ActivatedAt, cur.ExpiresAt = ptr(now), ptr(exp)
-			target, _ := s.pol.Target(cur.Target)
-			cur.Handle = &ajar.Handle{Provider: kind, Version: 1, Grant: ajar.GrantRequest{
-				RequestID: cur.ID, Target: cur.Target, Requester: cur.Requester,
-				Params: cur.Params, ExpiresAt: exp, Config: target.Config,
-			}}
-			cur.Attempts, cur.LastError = 0, ""
-			return s.audit(ctx, tx, ajar.ActorSystem, "grant.started", cur.ID,
-				map[string]any{"expires_at": exp, "provider": kind})
+		err := s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+			return s.startGrant(ctx, tx, cur, now)
 		})
+		var kindErr *noProviderError
+		if errors.As(err, &kindErr) {
+			return s.failGrant(ctx, r, clk, kindErr.err, true)
+		}
 		if err != nil || r.Handle == nil {
 			return err
 		}
@@ -352,6 +319,41 @@ func (s *Service) grant(ctx context.Context, r *ajar.Request, clk storeClock) er
 		return s.lateHandle(ctx, r.ID, h)
 	}
 	return err
+}
+
+// noProviderError means the target's provider cannot be found: a permanent grant failure.
+type noProviderError struct{ err error }
+
+func (e *noProviderError) Error() string { return e.err.Error() }
+
+// startGrant commits the grant intent on an approved request that is due: the
+// expiry (from the start time, not the approval) and a handle naming the
+// provider and the config it is granted with. Everything revocation needs is then
+// in the store before any provider is called. A request whose start is still ahead
+// is only rescheduled.
+func (s *Service) startGrant(ctx context.Context, tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+	start := now
+	if cur.StartAt != nil {
+		if cur.StartAt.After(now) {
+			cur.NextAt = cur.StartAt
+			return nil
+		}
+		start = *cur.StartAt
+	}
+	kind, err := s.providers.Kind(cur.Target)
+	if err != nil {
+		return &noProviderError{err}
+	}
+	exp := start.Add(cur.Duration)
+	cur.ActivatedAt, cur.ExpiresAt = ptr(now), ptr(exp)
+	target, _ := s.pol.Target(cur.Target)
+	cur.Handle = &ajar.Handle{Provider: kind, Version: 1, Grant: ajar.GrantRequest{
+		RequestID: cur.ID, Target: cur.Target, Requester: cur.Requester,
+		Params: cur.Params, ExpiresAt: exp, Config: target.Config,
+	}}
+	cur.Attempts, cur.LastError = 0, ""
+	return s.audit(ctx, tx, ajar.ActorSystem, "grant.started", cur.ID,
+		map[string]any{"expires_at": exp, "provider": kind})
 }
 
 // lateHandle stores a handle that arrived after the request moved to revoking.

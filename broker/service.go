@@ -281,6 +281,7 @@ func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in CreateInput
 		st := in.Start.UTC()
 		r.StartAt = &st
 	}
+	var heldAt time.Time
 	err = s.store.Update(ctx, func(tx ajar.Tx) error {
 		now := tx.Now()
 		r.CreatedAt, r.UpdatedAt = now, now
@@ -296,6 +297,10 @@ func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in CreateInput
 		if dec.AutoApprove {
 			r.State = ajar.StateApproved
 			r.NextAt = ptr(grantDueAt(r, now))
+			if !r.NextAt.After(now) {
+				s.hold(r, now)
+				heldAt = now
+			}
 		}
 		if err := tx.CreateRequest(ctx, r); err != nil {
 			return err
@@ -304,8 +309,19 @@ func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in CreateInput
 			return err
 		}
 		if dec.AutoApprove {
-			return s.audit(ctx, tx, ajar.ActorSystem, "request.approved", r.ID,
-				map[string]any{"auto_approve": dec.AutoApproveExpr})
+			if err := s.audit(ctx, tx, ajar.ActorSystem, "request.approved", r.ID,
+				map[string]any{"auto_approve": dec.AutoApproveExpr}); err != nil {
+				return err
+			}
+			if heldAt.IsZero() {
+				return nil
+			}
+			// Due now: commit the grant intent with the request, one commit
+			// fewer on the common path.
+			if err := s.startGrant(ctx, tx, r, now); err != nil {
+				return err
+			}
+			return tx.UpdateRequest(ctx, r)
 		}
 		if dec.AutoApproveErr != nil {
 			return s.audit(ctx, tx, ajar.ActorSystem, "policy.condition_error", r.ID,
@@ -317,10 +333,12 @@ func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in CreateInput
 		return nil, fmt.Errorf("create request: %w", err)
 	}
 	s.metrics.created.Inc()
-	if r.State == ajar.StateApproved {
-		s.processNow(r.ID)
+	if !heldAt.IsZero() {
+		s.runHeld(r, heldAt)
+		return s.getRequest(ctx, r.ID)
 	}
-	return s.getRequest(ctx, r.ID)
+	s.Kick()
+	return r, nil
 }
 
 // grantDue is when an approved request should be granted.
@@ -475,6 +493,7 @@ func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) 
 	if len(comment) > maxCommentLen {
 		return nil, ajar.FieldErrorf("comment", "longer than %d characters", maxCommentLen)
 	}
+	var heldAt time.Time
 	r, err := s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
 		now := tx.Now()
 		if r.State != ajar.StatePending {
@@ -510,6 +529,10 @@ func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) 
 				return false, err
 			}
 			r.NextAt = ptr(grantDueAt(r, now))
+			if !r.NextAt.After(now) {
+				s.hold(r, now)
+				heldAt = now
+			}
 			action = "request.approved"
 		}
 		if err := tx.UpdateRequest(ctx, r); err != nil {
@@ -520,10 +543,11 @@ func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) 
 	if err != nil {
 		return nil, err
 	}
-	if r.State == ajar.StateApproved {
-		s.processNow(r.ID)
+	if !heldAt.IsZero() {
+		s.runHeld(r, heldAt)
 		return s.getRequest(ctx, r.ID)
 	}
+	s.Kick()
 	return r, nil
 }
 
@@ -594,6 +618,7 @@ func (s *Service) Cancel(ctx context.Context, u ajar.User, id string) (*ajar.Req
 // revoking at once and reaches revoked once the provider confirms; Revoke waits a
 // little for that so the common case returns the final state.
 func (s *Service) Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Request, error) {
+	var heldAt time.Time
 	r, err := s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
 		now := tx.Now()
 		if r.Requester != u.ID && !s.pol.IsAdmin(u) {
@@ -601,7 +626,8 @@ func (s *Service) Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Req
 		}
 		switch {
 		case r.State == ajar.StateActive:
-			r.NextAt = ptr(now)
+			s.hold(r, now)
+			heldAt = now
 		case r.State == ajar.StateApproved && r.Handle != nil:
 			// A grant may be in flight under a scheduler lease: keep the lease, the
 			// worker sees the new state when it writes back and revokes itself.
@@ -627,7 +653,11 @@ func (s *Service) Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Req
 	if err != nil {
 		return nil, err
 	}
-	s.processNow(r.ID)
+	if heldAt.IsZero() {
+		s.Kick()
+		return r, nil
+	}
+	s.runHeld(r, heldAt)
 	return s.getRequest(ctx, r.ID)
 }
 
