@@ -14,7 +14,7 @@ import (
 )
 
 // MaxAuditLimit is the largest page of audit events one GET /v1/audit returns.
-const MaxAuditLimit = 1000
+const MaxAuditLimit = 10000
 
 // Response bodies of the list routes. Lists are wrapped in an object so fields can
 // be added later without breaking clients.
