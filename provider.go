@@ -3,6 +3,7 @@ package ajar
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"time"
 )
 
@@ -65,6 +66,72 @@ type SSHCertIssuer interface {
 	// SignCert certifies publicKey (authorized_keys format) for the grant in h,
 	// valid from now-1m until the grant's expiry, with the given non-zero serial.
 	// It returns the certificate in authorized_keys format and what was issued.
-	// It returns EINVALID (field "public_key") for a key it cannot parse.
+	// A grant whose hosts take plain keys (see SSHHosts) gets no certificate: cert
+	// is nil and info records the authorized key under serial. It returns
+	// EINVALID (field "public_key") for a key it cannot parse.
 	SignCert(h Handle, publicKey []byte, serial uint64, now time.Time) (cert []byte, info SSHCert, err error)
+	// CheckPublicKey returns the EINVALID error SignCert would return for
+	// publicKey, or nil, so that bad input is refused before anything is stored.
+	CheckPublicKey(publicKey []byte) error
+}
+
+// SSHHosts is an optional Provider capability of targets whose SSH hosts run the
+// ajar host agent ("ajar node").
+type SSHHosts interface {
+	// AllowsNode reports whether u may act as a host agent of the provider's
+	// target: read its authorized keys and report its SSH sessions.
+	AllowsNode(u User) bool
+	// TakesPlainKeys reports whether the hosts of the grant in h let its
+	// requester in with a plain public key (checked with AuthorizedKeys) rather
+	// than a certificate.
+	TakesPlainKeys(h Handle) bool
+	// AuthorizedKeys returns the authorized_keys lines (each with an expiry-time
+	// option) that let the keys recorded for the grant in h log in as user at now.
+	// It returns none when h's hosts do not take plain keys, when the grant does
+	// not allow user, or when every key has expired.
+	AuthorizedKeys(h Handle, keys []SSHCert, user string, now time.Time) ([]string, error)
+}
+
+// CredentialIssuer is an optional Provider capability for providers that vend
+// short-lived cloud credentials for an active grant (aws-sts). The broker returns
+// them once to the requester and never stores, logs or audits them.
+type CredentialIssuer interface {
+	// IssueCredentials returns new credentials for the grant in h that expire no
+	// later than the grant, unless the target's minimum lifetime is longer (the
+	// provider's Revoke then cuts them off at the end). It returns ECONFLICT if h
+	// is only an intent or the grant has expired at now.
+	IssueCredentials(ctx context.Context, h Handle, now time.Time) (Credentials, error)
+}
+
+// Credentials are short-lived cloud credentials. They are secrets: String and
+// LogValue show only the access key id, which is not secret (CloudTrail logs it).
+type Credentials struct {
+	AccessKeyID     string    `json:"access_key_id"`
+	SecretAccessKey string    `json:"secret_access_key"`
+	SessionToken    string    `json:"session_token"`
+	Expiration      time.Time `json:"expiration"`
+	// Region is the target's region, for clients that need one.
+	Region string `json:"region,omitempty"`
+}
+
+// String shows the access key id and the expiry, never the secrets.
+func (c Credentials) String() string {
+	return "credentials " + c.AccessKeyID + " (expire " + c.Expiration.UTC().Format(time.RFC3339) + ")"
+}
+
+// LogValue keeps the secrets out of structured logs.
+func (c Credentials) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("access_key_id", c.AccessKeyID), slog.Time("expiration", c.Expiration))
+}
+
+// Sharer is an optional Provider capability for providers whose grants for
+// different requests can be one and the same access on the target, which the
+// target cannot tag with the requests holding it (one Identity Center account
+// assignment for the same user's requests). The broker counts the holders: it
+// does not call Revoke while another live request of the same requester (active,
+// or with a grant in flight) has a handle with the same key, and the drift check
+// does not treat access that such a request holds as drift.
+type Sharer interface {
+	// ShareKey names the access that req maps to; "" means never shared.
+	ShareKey(req GrantRequest) string
 }

@@ -2,6 +2,7 @@ package ajar
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -46,6 +47,32 @@ type ReadTx interface {
 	GetKey(ctx context.Context, name string) ([]byte, error)
 	// ListSSHCerts returns the certificates issued for a request ("" for all) in serial-issue order.
 	ListSSHCerts(ctx context.Context, requestID string) ([]SSHCert, error)
+
+	// NextNotification returns the head of sink's queue: its pending
+	// notification with the lowest ID, or ENOTFOUND when it has none pending.
+	NextNotification(ctx context.Context, sink string) (*Notification, error)
+	// ListNotifications returns the notifications f selects, in ID order.
+	ListNotifications(ctx context.Context, f NotificationFilter) ([]Notification, error)
+	// CountPendingNotifications counts pending notifications by sink; sinks with
+	// none are absent from the map.
+	CountPendingNotifications(ctx context.Context) (map[string]int, error)
+
+	// GetReview returns the review task of a request, or ENOTFOUND.
+	GetReview(ctx context.Context, requestID string) (*ReviewTask, error)
+	// ListReviews returns review tasks, most recently opened first (ties by
+	// RequestID, descending); with f.OnlyOpen only those not closed.
+	ListReviews(ctx context.Context, f ReviewFilter) ([]ReviewTask, error)
+	// CountOpenReviews counts review tasks not closed yet.
+	CountOpenReviews(ctx context.Context) (int, error)
+
+	// ListExtensions returns a request's extensions in Seq order (none: an
+	// empty or nil slice, not an error).
+	ListExtensions(ctx context.Context, requestID string) ([]Extension, error)
+
+	// FindSSHCerts returns every certificate that matches f, in issue order. It has
+	// no limit, because a revocation list built from it must be complete; callers
+	// bound the result with f.ValidAfter.
+	FindSSHCerts(ctx context.Context, f SSHCertFilter) ([]SSHCert, error)
 }
 
 // Tx writes the store inside Update.
@@ -74,6 +101,46 @@ type Tx interface {
 	PutKey(ctx context.Context, name string, sealed []byte) error
 	// InsertSSHCert records an issued certificate. ECONFLICT if the serial exists.
 	InsertSSHCert(ctx context.Context, c SSHCert) error
+
+	// EnqueueNotification adds n to the end of n.Sink's queue, pending, with
+	// Attempts 0, and sets n.ID, n.State (pending) and n.Version (1). A zero
+	// NextAt means CreatedAt. IDs only grow, in commit order: a notification
+	// committed later never gets a lower ID than one already visible (a store
+	// that allocates IDs before commit, like a Postgres sequence, must
+	// serialise enqueues, for example under the lock AppendAudit takes), so
+	// that delivery in ID order is the order of the state changes.
+	//
+	// When n.Key is not empty and the sink already has a notification with
+	// that key, in any state, nothing is written and it returns false: keys
+	// make an event that a retried transaction or a restarted scheduler may
+	// enqueue twice go out once.
+	EnqueueNotification(ctx context.Context, n *Notification) (bool, error)
+	// UpdateNotification writes n's NextAt, Attempts, LastError, State and
+	// DoneAt if the stored Version equals n.Version (compare and swap), then
+	// increments n.Version. ECONFLICT if the version differs, ENOTFOUND if it
+	// does not exist. The other fields never change.
+	UpdateNotification(ctx context.Context, n *Notification) error
+	// PruneNotifications deletes up to limit (> 0, else EINVALID) notifications
+	// that are delivered or dropped with DoneAt before before, and returns how
+	// many it deleted. Pending ones are never deleted.
+	PruneNotifications(ctx context.Context, before time.Time, limit int) (int, error)
+
+	// CreateReview opens a review task (r.ClosedAt must be nil). ECONFLICT if
+	// the request already has one.
+	CreateReview(ctx context.Context, r ReviewTask) error
+	// CloseReview closes the open review task of a request, recording who
+	// closed it, when and their comment. ENOTFOUND if the request has no
+	// review task, ECONFLICT if it is already closed.
+	CloseReview(ctx context.Context, requestID, closedBy, comment string, at time.Time) error
+
+	// CreateExtension inserts e with the next Seq of its request (1 for the
+	// first) and Version 1, both set on e.
+	CreateExtension(ctx context.Context, e *Extension) error
+	// UpdateExtension writes e's State, Approvals and DecidedAt if the stored
+	// Version equals e.Version (compare and swap), then increments e.Version.
+	// ECONFLICT if the version differs, ENOTFOUND if (RequestID, Seq) does
+	// not exist. The other fields never change.
+	UpdateExtension(ctx context.Context, e *Extension) error
 }
 
 // AuditFilter selects audit events. Zero fields match anything.
@@ -91,7 +158,10 @@ type Token struct {
 	CreatedAt time.Time
 }
 
-// SSHCert records an OpenSSH certificate ajar issued, for revocation lists and evidence.
+// SSHCert records an OpenSSH certificate ajar issued, for revocation lists and
+// evidence. In the ssh-cert provider's authorized-keys mode it records a public key
+// ajar authorized instead (no certificate is signed; Serial is still unique and
+// names it).
 type SSHCert struct {
 	Serial      uint64    `json:"serial"`
 	RequestID   string    `json:"request_id"`
@@ -101,6 +171,21 @@ type SSHCert struct {
 	ValidAfter  time.Time `json:"valid_after"`
 	ValidBefore time.Time `json:"valid_before"`
 	IssuedAt    time.Time `json:"issued_at"`
+	// PublicKey is the certified public key in authorized_keys format, without a
+	// comment ("ssh-ed25519 AAAA..."); empty for records made before it was kept.
+	PublicKey string `json:"public_key,omitempty"`
+}
+
+// SSHCertFilter selects certificates in ReadTx.FindSSHCerts. Zero fields match
+// anything.
+type SSHCertFilter struct {
+	// ValidAfter keeps the certificates whose ValidBefore is after it.
+	ValidAfter time.Time
+	// RequestStates keeps the certificates whose request is in one of these
+	// states. A certificate whose request does not exist matches no state.
+	RequestStates []State
+	// Fingerprint keeps the certificates of one public key (SSHCert.Fingerprint).
+	Fingerprint string
 }
 
 // KeyStore reads and writes sealed keys, each in its own transaction.
@@ -124,4 +209,117 @@ func (k storeKeys) GetKey(ctx context.Context, name string) (b []byte, err error
 
 func (k storeKeys) PutKey(ctx context.Context, name string, sealed []byte) error {
 	return k.s.Update(ctx, func(tx Tx) error { return tx.PutKey(ctx, name, sealed) })
+}
+
+// NotificationState is where a notification is in its sink's queue.
+type NotificationState string
+
+// Notification states.
+const (
+	NotificationPending   NotificationState = "pending"   // not delivered yet; retried with backoff
+	NotificationDelivered NotificationState = "delivered" // the sink accepted it
+	NotificationDropped   NotificationState = "dropped"   // given up after retrying for too long (audited)
+)
+
+// Notification is one event for one sink in the outbox. It is enqueued in the
+// transaction of the state change it reports and delivered by a worker, one
+// sink's notifications in ID order, each until the sink accepts it.
+type Notification struct {
+	ID   int64
+	Sink string
+	// Key, when not empty, is unique per sink (see EnqueueNotification).
+	Key string
+	// Event is the event exactly as it is delivered (JSON), fixed when enqueued.
+	// Stores must return it equal as JSON.
+	Event     []byte
+	CreatedAt time.Time
+	// NextAt is the earliest time of the next delivery attempt: the backoff
+	// after a failure, or the lease of the worker delivering it now.
+	NextAt    time.Time
+	Attempts  int
+	LastError string
+	State     NotificationState
+	DoneAt    *time.Time // when it was delivered or dropped
+	Version   int64      // compare-and-swap token
+}
+
+// NotificationFilter selects notifications. Zero fields match anything.
+type NotificationFilter struct {
+	Sink  string
+	State NotificationState
+	Limit int // 0 means the store's default (1000)
+}
+
+// ReviewTask is the after-the-fact review of a break-glass request: open until
+// an admin closes it with a comment.
+type ReviewTask struct {
+	RequestID string     `json:"request_id"`
+	Kind      string     `json:"kind"` // "breakglass"
+	Requester string     `json:"requester"`
+	Target    string     `json:"target"`
+	Reason    string     `json:"reason"`
+	OpenedAt  time.Time  `json:"opened_at"`
+	ClosedAt  *time.Time `json:"closed_at,omitempty"`
+	ClosedBy  string     `json:"closed_by,omitempty"`
+	Comment   string     `json:"comment,omitempty"`
+}
+
+// ReviewFilter selects review tasks.
+type ReviewFilter struct {
+	OnlyOpen bool
+	Limit    int // 0 means the store's default (1000)
+}
+
+// ExtensionState is the state of an extension of a request's window.
+type ExtensionState string
+
+// Extension states.
+const (
+	ExtensionPending ExtensionState = "pending" // waiting for approval
+	ExtensionApplied ExtensionState = "applied" // the window was extended
+	ExtensionDenied  ExtensionState = "denied"  // an approver said no
+)
+
+// Extension is a request to lengthen an active request's window by By.
+type Extension struct {
+	RequestID   string         `json:"request_id"`
+	Seq         int            `json:"seq"` // 1 for a request's first extension
+	By          time.Duration  `json:"-"`
+	Reason      string         `json:"reason,omitempty"`
+	RequestedBy string         `json:"requested_by"`
+	RequestedAt time.Time      `json:"requested_at"`
+	State       ExtensionState `json:"state"`
+	Approvals   []Approval     `json:"approvals"`
+	DecidedAt   *time.Time     `json:"decided_at,omitempty"` // applied or denied
+	Version     int64          `json:"-"`
+}
+
+// MarshalJSON writes By in Go syntax ("30m"), as users write it.
+func (e Extension) MarshalJSON() ([]byte, error) {
+	type plain Extension
+	return json.Marshal(struct {
+		plain
+		By string `json:"by"`
+	}{plain(e), e.By.String()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (e *Extension) UnmarshalJSON(b []byte) error {
+	type plain Extension
+	var v struct {
+		plain
+		By string `json:"by"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*e = Extension(v.plain)
+	if v.By != "" {
+		d, err := time.ParseDuration(v.By)
+		if err != nil {
+			return err
+		}
+		e.By = d
+	}
+	return nil
 }

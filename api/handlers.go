@@ -72,6 +72,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/requests/{id}/ssh-cert", s.authed(s.handleSSHCert))
 	mux.HandleFunc("GET /v1/audit", s.authed(s.handleAudit))
 	mux.HandleFunc("GET /v1/audit/checkpoint", s.authed(s.handleCheckpoint))
+	s.sshRoutes(mux)      // api/ssh.go
+	s.workflowRoutes(mux) // api/workflow.go
+	s.awsRoutes(mux)      // api/aws.go
 
 	// Anything else under /v1 gets the JSON error envelope rather than the mux's
 	// plain-text 404 and 405.
@@ -94,6 +97,9 @@ func (s *Server) routes() http.Handler {
 		}
 		s.writeError(w, r, ajar.Errorf(ajar.ENOTFOUND, "no such API endpoint"))
 	})
+	if s.opts.Web != nil {
+		mux.Handle("/", s.opts.Web)
+	}
 	return s.middleware(mux)
 }
 
@@ -193,6 +199,10 @@ func (s *Server) handleTargets(w http.ResponseWriter, r *http.Request, u ajar.Us
 }
 
 func (s *Server) handleCreateRequest(w http.ResponseWriter, r *http.Request, u ajar.User) {
+	if r.URL.RawQuery != "" {
+		s.handleDryRun(w, r, u) // api/workflow.go: ?dry_run=true explains instead
+		return
+	}
 	var in broker.CreateInput
 	if err := decodeJSON(w, r, &in); err != nil {
 		s.writeError(w, r, err)

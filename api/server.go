@@ -60,6 +60,9 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// ShutdownTimeout bounds how long Close waits for requests in flight (default 10s).
 	ShutdownTimeout time.Duration
+	// Web, if not nil, serves every path the API does not (the web pages at "/").
+	// It sets its own Content-Security-Policy and cache headers.
+	Web http.Handler
 }
 
 // Server serves ajar's HTTP API. Create it with NewServer, then Open it.

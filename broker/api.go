@@ -49,7 +49,11 @@ type StepInfo struct {
 
 // SSHCertOutput is a certificate issued for an active request.
 type SSHCertOutput struct {
-	Certificate string       `json:"certificate"` // authorized_keys format, one line
+	// Certificate is the certificate in authorized_keys format, one line. It is
+	// empty when the target's hosts take the plain key instead (the ssh-cert
+	// provider's authorized-keys mode): the key is then recorded in Info and
+	// authorized until Info.ValidBefore.
+	Certificate string       `json:"certificate"`
 	Info        ajar.SSHCert `json:"info"`
 }
 

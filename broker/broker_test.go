@@ -70,9 +70,14 @@ type fakeProvider struct {
 	grantFails  int // fail this many Grant calls, then succeed
 	revokeFails int
 	permanent   bool // Grant fails with EINVALID
+	// onGrant, if set, runs inside Grant before it answers (without the lock).
+	onGrant func()
 }
 
 func (p *fakeProvider) Grant(ctx context.Context, req ajar.GrantRequest) (ajar.Handle, error) {
+	if p.onGrant != nil {
+		p.onGrant()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.grants = append(p.grants, req)
@@ -472,5 +477,53 @@ func TestBackoffIsJitteredAndCapped(t *testing.T) {
 		if len(seen) < 2 {
 			t.Errorf("backoff(%d) is not jittered", attempt)
 		}
+	}
+}
+
+// TestGrantFinishingAfterTheEndIsRemoved models a worker that stalls inside the
+// provider's Grant past its lease while another replica ends the request: the
+// access it creates afterwards belongs to nobody and must be removed at once.
+func TestGrantFinishingAfterTheEndIsRemoved(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	r := e.create(t, "alice", "web", "1h")
+	inGrant, release := make(chan struct{}), make(chan struct{})
+	e.prov.onGrant = func() { close(inGrant); <-release }
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.svc.Approve(ctx, e.users["bob"], r.ID, "")
+		done <- err
+	}()
+	<-inGrant
+	// Meanwhile the request is ended elsewhere (its lease ran out, another
+	// replica revoked it by the intent handle).
+	err := e.store.Update(ctx, func(tx ajar.Tx) error {
+		cur, err := tx.GetRequest(ctx, r.ID)
+		if err != nil {
+			return err
+		}
+		cur.State, cur.EndReason, cur.EndedAt, cur.NextAt = ajar.StateRevoked, ajar.EndRevoked, ptr(tx.Now()), nil
+		return tx.UpdateRequest(ctx, cur)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("approve: %v", err)
+	}
+	g, v := e.prov.counts()
+	if g != 1 || v != 1 {
+		t.Fatalf("provider saw %d grants and %d revokes, want 1 and 1", g, v)
+	}
+	if len(e.prov.revokes[0].Data) == 0 {
+		t.Errorf("revoked the intent, not the handle the late grant returned")
+	}
+	acts := e.actions(t, r.ID)
+	if count(acts, "grant.orphan_revoked") != 1 {
+		t.Errorf("audit: %v", acts)
+	}
+	if st := e.get(t, r.ID).State; st != ajar.StateRevoked {
+		t.Errorf("state %s", st)
 	}
 }

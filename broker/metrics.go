@@ -19,6 +19,9 @@ type Metrics struct {
 	created        prometheus.Counter
 	revocationLag  prometheus.Histogram
 	providerErrors *prometheus.CounterVec
+	wf             *workflowMetrics // workflow.go: notification delivery
+	sshSessions    *prometheus.CounterVec
+	drift          *prometheus.CounterVec // reconcile.go: drift found, by target
 }
 
 // NewMetrics creates the broker's metrics in reg (a new registry with the Go and
@@ -42,7 +45,13 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 			Name: "ajar_provider_errors_total", Help: "Provider calls that failed, by provider and operation.",
 		}, []string{"provider", "op"}),
 	}
-	reg.MustRegister(m.created, m.revocationLag, m.providerErrors)
+	m.sshSessions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ajar_ssh_session_events_total",
+		Help: "SSH session events reported by host agents: opened, and ended (by the agent, because access ended).",
+	}, []string{"event"})
+	reg.MustRegister(m.created, m.revocationLag, m.providerErrors, m.sshSessions)
+	m.wf = newWorkflowMetrics(reg)
+	m.drift = newDriftCounter(reg)
 	return m
 }
 
@@ -86,6 +95,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (m *Metrics) registerStore(st ajar.Store) error {
+	if err := m.reg.Register(newWorkflowCollector(st)); err != nil { // open reviews, pending notifications
+		return err
+	}
 	return m.reg.Register(&stateCollector{
 		store:        st,
 		byState:      prometheus.NewDesc("ajar_requests", "Requests by state.", []string{"state"}, nil),

@@ -72,6 +72,10 @@ var errStale = errors.New("request changed since it was claimed")
 func (s *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.runNotify(ctx) }() // notify.go: outbox delivery
+	wg.Add(1)
+	go func() { defer wg.Done(); s.runReconcile(ctx) }() // reconcile.go: drift check
 	sem := make(chan struct{}, s.sched.Workers)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -129,6 +133,7 @@ func (s *Service) Kick() {
 	case s.kick <- struct{}{}:
 	default:
 	}
+	s.notify.kick()
 }
 
 // storeClock is the store's clock as read when a request was claimed, moved on
@@ -254,8 +259,7 @@ func (s *Service) write(ctx context.Context, r *ajar.Request, fn func(tx ajar.Tx
 func (s *Service) timeOut(ctx context.Context, r *ajar.Request) error {
 	return s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
 		if now.Before(cur.ApprovalDeadline) {
-			cur.NextAt = ptr(cur.ApprovalDeadline)
-			return nil
+			return s.escalate(ctx, tx, cur, now) // workflow.go: escalate_after, then the next look
 		}
 		if err := transition(cur, ajar.StateTimedOut, now); err != nil {
 			return err
@@ -308,7 +312,7 @@ func (s *Service) grant(ctx context.Context, r *ajar.Request, clk storeClock) er
 			return err
 		}
 		cur.Handle = &h
-		cur.NextAt = cur.ExpiresAt
+		cur.NextAt = s.activeNextAt(cur, now) // expiry, or the expiry reminder before it
 		cur.Attempts, cur.LastError = 0, ""
 		return s.audit(ctx, tx, ajar.ActorSystem, "request.activated", cur.ID,
 			map[string]any{"expires_at": cur.ExpiresAt, "handle": h.Data})
@@ -358,13 +362,21 @@ func (s *Service) startGrant(ctx context.Context, tx ajar.Tx, cur *ajar.Request,
 
 // lateHandle stores a handle that arrived after the request moved to revoking.
 func (s *Service) lateHandle(ctx context.Context, id string, h ajar.Handle) error {
+	var ended bool
 	err := s.store.Update(ctx, func(tx ajar.Tx) error {
 		cur, err := tx.GetRequest(ctx, id)
 		if err != nil {
 			return err
 		}
+		if cur.State.Terminal() {
+			// This worker stalled past its lease and another one already ended
+			// the request: the access it just created belongs to nobody. Remove it
+			// now (below); the event says so whatever the outcome.
+			ended = true
+			return s.audit(ctx, tx, ajar.ActorSystem, "grant.completed_after_end", id, map[string]any{"handle": h.Data})
+		}
 		if cur.State != ajar.StateRevoking && cur.State != ajar.StateRevokeFailed {
-			return nil
+			return nil // active: another worker granted it; providers are idempotent
 		}
 		cur.Handle = &h
 		cur.NextAt = ptr(tx.Now())
@@ -374,6 +386,41 @@ func (s *Service) lateHandle(ctx context.Context, id string, h ajar.Handle) erro
 		return s.audit(ctx, tx, ajar.ActorSystem, "grant.completed_late", id, map[string]any{"handle": h.Data})
 	})
 	s.Kick()
+	if err != nil || !ended {
+		return err
+	}
+	return s.revokeOrphan(ctx, id, h)
+}
+
+// revokeOrphan removes access created for a request that had already ended,
+// retrying with backoff for as long as a lease would have allowed, and audits the
+// outcome. A failure is logged as an error and counted in the provider error metric.
+func (s *Service) revokeOrphan(ctx context.Context, id string, h ajar.Handle) error {
+	prov, err := s.providers.ForHandle(h)
+	for attempt := 1; err == nil && attempt <= s.sched.MaxRevokeAttempts; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
+		err = prov.Revoke(pctx, h)
+		cancel()
+		if err == nil {
+			break
+		}
+		s.metrics.providerErrors.WithLabelValues(h.Provider, "revoke").Inc()
+		if attempt < s.sched.MaxRevokeAttempts {
+			time.Sleep(s.sched.backoff(attempt))
+			err = nil
+			continue
+		}
+	}
+	outcome := map[string]any{"handle": h.Data, "removed": err == nil}
+	if err != nil {
+		outcome["error"] = safeError(err)
+		s.log.Error("access created after its request ended could not be removed", "request", id, "err", err)
+	}
+	if aerr := s.store.Update(ctx, func(tx ajar.Tx) error {
+		return s.audit(ctx, tx, ajar.ActorSystem, "grant.orphan_revoked", id, outcome)
+	}); aerr != nil {
+		return errors.Join(err, aerr)
+	}
 	return err
 }
 
@@ -422,7 +469,10 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) e
 		// Claimed early (a lease ran out, or clocks): come back at expiry.
 		return s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
 			if cur.ExpiresAt.After(now) {
-				cur.NextAt = cur.ExpiresAt
+				if err := s.remindExpiring(ctx, tx, cur, now); err != nil { // notify.go
+					return err
+				}
+				cur.NextAt = s.activeNextAt(cur, now)
 				return nil
 			}
 			cur.NextAt = ptr(now)
@@ -441,7 +491,7 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) e
 		prov, err := s.providers.ForHandle(*r.Handle)
 		if err == nil {
 			pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
-			err = prov.Revoke(pctx, *r.Handle)
+			err = s.providerRevoke(pctx, prov, r) // shared.go: keeps access other requests share
 			cancel()
 		}
 		if err != nil {
@@ -490,7 +540,9 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) e
 		if err := transition(cur, final, now); err != nil {
 			return err
 		}
-		cur.LastError = ""
+		if final != ajar.StateGrantFailed {
+			cur.LastError = "" // a grant failure keeps its reason for ajar show
+		}
 		details := map[string]any{"end_reason": cur.EndReason, "attempts": cur.Attempts + 1}
 		if cur.ExpiresAt != nil {
 			details["expires_at"] = cur.ExpiresAt

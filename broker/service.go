@@ -46,10 +46,15 @@ type Config struct {
 	Providers Providers
 	Signer    CheckpointSigner
 	// SSHCA returns the SSH CA public key line; nil when no CA is configured.
-	SSHCA     func() string
+	SSHCA func() string
+	// SSHKRL encodes a KRL revoking the given serials of the SSH CA's
+	// certificates (see SSHKRL); nil when no CA is configured.
+	SSHKRL    func(serials []uint64, generated time.Time) ([]byte, error)
 	Logger    *slog.Logger
 	Metrics   *Metrics
 	Scheduler SchedulerConfig
+	// Notify configures event notifications (see NotifyConfig); zero: none.
+	Notify NotifyConfig
 	// Now is the clock for checks made outside a store transaction; it must be the
 	// store's clock (the composition root passes the same function to both).
 	Now func() time.Time
@@ -62,9 +67,12 @@ type Service struct {
 	providers Providers
 	signer    CheckpointSigner
 	sshCA     func() string
+	sshKRL    func(serials []uint64, generated time.Time) ([]byte, error)
+	krl       krlCache
 	log       *slog.Logger
 	metrics   *Metrics
 	sched     SchedulerConfig
+	notify    *notifier
 	kick      chan struct{}
 	now       func() time.Time
 }
@@ -92,9 +100,11 @@ func New(cfg Config) (*Service, error) {
 		providers: cfg.Providers,
 		signer:    cfg.Signer,
 		sshCA:     cfg.SSHCA,
+		sshKRL:    cfg.SSHKRL,
 		log:       cfg.Logger,
 		metrics:   cfg.Metrics,
 		sched:     cfg.Scheduler.withDefaults(),
+		notify:    newNotifier(cfg.Notify),
 		kick:      make(chan struct{}, 1),
 		now:       cfg.Now,
 	}, nil
@@ -286,7 +296,7 @@ func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in CreateInput
 		now := tx.Now()
 		r.CreatedAt, r.UpdatedAt = now, now
 		r.ApprovalDeadline = now.Add(dec.ApprovalTimeout)
-		r.NextAt = ptr(r.ApprovalDeadline)
+		r.NextAt = ptr(pendingNextAt(r, dec.Rule, now))
 		details := map[string]any{
 			"target": r.Target, "duration": r.Duration.String(), "reason": r.Reason,
 			"ticket": r.Ticket, "params": r.Params, "policy": r.Policy,
@@ -370,12 +380,7 @@ func (s *Service) canSee(u ajar.User, r *ajar.Request) bool {
 	if !ok {
 		return false
 	}
-	for i := range rule.Approval.Steps {
-		if rule.CanApprove(i, u) {
-			return true
-		}
-	}
-	return false
+	return rule.Approves(u) // approvers of any step, escalation included
 }
 
 func notFound(id string) error { return ajar.Errorf(ajar.ENOTFOUND, "no request %s", id) }
@@ -494,8 +499,12 @@ func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) 
 		return nil, ajar.FieldErrorf("comment", "longer than %d characters", maxCommentLen)
 	}
 	var heldAt time.Time
+	extended := false
 	r, err := s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
 		now := tx.Now()
+		if r.State == ajar.StateActive {
+			return s.approveExtension(ctx, tx, u, r, comment, &extended) // workflow.go
+		}
 		if r.State != ajar.StatePending {
 			return false, ajar.Errorf(ajar.ECONFLICT, "request %s is %s, not pending", r.ID, r.State)
 		}
@@ -518,11 +527,12 @@ func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) 
 			}
 		}
 		step := currentStep(r, rule)
-		if step >= len(rule.Approval.Steps) || !rule.CanApprove(step, u) {
+		if step >= len(rule.Approval.Steps) || !(rule.CanApprove(step, u) || rule.CanEscalate(step, u) && escalated(r, rule, step, now)) {
 			return refuse("not-an-approver", fmt.Sprintf("you are not an approver for step %d of policy %s", step+1, rule.Name))
 		}
 		r.Approvals = append(r.Approvals, ajar.Approval{Approver: u.ID, Step: step, Decision: ajar.DecisionApprove, Comment: comment, At: now})
 		r.UpdatedAt = now
+		r.NextAt = ptr(pendingNextAt(r, rule, now)) // the next step may escalate
 		action := "approval.recorded"
 		if currentStep(r, rule) == len(rule.Approval.Steps) {
 			if err := transition(r, ajar.StateApproved, now); err != nil {
@@ -543,6 +553,9 @@ func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) 
 	if err != nil {
 		return nil, err
 	}
+	if extended {
+		return s.renew(ctx, r), nil
+	}
 	if !heldAt.IsZero() {
 		s.runHeld(r, heldAt)
 		return s.getRequest(ctx, r.ID)
@@ -562,6 +575,9 @@ func (s *Service) Deny(ctx context.Context, u ajar.User, id, reason string) (*aj
 	}
 	return s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
 		now := tx.Now()
+		if r.State == ajar.StateActive {
+			return s.denyExtension(ctx, tx, u, r, reason) // workflow.go
+		}
 		if r.State != ajar.StatePending {
 			return false, ajar.Errorf(ajar.ECONFLICT, "request %s is %s, not pending", r.ID, r.State)
 		}
@@ -576,6 +592,7 @@ func (s *Service) Deny(ctx context.Context, u ajar.User, id, reason string) (*aj
 			for i := range rule.Approval.Steps {
 				allowed = allowed || rule.CanApprove(i, u)
 			}
+			allowed = allowed || rule.CanEscalate(step, u) && escalated(r, rule, step, now)
 		}
 		if !allowed {
 			return false, ajar.Errorf(ajar.EFORBIDDEN, "you are not an approver of request %s", r.ID)
@@ -791,7 +808,10 @@ func (s *Service) AuditKey() string {
 
 // audit appends one event in tx. An audit write that fails fails the operation.
 func (s *Service) audit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {
-	return appendAudit(ctx, tx, actor, action, subject, details)
+	if err := appendAudit(ctx, tx, actor, action, subject, details); err != nil {
+		return err
+	}
+	return s.notifyAudit(ctx, tx, actor, action, subject, details) // the outbox, same transaction
 }
 
 func appendAudit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {

@@ -32,6 +32,9 @@ type RequestVars struct {
 	// Start is when the access would begin: the requested start, or the time of
 	// the request when none was given.
 	Start time.Time `cel:"start"`
+	// Kind is what is being asked for: "access" (a request), "breakglass", or
+	// "extension" (then Duration is the whole window once extended).
+	Kind string `cel:"kind"`
 }
 
 // RequesterVars is the variable "requester" in a condition.
@@ -87,6 +90,7 @@ func celTypeName(t reflect.Type) string { return path.Base(t.PkgPath()) + "." + 
 //	request.ticket    string
 //	request.params    map(string, string)
 //	request.start     timestamp
+//	request.kind      string   "access", "breakglass" or "extension"
 //	requester.id      string
 //	requester.groups  list(string)   e.g. "oncall" in requester.groups
 //	now               timestamp
@@ -100,26 +104,55 @@ type Condition struct {
 // NewCondition compiles and type-checks src. The error names each problem with
 // its line and column in src, and says so when src is not a bool expression.
 func NewCondition(src string) (*Condition, error) {
-	env, err := celEnv()
-	if err != nil {
-		return nil, fmt.Errorf("CEL environment: %w", err) // a bug, not the user's
-	}
-	ast, iss := env.Compile(src)
-	if iss.Err() != nil {
-		msgs := make([]string, 0, len(iss.Errors()))
-		for _, e := range iss.Errors() {
-			msgs = append(msgs, fmt.Sprintf("line %d, column %d: %s", e.Location.Line(), e.Location.Column()+1, e.Message))
-		}
-		return nil, errors.New(strings.Join(msgs, "; "))
-	}
-	if !ast.OutputType().IsExactType(cel.BoolType) {
-		return nil, fmt.Errorf("must be true or false, but this expression gives a %s", ast.OutputType())
-	}
-	prg, err := env.Program(ast, cel.CostLimit(costLimit))
+	c, issues, err := compileCondition(src)
 	if err != nil {
 		return nil, err
 	}
-	return &Condition{src: src, prg: prg}, nil
+	if len(issues) > 0 {
+		msgs := make([]string, 0, len(issues))
+		for _, e := range issues {
+			if e.line == 0 {
+				msgs = append(msgs, e.msg)
+				continue
+			}
+			msgs = append(msgs, fmt.Sprintf("line %d, column %d: %s", e.line, e.col, e.msg))
+		}
+		return nil, errors.New(strings.Join(msgs, "; "))
+	}
+	return c, nil
+}
+
+// celIssue is one problem with an expression, at its line and column (both
+// 1-based) in the expression's text; line 0 for a problem with the whole
+// expression (its type).
+type celIssue struct {
+	line, col int
+	msg       string
+}
+
+// compileCondition compiles src and returns the problems a user can fix as
+// issues; err is for failures that are not the expression's fault.
+func compileCondition(src string) (*Condition, []celIssue, error) {
+	env, err := celEnv()
+	if err != nil {
+		return nil, nil, fmt.Errorf("CEL environment: %w", err) // a bug, not the user's
+	}
+	ast, iss := env.Compile(src)
+	if iss.Err() != nil {
+		out := make([]celIssue, 0, len(iss.Errors()))
+		for _, e := range iss.Errors() {
+			out = append(out, celIssue{line: e.Location.Line(), col: e.Location.Column() + 1, msg: e.Message})
+		}
+		return nil, out, nil
+	}
+	if !ast.OutputType().IsExactType(cel.BoolType) {
+		return nil, []celIssue{{msg: fmt.Sprintf("must be true or false, but this expression gives a %s", ast.OutputType())}}, nil
+	}
+	prg, err := env.Program(ast, cel.CostLimit(costLimit))
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Condition{src: src, prg: prg}, nil, nil
 }
 
 // String returns the source text, for explanations.
@@ -134,6 +167,9 @@ func (c *Condition) Eval(v Vars) (bool, error) {
 	}
 	if v.Requester.Groups == nil {
 		v.Requester.Groups = []string{}
+	}
+	if v.Request.Kind == "" {
+		v.Request.Kind = KindAccess
 	}
 	out, _, err := c.prg.Eval(map[string]any{
 		"request":   v.Request,

@@ -14,6 +14,8 @@ type Config struct {
 	Server    ServerConfig    `yaml:"server"`
 	Storage   StorageConfig   `yaml:"storage"`
 	Scheduler SchedulerConfig `yaml:"scheduler"`
+	// Reconcile is the drift check (see ReconcileConfig).
+	Reconcile ReconcileConfig `yaml:"reconcile"`
 	Users     []UserConfig    `yaml:"users"`
 	// Admins may revoke anything and read and verify the whole audit log:
 	// user ids or "group:NAME".
@@ -21,15 +23,22 @@ type Config struct {
 	Targets map[string]TargetConfig `yaml:"targets"`
 	// Policies are the rules, matched in file order.
 	Policies []RuleConfig `yaml:"policies"`
-	// Notifications are kept raw until the notification package defines them;
-	// only "name" and "type" are checked.
-	Notifications []map[string]any `yaml:"notifications"`
+	// Notifications are the sinks events are delivered to (see
+	// NotificationConfig).
+	Notifications []NotificationConfig `yaml:"notifications"`
+
+	// src is the file's text, for reporting condition errors at their line and
+	// column in the file.
+	src []string
 }
 
 // ServerConfig is the "server" section.
 type ServerConfig struct {
 	// Listen is the HTTP address; DefaultListen when empty.
 	Listen string `yaml:"listen"`
+	// PublicURL is where people reach this server (the web pages), such as
+	// https://ajar.example.com; notifications link to it. Empty: no links.
+	PublicURL string `yaml:"public_url"`
 }
 
 // StorageConfig is the "storage" section.
@@ -43,7 +52,8 @@ type StorageConfig struct {
 
 // SchedulerConfig is the optional "scheduler" section. Zero fields take the
 // defaults: poll_interval 1s, max_grant_attempts 5, max_revoke_attempts 8,
-// slow_retry 5m.
+// slow_retry 5m, expiry_reminder 10m, notify_retry 2s, notify_max_retry 5m,
+// notify_give_up 24h.
 type SchedulerConfig struct {
 	PollInterval      Duration `yaml:"poll_interval"`
 	MaxGrantAttempts  int      `yaml:"max_grant_attempts"`
@@ -51,6 +61,16 @@ type SchedulerConfig struct {
 	// SlowRetry is how often a revocation that ran out of attempts (revoke_failed)
 	// is tried again. It is retried forever.
 	SlowRetry Duration `yaml:"slow_retry"`
+	// ExpiryReminder is how long before expiry the request.expiring event is
+	// sent (only for grants longer than that, and only if a sink wants it).
+	ExpiryReminder Duration `yaml:"expiry_reminder"`
+	// NotifyRetry is the first delay before a failed notification is sent again;
+	// it doubles with each attempt up to NotifyMaxRetry.
+	NotifyRetry    Duration `yaml:"notify_retry"`
+	NotifyMaxRetry Duration `yaml:"notify_max_retry"`
+	// NotifyGiveUp is how long a notification is retried before it is dropped
+	// (audited as notification.dropped) so the sink's later events can go.
+	NotifyGiveUp Duration `yaml:"notify_give_up"`
 }
 
 // UserConfig is one static user.
@@ -80,10 +100,15 @@ type RuleConfig struct {
 	RequireReason bool     `yaml:"require_reason"`
 	// TicketPattern is a regular expression (RE2) the whole ticket must match.
 	// When set, a ticket is required.
-	TicketPattern string            `yaml:"ticket_pattern"`
-	Approval      ApprovalConfig    `yaml:"approval"`
-	Extend        *ExtendConfig     `yaml:"extend"`
-	Breakglass    *BreakglassConfig `yaml:"breakglass"`
+	TicketPattern string `yaml:"ticket_pattern"`
+	// Deny conditions are checked first: a request for which any of them is
+	// true is refused.
+	Deny []CheckConfig `yaml:"deny"`
+	// Require conditions must all be true, or the request is refused.
+	Require    []CheckConfig     `yaml:"require"`
+	Approval   ApprovalConfig    `yaml:"approval"`
+	Extend     *ExtendConfig     `yaml:"extend"`
+	Breakglass *BreakglassConfig `yaml:"breakglass"`
 }
 
 // ApprovalConfig is a rule's "approval" section.
@@ -94,13 +119,28 @@ type ApprovalConfig struct {
 	Steps   []StepConfig `yaml:"steps"`
 	// AutoApprove is a CEL expression; when it is true the request needs no
 	// approval. See NewCondition for the variables it can use.
-	AutoApprove string `yaml:"auto_approve"`
+	AutoApprove Expr `yaml:"auto_approve"`
 }
 
 // StepConfig is one approval step: Count distinct people named by Approvers.
 type StepConfig struct {
 	Approvers []string `yaml:"approvers"`
 	Count     int      `yaml:"count"`
+	// EscalateAfter, when set, is how long the step may wait before the people
+	// named by EscalateTo are notified (request.escalated); from then on they
+	// may approve or deny the step too.
+	EscalateAfter Duration `yaml:"escalate_after"`
+	EscalateTo    []string `yaml:"escalate_to"`
+}
+
+// CheckConfig is one deny or require condition: a CEL expression (see
+// NewCondition), the message shown when it refuses a request, and optionally
+// the request field it is about ("duration", "ticket", "params.source_ip"...),
+// named in the error.
+type CheckConfig struct {
+	Expr    Expr   `yaml:"expr"`
+	Message string `yaml:"message"`
+	Field   string `yaml:"field"`
 }
 
 // ExtendConfig is a rule's "extend" section: how a granted request may be extended.
@@ -108,6 +148,9 @@ type ExtendConfig struct {
 	MaxExtensions int `yaml:"max_extensions"`
 	// MaxTotal bounds the whole window, the first grant plus every extension.
 	MaxTotal Duration `yaml:"max_total"`
+	// Approval is "required" (the default: an extension needs the same
+	// approval as a new request for the whole window) or "none".
+	Approval string `yaml:"approval"`
 }
 
 // BreakglassConfig is a rule's "breakglass" section: who may skip approval.
@@ -120,6 +163,11 @@ const (
 	DefaultListen          = "127.0.0.1:8700"
 	DefaultDriver          = "sqlite"
 	DefaultApprovalTimeout = 24 * time.Hour
+
+	// ExtendApprovalRequired and ExtendApprovalNone are the values of
+	// extend.approval.
+	ExtendApprovalRequired = "required"
+	ExtendApprovalNone     = "none"
 )
 
 // defaultScheduler holds the scheduler settings used for absent fields. It is
@@ -129,6 +177,10 @@ var defaultScheduler = SchedulerConfig{
 	MaxGrantAttempts:  5,
 	MaxRevokeAttempts: 8,
 	SlowRetry:         Duration(5 * time.Minute),
+	ExpiryReminder:    Duration(10 * time.Minute),
+	NotifyRetry:       Duration(2 * time.Second),
+	NotifyMaxRetry:    Duration(5 * time.Minute),
+	NotifyGiveUp:      Duration(24 * time.Hour),
 }
 
 // applyDefaults fills absent optional settings. Zero means absent: a file cannot
@@ -140,6 +192,7 @@ func (c *Config) applyDefaults() {
 	if c.Storage.Driver == "" {
 		c.Storage.Driver = DefaultDriver
 	}
+	c.Reconcile.applyDefaults()
 	s, d := &c.Scheduler, defaultScheduler
 	if s.PollInterval == 0 {
 		s.PollInterval = d.PollInterval
@@ -153,9 +206,24 @@ func (c *Config) applyDefaults() {
 	if s.SlowRetry == 0 {
 		s.SlowRetry = d.SlowRetry
 	}
+	if s.ExpiryReminder == 0 {
+		s.ExpiryReminder = d.ExpiryReminder
+	}
+	if s.NotifyRetry == 0 {
+		s.NotifyRetry = d.NotifyRetry
+	}
+	if s.NotifyMaxRetry == 0 {
+		s.NotifyMaxRetry = d.NotifyMaxRetry
+	}
+	if s.NotifyGiveUp == 0 {
+		s.NotifyGiveUp = d.NotifyGiveUp
+	}
 	for i := range c.Policies {
 		if c.Policies[i].Approval.Timeout == 0 {
 			c.Policies[i].Approval.Timeout = Duration(DefaultApprovalTimeout)
+		}
+		if e := c.Policies[i].Extend; e != nil && e.Approval == "" {
+			e.Approval = ExtendApprovalRequired
 		}
 	}
 }

@@ -55,10 +55,14 @@ func decode(data []byte) (*Config, ajar.Problems) {
 	if err := dec.Decode(&cfg); err != nil {
 		return nil, ajar.Problems{{Message: err.Error()}}
 	}
+	cfg.src = strings.Split(string(data), "\n")
 	return &cfg, nil
 }
 
-var durationType = reflect.TypeFor[Duration]()
+var (
+	durationType = reflect.TypeFor[Duration]()
+	exprType     = reflect.TypeFor[Expr]()
+)
 
 // walker checks a YAML node tree against a Go type, the way yaml.v3 decodes it
 // with KnownFields, and records each mismatch with its field path.
@@ -98,6 +102,12 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	if t == durationType {
 		if _, err := parseDurationNode(n); err != nil {
 			w.add(path, n, "%v", err)
+		}
+		return
+	}
+	if t == exprType {
+		if n.Kind != yaml.ScalarNode {
+			w.add(path, n, "must be a CEL expression (text), not %s", describeNode(n))
 		}
 		return
 	}

@@ -152,8 +152,10 @@ func parseCases(t testing.TB) []parseCase {
 			msgs: []string{"line 2: unknown field; the fields here are listen"},
 		},
 		{
-			name: "notifications are raw for now",
+			name: "notifications are typed",
 			yaml: edit(t, "{name: sre-chat, type: slack,", "{name: sre-chat, type: slack, extra: {deep: 1},"),
+			want: []string{"notifications[0].extra"},
+			msgs: []string{"unknown field"},
 		},
 		{
 			name: "bad duration",
@@ -225,25 +227,26 @@ func parseCases(t testing.TB) []parseCase {
 			name: "cel syntax error",
 			yaml: edit(t, `auto_approve: 'request.duration <= duration("10m")'`, `auto_approve: 'request.duration <='`),
 			want: []string{"policies[0].approval.auto_approve"},
-			msgs: []string{"line 1, column 20: Syntax error"},
+			// The position is in the file: the expression starts at column 22 of line 27.
+			msgs: []string{"line 27, column 41: Syntax error"},
 		},
 		{
 			name: "cel type error",
 			yaml: edit(t, `auto_approve: 'request.duration <= duration("10m")'`, `auto_approve: 'request.duration + 1 > duration("1m")'`),
 			want: []string{"policies[0].approval.auto_approve"},
-			msgs: []string{"line 1, column 18: found no matching overload for '_+_' applied to '(duration, int)'"},
+			msgs: []string{"line 27, column 39: found no matching overload for '_+_' applied to '(duration, int)'"},
 		},
 		{
 			name: "cel not bool",
 			yaml: edit(t, `auto_approve: 'request.duration <= duration("10m")'`, `auto_approve: 'request.duration'`),
 			want: []string{"policies[0].approval.auto_approve"},
-			msgs: []string{"must be true or false, but this expression gives a google.protobuf.Duration"},
+			msgs: []string{"line 27, column 21: must be true or false, but this expression gives a google.protobuf.Duration"},
 		},
 		{
 			name: "cel unknown field and variable",
 			yaml: edit(t, `auto_approve: 'request.duration <= duration("10m")'`, `auto_approve: 'request.durration < duration("1m") || user.id == "x"'`),
-			want: []string{"policies[0].approval.auto_approve"},
-			msgs: []string{"line 1, column 8: undefined field 'durration'; line 1, column 39: undeclared reference to 'user'"},
+			want: []string{"policies[0].approval.auto_approve", "policies[0].approval.auto_approve"},
+			msgs: []string{"line 27, column 29: undefined field 'durration'", "line 27, column 60: undeclared reference to 'user'"},
 		},
 		{
 			name: "provider config problems are prefixed",
@@ -365,8 +368,8 @@ notifications:
 		{
 			name: "notifications",
 			yaml: base + "  - {name: sre-chat}\n  - {type: slack}\n",
-			want: []string{"notifications[1].type", "notifications[1].name", "notifications[2].name"},
-			msgs: []string{"required", "already notifications[0]", "required"},
+			want: []string{"notifications[1].name", "notifications[1].type", "notifications[2].name", "notifications[2].url"},
+			msgs: []string{"already notifications[0]", "required", "required", "required"},
 		},
 		{
 			name: "anchors and merge keys",
@@ -448,7 +451,7 @@ func TestBaseParses(t *testing.T) {
 		RequireReason:   true,
 		TicketPattern:   "^OPS-[0-9]+$",
 		Approval:        Approval{Timeout: 30 * time.Minute, Steps: []Step{{Approvers: []string{"group:sre"}, Count: 1}}},
-		Extend:          &Extend{MaxExtensions: 2, MaxTotal: 4 * time.Hour},
+		Extend:          &Extend{MaxExtensions: 2, MaxTotal: 4 * time.Hour, Approval: ExtendApprovalRequired},
 		Breakglass:      &Breakglass{Allowed: []string{"group:sre"}},
 	}
 	got := *r
@@ -465,7 +468,7 @@ func TestBaseParses(t *testing.T) {
 	if got := p.Storage(); got.Driver != "sqlite" || got.DSN != "./ajar-data/ajar.db" {
 		t.Errorf("storage = %+v", got)
 	}
-	if n := p.Notifications(); len(n) != 1 || n[0]["url_env"] != "AJAR_SLACK_WEBHOOK" {
+	if n := p.Notifications(); len(n) != 1 || n[0].URLEnv != "AJAR_SLACK_WEBHOOK" || !n[0].Wants("request.created") || n[0].Wants("request.denied") {
 		t.Errorf("notifications = %v", n)
 	}
 	_, err = Parse([]byte(edit(t, "config: {principals: [postgres]}", "config: {principals: [postgres], ports: {22: ssh, true: [{8: x}]}}")), fakeCheck)

@@ -52,6 +52,12 @@ type Rule struct {
 	TicketPattern string
 	ticket        *regexp.Regexp
 
+	// Deny conditions are checked first: any that holds refuses the request.
+	// Require conditions must all hold. Both apply to every kind of request
+	// (access, break-glass, extension; see request.kind).
+	Deny    []Check
+	Require []Check
+
 	Approval Approval
 	// Extend is nil when requests under this rule cannot be extended.
 	Extend *Extend
@@ -73,12 +79,25 @@ type Approval struct {
 type Step struct {
 	Approvers []string
 	Count     int
+	// EscalateAfter is how long the step may wait before EscalateTo is
+	// notified and may decide on it too; zero for no escalation.
+	EscalateAfter time.Duration
+	EscalateTo    []string
+}
+
+// Check is a compiled deny or require condition.
+type Check struct {
+	Cond    *Condition
+	Message string // shown when the check refuses a request
+	Field   string // the request field it is about, or ""
 }
 
 // Extend limits extensions of a granted request.
 type Extend struct {
 	MaxExtensions int
 	MaxTotal      time.Duration // the whole window, extensions included
+	// Approval is ExtendApprovalRequired or ExtendApprovalNone.
+	Approval string
 }
 
 // Breakglass names who may skip approval, with an alert and a review task.
@@ -96,6 +115,31 @@ func (r *Rule) CanApprove(step int, u ajar.User) bool {
 		return false
 	}
 	return u.MatchesAny(r.Approval.Steps[step].Approvers)
+}
+
+// CanEscalate reports whether u is named by the escalate_to of step; false for
+// a step that does not exist or does not escalate. Whether the step has waited
+// long enough is the caller's to decide.
+func (r *Rule) CanEscalate(step int, u ajar.User) bool {
+	if step < 0 || step >= len(r.Approval.Steps) {
+		return false
+	}
+	return u.MatchesAny(r.Approval.Steps[step].EscalateTo)
+}
+
+// Approves reports whether u approves any step of the rule, escalation included.
+func (r *Rule) Approves(u ajar.User) bool {
+	for i := range r.Approval.Steps {
+		if r.CanApprove(i, u) || r.CanEscalate(i, u) {
+			return true
+		}
+	}
+	return false
+}
+
+// MayBreakglass reports whether u may use break-glass under the rule.
+func (r *Rule) MayBreakglass(u ajar.User) bool {
+	return r.Breakglass != nil && u.MatchesAny(r.Breakglass.Allowed)
 }
 
 // MayRequest reports whether u is one of the rule's requesters.
@@ -170,12 +214,14 @@ func (p *Policy) Storage() StorageConfig { return p.cfg.Storage }
 // Scheduler returns the "scheduler" section, defaults applied.
 func (p *Policy) Scheduler() SchedulerConfig { return p.cfg.Scheduler }
 
-// Notifications returns the raw "notifications" entries; each has a non-empty
-// "name" (unique) and "type".
-func (p *Policy) Notifications() []map[string]any {
-	out := make([]map[string]any, len(p.cfg.Notifications))
+// Notifications returns the notification sinks, validated: each has a unique
+// name, a known type, a URL or the variable to read it from where the type
+// needs one, and known event names (none means every event).
+func (p *Policy) Notifications() []NotificationConfig {
+	out := make([]NotificationConfig, len(p.cfg.Notifications))
 	for i, n := range p.cfg.Notifications {
-		out[i] = maps.Clone(n)
+		n.Events = slices.Clone(n.Events)
+		out[i] = n
 	}
 	return out
 }
@@ -213,8 +259,9 @@ type Input struct {
 type Decision struct {
 	Rule     *Rule
 	Duration time.Duration // the requested duration, or the rule's default
-	// AutoApprove is true when the rule's auto_approve condition held; the request
-	// then needs no approval.
+	// AutoApprove is true when the request needs no approval: the rule's
+	// auto_approve condition held (or, for an extension, extend.approval is
+	// none).
 	AutoApprove bool
 	// AutoApproveExpr is the condition's source ("" for none), for explanations.
 	AutoApproveExpr string
@@ -223,6 +270,30 @@ type Decision struct {
 	// it means the condition is wrong for some requests.
 	AutoApproveErr  error
 	ApprovalTimeout time.Duration
+	// Conditions are the deny and require conditions that were evaluated, with
+	// their values, then auto_approve's if it was; for explanations and the audit
+	// log.
+	Conditions []ConditionResult
+}
+
+// ConditionResult is one condition as evaluated for a request.
+type ConditionResult struct {
+	Kind    string `json:"kind"`  // "deny", "require" or "auto_approve"
+	Index   int    `json:"index"` // in the rule's list of that kind
+	Expr    string `json:"expr"`
+	Message string `json:"message,omitempty"`
+	Value   bool   `json:"value"`
+	// Error is why the condition could not be evaluated ("" if it could); a
+	// deny or require condition that cannot be evaluated refuses the request.
+	Error string `json:"error,omitempty"`
+}
+
+// Name is the condition's place in the rule, such as "deny[0]".
+func (c ConditionResult) Name() string {
+	if c.Kind == "auto_approve" {
+		return "approval.auto_approve"
+	}
+	return fmt.Sprintf("%s[%d]", c.Kind, c.Index)
 }
 
 // Evaluate checks u's request against the rule Match picks and decides whether it
@@ -235,63 +306,168 @@ type Decision struct {
 //   - EINVALID (field "reason") for a blank reason when the rule requires one;
 //   - EINVALID (field "ticket") for a ticket that does not match the rule's pattern,
 //     or none when the rule has a pattern;
+//   - EFORBIDDEN (field: the condition's, if it names one) when a deny
+//     condition holds, or a deny or require condition cannot be evaluated;
+//   - EINVALID (field: the condition's) when a require condition does not hold;
 //   - EFORBIDDEN when the rule has no approval steps and its auto_approve condition
 //     does not hold: no one could ever approve the request.
 //
-// Messages name the rule and the limit broken. The caller checks provider
-// parameters and the start time.
+// Messages name the rule and the limit or condition broken. The caller checks
+// provider parameters and the start time.
 func (p *Policy) Evaluate(u ajar.User, in Input) (*Decision, error) {
 	r, err := p.Match(u, in.Target)
 	if err != nil {
 		return nil, err
 	}
-	d := in.Duration
-	switch {
-	case d == 0:
-		d = r.DefaultDuration
-	case d < 0:
-		return nil, ajar.FieldErrorf("duration", "must be positive, not %s", formatDuration(d))
-	case d > r.MaxDuration:
-		return nil, ajar.FieldErrorf("duration", "%s is longer than the maximum %s of policy %q", formatDuration(d), formatDuration(r.MaxDuration), r.Name)
-	case d < r.MinDuration:
-		return nil, ajar.FieldErrorf("duration", "%s is shorter than the minimum %s of policy %q", formatDuration(d), formatDuration(r.MinDuration), r.Name)
+	d, err := r.checkInput(in, false)
+	if err != nil {
+		return nil, err
 	}
-	if r.RequireReason && strings.TrimSpace(in.Reason) == "" {
-		return nil, ajar.FieldErrorf("reason", "required by policy %q", r.Name)
-	}
-	if r.ticket != nil {
-		switch {
-		case in.Ticket == "":
-			return nil, ajar.FieldErrorf("ticket", "required by policy %q: a ticket matching %s", r.Name, r.TicketPattern)
-		case !r.ticket.MatchString(in.Ticket):
-			return nil, ajar.FieldErrorf("ticket", "%q does not match %s (policy %q)", in.Ticket, r.TicketPattern, r.Name)
-		}
-	}
-
 	dec := &Decision{Rule: r, Duration: d, ApprovalTimeout: r.Approval.Timeout}
-	if c := r.Approval.AutoApprove; c != nil {
-		start := in.Now
-		if in.Start != nil {
-			start = *in.Start
-		}
-		dec.AutoApproveExpr = c.String()
-		dec.AutoApprove, dec.AutoApproveErr = c.Eval(Vars{
-			Request: RequestVars{
-				Target:   in.Target,
-				Duration: d,
-				Reason:   in.Reason,
-				Ticket:   in.Ticket,
-				Params:   in.Params,
-				Start:    start,
-			},
-			Requester: RequesterVars{ID: u.ID, Groups: u.Groups},
-			Now:       in.Now,
-		})
+	vars := r.vars(u, in, d, KindAccess)
+	if err := r.checkConditions(vars, dec); err != nil {
+		return nil, err
 	}
+	r.autoApprove(vars, dec)
 	if !dec.AutoApprove && len(r.Approval.Steps) == 0 {
 		return nil, ajar.Errorf(ajar.EFORBIDDEN, "policy %q has no approvers and approves only requests where %s; this request does not qualify", r.Name, dec.AutoApproveExpr)
 	}
 	return dec, nil
+}
+
+// checkInput checks the duration (returning it, or the rule's default), the
+// reason and the ticket. A break-glass request always needs a reason.
+func (r *Rule) checkInput(in Input, breakglass bool) (time.Duration, error) {
+	d, err := r.checkDuration(in.Duration)
+	if err != nil {
+		return 0, err
+	}
+	if err := r.checkReason(in.Reason, breakglass); err != nil {
+		return 0, err
+	}
+	if err := r.checkTicket(in.Ticket); err != nil {
+		return 0, err
+	}
+	return d, nil
+}
+
+func (r *Rule) checkDuration(d time.Duration) (time.Duration, error) {
+	switch {
+	case d == 0:
+		return r.DefaultDuration, nil
+	case d < 0:
+		return 0, ajar.FieldErrorf("duration", "must be positive, not %s", formatDuration(d))
+	case d > r.MaxDuration:
+		return 0, ajar.FieldErrorf("duration", "%s is longer than the maximum %s of policy %q", formatDuration(d), formatDuration(r.MaxDuration), r.Name)
+	case d < r.MinDuration:
+		return 0, ajar.FieldErrorf("duration", "%s is shorter than the minimum %s of policy %q", formatDuration(d), formatDuration(r.MinDuration), r.Name)
+	}
+	return d, nil
+}
+
+func (r *Rule) checkReason(reason string, breakglass bool) error {
+	if strings.TrimSpace(reason) != "" {
+		return nil
+	}
+	if breakglass {
+		return ajar.FieldErrorf("reason", "required for break-glass (policy %q)", r.Name)
+	}
+	if r.RequireReason {
+		return ajar.FieldErrorf("reason", "required by policy %q", r.Name)
+	}
+	return nil
+}
+
+func (r *Rule) checkTicket(ticket string) error {
+	if r.ticket == nil {
+		return nil
+	}
+	switch {
+	case ticket == "":
+		return ajar.FieldErrorf("ticket", "required by policy %q: a ticket matching %s", r.Name, r.TicketPattern)
+	case !r.ticket.MatchString(ticket):
+		return ajar.FieldErrorf("ticket", "%q does not match %s (policy %q)", ticket, r.TicketPattern, r.Name)
+	}
+	return nil
+}
+
+// vars are the condition variables for a request of kind lasting d.
+func (r *Rule) vars(u ajar.User, in Input, d time.Duration, kind string) Vars {
+	start := in.Now
+	if in.Start != nil {
+		start = *in.Start
+	}
+	return Vars{
+		Request: RequestVars{
+			Target: in.Target, Duration: d, Reason: in.Reason, Ticket: in.Ticket,
+			Params: in.Params, Start: start, Kind: kind,
+		},
+		Requester: RequesterVars{ID: u.ID, Groups: u.Groups},
+		Now:       in.Now,
+	}
+}
+
+// evalChecks evaluates the deny (deny true) or require (deny false) checks and
+// returns the results and the error for the first one that refuses the request.
+func (r *Rule) evalChecks(kind string, checks []Check, v Vars) ([]ConditionResult, error) {
+	var out []ConditionResult
+	var first error
+	for i, c := range checks {
+		val, err := c.Cond.Eval(v)
+		res := ConditionResult{Kind: kind, Index: i, Expr: c.Cond.String(), Message: c.Message, Value: val}
+		if err != nil {
+			res.Error = err.Error()
+		}
+		out = append(out, res)
+		if first != nil {
+			continue
+		}
+		msg := c.Message
+		if msg == "" {
+			msg = "the condition " + c.Cond.String()
+		}
+		switch {
+		case err != nil:
+			first = &ajar.Error{Code: ajar.EFORBIDDEN, Field: c.Field, Message: fmt.Sprintf(
+				"refused by policy %q: its %s condition %s could not be evaluated (%v), and a condition that cannot be evaluated refuses",
+				r.Name, res.Name(), c.Cond.String(), err)}
+		case kind == "deny" && val:
+			first = &ajar.Error{Code: ajar.EFORBIDDEN, Field: c.Field, Message: fmt.Sprintf(
+				"denied by policy %q: %s (%s: %s is true)", r.Name, msg, res.Name(), c.Cond.String())}
+		case kind == "require" && !val:
+			first = &ajar.Error{Code: ajar.EINVALID, Field: c.Field, Message: fmt.Sprintf(
+				"policy %q requires: %s (%s: %s is false)", r.Name, msg, res.Name(), c.Cond.String())}
+		}
+	}
+	return out, first
+}
+
+// checkConditions evaluates the deny conditions, then the require conditions,
+// records them in dec, and returns the error of the first that refuses.
+func (r *Rule) checkConditions(v Vars, dec *Decision) error {
+	res, err := r.evalChecks("deny", r.Deny, v)
+	dec.Conditions = append(dec.Conditions, res...)
+	if err != nil {
+		return err
+	}
+	res, err = r.evalChecks("require", r.Require, v)
+	dec.Conditions = append(dec.Conditions, res...)
+	return err
+}
+
+// autoApprove evaluates the auto_approve condition, if any, into dec.
+func (r *Rule) autoApprove(v Vars, dec *Decision) {
+	c := r.Approval.AutoApprove
+	if c == nil {
+		return
+	}
+	dec.AutoApproveExpr = c.String()
+	dec.AutoApprove, dec.AutoApproveErr = c.Eval(v)
+	res := ConditionResult{Kind: "auto_approve", Expr: c.String(), Value: dec.AutoApprove}
+	if dec.AutoApproveErr != nil {
+		res.Error = dec.AutoApproveErr.Error()
+	}
+	dec.Conditions = append(dec.Conditions, res)
 }
 
 // TargetView is a target a user may request and the rule that governs it, with

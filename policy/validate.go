@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -58,6 +59,7 @@ const nameRule = "must be letters, digits, '.', '_' or '-', starting with a lett
 type compiler struct {
 	probs ajar.Problems
 	p     *Policy
+	src   []string // the file's lines, for condition positions
 }
 
 func (c *compiler) add(field, format string, args ...any) {
@@ -67,13 +69,14 @@ func (c *compiler) add(field, format string, args ...any) {
 // compile validates cfg (defaults applied) and builds the Policy. The Policy is
 // only meaningful when there are no problems.
 func compile(cfg *Config, check CheckTarget) (*Policy, ajar.Problems) {
-	c := &compiler{p: &Policy{
+	c := &compiler{src: cfg.src, p: &Policy{
 		cfg:     *cfg,
 		userIdx: map[string]int{},
 		targets: map[string]Target{},
 		ruleIdx: map[string]*Rule{},
 	}}
 	c.server(cfg)
+	c.reconcile(cfg.Reconcile)
 	c.users(cfg.Users)
 	c.subjects("admins", cfg.Admins)
 	c.p.admins = slices.Clone(cfg.Admins)
@@ -104,6 +107,18 @@ func (c *compiler) server(cfg *Config) {
 	}
 	if s.MaxRevokeAttempts < 1 {
 		c.add("scheduler.max_revoke_attempts", "must be at least 1")
+	}
+	c.positive("scheduler.expiry_reminder", time.Duration(s.ExpiryReminder))
+	c.positive("scheduler.notify_retry", time.Duration(s.NotifyRetry))
+	c.positive("scheduler.notify_max_retry", time.Duration(s.NotifyMaxRetry))
+	c.positive("scheduler.notify_give_up", time.Duration(s.NotifyGiveUp))
+	if s.NotifyMaxRetry > 0 && s.NotifyRetry > s.NotifyMaxRetry {
+		c.add("scheduler.notify_retry", "%s is longer than notify_max_retry %s", s.NotifyRetry, s.NotifyMaxRetry)
+	}
+	if u := cfg.Server.PublicURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.RawQuery != "" || pu.Fragment != "" {
+			c.add("server.public_url", "must be an http:// or https:// URL such as https://ajar.example.com, not %q", u)
+		}
 	}
 }
 
@@ -250,9 +265,14 @@ func (c *compiler) rules(rules []RuleConfig) {
 				r.ticket = regexp.MustCompile(`^(?:` + rc.TicketPattern + `)$`)
 			}
 		}
+		r.Deny = c.checks(f+".deny", rc.Deny)
+		r.Require = c.checks(f+".require", rc.Require)
 		c.approval(f+".approval", rc.Approval, r)
 		if e := rc.Extend; e != nil {
-			r.Extend = &Extend{MaxExtensions: e.MaxExtensions, MaxTotal: time.Duration(e.MaxTotal)}
+			r.Extend = &Extend{MaxExtensions: e.MaxExtensions, MaxTotal: time.Duration(e.MaxTotal), Approval: e.Approval}
+			if e.Approval != ExtendApprovalRequired && e.Approval != ExtendApprovalNone {
+				c.add(f+".extend.approval", "must be %s or %s, not %q", ExtendApprovalRequired, ExtendApprovalNone, e.Approval)
+			}
 			if e.MaxExtensions < 1 {
 				c.add(f+".extend.max_extensions", "must be at least 1 (leave out extend to allow no extensions)")
 			}
@@ -311,36 +331,70 @@ func (c *compiler) approval(f string, ac ApprovalConfig, r *Rule) {
 		if s.Count < 1 {
 			c.add(sf+".count", "must be at least 1, not %d", s.Count)
 		}
-		r.Approval.Steps = append(r.Approval.Steps, Step{Approvers: slices.Clone(s.Approvers), Count: s.Count})
-	}
-	if strings.TrimSpace(ac.AutoApprove) != "" {
-		cond, err := NewCondition(ac.AutoApprove)
-		if err != nil {
-			c.add(f+".auto_approve", "%v", err)
+		switch after := time.Duration(s.EscalateAfter); {
+		case after == 0 && len(s.EscalateTo) > 0:
+			c.add(sf+".escalate_after", "required with escalate_to: how long the step waits before escalating")
+		case after != 0 && len(s.EscalateTo) == 0:
+			c.add(sf+".escalate_to", "required with escalate_after: who is asked when the step waits too long")
+		case after < 0:
+			c.add(sf+".escalate_after", "must be positive, not %s", formatDuration(after))
+		case after > 0 && r.Approval.Timeout > 0 && after >= r.Approval.Timeout:
+			c.add(sf+".escalate_after", "%s is not shorter than approval.timeout %s, so it would never escalate", formatDuration(after), formatDuration(r.Approval.Timeout))
 		}
-		r.Approval.AutoApprove = cond
+		c.subjects(sf+".escalate_to", s.EscalateTo)
+		r.Approval.Steps = append(r.Approval.Steps, Step{
+			Approvers: slices.Clone(s.Approvers), Count: s.Count,
+			EscalateAfter: time.Duration(s.EscalateAfter), EscalateTo: slices.Clone(s.EscalateTo),
+		})
+	}
+	if !ac.AutoApprove.Empty() {
+		r.Approval.AutoApprove = c.condition(f+".auto_approve", ac.AutoApprove)
 	} else if len(ac.Steps) == 0 {
 		c.add(f, "has no steps and no auto_approve, so no request could ever be approved")
 	}
 }
 
-func (c *compiler) notifications(ns []map[string]any) {
-	seen := map[string]int{}
-	for i, n := range ns {
-		f := fmt.Sprintf("notifications[%d]", i)
-		for _, key := range []string{"name", "type"} {
-			if s, ok := n[key].(string); !ok || s == "" {
-				c.add(f+"."+key, "required")
-			}
+// condition compiles one expression, reporting each problem at its position
+// in the file.
+func (c *compiler) condition(field string, e Expr) *Condition {
+	cond, msgs, err := compileExpr(e, c.src)
+	if err != nil {
+		c.add(field, "%v", err)
+	}
+	for _, m := range msgs {
+		c.add(field, "%s", m)
+	}
+	return cond
+}
+
+// checks compiles a rule's deny or require conditions.
+func (c *compiler) checks(field string, cfgs []CheckConfig) []Check {
+	var out []Check
+	for i, cc := range cfgs {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if cc.Expr.Empty() {
+			c.add(f+".expr", "required: a CEL condition")
+			continue
 		}
-		if name, ok := n["name"].(string); ok && name != "" {
-			if j, dup := seen[name]; dup {
-				c.add(f+".name", "%q is already notifications[%d]", name, j)
-			} else {
-				seen[name] = i
-			}
+		if cc.Field != "" && !validRequestField(cc.Field) {
+			c.add(f+".field", "must name a request field (target, duration, reason, ticket, start or params.NAME), not %q", cc.Field)
+		}
+		if cond := c.condition(f+".expr", cc.Expr); cond != nil {
+			out = append(out, Check{Cond: cond, Message: strings.TrimSpace(cc.Message), Field: cc.Field})
 		}
 	}
+	return out
+}
+
+// validRequestField reports whether name is a field of a request, as named in
+// API errors.
+func validRequestField(name string) bool {
+	switch name {
+	case "target", "duration", "reason", "ticket", "start":
+		return true
+	}
+	k, ok := strings.CutPrefix(name, "params.")
+	return ok && k != "" && !strings.ContainsAny(k, " \t\r\n=")
 }
 
 // jsonable converts YAML-decoded data for json.Marshal: YAML allows mapping

@@ -114,6 +114,16 @@ ends. The certificate goes to --out (mode 0644), or to stdout.`,
 			if err != nil {
 				return err
 			}
+			if res.Certificate == "" {
+				// An authorized-keys target: the key itself is let in; there is no certificate to write.
+				fmt.Fprintf(e.stderr, "key %s authorized for %s until %s (%s); the target's hosts take it as it is, no certificate\n",
+					clean(res.Info.Fingerprint), clean(strings.Join(res.Info.Principals, ",")),
+					fmtTime(res.Info.ValidBefore), relative(res.Info.ValidBefore, e.now()))
+				if out == outputJSON {
+					return writeJSON(e.stdout, res)
+				}
+				return nil
+			}
 			line := strings.TrimRight(res.Certificate, "\r\n") + "\n"
 			if outFile != "" {
 				if err := writeFileAtomic(outFile, []byte(line), 0o644); err != nil {
@@ -202,37 +212,6 @@ func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), name)
-}
-
-func newSSHCmd(e *cliEnv) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "ssh",
-		Short: "SSH helpers",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return cmd.Help()
-			}
-			return usageErrorf("", "unknown command %q for %q", args[0], cmd.CommandPath())
-		},
-	}
-	cmd.AddCommand(&cobra.Command{
-		Use:   "ca",
-		Short: "Print the SSH CA public key (for TrustedUserCAKeys on hosts)",
-		Args:  argNames(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := e.client(false)
-			if err != nil {
-				return err
-			}
-			ca, err := c.SSHCA(cmd.Context())
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(e.stdout, ca)
-			return err
-		},
-	})
-	return cmd
 }
 
 func newAuditCmd(e *cliEnv) *cobra.Command {

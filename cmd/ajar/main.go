@@ -85,6 +85,10 @@ func (e *cliEnv) execute(ctx context.Context, args []string) int {
 	if err == nil {
 		return exitOK
 	}
+	var ec *exitCodeError
+	if errors.As(err, &ec) {
+		return ec.code // a program ajar ran (ssh) failed and said why itself
+	}
 	fmt.Fprintf(e.stderr, "error: %s\n", describeError(err))
 	var ue *usageError
 	if !ran || errors.As(err, &ue) {
@@ -185,10 +189,13 @@ with the API token in $AJAR_TOKEN; --server and --token override them.`,
 		newCancelCmd(e),
 		newSSHCertCmd(e),
 		newSSHCmd(e),
+		newNodeCmd(e),
 	)
 	audit := newAuditCmd(e)
 	audit.AddCommand(auditSubcommands(e)...)
 	root.AddCommand(audit)
+	root.AddCommand(workflowCommands(e)...) // workflow.go
+	root.AddCommand(awsCommands(e)...)      // aws.go
 	root.AddCommand(serverCommands(e)...)
 	return root
 }

@@ -92,7 +92,8 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
 		{"unknown flag", []string{"requests", "--all"}, "unknown flag: --all"},
 		{"ssh-cert without key", []string{"ssh-cert", "r1"}, "(field: --public-key)"},
-		{"ssh unknown", []string{"ssh", "prod"}, `unknown command "prod"`},
+		{"ssh without ssh arguments", []string{"ssh", "prod"}, "(field: SSH ARGS)"},
+		{"ssh bad source ip", []string{"ssh", "prod", "--source-ip", "example.com", "--", "host"}, "(field: --source-ip)"},
 		{"bad server", []string{"whoami", "--server", "ftp://x"}, "(field: --server)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

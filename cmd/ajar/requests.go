@@ -38,9 +38,9 @@ unless it became active.`,
 				return usageErrorf("--for", "must not be empty (a duration such as 30m)")
 			}
 			if start != "" {
-				t, err := time.Parse(time.RFC3339, start)
+				t, err := parseStart(start, e.now()) // workflow.go: RFC 3339 or HH:MM
 				if err != nil {
-					return usageErrorf("--start", "must be an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", start)
+					return err
 				}
 				in.Start = &t
 			}
@@ -78,7 +78,7 @@ unless it became active.`,
 	f.StringVar(&in.Duration, "for", "", "how long the access lasts, such as 30m or 2h (default: the policy's default)")
 	f.StringVar(&in.Reason, "reason", "", "why you need the access")
 	f.StringVar(&in.Ticket, "ticket", "", "ticket or incident id")
-	f.StringVar(&start, "start", "", "when the access should start, RFC 3339 (default: once approved)")
+	f.StringVar(&start, "start", "", "when the access should start: RFC 3339, or HH:MM local time (default: once approved)")
 	f.StringArrayVar(&params, "param", nil, "target parameter as KEY=VALUE, such as source_ip=203.0.113.7 (repeatable)")
 	f.BoolVar(&wait, "wait", false, "wait until the access is active or the request ends")
 	f.DurationVar(&timeout, "timeout", 10*time.Minute, "how long --wait waits")

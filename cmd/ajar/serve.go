@@ -16,11 +16,15 @@ import (
 	"github.com/ajar-dev/ajar/api"
 	"github.com/ajar-dev/ajar/audit"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/internal/awsx"
 	"github.com/ajar-dev/ajar/keys"
+	"github.com/ajar-dev/ajar/notify"
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/provider"
 	"github.com/ajar-dev/ajar/provider/sshcert"
+	"github.com/ajar-dev/ajar/store/postgres"
 	"github.com/ajar-dev/ajar/store/sqlite"
+	"github.com/ajar-dev/ajar/web"
 )
 
 // serverCommands returns the commands that run server-side code.
@@ -67,7 +71,7 @@ func newServeCmd(e *cliEnv) *cobra.Command {
 
 // app is a running server: the composition root of ajar.
 type app struct {
-	store *sqlite.Store
+	store ajar.Store
 	svc   *broker.Service
 	http  *api.Server
 	stop  context.CancelFunc
@@ -100,26 +104,92 @@ func loadPolicy(path string) (*policy.Policy, error) {
 	return pol, err
 }
 
-// openStore opens the SQLite store named by the policy, or DATA/ajar.db.
-func openStore(ctx context.Context, pol *policy.Policy, data string) (*sqlite.Store, error) {
-	st := pol.Storage()
-	if st.Driver != "" && st.Driver != "sqlite" {
-		return nil, fmt.Errorf("storage.driver %q is not supported by this build yet (use sqlite)", st.Driver)
+// EnvDatabaseURL names the environment variable that selects PostgreSQL and its
+// DSN, overriding the policy's storage.dsn (so the password can stay out of the
+// policy file).
+const EnvDatabaseURL = "AJAR_DATABASE_URL"
+
+// EnvTestClockOffset names the environment variable that moves the server's local
+// clock (a Go duration, e.g. 5m or -90s). It exists for tests of clock skew
+// between replicas and is refused outside dev mode.
+const EnvTestClockOffset = "AJAR_TEST_CLOCK_OFFSET"
+
+// openStore opens the store the policy names: PostgreSQL when AJAR_DATABASE_URL
+// is set or storage.driver is postgres; otherwise SQLite in storage.dsn, or
+// DATA/ajar.db. clock is the local clock, which only SQLite uses: PostgreSQL's
+// own clock is the one clock of all replicas. desc names the store for people
+// (never with a password).
+func openStore(ctx context.Context, pol *policy.Policy, data string, getenv func(string) string, clock func() time.Time) (st ajar.Store, desc string, err error) {
+	cfg := pol.Storage()
+	url := getenv(EnvDatabaseURL)
+	switch {
+	case url != "" && cfg.Driver == "sqlite" && cfg.DSN != "":
+		return nil, "", fmt.Errorf("%s is set but the policy's storage is sqlite at %s: remove one of them", EnvDatabaseURL, cfg.DSN)
+	case url != "" || cfg.Driver == "postgres":
+		dsn := cfg.DSN
+		if url != "" {
+			dsn = url
+		}
+		s, err := postgres.Open(ctx, dsn)
+		if err != nil {
+			return nil, "", fmt.Errorf("open store: %w", err)
+		}
+		return s, "postgres", nil
+	case cfg.Driver != "" && cfg.Driver != "sqlite":
+		return nil, "", fmt.Errorf("storage.driver %q is not supported (use sqlite or postgres)", cfg.Driver)
 	}
-	path := st.DSN
+	path := cfg.DSN
 	if path == "" {
 		if err := os.MkdirAll(data, 0o700); err != nil {
-			return nil, fmt.Errorf("create data directory: %w", err)
+			return nil, "", fmt.Errorf("create data directory: %w", err)
 		}
 		path = filepath.Join(data, "ajar.db")
 	} else if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create database directory: %w", err)
+		return nil, "", fmt.Errorf("create database directory: %w", err)
 	}
-	s, err := sqlite.Open(ctx, path, sqlite.WithNow(time.Now))
+	s, err := sqlite.Open(ctx, path, sqlite.WithNow(clock))
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, "", fmt.Errorf("open store %s: %w", path, err)
 	}
-	return s, nil
+	return s, "sqlite " + path, nil
+}
+
+// EnvTestOnlyProviders names the environment variable that enables the providers
+// that exist only for ajar's own tests (testonly-counter), in dev mode.
+const EnvTestOnlyProviders = "AJAR_TESTONLY_PROVIDERS"
+
+// testOnlyProviders reports whether AJAR_TESTONLY_PROVIDERS=1 enables the test-only
+// providers; set outside dev mode it is an error.
+func testOnlyProviders(o serveOptions, e *cliEnv) (bool, error) {
+	switch v := e.getenv(EnvTestOnlyProviders); {
+	case v == "":
+		return false, nil
+	case v != "1":
+		return false, fmt.Errorf("%s must be 1 or unset, not %q", EnvTestOnlyProviders, v)
+	case !o.devMode():
+		return false, fmt.Errorf("%s is for tests and works only in dev mode (--dev)", EnvTestOnlyProviders)
+	}
+	fmt.Fprintf(e.stderr, "ajar: TEST ONLY: test-only providers enabled (%s)\n", EnvTestOnlyProviders)
+	return true, nil
+}
+
+// localClock is the server's wall clock: time.Now, moved by AJAR_TEST_CLOCK_OFFSET
+// in dev mode (an error elsewhere, so that no production server runs on a
+// deliberately wrong clock).
+func localClock(o serveOptions, e *cliEnv) (func() time.Time, error) {
+	v := e.getenv(EnvTestClockOffset)
+	if v == "" {
+		return time.Now, nil
+	}
+	if !o.devMode() {
+		return nil, fmt.Errorf("%s is for tests and works only in dev mode (--dev)", EnvTestClockOffset)
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", EnvTestClockOffset, err)
+	}
+	fmt.Fprintf(e.stderr, "ajar: TEST ONLY: local clock moved by %s (%s)\n", d, EnvTestClockOffset)
+	return func() time.Time { return time.Now().Add(d) }, nil
 }
 
 func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (_ *app, err error) {
@@ -142,7 +212,11 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(ctx, pol, o.data)
+	clock, err := localClock(o, e)
+	if err != nil {
+		return nil, err
+	}
+	st, storeDesc, err := openStore(ctx, pol, o.data, e.getenv, clock)
 	if err != nil {
 		return nil, err
 	}
@@ -165,18 +239,31 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		t, _ := pol.Target(name)
 		targets[name] = provider.Target{Provider: t.Provider, Config: t.Config}
 	}
-	provs, err := provider.NewSet(targets, provider.Deps{SSHCA: ca})
+	testOnly, err := testOnlyProviders(o, e)
+	if err != nil {
+		return nil, err
+	}
+	provs, err := provider.NewSet(targets, provider.Deps{SSHCA: ca, TestOnly: testOnly, AWS: awsx.DefaultLoader})
 	if err != nil {
 		return nil, err
 	}
 	sc := pol.Scheduler()
 	metrics := broker.NewMetrics(nil)
+	sinks, err := notify.FromPolicy(pol, e.getenv, log)
+	if err != nil {
+		return nil, err
+	}
 	svc, err := broker.New(broker.Config{
-		Store: st, Policy: pol, Providers: provs, Signer: signer, SSHCA: ca.AuthorizedKey,
-		Logger: log, Metrics: metrics, Now: time.Now,
+		Store: st, Policy: pol, Providers: provs, Signer: signer, SSHCA: ca.AuthorizedKey, SSHKRL: ca.KRL,
+		Logger: log, Metrics: metrics, Now: clock,
 		Scheduler: broker.SchedulerConfig{
 			Poll: time.Duration(sc.PollInterval), MaxGrantAttempts: sc.MaxGrantAttempts,
 			MaxRevokeAttempts: sc.MaxRevokeAttempts, SlowRetry: time.Duration(sc.SlowRetry),
+		},
+		Notify: broker.NotifyConfig{ // the notifications section
+			Sinks: sinks, BaseURL: pol.Server().PublicURL, ExpiryReminder: time.Duration(sc.ExpiryReminder),
+			RetryBase: time.Duration(sc.NotifyRetry), RetryMax: time.Duration(sc.NotifyMaxRetry),
+			GiveUp: time.Duration(sc.NotifyGiveUp),
 		},
 	})
 	if err != nil {
@@ -188,6 +275,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	}
 	srv := api.NewServer(svc, api.Options{
 		Addr: listen, Logger: log, Metrics: metrics.Handler(),
+		Web: web.New(svc, web.Options{Logger: log, Now: clock}),
 		Ready: func(ctx context.Context) error {
 			return st.View(ctx, func(tx ajar.ReadTx) error { _, _, err := tx.AuditHead(ctx); return err })
 		},
@@ -206,7 +294,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if o.config == "" {
 		mode = "dev mode, demo policy"
 	}
-	fmt.Fprintf(e.stderr, "ajar serving on %s (%s, data in %s)\n", srv.URL(), mode, o.data)
+	fmt.Fprintf(e.stderr, "ajar serving on %s (%s, %s, data in %s)\n", srv.URL(), mode, storeDesc, o.data)
 	if o.devMode() {
 		if err := writeDevTokens(ctx, svc, pol, o.data, srv.URL(), e); err != nil {
 			a.Close()
@@ -288,7 +376,7 @@ func newTokenCmd(e *cliEnv) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := openStore(cmd.Context(), pol, data)
+			st, _, err := openStore(cmd.Context(), pol, data, e.getenv, time.Now)
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/ajar-dev/ajar"
 )
@@ -21,9 +22,23 @@ const (
 	SourceAddressRequest = "request"
 )
 
+// Modes of Config.Mode: how hosts let a requester in.
+const (
+	// ModeCertificate (the default, also written "") hands out OpenSSH
+	// certificates signed by ajar's CA; hosts trust the CA (TrustedUserCAKeys) and
+	// its revocation list (RevokedKeys).
+	ModeCertificate = "certificate"
+	// ModeAuthorizedKeys signs nothing: the requester's public key is recorded
+	// with the grant, and hosts that cannot trust a CA ask ajar for the keys that
+	// may log in now (sshd's AuthorizedKeysCommand running "ajar node keys"), each
+	// with an expiry-time option. Nothing is written to any authorized_keys file.
+	ModeAuthorizedKeys = "authorized-keys"
+)
+
 // Config is the config of one ssh-cert target, for example
 //
-//	{"principals": ["ubuntu"], "source_address": "request", "extensions": ["permit-port-forwarding"]}
+//	{"principals": ["ubuntu"], "source_address": "request", "extensions": ["permit-port-forwarding"],
+//	 "mode": "certificate", "nodes": ["group:web-hosts"]}
 type Config struct {
 	// Principals are the user names the certificates are valid for. Required.
 	Principals []string `json:"principals"`
@@ -35,6 +50,12 @@ type Config struct {
 	// "permit-X11-forwarding"; "no-touch-required" lets FIDO keys sign without a
 	// touch.
 	Extensions []string `json:"extensions,omitempty"`
+	// Mode is ModeCertificate ("" means the same) or ModeAuthorizedKeys.
+	Mode string `json:"mode,omitempty"`
+	// Nodes are the users (ids or "group:NAME") whose API tokens the target's host
+	// agents ("ajar node") use: they may read the target's authorized keys and
+	// report its SSH sessions. Nobody else may.
+	Nodes []string `json:"nodes,omitempty"`
 }
 
 // DefaultExtensions returns the extensions every certificate gets: an interactive
@@ -42,7 +63,7 @@ type Config struct {
 func DefaultExtensions() []string { return []string{"permit-pty", "permit-user-rc"} }
 
 // configFields are the JSON names Config accepts, sorted.
-var configFields = []string{"extensions", "principals", "source_address"}
+var configFields = []string{"extensions", "mode", "nodes", "principals", "source_address"}
 
 // principalRE is a portable user name (as useradd accepts it, plus "@" and "."
 // for directory users): no spaces, commas, wildcards or leading "-".
@@ -92,6 +113,12 @@ func decodeConfig(raw json.RawMessage) (Config, ajar.Problems) {
 		}
 	}
 	cfg.Extensions, _ = decodeStrings(fields, "extensions", add)
+	if v, ok := fields["mode"]; ok {
+		if err := json.Unmarshal(v, &cfg.Mode); err != nil {
+			add("mode", "must be a string")
+		}
+	}
+	cfg.Nodes, _ = decodeStrings(fields, "nodes", add)
 
 	for i, p := range cfg.Principals {
 		field := fmt.Sprintf("principals[%d]", i)
@@ -112,6 +139,27 @@ func decodeConfig(raw json.RawMessage) (Config, ajar.Problems) {
 	default:
 		add("source_address", `must be "" (certificates work from any address) or %q (only from the request's source_ip), not %q`,
 			SourceAddressRequest, cfg.SourceAddress)
+	}
+
+	switch cfg.Mode {
+	case "", ModeCertificate, ModeAuthorizedKeys:
+	default:
+		add("mode", "must be %q (the default: hosts trust ajar's CA) or %q (hosts ask ajar for keys), not %q",
+			ModeCertificate, ModeAuthorizedKeys, cfg.Mode)
+	}
+	for i, n := range cfg.Nodes {
+		field := fmt.Sprintf("nodes[%d]", i)
+		name, isGroup := strings.CutPrefix(n, "group:")
+		switch {
+		case name == "":
+			add(field, "must be a user id or group:NAME, not %q", n)
+		case len(n) > maxPrincipalLen || strings.ContainsFunc(n, unicode.IsSpace) || strings.ContainsFunc(n, unicode.IsControl):
+			add(field, "%q is not a user id or group:NAME (no spaces, at most %d characters)", n, maxPrincipalLen)
+		case !isGroup && strings.Contains(n, ":"):
+			add(field, "%q: only groups take a prefix (group:NAME)", n)
+		case slices.Contains(cfg.Nodes[:i], n):
+			add(field, "%q is listed twice", n)
+		}
 	}
 
 	known := KnownExtensions()
@@ -153,6 +201,14 @@ func decodeStrings(fields map[string]json.RawMessage, name string, add func(fiel
 		return nil, false
 	}
 	return list, true
+}
+
+// mode returns cfg's mode with the default spelled out.
+func (cfg Config) mode() string {
+	if cfg.Mode == "" {
+		return ModeCertificate
+	}
+	return cfg.Mode
 }
 
 // extensions returns the extensions certificates for cfg get: the defaults plus the

@@ -48,6 +48,7 @@ var (
 	_ ajar.Provider        = (*Provider)(nil)
 	_ ajar.ParamsValidator = (*Provider)(nil)
 	_ ajar.SSHCertIssuer   = (*Provider)(nil)
+	_ ajar.SSHHosts        = (*Provider)(nil)
 )
 
 // handleData is Handle.Data for HandleVersion 1: everything a certificate for the
@@ -59,6 +60,9 @@ type handleData struct {
 	// source_ip in canonical form, or "" for none.
 	SourceAddress string   `json:"source_address,omitempty"`
 	Extensions    []string `json:"extensions"`
+	// Mode is ModeAuthorizedKeys, or "" for certificates (handles written before
+	// modes existed have none).
+	Mode string `json:"mode,omitempty"`
 }
 
 // New returns the provider for target with its config. It returns the config's
@@ -95,6 +99,9 @@ func (p *Provider) Grant(ctx context.Context, req ajar.GrantRequest) (ajar.Handl
 		Principals: slices.Clone(p.cfg.Principals),
 		Extensions: p.cfg.extensions(),
 	}
+	if p.cfg.mode() == ModeAuthorizedKeys {
+		d.Mode = ModeAuthorizedKeys
+	}
 	if p.cfg.SourceAddress == SourceAddressRequest {
 		ip, _ := parseSourceIP(req.Params[ParamSourceIP]) // checked by ValidateParams
 		d.SourceAddress = ip.String()
@@ -109,12 +116,15 @@ func (p *Provider) Grant(ctx context.Context, req ajar.GrantRequest) (ajar.Handl
 // Revoke returns nil: there is nothing on any host to remove, and it is idempotent.
 //
 // Certificates already issued for the grant stay valid until their ValidBefore,
-// which is the grant's expiry: ending a request early stops new certificates from
+// which is the grant's expiry. Ending a request early stops new certificates from
 // being issued (the broker must not call SignCert for a request that is not
-// active) but does not yet invalidate the ones already handed out. Early revocation through a KRL
-// (sshd's RevokedKeys, listing the serials in the store) comes in a later change.
-// Revoke returns EINVALID for a handle of another provider, a wiring bug that must
-// not pass for a successful revocation.
+// active), and from the moment the request stops being active the broker lists the
+// serials of its certificates in the revocation list it serves (GET /v1/ssh/krl),
+// which host agents install as sshd's RevokedKeys; in authorized-keys mode the
+// host asks for keys at every login and gets none for an ended request. Host
+// agents also end the sessions that are still open. Revoke returns EINVALID for a
+// handle of another provider, a wiring bug that must not pass for a successful
+// revocation.
 func (p *Provider) Revoke(ctx context.Context, h ajar.Handle) error {
 	if h.Provider != Name {
 		return ajar.Errorf(ajar.EINVALID, "ssh-cert cannot revoke a %q grant", h.Provider)
@@ -216,11 +226,31 @@ func (p *Provider) SignCert(h ajar.Handle, publicKey []byte, serial uint64, now 
 	if err != nil {
 		return nil, info, err
 	}
+	keyID := "ajar:" + h.Grant.RequestID + ":" + h.Grant.Requester
+	plain := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
+	if d.Mode == ModeAuthorizedKeys {
+		// Nothing to sign: the key itself is what hosts will be told to accept.
+		if serial == 0 {
+			return nil, info, ajar.Errorf(ajar.EINVALID, "serial must not be 0")
+		}
+		info = ajar.SSHCert{
+			Serial:      serial,
+			RequestID:   h.Grant.RequestID,
+			KeyID:       keyID,
+			Principals:  slices.Clone(d.Principals),
+			Fingerprint: ssh.FingerprintSHA256(key),
+			ValidAfter:  now.UTC().Truncate(time.Second),
+			ValidBefore: h.Grant.ExpiresAt.UTC().Truncate(time.Second),
+			IssuedAt:    now,
+			PublicKey:   plain,
+		}
+		return nil, info, nil
+	}
 
 	cert, err := p.ca.Sign(CertSpec{
 		PublicKey:     key,
 		Serial:        serial,
-		KeyID:         "ajar:" + h.Grant.RequestID + ":" + h.Grant.Requester,
+		KeyID:         keyID,
 		Principals:    d.Principals,
 		ValidAfter:    now.Add(-time.Minute),
 		ValidBefore:   h.Grant.ExpiresAt,
@@ -239,8 +269,16 @@ func (p *Provider) SignCert(h ajar.Handle, publicKey []byte, serial uint64, now 
 		ValidAfter:  time.Unix(int64(cert.ValidAfter), 0).UTC(),
 		ValidBefore: time.Unix(int64(cert.ValidBefore), 0).UTC(),
 		IssuedAt:    now,
+		PublicKey:   plain,
 	}
 	return ssh.MarshalAuthorizedKey(cert), info, nil
+}
+
+// CheckPublicKey returns the EINVALID error (field "public_key") SignCert would
+// return for publicKey, or nil.
+func (p *Provider) CheckPublicKey(publicKey []byte) error {
+	_, err := parseUserKey(publicKey)
+	return err
 }
 
 // acceptedKeyTypes are the user key types OpenSSH still accepts by default. DSA is

@@ -306,6 +306,7 @@ func TestSignCert(t *testing.T) {
 		ValidAfter:  testNow.Add(-time.Minute),
 		ValidBefore: testExpires,
 		IssuedAt:    testNow,
+		PublicKey:   strings.TrimSpace(string(ssh.MarshalAuthorizedKey(userPub))),
 	}
 	if got, _ := json.Marshal(info); !bytes.Equal(got, must(json.Marshal(wantInfo))) {
 		t.Errorf("info = %s\nwant   %s", got, must(json.Marshal(wantInfo)))

@@ -630,7 +630,7 @@ func (t *tx) PutKey(ctx context.Context, name string, sealed []byte) error {
 	return nil
 }
 
-const sshCertCols = `serial, request_id, key_id, principals, fingerprint, valid_after, valid_before, issued_at`
+const sshCertCols = `serial, request_id, key_id, principals, fingerprint, valid_after, valid_before, issued_at, public_key`
 
 func (t *readTx) ListSSHCerts(ctx context.Context, requestID string) ([]ajar.SSHCert, error) {
 	ctx, err := t.enter(ctx)
@@ -649,14 +649,65 @@ func (t *readTx) ListSSHCerts(ctx context.Context, requestID string) ([]ajar.SSH
 	if err != nil {
 		return nil, t.fail(fmt.Errorf("sqlite: list ssh certs: %w", err))
 	}
+	out, err := scanSSHCerts(rows)
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: list ssh certs: %w", err))
+	}
+	return out, nil
+}
+
+func (t *readTx) FindSSHCerts(ctx context.Context, f ajar.SSHCertFilter) ([]ajar.SSHCert, error) {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	var args []any
+	b.WriteString(`SELECT c.` + strings.ReplaceAll(sshCertCols, `, `, `, c.`) + ` FROM ssh_certs c`)
+	if len(f.RequestStates) > 0 {
+		b.WriteString(` JOIN requests r ON r.id = c.request_id`)
+	}
+	b.WriteString(` WHERE TRUE`)
+	if !f.ValidAfter.IsZero() {
+		after, err := formatTime("valid_after", f.ValidAfter)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(` AND c.valid_before > ?`)
+		args = append(args, after)
+	}
+	if f.Fingerprint != "" {
+		b.WriteString(` AND c.fingerprint = ?`)
+		args = append(args, f.Fingerprint)
+	}
+	if len(f.RequestStates) > 0 {
+		b.WriteString(` AND r.state IN (?` + strings.Repeat(`, ?`, len(f.RequestStates)-1) + `)`)
+		for _, s := range f.RequestStates {
+			args = append(args, string(s))
+		}
+	}
+	b.WriteString(` ORDER BY c.id`)
+	rows, err := t.q.QueryContext(ctx, b.String(), args...)
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: find ssh certs: %w", err))
+	}
+	out, err := scanSSHCerts(rows)
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: find ssh certs: %w", err))
+	}
+	return out, nil
+}
+
+// scanSSHCerts reads rows of sshCertCols and closes them.
+func scanSSHCerts(rows *sql.Rows) ([]ajar.SSHCert, error) {
 	defer rows.Close()
 	var out []ajar.SSHCert
 	for rows.Next() {
 		var c ajar.SSHCert
 		var serial int64
 		var principals, after, before, issued string
-		if err := rows.Scan(&serial, &c.RequestID, &c.KeyID, &principals, &c.Fingerprint, &after, &before, &issued); err != nil {
-			return nil, t.fail(fmt.Errorf("sqlite: list ssh certs: %w", err))
+		if err := rows.Scan(&serial, &c.RequestID, &c.KeyID, &principals, &c.Fingerprint, &after, &before, &issued, &c.PublicKey); err != nil {
+			return nil, err
 		}
 		c.Serial = uint64(serial)
 		var d decoder
@@ -665,14 +716,11 @@ func (t *readTx) ListSSHCerts(ctx context.Context, requestID string) ([]ajar.SSH
 		c.IssuedAt = d.time(issued)
 		d.json(principals, &c.Principals)
 		if d.err != nil {
-			return nil, t.fail(fmt.Errorf("sqlite: list ssh certs: serial %d: %w", c.Serial, d.err))
+			return nil, fmt.Errorf("serial %d: %w", c.Serial, d.err)
 		}
 		out = append(out, c)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, t.fail(fmt.Errorf("sqlite: list ssh certs: %w", err))
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 func (t *tx) InsertSSHCert(ctx context.Context, c ajar.SSHCert) error {
@@ -684,11 +732,12 @@ func (t *tx) InsertSSHCert(ctx context.Context, c ajar.SSHCert) error {
 	args := []any{
 		int64(c.Serial), c.RequestID, c.KeyID, e.json("principals", c.Principals), c.Fingerprint,
 		e.time("valid_after", c.ValidAfter), e.time("valid_before", c.ValidBefore), e.time("issued_at", c.IssuedAt),
+		c.PublicKey,
 	}
 	if e.err != nil {
 		return e.err
 	}
-	st, err := t.prepared(ctx, `INSERT INTO ssh_certs (`+sshCertCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	st, err := t.prepared(ctx, `INSERT INTO ssh_certs (`+sshCertCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return err
 	}

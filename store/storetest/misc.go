@@ -96,6 +96,7 @@ func testSSHCerts(t *testing.T, h *harness) {
 			ValidAfter:  t0.Add(-time.Minute),
 			ValidBefore: t0.Add(time.Duration(i)*time.Hour + 1),
 			IssuedAt:    t0.Add(time.Duration(i) * time.Nanosecond),
+			PublicKey:   fmt.Sprintf("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI%d", i),
 		}
 	}
 	// Issue order is not serial order; serials above 2^63 must survive.
@@ -108,6 +109,7 @@ func testSSHCerts(t *testing.T, h *harness) {
 		cert(7, "req-a", 5),
 	}
 	certs[5].Principals = nil
+	certs[5].PublicKey = ""
 	h.update(t, func(tx ajar.Tx) error {
 		for _, c := range certs {
 			if err := tx.InsertSSHCert(t.Context(), c); err != nil {
@@ -120,7 +122,8 @@ func testSSHCerts(t *testing.T, h *harness) {
 	equal := func(a, b ajar.SSHCert) bool {
 		return a.Serial == b.Serial && a.RequestID == b.RequestID && a.KeyID == b.KeyID &&
 			slices.Equal(a.Principals, b.Principals) && a.Fingerprint == b.Fingerprint &&
-			a.ValidAfter.Equal(b.ValidAfter) && a.ValidBefore.Equal(b.ValidBefore) && a.IssuedAt.Equal(b.IssuedAt)
+			a.ValidAfter.Equal(b.ValidAfter) && a.ValidBefore.Equal(b.ValidBefore) && a.IssuedAt.Equal(b.IssuedAt) &&
+			a.PublicKey == b.PublicKey
 	}
 	check := func(req string, want []ajar.SSHCert) {
 		t.Helper()
@@ -152,6 +155,83 @@ func testSSHCerts(t *testing.T, h *harness) {
 		wantCode(t, err, ajar.ECONFLICT)
 	}
 	check("req-c", nil)
+}
+
+// testFindSSHCerts pins FindSSHCerts: each filter field alone and together, issue
+// order, ValidAfter strictly before ValidBefore, and certificates whose request
+// does not exist matching no state.
+func testFindSSHCerts(t *testing.T, h *harness) {
+	h.create(t,
+		simpleRequest("req-active", "alice", "web", ajar.StateActive, t0),
+		simpleRequest("req-revoked", "alice", "web", ajar.StateRevoked, t0),
+		simpleRequest("req-revoking", "bob", "db", ajar.StateRevoking, t0),
+	)
+	const fpA, fpB = "SHA256:aaaa", "SHA256:bbbb"
+	type spec struct {
+		serial uint64
+		req    string
+		fp     string
+		until  time.Duration // ValidBefore - t0
+	}
+	specs := []spec{
+		{11, "req-active", fpA, time.Hour},
+		{1<<63 + 12, "req-revoked", fpA, time.Hour},
+		{13, "req-revoked", fpB, -time.Minute},
+		{14, "req-revoking", fpB, time.Second},
+		{15, "req-missing", fpA, time.Hour},
+		{16, "req-revoked", fpB, 0},
+	}
+	h.update(t, func(tx ajar.Tx) error {
+		for i, sp := range specs {
+			err := tx.InsertSSHCert(t.Context(), ajar.SSHCert{
+				Serial: sp.serial, RequestID: sp.req, KeyID: "k", Fingerprint: sp.fp,
+				ValidAfter: t0.Add(-time.Hour), ValidBefore: t0.Add(sp.until), IssuedAt: t0.Add(time.Duration(i)),
+				PublicKey: "ssh-ed25519 AAAA" + sp.req,
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	serials := func(f ajar.SSHCertFilter) []uint64 {
+		t.Helper()
+		var out []uint64
+		h.view(t, func(tx ajar.ReadTx) error {
+			certs, err := tx.FindSSHCerts(t.Context(), f)
+			if err != nil {
+				return err
+			}
+			for _, c := range certs {
+				out = append(out, c.Serial)
+				if c.PublicKey != "ssh-ed25519 AAAA"+c.RequestID || c.Fingerprint == "" || c.KeyID != "k" {
+					t.Errorf("FindSSHCerts returned a partial certificate: %+v", c)
+				}
+			}
+			return nil
+		})
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		f    ajar.SSHCertFilter
+		want []uint64
+	}{
+		{"all", ajar.SSHCertFilter{}, []uint64{11, 1<<63 + 12, 13, 14, 15, 16}},
+		{"valid after t0", ajar.SSHCertFilter{ValidAfter: t0}, []uint64{11, 1<<63 + 12, 14, 15}},
+		{"valid after t0 in another zone", ajar.SSHCertFilter{ValidAfter: t0.In(time.FixedZone("x", -7*3600))}, []uint64{11, 1<<63 + 12, 14, 15}},
+		{"valid after t0+1s", ajar.SSHCertFilter{ValidAfter: t0.Add(time.Second)}, []uint64{11, 1<<63 + 12, 15}},
+		{"fingerprint", ajar.SSHCertFilter{Fingerprint: fpB}, []uint64{13, 14, 16}},
+		{"unknown fingerprint", ajar.SSHCertFilter{Fingerprint: "SHA256:none"}, nil},
+		{"ended states", ajar.SSHCertFilter{RequestStates: []ajar.State{ajar.StateRevoked, ajar.StateRevoking, ajar.StateExpired}}, []uint64{1<<63 + 12, 13, 14, 16}},
+		{"active", ajar.SSHCertFilter{RequestStates: []ajar.State{ajar.StateActive}}, []uint64{11}},
+		{"no request matches no state", ajar.SSHCertFilter{RequestStates: []ajar.State{ajar.StatePending}}, nil},
+		{"all together", ajar.SSHCertFilter{ValidAfter: t0, Fingerprint: fpA, RequestStates: []ajar.State{ajar.StateRevoked}}, []uint64{1<<63 + 12}},
+	} {
+		if got := serials(tc.f); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: FindSSHCerts = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }
 
 func testClock(t *testing.T, h *harness) {

@@ -69,10 +69,14 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Tokens", testTokens},
 		{"Keys", testKeys},
 		{"SSHCerts", testSSHCerts},
+		{"FindSSHCerts", testFindSSHCerts},
 		{"Clock", testClock},
 		{"ViewSnapshot", testViewSnapshot},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"ConcurrentCompareAndSwap", testConcurrentCAS},
+		{"Notifications", testNotifications},
+		{"Reviews", testReviews},
+		{"Extensions", testExtensions},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

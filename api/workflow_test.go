@@ -1,0 +1,78 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"testing"
+
+	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/policy"
+)
+
+// workflowFake adds WorkflowCore to the fake core.
+type workflowFake struct {
+	*fakeCore
+	explained broker.ExplainInput
+}
+
+func (f *workflowFake) Extend(ctx context.Context, u ajar.User, id string, in broker.ExtendInput) (*broker.ExtendOutput, error) {
+	return nil, ajar.FieldErrorf("by", "too long")
+}
+
+func (f *workflowFake) Breakglass(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error) {
+	return &ajar.Request{ID: "req_bg", State: ajar.StateActive}, nil
+}
+
+func (f *workflowFake) ListReviews(ctx context.Context, u ajar.User, in broker.ReviewsInput) ([]ajar.ReviewTask, error) {
+	return nil, nil
+}
+
+func (f *workflowFake) CloseReview(ctx context.Context, u ajar.User, id, comment string) (*ajar.ReviewTask, error) {
+	return &ajar.ReviewTask{RequestID: id, Comment: comment}, nil
+}
+
+func (f *workflowFake) Explain(ctx context.Context, u ajar.User, in broker.ExplainInput) (*policy.Explanation, error) {
+	f.explained = in
+	return &policy.Explanation{Target: in.Target, User: u.ID, Outcome: policy.OutcomeNeedsApproval}, nil
+}
+
+func (f *workflowFake) EvidenceReport(ctx context.Context, u ajar.User, id string) (*broker.EvidenceReport, error) {
+	return &broker.EvidenceReport{Request: &ajar.Request{ID: id}}, nil
+}
+
+func TestWorkflowRoutes(t *testing.T) {
+	f := &workflowFake{fakeCore: newFakeCore()}
+	srv, _ := newTestServer(t, f)
+	h := srv.Handler()
+
+	w := call(t, h, "POST", "/v1/requests?dry_run=true&as=bob@example.com", "alice-token", `{"target":"web","duration":"1h"}`)
+	if w.Code != http.StatusOK || f.explained.Target != "web" || f.explained.As != "bob@example.com" || f.explained.Duration != "1h" {
+		t.Fatalf("dry run: %d %s, explained %+v", w.Code, w.Body, f.explained)
+	}
+	f.mu.Lock()
+	if slices.Contains(f.calls, "CreateRequest") {
+		t.Errorf("the dry run created a request: %v", f.calls)
+	}
+	f.mu.Unlock()
+	wantError(t, call(t, h, "POST", "/v1/requests?dry_run=false", "alice-token", `{}`), 400, ajar.EINVALID, "dry_run")
+	wantError(t, call(t, h, "POST", "/v1/requests?dryrun=true", "alice-token", `{}`), 400, ajar.EINVALID, "dryrun")
+	wantError(t, call(t, h, "POST", "/v1/requests?dry_run=true", "alice-token", `{"as":"x"}`), 400, ajar.EINVALID, "as")
+	wantError(t, call(t, h, "POST", "/v1/requests/r1/extend", "alice-token", `{"by":"9h"}`), 400, ajar.EINVALID, "by")
+	wantError(t, call(t, h, "GET", "/v1/requests/r1/evidence?format=pdf", "alice-token", ""), 400, ajar.EINVALID, "format")
+	if w := call(t, h, "POST", "/v1/breakglass", "bob-token", `{"target":"web","reason":"x"}`); w.Code != http.StatusCreated || w.Header().Get("Location") != "/v1/requests/req_bg" {
+		t.Errorf("breakglass: %d %v", w.Code, w.Header())
+	}
+	if w := call(t, h, "GET", "/v1/reviews", "bob-token", ""); w.Code != 200 || w.Body.String() != "{\"reviews\":[]}\n" {
+		t.Errorf("reviews: %d %s", w.Code, w.Body)
+	}
+	if w := call(t, h, "GET", "/v1/requests/r1/evidence?format=markdown", "bob-token", ""); w.Code != 200 || w.Header().Get("Content-Type") != "text/markdown; charset=utf-8" {
+		t.Errorf("markdown evidence: %d %v", w.Code, w.Header())
+	}
+
+	// A core without the workflows has no such routes.
+	plain, _ := newTestServer(t, newFakeCore())
+	wantError(t, call(t, plain.Handler(), "POST", "/v1/requests?dry_run=true", "alice-token", `{}`), 404, ajar.ENOTFOUND, "")
+	wantError(t, call(t, plain.Handler(), "GET", "/v1/reviews", "alice-token", ""), 404, ajar.ENOTFOUND, "")
+}

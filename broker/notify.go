@@ -1,0 +1,642 @@
+package broker
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/notify"
+	"github.com/ajar-dev/ajar/policy"
+)
+
+// NotifyConfig configures event notifications. Zero fields take defaults.
+type NotifyConfig struct {
+	// Sinks receive the events they want. None: nothing is written to the
+	// outbox at all.
+	Sinks []notify.Sink
+	// BaseURL is where people reach the web pages ("https://ajar.example.com");
+	// events link to them. Empty: no links.
+	BaseURL string
+	// ExpiryReminder is how long before expiry request.expiring is sent (10m).
+	ExpiryReminder time.Duration
+	// RetryBase is the delay before the first retry of a failed delivery,
+	// doubled per attempt (jittered) up to RetryMax (2s, 5m).
+	RetryBase time.Duration
+	RetryMax  time.Duration
+	// GiveUp is how long a notification is retried before it is dropped so its
+	// sink's later events can go (24h). Dropping is audited.
+	GiveUp time.Duration
+	// Timeout bounds one delivery attempt (notify.DefaultTimeout).
+	Timeout time.Duration
+	// Poll is the longest a delivery worker sleeps without being woken (2s).
+	Poll time.Duration
+	// Keep is how long delivered and dropped notifications stay in the store (7 days).
+	Keep time.Duration
+	// Batch is how many notifications of one sink a worker claims at once (32).
+	Batch int
+}
+
+func (c NotifyConfig) withDefaults() NotifyConfig {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.ExpiryReminder, 10*time.Minute)
+	def(&c.RetryBase, 2*time.Second)
+	def(&c.RetryMax, 5*time.Minute)
+	def(&c.GiveUp, 24*time.Hour)
+	def(&c.Timeout, notify.DefaultTimeout)
+	def(&c.Poll, 2*time.Second)
+	def(&c.Keep, 7*24*time.Hour)
+	if c.Batch <= 0 {
+		c.Batch = 32
+	}
+	c.RetryMax = max(c.RetryMax, c.RetryBase)
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+	return c
+}
+
+// lease is how long a claimed batch belongs to one worker: long enough for one
+// attempt and the writes around it. A worker stops sending from a batch before
+// its lease could run out, so another replica never sends the same event.
+func (c NotifyConfig) lease() time.Duration { return 2*c.Timeout + 10*time.Second }
+
+// retryDelay is the jittered delay before retry number attempt (1-based).
+func (c NotifyConfig) retryDelay(attempt int) time.Duration {
+	d := c.RetryBase
+	for i := 1; i < attempt && d < c.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, c.RetryMax)
+	return d/2 + rand.N(d/2+1)
+}
+
+// notifier is the Service's part that writes and delivers notifications.
+type notifier struct {
+	cfg   NotifyConfig
+	kicks []chan struct{} // one per sink, to wake its worker
+}
+
+func newNotifier(cfg NotifyConfig) *notifier {
+	n := &notifier{cfg: cfg.withDefaults()}
+	for range n.cfg.Sinks {
+		n.kicks = append(n.kicks, make(chan struct{}, 1))
+	}
+	return n
+}
+
+// wants reports whether any sink wants events of type t.
+func (n *notifier) wants(t string) bool {
+	for _, s := range n.cfg.Sinks {
+		if s.Wants(t) {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *notifier) kick() {
+	for _, k := range n.kicks {
+		select {
+		case k <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// eventForAudit maps an audit action to the notification event it means, and
+// the request state the event reports when the stored request does not show it
+// yet (the scheduler audits before it writes the request).
+var eventForAudit = map[string]struct {
+	event string
+	state ajar.State
+}{
+	"request.created":       {policy.EventRequestCreated, ""},
+	"request.approved":      {policy.EventRequestApproved, ajar.StateApproved},
+	"request.denied":        {policy.EventRequestDenied, ajar.StateDenied},
+	"request.escalated":     {policy.EventRequestEscalated, ajar.StatePending},
+	"request.extended":      {policy.EventRequestExtended, ajar.StateActive},
+	"request.expired":       {policy.EventRequestEnded, ajar.StateExpired},
+	"request.revoked":       {policy.EventRequestEnded, ajar.StateRevoked},
+	"request.grant_failed":  {policy.EventRequestEnded, ajar.StateGrantFailed},
+	"request.timed_out":     {policy.EventRequestEnded, ajar.StateTimedOut},
+	"request.cancelled":     {policy.EventRequestEnded, ajar.StateCancelled},
+	"request.revoke_failed": {policy.EventRevokeFailed, ajar.StateRevokeFailed},
+	"extension.requested":   {policy.EventExtensionRequested, ""},
+	"extension.denied":      {policy.EventExtensionDenied, ""},
+	"breakglass.used":       {policy.EventBreakglassUsed, ""},
+	"review.closed":         {policy.EventReviewClosed, ""},
+	"drift.detected":        {policy.EventDriftDetected, ""},
+	"drift.regranted":       {policy.EventDriftDetected, ""}, // broker/reconcile.go
+	"drift.revoked":         {policy.EventDriftDetected, ""},
+	"drift.repair_failed":   {policy.EventDriftDetected, ""},
+}
+
+// notifyAudit enqueues the notification an audit event means, if any sink
+// wants it, in the same transaction: the outbox and the state change commit
+// together.
+func (s *Service) notifyAudit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {
+	m, ok := eventForAudit[action]
+	if !ok || !s.notify.wants(m.event) {
+		return nil
+	}
+	raw, err := json.Marshal(details)
+	if err != nil {
+		return fmt.Errorf("notify %s: %w", action, err)
+	}
+	if action == "request.created" && isBreakglass(raw) {
+		return nil // breakglass.used, which follows, says it (and asks nobody to approve)
+	}
+	r, err := tx.GetRequest(ctx, subject)
+	switch {
+	case ajar.ErrorCode(err) == ajar.ENOTFOUND:
+		r = nil // an event about something else than a request (drift)
+	case err != nil:
+		return fmt.Errorf("notify %s: %w", action, err)
+	case m.state != "":
+		r.State = m.state
+	}
+	if string(raw) == "null" {
+		raw = nil
+	}
+	return s.enqueue(ctx, tx, m.event, actor, subject, r, raw, "")
+}
+
+func isBreakglass(details []byte) bool {
+	var d struct {
+		Breakglass bool `json:"breakglass"`
+	}
+	return json.Unmarshal(details, &d) == nil && d.Breakglass
+}
+
+// enqueue writes event typ about r (nil if it is about no request) to the
+// outbox of every sink that wants it. A non-empty key makes it go out once per
+// sink however often it is enqueued.
+func (s *Service) enqueue(ctx context.Context, tx ajar.Tx, typ, actor, subject string, r *ajar.Request, details json.RawMessage, key string) error {
+	var sinks []notify.Sink
+	for _, sk := range s.notify.cfg.Sinks {
+		if sk.Wants(typ) {
+			sinks = append(sinks, sk)
+		}
+	}
+	if len(sinks) == 0 {
+		return nil
+	}
+	now := tx.Now()
+	ev := s.buildEvent(typ, actor, subject, r, details, now)
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("notify %s: %w", typ, err)
+	}
+	for _, sk := range sinks {
+		n := &ajar.Notification{Sink: sk.Name(), Key: key, Event: b, CreatedAt: now}
+		if _, err := tx.EnqueueNotification(ctx, n); err != nil {
+			return fmt.Errorf("notify %s to %s: %w", typ, sk.Name(), err)
+		}
+	}
+	s.notify.kick() // the worker may look before the commit; its poll catches up
+	return nil
+}
+
+func newEventID() string {
+	var b [10]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return "evt_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// buildEvent renders what happened for people: a summary and the exact
+// commands (and links) to act on it.
+func (s *Service) buildEvent(typ, actor, subject string, r *ajar.Request, details json.RawMessage, now time.Time) notify.Event {
+	ev := notify.Event{ID: newEventID(), Type: typ, Time: now, Actor: actor, Details: details}
+	var d struct {
+		Reason      string    `json:"reason"`
+		Comment     string    `json:"comment"`
+		By          string    `json:"by"`
+		Step        int       `json:"step"`
+		EscalateTo  []string  `json:"escalate_to"`
+		ExpiresAt   time.Time `json:"expires_at"`
+		Error       string    `json:"error"`
+		Attempts    int       `json:"attempts"`
+		AutoApprove string    `json:"auto_approve"`
+		Seq         int       `json:"seq"`
+		Target      string    `json:"target"`
+		Message     string    `json:"message"`
+		Drift       string    `json:"drift"`
+		Repair      string    `json:"repair"`
+	}
+	if len(details) > 0 {
+		_ = json.Unmarshal(details, &d) // best effort: the details are ours
+	}
+	if r == nil {
+		ev.Summary = fmt.Sprintf("%s: %s", typ, subject)
+		if typ == policy.EventDriftDetected {
+			ev.Summary = fmt.Sprintf("drift on %s: %s", firstNonEmpty(d.Target, subject), firstNonEmpty(d.Drift, d.Message, string(details)))
+		}
+		return ev
+	}
+	id := r.ID
+	page := ""
+	if s.notify.cfg.BaseURL != "" {
+		page = s.notify.cfg.BaseURL + "/requests/" + id
+	}
+	ev.Request = &notify.Request{
+		ID: id, Target: r.Target, Requester: r.Requester, Reason: r.Reason, Ticket: r.Ticket,
+		Duration: fmtDuration(r.Duration), Policy: r.Policy, State: string(r.State),
+		StartAt: r.StartAt, ExpiresAt: r.ExpiresAt, URL: page,
+	}
+	act := func(label, who, cmd string) {
+		ev.Actions = append(ev.Actions, notify.Action{Label: label, Who: who, Command: cmd, URL: page})
+	}
+	approve := func() {
+		act("Approve", "approvers", "ajar approve "+id)
+		act("Deny", "approvers", "ajar deny "+id+` --reason "..."`)
+	}
+	who, tgt, dur := r.Requester, r.Target, fmtDuration(r.Duration)
+	switch typ {
+	case policy.EventRequestCreated:
+		ev.Summary = fmt.Sprintf("%s requests %s for %s", who, tgt, dur)
+		if r.State == ajar.StatePending {
+			ev.Summary += "; it needs approval"
+			approve()
+		} else {
+			ev.Summary += "; approved by the policy"
+		}
+		act("Show", "requester", "ajar show "+id)
+	case policy.EventRequestApproved:
+		if d.AutoApprove != "" {
+			ev.Summary = fmt.Sprintf("%s's request for %s (%s) is approved by the policy: %s", who, tgt, dur, d.AutoApprove)
+		} else {
+			ev.Summary = fmt.Sprintf("%s approved %s's request for %s (%s)", actor, who, tgt, dur)
+		}
+		if kind, err := s.providers.Kind(r.Target); err == nil && kind == "ssh-cert" {
+			act("Get a certificate", "requester", "ajar ssh-cert "+id+" --public-key ~/.ssh/id_ed25519.pub --out ~/.ssh/id_ed25519-cert.pub")
+		}
+		act("Show", "requester", "ajar show "+id)
+	case policy.EventRequestDenied:
+		ev.Summary = fmt.Sprintf("%s denied %s's request for %s: %s", actor, who, tgt, d.Reason)
+		act("Show", "requester", "ajar show "+id)
+	case policy.EventRequestEscalated:
+		ev.Summary = fmt.Sprintf("%s's request for %s (%s) has waited too long at approval step %d; %s may now decide", who, tgt, dur, d.Step+1, strings.Join(d.EscalateTo, ", "))
+		approve()
+	case policy.EventRequestExpiring:
+		left := ""
+		if r.ExpiresAt != nil {
+			left = fmt.Sprintf(" in %s, at %s", fmtDuration(r.ExpiresAt.Sub(now).Round(time.Second)), r.ExpiresAt.UTC().Format(time.RFC3339))
+		}
+		ev.Summary = fmt.Sprintf("%s's access to %s ends%s", who, tgt, left)
+		if rule, ok := s.pol.Rule(r.Policy); ok && rule.Extend != nil {
+			act("Extend", "requester", "ajar extend "+id+" --by 30m")
+		}
+		act("End it now", "requester", "ajar revoke "+id)
+	case policy.EventRequestExtended:
+		ev.Summary = fmt.Sprintf("%s's access to %s was extended by %s, to %s", who, tgt, d.By, d.ExpiresAt.UTC().Format(time.RFC3339))
+		act("Show", "requester", "ajar show "+id)
+	case policy.EventRequestEnded:
+		ev.Summary = fmt.Sprintf("%s's request for %s ended: %s", who, tgt, r.State)
+		act("Evidence", "admins", "ajar evidence "+id)
+	case policy.EventExtensionRequested:
+		ev.Summary = fmt.Sprintf("%s asks to extend their access to %s by %s: %s", who, tgt, d.By, d.Reason)
+		approve()
+	case policy.EventExtensionDenied:
+		ev.Summary = fmt.Sprintf("%s denied extending %s's access to %s: %s", actor, who, tgt, d.Reason)
+		act("Show", "requester", "ajar show "+id)
+	case policy.EventRevokeFailed:
+		ev.Summary = fmt.Sprintf("removing %s's access to %s keeps failing after %d attempts: %s", who, tgt, d.Attempts, d.Error)
+		act("Show", "admins", "ajar show "+id)
+		act("List them all", "admins", "ajar requests --state revoke_failed")
+	case policy.EventBreakglassUsed:
+		ev.Summary = fmt.Sprintf("BREAK-GLASS: %s took access to %s for %s without approval: %s", who, tgt, dur, r.Reason)
+		act("Close the review", "admins", "ajar review "+id+` --comment "..."`)
+		act("Evidence", "admins", "ajar evidence "+id)
+		act("Revoke", "admins", "ajar revoke "+id)
+	case policy.EventDriftDetected:
+		what := firstNonEmpty(d.Drift, d.Message, "access is not as the store says")
+		ev.Summary = fmt.Sprintf("drift on %s (%s's request): %s", tgt, who, what)
+		switch {
+		case d.Error != "":
+			ev.Summary += "; repair failed: " + d.Error
+		case d.Repair != "":
+			ev.Summary += "; " + d.Repair
+		}
+		act("Show", "admins", "ajar show "+id)
+		act("Evidence", "admins", "ajar evidence "+id)
+	case policy.EventReviewClosed:
+		ev.Summary = fmt.Sprintf("%s closed the break-glass review of %s's access to %s: %s", actor, who, tgt, d.Comment)
+		act("Evidence", "admins", "ajar evidence "+id)
+	default:
+		ev.Summary = fmt.Sprintf("%s: %s's request for %s", typ, who, tgt)
+	}
+	return ev
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// reminderAt is when request.expiring is due for r: ExpiryReminder before its
+// expiry, if a sink wants it and the window is longer than that.
+func (s *Service) reminderAt(r *ajar.Request) (time.Time, bool) {
+	if r.ExpiresAt == nil || r.ActivatedAt == nil || !s.notify.wants(policy.EventRequestExpiring) {
+		return time.Time{}, false
+	}
+	start := *r.ActivatedAt
+	if r.StartAt != nil && r.StartAt.After(start) {
+		start = *r.StartAt
+	}
+	at := r.ExpiresAt.Add(-s.notify.cfg.ExpiryReminder)
+	if !at.After(start) {
+		return time.Time{}, false
+	}
+	return at, true
+}
+
+// activeNextAt is when the scheduler must look at an active request next: at
+// its expiry, or before it to send the expiry reminder.
+func (s *Service) activeNextAt(r *ajar.Request, now time.Time) *time.Time {
+	if at, ok := s.reminderAt(r); ok && now.Before(at) {
+		return ptr(at)
+	}
+	return ptr(*r.ExpiresAt)
+}
+
+// remindExpiring enqueues request.expiring for an active request whose reminder
+// is due. Its key holds the expiry, so each window (an extension makes a new
+// one) is reminded once per sink however often the scheduler looks.
+func (s *Service) remindExpiring(ctx context.Context, tx ajar.Tx, r *ajar.Request, now time.Time) error {
+	at, ok := s.reminderAt(r)
+	if !ok || now.Before(at) || !now.Before(*r.ExpiresAt) {
+		return nil
+	}
+	details, err := json.Marshal(map[string]any{"expires_at": r.ExpiresAt})
+	if err != nil {
+		return err
+	}
+	key := fmt.Sprintf("expiring:%s:%d", r.ID, r.ExpiresAt.UnixNano())
+	return s.enqueue(ctx, tx, policy.EventRequestExpiring, ajar.ActorSystem, r.ID, r, details, key)
+}
+
+// runNotify runs one delivery worker per sink, and the pruning of old
+// notifications, until ctx ends.
+func (s *Service) runNotify(ctx context.Context) {
+	if len(s.notify.cfg.Sinks) == 0 {
+		return
+	}
+	var wg sync.WaitGroup
+	for i, sk := range s.notify.cfg.Sinks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.deliverLoop(ctx, sk, s.notify.kicks[i])
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.pruneLoop(ctx)
+	}()
+	wg.Wait()
+}
+
+func (s *Service) deliverLoop(ctx context.Context, sk notify.Sink, kick <-chan struct{}) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-kick:
+		}
+		wait, err := s.deliverBatch(ctx, sk)
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("notifications: deliver", "sink", sk.Name(), "err", err)
+			wait = s.notify.cfg.Poll
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+	}
+}
+
+func (s *Service) pruneLoop(ctx context.Context) {
+	for {
+		if err := s.PruneNotifications(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("notifications: prune", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Hour):
+		}
+	}
+}
+
+// PruneNotifications deletes delivered and dropped notifications older than
+// NotifyConfig.Keep.
+func (s *Service) PruneNotifications(ctx context.Context) error {
+	for {
+		var n int
+		err := s.store.Update(ctx, func(tx ajar.Tx) error {
+			var err error
+			n, err = tx.PruneNotifications(ctx, tx.Now().Add(-s.notify.cfg.Keep), 1000)
+			return err
+		})
+		if err != nil || n < 1000 {
+			return err
+		}
+	}
+}
+
+// DeliverDue delivers, sink by sink, every notification that is due now, in
+// order, stopping at a sink's first failure (it is retried later), and returns
+// how many were delivered. The workers Run starts do the same continuously;
+// DeliverDue is for tests and one-shot tools.
+func (s *Service) DeliverDue(ctx context.Context) (int, error) {
+	total := 0
+	for _, sk := range s.notify.cfg.Sinks {
+		for {
+			before := total
+			n, _, err := s.deliver(ctx, sk)
+			total += n
+			if err != nil {
+				return total, err
+			}
+			if total == before {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// deliverBatch is one round of a sink's worker; it returns how long to wait
+// before the next.
+func (s *Service) deliverBatch(ctx context.Context, sk notify.Sink) (time.Duration, error) {
+	n, wait, err := s.deliver(ctx, sk)
+	if n > 0 {
+		return 0, err // more may be waiting
+	}
+	return wait, err
+}
+
+// deliver claims the due head of sk's queue (up to Batch notifications in ID
+// order, stopping at the first that is not due), sends them in order, and
+// records the outcome: delivered, or retried later with backoff, or dropped
+// after GiveUp. A failure stops the batch, so a sink never receives an event
+// before the ones enqueued ahead of it; the claims of those not tried are
+// released. It returns how many were delivered and, when none were due, how
+// long until the head is.
+func (s *Service) deliver(ctx context.Context, sk notify.Sink) (int, time.Duration, error) {
+	cfg := s.notify.cfg
+	var batch []ajar.Notification
+	var clk storeClock
+	wait := cfg.Poll
+	// Look first without taking the writer: workers are woken on every state
+	// change, and most of the time there is nothing due.
+	due := false
+	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
+		head, err := tx.NextNotification(ctx, sk.Name())
+		if ajar.ErrorCode(err) == ajar.ENOTFOUND {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if now := tx.Now(); head.NextAt.After(now) {
+			wait = min(wait, head.NextAt.Sub(now))
+			return nil
+		}
+		due = true
+		return nil
+	})
+	if err != nil || !due {
+		return 0, wait, err
+	}
+	err = s.store.Update(ctx, func(tx ajar.Tx) error {
+		batch = batch[:0]
+		now := tx.Now()
+		clk = newStoreClock(now)
+		pending, err := tx.ListNotifications(ctx, ajar.NotificationFilter{Sink: sk.Name(), State: ajar.NotificationPending, Limit: cfg.Batch})
+		if err != nil {
+			return err
+		}
+		for _, n := range pending {
+			if n.NextAt.After(now) {
+				if len(batch) == 0 {
+					wait = min(wait, n.NextAt.Sub(now))
+				}
+				break
+			}
+			n.NextAt = now.Add(cfg.lease())
+			if err := tx.UpdateNotification(ctx, &n); err != nil {
+				return err
+			}
+			batch = append(batch, n)
+		}
+		return nil
+	})
+	if err != nil || len(batch) == 0 {
+		return 0, wait, err
+	}
+	type outcome struct {
+		n   ajar.Notification
+		err error
+	}
+	var tried []outcome
+	for _, n := range batch {
+		// Never start an attempt that could outlive the claim.
+		if time.Since(clk.local)+cfg.Timeout+5*time.Second > cfg.lease() || ctx.Err() != nil {
+			break
+		}
+		sctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		err := sk.Send(sctx, n.Event)
+		cancel()
+		tried = append(tried, outcome{n, err})
+		if err != nil {
+			break
+		}
+	}
+	delivered := 0
+	err = s.store.Update(context.WithoutCancel(ctx), func(tx ajar.Tx) error {
+		delivered = 0
+		now := tx.Now()
+		for i := range batch {
+			n := batch[i]
+			switch {
+			case i >= len(tried): // not tried: release the claim
+				n.NextAt = now
+			case tried[i].err == nil:
+				n.State, n.DoneAt, n.LastError = ajar.NotificationDelivered, ptr(now), ""
+				n.Attempts++
+			default:
+				n.Attempts++
+				n.LastError = safeError(tried[i].err)
+				if now.Sub(n.CreatedAt) >= cfg.GiveUp {
+					n.State, n.DoneAt = ajar.NotificationDropped, ptr(now)
+					if err := s.auditDropped(ctx, tx, n); err != nil {
+						return err
+					}
+				} else {
+					n.NextAt = now.Add(cfg.retryDelay(n.Attempts))
+				}
+			}
+			if err := tx.UpdateNotification(ctx, &n); err != nil {
+				if ajar.ErrorCode(err) == ajar.ECONFLICT {
+					continue // the claim ran out and another worker took over
+				}
+				return err
+			}
+			if n.State == ajar.NotificationDelivered {
+				delivered++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("record deliveries to %s: %w", sk.Name(), err)
+	}
+	for _, o := range tried {
+		switch {
+		case o.err == nil:
+			s.metrics.wf.delivered.WithLabelValues(sk.Name()).Inc()
+		default:
+			s.metrics.wf.failed.WithLabelValues(sk.Name()).Inc()
+			s.log.Warn("notification not delivered", "sink", sk.Name(), "id", o.n.ID, "attempt", o.n.Attempts+1, "err", o.err)
+		}
+	}
+	return delivered, 0, nil
+}
+
+// auditDropped records that a notification was given up on: an alert that
+// never arrived must not vanish silently.
+func (s *Service) auditDropped(ctx context.Context, tx ajar.Tx, n ajar.Notification) error {
+	var ev notify.Event
+	_ = json.Unmarshal(n.Event, &ev)
+	subject := ""
+	if ev.Request != nil {
+		subject = ev.Request.ID
+	}
+	s.metrics.wf.dropped.WithLabelValues(n.Sink).Inc()
+	s.log.Error("notification dropped", "sink", n.Sink, "event", ev.ID, "type", ev.Type, "attempts", n.Attempts, "err", n.LastError)
+	return appendAudit(ctx, tx, ajar.ActorSystem, "notification.dropped", subject, map[string]any{
+		"sink": n.Sink, "event": ev.ID, "type": ev.Type, "attempts": n.Attempts, "error": n.LastError,
+	})
+}

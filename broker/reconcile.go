@@ -1,0 +1,253 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ajar-dev/ajar"
+)
+
+// The drift check. The store says which access should exist; a provider that is
+// an ajar.Verifier can say which does. Every reconcile.interval the broker asks
+// about each active grant and each grant that ended within reconcile.lookback:
+//
+//   - access missing for an active request (a rule deleted by hand) is granted
+//     again and the new handle stored: audited as drift.regranted;
+//   - access present for an ended request (a rule re-added by hand) is removed
+//     again: audited as drift.revoked.
+//
+// Both count in ajar_drift_total{target}. A repair that fails is audited as
+// drift.repair_failed and tried again at the next check. Access another live
+// request shares (ajar.Sharer) is not drift.
+
+func newDriftCounter(reg *prometheus.Registry) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ajar_drift_total",
+		Help: "Drift found by the periodic check, by target: access missing for an active request, or present for an ended one.",
+	}, []string{"target"})
+	reg.MustRegister(c)
+	return c
+}
+
+// runReconcile runs the drift check every reconcile.interval until ctx ends.
+func (s *Service) runReconcile(ctx context.Context) {
+	every := time.Duration(s.pol.Reconcile().Interval)
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		res, err := s.Reconcile(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Error("drift check", "err", err)
+		case res.Regranted+res.Revoked+res.Errors > 0:
+			s.log.Warn("drift check found drift", "checked", res.Checked, "regranted", res.Regranted, "revoked", res.Revoked, "errors", res.Errors)
+		}
+	}
+}
+
+// ReconcileResult counts what one drift check did.
+type ReconcileResult struct {
+	Checked   int // grants the providers were asked about
+	Regranted int // access missing for an active request, granted again
+	Revoked   int // access present for an ended request, removed again
+	Errors    int // checks or repairs that failed; the next check tries again
+}
+
+// driftEndedStates are the final states whose access must be gone.
+var driftEndedStates = []ajar.State{ajar.StateExpired, ajar.StateRevoked, ajar.StateGrantFailed}
+
+// Reconcile runs one drift check now (Run does it every reconcile.interval). It
+// returns an error only when the store cannot be read; provider failures are
+// counted, logged and audited.
+func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
+	var res ReconcileResult
+	lookback := time.Duration(s.pol.Reconcile().Lookback)
+	for _, name := range s.pol.TargetNames() {
+		prov, err := s.providers.ForTarget(name)
+		if err != nil {
+			continue
+		}
+		if _, ok := prov.(ajar.Verifier); !ok {
+			continue
+		}
+		var active, ended []*ajar.Request
+		var now time.Time
+		err = s.store.View(ctx, func(tx ajar.ReadTx) error {
+			now = tx.Now()
+			var err error
+			if active, err = tx.ListRequests(ctx, ajar.RequestFilter{Target: name, States: []ajar.State{ajar.StateActive}, Limit: 1 << 20}); err != nil {
+				return err
+			}
+			ended, err = tx.ListRequests(ctx, ajar.RequestFilter{Target: name, States: driftEndedStates, Limit: 1 << 16})
+			return err
+		})
+		if err != nil {
+			return res, fmt.Errorf("drift check of %s: %w", name, err)
+		}
+		// A grant about to expire is the scheduler's: re-granting it could race
+		// its revocation.
+		margin := 2*s.sched.ProviderTimeout + time.Second
+		for _, r := range active {
+			if r.Handle == nil || len(r.Handle.Data) == 0 || r.ExpiresAt == nil || !now.Add(margin).Before(*r.ExpiresAt) {
+				continue
+			}
+			s.checkActive(ctx, r, &res)
+		}
+		for _, r := range ended {
+			if r.Handle == nil || r.EndedAt == nil || r.EndedAt.Before(now.Add(-lookback)) {
+				continue
+			}
+			s.checkEnded(ctx, r, &res)
+		}
+	}
+	return res, nil
+}
+
+// verify asks r's provider whether r's access exists.
+func (s *Service) verify(ctx context.Context, r *ajar.Request) (ajar.Provider, bool, error) {
+	prov, err := s.providers.ForHandle(*r.Handle)
+	if err != nil {
+		return nil, false, err
+	}
+	v, ok := prov.(ajar.Verifier)
+	if !ok {
+		return prov, false, errNotVerifier
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
+	defer cancel()
+	present, err := v.Verify(pctx, *r.Handle)
+	if err != nil {
+		s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "verify").Inc()
+	}
+	return prov, present, err
+}
+
+var errNotVerifier = errors.New("provider cannot verify")
+
+// checkActive re-grants an active request's access if it is missing.
+func (s *Service) checkActive(ctx context.Context, r *ajar.Request, res *ReconcileResult) {
+	prov, present, err := s.verify(ctx, r)
+	if errors.Is(err, errNotVerifier) {
+		return
+	}
+	res.Checked++
+	if err != nil {
+		res.Errors++
+		s.log.Warn("drift check: verify", "request", r.ID, "target", r.Target, "err", err)
+		return
+	}
+	if present {
+		return
+	}
+	s.metrics.drift.WithLabelValues(r.Target).Inc()
+	pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
+	h, gerr := prov.Grant(pctx, r.Handle.Grant)
+	cancel()
+	if gerr != nil {
+		res.Errors++
+		s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "grant").Inc()
+		s.auditDrift(ctx, r.ID, "drift.repair_failed", map[string]any{
+			"target": r.Target, "drift": "access missing for an active request", "repair": "grant", "error": safeError(gerr),
+		})
+		return
+	}
+	res.Regranted++
+	var late *ajar.Request
+	err = s.store.Update(ctx, func(tx ajar.Tx) error {
+		cur, err := tx.GetRequest(ctx, r.ID)
+		if err != nil {
+			return err
+		}
+		details := map[string]any{
+			"target": r.Target, "drift": "access missing for an active request", "repair": "granted again", "handle": h.Data,
+		}
+		switch {
+		case cur.State == ajar.StateActive && cur.Version == r.Version:
+			cur.Handle = &h
+			if err := tx.UpdateRequest(ctx, cur); err != nil {
+				return err
+			}
+		case cur.State == ajar.StateActive:
+			// The scheduler holds it (a revocation may be under way): its
+			// revocation removes the request's access, whichever handle it has.
+		default:
+			// It ended meanwhile: take back what the re-grant made.
+			late = cur
+			details["ended"] = cur.State
+		}
+		return s.audit(ctx, tx, ajar.ActorSystem, "drift.regranted", r.ID, details)
+	})
+	if err != nil {
+		s.log.Error("drift check: record re-grant", "request", r.ID, "err", err)
+	}
+	if late != nil {
+		late.Handle = &h
+		pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
+		defer cancel()
+		if err := s.providerRevoke(pctx, prov, late); err != nil {
+			s.log.Error("drift check: revoke a re-grant that ended meanwhile", "request", r.ID, "err", err)
+		}
+	}
+}
+
+// checkEnded removes access that is back for a request that ended.
+func (s *Service) checkEnded(ctx context.Context, r *ajar.Request, res *ReconcileResult) {
+	prov, present, err := s.verify(ctx, r)
+	if errors.Is(err, errNotVerifier) {
+		return
+	}
+	res.Checked++
+	if err != nil {
+		res.Errors++
+		s.log.Warn("drift check: verify", "request", r.ID, "target", r.Target, "err", err)
+		return
+	}
+	if !present {
+		return
+	}
+	holders, err := s.sharedHolders(ctx, prov, r)
+	if err != nil {
+		res.Errors++
+		s.log.Warn("drift check: holders", "request", r.ID, "err", err)
+		return
+	}
+	if len(holders) > 0 {
+		return // another live request's access, not drift
+	}
+	s.metrics.drift.WithLabelValues(r.Target).Inc()
+	pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
+	rerr := prov.Revoke(pctx, *r.Handle)
+	cancel()
+	details := map[string]any{"target": r.Target, "drift": "access present after the request ended", "state": r.State, "ended_at": r.EndedAt}
+	if rerr != nil {
+		res.Errors++
+		s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "revoke").Inc()
+		details["repair"], details["error"] = "revoke", safeError(rerr)
+		s.auditDrift(ctx, r.ID, "drift.repair_failed", details)
+		return
+	}
+	res.Revoked++
+	details["repair"] = "revoked again"
+	s.auditDrift(ctx, r.ID, "drift.revoked", details)
+}
+
+func (s *Service) auditDrift(ctx context.Context, id, action string, details map[string]any) {
+	err := s.store.Update(ctx, func(tx ajar.Tx) error {
+		return s.audit(ctx, tx, ajar.ActorSystem, action, id, details)
+	})
+	if err != nil {
+		s.log.Error("drift check: audit", "request", id, "action", action, "err", err)
+	}
+}

@@ -1,0 +1,684 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/policy"
+)
+
+// The workflows around the core lifecycle: extending granted access,
+// break-glass with its review, escalation of approval steps that wait too
+// long, and explaining what the policy would do with a request.
+
+// ExtendInput asks for more time on an active request.
+type ExtendInput struct {
+	By     string `json:"by"` // Go syntax ("30m")
+	Reason string `json:"reason,omitempty"`
+}
+
+// ExtendOutput is the request after Extend and the extension it made: applied
+// (the request's expires_at is already the new one) or pending approval.
+type ExtendOutput struct {
+	Request   *ajar.Request  `json:"request"`
+	Extension ajar.Extension `json:"extension"`
+}
+
+// ExplainInput is a request to explain: the fields of a new request, and As,
+// the user to evaluate it for (admins only; empty for the caller).
+type ExplainInput struct {
+	Target   string            `json:"target"`
+	Duration string            `json:"duration"`
+	Reason   string            `json:"reason"`
+	Ticket   string            `json:"ticket,omitempty"`
+	Start    *time.Time        `json:"start,omitempty"`
+	Params   map[string]string `json:"params,omitempty"`
+	As       string            `json:"as,omitempty"`
+}
+
+// ReviewsInput filters review tasks: State is "open" (the default), "closed"
+// or "all".
+type ReviewsInput struct {
+	State string `json:"state"`
+}
+
+// ReviewKindBreakglass is the kind of a break-glass review task.
+const ReviewKindBreakglass = "breakglass"
+
+// fmtDuration prints a duration the way users type it: "30m", "2h", "1h30m".
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if t, ok := strings.CutSuffix(s, "m0s"); ok {
+		s = t + "m"
+	}
+	if t, ok := strings.CutSuffix(s, "h0m"); ok {
+		s = t + "h"
+	}
+	return s
+}
+
+// Extend asks for ExtendInput.By more on u's own active request, within the
+// policy's extend rules (see policy.EvaluateExtension). When the rule says
+// extend.approval: none, or its auto_approve condition holds for the whole
+// extended window, the window grows at once: the new expiry, the handle's
+// expiry (so new SSH certificates carry it) and the scheduler's next look are
+// written in one compare-and-swap write with the audit event, while the
+// access stays active, so there is no gap; then a provider that can (a
+// Renewer) moves its own expiry. Otherwise the extension waits for the rule's
+// approval steps, decided with Approve and Deny on the request, and lapses if
+// the access ends first.
+//
+// Errors: EINVALID (field "by") for a bad duration or one past
+// extend.max_total; EFORBIDDEN when u is not the requester or the rule allows
+// no (more) extensions; ECONFLICT when the request is not active or an
+// extension already waits.
+func (s *Service) Extend(ctx context.Context, u ajar.User, id string, in ExtendInput) (*ExtendOutput, error) {
+	by, err := time.ParseDuration(strings.TrimSpace(in.By))
+	if err != nil || strings.TrimSpace(in.By) == "" {
+		return nil, ajar.FieldErrorf("by", "%q is not a duration (use Go syntax, e.g. 30m or 1h)", in.By)
+	}
+	if by <= 0 {
+		return nil, ajar.FieldErrorf("by", "must be positive")
+	}
+	if len(in.Reason) > maxReasonLen {
+		return nil, ajar.FieldErrorf("reason", "longer than %d characters", maxReasonLen)
+	}
+	var out ExtendOutput
+	applied := false
+	r, err := s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
+		now := tx.Now()
+		if r.Requester != u.ID {
+			return false, ajar.Errorf(ajar.EFORBIDDEN, "only the requester can extend request %s", r.ID)
+		}
+		if r.State != ajar.StateActive || r.ExpiresAt == nil || r.Handle == nil || !now.Before(*r.ExpiresAt) {
+			return false, ajar.Errorf(ajar.ECONFLICT, "request %s is %s; only active access can be extended", r.ID, r.State)
+		}
+		exts, err := tx.ListExtensions(ctx, r.ID)
+		if err != nil {
+			return false, err
+		}
+		done := 0
+		for _, e := range exts {
+			switch e.State {
+			case ajar.ExtensionApplied:
+				done++
+			case ajar.ExtensionPending:
+				return false, ajar.Errorf(ajar.ECONFLICT, "extension %d of request %s (by %s) is still waiting for approval", e.Seq, r.ID, fmtDuration(e.By))
+			}
+		}
+		dec, err := s.pol.EvaluateExtension(u, policy.ExtensionInput{
+			Policy: r.Policy, Target: r.Target, Reason: r.Reason, Ticket: r.Ticket, Params: r.Params,
+			Start: r.ExpiresAt.Add(-r.Duration), Window: r.Duration, By: by, Extensions: done, Now: now,
+		})
+		if err != nil {
+			return false, err
+		}
+		ext := &ajar.Extension{
+			RequestID: r.ID, By: by, Reason: in.Reason, RequestedBy: u.ID, RequestedAt: now,
+			State: ajar.ExtensionPending, Approvals: []ajar.Approval{},
+		}
+		if dec.AutoApprove {
+			ext.State, ext.DecidedAt = ajar.ExtensionApplied, ptr(now)
+		}
+		if err := tx.CreateExtension(ctx, ext); err != nil {
+			return false, err
+		}
+		out.Extension = *ext
+		if !dec.AutoApprove {
+			return false, s.audit(ctx, tx, u.ID, "extension.requested", r.ID, map[string]any{
+				"seq": ext.Seq, "by": fmtDuration(by), "reason": in.Reason, "window": fmtDuration(dec.Duration),
+			})
+		}
+		applied = true
+		return false, s.applyExtension(ctx, tx, u.ID, r, ext, now, map[string]any{"approval": dec.AutoApproveExpr})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if applied {
+		r = s.renew(ctx, r)
+	}
+	s.Kick() // the new next look, and the notification
+	out.Request = r
+	return &out, nil
+}
+
+// applyExtension grows r's window by ext.By in tx: expiry, handle, duration and
+// the scheduler's next look, then the audit event.
+func (s *Service) applyExtension(ctx context.Context, tx ajar.Tx, actor string, r *ajar.Request, ext *ajar.Extension, now time.Time, details map[string]any) error {
+	prev := *r.ExpiresAt
+	exp := prev.Add(ext.By)
+	h := *r.Handle
+	h.Grant.ExpiresAt = exp
+	r.Handle = &h
+	r.ExpiresAt = &exp
+	r.Duration += ext.By
+	r.UpdatedAt = now
+	r.NextAt = s.activeNextAt(r, now)
+	if err := tx.UpdateRequest(ctx, r); err != nil {
+		return err
+	}
+	if details == nil {
+		details = map[string]any{}
+	}
+	details["seq"], details["by"], details["expires_at"] = ext.Seq, fmtDuration(ext.By), exp
+	details["previous_expires_at"], details["window"] = prev, fmtDuration(r.Duration)
+	return s.audit(ctx, tx, actor, "request.extended", r.ID, details)
+}
+
+// renew asks a provider that can extend in place (ajar.Renewer) to move its
+// own expiry to r's, after the store has the new one. Failing that, the
+// scheduler still ends the access at the stored expiry; the provider's own
+// lock may end it earlier, so the failure is audited and shown on the request.
+func (s *Service) renew(ctx context.Context, r *ajar.Request) *ajar.Request {
+	prov, err := s.providers.ForHandle(*r.Handle)
+	if err != nil {
+		return r
+	}
+	rn, ok := prov.(ajar.Renewer)
+	if !ok {
+		return r
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
+	h, rerr := rn.Renew(pctx, *r.Handle, *r.ExpiresAt)
+	cancel()
+	if rerr != nil {
+		s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "renew").Inc()
+		s.log.Warn("renew failed", "request", r.ID, "err", rerr)
+	}
+	cur := *r
+	err = s.write(ctx, &cur, func(tx ajar.Tx, c *ajar.Request, now time.Time) error {
+		if rerr != nil {
+			c.LastError = "extend in place: " + safeError(rerr)
+			return s.audit(ctx, tx, ajar.ActorSystem, "grant.renew_error", c.ID, map[string]any{"error": safeError(rerr), "expires_at": c.ExpiresAt})
+		}
+		if !h.Grant.ExpiresAt.Equal(*c.ExpiresAt) {
+			h.Grant.ExpiresAt = *c.ExpiresAt
+		}
+		c.Handle = &h
+		return s.audit(ctx, tx, ajar.ActorSystem, "grant.renewed", c.ID, map[string]any{"expires_at": c.ExpiresAt, "handle": h.Data})
+	})
+	if err != nil {
+		s.log.Warn("record renewal", "request", r.ID, "err", err)
+		return r
+	}
+	return &cur
+}
+
+// pendingExtension returns the extension of r waiting for approval, or
+// ECONFLICT.
+func pendingExtension(ctx context.Context, tx ajar.Tx, r *ajar.Request) (*ajar.Extension, error) {
+	exts, err := tx.ListExtensions(ctx, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(exts) - 1; i >= 0; i-- {
+		if exts[i].State == ajar.ExtensionPending {
+			return &exts[i], nil
+		}
+	}
+	return nil, ajar.Errorf(ajar.ECONFLICT, "request %s is %s and has no extension waiting for approval", r.ID, r.State)
+}
+
+// stepOf returns the first approval step whose count approvals do not meet, or
+// len(steps) when all are met.
+func stepOf(approvals []ajar.Approval, rule *policy.Rule) int {
+	for i, st := range rule.Approval.Steps {
+		n := 0
+		for _, a := range approvals {
+			if a.Step == i && a.Decision == ajar.DecisionApprove {
+				n++
+			}
+		}
+		if n < st.Count {
+			return i
+		}
+	}
+	return len(rule.Approval.Steps)
+}
+
+// approveExtension records u's approval of r's pending extension, with the
+// same rules as approving a request: never the requester (audited), each
+// approver once, the current step's approvers only. The last approval applies
+// the extension if the access is still active.
+func (s *Service) approveExtension(ctx context.Context, tx ajar.Tx, u ajar.User, r *ajar.Request, comment string, applied *bool) (bool, error) {
+	now := tx.Now()
+	ext, err := pendingExtension(ctx, tx, r)
+	if err != nil {
+		return false, err
+	}
+	refuse := func(why, msg string) (bool, error) {
+		if err := s.audit(ctx, tx, u.ID, "approval.refused", r.ID, map[string]any{"reason": why, "extension": ext.Seq}); err != nil {
+			return false, err
+		}
+		return true, ajar.Errorf(ajar.EFORBIDDEN, "%s", msg)
+	}
+	if r.Requester == u.ID {
+		return refuse("self-approval", "you cannot approve the extension of your own request")
+	}
+	rule, ok := s.pol.Rule(r.Policy)
+	if !ok {
+		return refuse("policy-missing", fmt.Sprintf("policy %q no longer exists; the extension cannot be approved", r.Policy))
+	}
+	for _, a := range ext.Approvals {
+		if a.Approver == u.ID {
+			return false, ajar.Errorf(ajar.ECONFLICT, "you have already approved extension %d of request %s", ext.Seq, r.ID)
+		}
+	}
+	step := stepOf(ext.Approvals, rule)
+	if step >= len(rule.Approval.Steps) || !rule.CanApprove(step, u) {
+		return refuse("not-an-approver", fmt.Sprintf("you are not an approver for step %d of policy %s", step+1, rule.Name))
+	}
+	if !now.Before(*r.ExpiresAt) {
+		return false, ajar.Errorf(ajar.ECONFLICT, "request %s reached its expiry before extension %d was approved", r.ID, ext.Seq)
+	}
+	ext.Approvals = append(ext.Approvals, ajar.Approval{Approver: u.ID, Step: step, Decision: ajar.DecisionApprove, Comment: comment, At: now})
+	if stepOf(ext.Approvals, rule) < len(rule.Approval.Steps) {
+		if err := tx.UpdateExtension(ctx, ext); err != nil {
+			return false, err
+		}
+		return false, s.audit(ctx, tx, u.ID, "extension.approval_recorded", r.ID, map[string]any{"seq": ext.Seq, "step": step, "comment": comment})
+	}
+	ext.State, ext.DecidedAt = ajar.ExtensionApplied, ptr(now)
+	if err := tx.UpdateExtension(ctx, ext); err != nil {
+		return false, err
+	}
+	*applied = true
+	return false, s.applyExtension(ctx, tx, u.ID, r, ext, now, map[string]any{"approved_by": u.ID, "step": step, "comment": comment})
+}
+
+// denyExtension ends r's pending extension; the access itself goes on until
+// its expiry.
+func (s *Service) denyExtension(ctx context.Context, tx ajar.Tx, u ajar.User, r *ajar.Request, reason string) (bool, error) {
+	now := tx.Now()
+	ext, err := pendingExtension(ctx, tx, r)
+	if err != nil {
+		return false, err
+	}
+	if r.Requester == u.ID {
+		return false, ajar.Errorf(ajar.EFORBIDDEN, "you cannot decide on your own extension")
+	}
+	rule, ok := s.pol.Rule(r.Policy)
+	if !ok || !rule.Approves(u) {
+		return false, ajar.Errorf(ajar.EFORBIDDEN, "you are not an approver of request %s", r.ID)
+	}
+	ext.Approvals = append(ext.Approvals, ajar.Approval{Approver: u.ID, Step: stepOf(ext.Approvals, rule), Decision: ajar.DecisionDeny, Comment: reason, At: now})
+	ext.State, ext.DecidedAt = ajar.ExtensionDenied, ptr(now)
+	if err := tx.UpdateExtension(ctx, ext); err != nil {
+		return false, err
+	}
+	return false, s.audit(ctx, tx, u.ID, "extension.denied", r.ID, map[string]any{"seq": ext.Seq, "by": fmtDuration(ext.By), "reason": reason})
+}
+
+// Breakglass gives u access to a target at once, with no approval, under the
+// first rule whose breakglass.allowed names u (see policy.EvaluateBreakglass:
+// a reason is required, the rule's limits and deny/require conditions apply,
+// with request.kind "breakglass"). The request, its review task, the
+// breakglass.used event (and its notification) and the grant intent commit
+// together; the grant is made before Breakglass returns. The review stays
+// open until an admin other than u closes it with CloseReview.
+func (s *Service) Breakglass(ctx context.Context, u ajar.User, in CreateInput) (*ajar.Request, error) {
+	d, err := validateCreate(in)
+	if err != nil {
+		return nil, err
+	}
+	if in.Start != nil {
+		return nil, ajar.FieldErrorf("start", "break-glass access starts at once; request scheduled access instead")
+	}
+	dec, err := s.pol.EvaluateBreakglass(u, policy.Input{
+		Target: in.Target, Duration: d, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params, Now: s.now(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkParams(in.Target, in.Params); err != nil {
+		return nil, err
+	}
+	r := &ajar.Request{
+		ID: newRequestID(), Target: in.Target, Requester: u.ID, Reason: in.Reason,
+		Ticket: in.Ticket, Duration: dec.Duration, Params: in.Params, Policy: dec.Rule.Name,
+		State: ajar.StateApproved, Approvals: []ajar.Approval{},
+	}
+	var heldAt time.Time
+	err = s.store.Update(ctx, func(tx ajar.Tx) error {
+		now := tx.Now()
+		r.CreatedAt, r.UpdatedAt, r.ApprovalDeadline = now, now, now
+		s.hold(r, now)
+		heldAt = now
+		if err := tx.CreateRequest(ctx, r); err != nil {
+			return err
+		}
+		if err := tx.CreateReview(ctx, ajar.ReviewTask{
+			RequestID: r.ID, Kind: ReviewKindBreakglass, Requester: u.ID, Target: r.Target, Reason: r.Reason, OpenedAt: now,
+		}); err != nil {
+			return err
+		}
+		details := map[string]any{
+			"target": r.Target, "duration": r.Duration.String(), "reason": r.Reason,
+			"ticket": r.Ticket, "params": r.Params, "policy": r.Policy, "breakglass": true,
+		}
+		if err := s.audit(ctx, tx, u.ID, "request.created", r.ID, details); err != nil {
+			return err
+		}
+		if err := s.audit(ctx, tx, u.ID, "breakglass.used", r.ID, details); err != nil {
+			return err
+		}
+		if err := s.startGrant(ctx, tx, r, now); err != nil {
+			return err
+		}
+		return tx.UpdateRequest(ctx, r)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("break-glass: %w", err)
+	}
+	s.metrics.created.Inc()
+	s.log.Warn("break-glass used", "request", r.ID, "user", u.ID, "target", r.Target, "duration", r.Duration)
+	s.runHeld(r, heldAt)
+	return s.getRequest(ctx, r.ID)
+}
+
+// checkParams validates request parameters with the target's provider.
+func (s *Service) checkParams(target string, params map[string]string) error {
+	prov, err := s.providers.ForTarget(target)
+	if err != nil {
+		return fmt.Errorf("provider for %s: %w", target, err)
+	}
+	if pv, ok := prov.(ajar.ParamsValidator); ok {
+		return pv.ValidateParams(params)
+	}
+	for k := range params {
+		return ajar.FieldErrorf("params."+k, "target %s takes no parameters", target)
+	}
+	return nil
+}
+
+// ListReviews lists break-glass review tasks, most recent first. Admins only.
+func (s *Service) ListReviews(ctx context.Context, u ajar.User, in ReviewsInput) ([]ajar.ReviewTask, error) {
+	if !s.pol.IsAdmin(u) {
+		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only admins can list reviews")
+	}
+	state := in.State
+	if state == "" {
+		state = "open"
+	}
+	if state != "open" && state != "closed" && state != "all" {
+		return nil, ajar.FieldErrorf("state", "must be open, closed or all, not %q", in.State)
+	}
+	var rs []ajar.ReviewTask
+	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
+		var err error
+		rs, err = tx.ListReviews(ctx, ajar.ReviewFilter{OnlyOpen: state == "open"})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := []ajar.ReviewTask{}
+	for _, r := range rs {
+		if state != "closed" || r.ClosedAt != nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// CloseReview closes the review task of a break-glass request with a comment.
+// Only an admin may, and never the one who used break-glass (separation of
+// duties; the refusal is audited). EINVALID (field "comment") without a
+// comment, ENOTFOUND when the request has no review, ECONFLICT when it is
+// closed already.
+func (s *Service) CloseReview(ctx context.Context, u ajar.User, id, comment string) (*ajar.ReviewTask, error) {
+	if strings.TrimSpace(comment) == "" {
+		return nil, ajar.FieldErrorf("comment", "a comment is required to close a review: what was checked")
+	}
+	if len(comment) > maxCommentLen {
+		return nil, ajar.FieldErrorf("comment", "longer than %d characters", maxCommentLen)
+	}
+	if !s.pol.IsAdmin(u) {
+		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only admins can close reviews")
+	}
+	var out *ajar.ReviewTask
+	var refusal error
+	err := s.store.Update(ctx, func(tx ajar.Tx) error {
+		rv, err := tx.GetReview(ctx, id)
+		if ajar.ErrorCode(err) == ajar.ENOTFOUND {
+			return ajar.Errorf(ajar.ENOTFOUND, "request %s has no review", id)
+		} else if err != nil {
+			return err
+		}
+		if rv.Requester == u.ID {
+			refusal = ajar.Errorf(ajar.EFORBIDDEN, "you cannot close the review of your own break-glass access")
+			return s.audit(ctx, tx, u.ID, "review.refused", id, map[string]any{"reason": "self-review"})
+		}
+		if rv.ClosedAt != nil {
+			return ajar.Errorf(ajar.ECONFLICT, "the review of request %s was closed by %s", id, rv.ClosedBy)
+		}
+		now := tx.Now()
+		if err := tx.CloseReview(ctx, id, u.ID, comment, now); err != nil {
+			return err
+		}
+		rv.ClosedAt, rv.ClosedBy, rv.Comment = ptr(now), u.ID, comment
+		out = rv
+		return s.audit(ctx, tx, u.ID, "review.closed", id, map[string]any{"comment": comment})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if refusal != nil {
+		return nil, refusal
+	}
+	s.Kick()
+	return out, nil
+}
+
+// Explain says what the policy would do with a request, without creating
+// anything: which rule applies and why, each check and condition with its
+// value, who could approve each step, and the limits (see policy.Explain),
+// plus the target's parameter check. in.As evaluates it for another user;
+// only admins may. Only malformed input is an error (EINVALID); a request the
+// policy would refuse is an explanation with outcome "denied" or "invalid".
+func (s *Service) Explain(ctx context.Context, u ajar.User, in ExplainInput) (*policy.Explanation, error) {
+	d, err := validateCreate(CreateInput{Target: in.Target, Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params})
+	if err != nil {
+		return nil, err
+	}
+	who := u
+	if in.As != "" && in.As != u.ID {
+		if !s.pol.IsAdmin(u) {
+			return nil, ajar.FieldErrorf("as", "only admins can explain a request for someone else")
+		}
+		var ok bool
+		if who, ok = s.pol.User(in.As); !ok {
+			return nil, &ajar.Error{Code: ajar.ENOTFOUND, Field: "as", Message: fmt.Sprintf("no user %q", in.As)}
+		}
+	}
+	now := s.now()
+	ex := s.pol.Explain(who, policy.Input{
+		Target: in.Target, Duration: d, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params, Start: in.Start, Now: now,
+	})
+	if ex.Policy == "" {
+		return ex, nil
+	}
+	check := func(name string, err error) {
+		v := policy.Verdict{Check: name, OK: err == nil}
+		if err != nil {
+			v.Message = ajar.ErrorMessage(err)
+			if ex.Error == nil {
+				ex.Outcome = policy.OutcomeInvalid
+				ex.Error = &policy.ExplainError{Code: ajar.ErrorCode(err), Field: ajar.ErrorField(err), Message: ajar.ErrorMessage(err)}
+				ex.Summary = fmt.Sprintf("policy %s applies; refused: %s", ex.Policy, v.Message)
+			}
+		}
+		ex.Checks = append(ex.Checks, v)
+	}
+	check("params", s.checkParams(in.Target, in.Params))
+	var serr error
+	if in.Start != nil {
+		switch {
+		case in.Start.Before(now.Add(-time.Minute)):
+			serr = ajar.FieldErrorf("start", "is in the past")
+		case in.Start.After(now.Add(maxStartAhead)):
+			serr = ajar.FieldErrorf("start", "is more than %s ahead", maxStartAhead)
+		}
+	}
+	check("start", serr)
+	return ex, nil
+}
+
+// Escalation of approval steps.
+
+// stepStarted is when step began waiting: when the request was made for the
+// first step, else the last approval of the step before.
+func stepStarted(r *ajar.Request, step int) time.Time {
+	t := r.CreatedAt
+	if step == 0 {
+		return t
+	}
+	for _, a := range r.Approvals {
+		if a.Step == step-1 && a.Decision == ajar.DecisionApprove && a.At.After(t) {
+			t = a.At
+		}
+	}
+	return t
+}
+
+// escalation returns r's current step and when it escalates; ok is false when
+// the step does not escalate.
+func escalation(r *ajar.Request, rule *policy.Rule) (step int, at time.Time, ok bool) {
+	step = currentStep(r, rule)
+	if step >= len(rule.Approval.Steps) || rule.Approval.Steps[step].EscalateAfter <= 0 {
+		return step, time.Time{}, false
+	}
+	return step, stepStarted(r, step).Add(rule.Approval.Steps[step].EscalateAfter), true
+}
+
+// escalated reports whether step of r has waited past its escalate_after, so
+// that its escalate_to may decide on it too.
+func escalated(r *ajar.Request, rule *policy.Rule, step int, now time.Time) bool {
+	cur, at, ok := escalation(r, rule)
+	return ok && cur == step && !now.Before(at)
+}
+
+// pendingNextAt is when the scheduler must look at a pending request: its
+// approval deadline, or its current step's escalation if that comes first
+// (now, if it is already past: the scheduler then checks whether it was sent).
+func pendingNextAt(r *ajar.Request, rule *policy.Rule, now time.Time) time.Time {
+	next := r.ApprovalDeadline
+	if rule == nil {
+		return next
+	}
+	if _, at, ok := escalation(r, rule); ok && at.Before(next) {
+		next = at
+		if at.Before(now) {
+			next = now
+		}
+	}
+	return next
+}
+
+// escalate runs when the scheduler looks at a pending request before its
+// deadline: if the current step has waited past escalate_after and was not
+// escalated yet, it audits request.escalated (which notifies), and it moves
+// the next look to the deadline or to the escalation still ahead.
+func (s *Service) escalate(ctx context.Context, tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+	cur.NextAt = ptr(cur.ApprovalDeadline)
+	rule, ok := s.pol.Rule(cur.Policy)
+	if !ok {
+		return nil
+	}
+	step, at, ok := escalation(cur, rule)
+	if !ok || !at.Before(cur.ApprovalDeadline) {
+		return nil
+	}
+	if now.Before(at) {
+		cur.NextAt = ptr(at)
+		return nil
+	}
+	evs, err := tx.ListAudit(ctx, ajar.AuditFilter{Subject: cur.ID})
+	if err != nil {
+		return err
+	}
+	for _, e := range evs {
+		var d struct {
+			Step int `json:"step"`
+		}
+		if e.Action == "request.escalated" && json.Unmarshal(e.Details, &d) == nil && d.Step == step {
+			return nil // already escalated
+		}
+	}
+	st := rule.Approval.Steps[step]
+	return s.audit(ctx, tx, ajar.ActorSystem, "request.escalated", cur.ID, map[string]any{
+		"step": step, "escalate_to": st.EscalateTo, "waited": fmtDuration(now.Sub(stepStarted(cur, step)).Round(time.Second)),
+	})
+}
+
+// workflowMetrics are the counters of notification delivery.
+type workflowMetrics struct {
+	delivered, failed, dropped *prometheus.CounterVec
+}
+
+func newWorkflowMetrics(reg *prometheus.Registry) *workflowMetrics {
+	m := &workflowMetrics{
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ajar_notifications_delivered_total", Help: "Notifications a sink accepted, by sink.",
+		}, []string{"sink"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ajar_notification_failures_total", Help: "Notification delivery attempts that failed (retried), by sink.",
+		}, []string{"sink"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ajar_notifications_dropped_total", Help: "Notifications given up on after retrying for too long, by sink.",
+		}, []string{"sink"}),
+	}
+	reg.MustRegister(m.delivered, m.failed, m.dropped)
+	return m
+}
+
+// workflowCollector reads open reviews and pending notifications from the
+// store at scrape time.
+type workflowCollector struct {
+	store   ajar.Store
+	reviews *prometheus.Desc
+	pending *prometheus.Desc
+}
+
+func newWorkflowCollector(st ajar.Store) *workflowCollector {
+	return &workflowCollector{
+		store:   st,
+		reviews: prometheus.NewDesc("ajar_reviews_open", "Break-glass review tasks not closed yet.", nil, nil),
+		pending: prometheus.NewDesc("ajar_notifications_pending", "Notifications not delivered yet, by sink.", []string{"sink"}, nil),
+	}
+}
+
+func (c *workflowCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.reviews
+	ch <- c.pending
+}
+
+func (c *workflowCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var open int
+	var pending map[string]int
+	err := c.store.View(ctx, func(tx ajar.ReadTx) error {
+		var err error
+		if open, err = tx.CountOpenReviews(ctx); err != nil {
+			return err
+		}
+		pending, err = tx.CountPendingNotifications(ctx)
+		return err
+	})
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.reviews, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.reviews, prometheus.GaugeValue, float64(open))
+	for sink, n := range pending {
+		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(n), sink)
+	}
+}

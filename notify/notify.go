@@ -1,0 +1,170 @@
+// Package notify delivers ajar's events to the outside world: a generic webhook
+// (a JSON POST signed with HMAC-SHA256), a Slack incoming webhook (a readable
+// message with the commands and links to act), and the server's own log.
+//
+// The broker decides what happened and writes each event, once per sink that
+// wants it, to the store's outbox in the transaction of the state change; its
+// delivery worker then hands the event's JSON to Sink.Send until the sink
+// accepts it. Sinks hold no state and never retry by themselves.
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/ajar-dev/ajar/policy"
+)
+
+// Event is one thing that happened, as every sink receives it (the webhook's
+// JSON body).
+type Event struct {
+	ID    string    `json:"id"`   // the same for every sink; receivers can deduplicate by it
+	Type  string    `json:"type"` // one of policy.EventTypes
+	Time  time.Time `json:"time"`
+	Actor string    `json:"actor"` // who caused it; "ajar" for the server itself
+	// Summary is one readable sentence.
+	Summary string   `json:"summary"`
+	Request *Request `json:"request,omitempty"`
+	// Details are the event's own data (the audit event's details).
+	Details json.RawMessage `json:"details,omitempty"`
+	// Actions are what the people told can do next: the exact command, and a
+	// link to the web page when the server's public URL is configured.
+	Actions []Action `json:"actions,omitempty"`
+}
+
+// Request is the request an event is about, as it was when the event happened.
+type Request struct {
+	ID        string     `json:"id"`
+	Target    string     `json:"target"`
+	Requester string     `json:"requester"`
+	Reason    string     `json:"reason"`
+	Ticket    string     `json:"ticket,omitempty"`
+	Duration  string     `json:"duration"`
+	Policy    string     `json:"policy"`
+	State     string     `json:"state"`
+	StartAt   *time.Time `json:"start_at,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	URL       string     `json:"url,omitempty"` // the request's web page
+}
+
+// Action is one thing to do next.
+type Action struct {
+	Label   string `json:"label"`         // "Approve"
+	Who     string `json:"who"`           // "approvers", "requester" or "admins"
+	Command string `json:"command"`       // "ajar approve req_..."
+	URL     string `json:"url,omitempty"` // the web page to do it on
+}
+
+// Sink receives events.
+type Sink interface {
+	// Name is the sink's name in the policy file.
+	Name() string
+	// Wants reports whether the sink gets events of this type.
+	Wants(eventType string) bool
+	// Send delivers one event (its JSON, as encoded from Event). An error means
+	// it was not delivered and will be sent again later; Send must give up
+	// when ctx ends.
+	Send(ctx context.Context, event []byte) error
+}
+
+// DefaultTimeout bounds one delivery attempt.
+const DefaultTimeout = 10 * time.Second
+
+// FromPolicy builds the sinks the policy's notifications section names,
+// reading URLs and secrets from the environment through getenv. It fails,
+// naming the entry, when a variable is unset or holds an unusable URL: a sink
+// that can never deliver must stop start-up, not drop alerts.
+func FromPolicy(p *policy.Policy, getenv func(string) string, log *slog.Logger) ([]Sink, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	client := newHTTPClient()
+	var out []Sink
+	for i, n := range p.Notifications() {
+		f := fmt.Sprintf("notifications[%d] (%s)", i, n.Name)
+		base := base{name: n.Name, events: n.Events}
+		url := n.URL
+		if n.URLEnv != "" {
+			url = getenv(n.URLEnv)
+			if url == "" {
+				return nil, fmt.Errorf("%s: environment variable %s (url_env) is not set", f, n.URLEnv)
+			}
+			if msg := policy.CheckSinkURL(url); msg != "" {
+				return nil, fmt.Errorf("%s: the URL in %s %s", f, n.URLEnv, msg)
+			}
+		}
+		switch n.Type {
+		case policy.SinkWebhook:
+			secret := getenv(n.SecretEnv)
+			if secret == "" {
+				return nil, fmt.Errorf("%s: environment variable %s (secret_env) is not set", f, n.SecretEnv)
+			}
+			out = append(out, &Webhook{base: base, URL: url, Secret: []byte(secret), Client: client})
+		case policy.SinkSlack:
+			out = append(out, &Slack{base: base, URL: url, Client: client})
+		case policy.SinkLog:
+			out = append(out, &Log{base: base, Logger: log})
+		default:
+			return nil, fmt.Errorf("%s: unknown type %q", f, n.Type) // policy validation prevents this
+		}
+	}
+	return out, nil
+}
+
+// base is what every sink has: a name and the events it wants.
+type base struct {
+	name   string
+	events []string // empty: all
+}
+
+func (b base) Name() string { return b.name }
+
+func (b base) Wants(t string) bool {
+	if len(b.events) == 0 {
+		return true
+	}
+	for _, e := range b.events {
+		if e == t {
+			return true
+		}
+	}
+	return false
+}
+
+// newHTTPClient is the client sinks post with. It never follows redirects: an
+// event (and its signature) goes only to the configured URL.
+func newHTTPClient() *http.Client {
+	return &http.Client{
+		Timeout: DefaultTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// Log writes each event to the server's log: for trying notifications out.
+type Log struct {
+	base
+	Logger *slog.Logger
+}
+
+// Send logs the event's type, summary and commands.
+func (l *Log) Send(ctx context.Context, event []byte) error {
+	var e Event
+	if err := json.Unmarshal(event, &e); err != nil {
+		return fmt.Errorf("log sink %s: decode event: %w", l.name, err)
+	}
+	attrs := []any{"sink", l.name, "type", e.Type, "id", e.ID, "summary", e.Summary}
+	if e.Request != nil {
+		attrs = append(attrs, "request", e.Request.ID)
+	}
+	for _, a := range e.Actions {
+		attrs = append(attrs, "do", a.Command)
+	}
+	l.Logger.InfoContext(ctx, "notification", attrs...)
+	return nil
+}

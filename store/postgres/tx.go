@@ -1,0 +1,691 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ajar-dev/ajar"
+)
+
+// Defaults and bounds for list queries.
+const (
+	defaultLimit  = 1000
+	maxAuditLimit = 100000
+)
+
+// readTx implements ajar.ReadTx for View, and for Update through tx.
+type readTx struct {
+	q    *pgxpool.Conn
+	now  time.Time
+	done atomic.Bool
+	err  error // the first statement that failed, see fail
+
+	// The chain head as of this transaction's last append, once it holds the
+	// head lock (Update only). Nobody else can move the head meanwhile.
+	headLocked bool
+	headSeq    int64
+	headHash   []byte
+}
+
+// tx implements ajar.Tx.
+type tx struct {
+	readTx
+}
+
+var (
+	_ ajar.ReadTx = (*readTx)(nil)
+	_ ajar.Tx     = (*tx)(nil)
+)
+
+var errTxDone = errors.New("postgres: transaction used after its function returned")
+
+// enter checks that t may still be used and ctx is live.
+func (t *readTx) enter(ctx context.Context) error {
+	if t.done.Load() {
+		return errTxDone
+	}
+	if t.err != nil {
+		return t.err
+	}
+	return ctx.Err()
+}
+
+// fail records err, a statement's failure that is not one of the contract's
+// errors, and returns it. PostgreSQL aborts the whole transaction when a
+// statement fails, so every later call fails with the same error instead of
+// "current transaction is aborted", and Update refuses to commit.
+func (t *readTx) fail(err error) error {
+	if t.err == nil {
+		t.err = err
+	}
+	return err
+}
+
+// failed returns the error recorded by fail, or nil.
+func (t *readTx) failed() error { return t.err }
+
+func (t *readTx) Now() time.Time { return t.now }
+
+// lockHead takes the audit chain-head lock for the rest of the transaction (see
+// the package comment: every write takes it first, so writers lock in one order).
+func (t *tx) lockHead(ctx context.Context) error {
+	if t.headLocked {
+		return nil
+	}
+	err := t.q.QueryRow(ctx, `SELECT seq, hash FROM audit_head FOR UPDATE`).Scan(&t.headSeq, &t.headHash)
+	if err != nil {
+		return t.fail(fmt.Errorf("postgres: lock audit head: %w", err))
+	}
+	t.headLocked = true
+	return nil
+}
+
+// Requests.
+
+const requestCols = `id, target, requester, reason, ticket, duration, params, policy, state, end_reason,
+	created_at, updated_at, start_at, approval_deadline, activated_at, expires_at, ended_at,
+	approvals, handle, next_at, attempts, last_error, version`
+
+const (
+	qGetRequest    = `SELECT ` + requestCols + ` FROM requests WHERE id = $1`
+	qInsertRequest = `INSERT INTO requests (` + requestCols + `)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
+		ON CONFLICT (id) DO NOTHING`
+	// The compare-and-swap. At READ COMMITTED, an UPDATE that waited for another
+	// transaction's lock on the row re-checks its WHERE against the row that
+	// transaction committed, so a concurrent writer's bump makes this one match
+	// nothing. exists tells "changed" (ECONFLICT) from "missing" (ENOTFOUND).
+	qUpdateRequest = `WITH upd AS (
+		UPDATE requests SET target = $1, requester = $2, reason = $3, ticket = $4,
+			duration = $5, params = $6, policy = $7, state = $8, end_reason = $9, created_at = $10,
+			updated_at = $11, start_at = $12, approval_deadline = $13, activated_at = $14, expires_at = $15,
+			ended_at = $16, approvals = $17, handle = $18, next_at = $19, attempts = $20, last_error = $21,
+			version = version + 1
+		WHERE id = $22 AND version = $23
+		RETURNING 1)
+		SELECT (SELECT count(*) FROM upd), EXISTS (SELECT 1 FROM requests WHERE id = $22)`
+	// The claim: lock due rows no other transaction holds (SKIP LOCKED: claimers
+	// never wait for each other), lease them and bump their fencing token, in one
+	// statement. A row that another transaction changed after this statement's
+	// snapshot is re-checked against its new next_at before it is locked.
+	qClaimDue = `WITH due AS (
+		SELECT id, next_at FROM requests
+		WHERE next_at IS NOT NULL AND next_at <= $1
+		ORDER BY next_at, id
+		LIMIT $2
+		FOR UPDATE SKIP LOCKED)
+		UPDATE requests AS r SET next_at = $3, version = r.version + 1
+		FROM due WHERE r.id = due.id
+		RETURNING due.next_at, ` + prefixedRequestCols
+	qNextDue = `SELECT min(next_at) FROM requests WHERE next_at IS NOT NULL`
+	qCount   = `SELECT state, count(*) FROM requests GROUP BY state`
+	// prefixedRequestCols is requestCols qualified with the table alias r.
+	prefixedRequestCols = `r.id, r.target, r.requester, r.reason, r.ticket, r.duration, r.params, r.policy,
+	r.state, r.end_reason, r.created_at, r.updated_at, r.start_at, r.approval_deadline, r.activated_at,
+	r.expires_at, r.ended_at, r.approvals, r.handle, r.next_at, r.attempts, r.last_error, r.version`
+)
+
+func (t *readTx) GetRequest(ctx context.Context, id string) (*ajar.Request, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	r, err := scanRequest(t.q.QueryRow(ctx, qGetRequest, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ajar.Errorf(ajar.ENOTFOUND, "request %s not found", id)
+	} else if err != nil {
+		return nil, t.fail(mapError(err, "get request "+id))
+	}
+	return r, nil
+}
+
+func (t *readTx) ListRequests(ctx context.Context, f ajar.RequestFilter) ([]*ajar.Request, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	b.WriteString(`SELECT ` + requestCols + ` FROM requests WHERE TRUE`)
+	if f.Requester != "" {
+		b.WriteString(` AND requester = ` + arg(f.Requester))
+	}
+	if f.Target != "" {
+		b.WriteString(` AND target = ` + arg(f.Target))
+	}
+	if len(f.States) > 0 {
+		states := make([]string, len(f.States))
+		for i, s := range f.States {
+			states[i] = string(s)
+		}
+		b.WriteString(` AND state = ANY(` + arg(states) + `)`)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	b.WriteString(` ORDER BY created_at DESC, id DESC LIMIT ` + arg(limit))
+	rows, err := t.q.Query(ctx, b.String(), args...)
+	if err != nil {
+		return nil, t.fail(mapError(err, "list requests"))
+	}
+	out, err := scanRequests(rows)
+	if err != nil {
+		return nil, t.fail(mapError(err, "list requests"))
+	}
+	return out, nil
+}
+
+func (t *readTx) CountByState(ctx context.Context) (map[ajar.State]int, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := t.q.Query(ctx, qCount)
+	if err != nil {
+		return nil, t.fail(mapError(err, "count requests"))
+	}
+	defer rows.Close()
+	m := make(map[ajar.State]int)
+	for rows.Next() {
+		var s string
+		var n int64
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, t.fail(mapError(err, "count requests"))
+		}
+		m[ajar.State(s)] = int(n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.fail(mapError(err, "count requests"))
+	}
+	return m, nil
+}
+
+func (t *readTx) NextDue(ctx context.Context) (time.Time, bool, error) {
+	if err := t.enter(ctx); err != nil {
+		return time.Time{}, false, err
+	}
+	var s *string
+	if err := t.q.QueryRow(ctx, qNextDue).Scan(&s); err != nil {
+		return time.Time{}, false, t.fail(mapError(err, "next due"))
+	}
+	if s == nil {
+		return time.Time{}, false, nil
+	}
+	at, err := parseTime(*s)
+	if err != nil {
+		return time.Time{}, false, t.fail(fmt.Errorf("postgres: next due: %w", err))
+	}
+	return at, true, nil
+}
+
+func (t *tx) CreateRequest(ctx context.Context, r *ajar.Request) error {
+	if err := t.enter(ctx); err != nil {
+		return err
+	}
+	if r.ID == "" {
+		return ajar.FieldErrorf("id", "request id is required")
+	}
+	args, err := requestArgs(r)
+	if err != nil {
+		return err
+	}
+	if err := t.lockHead(ctx); err != nil {
+		return err
+	}
+	args = append(append([]any{r.ID}, args...), int64(1))
+	tag, err := t.q.Exec(ctx, qInsertRequest, args...)
+	if err != nil {
+		return t.fail(mapError(err, "create request "+r.ID))
+	}
+	if tag.RowsAffected() == 0 {
+		return ajar.Errorf(ajar.ECONFLICT, "request %s already exists", r.ID)
+	}
+	r.Version = 1
+	return nil
+}
+
+func (t *tx) UpdateRequest(ctx context.Context, r *ajar.Request) error {
+	if err := t.enter(ctx); err != nil {
+		return err
+	}
+	args, err := requestArgs(r)
+	if err != nil {
+		return err
+	}
+	if err := t.lockHead(ctx); err != nil {
+		return err
+	}
+	var n int64
+	var exists bool
+	if err := t.q.QueryRow(ctx, qUpdateRequest, append(args, r.ID, r.Version)...).Scan(&n, &exists); err != nil {
+		return t.fail(mapError(err, "update request "+r.ID))
+	}
+	switch {
+	case n == 1:
+		r.Version++
+		return nil
+	case !exists:
+		return ajar.Errorf(ajar.ENOTFOUND, "request %s not found", r.ID)
+	default:
+		return ajar.Errorf(ajar.ECONFLICT, "request %s was changed concurrently (version %d is stale)", r.ID, r.Version)
+	}
+}
+
+func (t *tx) ClaimDue(ctx context.Context, now, leaseUntil time.Time, limit int) ([]*ajar.Request, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, ajar.FieldErrorf("limit", "must be positive, got %d", limit)
+	}
+	nowS, err := formatTime("now", now)
+	if err != nil {
+		return nil, err
+	}
+	leaseS, err := formatTime("lease_until", leaseUntil)
+	if err != nil {
+		return nil, err
+	}
+	// No head lock: SKIP LOCKED never waits, so a claim cannot take part in a
+	// deadlock, and claims from several replicas run side by side.
+	rows, err := t.q.Query(ctx, qClaimDue, nowS, limit, leaseS)
+	if err != nil {
+		return nil, t.fail(mapError(err, "claim due"))
+	}
+	type claim struct {
+		was string // next_at before the claim
+		r   *ajar.Request
+	}
+	var claims []claim
+	for rows.Next() {
+		var c claim
+		if c.r, err = scanRequestAfter(rows, &c.was); err != nil {
+			rows.Close()
+			return nil, t.fail(mapError(err, "claim due"))
+		}
+		claims = append(claims, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.fail(mapError(err, "claim due"))
+	}
+	// RETURNING has no order; the contract is earliest first. The "C" collation
+	// orders text as Go compares strings.
+	slices.SortFunc(claims, func(a, b claim) int {
+		if c := strings.Compare(a.was, b.was); c != 0 {
+			return c
+		}
+		return strings.Compare(a.r.ID, b.r.ID)
+	})
+	out := make([]*ajar.Request, len(claims))
+	for i, c := range claims {
+		out[i] = c.r
+	}
+	return out, nil
+}
+
+// requestArgs encodes every column of r but id and version, in the order of
+// qUpdateRequest.
+func requestArgs(r *ajar.Request) ([]any, error) {
+	var e encoder
+	args := []any{
+		r.Target, r.Requester, r.Reason, r.Ticket, int64(r.Duration),
+		e.json("params", r.Params), r.Policy, string(r.State), string(r.EndReason),
+		e.time("created_at", r.CreatedAt), e.time("updated_at", r.UpdatedAt),
+		e.timePtr("start_at", r.StartAt), e.time("approval_deadline", r.ApprovalDeadline),
+		e.timePtr("activated_at", r.ActivatedAt), e.timePtr("expires_at", r.ExpiresAt),
+		e.timePtr("ended_at", r.EndedAt), e.json("approvals", r.Approvals),
+		e.json("grant", r.Handle), e.timePtr("next_at", r.NextAt),
+		int64(r.Attempts), r.LastError,
+	}
+	if e.err != nil {
+		return nil, e.err
+	}
+	return args, nil
+}
+
+func scanRequest(row pgx.Row) (*ajar.Request, error) { return scanRequestAfter(row) }
+
+// scanRequestAfter scans a request's columns after the given leading columns.
+func scanRequestAfter(row pgx.Row, lead ...any) (*ajar.Request, error) {
+	var (
+		r                                      ajar.Request
+		dur, attempts                          int64
+		params, approvals, handle              string
+		state, endReason                       string
+		created, updated, deadline             string
+		startAt, activated, expires, ended, nx *string
+	)
+	dest := append(lead, &r.ID, &r.Target, &r.Requester, &r.Reason, &r.Ticket, &dur, &params,
+		&r.Policy, &state, &endReason, &created, &updated, &startAt, &deadline, &activated,
+		&expires, &ended, &approvals, &handle, &nx, &attempts, &r.LastError, &r.Version)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	r.Duration = time.Duration(dur)
+	r.Attempts = int(attempts)
+	r.State = ajar.State(state)
+	r.EndReason = ajar.EndReason(endReason)
+	var d decoder
+	r.CreatedAt = d.time(created)
+	r.UpdatedAt = d.time(updated)
+	r.StartAt = d.timePtr(startAt)
+	r.ApprovalDeadline = d.time(deadline)
+	r.ActivatedAt = d.timePtr(activated)
+	r.ExpiresAt = d.timePtr(expires)
+	r.EndedAt = d.timePtr(ended)
+	r.NextAt = d.timePtr(nx)
+	d.json(params, &r.Params)
+	d.json(approvals, &r.Approvals)
+	d.json(handle, &r.Handle)
+	if d.err != nil {
+		return nil, fmt.Errorf("decode request %s: %w", r.ID, d.err)
+	}
+	return &r, nil
+}
+
+func scanRequests(rows pgx.Rows) ([]*ajar.Request, error) {
+	defer rows.Close()
+	var out []*ajar.Request
+	for rows.Next() {
+		r, err := scanRequest(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Audit log.
+
+const auditCols = `seq, time, actor, action, subject, details, prev_hash, hash`
+
+func (t *readTx) AuditHead(ctx context.Context) (int64, []byte, error) {
+	if err := t.enter(ctx); err != nil {
+		return 0, nil, err
+	}
+	if t.headLocked {
+		return t.headSeq, t.headHash, nil
+	}
+	var seq int64
+	var hash []byte
+	if err := t.q.QueryRow(ctx, `SELECT seq, hash FROM audit_head`).Scan(&seq, &hash); err != nil {
+		return 0, nil, t.fail(mapError(err, "audit head"))
+	}
+	return seq, hash, nil
+}
+
+func (t *readTx) ListAudit(ctx context.Context, f ajar.AuditFilter) ([]ajar.AuditEvent, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	limit = min(limit, maxAuditLimit)
+	var rows pgx.Rows
+	var err error
+	if f.Subject != "" {
+		rows, err = t.q.Query(ctx, `SELECT `+auditCols+` FROM audit_events WHERE subject = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+			f.Subject, f.AfterSeq, limit)
+	} else {
+		rows, err = t.q.Query(ctx, `SELECT `+auditCols+` FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`,
+			f.AfterSeq, limit)
+	}
+	if err != nil {
+		return nil, t.fail(mapError(err, "list audit"))
+	}
+	defer rows.Close()
+	var out []ajar.AuditEvent
+	for rows.Next() {
+		var e ajar.AuditEvent
+		var ts string
+		var details []byte
+		if err := rows.Scan(&e.Seq, &ts, &e.Actor, &e.Action, &e.Subject, &details, &e.PrevHash, &e.Hash); err != nil {
+			return nil, t.fail(mapError(err, "list audit"))
+		}
+		if e.Time, err = time.Parse(time.RFC3339Nano, ts); err != nil {
+			return nil, t.fail(fmt.Errorf("postgres: list audit: event %d: %w", e.Seq, err))
+		}
+		if len(details) > 0 {
+			e.Details = json.RawMessage(details)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.fail(mapError(err, "list audit"))
+	}
+	return out, nil
+}
+
+func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEvent, error) {
+	if err := t.enter(ctx); err != nil {
+		return ajar.AuditEvent{}, err
+	}
+	if e.Time.IsZero() {
+		return ajar.AuditEvent{}, ajar.FieldErrorf("time", "audit event time is required")
+	}
+	if y := e.Time.UTC().Year(); y < 0 || y > 9999 {
+		return ajar.AuditEvent{}, ajar.FieldErrorf("time", "year %d is out of range", y)
+	}
+	if len(e.Details) == 0 {
+		e.Details = nil
+	} else if !json.Valid(e.Details) {
+		return ajar.AuditEvent{}, ajar.FieldErrorf("details", "audit event details are not valid JSON")
+	}
+	if err := t.lockHead(ctx); err != nil {
+		return ajar.AuditEvent{}, err
+	}
+	// The hash covers the UTC text of the time; keep exactly that time.
+	e.Time = e.Time.UTC()
+	e.Seq = t.headSeq + 1
+	e.PrevHash = t.headHash
+	e.Hash = e.ComputeHash()
+	// The insert trigger checks that the event extends the head and moves it.
+	if _, err := t.q.Exec(ctx, `INSERT INTO audit_events (`+auditCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		e.Seq, e.Time.Format(time.RFC3339Nano), e.Actor, e.Action, e.Subject, []byte(e.Details), e.PrevHash, e.Hash); err != nil {
+		return ajar.AuditEvent{}, t.fail(mapError(err, fmt.Sprintf("append audit event %d", e.Seq)))
+	}
+	t.headSeq, t.headHash = e.Seq, e.Hash
+	return e, nil
+}
+
+// Tokens, keys and certificates.
+
+func (t *readTx) GetToken(ctx context.Context, hash []byte) (*ajar.Token, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	tok := ajar.Token{Hash: append([]byte(nil), hash...)}
+	var created string
+	err := t.q.QueryRow(ctx, `SELECT user_id, name, created_at FROM tokens WHERE hash = $1`, hash).Scan(&tok.UserID, &tok.Name, &created)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ajar.Errorf(ajar.ENOTFOUND, "token not found")
+	} else if err != nil {
+		return nil, t.fail(mapError(err, "get token"))
+	}
+	if tok.CreatedAt, err = parseTime(created); err != nil {
+		return nil, t.fail(fmt.Errorf("postgres: get token: %w", err))
+	}
+	return &tok, nil
+}
+
+func (t *tx) CreateToken(ctx context.Context, tok ajar.Token) error {
+	if err := t.enter(ctx); err != nil {
+		return err
+	}
+	if len(tok.Hash) == 0 {
+		return ajar.FieldErrorf("hash", "token hash is required")
+	}
+	created, err := formatTime("created_at", tok.CreatedAt)
+	if err != nil {
+		return err
+	}
+	if err := t.lockHead(ctx); err != nil {
+		return err
+	}
+	tag, err := t.q.Exec(ctx, `INSERT INTO tokens (hash, user_id, name, created_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (hash) DO NOTHING`, tok.Hash, tok.UserID, tok.Name, created)
+	if err != nil {
+		return t.fail(mapError(err, "create token"))
+	}
+	if tag.RowsAffected() == 0 {
+		return ajar.Errorf(ajar.ECONFLICT, "token already exists")
+	}
+	return nil
+}
+
+func (t *readTx) GetKey(ctx context.Context, name string) ([]byte, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	var sealed []byte
+	err := t.q.QueryRow(ctx, `SELECT sealed FROM keys WHERE name = $1`, name).Scan(&sealed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ajar.Errorf(ajar.ENOTFOUND, "key %s not found", name)
+	} else if err != nil {
+		return nil, t.fail(mapError(err, "get key "+name))
+	}
+	if sealed == nil {
+		sealed = []byte{}
+	}
+	return sealed, nil
+}
+
+func (t *tx) PutKey(ctx context.Context, name string, sealed []byte) error {
+	if err := t.enter(ctx); err != nil {
+		return err
+	}
+	if name == "" {
+		return ajar.FieldErrorf("name", "key name is required")
+	}
+	if sealed == nil {
+		sealed = []byte{}
+	}
+	if err := t.lockHead(ctx); err != nil {
+		return err
+	}
+	tag, err := t.q.Exec(ctx, `INSERT INTO keys (name, sealed) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, name, sealed)
+	if err != nil {
+		return t.fail(mapError(err, "put key "+name))
+	}
+	if tag.RowsAffected() == 0 {
+		return ajar.Errorf(ajar.ECONFLICT, "key %s already exists", name)
+	}
+	return nil
+}
+
+const sshCertCols = `serial, request_id, key_id, principals, fingerprint, valid_after, valid_before, issued_at, public_key`
+
+func (t *readTx) ListSSHCerts(ctx context.Context, requestID string) ([]ajar.SSHCert, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	query, args := `SELECT `+sshCertCols+` FROM ssh_certs ORDER BY id`, []any(nil)
+	if requestID != "" {
+		query, args = `SELECT `+sshCertCols+` FROM ssh_certs WHERE request_id = $1 ORDER BY id`, []any{requestID}
+	}
+	return t.querySSHCerts(ctx, "list ssh certs", query, args...)
+}
+
+func (t *readTx) FindSSHCerts(ctx context.Context, f ajar.SSHCertFilter) ([]ajar.SSHCert, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	b.WriteString(`SELECT ` + sshCertCols + ` FROM ssh_certs WHERE TRUE`)
+	if !f.ValidAfter.IsZero() {
+		after, err := formatTime("valid_after", f.ValidAfter)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(` AND valid_before > ` + arg(after))
+	}
+	if f.Fingerprint != "" {
+		b.WriteString(` AND fingerprint = ` + arg(f.Fingerprint))
+	}
+	if len(f.RequestStates) > 0 {
+		states := make([]string, len(f.RequestStates))
+		for i, s := range f.RequestStates {
+			states[i] = string(s)
+		}
+		b.WriteString(` AND request_id IN (SELECT id FROM requests WHERE state = ANY(` + arg(states) + `))`)
+	}
+	b.WriteString(` ORDER BY id`)
+	return t.querySSHCerts(ctx, "find ssh certs", b.String(), args...)
+}
+
+func (t *readTx) querySSHCerts(ctx context.Context, doing, query string, args ...any) ([]ajar.SSHCert, error) {
+	rows, err := t.q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, t.fail(mapError(err, doing))
+	}
+	defer rows.Close()
+	var out []ajar.SSHCert
+	for rows.Next() {
+		var c ajar.SSHCert
+		var serial int64
+		var principals, after, before, issued string
+		if err := rows.Scan(&serial, &c.RequestID, &c.KeyID, &principals, &c.Fingerprint, &after, &before, &issued, &c.PublicKey); err != nil {
+			return nil, t.fail(mapError(err, doing))
+		}
+		c.Serial = uint64(serial)
+		var d decoder
+		c.ValidAfter = d.time(after)
+		c.ValidBefore = d.time(before)
+		c.IssuedAt = d.time(issued)
+		d.json(principals, &c.Principals)
+		if d.err != nil {
+			return nil, t.fail(fmt.Errorf("postgres: %s: serial %d: %w", doing, c.Serial, d.err))
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.fail(mapError(err, doing))
+	}
+	return out, nil
+}
+
+func (t *tx) InsertSSHCert(ctx context.Context, c ajar.SSHCert) error {
+	if err := t.enter(ctx); err != nil {
+		return err
+	}
+	var e encoder
+	args := []any{
+		int64(c.Serial), c.RequestID, c.KeyID, e.json("principals", c.Principals), c.Fingerprint,
+		e.time("valid_after", c.ValidAfter), e.time("valid_before", c.ValidBefore), e.time("issued_at", c.IssuedAt),
+		c.PublicKey,
+	}
+	if e.err != nil {
+		return e.err
+	}
+	if err := t.lockHead(ctx); err != nil {
+		return err
+	}
+	tag, err := t.q.Exec(ctx, `INSERT INTO ssh_certs (`+sshCertCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (serial) DO NOTHING`, args...)
+	if err != nil {
+		return t.fail(mapError(err, fmt.Sprintf("insert ssh cert %d", c.Serial)))
+	}
+	if tag.RowsAffected() == 0 {
+		return ajar.Errorf(ajar.ECONFLICT, "ssh certificate serial %d already exists", c.Serial)
+	}
+	return nil
+}

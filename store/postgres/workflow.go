@@ -1,0 +1,471 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ajar-dev/ajar"
+)
+
+// The notification outbox, review tasks and extensions (migration 0003).
+
+const notificationCols = `id, sink, key, event, created_at, next_at, attempts, last_error, state, done_at, version`
+
+func scanNotification(row pgx.Row) (ajar.Notification, error) {
+	var (
+		n             ajar.Notification
+		key           *string
+		created, next string
+		attempts      int64
+		state         string
+		done          *string
+	)
+	if err := row.Scan(&n.ID, &n.Sink, &key, &n.Event, &created, &next, &attempts, &n.LastError, &state, &done, &n.Version); err != nil {
+		return n, err
+	}
+	if key != nil {
+		n.Key = *key
+	}
+	n.Attempts = int(attempts)
+	n.State = ajar.NotificationState(state)
+	var d decoder
+	n.CreatedAt = d.time(created)
+	n.NextAt = d.time(next)
+	n.DoneAt = d.timePtr(done)
+	if d.err != nil {
+		return n, fmt.Errorf("decode notification %d: %w", n.ID, d.err)
+	}
+	return n, nil
+}
+
+func (t *readTx) NextNotification(ctx context.Context, sink string) (*ajar.Notification, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	n, err := scanNotification(t.q.QueryRow(ctx, `SELECT `+notificationCols+` FROM notifications
+		WHERE sink = $1 AND state = 'pending' ORDER BY id LIMIT 1`, sink))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ajar.Errorf(ajar.ENOTFOUND, "no pending notification for sink %s", sink)
+	} else if err != nil {
+		return nil, t.fail(mapError(err, "next notification"))
+	}
+	return &n, nil
+}
+
+func (t *readTx) ListNotifications(ctx context.Context, f ajar.NotificationFilter) ([]ajar.Notification, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	b.WriteString(`SELECT ` + notificationCols + ` FROM notifications WHERE TRUE`)
+	if f.Sink != "" {
+		b.WriteString(` AND sink = ` + arg(f.Sink))
+	}
+	if f.State != "" {
+		b.WriteString(` AND state = ` + arg(string(f.State)))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	b.WriteString(` ORDER BY id LIMIT ` + arg(limit))
+	rows, err := t.q.Query(ctx, b.String(), args...)
+	if err != nil {
+		return nil, t.fail(mapError(err, "list notifications"))
+	}
+	defer rows.Close()
+	var out []ajar.Notification
+	for rows.Next() {
+		n, err := scanNotification(rows)
+		if err != nil {
+			return nil, t.fail(mapError(err, "list notifications"))
+		}
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.fail(mapError(err, "list notifications"))
+	}
+	return out, nil
+}
+
+func (t *readTx) CountPendingNotifications(ctx context.Context) (map[string]int, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := t.q.Query(ctx, `SELECT sink, count(*) FROM notifications WHERE state = 'pending' GROUP BY sink`)
+	if err != nil {
+		return nil, t.fail(mapError(err, "count notifications"))
+	}
+	defer rows.Close()
+	m := map[string]int{}
+	for rows.Next() {
+		var sink string
+		var n int64
+		if err := rows.Scan(&sink, &n); err != nil {
+			return nil, t.fail(mapError(err, "count notifications"))
+		}
+		m[sink] = int(n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.fail(mapError(err, "count notifications"))
+	}
+	return m, nil
+}
+
+func (t *tx) EnqueueNotification(ctx context.Context, n *ajar.Notification) (bool, error) {
+	if err := t.enter(ctx); err != nil {
+		return false, err
+	}
+	if n.Sink == "" {
+		return false, ajar.FieldErrorf("sink", "notification sink is required")
+	}
+	if !jsonValid(n.Event) {
+		return false, ajar.FieldErrorf("event", "notification event is not valid JSON")
+	}
+	next := n.NextAt
+	if next.IsZero() {
+		next = n.CreatedAt
+	}
+	var e encoder
+	created, nextS := e.time("created_at", n.CreatedAt), e.time("next_at", next)
+	if e.err != nil {
+		return false, e.err
+	}
+	var key any
+	if n.Key != "" {
+		key = n.Key
+	}
+	// The id sequence is read under the head lock: ids in commit order.
+	if err := t.lockHead(ctx); err != nil {
+		return false, err
+	}
+	var id int64
+	err := t.q.QueryRow(ctx, `INSERT INTO notifications
+		(sink, key, event, created_at, next_at, attempts, last_error, state, done_at, version)
+		VALUES ($1, $2, $3, $4, $5, 0, '', 'pending', NULL, 1)
+		ON CONFLICT (sink, key) WHERE key IS NOT NULL DO NOTHING
+		RETURNING id`, n.Sink, key, []byte(n.Event), created, nextS).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil // the key is taken
+	} else if err != nil {
+		return false, t.fail(mapError(err, "enqueue notification"))
+	}
+	n.ID, n.NextAt, n.Attempts, n.LastError = id, next, 0, ""
+	n.State, n.DoneAt, n.Version = ajar.NotificationPending, nil, 1
+	return true, nil
+}
+
+func (t *tx) UpdateNotification(ctx context.Context, n *ajar.Notification) error {
+	if err := t.enter(ctx); err != nil {
+		return err
+	}
+	switch n.State {
+	case ajar.NotificationPending, ajar.NotificationDelivered, ajar.NotificationDropped:
+	default:
+		return ajar.FieldErrorf("state", "unknown notification state %q", n.State)
+	}
+	var e encoder
+	next, done := e.time("next_at", n.NextAt), e.timePtr("done_at", n.DoneAt)
+	if e.err != nil {
+		return e.err
+	}
+	if err := t.lockHead(ctx); err != nil {
+		return err
+	}
+	var k int64
+	var exists bool
+	err := t.q.QueryRow(ctx, `WITH upd AS (
+		UPDATE notifications SET next_at = $1, attempts = $2, last_error = $3, state = $4, done_at = $5,
+			version = version + 1
+		WHERE id = $6 AND version = $7
+		RETURNING 1)
+		SELECT (SELECT count(*) FROM upd), EXISTS (SELECT 1 FROM notifications WHERE id = $6)`,
+		next, int64(n.Attempts), n.LastError, string(n.State), done, n.ID, n.Version).Scan(&k, &exists)
+	if err != nil {
+		return t.fail(mapError(err, fmt.Sprintf("update notification %d", n.ID)))
+	}
+	switch {
+	case k == 1:
+		n.Version++
+		return nil
+	case !exists:
+		return ajar.Errorf(ajar.ENOTFOUND, "notification %d not found", n.ID)
+	default:
+		return ajar.Errorf(ajar.ECONFLICT, "notification %d was changed concurrently (version %d is stale)", n.ID, n.Version)
+	}
+}
+
+func (t *tx) PruneNotifications(ctx context.Context, before time.Time, limit int) (int, error) {
+	if err := t.enter(ctx); err != nil {
+		return 0, err
+	}
+	if limit <= 0 {
+		return 0, ajar.FieldErrorf("limit", "must be positive, got %d", limit)
+	}
+	b, err := formatTime("before", before)
+	if err != nil {
+		return 0, err
+	}
+	if err := t.lockHead(ctx); err != nil {
+		return 0, err
+	}
+	tag, err := t.q.Exec(ctx, `DELETE FROM notifications WHERE id IN (
+		SELECT id FROM notifications WHERE state <> 'pending' AND done_at < $1 ORDER BY done_at LIMIT $2)`, b, limit)
+	if err != nil {
+		return 0, t.fail(mapError(err, "prune notifications"))
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// Review tasks.
+
+const reviewCols = `request_id, kind, requester, target, reason, opened_at, closed_at, closed_by, comment`
+
+func scanReview(row pgx.Row) (ajar.ReviewTask, error) {
+	var r ajar.ReviewTask
+	var opened string
+	var closed *string
+	if err := row.Scan(&r.RequestID, &r.Kind, &r.Requester, &r.Target, &r.Reason, &opened, &closed, &r.ClosedBy, &r.Comment); err != nil {
+		return r, err
+	}
+	var d decoder
+	r.OpenedAt = d.time(opened)
+	r.ClosedAt = d.timePtr(closed)
+	if d.err != nil {
+		return r, fmt.Errorf("decode review %s: %w", r.RequestID, d.err)
+	}
+	return r, nil
+}
+
+func (t *readTx) GetReview(ctx context.Context, requestID string) (*ajar.ReviewTask, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	r, err := scanReview(t.q.QueryRow(ctx, `SELECT `+reviewCols+` FROM reviews WHERE request_id = $1`, requestID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ajar.Errorf(ajar.ENOTFOUND, "request %s has no review", requestID)
+	} else if err != nil {
+		return nil, t.fail(mapError(err, "get review "+requestID))
+	}
+	return &r, nil
+}
+
+func (t *readTx) ListReviews(ctx context.Context, f ajar.ReviewFilter) ([]ajar.ReviewTask, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	q := `SELECT ` + reviewCols + ` FROM reviews ORDER BY opened_at DESC, request_id DESC LIMIT $1`
+	if f.OnlyOpen {
+		q = `SELECT ` + reviewCols + ` FROM reviews WHERE closed_at IS NULL ORDER BY opened_at DESC, request_id DESC LIMIT $1`
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	rows, err := t.q.Query(ctx, q, limit)
+	if err != nil {
+		return nil, t.fail(mapError(err, "list reviews"))
+	}
+	defer rows.Close()
+	var out []ajar.ReviewTask
+	for rows.Next() {
+		r, err := scanReview(rows)
+		if err != nil {
+			return nil, t.fail(mapError(err, "list reviews"))
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.fail(mapError(err, "list reviews"))
+	}
+	return out, nil
+}
+
+func (t *readTx) CountOpenReviews(ctx context.Context) (int, error) {
+	if err := t.enter(ctx); err != nil {
+		return 0, err
+	}
+	var n int64
+	if err := t.q.QueryRow(ctx, `SELECT count(*) FROM reviews WHERE closed_at IS NULL`).Scan(&n); err != nil {
+		return 0, t.fail(mapError(err, "count reviews"))
+	}
+	return int(n), nil
+}
+
+func (t *tx) CreateReview(ctx context.Context, r ajar.ReviewTask) error {
+	if err := t.enter(ctx); err != nil {
+		return err
+	}
+	if r.RequestID == "" {
+		return ajar.FieldErrorf("request_id", "is required")
+	}
+	if r.ClosedAt != nil {
+		return ajar.FieldErrorf("closed_at", "a new review is open")
+	}
+	opened, err := formatTime("opened_at", r.OpenedAt)
+	if err != nil {
+		return err
+	}
+	if err := t.lockHead(ctx); err != nil {
+		return err
+	}
+	tag, err := t.q.Exec(ctx, `INSERT INTO reviews (`+reviewCols+`) VALUES ($1, $2, $3, $4, $5, $6, NULL, '', '')
+		ON CONFLICT (request_id) DO NOTHING`, r.RequestID, r.Kind, r.Requester, r.Target, r.Reason, opened)
+	if err != nil {
+		return t.fail(mapError(err, "create review "+r.RequestID))
+	}
+	if tag.RowsAffected() == 0 {
+		return ajar.Errorf(ajar.ECONFLICT, "request %s already has a review", r.RequestID)
+	}
+	return nil
+}
+
+func (t *tx) CloseReview(ctx context.Context, requestID, closedBy, comment string, at time.Time) error {
+	if err := t.enter(ctx); err != nil {
+		return err
+	}
+	closed, err := formatTime("closed_at", at)
+	if err != nil {
+		return err
+	}
+	if err := t.lockHead(ctx); err != nil {
+		return err
+	}
+	var k int64
+	var exists bool
+	err = t.q.QueryRow(ctx, `WITH upd AS (
+		UPDATE reviews SET closed_at = $1, closed_by = $2, comment = $3
+		WHERE request_id = $4 AND closed_at IS NULL
+		RETURNING 1)
+		SELECT (SELECT count(*) FROM upd), EXISTS (SELECT 1 FROM reviews WHERE request_id = $4)`,
+		closed, closedBy, comment, requestID).Scan(&k, &exists)
+	if err != nil {
+		return t.fail(mapError(err, "close review "+requestID))
+	}
+	switch {
+	case k == 1:
+		return nil
+	case !exists:
+		return ajar.Errorf(ajar.ENOTFOUND, "request %s has no review", requestID)
+	default:
+		return ajar.Errorf(ajar.ECONFLICT, "the review of request %s is already closed", requestID)
+	}
+}
+
+// Extensions.
+
+const extensionCols = `request_id, seq, by_ns, reason, requested_by, requested_at, state, approvals, decided_at, version`
+
+func (t *readTx) ListExtensions(ctx context.Context, requestID string) ([]ajar.Extension, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := t.q.Query(ctx, `SELECT `+extensionCols+` FROM extensions WHERE request_id = $1 ORDER BY seq`, requestID)
+	if err != nil {
+		return nil, t.fail(mapError(err, "list extensions"))
+	}
+	defer rows.Close()
+	var out []ajar.Extension
+	for rows.Next() {
+		var (
+			e                ajar.Extension
+			seq, by          int64
+			requested, state string
+			approvals        string
+			decided          *string
+		)
+		if err := rows.Scan(&e.RequestID, &seq, &by, &e.Reason, &e.RequestedBy, &requested, &state, &approvals, &decided, &e.Version); err != nil {
+			return nil, t.fail(mapError(err, "list extensions"))
+		}
+		e.Seq = int(seq)
+		e.By = time.Duration(by)
+		e.State = ajar.ExtensionState(state)
+		var d decoder
+		e.RequestedAt = d.time(requested)
+		e.DecidedAt = d.timePtr(decided)
+		d.json(approvals, &e.Approvals)
+		if d.err != nil {
+			return nil, t.fail(fmt.Errorf("postgres: list extensions: %s/%d: %w", e.RequestID, e.Seq, d.err))
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.fail(mapError(err, "list extensions"))
+	}
+	return out, nil
+}
+
+func (t *tx) CreateExtension(ctx context.Context, x *ajar.Extension) error {
+	if err := t.enter(ctx); err != nil {
+		return err
+	}
+	if x.RequestID == "" {
+		return ajar.FieldErrorf("request_id", "is required")
+	}
+	var e encoder
+	args := []any{int64(x.By), x.Reason, x.RequestedBy, e.time("requested_at", x.RequestedAt), string(x.State),
+		e.json("approvals", x.Approvals), e.timePtr("decided_at", x.DecidedAt)}
+	if e.err != nil {
+		return e.err
+	}
+	// Under the head lock no other writer can take the same next seq.
+	if err := t.lockHead(ctx); err != nil {
+		return err
+	}
+	var seq int64
+	err := t.q.QueryRow(ctx, `INSERT INTO extensions (`+extensionCols+`)
+		SELECT $1, coalesce(max(seq), 0) + 1, $2, $3, $4, $5, $6, $7, $8, 1 FROM extensions WHERE request_id = $1
+		ON CONFLICT (request_id, seq) DO NOTHING
+		RETURNING seq`, append([]any{x.RequestID}, args...)...).Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ajar.Errorf(ajar.ECONFLICT, "an extension of %s was created concurrently", x.RequestID)
+	} else if err != nil {
+		return t.fail(mapError(err, "create extension"))
+	}
+	x.Seq, x.Version = int(seq), 1
+	return nil
+}
+
+func (t *tx) UpdateExtension(ctx context.Context, x *ajar.Extension) error {
+	if err := t.enter(ctx); err != nil {
+		return err
+	}
+	var e encoder
+	approvals, decided := e.json("approvals", x.Approvals), e.timePtr("decided_at", x.DecidedAt)
+	if e.err != nil {
+		return e.err
+	}
+	if err := t.lockHead(ctx); err != nil {
+		return err
+	}
+	var k int64
+	var exists bool
+	err := t.q.QueryRow(ctx, `WITH upd AS (
+		UPDATE extensions SET state = $1, approvals = $2, decided_at = $3, version = version + 1
+		WHERE request_id = $4 AND seq = $5 AND version = $6
+		RETURNING 1)
+		SELECT (SELECT count(*) FROM upd), EXISTS (SELECT 1 FROM extensions WHERE request_id = $4 AND seq = $5)`,
+		string(x.State), approvals, decided, x.RequestID, int64(x.Seq), x.Version).Scan(&k, &exists)
+	if err != nil {
+		return t.fail(mapError(err, fmt.Sprintf("update extension %s/%d", x.RequestID, x.Seq)))
+	}
+	switch {
+	case k == 1:
+		x.Version++
+		return nil
+	case !exists:
+		return ajar.Errorf(ajar.ENOTFOUND, "extension %s/%d not found", x.RequestID, x.Seq)
+	default:
+		return ajar.Errorf(ajar.ECONFLICT, "extension %s/%d was changed concurrently (version %d is stale)", x.RequestID, x.Seq, x.Version)
+	}
+}

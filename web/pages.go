@@ -1,0 +1,487 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/broker"
+)
+
+// maxField bounds a form or query value before it reaches the core.
+const maxField = 4000
+
+func (h *Handler) handleHome(w http.ResponseWriter, r *http.Request) {
+	if h.current(r) == nil {
+		http.Redirect(w, r, "/signin", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/access", http.StatusSeeOther)
+}
+
+func (h *Handler) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	h.fail(w, r, nil, ajar.Errorf(ajar.ENOTFOUND, "There is no page at %s.", r.URL.Path))
+}
+
+// signinPage is the sign-in template's data.
+type signinPage struct {
+	Next      string
+	Error     string
+	SignedOut bool
+}
+
+func (h *Handler) handleSignin(w http.ResponseWriter, r *http.Request) {
+	next := localPath(r.URL.Query().Get("next"), "/access")
+	if h.current(r) != nil {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
+	h.renderSignin(w, r, http.StatusOK, signinPage{Next: next, SignedOut: r.URL.Query().Has("signed_out")})
+}
+
+// renderSignin shows the sign-in form with a fresh double-submit CSRF token.
+func (h *Handler) renderSignin(w http.ResponseWriter, r *http.Request, status int, p signinPage) {
+	token := randomToken()
+	setCookie(w, r, signinCookie, token, 3600)
+	h.render(w, r, status, "signin", &view{Title: "Sign in", CSRF: token, Data: p})
+}
+
+func (h *Handler) handleSigninPost(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		h.fail(w, r, nil, ajar.Errorf(ajar.EINVALID, "the form could not be read"))
+		return
+	}
+	c, err := r.Cookie(signinCookie)
+	if !sameOrigin(r) || err != nil || !tokensEqual(r.PostForm.Get(csrfField), c.Value) {
+		h.refuse(w, r, "This sign-in form is missing its security token or it has expired. Reload the page and try again.")
+		return
+	}
+	next := localPath(r.PostForm.Get("next"), "/access")
+	token := strings.TrimSpace(r.PostForm.Get("token"))
+	if token == "" {
+		h.renderSignin(w, r, http.StatusBadRequest, signinPage{Next: next, Error: "Enter your API token."})
+		return
+	}
+	cred := tokenCredential{token: token}
+	if _, err := cred.user(r.Context(), h.core); err != nil {
+		if ajar.ErrorCode(err) != ajar.EUNAUTH {
+			h.fail(w, r, nil, err)
+			return
+		}
+		h.renderSignin(w, r, http.StatusUnauthorized, signinPage{Next: next, Error: "This token was not accepted. Check that you copied all of it."})
+		return
+	}
+	setCookie(w, r, signinCookie, "", -1)
+	h.startSession(w, r, cred)
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (h *Handler) handleSignout(w http.ResponseWriter, rq *req) {
+	h.sessions.drop(rq.session.id)
+	setCookie(w, rq.Request, sessionCookie, "", -1)
+	http.Redirect(w, rq.Request, "/signin?signed_out=1", http.StatusSeeOther)
+}
+
+// handleTargets lists what the user may request, with limits and approvers.
+func (h *Handler) handleTargets(w http.ResponseWriter, rq *req) {
+	v := h.newView(rq, "Request access", "request")
+	targets, err := h.core.Targets(rq.Context(), rq.me.User)
+	if err != nil {
+		h.fail(w, rq.Request, v, err)
+		return
+	}
+	v.Data = targets
+	h.render(w, rq.Request, http.StatusOK, "targets", v)
+}
+
+// requestForm is the request form's data: what the target asks for, the values
+// entered, and the problems with them by input name.
+type requestForm struct {
+	Target  *broker.TargetForm
+	Values  map[string]string
+	Errors  map[string]string
+	Problem string // a problem not about one input
+}
+
+// paramInput is the name of the form input for a request parameter.
+func paramInput(name string) string { return "param." + name }
+
+// clientIP is the address the request came from, for source_ip. Behind a
+// proxy it is the proxy's: the requester can correct it in the form.
+func clientIP(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	return ap.Addr().Unmap().String()
+}
+
+func (h *Handler) handleRequestForm(w http.ResponseWriter, rq *req) {
+	v := h.newView(rq, "Request access", "request")
+	tf, err := h.core.TargetForm(rq.Context(), rq.me.User, rq.PathValue("target"))
+	if err != nil {
+		h.fail(w, rq.Request, v, err)
+		return
+	}
+	f := &requestForm{Target: tf, Values: map[string]string{}, Errors: map[string]string{}}
+	for _, p := range tf.Params {
+		if p.Name == "source_ip" {
+			f.Values[paramInput(p.Name)] = clientIP(rq.Request)
+		}
+	}
+	v.Title = "Request " + tf.Name
+	v.Data = f
+	h.render(w, rq.Request, http.StatusOK, "request-form", v)
+}
+
+// startLayouts are the start times the form accepts, all read as UTC: what
+// <input type="datetime-local"> sends, and RFC 3339.
+var startLayouts = []string{"2006-01-02T15:04", "2006-01-02T15:04:05", time.RFC3339}
+
+// parseStart reads the optional start time.
+func parseStart(s string) (*time.Time, error) {
+	if s = strings.TrimSpace(s); s == "" {
+		return nil, nil
+	}
+	for _, layout := range startLayouts {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return &t, nil
+		}
+	}
+	return nil, ajar.FieldErrorf("start", "%q is not a date and time; use the picker or write 2026-05-01T14:30 (UTC)", s)
+}
+
+// parseParams reads the named parameter inputs and the free "name=value" lines.
+func parseParams(form url.Values, tf *broker.TargetForm) (map[string]string, error) {
+	params := map[string]string{}
+	for _, p := range tf.Params {
+		if v := strings.TrimSpace(form.Get(paramInput(p.Name))); v != "" {
+			params[p.Name] = v
+		}
+	}
+	for i, line := range strings.Split(form.Get("params"), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		k, val, ok := strings.Cut(line, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return nil, ajar.FieldErrorf("params", "line %d: write name=value", i+1)
+		}
+		if _, dup := params[k]; dup {
+			return nil, ajar.FieldErrorf("params", "line %d: %s is given twice", i+1, k)
+		}
+		params[k] = strings.TrimSpace(val)
+	}
+	if len(params) == 0 {
+		return nil, nil
+	}
+	return params, nil
+}
+
+// formField maps a field named in a core error to the form input that shows it;
+// "" means the error is about the whole form.
+func formField(field string, tf *broker.TargetForm) string {
+	switch field {
+	case "duration", "reason", "ticket", "start", "params":
+		return field
+	}
+	if name, ok := strings.CutPrefix(field, "params."); ok {
+		if slices.ContainsFunc(tf.Params, func(p broker.ParamInfo) bool { return p.Name == name }) {
+			return paramInput(name)
+		}
+		return "params"
+	}
+	return ""
+}
+
+func (h *Handler) handleCreate(w http.ResponseWriter, rq *req) {
+	v := h.newView(rq, "Request access", "request")
+	tf, err := h.core.TargetForm(rq.Context(), rq.me.User, rq.PathValue("target"))
+	if err != nil {
+		h.fail(w, rq.Request, v, err)
+		return
+	}
+	form := rq.PostForm
+	f := &requestForm{Target: tf, Values: map[string]string{}, Errors: map[string]string{}}
+	for k := range form {
+		if k != csrfField {
+			f.Values[k] = form.Get(k)
+		}
+	}
+	in := broker.CreateInput{
+		Target:   tf.Name,
+		Duration: strings.TrimSpace(form.Get("duration")),
+		Reason:   strings.TrimSpace(form.Get("reason")),
+		Ticket:   strings.TrimSpace(form.Get("ticket")),
+	}
+	var r *ajar.Request
+	if in.Start, err = parseStart(form.Get("start")); err == nil {
+		if in.Params, err = parseParams(form, tf); err == nil {
+			r, err = h.core.CreateRequest(rq.Context(), rq.me.User, in)
+		}
+	}
+	if err != nil {
+		code := ajar.ErrorCode(err)
+		if code != ajar.EINVALID && code != ajar.EFORBIDDEN {
+			h.fail(w, rq.Request, v, err)
+			return
+		}
+		if in := formField(ajar.ErrorField(err), tf); in != "" {
+			f.Errors[in] = ajar.ErrorMessage(err)
+		} else {
+			f.Problem = ajar.ErrorMessage(err)
+		}
+		v.Title = "Request " + tf.Name
+		v.Data = f
+		h.render(w, rq.Request, statusOf(code), "request-form", v)
+		return
+	}
+	h.sessions.setFlash(rq.session, flash{Text: fmt.Sprintf("Request %s for %s is %s.", r.ID, r.Target, r.State)})
+	http.Redirect(w, rq.Request, "/requests/"+url.PathEscape(r.ID), http.StatusSeeOther)
+}
+
+func (h *Handler) handleInbox(w http.ResponseWriter, rq *req) {
+	v := h.newView(rq, "Approver inbox", "inbox")
+	items, err := h.core.Inbox(rq.Context(), rq.me.User)
+	if err != nil {
+		h.fail(w, rq.Request, v, err)
+		return
+	}
+	v.Data = items
+	h.render(w, rq.Request, http.StatusOK, "inbox", v)
+}
+
+// accessPage is "My access": the user's requests by where they stand.
+type accessPage struct {
+	Active  []*ajar.Request // holding access, or about to (approved)
+	Waiting []*ajar.Request // pending approval
+	History []*ajar.Request // ended, newest first
+}
+
+// historyLen is how many ended requests "My access" shows.
+const historyLen = 50
+
+func (h *Handler) handleAccess(w http.ResponseWriter, rq *req) {
+	v := h.newView(rq, "My access", "access")
+	rs, err := h.core.ListRequests(rq.Context(), rq.me.User, broker.ListInput{Mine: true})
+	if err != nil {
+		h.fail(w, rq.Request, v, err)
+		return
+	}
+	var p accessPage
+	for _, r := range rs {
+		switch {
+		case r.State == ajar.StatePending:
+			p.Waiting = append(p.Waiting, r)
+		case r.State.Terminal():
+			if len(p.History) < historyLen {
+				p.History = append(p.History, r)
+			}
+		default:
+			p.Active = append(p.Active, r)
+		}
+	}
+	v.Data = p
+	h.render(w, rq.Request, http.StatusOK, "access", v)
+}
+
+func (h *Handler) handleRequest(w http.ResponseWriter, rq *req) {
+	v := h.newView(rq, "Request", "")
+	rv, err := h.core.Review(rq.Context(), rq.me.User, rq.PathValue("id"))
+	if err != nil {
+		h.fail(w, rq.Request, v, err)
+		return
+	}
+	v.Title = "Request " + rv.Request.ID
+	v.Data = rv
+	h.render(w, rq.Request, http.StatusOK, "request", v)
+}
+
+// handleRequestAction runs approve, deny, revoke, cancel or extend, then goes
+// back to the page the form was on with a message. A refusal is shown on an
+// error page with the core's reason and the status of its code.
+func (h *Handler) handleRequestAction(w http.ResponseWriter, rq *req) {
+	v := h.newView(rq, "Request", "")
+	id, form := rq.PathValue("id"), rq.PostForm
+	back := localPath(form.Get("return"), "/requests/"+url.PathEscape(id))
+	for _, k := range []string{"comment", "reason", "by"} {
+		if len(form.Get(k)) > maxField {
+			h.fail(w, rq.Request, v, ajar.FieldErrorf(k, "longer than %d characters", maxField))
+			return
+		}
+	}
+	ctx, u := rq.Context(), rq.me.User
+	var (
+		r    *ajar.Request
+		err  error
+		done string
+	)
+	switch rq.PathValue("action") {
+	case "approve":
+		r, err = h.core.Approve(ctx, u, id, strings.TrimSpace(form.Get("comment")))
+		done = "You approved %s; it is now %s."
+	case "deny":
+		r, err = h.core.Deny(ctx, u, id, strings.TrimSpace(form.Get("reason")))
+		done = "You denied %s; it is now %s."
+	case "revoke":
+		r, err = h.core.Revoke(ctx, u, id)
+		done = "%s is %s."
+	case "cancel":
+		r, err = h.core.Cancel(ctx, u, id)
+		done = "%s is %s."
+	case "extend":
+		if h.extender == nil {
+			err = ajar.Errorf(ajar.ENOTFOUND, "This server cannot extend grants yet.")
+			break
+		}
+		var by time.Duration
+		if by, err = time.ParseDuration(strings.TrimSpace(form.Get("by"))); err != nil || by <= 0 {
+			err = ajar.FieldErrorf("by", "%q is not a positive duration (write 30m or 1h)", form.Get("by"))
+			break
+		}
+		r, err = h.extender.Extend(ctx, u, id, by)
+		done = "%s is extended and %s."
+	default:
+		h.handleNotFound(w, rq.Request)
+		return
+	}
+	if err == nil && r == nil {
+		err = errors.New("core returned no request")
+	}
+	if err != nil {
+		v.Data = nil
+		h.failAction(w, rq, v, err, back)
+		return
+	}
+	h.sessions.setFlash(rq.session, flash{Text: fmt.Sprintf(done, r.ID, r.State)})
+	http.Redirect(w, rq.Request, back, http.StatusSeeOther)
+}
+
+// failAction shows why an action was refused, with a way back.
+func (h *Handler) failAction(w http.ResponseWriter, rq *req, v *view, err error, back string) {
+	code := ajar.ErrorCode(err)
+	if code == ajar.EINTERNAL {
+		h.fail(w, rq.Request, v, err)
+		return
+	}
+	status := statusOf(code)
+	v.Title = "Not done"
+	v.Data = errorPage{Status: status, Message: ajar.ErrorMessage(err), Field: ajar.ErrorField(err), Back: back}
+	h.render(w, rq.Request, status, "error", v)
+}
+
+// auditPage is the audit search's data.
+type auditPage struct {
+	Query   map[string]string // the search as entered
+	Errors  map[string]string
+	Result  *broker.AuditSearch
+	Actions []string
+}
+
+// auditActions are offered as suggestions in the action filter.
+var auditActions = []string{
+	"request.", "request.created", "approval.recorded", "approval.refused", "request.approved",
+	"request.denied", "request.cancelled", "request.timed_out", "grant.started", "grant.error",
+	"request.activated", "request.revoking", "request.expired", "request.revoked", "request.revoke_failed",
+	"ssh_cert.issued", "token.created", "policy.condition_error",
+}
+
+// parseWhen reads an optional time filter (UTC).
+func parseWhen(field, s string) (time.Time, error) {
+	t, err := parseStart(s)
+	if err != nil {
+		return time.Time{}, ajar.FieldErrorf(field, "%s", ajar.ErrorMessage(err))
+	}
+	if t == nil {
+		return time.Time{}, nil
+	}
+	return *t, nil
+}
+
+func (h *Handler) handleAudit(w http.ResponseWriter, rq *req) {
+	v := h.newView(rq, "Audit", "audit")
+	values := rq.URL.Query()
+	p := auditPage{Query: map[string]string{}, Errors: map[string]string{}, Actions: auditActions}
+	for _, k := range []string{"request", "user", "target", "action", "from", "to"} {
+		p.Query[k] = strings.TrimSpace(values.Get(k))
+	}
+	q := broker.AuditQuery{Request: p.Query["request"], User: p.Query["user"], Target: p.Query["target"], Action: p.Query["action"]}
+	var err error
+	if q.From, err = parseWhen("from", p.Query["from"]); err == nil {
+		if q.To, err = parseWhen("to", p.Query["to"]); err == nil {
+			p.Result, err = h.core.SearchAudit(rq.Context(), rq.me.User, q)
+		}
+	}
+	status := http.StatusOK
+	if err != nil {
+		code := ajar.ErrorCode(err)
+		if code == ajar.EINTERNAL {
+			h.fail(w, rq.Request, v, err)
+			return
+		}
+		status = statusOf(code)
+		field := ajar.ErrorField(err)
+		if _, ok := p.Query[field]; !ok {
+			field = "request"
+		}
+		p.Errors[field] = ajar.ErrorMessage(err)
+	}
+	v.Data = p
+	h.render(w, rq.Request, status, "audit", v)
+}
+
+func (h *Handler) handleEvidence(w http.ResponseWriter, rq *req) {
+	v := h.newView(rq, "Evidence", "audit")
+	ev, err := h.core.Evidence(rq.Context(), rq.me.User, rq.PathValue("id"))
+	if err != nil {
+		h.fail(w, rq.Request, v, err)
+		return
+	}
+	v.Title = "Evidence for " + ev.Request.ID
+	v.Data = ev
+	h.render(w, rq.Request, http.StatusOK, "evidence", v)
+}
+
+// DurationHint explains the duration input.
+func (f *requestForm) DurationHint() string {
+	t := f.Target
+	hint := fmt.Sprintf("Go syntax: 90s, 30m, 1h30m. Empty means %s; at most %s", shortDuration(t.DefaultDuration), shortDuration(t.MaxDuration))
+	if t.MinDuration != "" {
+		hint += ", at least " + shortDuration(t.MinDuration)
+	}
+	return hint + "."
+}
+
+// TicketHint explains the ticket input.
+func (f *requestForm) TicketHint() string {
+	if f.Target.TicketPattern != "" {
+		return "Required: a ticket id matching " + f.Target.TicketPattern + "."
+	}
+	return "Optional: a change or incident id."
+}
+
+// shortDuration writes a duration in Go syntax without zero units: "1h0m0s"
+// becomes "1h", as people write it in the form.
+func shortDuration(s string) string {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return s
+	}
+	out := d.String()
+	if strings.HasSuffix(out, "m0s") {
+		out = out[:len(out)-2]
+	}
+	if strings.HasSuffix(out, "h0m") {
+		out = out[:len(out)-2]
+	}
+	return out
+}

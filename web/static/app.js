@@ -1,0 +1,103 @@
+// ajar pages: live countdowns and lists that refresh themselves. Every page works
+// without this script; it only saves reloading. No inline script anywhere: the
+// Content-Security-Policy allows scripts from this site's files only.
+(function () {
+  "use strict";
+
+  // When each counter was first seen: its data-seconds-* value is the server's
+  // figure at that moment, so the browser's own clock never matters.
+  var seen = new WeakMap();
+
+  function human(s) {
+    s = Math.max(0, Math.round(s));
+    var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+    function two(n) { return (n < 10 ? "0" : "") + n; }
+    if (h >= 48) return Math.floor(h / 24) + "d " + (h % 24) + "h";
+    if (h > 0) return h + "h " + two(m) + "m";
+    if (m > 0) return m + "m " + two(sec) + "s";
+    return sec + "s";
+  }
+
+  function elapsed(el, now) {
+    if (!seen.has(el)) seen.set(el, now);
+    return (now - seen.get(el)) / 1000;
+  }
+
+  var expiring = false;
+
+  function tick() {
+    var now = performance.now();
+    document.querySelectorAll("[data-seconds-left]").forEach(function (el) {
+      var left = parseFloat(el.getAttribute("data-seconds-left")) - elapsed(el, now);
+      if (left > 0) {
+        el.textContent = human(left) + " left";
+      } else {
+        el.textContent = "ending…";
+        expiring = true;
+      }
+    });
+    document.querySelectorAll("[data-seconds-ago]").forEach(function (el) {
+      el.textContent = human(parseFloat(el.getAttribute("data-seconds-ago")) + elapsed(el, now));
+    });
+  }
+
+  // busy reports whether the user is working in a region: replacing it would
+  // lose their focus or what they typed.
+  function busy(region) {
+    if (region.contains(document.activeElement) && document.activeElement !== document.body) return true;
+    var fields = region.querySelectorAll("input, textarea, select");
+    for (var i = 0; i < fields.length; i++) {
+      var f = fields[i];
+      if (f.type === "hidden") continue;
+      if ((f.type === "checkbox" || f.type === "radio") ? f.checked !== f.defaultChecked : f.value !== f.defaultValue) return true;
+    }
+    return false;
+  }
+
+  var stopped = false, inflight = false;
+
+  function refresh() {
+    var regions = document.querySelectorAll("[data-refresh][id]");
+    if (stopped || inflight || regions.length === 0 || document.hidden) return;
+    inflight = true;
+    fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (res) {
+        // Signed out or gone: keep what is on screen and stop asking.
+        if (!res.ok || res.redirected) { stopped = true; return null; }
+        return res.text();
+      })
+      .then(function (html) {
+        if (html === null) return;
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        regions.forEach(function (region) {
+          var fresh = doc.getElementById(region.id);
+          if (fresh && !busy(region)) {
+            region.innerHTML = fresh.innerHTML;
+            region.setAttribute("data-refreshed", String(Date.now()));
+          }
+        });
+        tick();
+      })
+      .catch(function () { /* the server is unreachable for now: try again later */ })
+      .then(function () { inflight = false; });
+  }
+
+  function start() {
+    tick();
+    setInterval(function () {
+      tick();
+      if (expiring) { expiring = false; setTimeout(refresh, 1500); }
+    }, 1000);
+    var region = document.querySelector("[data-refresh]");
+    if (region) {
+      var every = Math.max(1, parseInt(region.getAttribute("data-refresh"), 10) || 5);
+      setInterval(refresh, every * 1000);
+      document.addEventListener("visibilitychange", function () { if (!document.hidden) refresh(); });
+    }
+    var follow = document.querySelector("a[data-follow]");
+    if (follow) location.replace(follow.href);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

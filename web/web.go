@@ -1,0 +1,158 @@
+// Package web serves ajar's pages for requesters, approvers and auditors:
+// server-rendered HTML (html/template) whose CSS and one small script are
+// embedded in the binary, so building ajar needs no Node. Every page works
+// without JavaScript; with it, lists refresh by themselves and grants count
+// down to their expiry.
+//
+// Like the JSON API, the handlers decode and validate input, call the core and
+// render; the rules live in package broker. People sign in with an API token
+// that never leaves the server: the browser holds only a random session id in
+// an HttpOnly, SameSite=Strict cookie (Secure over TLS), and every form carries
+// a CSRF token bound to that session (see session.go).
+package web
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/broker"
+)
+
+// Core is what the pages need from ajar's core: methods of *broker.Service, so
+// tests can substitute a fake. Errors are *ajar.Error values whose codes the
+// pages map to statuses; any other error is shown as an internal error.
+type Core interface {
+	// Authenticate returns the user owning an API token, or EUNAUTH.
+	Authenticate(ctx context.Context, token string) (ajar.User, error)
+	WhoAmI(ctx context.Context, u ajar.User) (broker.Identity, error)
+	Targets(ctx context.Context, u ajar.User) ([]broker.TargetInfo, error)
+	TargetForm(ctx context.Context, u ajar.User, target string) (*broker.TargetForm, error)
+	CreateRequest(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error)
+	ListRequests(ctx context.Context, u ajar.User, in broker.ListInput) ([]*ajar.Request, error)
+	Review(ctx context.Context, u ajar.User, id string) (*broker.Review, error)
+	Inbox(ctx context.Context, u ajar.User) ([]broker.Review, error)
+	Approve(ctx context.Context, u ajar.User, id, comment string) (*ajar.Request, error)
+	Deny(ctx context.Context, u ajar.User, id, reason string) (*ajar.Request, error)
+	Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Request, error)
+	Cancel(ctx context.Context, u ajar.User, id string) (*ajar.Request, error)
+	SearchAudit(ctx context.Context, u ajar.User, q broker.AuditQuery) (*broker.AuditSearch, error)
+	Evidence(ctx context.Context, u ajar.User, id string) (*broker.Evidence, error)
+}
+
+var _ Core = (*broker.Service)(nil)
+
+// Extender is the core's extend operation ("ajar extend ID --by 30m"). The core
+// has none yet; when the Core passed to New also implements Extender, "My access"
+// shows an extend form on active grants and POST /requests/{id}/extend calls it.
+type Extender interface {
+	Extend(ctx context.Context, u ajar.User, id string, by time.Duration) (*ajar.Request, error)
+}
+
+// Options configures the pages. The zero value works.
+type Options struct {
+	// Logger receives internal errors. Nil discards them.
+	Logger *slog.Logger
+	// Now is the core's clock, used for "waited for" and time left (default
+	// time.Now). Countdowns in the browser run from the server's figure, so a
+	// browser with a wrong clock still counts down correctly.
+	Now func() time.Time
+	// SessionIdle ends a session unused for this long (default 12h); SessionMax
+	// ends any session this long after sign-in (default 24h).
+	SessionIdle, SessionMax time.Duration
+	// MaxSessions bounds the sessions held in memory (default 10000); past it the
+	// least recently used is dropped.
+	MaxSessions int
+	// Refresh is how often lists refresh themselves in the browser (default 5s).
+	Refresh time.Duration
+}
+
+// Handler serves the pages. Mount it at "/" (api.Options.Web does).
+type Handler struct {
+	core     Core
+	extender Extender // nil when the core cannot extend
+	opts     Options
+	log      *slog.Logger
+	sessions *sessions
+	pages    *pages
+	mux      *http.ServeMux
+}
+
+// New returns the pages for core.
+func New(core Core, opts Options) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.SessionIdle <= 0 {
+		opts.SessionIdle = 12 * time.Hour
+	}
+	if opts.SessionMax <= 0 {
+		opts.SessionMax = 24 * time.Hour
+	}
+	if opts.MaxSessions <= 0 {
+		opts.MaxSessions = 10000
+	}
+	if opts.Refresh <= 0 {
+		opts.Refresh = 5 * time.Second
+	}
+	h := &Handler{
+		core:     core,
+		opts:     opts,
+		log:      opts.Logger,
+		sessions: newSessions(opts.SessionIdle, opts.SessionMax, opts.MaxSessions),
+		pages:    loadPages(),
+	}
+	h.extender, _ = core.(Extender)
+	h.mux = h.routes()
+	return h
+}
+
+func (h *Handler) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /static/{file}", serveStatic)
+
+	mux.HandleFunc("GET /{$}", h.handleHome)
+	mux.HandleFunc("GET /signin", h.handleSignin)
+	mux.HandleFunc("POST /signin", h.handleSigninPost)
+	mux.HandleFunc("POST /signout", h.action(h.handleSignout))
+
+	mux.HandleFunc("GET /request", h.page(h.handleTargets))
+	mux.HandleFunc("GET /request/{target}", h.page(h.handleRequestForm))
+	mux.HandleFunc("POST /request/{target}", h.action(h.handleCreate))
+	mux.HandleFunc("GET /inbox", h.page(h.handleInbox))
+	mux.HandleFunc("GET /access", h.page(h.handleAccess))
+	mux.HandleFunc("GET /requests/{id}", h.page(h.handleRequest))
+	mux.HandleFunc("POST /requests/{id}/{action}", h.action(h.handleRequestAction))
+	mux.HandleFunc("GET /audit", h.page(h.handleAudit))
+	mux.HandleFunc("GET /audit/{id}", h.page(h.handleEvidence))
+
+	mux.HandleFunc("/", h.handleNotFound)
+	return mux
+}
+
+// contentSecurityPolicy allows only the pages' own script, styles and images:
+// no inline script or event handler, no framing, forms post only here.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
+	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// ServeHTTP sets the security headers every page carries and routes the request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Content-Security-Policy", contentSecurityPolicy)
+	hd.Set("X-Frame-Options", "DENY")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	// Our own origin only: links out carry nothing, and forms keep a real
+	// Origin header (no-referrer makes browsers send "Origin: null").
+	hd.Set("Referrer-Policy", "same-origin")
+	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
+	if !strings.HasPrefix(r.URL.Path, "/static/") {
+		hd.Set("Cache-Control", "no-store") // pages show who has access to what
+	}
+	h.mux.ServeHTTP(w, r)
+}
