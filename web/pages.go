@@ -343,13 +343,19 @@ func (h *Handler) handleRequestAction(w http.ResponseWriter, rq *req) {
 			err = ajar.Errorf(ajar.ENOTFOUND, "This server cannot extend grants yet.")
 			break
 		}
-		var by time.Duration
-		if by, err = time.ParseDuration(strings.TrimSpace(form.Get("by"))); err != nil || by <= 0 {
+		by := strings.TrimSpace(form.Get("by"))
+		if d, perr := time.ParseDuration(by); perr != nil || d <= 0 {
 			err = ajar.FieldErrorf("by", "%q is not a positive duration (write 30m or 1h)", form.Get("by"))
 			break
 		}
-		r, err = h.extender.Extend(ctx, u, id, by)
-		done = "%s is extended and %s."
+		var out *broker.ExtendOutput
+		if out, err = h.extender.Extend(ctx, u, id, broker.ExtendInput{By: by}); err == nil {
+			r = out.Request
+			done = "%s is extended and %s."
+			if out.Extension.State == ajar.ExtensionPending {
+				done = "The extension of %s waits for approval; the request stays %s until then."
+			}
+		}
 	default:
 		h.handleNotFound(w, rq.Request)
 		return

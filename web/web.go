@@ -45,11 +45,11 @@ type Core interface {
 
 var _ Core = (*broker.Service)(nil)
 
-// Extender is the core's extend operation ("ajar extend ID --by 30m"). The core
-// has none yet; when the Core passed to New also implements Extender, "My access"
-// shows an extend form on active grants and POST /requests/{id}/extend calls it.
+// Extender is the core's extend operation ("ajar extend ID --by 30m"). When the
+// Core passed to New implements it (broker.Service does), "My access" shows an
+// extend form on active grants and POST /requests/{id}/extend calls it.
 type Extender interface {
-	Extend(ctx context.Context, u ajar.User, id string, by time.Duration) (*ajar.Request, error)
+	Extend(ctx context.Context, u ajar.User, id string, in broker.ExtendInput) (*broker.ExtendOutput, error)
 }
 
 // Options configures the pages. The zero value works.

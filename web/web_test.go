@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -15,8 +14,6 @@ import (
 	_ "modernc.org/sqlite" // the driver, to tamper with the audit log
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
-	"github.com/ajar-dev/ajar/web"
 )
 
 // pagePaths are the signed-in pages, for checks that apply to every page.
@@ -478,48 +475,35 @@ func TestAuditPage(t *testing.T) {
 	}
 }
 
-// extendingCore is the core with the extend operation the real one lacks yet.
-type extendingCore struct {
-	*broker.Service
-	extended chan time.Duration
-}
-
-func (c extendingCore) Extend(ctx context.Context, u ajar.User, id string, by time.Duration) (*ajar.Request, error) {
-	c.extended <- by
-	return c.Service.GetRequest(ctx, u, id)
-}
-
-func TestExtendSeam(t *testing.T) {
+// TestExtendFromMyAccess extends an active grant from "My access": the form is
+// there, the extension within the policy's limits is applied (the demo policy
+// auto-approves a window of at most 5m), and a bad duration is refused.
+func TestExtendFromMyAccess(t *testing.T) {
 	s := startServer(t)
 	r := s.createRequest(t, "alice", "1m", "check")
-	s.waitState(t, r.ID, ajar.StateActive)
+	r = s.waitState(t, r.ID, ajar.StateActive)
 	c := newClient(t, s.URL)
-	c.signIn(s.tokens["alice"])
+	token := c.signIn(s.tokens["alice"])
 	page := c.get("/access").Body
-	if strings.Contains(page, "/extend") {
-		t.Error("an extend button, but the core cannot extend")
+	if !strings.Contains(page, `action="/requests/`+r.ID+`/extend"`) || !strings.Contains(page, `<label for="extend-`+r.ID+`">`) {
+		t.Fatalf("no extend form on an active grant\n%s", page)
 	}
 	if !strings.Contains(page, "/revoke") || !strings.Contains(page, "<code class=\"cmd\">ajar ssh demo-ssh</code>") {
 		t.Errorf("no revoke button or connect command on an active grant\n%s", page)
 	}
-
-	core := extendingCore{s.Svc, make(chan time.Duration, 1)}
-	ts := httptest.NewServer(web.New(core, web.Options{}))
-	defer ts.Close()
-	ec := newClient(t, ts.URL)
-	token := ec.signIn(s.tokens["alice"])
-	page = ec.get("/access").Body
-	if !strings.Contains(page, `action="/requests/`+r.ID+`/extend"`) || !strings.Contains(page, `<label for="extend-`+r.ID+`">`) {
-		t.Fatalf("no extend form with a core that can extend\n%s", page)
-	}
-	resp := ec.post("/requests/"+r.ID+"/extend", url.Values{"csrf": {token}, "by": {"30m"}, "return": {"/access"}})
+	resp := c.post("/requests/"+r.ID+"/extend", url.Values{"csrf": {token}, "by": {"2m"}, "return": {"/access"}})
 	if resp.Status != http.StatusSeeOther {
 		t.Fatalf("extend: %d\n%s", resp.Status, resp.Body)
 	}
-	if by := <-core.extended; by != 30*time.Minute {
-		t.Errorf("extended by %s", by)
+	alice, _ := s.Svc.Policy().User("alice@example.com")
+	got, err := s.Svc.GetRequest(t.Context(), alice, r.ID)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if resp := ec.post("/requests/"+r.ID+"/extend", url.Values{"csrf": {token}, "by": {"-5m"}}); resp.Status != http.StatusBadRequest {
+	if got.State != ajar.StateActive || !got.ExpiresAt.Equal(r.ExpiresAt.Add(2*time.Minute)) {
+		t.Errorf("after extending by 2m: %s, expires %v (was %v)", got.State, got.ExpiresAt, r.ExpiresAt)
+	}
+	if resp := c.post("/requests/"+r.ID+"/extend", url.Values{"csrf": {token}, "by": {"-5m"}}); resp.Status != http.StatusBadRequest {
 		t.Errorf("a negative extension: %d", resp.Status)
 	}
 }
