@@ -68,10 +68,38 @@ type server struct {
 // until it serves. args are extra flags (e.g. --config FILE).
 func startServer(t testing.TB, dir string, args ...string) *server {
 	t.Helper()
+	return launch(t, dir, serveOpts{
+		bin:     bin,
+		args:    append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, args...),
+		env:     append(os.Environ(), "AJAR_MASTER_KEY="),
+		name:    "ajar serve",
+		timeout: 30 * time.Second,
+		cleanup: func(s *server) {
+			s.kill()
+			if t.Failed() {
+				t.Logf("server log:\n%s", s.logs())
+			}
+		},
+	})
+}
+
+// serveOpts says how launch runs "ajar serve".
+type serveOpts struct {
+	bin     string        // the ajar binary
+	args    []string      // its arguments, "serve" first
+	env     []string      // its whole environment
+	name    string        // what failure messages call it
+	timeout time.Duration // how long it may take to serve, in whole seconds
+	cleanup func(*server) // run when the test ends, even if it failed to start
+}
+
+// launch runs ajar serve as o says, with data in dir (which must hold the dev
+// tokens, i.e. --data dir), and waits until it serves and has written the tokens.
+func launch(t testing.TB, dir string, o serveOpts) *server {
+	t.Helper()
 	s := &server{t: t, Data: dir, exited: make(chan struct{})}
-	all := append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, args...)
-	s.cmd = exec.Command(bin, all...)
-	s.cmd.Env = append(os.Environ(), "AJAR_MASTER_KEY=")
+	s.cmd = exec.Command(o.bin, o.args...)
+	s.cmd.Env = o.env
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -98,18 +126,13 @@ func startServer(t testing.TB, dir string, args ...string) *server {
 		s.cmd.Wait()
 		close(s.exited)
 	}()
-	t.Cleanup(func() {
-		s.kill()
-		if t.Failed() {
-			t.Logf("server log:\n%s", s.logs())
-		}
-	})
+	t.Cleanup(func() { o.cleanup(s) })
 	select {
 	case s.URL = <-urlc:
 	case <-s.exited:
-		t.Fatalf("ajar serve exited before serving:\n%s", s.logs())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("ajar serve did not start in 30s:\n%s", s.logs())
+		t.Fatalf("%s exited before serving:\n%s", o.name, s.logs())
+	case <-time.After(o.timeout):
+		t.Fatalf("%s did not start in %ds:\n%s", o.name, int(o.timeout/time.Second), s.logs())
 	}
 	// The dev tokens are written after the listener opens.
 	deadline := time.Now().Add(10 * time.Second)

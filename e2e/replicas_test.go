@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -82,57 +81,20 @@ func startReplica(t testing.TB, name, config string, env ...string) *server {
 func startReplicaOf(t testing.TB, bin, name, config string, env ...string) *server {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
-	s := &server{t: t, Data: dir, exited: make(chan struct{})}
-	s.cmd = exec.Command(bin, "serve", "--config", config, "--dev", "--data", dir, "--listen", "127.0.0.1:0")
-	s.cmd.Env = append(append(os.Environ(), "AJAR_DATABASE_URL=", "AJAR_TEST_CLOCK_OFFSET="), env...)
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	urlc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			s.logMu.Lock()
-			s.log.WriteString(line + "\n")
-			s.logMu.Unlock()
-			if rest, ok := strings.CutPrefix(line, "ajar serving on "); ok {
-				u, _, _ := strings.Cut(rest, " ")
-				select {
-				case urlc <- u:
-				default:
-				}
+	return launch(t, dir, serveOpts{
+		bin:     bin,
+		args:    []string{"serve", "--config", config, "--dev", "--data", dir, "--listen", "127.0.0.1:0"},
+		env:     append(append(os.Environ(), "AJAR_DATABASE_URL=", "AJAR_TEST_CLOCK_OFFSET="), env...),
+		name:    "replica " + name,
+		timeout: 60 * time.Second,
+		cleanup: func(s *server) {
+			s.cmd.Process.Signal(syscall.SIGCONT) // in case the test failed while it was stopped
+			s.kill()
+			if t.Failed() {
+				t.Logf("replica %s log (last 8 KiB):\n%s", name, tail(s.logs(), 8<<10))
 			}
-		}
-		s.cmd.Wait()
-		close(s.exited)
-	}()
-	t.Cleanup(func() {
-		s.cmd.Process.Signal(syscall.SIGCONT) // in case the test failed while it was stopped
-		s.kill()
-		if t.Failed() {
-			t.Logf("replica %s log (last 8 KiB):\n%s", name, tail(s.logs(), 8<<10))
-		}
+		},
 	})
-	select {
-	case s.URL = <-urlc:
-	case <-s.exited:
-		t.Fatalf("replica %s exited before serving:\n%s", name, s.logs())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("replica %s did not start in 60s:\n%s", name, s.logs())
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for s.tokens = readTokens(filepath.Join(dir, "dev-tokens.env")); s.tokens == nil; s.tokens = readTokens(filepath.Join(dir, "dev-tokens.env")) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no dev tokens in %s:\n%s", dir, s.logs())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return s
 }
 
 func tail(s string, n int) string {

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/store/internal/sqlcodec"
 )
 
 // Defaults and bounds for list queries.
@@ -222,7 +223,7 @@ func (t *readTx) NextDue(ctx context.Context) (time.Time, bool, error) {
 	if s == nil {
 		return time.Time{}, false, nil
 	}
-	at, err := parseTime(*s)
+	at, err := sqlcodec.ParseTime(*s)
 	if err != nil {
 		return time.Time{}, false, t.fail(fmt.Errorf("postgres: next due: %w", err))
 	}
@@ -236,7 +237,7 @@ func (t *tx) CreateRequest(ctx context.Context, r *ajar.Request) error {
 	if r.ID == "" {
 		return ajar.FieldErrorf("id", "request id is required")
 	}
-	args, err := requestArgs(r)
+	args, err := sqlcodec.RequestArgs(r)
 	if err != nil {
 		return err
 	}
@@ -259,7 +260,7 @@ func (t *tx) UpdateRequest(ctx context.Context, r *ajar.Request) error {
 	if err := t.enter(ctx); err != nil {
 		return err
 	}
-	args, err := requestArgs(r)
+	args, err := sqlcodec.RequestArgs(r)
 	if err != nil {
 		return err
 	}
@@ -289,11 +290,11 @@ func (t *tx) ClaimDue(ctx context.Context, now, leaseUntil time.Time, limit int)
 	if limit <= 0 {
 		return nil, ajar.FieldErrorf("limit", "must be positive, got %d", limit)
 	}
-	nowS, err := formatTime("now", now)
+	nowS, err := sqlcodec.FormatTime("now", now)
 	if err != nil {
 		return nil, err
 	}
-	leaseS, err := formatTime("lease_until", leaseUntil)
+	leaseS, err := sqlcodec.FormatTime("lease_until", leaseUntil)
 	if err != nil {
 		return nil, err
 	}
@@ -334,26 +335,6 @@ func (t *tx) ClaimDue(ctx context.Context, now, leaseUntil time.Time, limit int)
 	return out, nil
 }
 
-// requestArgs encodes every column of r but id and version, in the order of
-// qUpdateRequest.
-func requestArgs(r *ajar.Request) ([]any, error) {
-	var e encoder
-	args := []any{
-		r.Target, r.Requester, r.Reason, r.Ticket, int64(r.Duration),
-		e.json("params", r.Params), r.Policy, string(r.State), string(r.EndReason),
-		e.time("created_at", r.CreatedAt), e.time("updated_at", r.UpdatedAt),
-		e.timePtr("start_at", r.StartAt), e.time("approval_deadline", r.ApprovalDeadline),
-		e.timePtr("activated_at", r.ActivatedAt), e.timePtr("expires_at", r.ExpiresAt),
-		e.timePtr("ended_at", r.EndedAt), e.json("approvals", r.Approvals),
-		e.json("grant", r.Handle), e.timePtr("next_at", r.NextAt),
-		int64(r.Attempts), r.LastError,
-	}
-	if e.err != nil {
-		return nil, e.err
-	}
-	return args, nil
-}
-
 func scanRequest(row pgx.Row) (*ajar.Request, error) { return scanRequestAfter(row) }
 
 // scanRequestAfter scans a request's columns after the given leading columns.
@@ -376,20 +357,20 @@ func scanRequestAfter(row pgx.Row, lead ...any) (*ajar.Request, error) {
 	r.Attempts = int(attempts)
 	r.State = ajar.State(state)
 	r.EndReason = ajar.EndReason(endReason)
-	var d decoder
-	r.CreatedAt = d.time(created)
-	r.UpdatedAt = d.time(updated)
-	r.StartAt = d.timePtr(startAt)
-	r.ApprovalDeadline = d.time(deadline)
-	r.ActivatedAt = d.timePtr(activated)
-	r.ExpiresAt = d.timePtr(expires)
-	r.EndedAt = d.timePtr(ended)
-	r.NextAt = d.timePtr(nx)
-	d.json(params, &r.Params)
-	d.json(approvals, &r.Approvals)
-	d.json(handle, &r.Handle)
-	if d.err != nil {
-		return nil, fmt.Errorf("decode request %s: %w", r.ID, d.err)
+	var d sqlcodec.Decoder
+	r.CreatedAt = d.Time(created)
+	r.UpdatedAt = d.Time(updated)
+	r.StartAt = d.TimePtr(startAt)
+	r.ApprovalDeadline = d.Time(deadline)
+	r.ActivatedAt = d.TimePtr(activated)
+	r.ExpiresAt = d.TimePtr(expires)
+	r.EndedAt = d.TimePtr(ended)
+	r.NextAt = d.TimePtr(nx)
+	d.JSON(params, &r.Params)
+	d.JSON(approvals, &r.Approvals)
+	d.JSON(handle, &r.Handle)
+	if d.Err != nil {
+		return nil, fmt.Errorf("decode request %s: %w", r.ID, d.Err)
 	}
 	return &r, nil
 }
@@ -474,16 +455,8 @@ func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEven
 	if err := t.enter(ctx); err != nil {
 		return ajar.AuditEvent{}, err
 	}
-	if e.Time.IsZero() {
-		return ajar.AuditEvent{}, ajar.FieldErrorf("time", "audit event time is required")
-	}
-	if y := e.Time.UTC().Year(); y < 0 || y > 9999 {
-		return ajar.AuditEvent{}, ajar.FieldErrorf("time", "year %d is out of range", y)
-	}
-	if len(e.Details) == 0 {
-		e.Details = nil
-	} else if !json.Valid(e.Details) {
-		return ajar.AuditEvent{}, ajar.FieldErrorf("details", "audit event details are not valid JSON")
+	if err := sqlcodec.CheckAuditEvent(&e); err != nil {
+		return ajar.AuditEvent{}, err
 	}
 	if err := t.lockHead(ctx); err != nil {
 		return ajar.AuditEvent{}, err
@@ -516,7 +489,7 @@ func (t *readTx) GetToken(ctx context.Context, hash []byte) (*ajar.Token, error)
 	} else if err != nil {
 		return nil, t.fail(mapError(err, "get token"))
 	}
-	if tok.CreatedAt, err = parseTime(created); err != nil {
+	if tok.CreatedAt, err = sqlcodec.ParseTime(created); err != nil {
 		return nil, t.fail(fmt.Errorf("postgres: get token: %w", err))
 	}
 	return &tok, nil
@@ -529,7 +502,7 @@ func (t *tx) CreateToken(ctx context.Context, tok ajar.Token) error {
 	if len(tok.Hash) == 0 {
 		return ajar.FieldErrorf("hash", "token hash is required")
 	}
-	created, err := formatTime("created_at", tok.CreatedAt)
+	created, err := sqlcodec.FormatTime("created_at", tok.CreatedAt)
 	if err != nil {
 		return err
 	}
@@ -612,7 +585,7 @@ func (t *readTx) FindSSHCerts(ctx context.Context, f ajar.SSHCertFilter) ([]ajar
 	}
 	b.WriteString(`SELECT ` + sshCertCols + ` FROM ssh_certs WHERE TRUE`)
 	if !f.ValidAfter.IsZero() {
-		after, err := formatTime("valid_after", f.ValidAfter)
+		after, err := sqlcodec.FormatTime("valid_after", f.ValidAfter)
 		if err != nil {
 			return nil, err
 		}
@@ -647,13 +620,13 @@ func (t *readTx) querySSHCerts(ctx context.Context, doing, query string, args ..
 			return nil, t.fail(mapError(err, doing))
 		}
 		c.Serial = uint64(serial)
-		var d decoder
-		c.ValidAfter = d.time(after)
-		c.ValidBefore = d.time(before)
-		c.IssuedAt = d.time(issued)
-		d.json(principals, &c.Principals)
-		if d.err != nil {
-			return nil, t.fail(fmt.Errorf("postgres: %s: serial %d: %w", doing, c.Serial, d.err))
+		var d sqlcodec.Decoder
+		c.ValidAfter = d.Time(after)
+		c.ValidBefore = d.Time(before)
+		c.IssuedAt = d.Time(issued)
+		d.JSON(principals, &c.Principals)
+		if d.Err != nil {
+			return nil, t.fail(fmt.Errorf("postgres: %s: serial %d: %w", doing, c.Serial, d.Err))
 		}
 		out = append(out, c)
 	}
@@ -667,14 +640,9 @@ func (t *tx) InsertSSHCert(ctx context.Context, c ajar.SSHCert) error {
 	if err := t.enter(ctx); err != nil {
 		return err
 	}
-	var e encoder
-	args := []any{
-		int64(c.Serial), c.RequestID, c.KeyID, e.json("principals", c.Principals), c.Fingerprint,
-		e.time("valid_after", c.ValidAfter), e.time("valid_before", c.ValidBefore), e.time("issued_at", c.IssuedAt),
-		c.PublicKey,
-	}
-	if e.err != nil {
-		return e.err
+	args, err := sqlcodec.SSHCertArgs(c)
+	if err != nil {
+		return err
 	}
 	if err := t.lockHead(ctx); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/store/internal/sqlcodec"
 )
 
 // The notification outbox, review tasks and extensions (migration 0003).
@@ -33,12 +34,12 @@ func scanNotification(row pgx.Row) (ajar.Notification, error) {
 	}
 	n.Attempts = int(attempts)
 	n.State = ajar.NotificationState(state)
-	var d decoder
-	n.CreatedAt = d.time(created)
-	n.NextAt = d.time(next)
-	n.DoneAt = d.timePtr(done)
-	if d.err != nil {
-		return n, fmt.Errorf("decode notification %d: %w", n.ID, d.err)
+	var d sqlcodec.Decoder
+	n.CreatedAt = d.Time(created)
+	n.NextAt = d.Time(next)
+	n.DoneAt = d.TimePtr(done)
+	if d.Err != nil {
+		return n, fmt.Errorf("decode notification %d: %w", n.ID, d.Err)
 	}
 	return n, nil
 }
@@ -126,35 +127,20 @@ func (t *tx) EnqueueNotification(ctx context.Context, n *ajar.Notification) (boo
 	if err := t.enter(ctx); err != nil {
 		return false, err
 	}
-	if n.Sink == "" {
-		return false, ajar.FieldErrorf("sink", "notification sink is required")
-	}
-	if !jsonValid(n.Event) {
-		return false, ajar.FieldErrorf("event", "notification event is not valid JSON")
-	}
-	next := n.NextAt
-	if next.IsZero() {
-		next = n.CreatedAt
-	}
-	var e encoder
-	created, nextS := e.time("created_at", n.CreatedAt), e.time("next_at", next)
-	if e.err != nil {
-		return false, e.err
-	}
-	var key any
-	if n.Key != "" {
-		key = n.Key
+	args, next, err := sqlcodec.NewNotificationArgs(n)
+	if err != nil {
+		return false, err
 	}
 	// The id sequence is read under the head lock: ids in commit order.
 	if err := t.lockHead(ctx); err != nil {
 		return false, err
 	}
 	var id int64
-	err := t.q.QueryRow(ctx, `INSERT INTO notifications
+	err = t.q.QueryRow(ctx, `INSERT INTO notifications
 		(sink, key, event, created_at, next_at, attempts, last_error, state, done_at, version)
 		VALUES ($1, $2, $3, $4, $5, 0, '', 'pending', NULL, 1)
 		ON CONFLICT (sink, key) WHERE key IS NOT NULL DO NOTHING
-		RETURNING id`, n.Sink, key, []byte(n.Event), created, nextS).Scan(&id)
+		RETURNING id`, args...).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil // the key is taken
 	} else if err != nil {
@@ -174,10 +160,10 @@ func (t *tx) UpdateNotification(ctx context.Context, n *ajar.Notification) error
 	default:
 		return ajar.FieldErrorf("state", "unknown notification state %q", n.State)
 	}
-	var e encoder
-	next, done := e.time("next_at", n.NextAt), e.timePtr("done_at", n.DoneAt)
-	if e.err != nil {
-		return e.err
+	var e sqlcodec.Encoder
+	next, done := e.Time("next_at", n.NextAt), e.TimePtr("done_at", n.DoneAt)
+	if e.Err != nil {
+		return e.Err
 	}
 	if err := t.lockHead(ctx); err != nil {
 		return err
@@ -212,7 +198,7 @@ func (t *tx) PruneNotifications(ctx context.Context, before time.Time, limit int
 	if limit <= 0 {
 		return 0, ajar.FieldErrorf("limit", "must be positive, got %d", limit)
 	}
-	b, err := formatTime("before", before)
+	b, err := sqlcodec.FormatTime("before", before)
 	if err != nil {
 		return 0, err
 	}
@@ -238,11 +224,11 @@ func scanReview(row pgx.Row) (ajar.ReviewTask, error) {
 	if err := row.Scan(&r.RequestID, &r.Kind, &r.Requester, &r.Target, &r.Reason, &opened, &closed, &r.ClosedBy, &r.Comment); err != nil {
 		return r, err
 	}
-	var d decoder
-	r.OpenedAt = d.time(opened)
-	r.ClosedAt = d.timePtr(closed)
-	if d.err != nil {
-		return r, fmt.Errorf("decode review %s: %w", r.RequestID, d.err)
+	var d sqlcodec.Decoder
+	r.OpenedAt = d.Time(opened)
+	r.ClosedAt = d.TimePtr(closed)
+	if d.Err != nil {
+		return r, fmt.Errorf("decode review %s: %w", r.RequestID, d.Err)
 	}
 	return r, nil
 }
@@ -312,7 +298,7 @@ func (t *tx) CreateReview(ctx context.Context, r ajar.ReviewTask) error {
 	if r.ClosedAt != nil {
 		return ajar.FieldErrorf("closed_at", "a new review is open")
 	}
-	opened, err := formatTime("opened_at", r.OpenedAt)
+	opened, err := sqlcodec.FormatTime("opened_at", r.OpenedAt)
 	if err != nil {
 		return err
 	}
@@ -334,7 +320,7 @@ func (t *tx) CloseReview(ctx context.Context, requestID, closedBy, comment strin
 	if err := t.enter(ctx); err != nil {
 		return err
 	}
-	closed, err := formatTime("closed_at", at)
+	closed, err := sqlcodec.FormatTime("closed_at", at)
 	if err != nil {
 		return err
 	}
@@ -390,12 +376,12 @@ func (t *readTx) ListExtensions(ctx context.Context, requestID string) ([]ajar.E
 		e.Seq = int(seq)
 		e.By = time.Duration(by)
 		e.State = ajar.ExtensionState(state)
-		var d decoder
-		e.RequestedAt = d.time(requested)
-		e.DecidedAt = d.timePtr(decided)
-		d.json(approvals, &e.Approvals)
-		if d.err != nil {
-			return nil, t.fail(fmt.Errorf("postgres: list extensions: %s/%d: %w", e.RequestID, e.Seq, d.err))
+		var d sqlcodec.Decoder
+		e.RequestedAt = d.Time(requested)
+		e.DecidedAt = d.TimePtr(decided)
+		d.JSON(approvals, &e.Approvals)
+		if d.Err != nil {
+			return nil, t.fail(fmt.Errorf("postgres: list extensions: %s/%d: %w", e.RequestID, e.Seq, d.Err))
 		}
 		out = append(out, e)
 	}
@@ -409,21 +395,16 @@ func (t *tx) CreateExtension(ctx context.Context, x *ajar.Extension) error {
 	if err := t.enter(ctx); err != nil {
 		return err
 	}
-	if x.RequestID == "" {
-		return ajar.FieldErrorf("request_id", "is required")
-	}
-	var e encoder
-	args := []any{int64(x.By), x.Reason, x.RequestedBy, e.time("requested_at", x.RequestedAt), string(x.State),
-		e.json("approvals", x.Approvals), e.timePtr("decided_at", x.DecidedAt)}
-	if e.err != nil {
-		return e.err
+	args, err := sqlcodec.NewExtensionArgs(x)
+	if err != nil {
+		return err
 	}
 	// Under the head lock no other writer can take the same next seq.
 	if err := t.lockHead(ctx); err != nil {
 		return err
 	}
 	var seq int64
-	err := t.q.QueryRow(ctx, `INSERT INTO extensions (`+extensionCols+`)
+	err = t.q.QueryRow(ctx, `INSERT INTO extensions (`+extensionCols+`)
 		SELECT $1, coalesce(max(seq), 0) + 1, $2, $3, $4, $5, $6, $7, $8, 1 FROM extensions WHERE request_id = $1
 		ON CONFLICT (request_id, seq) DO NOTHING
 		RETURNING seq`, append([]any{x.RequestID}, args...)...).Scan(&seq)
@@ -440,10 +421,10 @@ func (t *tx) UpdateExtension(ctx context.Context, x *ajar.Extension) error {
 	if err := t.enter(ctx); err != nil {
 		return err
 	}
-	var e encoder
-	approvals, decided := e.json("approvals", x.Approvals), e.timePtr("decided_at", x.DecidedAt)
-	if e.err != nil {
-		return e.err
+	var e sqlcodec.Encoder
+	approvals, decided := e.JSON("approvals", x.Approvals), e.TimePtr("decided_at", x.DecidedAt)
+	if e.Err != nil {
+		return e.Err
 	}
 	if err := t.lockHead(ctx); err != nil {
 		return err

@@ -405,11 +405,15 @@ func (s *Store) View(ctx context.Context, fn func(ajar.ReadTx) error) error {
 	}
 	defer sqlTx.Rollback()
 	t := &readTx{now: s.now().UTC(), q: sqlTx, stmt: func(ctx context.Context, query string) (*sql.Stmt, error) {
-		st, err := s.rstmts.get(ctx, s.readDB, query)
-		if err != nil {
-			return nil, err
+		if st := s.rstmts.lookup(query); st != nil {
+			return sqlTx.StmtContext(ctx, st), nil
 		}
-		return sqlTx.StmtContext(ctx, st), nil
+		// Preparing on the pool would need a second connection while this
+		// transaction holds one: with every read connection held by a View
+		// doing the same, nothing could move. Prepare on this transaction now,
+		// and for the cache in the background, holding no connection.
+		s.rstmts.prepareLater(s.readDB, query)
+		return sqlTx.PrepareContext(ctx, query)
 	}}
 	defer t.done.Store(true)
 	return fn(t)
@@ -421,8 +425,48 @@ func (s *Store) writeStmt(ctx context.Context, query string) (*sql.Stmt, error) 
 
 // stmtCache holds prepared statements for the fixed queries, keyed by their text.
 type stmtCache struct {
-	mu sync.Mutex
-	m  map[string]*sql.Stmt
+	mu      sync.Mutex
+	m       map[string]*sql.Stmt
+	pending map[string]bool
+	closed  bool
+}
+
+// lookup returns the cached statement for query, or nil.
+func (c *stmtCache) lookup(query string) *sql.Stmt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[query]
+}
+
+// prepareLater prepares query on db in the background (once) and caches it. The
+// caller may hold one of db's connections: this never waits for another one.
+func (c *stmtCache) prepareLater(db *sql.DB, query string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.pending[query] || c.m[query] != nil {
+		return
+	}
+	if c.pending == nil {
+		c.pending = make(map[string]bool)
+	}
+	c.pending[query] = true
+	go func() {
+		st, err := db.PrepareContext(context.Background(), query)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.pending, query)
+		if err != nil {
+			return
+		}
+		if c.closed {
+			st.Close()
+			return
+		}
+		if c.m == nil {
+			c.m = make(map[string]*sql.Stmt)
+		}
+		c.m[query] = st
+	}()
 }
 
 type preparer interface {
@@ -453,4 +497,5 @@ func (c *stmtCache) close() {
 		st.Close()
 	}
 	c.m = nil
+	c.closed = true
 }

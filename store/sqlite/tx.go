@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/store/internal/sqlcodec"
 )
 
 // Defaults and bounds for list queries.
@@ -220,7 +221,7 @@ func (t *readTx) NextDue(ctx context.Context) (time.Time, bool, error) {
 	if !s.Valid {
 		return time.Time{}, false, nil
 	}
-	at, err := parseTime(s.String)
+	at, err := sqlcodec.ParseTime(s.String)
 	if err != nil {
 		return time.Time{}, false, t.fail(fmt.Errorf("sqlite: next due: %w", err))
 	}
@@ -235,7 +236,7 @@ func (t *tx) CreateRequest(ctx context.Context, r *ajar.Request) error {
 	if r.ID == "" {
 		return ajar.FieldErrorf("id", "request id is required")
 	}
-	args, err := requestArgs(r)
+	args, err := sqlcodec.RequestArgs(r)
 	if err != nil {
 		return err
 	}
@@ -259,7 +260,7 @@ func (t *tx) UpdateRequest(ctx context.Context, r *ajar.Request) error {
 	if err != nil {
 		return err
 	}
-	args, err := requestArgs(r)
+	args, err := sqlcodec.RequestArgs(r)
 	if err != nil {
 		return err
 	}
@@ -301,11 +302,11 @@ func (t *tx) ClaimDue(ctx context.Context, now, leaseUntil time.Time, limit int)
 	if limit <= 0 {
 		return nil, ajar.FieldErrorf("limit", "must be positive, got %d", limit)
 	}
-	nowS, err := formatTime("now", now)
+	nowS, err := sqlcodec.FormatTime("now", now)
 	if err != nil {
 		return nil, err
 	}
-	leaseS, err := formatTime("lease_until", leaseUntil)
+	leaseS, err := sqlcodec.FormatTime("lease_until", leaseUntil)
 	if err != nil {
 		return nil, err
 	}
@@ -346,26 +347,6 @@ func (t *tx) ClaimDue(ctx context.Context, now, leaseUntil time.Time, limit int)
 	return due, nil
 }
 
-// requestArgs encodes every column of r but id and version, in the order of
-// qUpdateRequest.
-func requestArgs(r *ajar.Request) ([]any, error) {
-	var e encoder
-	args := []any{
-		r.Target, r.Requester, r.Reason, r.Ticket, int64(r.Duration),
-		e.json("params", r.Params), r.Policy, string(r.State), string(r.EndReason),
-		e.time("created_at", r.CreatedAt), e.time("updated_at", r.UpdatedAt),
-		e.timePtr("start_at", r.StartAt), e.time("approval_deadline", r.ApprovalDeadline),
-		e.timePtr("activated_at", r.ActivatedAt), e.timePtr("expires_at", r.ExpiresAt),
-		e.timePtr("ended_at", r.EndedAt), e.json("approvals", r.Approvals),
-		e.json("grant", r.Handle), e.timePtr("next_at", r.NextAt),
-		int64(r.Attempts), r.LastError,
-	}
-	if e.err != nil {
-		return nil, e.err
-	}
-	return args, nil
-}
-
 type scanner interface{ Scan(dest ...any) error }
 
 func scanRequest(sc scanner) (*ajar.Request, error) {
@@ -386,19 +367,19 @@ func scanRequest(sc scanner) (*ajar.Request, error) {
 	r.State = ajar.State(state)
 	r.EndReason = ajar.EndReason(endReason)
 	var d decoder
-	r.CreatedAt = d.time(created)
-	r.UpdatedAt = d.time(updated)
-	r.StartAt = d.timePtr(startAt)
-	r.ApprovalDeadline = d.time(deadline)
-	r.ActivatedAt = d.timePtr(activated)
-	r.ExpiresAt = d.timePtr(expires)
-	r.EndedAt = d.timePtr(ended)
-	r.NextAt = d.timePtr(nx)
-	d.json(params, &r.Params)
-	d.json(approvals, &r.Approvals)
-	d.json(handle, &r.Handle)
-	if d.err != nil {
-		return nil, fmt.Errorf("decode request %s: %w", r.ID, d.err)
+	r.CreatedAt = d.Time(created)
+	r.UpdatedAt = d.Time(updated)
+	r.StartAt = d.nullTime(startAt)
+	r.ApprovalDeadline = d.Time(deadline)
+	r.ActivatedAt = d.nullTime(activated)
+	r.ExpiresAt = d.nullTime(expires)
+	r.EndedAt = d.nullTime(ended)
+	r.NextAt = d.nullTime(nx)
+	d.JSON(params, &r.Params)
+	d.JSON(approvals, &r.Approvals)
+	d.JSON(handle, &r.Handle)
+	if d.Err != nil {
+		return nil, fmt.Errorf("decode request %s: %w", r.ID, d.Err)
 	}
 	return &r, nil
 }
@@ -503,16 +484,8 @@ func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEven
 	if err != nil {
 		return ajar.AuditEvent{}, err
 	}
-	if e.Time.IsZero() {
-		return ajar.AuditEvent{}, ajar.FieldErrorf("time", "audit event time is required")
-	}
-	if y := e.Time.UTC().Year(); y < 0 || y > 9999 {
-		return ajar.AuditEvent{}, ajar.FieldErrorf("time", "year %d is out of range", y)
-	}
-	if len(e.Details) == 0 {
-		e.Details = nil
-	} else if !jsonValid(e.Details) {
-		return ajar.AuditEvent{}, ajar.FieldErrorf("details", "audit event details are not valid JSON")
+	if err := sqlcodec.CheckAuditEvent(&e); err != nil {
+		return ajar.AuditEvent{}, err
 	}
 	// The hash covers the UTC text of the time; keep exactly that time.
 	e.Time = e.Time.UTC()
@@ -553,7 +526,7 @@ func (t *readTx) GetToken(ctx context.Context, hash []byte) (*ajar.Token, error)
 	} else if err != nil {
 		return nil, t.fail(fmt.Errorf("sqlite: get token: %w", err))
 	}
-	if tok.CreatedAt, err = parseTime(created); err != nil {
+	if tok.CreatedAt, err = sqlcodec.ParseTime(created); err != nil {
 		return nil, t.fail(fmt.Errorf("sqlite: get token: %w", err))
 	}
 	return &tok, nil
@@ -567,7 +540,7 @@ func (t *tx) CreateToken(ctx context.Context, tok ajar.Token) error {
 	if len(tok.Hash) == 0 {
 		return ajar.FieldErrorf("hash", "token hash is required")
 	}
-	created, err := formatTime("created_at", tok.CreatedAt)
+	created, err := sqlcodec.FormatTime("created_at", tok.CreatedAt)
 	if err != nil {
 		return err
 	}
@@ -669,7 +642,7 @@ func (t *readTx) FindSSHCerts(ctx context.Context, f ajar.SSHCertFilter) ([]ajar
 	}
 	b.WriteString(` WHERE TRUE`)
 	if !f.ValidAfter.IsZero() {
-		after, err := formatTime("valid_after", f.ValidAfter)
+		after, err := sqlcodec.FormatTime("valid_after", f.ValidAfter)
 		if err != nil {
 			return nil, err
 		}
@@ -711,12 +684,12 @@ func scanSSHCerts(rows *sql.Rows) ([]ajar.SSHCert, error) {
 		}
 		c.Serial = uint64(serial)
 		var d decoder
-		c.ValidAfter = d.time(after)
-		c.ValidBefore = d.time(before)
-		c.IssuedAt = d.time(issued)
-		d.json(principals, &c.Principals)
-		if d.err != nil {
-			return nil, fmt.Errorf("serial %d: %w", c.Serial, d.err)
+		c.ValidAfter = d.Time(after)
+		c.ValidBefore = d.Time(before)
+		c.IssuedAt = d.Time(issued)
+		d.JSON(principals, &c.Principals)
+		if d.Err != nil {
+			return nil, fmt.Errorf("serial %d: %w", c.Serial, d.Err)
 		}
 		out = append(out, c)
 	}
@@ -728,14 +701,9 @@ func (t *tx) InsertSSHCert(ctx context.Context, c ajar.SSHCert) error {
 	if err != nil {
 		return err
 	}
-	var e encoder
-	args := []any{
-		int64(c.Serial), c.RequestID, c.KeyID, e.json("principals", c.Principals), c.Fingerprint,
-		e.time("valid_after", c.ValidAfter), e.time("valid_before", c.ValidBefore), e.time("issued_at", c.IssuedAt),
-		c.PublicKey,
-	}
-	if e.err != nil {
-		return e.err
+	args, err := sqlcodec.SSHCertArgs(c)
+	if err != nil {
+		return err
 	}
 	st, err := t.prepared(ctx, `INSERT INTO ssh_certs (`+sshCertCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/store/internal/sqlcodec"
 )
 
 // The notification outbox, review tasks and extensions (migration 0003).
@@ -29,11 +30,11 @@ func scanNotification(sc scanner) (ajar.Notification, error) {
 	n.Key = key.String
 	n.State = ajar.NotificationState(state)
 	var d decoder
-	n.CreatedAt = d.time(created)
-	n.NextAt = d.time(next)
-	n.DoneAt = d.timePtr(done)
-	if d.err != nil {
-		return n, fmt.Errorf("decode notification %d: %w", n.ID, d.err)
+	n.CreatedAt = d.Time(created)
+	n.NextAt = d.Time(next)
+	n.DoneAt = d.nullTime(done)
+	if d.Err != nil {
+		return n, fmt.Errorf("decode notification %d: %w", n.ID, d.Err)
 	}
 	return n, nil
 }
@@ -128,24 +129,9 @@ func (t *tx) EnqueueNotification(ctx context.Context, n *ajar.Notification) (boo
 	if err != nil {
 		return false, err
 	}
-	if n.Sink == "" {
-		return false, ajar.FieldErrorf("sink", "notification sink is required")
-	}
-	if !jsonValid(n.Event) {
-		return false, ajar.FieldErrorf("event", "notification event is not valid JSON")
-	}
-	next := n.NextAt
-	if next.IsZero() {
-		next = n.CreatedAt
-	}
-	var e encoder
-	created, nextS := e.time("created_at", n.CreatedAt), e.time("next_at", next)
-	if e.err != nil {
-		return false, e.err
-	}
-	var key any
-	if n.Key != "" {
-		key = n.Key
+	args, next, err := sqlcodec.NewNotificationArgs(n)
+	if err != nil {
+		return false, err
 	}
 	// ON CONFLICT DO NOTHING covers only the (sink, key) index: id is chosen by
 	// SQLite and cannot clash.
@@ -156,7 +142,7 @@ func (t *tx) EnqueueNotification(ctx context.Context, n *ajar.Notification) (boo
 	if err != nil {
 		return false, err
 	}
-	res, err := st.ExecContext(ctx, n.Sink, key, []byte(n.Event), created, nextS)
+	res, err := st.ExecContext(ctx, args...)
 	if err != nil {
 		return false, t.fail(fmt.Errorf("sqlite: enqueue notification: %w", err))
 	}
@@ -184,10 +170,10 @@ func (t *tx) UpdateNotification(ctx context.Context, n *ajar.Notification) error
 	default:
 		return ajar.FieldErrorf("state", "unknown notification state %q", n.State)
 	}
-	var e encoder
-	next, done := e.time("next_at", n.NextAt), e.timePtr("done_at", n.DoneAt)
-	if e.err != nil {
-		return e.err
+	var e sqlcodec.Encoder
+	next, done := e.Time("next_at", n.NextAt), e.TimePtr("done_at", n.DoneAt)
+	if e.Err != nil {
+		return e.Err
 	}
 	st, err := t.prepared(ctx, `UPDATE notifications SET next_at = ?, attempts = ?, last_error = ?,
 		state = ?, done_at = ?, version = version + 1 WHERE id = ? AND version = ?`)
@@ -224,7 +210,7 @@ func (t *tx) PruneNotifications(ctx context.Context, before time.Time, limit int
 	if limit <= 0 {
 		return 0, ajar.FieldErrorf("limit", "must be positive, got %d", limit)
 	}
-	b, err := formatTime("before", before)
+	b, err := sqlcodec.FormatTime("before", before)
 	if err != nil {
 		return 0, err
 	}
@@ -252,10 +238,10 @@ func scanReview(sc scanner) (ajar.ReviewTask, error) {
 		return r, err
 	}
 	var d decoder
-	r.OpenedAt = d.time(opened)
-	r.ClosedAt = d.timePtr(closed)
-	if d.err != nil {
-		return r, fmt.Errorf("decode review %s: %w", r.RequestID, d.err)
+	r.OpenedAt = d.Time(opened)
+	r.ClosedAt = d.nullTime(closed)
+	if d.Err != nil {
+		return r, fmt.Errorf("decode review %s: %w", r.RequestID, d.Err)
 	}
 	return r, nil
 }
@@ -337,7 +323,7 @@ func (t *tx) CreateReview(ctx context.Context, r ajar.ReviewTask) error {
 	if r.ClosedAt != nil {
 		return ajar.FieldErrorf("closed_at", "a new review is open")
 	}
-	opened, err := formatTime("opened_at", r.OpenedAt)
+	opened, err := sqlcodec.FormatTime("opened_at", r.OpenedAt)
 	if err != nil {
 		return err
 	}
@@ -359,7 +345,7 @@ func (t *tx) CloseReview(ctx context.Context, requestID, closedBy, comment strin
 	if err != nil {
 		return err
 	}
-	closed, err := formatTime("closed_at", at)
+	closed, err := sqlcodec.FormatTime("closed_at", at)
 	if err != nil {
 		return err
 	}
@@ -422,11 +408,11 @@ func (t *readTx) ListExtensions(ctx context.Context, requestID string) ([]ajar.E
 		e.By = time.Duration(by)
 		e.State = ajar.ExtensionState(state)
 		var d decoder
-		e.RequestedAt = d.time(requested)
-		e.DecidedAt = d.timePtr(decided)
-		d.json(approvals, &e.Approvals)
-		if d.err != nil {
-			return nil, t.fail(fmt.Errorf("sqlite: list extensions: %s/%d: %w", e.RequestID, e.Seq, d.err))
+		e.RequestedAt = d.Time(requested)
+		e.DecidedAt = d.nullTime(decided)
+		d.JSON(approvals, &e.Approvals)
+		if d.Err != nil {
+			return nil, t.fail(fmt.Errorf("sqlite: list extensions: %s/%d: %w", e.RequestID, e.Seq, d.Err))
 		}
 		out = append(out, e)
 	}
@@ -441,14 +427,9 @@ func (t *tx) CreateExtension(ctx context.Context, x *ajar.Extension) error {
 	if err != nil {
 		return err
 	}
-	if x.RequestID == "" {
-		return ajar.FieldErrorf("request_id", "is required")
-	}
-	var e encoder
-	args := []any{int64(x.By), x.Reason, x.RequestedBy, e.time("requested_at", x.RequestedAt), string(x.State),
-		e.json("approvals", x.Approvals), e.timePtr("decided_at", x.DecidedAt)}
-	if e.err != nil {
-		return e.err
+	args, err := sqlcodec.NewExtensionArgs(x)
+	if err != nil {
+		return err
 	}
 	var seq int
 	if err := t.q.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) + 1 FROM extensions WHERE request_id = ?`, x.RequestID).Scan(&seq); err != nil {
@@ -473,10 +454,10 @@ func (t *tx) UpdateExtension(ctx context.Context, x *ajar.Extension) error {
 	if err != nil {
 		return err
 	}
-	var e encoder
-	approvals, decided := e.json("approvals", x.Approvals), e.timePtr("decided_at", x.DecidedAt)
-	if e.err != nil {
-		return e.err
+	var e sqlcodec.Encoder
+	approvals, decided := e.JSON("approvals", x.Approvals), e.TimePtr("decided_at", x.DecidedAt)
+	if e.Err != nil {
+		return e.Err
 	}
 	st, err := t.prepared(ctx, `UPDATE extensions SET state = ?, approvals = ?, decided_at = ?, version = version + 1
 		WHERE request_id = ? AND seq = ? AND version = ?`)
