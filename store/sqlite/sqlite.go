@@ -429,6 +429,7 @@ type stmtCache struct {
 	m       map[string]*sql.Stmt
 	pending map[string]bool
 	closed  bool
+	wg      sync.WaitGroup // background prepares, waited for by close
 }
 
 // lookup returns the cached statement for query, or nil.
@@ -450,7 +451,9 @@ func (c *stmtCache) prepareLater(db *sql.DB, query string) {
 		c.pending = make(map[string]bool)
 	}
 	c.pending[query] = true
+	c.wg.Add(1)
 	go func() {
+		defer c.wg.Done()
 		st, err := db.PrepareContext(context.Background(), query)
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -490,12 +493,15 @@ func (c *stmtCache) get(ctx context.Context, p preparer, query string) (*sql.Stm
 	return st, nil
 }
 
+// close closes the cached statements and waits for background prepares, so
+// nothing touches the database after the store is closed.
 func (c *stmtCache) close() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, st := range c.m {
 		st.Close()
 	}
 	c.m = nil
 	c.closed = true
+	c.mu.Unlock()
+	c.wg.Wait()
 }
