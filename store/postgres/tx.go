@@ -375,17 +375,13 @@ func scanRequestAfter(row pgx.Row, lead ...any) (*ajar.Request, error) {
 	return &r, nil
 }
 
+// collect reads every row with scan, then closes rows.
+func collect[T any](rows pgx.Rows, scan func(pgx.Row) (T, error)) ([]T, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (T, error) { return scan(r) })
+}
+
 func scanRequests(rows pgx.Rows) ([]*ajar.Request, error) {
-	defer rows.Close()
-	var out []*ajar.Request
-	for rows.Next() {
-		r, err := scanRequest(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(rows, scanRequest)
 }
 
 // Audit log.

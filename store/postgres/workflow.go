@@ -84,16 +84,8 @@ func (t *readTx) ListNotifications(ctx context.Context, f ajar.NotificationFilte
 	if err != nil {
 		return nil, t.fail(mapError(err, "list notifications"))
 	}
-	defer rows.Close()
-	var out []ajar.Notification
-	for rows.Next() {
-		n, err := scanNotification(rows)
-		if err != nil {
-			return nil, t.fail(mapError(err, "list notifications"))
-		}
-		out = append(out, n)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collect(rows, scanNotification)
+	if err != nil {
 		return nil, t.fail(mapError(err, "list notifications"))
 	}
 	return out, nil
@@ -262,16 +254,8 @@ func (t *readTx) ListReviews(ctx context.Context, f ajar.ReviewFilter) ([]ajar.R
 	if err != nil {
 		return nil, t.fail(mapError(err, "list reviews"))
 	}
-	defer rows.Close()
-	var out []ajar.ReviewTask
-	for rows.Next() {
-		r, err := scanReview(rows)
-		if err != nil {
-			return nil, t.fail(mapError(err, "list reviews"))
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collect(rows, scanReview)
+	if err != nil {
 		return nil, t.fail(mapError(err, "list reviews"))
 	}
 	return out, nil

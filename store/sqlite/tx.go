@@ -384,17 +384,22 @@ func scanRequest(sc scanner) (*ajar.Request, error) {
 	return &r, nil
 }
 
-func scanRequests(rows *sql.Rows) ([]*ajar.Request, error) {
+// collect reads every row with scan, then closes rows.
+func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
 	defer rows.Close()
-	var out []*ajar.Request
+	var out []T
 	for rows.Next() {
-		r, err := scanRequest(rows)
+		v, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, r)
+		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+func scanRequests(rows *sql.Rows) ([]*ajar.Request, error) {
+	return collect(rows, scanRequest)
 }
 
 // Audit log.

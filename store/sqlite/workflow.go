@@ -84,16 +84,8 @@ func (t *readTx) ListNotifications(ctx context.Context, f ajar.NotificationFilte
 	if err != nil {
 		return nil, t.fail(fmt.Errorf("sqlite: list notifications: %w", err))
 	}
-	defer rows.Close()
-	var out []ajar.Notification
-	for rows.Next() {
-		n, err := scanNotification(rows)
-		if err != nil {
-			return nil, t.fail(fmt.Errorf("sqlite: list notifications: %w", err))
-		}
-		out = append(out, n)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collect(rows, scanNotification)
+	if err != nil {
 		return nil, t.fail(fmt.Errorf("sqlite: list notifications: %w", err))
 	}
 	return out, nil
@@ -285,16 +277,8 @@ func (t *readTx) ListReviews(ctx context.Context, f ajar.ReviewFilter) ([]ajar.R
 	if err != nil {
 		return nil, t.fail(fmt.Errorf("sqlite: list reviews: %w", err))
 	}
-	defer rows.Close()
-	var out []ajar.ReviewTask
-	for rows.Next() {
-		r, err := scanReview(rows)
-		if err != nil {
-			return nil, t.fail(fmt.Errorf("sqlite: list reviews: %w", err))
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collect(rows, scanReview)
+	if err != nil {
 		return nil, t.fail(fmt.Errorf("sqlite: list reviews: %w", err))
 	}
 	return out, nil
