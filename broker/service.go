@@ -224,11 +224,8 @@ func validateCreate(in CreateInput) (time.Duration, error) {
 			return 0, ajar.FieldErrorf("duration", "must be positive")
 		}
 	}
-	if len(in.Reason) > maxReasonLen {
-		return 0, ajar.FieldErrorf("reason", "longer than %d characters", maxReasonLen)
-	}
-	if len(in.Ticket) > maxTicketLen {
-		return 0, ajar.FieldErrorf("ticket", "longer than %d characters", maxTicketLen)
+	if err := checkCreateText(in); err != nil { // input.go
+		return 0, err
 	}
 	if len(in.Params) > maxParams {
 		return 0, ajar.FieldErrorf("params", "at most %d parameters", maxParams)
@@ -495,8 +492,8 @@ func transition(r *ajar.Request, to ajar.State, now time.Time) error {
 // someone who is not an approver of the current step. When the last step's count is
 // met the request is approved and, if due, granted before Approve returns.
 func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) (*ajar.Request, error) {
-	if len(comment) > maxCommentLen {
-		return nil, ajar.FieldErrorf("comment", "longer than %d characters", maxCommentLen)
+	if err := checkComment("comment", comment); err != nil {
+		return nil, err
 	}
 	var heldAt time.Time
 	extended := false
@@ -570,8 +567,8 @@ func (s *Service) Deny(ctx context.Context, u ajar.User, id, reason string) (*aj
 	if strings.TrimSpace(reason) == "" {
 		return nil, ajar.FieldErrorf("reason", "a reason is required to deny")
 	}
-	if len(reason) > maxCommentLen {
-		return nil, ajar.FieldErrorf("reason", "longer than %d characters", maxCommentLen)
+	if err := checkComment("reason", reason); err != nil {
+		return nil, err
 	}
 	return s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
 		now := tx.Now()

@@ -86,8 +86,8 @@ func (s *Service) Extend(ctx context.Context, u ajar.User, id string, in ExtendI
 	if by <= 0 {
 		return nil, ajar.FieldErrorf("by", "must be positive")
 	}
-	if len(in.Reason) > maxReasonLen {
-		return nil, ajar.FieldErrorf("reason", "longer than %d characters", maxReasonLen)
+	if err := ajar.CheckLines("reason", in.Reason, maxReasonLen); err != nil {
+		return nil, err
 	}
 	var out ExtendOutput
 	applied := false
@@ -437,8 +437,8 @@ func (s *Service) CloseReview(ctx context.Context, u ajar.User, id, comment stri
 	if strings.TrimSpace(comment) == "" {
 		return nil, ajar.FieldErrorf("comment", "a comment is required to close a review: what was checked")
 	}
-	if len(comment) > maxCommentLen {
-		return nil, ajar.FieldErrorf("comment", "longer than %d characters", maxCommentLen)
+	if err := checkComment("comment", comment); err != nil {
+		return nil, err
 	}
 	if !s.pol.IsAdmin(u) {
 		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only admins can close reviews")
