@@ -163,8 +163,13 @@ func (s *Service) CreateToken(ctx context.Context, userID, name string) (string,
 // CreateToken is Service.CreateToken without a running service, for
 // "ajar token create" on the server's host.
 func CreateToken(ctx context.Context, st ajar.Store, pol *policy.Policy, userID, name string) (string, error) {
-	if _, ok := pol.User(userID); !ok {
+	u, ok := pol.User(userID)
+	if !ok {
 		return "", ajar.FieldErrorf("user", "no user %q in the policy file", userID)
+	}
+	userID = u.ID // the canonical id
+	if err := ajar.CheckText("name", name, 100); err != nil {
+		return "", err
 	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -370,7 +375,7 @@ func (s *Service) getRequest(ctx context.Context, id string) (*ajar.Request, err
 
 // canSee reports whether u may read r: its requester, an admin, or one of its approvers.
 func (s *Service) canSee(u ajar.User, r *ajar.Request) bool {
-	if r.Requester == u.ID || s.pol.IsAdmin(u) {
+	if ajar.SameUser(r.Requester, u.ID) || s.pol.IsAdmin(u) {
 		return true
 	}
 	rule, ok := s.pol.Rule(r.Policy)
@@ -511,7 +516,7 @@ func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) 
 			}
 			return true, ajar.Errorf(ajar.EFORBIDDEN, "%s", msg)
 		}
-		if r.Requester == u.ID {
+		if ajar.SameUser(r.Requester, u.ID) {
 			return refuse("self-approval", "you cannot approve your own request")
 		}
 		rule, ok := s.pol.Rule(r.Policy)
@@ -519,7 +524,7 @@ func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) 
 			return refuse("policy-missing", fmt.Sprintf("policy %q no longer exists; the request cannot be approved", r.Policy))
 		}
 		for _, a := range r.Approvals {
-			if a.Approver == u.ID {
+			if ajar.SameUser(a.Approver, u.ID) {
 				return false, ajar.Errorf(ajar.ECONFLICT, "you have already approved request %s", r.ID)
 			}
 		}
@@ -578,7 +583,7 @@ func (s *Service) Deny(ctx context.Context, u ajar.User, id, reason string) (*aj
 		if r.State != ajar.StatePending {
 			return false, ajar.Errorf(ajar.ECONFLICT, "request %s is %s, not pending", r.ID, r.State)
 		}
-		if r.Requester == u.ID {
+		if ajar.SameUser(r.Requester, u.ID) {
 			return false, ajar.Errorf(ajar.EFORBIDDEN, "you cannot decide on your own request; cancel it instead")
 		}
 		rule, ok := s.pol.Rule(r.Policy)
@@ -609,7 +614,7 @@ func (s *Service) Deny(ctx context.Context, u ajar.User, id, reason string) (*aj
 func (s *Service) Cancel(ctx context.Context, u ajar.User, id string) (*ajar.Request, error) {
 	return s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
 		now := tx.Now()
-		if r.Requester != u.ID {
+		if !ajar.SameUser(r.Requester, u.ID) {
 			return false, ajar.Errorf(ajar.EFORBIDDEN, "only the requester can cancel request %s", r.ID)
 		}
 		if r.State == ajar.StateApproved && r.Handle != nil {
@@ -635,7 +640,7 @@ func (s *Service) Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Req
 	var heldAt time.Time
 	r, err := s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
 		now := tx.Now()
-		if r.Requester != u.ID && !s.pol.IsAdmin(u) {
+		if !ajar.SameUser(r.Requester, u.ID) && !s.pol.IsAdmin(u) {
 			return false, ajar.Errorf(ajar.EFORBIDDEN, "only the requester or an admin can revoke request %s", r.ID)
 		}
 		switch {
@@ -688,7 +693,7 @@ func (s *Service) IssueSSHCert(ctx context.Context, u ajar.User, id string, publ
 	if err != nil {
 		return nil, err
 	}
-	if r.Requester != u.ID {
+	if !ajar.SameUser(r.Requester, u.ID) {
 		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only the requester can get a certificate for request %s", r.ID)
 	}
 	if r.State != ajar.StateActive || r.Handle == nil {
