@@ -269,6 +269,9 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
+	if _, err := svc.ReportOrphans(ctx); err != nil { // grants of users removed from the policy: log and metric
+		return nil, err
+	}
 	listen := o.listen
 	if listen == "" {
 		listen = pol.Server().Listen
