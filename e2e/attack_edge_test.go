@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -196,7 +197,11 @@ func TestAttackUserIDCase(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(twice), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(bin, "serve", "--config", cfg, "--data", filepath.Join(dir, "twice"), "--listen", "127.0.0.1:0").CombinedOutput()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	serve := exec.CommandContext(ctx, bin, "serve", "--config", cfg, "--data", filepath.Join(dir, "twice"), "--listen", "127.0.0.1:0")
+	serve.Env = append(os.Environ(), "AJAR_MASTER_KEY=", "AJAR_DATABASE_URL=")
+	out, err := serve.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "users[2].id") || !strings.Contains(string(out), "without case") {
 		t.Errorf("a policy naming alice twice: err %v\n%s", err, out)
 	}
@@ -330,7 +335,9 @@ func TestAttackDevWithConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := filepath.Join(dir, "data")
-	cmd := exec.Command(bin, "serve", "--config", cfg, "--dev", "--data", data, "--listen", "127.0.0.1:0")
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "serve", "--config", cfg, "--dev", "--data", data, "--listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "AJAR_MASTER_KEY=", "AJAR_DATABASE_URL=")
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--unsafe-dev-config") || !strings.Contains(string(out), "admins included") {
