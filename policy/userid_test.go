@@ -55,3 +55,27 @@ policies:
 		t.Errorf("two spellings of one user id: problems %v, want one on users[1].id", probs)
 	}
 }
+
+// TestConditionUserIDCase: requester.id is lower case, so a condition naming
+// a user id with capitals would never hold (a deny that never denies); it is
+// a config error.
+func TestConditionUserIDCase(t *testing.T) {
+	const src = `
+users: [{id: alice@example.com}]
+targets: {web: {provider: fake}}
+policies:
+  - name: web
+    targets: [web]
+    requesters: [alice@example.com]
+    default_duration: 30m
+    max_duration: 1h
+    deny:
+      - {expr: 'requester.id == "Mallory@Example.com"', message: not mallory}
+    approval: {auto_approve: 'requester.id == "alice@example.com"'}
+`
+	_, err := Parse([]byte(src), noCheck)
+	probs := problemsOf(t, err)
+	if len(probs) != 1 || probs[0].Field != "policies[0].deny[0].expr" || !strings.Contains(probs[0].Message, `"mallory@example.com"`) {
+		t.Errorf("problems %v, want one on policies[0].deny[0].expr", probs)
+	}
+}

@@ -367,8 +367,18 @@ func (c *compiler) condition(field string, e Expr) *Condition {
 	for _, m := range msgs {
 		c.add(field, "%s", m)
 	}
+	for _, lit := range celStrings.FindAllString(e.Src, -1) {
+		// requester.id is lower case (ajar.CanonicalUserID): a condition
+		// comparing it with capitals would never hold, silently.
+		if v := lit[1 : len(lit)-1]; strings.Contains(v, "@") && v != ajar.CanonicalUserID(v) {
+			c.add(field, "%s looks like a user id with capitals; user ids are compared in lower case (requester.id is %q), so write it in lower case", lit, ajar.CanonicalUserID(v))
+		}
+	}
 	return cond
 }
+
+// celStrings finds the quoted string literals of a CEL expression.
+var celStrings = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'`)
 
 // checks compiles a rule's deny or require conditions.
 func (c *compiler) checks(field string, cfgs []CheckConfig) []Check {
