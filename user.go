@@ -14,12 +14,13 @@ type User struct {
 // InGroup reports whether u is a member of group.
 func (u User) InGroup(group string) bool { return slices.Contains(u.Groups, group) }
 
-// Matches reports whether u is named by a subject: a user id, or "group:NAME".
+// Matches reports whether u is named by a subject: a user id (compared
+// without case, see SameUser), or "group:NAME".
 func (u User) Matches(subject string) bool {
 	if g, ok := strings.CutPrefix(subject, "group:"); ok {
 		return u.InGroup(g)
 	}
-	return subject == u.ID
+	return SameUser(subject, u.ID)
 }
 
 // MatchesAny reports whether any subject names u.

@@ -65,6 +65,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 		body = errorBody{Code: ajar.EINTERNAL, Message: "internal error"}
 	}
+	if _, ok := errors.AsType[*mediaTypeError](err); ok {
+		status = http.StatusUnsupportedMediaType
+	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ajar"`)
 	}
@@ -97,10 +100,16 @@ func writeText(w http.ResponseWriter, status int, text string) {
 
 // decodeJSON reads a JSON object from the body into dst (a pointer to a struct) and
 // returns an EINVALID *ajar.Error naming the field for anything wrong: unknown
-// fields, values of the wrong type, malformed JSON, trailing data, or a body over
-// MaxBodyBytes. An empty body is an empty object, so the core decides what is
-// required. Field names must match exactly (no case folding).
+// fields, a key given twice (at any depth), values of the wrong type, malformed
+// JSON, trailing data, or a body over MaxBodyBytes. An empty body is an empty
+// object, so the core decides what is required. Field names must match exactly
+// (no case folding). A body, or a Content-Type header, that is not
+// application/json is refused with 415 Unsupported Media Type (see
+// checkContentType).
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
+	if err := checkContentType(r); err != nil {
+		return err
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -112,6 +121,12 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil
+	}
+	if r.Header.Get("Content-Type") == "" {
+		return &mediaTypeError{ajar.FieldErrorf("Content-Type", "a request body must be sent with Content-Type: application/json")}
+	}
+	if err := checkDuplicateKeys(body); err != nil {
+		return err
 	}
 
 	// Decode in two steps, first to raw fields, so that every problem can be

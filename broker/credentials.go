@@ -25,7 +25,7 @@ func (s *Service) IssueCredentials(ctx context.Context, u ajar.User, id string) 
 	if err != nil {
 		return nil, err
 	}
-	if r.Requester != u.ID {
+	if !ajar.SameUser(r.Requester, u.ID) {
 		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only the requester can get credentials for request %s", r.ID)
 	}
 	if r.State != ajar.StateActive || r.Handle == nil || r.ExpiresAt == nil {

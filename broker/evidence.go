@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/ajar-dev/ajar"
 )
@@ -262,7 +264,7 @@ func (ev *EvidenceReport) Markdown() string {
 	row("Duration", fmtDuration(r.Duration))
 	if len(r.Params) > 0 {
 		p, _ := json.Marshal(r.Params)
-		row("Parameters", "`"+md(string(p))+"`")
+		row("Parameters", "`"+mdCode(string(p))+"`")
 	}
 	row("Policy", md(r.Policy))
 	row("State", md(string(r.State)))
@@ -284,7 +286,7 @@ func (ev *EvidenceReport) Markdown() string {
 	}
 	for _, e := range ev.Events {
 		if e.Action == "request.approved" && e.Actor == ajar.ActorSystem {
-			w("\nApproved by the policy at %s: `%s`.\n", mdTime(&e.Time), md(compactJSON(e.Details)))
+			w("\nApproved by the policy at %s: `%s`.\n", mdTime(&e.Time), mdCode(compactJSON(e.Details)))
 		}
 	}
 	if bg := ev.Breakglass; bg != nil {
@@ -315,9 +317,9 @@ func (ev *EvidenceReport) Markdown() string {
 		w("- Granted: %s\n", mdTime(g.GrantedAt))
 		w("- Expires: %s\n", mdTime(g.ExpiresAt))
 		if len(g.Config) > 0 {
-			w("- Target config: `%s`\n", md(compactJSON(g.Config)))
+			w("- Target config: `%s`\n", mdCode(compactJSON(g.Config)))
 		}
-		w("- Provider handle: `%s`\n", md(compactJSON(g.Handle)))
+		w("- Provider handle: `%s`\n", mdCode(compactJSON(g.Handle)))
 	}
 	w("\n## Certificates issued\n\n")
 	if len(ev.Certificates) == 0 {
@@ -335,7 +337,7 @@ func (ev *EvidenceReport) Markdown() string {
 	} else {
 		w("| Seq | Time | Reported by | Event | Details |\n|---|---|---|---|---|\n")
 		for _, e := range ev.Sessions {
-			w("| %d | %s | %s | %s | `%s` |\n", e.Seq, mdTime(&e.Time), md(e.Actor), md(e.Action), md(compactJSON(e.Details)))
+			w("| %d | %s | %s | %s | `%s` |\n", e.Seq, mdTime(&e.Time), md(e.Actor), md(e.Action), mdCode(compactJSON(e.Details)))
 		}
 	}
 	w("\n## End\n\n")
@@ -361,7 +363,7 @@ func (ev *EvidenceReport) Markdown() string {
 	w("\n## Audit events\n\n| Seq | Time | Actor | Action | Details | Previous hash | Hash |\n|---|---|---|---|---|---|---|\n")
 	for _, e := range ev.Events {
 		w("| %d | %s | %s | %s | `%s` | %s | %s |\n", e.Seq, mdTime(&e.Time), md(e.Actor), md(e.Action),
-			md(compactJSON(e.Details)), hexOr(e.PrevHash), hexOr(e.Hash))
+			mdCode(compactJSON(e.Details)), hexOr(e.PrevHash), hexOr(e.Hash))
 	}
 	w("\n## Integrity\n\n")
 	if ev.Integrity.HashesOK {
@@ -380,11 +382,45 @@ func (ev *EvidenceReport) Markdown() string {
 	return b.String()
 }
 
-// md makes text safe in a Markdown table cell: no line breaks, no pipes, no
-// backticks breaking out of code spans.
+// md makes text safe as Markdown inline text, in a table cell or a sentence,
+// whoever wrote it and whenever it was stored (docs/security.md, "Free
+// text"): line breaks become spaces; the characters that make links, images,
+// raw HTML, entities, code spans, emphasis or table cells are escaped with a
+// backslash (an underscore inside a word, as in req_x, cannot emphasise and
+// stays); control and bidirectional characters become visible escapes such
+// as \x1b and \u202e, readable both rendered and in a terminal.
 func md(s string) string {
-	return strings.NewReplacer("\r", " ", "\n", " ", "|", `\|`, "`", "'").Replace(s)
+	s = mdLines.Replace(s)
+	var b strings.Builder
+	prev := ' '
+	for i, r := range s {
+		switch {
+		case strings.ContainsRune("\\`*[]<>|~&", r):
+			b.WriteByte('\\')
+		case r == '_':
+			next, _ := utf8.DecodeRuneInString(s[i+1:])
+			if !wordRune(prev) || !wordRune(next) {
+				b.WriteByte('\\')
+			}
+		}
+		b.WriteRune(r)
+		prev = r
+	}
+	return ajar.EscapeUnsafe(b.String(), false)
 }
+
+// mdCode makes text safe inside a code span in a table cell: Markdown is not
+// interpreted there, so only a backtick (which would end the span), a pipe
+// (which would end the cell), line breaks and control characters are
+// replaced.
+func mdCode(s string) string {
+	s = strings.NewReplacer("`", "'", "|", `\|`).Replace(mdLines.Replace(s))
+	return ajar.EscapeUnsafe(s, false)
+}
+
+var mdLines = strings.NewReplacer("\r\n", " ", "\n", " ", "\t", " ")
+
+func wordRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }
 
 func mdOr(s string) string {
 	if strings.TrimSpace(s) == "" {

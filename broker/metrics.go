@@ -22,6 +22,7 @@ type Metrics struct {
 	wf             *workflowMetrics // workflow.go: notification delivery
 	sshSessions    *prometheus.CounterVec
 	drift          *prometheus.CounterVec // reconcile.go: drift found, by target
+	orphans        *orphanCollector       // orphans.go: grants of removed users
 }
 
 // NewMetrics creates the broker's metrics in reg (a new registry with the Go and
@@ -95,6 +96,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (m *Metrics) registerStore(st ajar.Store) error {
+	m.orphans = newOrphanCollector(st)
+	if err := m.reg.Register(m.orphans); err != nil {
+		return err
+	}
 	if err := m.reg.Register(newWorkflowCollector(st)); err != nil { // open reviews, pending notifications
 		return err
 	}

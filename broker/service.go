@@ -163,8 +163,13 @@ func (s *Service) CreateToken(ctx context.Context, userID, name string) (string,
 // CreateToken is Service.CreateToken without a running service, for
 // "ajar token create" on the server's host.
 func CreateToken(ctx context.Context, st ajar.Store, pol *policy.Policy, userID, name string) (string, error) {
-	if _, ok := pol.User(userID); !ok {
+	u, ok := pol.User(userID)
+	if !ok {
 		return "", ajar.FieldErrorf("user", "no user %q in the policy file", userID)
+	}
+	userID = u.ID // the canonical id
+	if err := ajar.CheckText("name", name, 100); err != nil {
+		return "", err
 	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -224,11 +229,8 @@ func validateCreate(in CreateInput) (time.Duration, error) {
 			return 0, ajar.FieldErrorf("duration", "must be positive")
 		}
 	}
-	if len(in.Reason) > maxReasonLen {
-		return 0, ajar.FieldErrorf("reason", "longer than %d characters", maxReasonLen)
-	}
-	if len(in.Ticket) > maxTicketLen {
-		return 0, ajar.FieldErrorf("ticket", "longer than %d characters", maxTicketLen)
+	if err := checkCreateText(in); err != nil { // input.go
+		return 0, err
 	}
 	if len(in.Params) > maxParams {
 		return 0, ajar.FieldErrorf("params", "at most %d parameters", maxParams)
@@ -373,7 +375,7 @@ func (s *Service) getRequest(ctx context.Context, id string) (*ajar.Request, err
 
 // canSee reports whether u may read r: its requester, an admin, or one of its approvers.
 func (s *Service) canSee(u ajar.User, r *ajar.Request) bool {
-	if r.Requester == u.ID || s.pol.IsAdmin(u) {
+	if ajar.SameUser(r.Requester, u.ID) || s.pol.IsAdmin(u) {
 		return true
 	}
 	rule, ok := s.pol.Rule(r.Policy)
@@ -495,8 +497,8 @@ func transition(r *ajar.Request, to ajar.State, now time.Time) error {
 // someone who is not an approver of the current step. When the last step's count is
 // met the request is approved and, if due, granted before Approve returns.
 func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) (*ajar.Request, error) {
-	if len(comment) > maxCommentLen {
-		return nil, ajar.FieldErrorf("comment", "longer than %d characters", maxCommentLen)
+	if err := checkComment("comment", comment); err != nil {
+		return nil, err
 	}
 	var heldAt time.Time
 	extended := false
@@ -514,7 +516,7 @@ func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) 
 			}
 			return true, ajar.Errorf(ajar.EFORBIDDEN, "%s", msg)
 		}
-		if r.Requester == u.ID {
+		if ajar.SameUser(r.Requester, u.ID) {
 			return refuse("self-approval", "you cannot approve your own request")
 		}
 		rule, ok := s.pol.Rule(r.Policy)
@@ -522,7 +524,7 @@ func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) 
 			return refuse("policy-missing", fmt.Sprintf("policy %q no longer exists; the request cannot be approved", r.Policy))
 		}
 		for _, a := range r.Approvals {
-			if a.Approver == u.ID {
+			if ajar.SameUser(a.Approver, u.ID) {
 				return false, ajar.Errorf(ajar.ECONFLICT, "you have already approved request %s", r.ID)
 			}
 		}
@@ -570,8 +572,8 @@ func (s *Service) Deny(ctx context.Context, u ajar.User, id, reason string) (*aj
 	if strings.TrimSpace(reason) == "" {
 		return nil, ajar.FieldErrorf("reason", "a reason is required to deny")
 	}
-	if len(reason) > maxCommentLen {
-		return nil, ajar.FieldErrorf("reason", "longer than %d characters", maxCommentLen)
+	if err := checkComment("reason", reason); err != nil {
+		return nil, err
 	}
 	return s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
 		now := tx.Now()
@@ -581,7 +583,7 @@ func (s *Service) Deny(ctx context.Context, u ajar.User, id, reason string) (*aj
 		if r.State != ajar.StatePending {
 			return false, ajar.Errorf(ajar.ECONFLICT, "request %s is %s, not pending", r.ID, r.State)
 		}
-		if r.Requester == u.ID {
+		if ajar.SameUser(r.Requester, u.ID) {
 			return false, ajar.Errorf(ajar.EFORBIDDEN, "you cannot decide on your own request; cancel it instead")
 		}
 		rule, ok := s.pol.Rule(r.Policy)
@@ -612,7 +614,7 @@ func (s *Service) Deny(ctx context.Context, u ajar.User, id, reason string) (*aj
 func (s *Service) Cancel(ctx context.Context, u ajar.User, id string) (*ajar.Request, error) {
 	return s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
 		now := tx.Now()
-		if r.Requester != u.ID {
+		if !ajar.SameUser(r.Requester, u.ID) {
 			return false, ajar.Errorf(ajar.EFORBIDDEN, "only the requester can cancel request %s", r.ID)
 		}
 		if r.State == ajar.StateApproved && r.Handle != nil {
@@ -638,7 +640,7 @@ func (s *Service) Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Req
 	var heldAt time.Time
 	r, err := s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
 		now := tx.Now()
-		if r.Requester != u.ID && !s.pol.IsAdmin(u) {
+		if !ajar.SameUser(r.Requester, u.ID) && !s.pol.IsAdmin(u) {
 			return false, ajar.Errorf(ajar.EFORBIDDEN, "only the requester or an admin can revoke request %s", r.ID)
 		}
 		switch {
@@ -691,7 +693,7 @@ func (s *Service) IssueSSHCert(ctx context.Context, u ajar.User, id string, publ
 	if err != nil {
 		return nil, err
 	}
-	if r.Requester != u.ID {
+	if !ajar.SameUser(r.Requester, u.ID) {
 		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only the requester can get a certificate for request %s", r.ID)
 	}
 	if r.State != ajar.StateActive || r.Handle == nil {

@@ -215,7 +215,7 @@ func (s *Service) reusable(ctx context.Context, u ajar.User, target string, para
 		}
 		var waiting *ajar.Request
 		for _, r := range rs {
-			if r.Requester != u.ID || r.Target != target || !sameParams(r.Params, params) {
+			if !ajar.SameUser(r.Requester, u.ID) || r.Target != target || !sameParams(r.Params, params) {
 				continue
 			}
 			switch {

@@ -43,7 +43,7 @@ type Review struct {
 // review works out what u may do about r. approver reports whether u approves
 // any step of r's policy.
 func (s *Service) review(u ajar.User, r *ajar.Request) (rv Review, approver bool) {
-	rv = Review{Request: r, Own: r.Requester == u.ID}
+	rv = Review{Request: r, Own: ajar.SameUser(r.Requester, u.ID)}
 	rule, ok := s.pol.Rule(r.Policy)
 	if ok {
 		rv.Steps = len(rule.Approval.Steps)
@@ -61,7 +61,7 @@ func (s *Service) review(u ajar.User, r *ajar.Request) (rv Review, approver bool
 			approver = approver || rule.CanApprove(i, u)
 		}
 	}
-	already := slices.ContainsFunc(r.Approvals, func(a ajar.Approval) bool { return a.Approver == u.ID })
+	already := slices.ContainsFunc(r.Approvals, func(a ajar.Approval) bool { return ajar.SameUser(a.Approver, u.ID) })
 	switch {
 	case r.State != ajar.StatePending:
 		rv.Blocked = fmt.Sprintf("It is %s, not pending: there is nothing left to decide.", r.State)

@@ -86,14 +86,14 @@ func (s *Service) Extend(ctx context.Context, u ajar.User, id string, in ExtendI
 	if by <= 0 {
 		return nil, ajar.FieldErrorf("by", "must be positive")
 	}
-	if len(in.Reason) > maxReasonLen {
-		return nil, ajar.FieldErrorf("reason", "longer than %d characters", maxReasonLen)
+	if err := ajar.CheckLines("reason", in.Reason, maxReasonLen); err != nil {
+		return nil, err
 	}
 	var out ExtendOutput
 	applied := false
 	r, err := s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
 		now := tx.Now()
-		if r.Requester != u.ID {
+		if !ajar.SameUser(r.Requester, u.ID) {
 			return false, ajar.Errorf(ajar.EFORBIDDEN, "only the requester can extend request %s", r.ID)
 		}
 		if r.State != ajar.StateActive || r.ExpiresAt == nil || r.Handle == nil || !now.Before(*r.ExpiresAt) {
@@ -259,7 +259,7 @@ func (s *Service) approveExtension(ctx context.Context, tx ajar.Tx, u ajar.User,
 		}
 		return true, ajar.Errorf(ajar.EFORBIDDEN, "%s", msg)
 	}
-	if r.Requester == u.ID {
+	if ajar.SameUser(r.Requester, u.ID) {
 		return refuse("self-approval", "you cannot approve the extension of your own request")
 	}
 	rule, ok := s.pol.Rule(r.Policy)
@@ -267,7 +267,7 @@ func (s *Service) approveExtension(ctx context.Context, tx ajar.Tx, u ajar.User,
 		return refuse("policy-missing", fmt.Sprintf("policy %q no longer exists; the extension cannot be approved", r.Policy))
 	}
 	for _, a := range ext.Approvals {
-		if a.Approver == u.ID {
+		if ajar.SameUser(a.Approver, u.ID) {
 			return false, ajar.Errorf(ajar.ECONFLICT, "you have already approved extension %d of request %s", ext.Seq, r.ID)
 		}
 	}
@@ -301,7 +301,7 @@ func (s *Service) denyExtension(ctx context.Context, tx ajar.Tx, u ajar.User, r 
 	if err != nil {
 		return false, err
 	}
-	if r.Requester == u.ID {
+	if ajar.SameUser(r.Requester, u.ID) {
 		return false, ajar.Errorf(ajar.EFORBIDDEN, "you cannot decide on your own extension")
 	}
 	rule, ok := s.pol.Rule(r.Policy)
@@ -437,8 +437,8 @@ func (s *Service) CloseReview(ctx context.Context, u ajar.User, id, comment stri
 	if strings.TrimSpace(comment) == "" {
 		return nil, ajar.FieldErrorf("comment", "a comment is required to close a review: what was checked")
 	}
-	if len(comment) > maxCommentLen {
-		return nil, ajar.FieldErrorf("comment", "longer than %d characters", maxCommentLen)
+	if err := checkComment("comment", comment); err != nil {
+		return nil, err
 	}
 	if !s.pol.IsAdmin(u) {
 		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only admins can close reviews")
@@ -452,7 +452,7 @@ func (s *Service) CloseReview(ctx context.Context, u ajar.User, id, comment stri
 		} else if err != nil {
 			return err
 		}
-		if rv.Requester == u.ID {
+		if ajar.SameUser(rv.Requester, u.ID) {
 			refusal = ajar.Errorf(ajar.EFORBIDDEN, "you cannot close the review of your own break-glass access")
 			return s.audit(ctx, tx, u.ID, "review.refused", id, map[string]any{"reason": "self-review"})
 		}
@@ -489,7 +489,7 @@ func (s *Service) Explain(ctx context.Context, u ajar.User, in ExplainInput) (*p
 		return nil, err
 	}
 	who := u
-	if in.As != "" && in.As != u.ID {
+	if in.As != "" && !ajar.SameUser(in.As, u.ID) {
 		if !s.pol.IsAdmin(u) {
 			return nil, ajar.FieldErrorf("as", "only admins can explain a request for someone else")
 		}

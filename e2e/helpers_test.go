@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -98,7 +99,7 @@ type serveOpts struct {
 func launch(t testing.TB, dir string, o serveOpts) *server {
 	t.Helper()
 	s := &server{t: t, Data: dir, exited: make(chan struct{})}
-	s.cmd = exec.Command(o.bin, o.args...)
+	s.cmd = exec.Command(o.bin, devArgs(o.args)...)
 	s.cmd.Env = o.env
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
@@ -146,6 +147,15 @@ func launch(t testing.TB, dir string, o serveOpts) *server {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return s
+}
+
+// devArgs adds --unsafe-dev-config to serve arguments holding both --dev and
+// --config: the tests run dev mode on their own policies knowingly.
+func devArgs(args []string) []string {
+	if slices.Contains(args, "--dev") && slices.Contains(args, "--config") && !slices.Contains(args, "--unsafe-dev-config") {
+		return append(slices.Clone(args), "--unsafe-dev-config")
+	}
+	return args
 }
 
 func (s *server) logs() string {

@@ -115,7 +115,7 @@ func TestPolicyFileProblemsAllReported(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(bad), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(bin, "serve", "--config", cfg, "--data", dir, "--listen", "127.0.0.1:0", "--dev").CombinedOutput()
+	out, err := exec.Command(bin, "serve", "--config", cfg, "--data", dir, "--listen", "127.0.0.1:0", "--dev", "--unsafe-dev-config").CombinedOutput()
 	if err == nil {
 		t.Fatalf("ajar serve started on a bad policy file:\n%s", out)
 	}

@@ -716,7 +716,8 @@ func TestReplicaTestSwitchesNeedDevMode(t *testing.T) {
 	}{
 		{[]string{"--config", config}, []string{key, "AJAR_TEST_CLOCK_OFFSET=5m"}, "AJAR_TEST_CLOCK_OFFSET is for tests"},
 		{[]string{"--config", config}, []string{key, "AJAR_TESTONLY_PROVIDERS=1"}, "AJAR_TESTONLY_PROVIDERS is for tests"},
-		{[]string{"--config", config, "--dev"}, []string{key}, "exists only for ajar's own tests"},
+		{[]string{"--config", config, "--dev", "--unsafe-dev-config"}, []string{key}, "exists only for ajar's own tests"},
+		{[]string{"--config", config, "--dev"}, []string{key}, "--unsafe-dev-config"},
 	}
 	for _, c := range cases {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/ajar-dev/ajar"
 )
 
 // Slack posts each event to a Slack incoming webhook as a readable message:
@@ -92,13 +94,21 @@ func SlackMessage(e Event) map[string]any {
 		"type":     "context",
 		"elements": []any{map[string]any{"type": "mrkdwn", "text": slackEscape(fmt.Sprintf("ajar · %s · %s · %s", e.Type, e.Actor, e.ID))}},
 	})
-	return map[string]any{"text": e.Summary, "blocks": blocks}
+	// The top-level text is the notification and the fallback for clients
+	// without blocks; Slack formats it too, so it is escaped like the rest.
+	return map[string]any{"text": slackEscape(e.Summary), "blocks": blocks}
 }
 
-// slackEscape escapes the three characters Slack's mrkdwn gives meaning to,
-// so a reason cannot mention @channel or forge a link.
+// slackEscape makes text from people safe in any Slack text field: it escapes
+// the three characters Slack's formatting gives meaning to (as Slack's
+// "Escaping text" rules say), so a reason cannot mention <!channel>, ping a
+// user or forge a <https://link|label>, and shows control and bidirectional
+// characters as escapes (\x1b, \u202e), line feeds excepted, since the store
+// may hold text written before the edge refused them (docs/security.md).
 func slackEscape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+	return slackEscaper.Replace(ajar.EscapeUnsafe(s, true))
 }
+
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 func slackTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }

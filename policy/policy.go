@@ -160,9 +160,10 @@ type Policy struct {
 	ruleIdx map[string]*Rule
 }
 
-// User returns the static user with this id.
+// User returns the static user with this id, compared without case; the
+// user's ID is the canonical, lower-case form (ajar.CanonicalUserID).
 func (p *Policy) User(id string) (ajar.User, bool) {
-	i, ok := p.userIdx[id]
+	i, ok := p.userIdx[ajar.CanonicalUserID(id)]
 	if !ok {
 		return ajar.User{}, false
 	}

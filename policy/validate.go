@@ -132,19 +132,22 @@ func (c *compiler) users(users []UserConfig) {
 	seen := map[string]int{} // id to index in the file
 	for i, u := range users {
 		f := fmt.Sprintf("users[%d]", i)
-		switch j, dup := seen[u.ID]; {
+		id := ajar.CanonicalUserID(u.ID) // ids are stored and compared in lower case
+		switch j, dup := seen[id]; {
 		case u.ID == "":
 			c.add(f+".id", "required")
 		case strings.ContainsFunc(u.ID, isSpace):
 			c.add(f+".id", "must not contain spaces: %q", u.ID)
 		case strings.HasPrefix(u.ID, "group:"):
 			c.add(f+".id", "must not start with \"group:\", which names a group: %q", u.ID)
-		case dup:
+		case dup && users[j].ID == u.ID:
 			c.add(f+".id", "%q is already users[%d]", u.ID, j)
+		case dup:
+			c.add(f+".id", "%q is users[%d] (%q): user ids are compared without case", u.ID, j, users[j].ID)
 		default:
-			seen[u.ID] = i
-			c.p.userIdx[u.ID] = len(c.p.users)
-			c.p.users = append(c.p.users, ajar.User{ID: u.ID, Groups: slices.Clone(u.Groups)})
+			seen[id] = i
+			c.p.userIdx[id] = len(c.p.users)
+			c.p.users = append(c.p.users, ajar.User{ID: id, Groups: slices.Clone(u.Groups)})
 		}
 		for j, g := range u.Groups {
 			if g == "" || strings.ContainsFunc(g, isSpace) {
@@ -173,7 +176,7 @@ func (c *compiler) subjects(field string, subs []string) {
 			c.add(f, "must be a user id or group:NAME, not empty")
 			continue
 		}
-		if _, ok := c.p.userIdx[s]; !ok {
+		if _, ok := c.p.userIdx[ajar.CanonicalUserID(s)]; !ok {
 			c.add(f, "no user %q (write group:NAME to name a group)", s)
 		}
 	}
@@ -364,8 +367,18 @@ func (c *compiler) condition(field string, e Expr) *Condition {
 	for _, m := range msgs {
 		c.add(field, "%s", m)
 	}
+	for _, lit := range celStrings.FindAllString(e.Src, -1) {
+		// requester.id is lower case (ajar.CanonicalUserID): a condition
+		// comparing it with capitals would never hold, silently.
+		if v := lit[1 : len(lit)-1]; strings.Contains(v, "@") && v != ajar.CanonicalUserID(v) {
+			c.add(field, "%s looks like a user id with capitals; user ids are compared in lower case (requester.id is %q), so write it in lower case", lit, ajar.CanonicalUserID(v))
+		}
+	}
 	return cond
 }
+
+// celStrings finds the quoted string literals of a CEL expression.
+var celStrings = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'`)
 
 // checks compiles a rule's deny or require conditions.
 func (c *compiler) checks(field string, cfgs []CheckConfig) []Check {

@@ -118,7 +118,7 @@ func (p *Policy) EvaluateExtension(u ajar.User, in ExtensionInput) (*Decision, e
 func (p *Policy) Eligible(subjects []string, except string) []string {
 	out := []string{}
 	for _, u := range p.users {
-		if u.ID != except && u.MatchesAny(subjects) {
+		if !ajar.SameUser(u.ID, except) && u.MatchesAny(subjects) {
 			out = append(out, u.ID)
 		}
 	}

@@ -143,7 +143,7 @@ func describeError(err error) string {
 		// A transport failure; the URL never holds the token (it travels in a header).
 		return clean(fmt.Sprintf("cannot reach the ajar server (%s %s): %v", ue.Op, ue.URL, ue.Err))
 	}
-	return clean(err.Error())
+	return cleanLines(err.Error()) // ajar's own errors may list problems line by line
 }
 
 // usageError is a bad flag or argument, found before anything was sent.

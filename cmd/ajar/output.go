@@ -71,6 +71,17 @@ func clean(s string) string {
 	return b.String()
 }
 
+// cleanLines is clean for multi-line text of ajar's own (a policy file's
+// problems, one a line): line feeds stay, everything else clean escapes is
+// escaped.
+func cleanLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = clean(l)
+	}
+	return strings.Join(lines, "\n")
+}
+
 func unsafeRune(r rune) bool {
 	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == unicode.ReplacementChar
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -99,5 +100,16 @@ func TestRelative(t *testing.T) {
 		if got := fmtDuration(d); got != want {
 			t.Errorf("fmtDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestOwnMultiLineErrors checks that ajar's own multi-line errors (a policy
+// file's problems) keep their line breaks while control characters in them
+// are still escaped.
+func TestOwnMultiLineErrors(t *testing.T) {
+	err := errors.New("policy file p.yaml has 2 problem(s):\n  - users[1].id: bad\n  - x: \x1b[2J")
+	got := describeError(err)
+	if want := "policy file p.yaml has 2 problem(s):\n  - users[1].id: bad\n  - x: \\x1b[2J"; got != want {
+		t.Errorf("describeError = %q, want %q", got, want)
 	}
 }

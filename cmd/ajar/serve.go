@@ -39,6 +39,7 @@ type serveOptions struct {
 	listen        string
 	masterKeyFile string
 	dev           bool
+	unsafeDev     bool // --unsafe-dev-config: --dev with --config, knowingly
 }
 
 // devMode reports whether ajar runs its embedded demo policy and dev conveniences.
@@ -47,7 +48,7 @@ func (o serveOptions) devMode() bool { return o.config == "" || o.dev }
 func newServeCmd(e *cliEnv) *cobra.Command {
 	var o serveOptions
 	cmd := &cobra.Command{
-		Use:   "serve [--config FILE] [--data DIR] [--listen ADDR] [--dev]",
+		Use:   "serve [--config FILE] [--data DIR] [--listen ADDR] [--dev [--unsafe-dev-config]]",
 		Short: "Run the ajar server (with no --config: dev mode with the demo policy)",
 		Args:  argNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -66,6 +67,7 @@ func newServeCmd(e *cliEnv) *cobra.Command {
 	cmd.Flags().StringVar(&o.listen, "listen", "", "listen address (default: the config's server.listen, or "+policy.DefaultListen+")")
 	cmd.Flags().StringVar(&o.masterKeyFile, "master-key-file", "", "file holding the base64 master key (or set "+keys.EnvMasterKey+")")
 	cmd.Flags().BoolVar(&o.dev, "dev", false, "dev mode: generate a master key file and API tokens for every configured user")
+	cmd.Flags().BoolVar(&o.unsafeDev, "unsafe-dev-config", false, "allow --dev with --config: tokens for every user of a real policy, admins included, in a file (tests and trials only)")
 	return cmd
 }
 
@@ -192,7 +194,31 @@ func localClock(o serveOptions, e *cliEnv) (func() time.Time, error) {
 	return func() time.Time { return time.Now().Add(d) }, nil
 }
 
+// checkDevMode refuses --dev with --config unless --unsafe-dev-config says it
+// is meant: dev mode mints an API token for every user of the policy, admins
+// included, writes them all to DATA/dev-tokens.env, generates a master key
+// file and accepts the test-only switches (test-only providers, a moved
+// clock), none of which may happen to a real policy by mistake. When it is
+// meant, it warns on every start.
+func checkDevMode(o serveOptions, e *cliEnv, log *slog.Logger) error {
+	switch {
+	case o.unsafeDev && !(o.dev && o.config != ""):
+		return usageErrorf("--unsafe-dev-config", "only goes with both --dev and --config")
+	case o.dev && o.config != "" && !o.unsafeDev:
+		return usageErrorf("--dev", "--dev with --config writes an API token for every user of %s, admins included, to %s and accepts test-only switches; "+
+			"run without --dev, or add --unsafe-dev-config if this policy guards nothing real (tests, trials)", o.config, filepath.Join(o.data, "dev-tokens.env"))
+	case o.dev && o.config != "":
+		fmt.Fprintf(e.stderr, "ajar: WARNING: DEV MODE ON POLICY %s (--unsafe-dev-config): API tokens for every user, admins included, are written to %s; never do this on a server that guards anything real\n",
+			o.config, filepath.Join(o.data, "dev-tokens.env"))
+		log.Warn("dev mode on a policy file: tokens for every user, admins included, are written to a file", "config", o.config, "tokens", filepath.Join(o.data, "dev-tokens.env"))
+	}
+	return nil
+}
+
 func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (_ *app, err error) {
+	if err := checkDevMode(o, e, log); err != nil {
+		return nil, err
+	}
 	pol, err := loadPolicy(o.config)
 	if err != nil {
 		return nil, err
@@ -267,6 +293,9 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		},
 	})
 	if err != nil {
+		return nil, err
+	}
+	if _, err := svc.ReportOrphans(ctx); err != nil { // grants of users removed from the policy: log and metric
 		return nil, err
 	}
 	listen := o.listen
