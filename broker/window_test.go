@@ -132,7 +132,7 @@ func TestConditionsSeeGrantTime(t *testing.T) {
 	}
 	// Made for 17:30, approved at 18:30: the grant would begin out of hours.
 	late := now.Add(8*time.Hour + 30*time.Minute)
-	r := e.createIn(t, "alice", CreateInput{Target: "web", Reason: "x", Start: &late})
+	r := e.createIn(t, "alice", CreateInput{Target: "web", Reason: "x", Duration: "2h", Start: &late})
 	if r.State != ajar.StatePending {
 		t.Fatalf("made at 09:00 for 17:30: %s", r.State)
 	}
