@@ -15,6 +15,11 @@ type GrantRequest struct {
 	Requester string            `json:"requester"`
 	Params    map[string]string `json:"params,omitempty"`
 	ExpiresAt time.Time         `json:"expires_at"`
+	// NotAfter is the latest instant this access may ever reach, extensions
+	// included: the window's start plus the rule's extend.max_total (or its
+	// duration when it cannot be extended). Zero in grants recorded before it
+	// existed. Providers never set an expiry past it (see Until).
+	NotAfter time.Time `json:"not_after,omitzero"`
 	// Config is the target's provider config as it was when the grant was made.
 	Config json.RawMessage `json:"config,omitempty"`
 }

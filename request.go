@@ -16,7 +16,7 @@ const (
 	StateRevoking     State = "revoking"      // the access is being removed
 	StateExpired      State = "expired"       // ran its time; the provider confirmed removal
 	StateRevoked      State = "revoked"       // ended early; the provider confirmed removal
-	StateDenied       State = "denied"        // an approver said no
+	StateDenied       State = "denied"        // an approver said no, or the policy's conditions did when the grant came due
 	StateCancelled    State = "cancelled"     // the requester withdrew it before it was granted
 	StateTimedOut     State = "timed_out"     // no decision before the approval timeout
 	StateGrantFailed  State = "grant_failed"  // the provider could not create the access (and any partial access was removed)
@@ -51,7 +51,7 @@ func (s State) Terminal() bool {
 // transitions is the request state machine: the only moves the broker may make.
 var transitions = map[State][]State{
 	StatePending:      {StateApproved, StateDenied, StateCancelled, StateTimedOut},
-	StateApproved:     {StateActive, StateCancelled, StateRevoking},
+	StateApproved:     {StateActive, StateCancelled, StateRevoking, StateDenied},
 	StateActive:       {StateRevoking},
 	StateRevoking:     {StateExpired, StateRevoked, StateGrantFailed, StateRevokeFailed},
 	StateRevokeFailed: {StateExpired, StateRevoked, StateGrantFailed},

@@ -16,6 +16,7 @@ func TestTransitions(t *testing.T) {
 		{StatePending, StateTimedOut}:         true,
 		{StateApproved, StateActive}:          true,
 		{StateApproved, StateCancelled}:       true,
+		{StateApproved, StateDenied}:          true, // conditions refuse when the grant comes due
 		{StateApproved, StateRevoking}:        true, // expired before granted, or grant failed
 		{StateActive, StateRevoking}:          true,
 		{StateRevoking, StateExpired}:         true,

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/policy"
 )
 
 // SchedulerConfig tunes the durable scheduler. Zero fields take defaults.
@@ -276,6 +277,9 @@ func (s *Service) timeOut(ctx context.Context, r *ajar.Request) error {
 func (s *Service) grant(ctx context.Context, r *ajar.Request, clk storeClock) error {
 	if r.Handle == nil {
 		err := s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+			if refused, err := s.refuseAtGrant(ctx, tx, cur, now); refused || err != nil {
+				return err
+			}
 			return s.startGrant(ctx, tx, cur, now)
 		})
 		var kindErr *noProviderError
@@ -348,16 +352,71 @@ func (s *Service) startGrant(ctx context.Context, tx ajar.Tx, cur *ajar.Request,
 	if err != nil {
 		return &noProviderError{err}
 	}
-	exp := start.Add(cur.Duration)
+	w, err := ajar.NewWindow(start, cur.Duration)
+	if err != nil {
+		return &noProviderError{err} // a stored duration no policy allows: never grant it
+	}
+	// The latest the access may ever reach, extensions included, goes with the
+	// grant: extensions, certificates and providers never pass it.
+	var maxTotal time.Duration
+	if rule, ok := s.pol.Rule(cur.Policy); ok && rule.Extend != nil {
+		maxTotal = rule.Extend.MaxTotal
+	}
+	exp, notAfter := w.End, w.NotAfter(maxTotal)
 	cur.ActivatedAt, cur.ExpiresAt = ptr(now), ptr(exp)
 	target, _ := s.pol.Target(cur.Target)
 	cur.Handle = &ajar.Handle{Provider: kind, Version: 1, Grant: ajar.GrantRequest{
 		RequestID: cur.ID, Target: cur.Target, Requester: cur.Requester,
-		Params: cur.Params, ExpiresAt: exp, Config: target.Config,
+		Params: cur.Params, ExpiresAt: exp, NotAfter: notAfter, Config: target.Config,
 	}}
 	cur.Attempts, cur.LastError = 0, ""
 	return s.audit(ctx, tx, ajar.ActorSystem, "grant.started", cur.ID,
-		map[string]any{"expires_at": exp, "provider": kind})
+		map[string]any{"expires_at": exp, "not_after": notAfter, "provider": kind})
+}
+
+// refuseAtGrant checks the rule's deny and require conditions again when an
+// approved request's grant comes due (policy.CheckGrant: the real time, the
+// real window), because they were evaluated when it was made, maybe hours
+// before its start or its last approval. When they refuse now, or the
+// requester is no longer configured, the request is denied (audited with why,
+// in tx) and refused is true; no access is created. A request whose start is
+// still ahead is left to startGrant. See docs/security.md, "Time windows".
+func (s *Service) refuseAtGrant(ctx context.Context, tx ajar.Tx, cur *ajar.Request, now time.Time) (refused bool, err error) {
+	start := now
+	if cur.StartAt != nil {
+		if cur.StartAt.After(now) {
+			return false, nil
+		}
+		start = *cur.StartAt
+	}
+	w, werr := ajar.NewWindow(start, cur.Duration)
+	if werr != nil {
+		return false, nil // startGrant fails the grant
+	}
+	var cerr error
+	var conds []policy.ConditionResult
+	if u, ok := s.pol.User(cur.Requester); !ok {
+		cerr = ajar.Errorf(ajar.EFORBIDDEN, "%s is no longer a configured user", cur.Requester)
+	} else {
+		var dec *policy.Decision
+		dec, cerr = s.pol.CheckGrant(u, policy.GrantInput{
+			Policy: cur.Policy, Target: cur.Target, Reason: cur.Reason, Ticket: cur.Ticket, Params: cur.Params,
+			Window: w, Now: now,
+		})
+		if dec != nil {
+			conds = dec.Conditions
+		}
+	}
+	if cerr == nil {
+		return false, nil
+	}
+	if err := transition(cur, ajar.StateDenied, now); err != nil {
+		return false, err
+	}
+	why := "refused when the grant came due: " + ajar.ErrorMessage(cerr)
+	cur.LastError = why
+	return true, s.audit(ctx, tx, ajar.ActorSystem, "request.denied", cur.ID,
+		map[string]any{"reason": why, "at_grant": true, "conditions": conds})
 }
 
 // lateHandle stores a handle that arrived after the request moved to revoking.

@@ -86,6 +86,9 @@ func (s *Service) Extend(ctx context.Context, u ajar.User, id string, in ExtendI
 	if by <= 0 {
 		return nil, ajar.FieldErrorf("by", "must be positive")
 	}
+	if by > ajar.MaxWindow {
+		return nil, ajar.FieldErrorf("by", "%s is longer than the hard limit %s on any access window", fmtDuration(by), fmtDuration(ajar.MaxWindow))
+	}
 	if err := ajar.CheckLines("reason", in.Reason, maxReasonLen); err != nil {
 		return nil, err
 	}
@@ -150,15 +153,22 @@ func (s *Service) Extend(ctx context.Context, u ajar.User, id string, in ExtendI
 }
 
 // applyExtension grows r's window by ext.By in tx: expiry, handle, duration and
-// the scheduler's next look, then the audit event.
+// the scheduler's next look, then the audit event. It returns EINVALID (field
+// "by") when the window would grow past ajar.MaxWindow or past the latest end
+// recorded in the grant (GrantRequest.NotAfter), whatever the policy said: the
+// window arithmetic is ajar.Window's, which cannot overflow.
 func (s *Service) applyExtension(ctx context.Context, tx ajar.Tx, actor string, r *ajar.Request, ext *ajar.Extension, now time.Time, details map[string]any) error {
 	prev := *r.ExpiresAt
-	exp := prev.Add(ext.By)
+	w, err := ajar.Window{Start: prev.Add(-r.Duration), End: prev}.Extend(ext.By, r.Handle.Grant.NotAfter)
+	if err != nil {
+		return err
+	}
+	exp := w.End
 	h := *r.Handle
 	h.Grant.ExpiresAt = exp
 	r.Handle = &h
 	r.ExpiresAt = &exp
-	r.Duration += ext.By
+	r.Duration = w.Length()
 	r.UpdatedAt = now
 	r.NextAt = s.activeNextAt(r, now)
 	if err := tx.UpdateRequest(ctx, r); err != nil {

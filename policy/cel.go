@@ -30,8 +30,10 @@ type RequestVars struct {
 	Ticket   string            `cel:"ticket"`
 	Params   map[string]string `cel:"params"`
 	// Start is when the access would begin: the requested start, or the time of
-	// the request when none was given.
+	// the request when none was given. For an extension, when the window began.
 	Start time.Time `cel:"start"`
+	// End is when the access would end: Start + Duration.
+	End time.Time `cel:"end"`
 	// Kind is what is being asked for: "access" (a request), "breakglass", or
 	// "extension" (then Duration is the whole window once extended).
 	Kind string `cel:"kind"`
@@ -89,11 +91,15 @@ func celTypeName(t reflect.Type) string { return path.Base(t.PkgPath()) + "." + 
 //	request.reason    string
 //	request.ticket    string
 //	request.params    map(string, string)
-//	request.start     timestamp
+//	request.start     timestamp  when the access would begin
+//	request.end       timestamp  when it would end (start + duration)
 //	request.kind      string   "access", "breakglass" or "extension"
 //	requester.id      string
 //	requester.groups  list(string)   e.g. "oncall" in requester.groups
-//	now               timestamp
+//	now               timestamp  the start of the window for a request (its
+//	                             requested start, if any); the time of asking
+//	                             for an extension; the real time when the
+//	                             broker checks again as the grant comes due
 //
 // and CEL's standard functions.
 type Condition struct {

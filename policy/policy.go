@@ -325,7 +325,7 @@ func (p *Policy) Evaluate(u ajar.User, in Input) (*Decision, error) {
 		return nil, err
 	}
 	dec := &Decision{Rule: r, Duration: d, ApprovalTimeout: r.Approval.Timeout}
-	vars := r.vars(u, in, d, KindAccess)
+	vars := r.requestVars(u, in, d, KindAccess)
 	if err := r.checkConditions(vars, dec); err != nil {
 		return nil, err
 	}
@@ -392,19 +392,34 @@ func (r *Rule) checkTicket(ticket string) error {
 	return nil
 }
 
-// vars are the condition variables for a request of kind lasting d.
-func (r *Rule) vars(u ajar.User, in Input, d time.Duration, kind string) Vars {
+// requestVars are the condition variables for a new request of kind lasting
+// d. The window starts at the requested start (in.Now when none), and `now`
+// is that start: conditions are about when the access would exist, not when it
+// was asked for (a request made in business hours for a start at night is a
+// request for night-time access). The broker checks them again, with the real
+// time, when the grant comes due (CheckGrant).
+func (r *Rule) requestVars(u ajar.User, in Input, d time.Duration, kind string) Vars {
 	start := in.Now
 	if in.Start != nil {
 		start = *in.Start
 	}
+	w, err := ajar.NewWindow(start, d)
+	if err != nil {
+		w = ajar.Window{Start: start, End: start} // d is refused by checkDuration first
+	}
+	return r.vars(u, in, w, start, kind)
+}
+
+// vars are the condition variables for a request of kind over window w,
+// evaluated at now. in's Start, Duration and Now are not used.
+func (r *Rule) vars(u ajar.User, in Input, w ajar.Window, now time.Time, kind string) Vars {
 	return Vars{
 		Request: RequestVars{
-			Target: in.Target, Duration: d, Reason: in.Reason, Ticket: in.Ticket,
-			Params: in.Params, Start: start, Kind: kind,
+			Target: in.Target, Duration: w.Length(), Reason: in.Reason, Ticket: in.Ticket,
+			Params: in.Params, Start: w.Start, End: w.End, Kind: kind,
 		},
 		Requester: RequesterVars{ID: u.ID, Groups: u.Groups},
-		Now:       in.Now,
+		Now:       now,
 	}
 }
 

@@ -286,7 +286,9 @@ func TestEvaluate(t *testing.T) {
 	}
 }
 
-// TestEvaluateStart checks that request.start is the requested start, or now.
+// TestEvaluateStart checks that request.start is the requested start (or the
+// time of asking), request.end the start plus the duration, and now the start
+// of the window, not the time of asking.
 func TestEvaluateStart(t *testing.T) {
 	p, err := Parse([]byte(`
 users: [{id: a@example.com}]
@@ -299,7 +301,9 @@ policies:
     max_duration: 1h
     approval:
       steps: [{approvers: [a@example.com], count: 1}]
-      auto_approve: 'request.start == now'
+      auto_approve: >-
+        request.start == now && request.end == request.start + request.duration &&
+        now == timestamp("2025-06-01T13:00:00Z") && request.end == timestamp("2025-06-01T14:00:00Z")
 `), fakeCheck)
 	if err != nil {
 		t.Fatal(err)
@@ -310,11 +314,64 @@ policies:
 	for _, tc := range []struct {
 		start *time.Time
 		want  bool
-	}{{nil, true}, {&now, true}, {&later, false}} {
+	}{{nil, false}, {&now, false}, {&later, true}} {
 		d, err := p.Evaluate(u, Input{Target: "t", Start: tc.start, Now: now})
 		if err != nil || d.AutoApprove != tc.want || d.AutoApproveErr != nil {
 			t.Errorf("start %v: %+v, %v; want auto-approve %v", tc.start, d, err, tc.want)
 		}
+	}
+}
+
+// TestConditionsSeeStart is the README's business-hours rule on a request made
+// at noon for a start at 02:00: the deny must see the start, not the time of
+// asking. (It passed when conditions saw the time of asking.)
+func TestConditionsSeeStart(t *testing.T) {
+	p, err := Parse([]byte(`
+users: [{id: a@example.com}, {id: b@example.com}]
+targets: {t: {provider: ssh-cert, config: {principals: [x]}}}
+policies:
+  - name: r
+    targets: [t]
+    requesters: [a@example.com]
+    default_duration: 1h
+    max_duration: 1h
+    deny:
+      - expr: 'now.getHours("UTC") < 9 || now.getHours("UTC") >= 18'
+        message: outside business hours
+    approval:
+      steps: [{approvers: [b@example.com], count: 1}]
+      auto_approve: 'true'
+`), fakeCheck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := ajar.User{ID: "a@example.com"}
+	noon := time.Date(2025, 6, 1, 12, 51, 0, 0, time.UTC)
+	night := time.Date(2025, 6, 2, 2, 0, 0, 0, time.UTC)
+	if _, err := p.Evaluate(u, Input{Target: "t", Now: noon}); err != nil {
+		t.Fatalf("at noon for now: %v", err)
+	}
+	if d, err := p.Evaluate(u, Input{Target: "t", Start: &night, Now: noon}); ajar.ErrorCode(err) != ajar.EFORBIDDEN {
+		t.Fatalf("at noon for 02:00: %+v, %v; want denied", d, err)
+	}
+	ex := p.Explain(u, Input{Target: "t", Start: &night, Now: noon})
+	if ex.Outcome != OutcomeDenied {
+		t.Errorf("Explain at noon for 02:00: %s, want %s", ex.Outcome, OutcomeDenied)
+	}
+	// Checked again when the grant comes due: the real time decides.
+	w, _ := ajar.NewWindow(noon, time.Hour)
+	in := GrantInput{Policy: "r", Target: "t", Window: w, Now: noon}
+	if _, err := p.CheckGrant(u, in); err != nil {
+		t.Errorf("CheckGrant at noon: %v", err)
+	}
+	in.Window, _ = ajar.NewWindow(night, time.Hour)
+	in.Now = night
+	if _, err := p.CheckGrant(u, in); ajar.ErrorCode(err) != ajar.EFORBIDDEN {
+		t.Errorf("CheckGrant at 02:00: %v, want forbidden", err)
+	}
+	in.Policy = "gone"
+	if _, err := p.CheckGrant(u, in); ajar.ErrorCode(err) != ajar.ECONFLICT {
+		t.Errorf("CheckGrant of a removed rule: %v, want conflict", err)
 	}
 }
 

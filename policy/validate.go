@@ -282,6 +282,8 @@ func (c *compiler) rules(rules []RuleConfig) {
 			switch {
 			case e.MaxTotal <= 0:
 				c.add(f+".extend.max_total", "must be positive, not %s", e.MaxTotal)
+			case time.Duration(e.MaxTotal) > ajar.MaxWindow:
+				c.add(f+".extend.max_total", "%s is longer than the hard limit %s on any access window", e.MaxTotal, formatDuration(ajar.MaxWindow))
 			case r.MaxDuration > 0 && time.Duration(e.MaxTotal) < r.MaxDuration:
 				c.add(f+".extend.max_total", "%s is shorter than max_duration %s, so no extension could ever fit", e.MaxTotal, formatDuration(r.MaxDuration))
 			}
@@ -303,6 +305,9 @@ func (c *compiler) durations(f string, r *Rule) {
 		c.add(f+".max_duration", "required: the longest access this policy grants")
 	} else {
 		c.positive(f+".max_duration", hi)
+	}
+	if hi > ajar.MaxWindow {
+		c.add(f+".max_duration", "%s is longer than the hard limit %s on any access window", formatDuration(hi), formatDuration(ajar.MaxWindow))
 	}
 	if def == 0 {
 		c.add(f+".default_duration", "required: how long access lasts when a request names no duration")

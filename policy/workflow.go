@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -41,7 +42,7 @@ func (p *Policy) EvaluateBreakglass(u ajar.User, in Input) (*Decision, error) {
 		return nil, err
 	}
 	dec := &Decision{Rule: r, Duration: d, AutoApprove: true, ApprovalTimeout: r.Approval.Timeout}
-	if err := r.checkConditions(r.vars(u, in, d, KindBreakglass), dec); err != nil {
+	if err := r.checkConditions(r.requestVars(u, in, d, KindBreakglass), dec); err != nil {
 		return nil, err
 	}
 	return dec, nil
@@ -67,14 +68,15 @@ type ExtensionInput struct {
 // EvaluateExtension checks an extension against the request's rule: the rule
 // must have extend, fewer than max_extensions applied, and the window once
 // extended (Decision.Duration) must fit max_total; then its deny and require
-// conditions must pass, with request.kind "extension" and request.duration the
-// whole window. AutoApprove is set when extend.approval is none or the rule's
+// conditions must pass, with request.kind "extension", request.duration,
+// request.start and request.end the whole window and now the time of asking. AutoApprove is set when extend.approval is none or the rule's
 // auto_approve condition holds for the extended window; otherwise the
 // extension needs the rule's approval steps.
 //
 // It returns ECONFLICT when the rule no longer exists; EFORBIDDEN when the rule
 // allows no (more) extensions or no one could approve; EINVALID (field "by")
-// for a non-positive extension or one past extend.max_total; and the
+// for a non-positive extension or one past extend.max_total or
+// ajar.MaxWindow (checked without overflow: a huge by is refused); and the
 // conditions' errors as Evaluate does.
 func (p *Policy) EvaluateExtension(u ajar.User, in ExtensionInput) (*Decision, error) {
 	r, ok := p.ruleIdx[in.Policy]
@@ -89,15 +91,25 @@ func (p *Policy) EvaluateExtension(u ajar.User, in ExtensionInput) (*Decision, e
 		return nil, ajar.FieldErrorf("by", "must be positive, not %s", formatDuration(in.By))
 	case in.Extensions >= e.MaxExtensions:
 		return nil, ajar.Errorf(ajar.EFORBIDDEN, "the request was already extended %d time(s), the most extend.max_extensions of policy %q allows", in.Extensions, r.Name)
-	case in.Window+in.By > e.MaxTotal:
-		left := max(e.MaxTotal-in.Window, 0)
-		return nil, ajar.FieldErrorf("by", "extending by %s would make the window %s, longer than extend.max_total %s of policy %q (at most %s more)",
-			formatDuration(in.By), formatDuration(in.Window+in.By), formatDuration(e.MaxTotal), r.Name, formatDuration(left))
+	case in.Window <= 0:
+		return nil, ajar.Errorf(ajar.ECONFLICT, "the request's window (%s) is empty, so it cannot be extended", formatDuration(in.Window))
 	}
-	d := in.Window + in.By
-	start := in.Start
-	vin := Input{Target: in.Target, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params, Start: &start, Now: in.Now}
-	vars := r.vars(u, vin, d, KindExtension)
+	// The sum is checked before it is made: window + by overflows for a huge by.
+	d, ok := ajar.AddDurations(in.Window, in.By, min(e.MaxTotal, ajar.MaxWindow))
+	if !ok {
+		limit := min(e.MaxTotal, ajar.MaxWindow)
+		window := "longer than"
+		if in.By <= math.MaxInt64-in.Window { // both are positive here
+			window = fmt.Sprintf("%s, longer than", formatDuration(in.Window+in.By))
+		}
+		return nil, ajar.FieldErrorf("by", "extending by %s would make the window %s extend.max_total %s of policy %q (at most %s more)",
+			formatDuration(in.By), window, formatDuration(limit), r.Name, formatDuration(max(limit-in.Window, 0)))
+	}
+	w, err := ajar.NewWindow(in.Start, d)
+	if err != nil {
+		return nil, ajar.FieldErrorf("by", "%s", ajar.ErrorMessage(err))
+	}
+	vars := r.vars(u, Input{Target: in.Target, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params}, w, in.Now, KindExtension)
 	dec := &Decision{Rule: r, Duration: d, ApprovalTimeout: r.Approval.Timeout}
 	if err := r.checkConditions(vars, dec); err != nil {
 		return nil, err
@@ -109,6 +121,40 @@ func (p *Policy) EvaluateExtension(u ajar.User, in ExtensionInput) (*Decision, e
 	r.autoApprove(vars, dec)
 	if !dec.AutoApprove && len(r.Approval.Steps) == 0 {
 		return nil, ajar.Errorf(ajar.EFORBIDDEN, "policy %q has no approvers and approves only requests where %s; this extension does not qualify", r.Name, dec.AutoApproveExpr)
+	}
+	return dec, nil
+}
+
+// GrantInput is a request whose grant comes due, as CheckGrant sees it.
+type GrantInput struct {
+	Policy string // the rule the request was admitted under
+	Target string
+	Reason string
+	Ticket string
+	Params map[string]string
+	// Window is the access the grant would give; Now the real time.
+	Window ajar.Window
+	Now    time.Time
+}
+
+// CheckGrant evaluates again the deny and require conditions of the rule a
+// request was admitted under, when its grant comes due: request.kind
+// "access", request.start and request.end the window's, and now the real
+// time. A request approved in business hours for a start at night, or one
+// approved long after it was made, is checked against the time the access
+// begins (see docs/security.md, "Time windows").
+//
+// It returns ECONFLICT when the rule no longer exists, and the conditions'
+// errors as Evaluate does.
+func (p *Policy) CheckGrant(u ajar.User, in GrantInput) (*Decision, error) {
+	r, ok := p.ruleIdx[in.Policy]
+	if !ok {
+		return nil, ajar.Errorf(ajar.ECONFLICT, "policy %q no longer exists, so the request cannot be granted", in.Policy)
+	}
+	dec := &Decision{Rule: r, Duration: in.Window.Length(), ApprovalTimeout: r.Approval.Timeout}
+	vars := r.vars(u, Input{Target: in.Target, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params}, in.Window, in.Now, KindAccess)
+	if err := r.checkConditions(vars, dec); err != nil {
+		return dec, err
 	}
 	return dec, nil
 }
@@ -268,7 +314,7 @@ func (p *Policy) Explain(u ajar.User, in Input) *Explanation {
 	verdict("ticket", r.checkTicket(in.Ticket))
 
 	dec := &Decision{Rule: r}
-	vars := r.vars(u, in, d, KindAccess)
+	vars := r.requestVars(u, in, d, KindAccess)
 	deny, derr2 := r.evalChecks("deny", r.Deny, vars)
 	require, rerr := r.evalChecks("require", r.Require, vars)
 	ex.Conditions = append(append(ex.Conditions, deny...), require...)

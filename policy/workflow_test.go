@@ -153,6 +153,11 @@ func TestExtensionEvaluation(t *testing.T) {
 		{name: "within limits needs approval", window: 2 * time.Hour},
 		{name: "past max_total", edit: func(in *ExtensionInput) { in.Window = 2*time.Hour + 30*time.Minute },
 			code: ajar.EINVALID, field: "by", msg: `would make the window 3h30m, longer than extend.max_total 3h of policy "prod" (at most 30m more)`},
+		{name: "overflowing by", edit: func(in *ExtensionInput) { in.By = overflowBy(t) },
+			code: ajar.EINVALID, field: "by", msg: "longer than extend.max_total 3h"},
+		{name: "overflowing by, approval none", edit: func(in *ExtensionInput) {
+			in.Policy, in.Target, in.Params, in.By = "lab", "lab", map[string]string{"env": "dev"}, overflowBy(t)
+		}, code: ajar.EINVALID, field: "by", msg: "longer than extend.max_total 8h"},
 		{name: "too many", edit: func(in *ExtensionInput) { in.Extensions = 2 },
 			code: ajar.EFORBIDDEN, msg: "extend.max_extensions"},
 		{name: "not positive", edit: func(in *ExtensionInput) { in.By = 0 }, code: ajar.EINVALID, field: "by"},
@@ -182,6 +187,58 @@ func TestExtensionEvaluation(t *testing.T) {
 				t.Fatalf("EvaluateExtension = %+v, %v; want auto %v, window %s", d, err, tc.auto, tc.window)
 			}
 		})
+	}
+}
+
+// overflowBy is the extension that wrapped window + by to a negative duration
+// and was auto-approved until the year 2319.
+func overflowBy(tb testing.TB) time.Duration {
+	d, err := time.ParseDuration("2562047h47m16s")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return d
+}
+
+// FuzzEvaluateExtension checks that no extension EvaluateExtension accepts
+// makes a window longer than the rule's max_total or ajar.MaxWindow, and that
+// its Decision.Duration is exactly window + by.
+func FuzzEvaluateExtension(f *testing.F) {
+	p := workflowPolicy(f)
+	alice := user(f, p, "alice@example.com")
+	f.Add("lab", int64(time.Hour), int64(overflowBy(f)), 0)
+	f.Add("prod", int64(time.Hour), int64(overflowBy(f)), 0)
+	f.Add("lab", int64(time.Hour), int64(7*time.Hour), 0)
+	f.Add("lab", int64(-time.Hour), int64(time.Hour), 0)
+	f.Add("lab", int64(1<<62), int64(1<<62), 0)
+	f.Fuzz(func(t *testing.T, policy string, window, by int64, done int) {
+		in := ExtensionInput{Policy: policy, Target: policy, Ticket: "INC-1", Params: map[string]string{"env": "dev"},
+			Start: at(10), Window: time.Duration(window), By: time.Duration(by), Extensions: done, Now: at(11)}
+		d, err := p.EvaluateExtension(alice, in)
+		if err != nil {
+			return
+		}
+		r, _ := p.Rule(policy)
+		switch {
+		case in.By <= 0 || in.Window <= 0:
+			t.Fatalf("accepted window %s by %s", in.Window, in.By)
+		case d.Duration > r.Extend.MaxTotal || d.Duration > ajar.MaxWindow:
+			t.Fatalf("window %s by %s gave %s, past max_total %s", in.Window, in.By, d.Duration, r.Extend.MaxTotal)
+		case d.Duration-in.Window != in.By || d.Duration < in.Window:
+			t.Fatalf("window %s by %s gave %s", in.Window, in.By, d.Duration)
+		}
+	})
+}
+
+// TestHardWindowLimit: no policy may grant or extend past ajar.MaxWindow.
+func TestHardWindowLimit(t *testing.T) {
+	src := strings.Replace(workflowYAML, "max_duration: 4h", "max_duration: 2562047h", 1)
+	src = strings.Replace(src, "max_total: 8h", "max_total: 2562047h47m16s", 1)
+	_, err := Parse([]byte(src), fakeCheck)
+	probs := problemsOf(t, err)
+	want := "policies[1].max_duration policies[1].extend.max_total"
+	if got := strings.Join(fields(probs), " "); got != want {
+		t.Fatalf("problems: got %v, want %s", probs, want)
 	}
 }
 

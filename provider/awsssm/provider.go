@@ -204,7 +204,7 @@ func (p *Provider) Grant(ctx context.Context, req ajar.GrantRequest) (ajar.Handl
 	if len(ids) == 0 {
 		return ajar.Handle{}, ajar.Errorf(ajar.EINVALID, "no instance in %s has the tags %v of target %s", p.cfg.Region, p.cfg.InstanceTags, p.target)
 	}
-	doc := Policy(p.cfg.Region, account, pr, ids, p.cfg.Documents, req.ExpiresAt).JSON()
+	doc := Policy(p.cfg.Region, account, pr, ids, p.cfg.Documents, req.Until()).JSON()
 	name := PolicyName(req.RequestID)
 	if pr.Kind == "role" {
 		_, err = p.iam.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(pr.Name), PolicyName: aws.String(name), PolicyDocument: aws.String(doc)})

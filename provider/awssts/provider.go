@@ -238,7 +238,7 @@ func (p *Provider) IssueCredentials(ctx context.Context, h ajar.Handle, now time
 	if len(h.Data) == 0 || json.Unmarshal(h.Data, &d) != nil || d.SessionName == "" {
 		return ajar.Credentials{}, ajar.Errorf(ajar.ECONFLICT, "the grant for request %s has not been made yet", h.Grant.RequestID)
 	}
-	left := h.Grant.ExpiresAt.Sub(now)
+	left := h.Grant.Until().Sub(now) // never past the latest end the policy allows
 	if left <= 0 {
 		return ajar.Credentials{}, ajar.Errorf(ajar.ECONFLICT, "request %s has expired", h.Grant.RequestID)
 	}

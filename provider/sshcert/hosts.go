@@ -72,8 +72,8 @@ func (p *Provider) AuthorizedKeys(h ajar.Handle, keys []ajar.SSHCert, user strin
 	var out []string
 	for _, k := range keys {
 		until := k.ValidBefore
-		if until.After(h.Grant.ExpiresAt) {
-			until = h.Grant.ExpiresAt
+		if g := h.Grant.Until(); until.After(g) {
+			until = g
 		}
 		if k.RequestID != h.Grant.RequestID || k.PublicKey == "" || !now.Before(until) {
 			continue

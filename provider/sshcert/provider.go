@@ -215,7 +215,15 @@ func (p *Provider) SignCert(h ajar.Handle, publicKey []byte, serial uint64, now 
 	if len(h.Data) == 0 {
 		return nil, info, ajar.Errorf(ajar.ECONFLICT, "the grant for request %s has not been made yet", h.Grant.RequestID)
 	}
-	if !now.Before(h.Grant.ExpiresAt) {
+	// Never past the grant's latest possible end (GrantRequest.Until), nor
+	// longer than any window may be: whatever the handle says, a certificate
+	// cannot outlive what the policy allows (see docs/security.md, "Time
+	// windows").
+	until := h.Grant.Until()
+	if hard := now.Add(ajar.MaxWindow); until.After(hard) {
+		until = hard
+	}
+	if !now.Before(until) {
 		return nil, info, ajar.Errorf(ajar.ECONFLICT, "request has expired")
 	}
 	var d handleData
@@ -240,7 +248,7 @@ func (p *Provider) SignCert(h ajar.Handle, publicKey []byte, serial uint64, now 
 			Principals:  slices.Clone(d.Principals),
 			Fingerprint: ssh.FingerprintSHA256(key),
 			ValidAfter:  now.UTC().Truncate(time.Second),
-			ValidBefore: h.Grant.ExpiresAt.UTC().Truncate(time.Second),
+			ValidBefore: until.UTC().Truncate(time.Second),
 			IssuedAt:    now,
 			PublicKey:   plain,
 		}
@@ -253,7 +261,7 @@ func (p *Provider) SignCert(h ajar.Handle, publicKey []byte, serial uint64, now 
 		KeyID:         keyID,
 		Principals:    d.Principals,
 		ValidAfter:    now.Add(-time.Minute),
-		ValidBefore:   h.Grant.ExpiresAt,
+		ValidBefore:   until,
 		SourceAddress: d.SourceAddress,
 		Extensions:    d.Extensions,
 	})

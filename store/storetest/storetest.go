@@ -254,6 +254,7 @@ func fullRequest(id string, created time.Time) *ajar.Request {
 				Requester: "alice@example.com",
 				Params:    map[string]string{"source_ip": "203.0.113.7/32"},
 				ExpiresAt: created.Add(92 * time.Minute),
+				NotAfter:  created.Add(182 * time.Minute),
 				Config:    json.RawMessage(`{"region": "us-east-1", "port": 22, "tags": ["a", "<b>"]}`),
 			},
 			Data: json.RawMessage(`{"rule_id":"sgr-0abc","nested":{"z":1,"a":[true,null,1.5e3]}}`),
