@@ -151,20 +151,22 @@ func (s *Service) stepEscalated(d decision, rule *policy.Rule, step int, now tim
 // mayHave returns EFORBIDDEN unless r's rule still lets r's requester have
 // r's target: the rule lists the target and names the requester among its
 // requesters or, for break-glass access, in its breakglass.allowed. A
-// requester no longer in the policy file may not.
+// requester no longer in the policy file is the zero User, whom no rule names.
 func (s *Service) mayHave(r *ajar.Request, rule *policy.Rule, breakglass bool) error {
-	req, ok := s.pol.User(r.Requester)
+	req, known := s.pol.User(r.Requester)
+	var err error
 	switch {
-	case !ok:
-		return ajar.Errorf(ajar.EFORBIDDEN, "%s is no longer in the policy file", r.Requester)
 	case !rule.Covers(r.Target):
-		return ajar.Errorf(ajar.EFORBIDDEN, "policy %s no longer covers target %s", rule.Name, r.Target)
+		err = ajar.Errorf(ajar.EFORBIDDEN, "policy %s no longer covers target %s", rule.Name, r.Target)
 	case breakglass && !rule.MayBreakglass(req):
-		return ajar.Errorf(ajar.EFORBIDDEN, "policy %s no longer lets %s use break-glass on %s", rule.Name, r.Requester, r.Target)
+		err = ajar.Errorf(ajar.EFORBIDDEN, "policy %s no longer lets %s use break-glass on %s", rule.Name, r.Requester, r.Target)
 	case !breakglass && !rule.MayRequest(req):
-		return ajar.Errorf(ajar.EFORBIDDEN, "policy %s no longer lets %s request %s", rule.Name, r.Requester, r.Target)
+		err = ajar.Errorf(ajar.EFORBIDDEN, "policy %s no longer lets %s request %s", rule.Name, r.Requester, r.Target)
 	}
-	return nil
+	if err != nil && !known {
+		err = ajar.Errorf(ajar.EFORBIDDEN, "%s is no longer in the policy file", r.Requester)
+	}
+	return err
 }
 
 // requestIsBreakglass reports whether request id was made with break-glass:

@@ -374,4 +374,17 @@ func TestBreakglassExtension(t *testing.T) {
 	if ext := e.extensions(t, r.ID)[0]; ext.State != ajar.ExtensionApplied {
 		t.Errorf("extension %s", ext.State)
 	}
+	// Denying follows the same rules: otto is no requester, but break-glass
+	// access is his to extend, so an approver decides.
+	if _, err := e.svc.Extend(ctx, e.users["otto"], r.ID, ExtendInput{By: "30m", Reason: "again"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = later.Deny(ctx, e.users["carol"], r.ID, "no")
+	wantCode(t, err, ajar.EFORBIDDEN)
+	if _, err := e.svc.Deny(ctx, e.users["carol"], r.ID, "enough"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(e.actions(t, r.ID), "breakglass.extended"); n != 2 {
+		t.Errorf("%d breakglass.extended events, want 2", n)
+	}
 }
