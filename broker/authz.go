@@ -114,10 +114,13 @@ func (s *Service) mayDecide(u ajar.User, d decision, now time.Time) (*policy.Rul
 		}
 	}
 	if r.Requester == u.ID {
-		if d.verb == verbDeny && d.ext == nil {
+		switch {
+		case d.ext != nil:
+			return nil, 0, refuse(refusedSelf, ajar.EFORBIDDEN, "you cannot %s the extension of your own request", d.verb)
+		case d.verb == verbDeny:
 			return nil, 0, refuse(refusedSelf, ajar.EFORBIDDEN, "you cannot decide on your own request; cancel it instead")
 		}
-		return nil, 0, refuse(refusedSelf, ajar.EFORBIDDEN, "you cannot %s %s: it is your own", d.verb, d.what())
+		return nil, 0, refuse(refusedSelf, ajar.EFORBIDDEN, "you cannot approve your own request")
 	}
 	rule, ok := s.pol.Rule(r.Policy)
 	if !ok {
