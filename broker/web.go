@@ -93,6 +93,11 @@ func blockedSentence(f *refusal, d decision, rule *policy.Rule, step int, u ajar
 		return fmt.Sprintf("Its policy %q no longer exists, so nobody can approve it.", r.Policy)
 	case refusedAlready:
 		return "You have already approved it; it is waiting for other approvers."
+	case refusedDeadline:
+		if d.ext != nil {
+			return "The access ends before anyone can decide on this extension."
+		}
+		return fmt.Sprintf("Its approval deadline passed at %s: it times out, and nobody can decide on it now.", r.ApprovalDeadline.UTC().Format("2006-01-02 15:04:05 UTC"))
 	case refusedNotApprover:
 		if step >= len(rule.Approval.Steps) {
 			return fmt.Sprintf("Policy %s has no approval step waiting for approvals.", rule.Name)
@@ -105,7 +110,11 @@ func blockedSentence(f *refusal, d decision, rule *policy.Rule, step int, u ajar
 		}
 		return msg
 	}
-	return ajar.ErrorMessage(f.err) + "."
+	msg := ajar.ErrorMessage(f.err)
+	if msg == "" {
+		return "You cannot decide on it now."
+	}
+	return strings.ToUpper(msg[:1]) + msg[1:] + "."
 }
 
 // Inbox lists the pending requests u can decide on (u approves some step of
