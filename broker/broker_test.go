@@ -252,8 +252,8 @@ func TestApprovalRules(t *testing.T) {
 	wantCode(t, err, ajar.ENOTFOUND) // dave cannot even see it
 	_, err = e.svc.Deny(ctx, e.users["erin"], r.ID, "no")
 	wantCode(t, err, ajar.EFORBIDDEN)
-	if acts := e.actions(t, r.ID); count(acts, "approval.refused") != 1 {
-		t.Errorf("self-approval not audited: %v", acts)
+	if acts := e.actions(t, r.ID); count(acts, "approval.refused") != 2 {
+		t.Errorf("self-approval and self-denial not audited: %v", acts)
 	}
 	if st := e.get(t, r.ID).State; st != ajar.StatePending {
 		t.Fatalf("after refusals: %s", st)

@@ -133,6 +133,7 @@ var eventForAudit = map[string]struct {
 	"extension.requested":   {policy.EventExtensionRequested, ""},
 	"extension.denied":      {policy.EventExtensionDenied, ""},
 	"breakglass.used":       {policy.EventBreakglassUsed, ""},
+	"breakglass.extended":   {policy.EventBreakglassExtended, ""},
 	"review.closed":         {policy.EventReviewClosed, ""},
 	"drift.detected":        {policy.EventDriftDetected, ""},
 	"drift.regranted":       {policy.EventDriftDetected, ""}, // broker/reconcile.go
@@ -233,6 +234,7 @@ func (s *Service) buildEvent(typ, actor, subject string, r *ajar.Request, detail
 		Message     string    `json:"message"`
 		Drift       string    `json:"drift"`
 		Repair      string    `json:"repair"`
+		State       string    `json:"state"`
 	}
 	if len(details) > 0 {
 		_ = json.Unmarshal(details, &d) // best effort: the details are ours
@@ -316,6 +318,11 @@ func (s *Service) buildEvent(typ, actor, subject string, r *ajar.Request, detail
 		act("List them all", "admins", "ajar requests --state revoke_failed")
 	case policy.EventBreakglassUsed:
 		ev.Summary = fmt.Sprintf("BREAK-GLASS: %s took access to %s for %s without approval: %s", who, tgt, dur, r.Reason)
+		act("Close the review", "admins", "ajar review "+id+` --comment "..."`)
+		act("Evidence", "admins", "ajar evidence "+id)
+		act("Revoke", "admins", "ajar revoke "+id)
+	case policy.EventBreakglassExtended:
+		ev.Summary = fmt.Sprintf("BREAK-GLASS: %s asks to extend their access to %s by %s (%s): %s", who, tgt, d.By, d.State, d.Reason)
 		act("Close the review", "admins", "ajar review "+id+` --comment "..."`)
 		act("Evidence", "admins", "ajar evidence "+id)
 		act("Revoke", "admins", "ajar revoke "+id)

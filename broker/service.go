@@ -492,10 +492,13 @@ func transition(r *ajar.Request, to ajar.State, now time.Time) error {
 	return nil
 }
 
-// Approve records u's approval of a pending request. Nobody approves their own
-// request: that refusal is audited and returns EFORBIDDEN, as does an approval by
-// someone who is not an approver of the current step. When the last step's count is
-// met the request is approved and, if due, granted before Approve returns.
+// Approve records u's approval of a pending request, or of the pending
+// extension of an active one (approveExtension). Who may approve is mayDecide's
+// (authz.go): never the requester, an approver of the current step (or its
+// escalate_to once it escalated), once, before the approval deadline. A refusal
+// returns EFORBIDDEN (audited as approval.refused) or ECONFLICT. When the last
+// step's count is met the request is approved and, if due, granted before
+// Approve returns.
 func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) (*ajar.Request, error) {
 	if err := checkComment("comment", comment); err != nil {
 		return nil, err
@@ -507,30 +510,10 @@ func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) 
 		if r.State == ajar.StateActive {
 			return s.approveExtension(ctx, tx, u, r, comment, &extended) // workflow.go
 		}
-		if r.State != ajar.StatePending {
-			return false, ajar.Errorf(ajar.ECONFLICT, "request %s is %s, not pending", r.ID, r.State)
-		}
-		refuse := func(why string, msg string) (bool, error) {
-			if err := s.audit(ctx, tx, u.ID, "approval.refused", r.ID, map[string]any{"reason": why}); err != nil {
-				return false, err
-			}
-			return true, ajar.Errorf(ajar.EFORBIDDEN, "%s", msg)
-		}
-		if ajar.SameUser(r.Requester, u.ID) {
-			return refuse("self-approval", "you cannot approve your own request")
-		}
-		rule, ok := s.pol.Rule(r.Policy)
-		if !ok {
-			return refuse("policy-missing", fmt.Sprintf("policy %q no longer exists; the request cannot be approved", r.Policy))
-		}
-		for _, a := range r.Approvals {
-			if ajar.SameUser(a.Approver, u.ID) {
-				return false, ajar.Errorf(ajar.ECONFLICT, "you have already approved request %s", r.ID)
-			}
-		}
-		step := currentStep(r, rule)
-		if step >= len(rule.Approval.Steps) || !(rule.CanApprove(step, u) || rule.CanEscalate(step, u) && escalated(r, rule, step, now)) {
-			return refuse("not-an-approver", fmt.Sprintf("you are not an approver for step %d of policy %s", step+1, rule.Name))
+		d := decision{verb: verbApprove, r: r}
+		rule, step, f := s.mayDecide(u, d, now)
+		if f != nil {
+			return s.refused(ctx, tx, u, d, f)
 		}
 		r.Approvals = append(r.Approvals, ajar.Approval{Approver: u.ID, Step: step, Decision: ajar.DecisionApprove, Comment: comment, At: now})
 		r.UpdatedAt = now
@@ -566,8 +549,10 @@ func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) 
 	return r, nil
 }
 
-// Deny ends a pending request. Only an approver of one of its steps may deny, never
-// the requester (who cancels instead). The reason is required.
+// Deny ends a pending request, or the pending extension of an active one
+// (denyExtension). Who may deny is who may approve (mayDecide, authz.go): the
+// requester cancels instead. The reason is required. A refusal returns
+// EFORBIDDEN (audited as approval.refused) or ECONFLICT.
 func (s *Service) Deny(ctx context.Context, u ajar.User, id, reason string) (*ajar.Request, error) {
 	if strings.TrimSpace(reason) == "" {
 		return nil, ajar.FieldErrorf("reason", "a reason is required to deny")
@@ -580,24 +565,10 @@ func (s *Service) Deny(ctx context.Context, u ajar.User, id, reason string) (*aj
 		if r.State == ajar.StateActive {
 			return s.denyExtension(ctx, tx, u, r, reason) // workflow.go
 		}
-		if r.State != ajar.StatePending {
-			return false, ajar.Errorf(ajar.ECONFLICT, "request %s is %s, not pending", r.ID, r.State)
-		}
-		if ajar.SameUser(r.Requester, u.ID) {
-			return false, ajar.Errorf(ajar.EFORBIDDEN, "you cannot decide on your own request; cancel it instead")
-		}
-		rule, ok := s.pol.Rule(r.Policy)
-		allowed := false
-		step := 0
-		if ok {
-			step = currentStep(r, rule)
-			for i := range rule.Approval.Steps {
-				allowed = allowed || rule.CanApprove(i, u)
-			}
-			allowed = allowed || rule.CanEscalate(step, u) && escalated(r, rule, step, now)
-		}
-		if !allowed {
-			return false, ajar.Errorf(ajar.EFORBIDDEN, "you are not an approver of request %s", r.ID)
+		d := decision{verb: verbDeny, r: r}
+		_, step, f := s.mayDecide(u, d, now)
+		if f != nil {
+			return s.refused(ctx, tx, u, d, f)
 		}
 		r.Approvals = append(r.Approvals, ajar.Approval{Approver: u.ID, Step: step, Decision: ajar.DecisionDeny, Comment: reason, At: now})
 		if err := transition(r, ajar.StateDenied, now); err != nil {

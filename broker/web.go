@@ -21,10 +21,14 @@ import (
 // shows exactly what the core would do.
 
 // Review is a request as one user may decide on it: whether they can approve or
-// deny it now and, when they cannot approve, why, in a sentence. It mirrors the
-// checks of Approve and Deny, which remain the authority.
+// deny it, or its extension waiting for approval, now and, when they cannot
+// approve, why, in a sentence. It is what mayDecide (authz.go), which Approve and
+// Deny ask, says.
 type Review struct {
 	Request *ajar.Request `json:"request"`
+	// Extension is the extension of the (active) request waiting for approval,
+	// which is what Approve and Deny decide; nil for a pending request.
+	Extension *ajar.Extension `json:"extension,omitempty"`
 	// Step is the approval step waiting for approvals (0-based); Steps is how many
 	// the policy has, and Approvers and Count what Step needs.
 	Step      int      `json:"step"`
@@ -40,18 +44,20 @@ type Review struct {
 	Blocked string `json:"blocked,omitempty"`
 }
 
-// review works out what u may do about r. approver reports whether u approves
-// any step of r's policy.
-func (s *Service) review(u ajar.User, r *ajar.Request) (rv Review, approver bool) {
-	rv = Review{Request: r, Own: ajar.SameUser(r.Requester, u.ID)}
+// review works out what u may do about r, or about ext, r's extension waiting
+// for approval, when it is not nil; breakglass says r was made with
+// break-glass. approver reports whether u approves any step of r's policy.
+func (s *Service) review(u ajar.User, r *ajar.Request, ext *ajar.Extension, breakglass bool, now time.Time) (rv Review, approver bool) {
+	rv = Review{Request: r, Extension: ext, Own: ajar.SameUser(r.Requester, u.ID)}
+	d := decision{verb: verbApprove, r: r, ext: ext, breakglass: breakglass}
 	rule, ok := s.pol.Rule(r.Policy)
 	if ok {
 		rv.Steps = len(rule.Approval.Steps)
-		rv.Step = currentStep(r, rule)
+		rv.Step = stepOf(d.approvals(), rule)
 		if rv.Step < rv.Steps {
 			st := rule.Approval.Steps[rv.Step]
 			rv.Approvers, rv.Count = slices.Clone(st.Approvers), st.Count
-			for _, a := range r.Approvals {
+			for _, a := range d.approvals() {
 				if a.Step == rv.Step && a.Decision == ajar.DecisionApprove {
 					rv.Approved++
 				}
@@ -61,24 +67,54 @@ func (s *Service) review(u ajar.User, r *ajar.Request) (rv Review, approver bool
 			approver = approver || rule.CanApprove(i, u)
 		}
 	}
-	already := slices.ContainsFunc(r.Approvals, func(a ajar.Approval) bool { return ajar.SameUser(a.Approver, u.ID) })
-	switch {
-	case r.State != ajar.StatePending:
-		rv.Blocked = fmt.Sprintf("It is %s, not pending: there is nothing left to decide.", r.State)
-	case rv.Own:
-		rv.Blocked = "You made this request, and nobody approves their own request (separation of duties). You can cancel it instead."
-	case !ok:
-		rv.Blocked = fmt.Sprintf("Its policy %q no longer exists, so nobody can approve it.", r.Policy)
-	case already:
-		rv.Blocked = "You have already approved it; it is waiting for other approvers."
-	case rv.Step >= rv.Steps || !rule.CanApprove(rv.Step, u):
-		rv.Blocked = fmt.Sprintf("Step %d of policy %s needs approval from %s, and you are not one of them.",
-			rv.Step+1, rule.Name, strings.Join(rv.Approvers, ", "))
-	default:
-		rv.CanApprove = true
+	_, _, f := s.mayDecide(u, d, now)
+	rv.CanApprove = f == nil
+	d.verb = verbDeny
+	_, _, fd := s.mayDecide(u, d, now)
+	rv.CanDeny = fd == nil
+	if f != nil {
+		rv.Blocked = blockedSentence(f, d, rule, rv.Step, u)
 	}
-	rv.CanDeny = r.State == ajar.StatePending && !rv.Own && ok && approver
-	return rv, approver
+	return rv, approver || rv.CanApprove
+}
+
+// blockedSentence says for a page why mayDecide refused d, in a sentence.
+func blockedSentence(f *refusal, d decision, rule *policy.Rule, step int, u ajar.User) string {
+	r := d.r
+	switch f.reason {
+	case refusedNotPending:
+		return fmt.Sprintf("It is %s, not pending: there is nothing left to decide.", r.State)
+	case refusedSelf:
+		if d.ext != nil {
+			return "You asked for this extension, and nobody approves their own request (separation of duties)."
+		}
+		return "You made this request, and nobody approves their own request (separation of duties). You can cancel it instead."
+	case refusedPolicyMissing:
+		return fmt.Sprintf("Its policy %q no longer exists, so nobody can approve it.", r.Policy)
+	case refusedAlready:
+		return "You have already approved it; it is waiting for other approvers."
+	case refusedDeadline:
+		if d.ext != nil {
+			return "The access ends before anyone can decide on this extension."
+		}
+		return fmt.Sprintf("Its approval deadline passed at %s: it times out, and nobody can decide on it now.", r.ApprovalDeadline.UTC().Format("2006-01-02 15:04:05 UTC"))
+	case refusedNotApprover:
+		if step >= len(rule.Approval.Steps) {
+			return fmt.Sprintf("Policy %s has no approval step waiting for approvals.", rule.Name)
+		}
+		st := rule.Approval.Steps[step]
+		msg := fmt.Sprintf("Step %d of policy %s needs approval from %s, and you are not one of them.",
+			step+1, rule.Name, strings.Join(st.Approvers, ", "))
+		if rule.CanEscalate(step, u) {
+			msg += fmt.Sprintf(" You may decide too once it has waited %s (escalate_after).", fmtDuration(st.EscalateAfter))
+		}
+		return msg
+	}
+	msg := ajar.ErrorMessage(f.err)
+	if msg == "" {
+		return "You cannot decide on it now."
+	}
+	return strings.ToUpper(msg[:1]) + msg[1:] + "."
 }
 
 // Inbox lists the pending requests u can decide on (u approves some step of
@@ -95,8 +131,9 @@ func (s *Service) Inbox(ctx context.Context, u ajar.User) ([]Review, error) {
 		return nil, fmt.Errorf("inbox: %w", err)
 	}
 	out := []Review{}
+	now := s.now()
 	for _, r := range rs {
-		if rv, approver := s.review(u, r); approver || rv.Own {
+		if rv, approver := s.review(u, r, nil, false, now); approver || rv.Own {
 			out = append(out, rv)
 		}
 	}
@@ -111,7 +148,27 @@ func (s *Service) Review(ctx context.Context, u ajar.User, id string) (*Review, 
 	if err != nil {
 		return nil, err
 	}
-	rv, _ := s.review(u, r)
+	var ext *ajar.Extension
+	bg := false
+	if r.State == ajar.StateActive {
+		err := s.store.View(ctx, func(tx ajar.ReadTx) error {
+			exts, err := tx.ListExtensions(ctx, r.ID)
+			if err != nil {
+				return err
+			}
+			for i := len(exts) - 1; i >= 0 && ext == nil; i-- {
+				if exts[i].State == ajar.ExtensionPending {
+					ext = &exts[i]
+				}
+			}
+			bg, err = requestIsBreakglass(ctx, tx, r.ID)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("review %s: %w", id, err)
+		}
+	}
+	rv, _ := s.review(u, r, ext, bg, s.now())
 	return &rv, nil
 }
 

@@ -24,8 +24,8 @@ func TestReviewMatchesApproveAndDeny(t *testing.T) {
 		{"own request", "alice", "web", nil, "alice", false, false, "nobody approves their own request"},
 		{"own request as an approver", "erin", "web", nil, "erin", false, false, "nobody approves their own request"},
 		{"admin who is no approver", "alice", "web", nil, "root", false, false, "you are not one of them"},
-		{"approver of a later step", "alice", "db", nil, "dave", false, true, "Step 1 of policy db needs approval from group:sre"},
-		{"already approved", "alice", "db", []string{"bob"}, "bob", false, true, "already approved"},
+		{"approver of a later step", "alice", "db", nil, "dave", false, false, "Step 1 of policy db needs approval from group:sre"}, // deny as approve
+		{"already approved", "alice", "db", []string{"bob"}, "bob", false, false, "already approved"},
 		{"second approver of a step", "alice", "db", []string{"bob"}, "carol", true, true, ""},
 		{"later step once reached", "alice", "db", []string{"bob", "carol"}, "dave", true, true, ""},
 	}

@@ -102,6 +102,12 @@ func (s *Service) Extend(ctx context.Context, u ajar.User, id string, in ExtendI
 		if r.State != ajar.StateActive || r.ExpiresAt == nil || r.Handle == nil || !now.Before(*r.ExpiresAt) {
 			return false, ajar.Errorf(ajar.ECONFLICT, "request %s is %s; only active access can be extended", r.ID, r.State)
 		}
+		bg, err := s.mayExtend(ctx, tx, r) // authz.go: the rule still lets u have the target
+		if ajar.ErrorCode(err) == ajar.EFORBIDDEN {
+			return s.refuseExtend(ctx, tx, u, r, bg, err)
+		} else if err != nil {
+			return false, err
+		}
 		exts, err := tx.ListExtensions(ctx, r.ID)
 		if err != nil {
 			return false, err
@@ -133,6 +139,11 @@ func (s *Service) Extend(ctx context.Context, u ajar.User, id string, in ExtendI
 			return false, err
 		}
 		out.Extension = *ext
+		if bg {
+			if err := s.alertBreakglassExtension(ctx, tx, u, r, ext); err != nil {
+				return false, err
+			}
+		}
 		if !dec.AutoApprove {
 			return false, s.audit(ctx, tx, u.ID, "extension.requested", r.ID, map[string]any{
 				"seq": ext.Seq, "by": fmtDuration(by), "reason": in.Reason, "window": fmtDuration(dec.Duration),
@@ -253,40 +264,24 @@ func stepOf(approvals []ajar.Approval, rule *policy.Rule) int {
 	return len(rule.Approval.Steps)
 }
 
-// approveExtension records u's approval of r's pending extension, with the
-// same rules as approving a request: never the requester (audited), each
-// approver once, the current step's approvers only. The last approval applies
-// the extension if the access is still active.
+// approveExtension records u's approval of r's pending extension. Who may is
+// mayDecide's (authz.go), with the same rules as approving a request, checked
+// also that the rule still lets the requester have the target. The last
+// approval applies the extension.
 func (s *Service) approveExtension(ctx context.Context, tx ajar.Tx, u ajar.User, r *ajar.Request, comment string, applied *bool) (bool, error) {
 	now := tx.Now()
 	ext, err := pendingExtension(ctx, tx, r)
 	if err != nil {
 		return false, err
 	}
-	refuse := func(why, msg string) (bool, error) {
-		if err := s.audit(ctx, tx, u.ID, "approval.refused", r.ID, map[string]any{"reason": why, "extension": ext.Seq}); err != nil {
-			return false, err
-		}
-		return true, ajar.Errorf(ajar.EFORBIDDEN, "%s", msg)
+	bg, err := requestIsBreakglass(ctx, tx, r.ID)
+	if err != nil {
+		return false, err
 	}
-	if ajar.SameUser(r.Requester, u.ID) {
-		return refuse("self-approval", "you cannot approve the extension of your own request")
-	}
-	rule, ok := s.pol.Rule(r.Policy)
-	if !ok {
-		return refuse("policy-missing", fmt.Sprintf("policy %q no longer exists; the extension cannot be approved", r.Policy))
-	}
-	for _, a := range ext.Approvals {
-		if ajar.SameUser(a.Approver, u.ID) {
-			return false, ajar.Errorf(ajar.ECONFLICT, "you have already approved extension %d of request %s", ext.Seq, r.ID)
-		}
-	}
-	step := stepOf(ext.Approvals, rule)
-	if step >= len(rule.Approval.Steps) || !rule.CanApprove(step, u) {
-		return refuse("not-an-approver", fmt.Sprintf("you are not an approver for step %d of policy %s", step+1, rule.Name))
-	}
-	if !now.Before(*r.ExpiresAt) {
-		return false, ajar.Errorf(ajar.ECONFLICT, "request %s reached its expiry before extension %d was approved", r.ID, ext.Seq)
+	d := decision{verb: verbApprove, r: r, ext: ext, breakglass: bg}
+	rule, step, f := s.mayDecide(u, d, now)
+	if f != nil {
+		return s.refused(ctx, tx, u, d, f)
 	}
 	ext.Approvals = append(ext.Approvals, ajar.Approval{Approver: u.ID, Step: step, Decision: ajar.DecisionApprove, Comment: comment, At: now})
 	if stepOf(ext.Approvals, rule) < len(rule.Approval.Steps) {
@@ -304,21 +299,23 @@ func (s *Service) approveExtension(ctx context.Context, tx ajar.Tx, u ajar.User,
 }
 
 // denyExtension ends r's pending extension; the access itself goes on until
-// its expiry.
+// its expiry. Who may is who may approve it (mayDecide, authz.go).
 func (s *Service) denyExtension(ctx context.Context, tx ajar.Tx, u ajar.User, r *ajar.Request, reason string) (bool, error) {
 	now := tx.Now()
 	ext, err := pendingExtension(ctx, tx, r)
 	if err != nil {
 		return false, err
 	}
-	if ajar.SameUser(r.Requester, u.ID) {
-		return false, ajar.Errorf(ajar.EFORBIDDEN, "you cannot decide on your own extension")
+	bg, err := requestIsBreakglass(ctx, tx, r.ID)
+	if err != nil {
+		return false, err
 	}
-	rule, ok := s.pol.Rule(r.Policy)
-	if !ok || !rule.Approves(u) {
-		return false, ajar.Errorf(ajar.EFORBIDDEN, "you are not an approver of request %s", r.ID)
+	d := decision{verb: verbDeny, r: r, ext: ext, breakglass: bg}
+	_, step, f := s.mayDecide(u, d, now)
+	if f != nil {
+		return s.refused(ctx, tx, u, d, f)
 	}
-	ext.Approvals = append(ext.Approvals, ajar.Approval{Approver: u.ID, Step: stepOf(ext.Approvals, rule), Decision: ajar.DecisionDeny, Comment: reason, At: now})
+	ext.Approvals = append(ext.Approvals, ajar.Approval{Approver: u.ID, Step: step, Decision: ajar.DecisionDeny, Comment: reason, At: now})
 	ext.State, ext.DecidedAt = ajar.ExtensionDenied, ptr(now)
 	if err := tx.UpdateExtension(ctx, ext); err != nil {
 		return false, err

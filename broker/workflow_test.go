@@ -268,9 +268,10 @@ func TestMultiStepApprovalTable(t *testing.T) {
 		}, 0},
 		{"deny ends the request", "alice", []act{
 			{"bob", "approve", "", ajar.StatePending},
-			{"dave", "deny", "", ajar.StateDenied}, // an approver of a later step may deny
-			{"carol", "approve", ajar.ECONFLICT, ajar.StateDenied},
-		}, 0},
+			{"dave", "deny", ajar.EFORBIDDEN, ajar.StatePending}, // a later step's approver decides only that step
+			{"carol", "deny", "", ajar.StateDenied},
+			{"dave", "approve", ajar.ECONFLICT, ajar.StateDenied},
+		}, 1},
 		{"self-approval refused in every step", "frank", []act{
 			{"frank", "approve", ajar.EFORBIDDEN, ajar.StatePending},
 			{"bob", "approve", "", ajar.StatePending},
@@ -278,7 +279,7 @@ func TestMultiStepApprovalTable(t *testing.T) {
 			{"frank", "approve", ajar.EFORBIDDEN, ajar.StatePending}, // frank leads step 2 too
 			{"frank", "deny", ajar.EFORBIDDEN, ajar.StatePending},
 			{"dave", "approve", "", ajar.StateActive},
-		}, 2},
+		}, 3},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,6 +21,7 @@ const (
 	EventExtensionDenied    = "extension.denied"    // an extension was denied
 	EventRevokeFailed       = "grant.revoke_failed" // removal keeps failing
 	EventBreakglassUsed     = "breakglass.used"     // someone skipped approval
+	EventBreakglassExtended = "breakglass.extended" // break-glass access asked for more time
 	EventReviewClosed       = "review.closed"       // a break-glass review was closed
 	EventDriftDetected      = "drift.detected"      // access found that ajar did not expect
 )
@@ -29,8 +30,8 @@ const (
 var EventTypes = []string{
 	EventRequestCreated, EventRequestApproved, EventRequestDenied, EventRequestEscalated,
 	EventRequestExpiring, EventRequestExtended, EventRequestEnded, EventExtensionRequested,
-	EventExtensionDenied, EventRevokeFailed, EventBreakglassUsed, EventReviewClosed,
-	EventDriftDetected,
+	EventExtensionDenied, EventRevokeFailed, EventBreakglassUsed, EventBreakglassExtended,
+	EventReviewClosed, EventDriftDetected,
 }
 
 // Notification sink types.

@@ -14,6 +14,7 @@ import (
 	_ "modernc.org/sqlite" // the driver, to tamper with the audit log
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/broker"
 )
 
 // pagePaths are the signed-in pages, for checks that apply to every page.
@@ -505,5 +506,31 @@ func TestExtendFromMyAccess(t *testing.T) {
 	}
 	if resp := c.post("/requests/"+r.ID+"/extend", url.Values{"csrf": {token}, "by": {"-5m"}}); resp.Status != http.StatusBadRequest {
 		t.Errorf("a negative extension: %d", resp.Status)
+	}
+}
+
+// TestExtensionDecisionInPage: with an extension waiting for approval, the
+// request's page offers its approver approve and deny for the extension, and
+// tells the requester why she cannot decide it, as Approve and Deny would.
+func TestExtensionDecisionInPage(t *testing.T) {
+	s := startServer(t)
+	r := s.createRequest(t, "alice", "5m", "check") // auto-approved
+	r = s.waitState(t, r.ID, ajar.StateActive)
+	if _, err := s.Svc.Extend(context.Background(), s.user(t, "alice"), r.ID, broker.ExtendInput{By: "30m", Reason: "more"}); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, s.URL)
+	c.signIn(s.tokens["alice"])
+	page := c.get("/requests/" + r.ID).Body
+	if !strings.Contains(page, "You cannot approve this extension.") || !strings.Contains(page, "You asked for this extension") ||
+		strings.Contains(page, "/approve") || strings.Contains(page, "/deny") {
+		t.Errorf("alice's page of her extension\n%s", page)
+	}
+	c = newClient(t, s.URL)
+	c.signIn(s.tokens["bob"])
+	page = c.get("/requests/" + r.ID).Body
+	if !strings.Contains(page, `action="/requests/`+r.ID+`/approve"`) || !strings.Contains(page, `action="/requests/`+r.ID+`/deny"`) ||
+		!strings.Contains(page, "<dt>Extension</dt>") || strings.Contains(page, "nothing left to decide") {
+		t.Errorf("bob's page of alice's extension\n%s", page)
 	}
 }
