@@ -26,7 +26,7 @@ import (
 // (Y's grant saw it there, so it did not create it), and Y is left active without
 // access. So every Grant and Revoke of shared access, with its holder count, runs
 // under one store lease per access (withShareLock): one replica at a time decides
-// about one piece of shared access. See docs/architecture.md.
+// about one piece of shared access. See docs/aws/aws-security-group.md.
 
 // liveStates are the states of a request that holds, or is about to hold, its
 // access: active, or approved with its grant intent committed (a grant in flight).
