@@ -301,6 +301,9 @@ func (s *Service) grant(ctx context.Context, r *ajar.Request, clk storeClock) er
 		return s.failGrant(ctx, r, clk, err, true)
 	}
 	h, err := s.providerGrant(ctx, prov, *r.Handle) // shared.go: under the lock of shared access
+	if errors.Is(err, errShareBusy) {
+		return s.shareBusy(ctx, r)
+	}
 	if err != nil {
 		s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "grant").Inc()
 		return s.failGrant(ctx, r, clk, err, ajar.ErrorCode(err) == ajar.EINVALID)
@@ -493,6 +496,9 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) e
 			s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "revoke").Inc()
 			rerr = err
 		}
+	}
+	if errors.Is(rerr, errShareBusy) {
+		return s.shareBusy(ctx, r)
 	}
 	if rerr != nil {
 		s.log.Warn("revoke failed", "request", r.ID, "target", r.Target, "attempt", r.Attempts+1, "err", rerr)

@@ -60,12 +60,30 @@ func (s *Service) shareLockTTL() time.Duration { return 2*s.sched.ProviderTimeou
 const shareLockMargin = 5 * time.Second
 
 // errShareBusy means the lease of a shared access stayed with another grant or
-// revocation for longer than one provider call may take; the caller retries later.
-var errShareBusy = errors.New("another grant or revocation of the same shared access has held its lock for too long; retrying later")
+// revocation for longer than the caller may wait; the caller retries later.
+var errShareBusy = errors.New("another grant or revocation of the same shared access holds its lock; retrying shortly")
+
+// shareLockWait is how long a worker waits for the lease of shared access: what
+// its claim on the request leaves after one provider call, so that the claim
+// does not run out while it waits (at least 1s).
+func (s *Service) shareLockWait() time.Duration {
+	return max(s.sched.Lease-s.sched.ProviderTimeout-5*time.Second, time.Second)
+}
+
+// shareBusy puts r back to be tried again shortly, without counting a failed
+// attempt: its grant or revocation waited for the lock of its shared access,
+// which another one held all that time (no state changes, so nothing is audited).
+func (s *Service) shareBusy(ctx context.Context, r *ajar.Request) error {
+	s.log.Info("shared access busy: trying again shortly", "request", r.ID, "state", r.State)
+	return s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+		cur.NextAt = ptr(now.Add(s.sched.backoff(1)))
+		return nil
+	})
+}
 
 // withShareLock runs fn while holding the store lease of the access h maps to
 // (no lease when it is not shared access). It waits for the lease up to
-// ProviderTimeout (errShareBusy after that) and gives fn a context that ends
+// shareLockWait (errShareBusy after that) and gives fn a context that ends
 // before the lease does. A store error taking the lease is returned; one
 // releasing it is logged (the lease then ends at its TTL).
 func (s *Service) withShareLock(ctx context.Context, prov ajar.Provider, h ajar.Handle, fn func(context.Context) error) error {
@@ -75,7 +93,7 @@ func (s *Service) withShareLock(ctx context.Context, prov ajar.Provider, h ajar.
 	}
 	owner := rand.Text() // this acquisition, not this process: goroutines contend too
 	ttl := s.shareLockTTL()
-	giveUp := time.Now().Add(s.sched.ProviderTimeout)
+	giveUp := time.Now().Add(s.shareLockWait())
 	pause, waited := 10*time.Millisecond, false
 	var took time.Time
 	for {
