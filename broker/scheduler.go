@@ -492,10 +492,10 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) e
 		if err == nil {
 			err = s.providerRevoke(ctx, prov, r) // shared.go: keeps access other requests share
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, errShareBusy) {
 			s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "revoke").Inc()
-			rerr = err
 		}
+		rerr = err
 	}
 	if errors.Is(rerr, errShareBusy) {
 		return s.shareBusy(ctx, r)
