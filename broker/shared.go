@@ -14,8 +14,9 @@ import (
 // Shared access. Some access on a target is one and the same for several
 // requests: an Identity Center account assignment for the same user's requests
 // (ajar.Sharer: the target cannot tag it, so the broker counts its holders from
-// the store), a security group rule for the same address (ajar.SharedAccess: the
-// provider counts its holders in the rule's tags). A request's revocation leaves
+// the store), a security group rule for the same address or an IAM group
+// membership of the same user (ajar.SharedAccess: the provider counts its holders
+// in tags on the rule or the user). A request's revocation leaves
 // such access in place while another live request holds it; the last one to end
 // removes it.
 //
