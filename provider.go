@@ -140,3 +140,16 @@ type Sharer interface {
 	// ShareKey names the access that req maps to; "" means never shared.
 	ShareKey(req GrantRequest) string
 }
+
+// SharedAccess is an optional Provider capability for providers whose grants
+// for different requests can be one and the same access on the target, whose
+// holders the provider counts itself (a security group rule tagged with every
+// request holding it). Deciding whether a revocation removes the access or only
+// lets go of it, and whether a grant creates it or joins it, takes more than one
+// call to the target, so those calls must not interleave across replicas: the
+// broker holds one store lease per key (ajar.Tx.AcquireLease) around every Grant
+// and Revoke of such access. A Sharer's ShareKey is locked the same way.
+type SharedAccess interface {
+	// AccessKey names the access that req maps to; "" means never shared.
+	AccessKey(req GrantRequest) string
+}

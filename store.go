@@ -141,6 +141,19 @@ type Tx interface {
 	// ECONFLICT if the version differs, ENOTFOUND if (RequestID, Seq) does
 	// not exist. The other fields never change.
 	UpdateExtension(ctx context.Context, e *Extension) error
+
+	// AcquireLease takes the lease called name for owner until until and reports
+	// whether owner holds it now. It succeeds when nobody holds the lease, when
+	// its holder's end is at or before Now (it expired), and when owner holds it
+	// already (its end moves to until: a renewal); otherwise it changes nothing
+	// and returns false. name and owner must not be empty and until must be after
+	// Now, else EINVALID. Leases lock work done outside any transaction (a
+	// provider call on access that several requests share) across every replica
+	// of one store; the store's clock decides when a lease has expired.
+	AcquireLease(ctx context.Context, name, owner string, until time.Time) (bool, error)
+	// ReleaseLease ends owner's lease called name and reports whether owner held
+	// it. A lease held by another owner (after owner's expired) is left alone.
+	ReleaseLease(ctx context.Context, name, owner string) (bool, error)
 }
 
 // AuditFilter selects audit events. Zero fields match anything.

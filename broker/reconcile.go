@@ -152,9 +152,7 @@ func (s *Service) checkActive(ctx context.Context, r *ajar.Request, res *Reconci
 		return
 	}
 	s.metrics.drift.WithLabelValues(r.Target).Inc()
-	pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
-	h, gerr := prov.Grant(pctx, r.Handle.Grant)
-	cancel()
+	h, gerr := s.providerGrant(ctx, prov, *r.Handle) // shared.go: under the lock of shared access
 	if gerr != nil {
 		res.Errors++
 		s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "grant").Inc()
@@ -194,9 +192,7 @@ func (s *Service) checkActive(ctx context.Context, r *ajar.Request, res *Reconci
 	}
 	if late != nil {
 		late.Handle = &h
-		pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
-		defer cancel()
-		if err := s.providerRevoke(pctx, prov, late); err != nil {
+		if err := s.providerRevoke(ctx, prov, late); err != nil {
 			s.log.Error("drift check: revoke a re-grant that ended meanwhile", "request", r.ID, "err", err)
 		}
 	}
@@ -217,19 +213,12 @@ func (s *Service) checkEnded(ctx context.Context, r *ajar.Request, res *Reconcil
 	if !present {
 		return
 	}
-	holders, err := s.sharedHolders(ctx, prov, r)
-	if err != nil {
-		res.Errors++
-		s.log.Warn("drift check: holders", "request", r.ID, "err", err)
-		return
-	}
-	if len(holders) > 0 {
+	// shared.go: the holder count and the revoke under the lock of shared access.
+	holders, rerr := s.revokeUnlessShared(ctx, prov, r)
+	if rerr == nil && len(holders) > 0 {
 		return // another live request's access, not drift
 	}
 	s.metrics.drift.WithLabelValues(r.Target).Inc()
-	pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
-	rerr := prov.Revoke(pctx, *r.Handle)
-	cancel()
 	details := map[string]any{"target": r.Target, "drift": "access present after the request ended", "state": r.State, "ended_at": r.EndedAt}
 	if rerr != nil {
 		res.Errors++

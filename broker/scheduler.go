@@ -304,9 +304,10 @@ func (s *Service) grant(ctx context.Context, r *ajar.Request, clk storeClock) er
 	if err != nil {
 		return s.failGrant(ctx, r, clk, err, true)
 	}
-	pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
-	h, err := prov.Grant(pctx, r.Handle.Grant)
-	cancel()
+	h, err := s.providerGrant(ctx, prov, *r.Handle) // shared.go: under the lock of shared access
+	if errors.Is(err, errShareBusy) {
+		return s.shareBusy(ctx, r)
+	}
 	if err != nil {
 		s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "grant").Inc()
 		return s.failGrant(ctx, r, clk, err, ajar.ErrorCode(err) == ajar.EINVALID)
@@ -456,10 +457,9 @@ func (s *Service) lateHandle(ctx context.Context, id string, h ajar.Handle) erro
 // outcome. A failure is logged as an error and counted in the provider error metric.
 func (s *Service) revokeOrphan(ctx context.Context, id string, h ajar.Handle) error {
 	prov, err := s.providers.ForHandle(h)
+	orphan := &ajar.Request{ID: id, Requester: h.Grant.Requester, Handle: &h}
 	for attempt := 1; err == nil && attempt <= s.sched.MaxRevokeAttempts; attempt++ {
-		pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
-		err = prov.Revoke(pctx, h)
-		cancel()
+		err = s.providerRevoke(ctx, prov, orphan) // shared.go: keeps access other requests share
 		if err == nil {
 			break
 		}
@@ -549,14 +549,15 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) e
 		}
 		prov, err := s.providers.ForHandle(*r.Handle)
 		if err == nil {
-			pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
-			err = s.providerRevoke(pctx, prov, r) // shared.go: keeps access other requests share
-			cancel()
+			err = s.providerRevoke(ctx, prov, r) // shared.go: keeps access other requests share
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, errShareBusy) {
 			s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "revoke").Inc()
-			rerr = err
 		}
+		rerr = err
+	}
+	if errors.Is(rerr, errShareBusy) {
+		return s.shareBusy(ctx, r)
 	}
 	if rerr != nil {
 		s.log.Warn("revoke failed", "request", r.ID, "target", r.Target, "attempt", r.Attempts+1, "err", rerr)

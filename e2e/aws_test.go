@@ -156,7 +156,7 @@ func TestAWSOutageDuringExpiry(t *testing.T) {
 		"scheduler: {max_revoke_attempts: 50}\nreconcile: {interval: 1h}\n")
 	s := startServer(t, dir, "--config", cfg, "--dev")
 
-	r := s.request(t, "alice", "request", "bastion-22", "--for", "3s", "--reason", "outage test", "--param", "source_ip=203.0.113.7")
+	r := s.request(t, "alice", "request", "bastion-22", "--for", "30s", "--reason", "outage test", "--param", "source_ip=203.0.113.7")
 	if r.State != ajar.StateActive {
 		t.Fatalf("request is %s: %s", r.State, r.LastError)
 	}
@@ -167,7 +167,7 @@ func TestAWSOutageDuringExpiry(t *testing.T) {
 	proxy.SetDown(true)
 	time.Sleep(time.Until(*r.ExpiresAt))
 	// Several attempts fail while moto is unreachable; the request stays revoking.
-	eventually(t, 15*time.Second, "three failed revocations", func() bool {
+	eventually(t, 90*time.Second, "three failed revocations", func() bool {
 		return proxy.Calls("DescribeSecurityGroupRules") >= 4
 	})
 	cur := s.request(t, "alice", "show", r.ID)
@@ -179,7 +179,7 @@ func TestAWSOutageDuringExpiry(t *testing.T) {
 	}
 
 	proxy.SetDown(false)
-	end := s.waitState(t, "alice", r.ID, ajar.StateExpired, 20*time.Second)
+	end := s.waitState(t, "alice", r.ID, ajar.StateExpired, 2*time.Minute)
 	if _, ok := ingress(t, c, group)["203.0.113.7/32"]; ok {
 		t.Fatal("the rule is still there after expired")
 	}

@@ -12,17 +12,23 @@ import (
 	"github.com/ajar-dev/ajar"
 )
 
-// TestCrashRevokesOnRestart kills the server with SIGKILL while grants are active
-// and restarts it after their expiry: every grant is revoked on restart, and the
-// audit log holds exactly one end event per request.
+// TestCrashRevokesOnRestart kills the server with SIGKILL while grants are
+// active and restarts it with its clock past their expiry: every grant is
+// revoked on restart from what the store holds, the access itself is removed
+// (the testonly-counter provider's markers, counted outside the process), and
+// the audit log holds exactly one end event per request. The windows are long
+// (10m) so that no grant can expire before the kill however loaded the machine
+// is; the restarted server's clock (AJAR_TEST_CLOCK_OFFSET) is what passes them.
 func TestCrashRevokesOnRestart(t *testing.T) {
 	dir := t.TempDir()
-	s := startServer(t, dir)
+	counterDir := t.TempDir()
+	config := replicaPolicy(t, `storage: {driver: sqlite, dsn: "`+filepath.Join(dir, "ajar.db")+`"}`, `{dir: "`+counterDir+`"}`)
+	env := []string{"AJAR_MASTER_KEY=" + randomMasterKey(), "AJAR_TESTONLY_PROVIDERS=1"}
+	s := startReplica(t, "before", config, env...)
 	var ids []string
 	var latest time.Time
 	for i := range 4 {
-		r := s.request(t, "alice", "request", "demo-ssh", "--for", "5s", "--reason", fmt.Sprintf("crash %d", i),
-			"--param", "source_ip=127.0.0.1")
+		r := s.request(t, "alice", "request", "counted", "--for", "10m", "--reason", fmt.Sprintf("crash %d", i))
 		if r.State != ajar.StateActive {
 			t.Fatalf("request %d is %s, want active", i, r.State)
 		}
@@ -30,18 +36,34 @@ func TestCrashRevokesOnRestart(t *testing.T) {
 		latest = *r.ExpiresAt
 	}
 	s.kill()
-	time.Sleep(time.Until(latest) + time.Second)
-
-	s2 := startServer(t, dir)
+	killedAt := time.Now()
 	for _, id := range ids {
-		r := s2.waitState(t, "alice", id, ajar.StateExpired, 10*time.Second)
+		if c := readCounter(t, counterDir)[id]; c == nil || !c.active || len(c.revokes) != 0 {
+			t.Fatalf("request %s before the restart: provider counts %+v, want its access in place", id, c)
+		}
+	}
+
+	// Restarted 15 minutes later by its clock: every window has closed.
+	s2 := startReplica(t, "after", config, append(env, "AJAR_TEST_CLOCK_OFFSET=15m")...)
+	for _, id := range ids {
+		r := s2.waitState(t, "alice", id, ajar.StateExpired, 60*time.Second)
 		if r.EndedAt.Before(latest) {
-			t.Errorf("%s ended at %v, before the restart", id, r.EndedAt)
+			t.Errorf("%s ended at %v, before the last expiry %v", id, r.EndedAt, latest)
+		}
+	}
+	counts := readCounter(t, counterDir)
+	for _, id := range ids {
+		c := counts[id]
+		if c == nil || c.active || len(c.revokes) != 1 {
+			t.Fatalf("request %s after the restart: provider counts %+v, want its access removed once", id, c)
+		}
+		if c.revokes[0].Before(killedAt) {
+			t.Errorf("request %s was revoked at %v, before the kill at %v", id, c.revokes[0], killedAt)
 		}
 	}
 	ends := map[string]int{}
 	for _, e := range s2.auditEvents(t) {
-		if e.Action == "request.expired" || e.Action == "request.revoked" {
+		if endActions[e.Action] {
 			ends[e.Subject]++
 		}
 	}

@@ -164,6 +164,32 @@ func callCounts(t *testing.T, dir string) map[string]int {
 	return out
 }
 
+// stoppedHeldWork reports whether the replica with process id pid, stopped and
+// resumed at resumedAt, made a revoke call after resuming that found the access
+// already gone ("revoke noop" in calls.log). A request a replica claims after
+// resuming is due, so nobody revoked it since its last claim; what makes such a
+// call is a claim made before the stop whose lease ran out meanwhile and whose
+// request another replica took over and revoked. (The only other way, a claim
+// whose previous worker revoked and died before writing, belongs to replica 0,
+// killed long before the stop, whose claims ran out during it.)
+func stoppedHeldWork(t *testing.T, dir string, pid int, resumedAt time.Time) bool {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "calls.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[1] != "revoke" || f[3] != "noop" || f[4] != fmt.Sprintf("pid=%d", pid) {
+			continue
+		}
+		if at, err := time.Parse(time.RFC3339Nano, f[0]); err == nil && !at.Before(resumedAt) {
+			return true
+		}
+	}
+	return false
+}
+
 // dbRequest is a request as stored, read straight from the database.
 type dbRequest struct {
 	id, state string
@@ -352,9 +378,11 @@ func TestReplicasKillAndStop(t *testing.T) {
 	}
 	defer conn.Close(context.Background())
 	resumed := false
+	var resumedAt time.Time
 	deadline := stoppedAt.Add(stopFor + 45*time.Second)
 	for {
 		if !resumed && time.Since(stoppedAt) >= stopFor {
+			resumedAt = time.Now()
 			if err := stopped.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 				t.Fatal(err)
 			}
@@ -372,9 +400,13 @@ func TestReplicasKillAndStop(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	// The resumed replica's stale workers finish (and fail to write) now; give
-	// them a moment so that their provider calls are in the counts.
-	time.Sleep(2 * time.Second)
+	// The resumed replica's stale workers finish (and fail to write) now: wait
+	// until one of them is seen, which also shows that the stopped replica held
+	// claimed work when it was stopped (see stoppedHeldWork).
+	eventually(t, 2*time.Minute, "a provider call of the resumed replica for work it claimed before the stop", func() bool {
+		return stoppedHeldWork(t, counterDir, stopped.cmd.Process.Pid, resumedAt)
+	})
+	time.Sleep(2 * time.Second) // let the rest of its stale calls land in the counts
 	select {
 	case <-stopped.exited:
 		t.Fatalf("the resumed replica exited:\n%s", tail(stopped.logs(), 8<<10))

@@ -104,13 +104,21 @@ type Provider struct {
 }
 
 var (
-	_ ajar.Provider = (*Provider)(nil)
-	_ ajar.Verifier = (*Provider)(nil)
+	_ ajar.Provider     = (*Provider)(nil)
+	_ ajar.Verifier     = (*Provider)(nil)
+	_ ajar.SharedAccess = (*Provider)(nil)
 )
 
 // locks serialises this process's work on the same IAM users, across every target
-// and config that maps to them.
+// and config that maps to them. Across processes the broker serialises it with a
+// store lease on AccessKey (ajar.SharedAccess).
 var locks awsx.KeyedMutex
+
+// AccessKey names the membership a request maps to (its IAM user and the
+// target's group): requests with the same key share it.
+func (p *Provider) AccessKey(req ajar.GrantRequest) string {
+	return p.cfg.Users.Resolve(req.Requester) + "|" + p.cfg.Group
+}
 
 // handleData is Handle.Data for HandleVersion 1.
 type handleData struct {

@@ -64,10 +64,12 @@ var (
 	_ ajar.Provider        = (*Provider)(nil)
 	_ ajar.Verifier        = (*Provider)(nil)
 	_ ajar.ParamsValidator = (*Provider)(nil)
+	_ ajar.SharedAccess    = (*Provider)(nil)
 )
 
 // locks serialises this process's work on the same rules, across every target
-// and config that maps to them.
+// and config that maps to them. Across processes the broker serialises it with a
+// store lease on AccessKey (ajar.SharedAccess).
 var locks awsx.KeyedMutex
 
 // handleData is Handle.Data for HandleVersion 1: the rule as granted.
@@ -164,6 +166,17 @@ func holderKey(requestID string) string { return TagRequestPrefix + requestID }
 // ruleKey names the one rule a cidr maps to on this target's group and ports.
 func (p *Provider) ruleKey(cidr netip.Prefix) string {
 	return fmt.Sprintf("%s|%s|%d-%d|%s", p.cfg.GroupID, p.cfg.Protocol, p.cfg.FromPort, p.cfg.ToPort, cidr)
+}
+
+// AccessKey names the one rule a request's source_ip maps to (region, group,
+// protocol, ports and address): requests with the same key share that rule. It
+// is "" for a request without a valid source_ip, which Grant refuses.
+func (p *Provider) AccessKey(req ajar.GrantRequest) string {
+	cidr, err := p.sourceCIDR(req.Params)
+	if err != nil {
+		return ""
+	}
+	return p.cfg.Region + "|" + p.ruleKey(cidr)
 }
 
 // Grant opens the target's ports to the request's source_ip. When an ajar rule for

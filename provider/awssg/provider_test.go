@@ -404,3 +404,31 @@ func TestThrottlingAndOutage(t *testing.T) {
 		t.Fatalf("%d rules after recovery", n)
 	}
 }
+
+// TestAccessKey: requests share a lock key exactly when they map to one rule
+// (the same address, in any spelling, on the same group and ports), so that the
+// broker serialises the grants and revocations that could interleave.
+func TestAccessKey(t *testing.T) {
+	e := newEnv(t, nil, `,"port":22`)
+	other := newEnv(t, nil, `,"port":22`)
+	port := newEnv(t, nil, `,"port":443`)
+	a := e.prov.AccessKey(e.request("r1", "alice@example.com", "203.0.113.7"))
+	if a == "" {
+		t.Fatal("no key for a valid request")
+	}
+	if b := e.prov.AccessKey(e.request("r2", "bob@example.com", "203.0.113.7/32")); b != a {
+		t.Errorf("same rule, other request and spelling: key %q, want %q", b, a)
+	}
+	for name, k := range map[string]string{
+		"another address": e.prov.AccessKey(e.request("r3", "alice@example.com", "203.0.113.8")),
+		"another group":   other.prov.AccessKey(other.request("r4", "alice@example.com", "203.0.113.7")),
+		"another port":    port.prov.AccessKey(port.request("r5", "alice@example.com", "203.0.113.7")),
+	} {
+		if k == a || k == "" {
+			t.Errorf("%s: key %q, want one of its own", name, k)
+		}
+	}
+	if k := e.prov.AccessKey(e.request("r6", "alice@example.com", "not an ip")); k != "" {
+		t.Errorf("invalid source_ip: key %q, want none", k)
+	}
+}

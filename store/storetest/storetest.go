@@ -20,6 +20,7 @@
 //   - AppendAudit fails with EINVALID for a zero Time or Details that are not JSON.
 //   - Once Update returns nil, every later View sees its writes.
 //   - A View is a snapshot: it does not see commits made after it began reading.
+//   - A lease's end is compared with the store's clock (Now): it is free at its end.
 package storetest
 
 import (
@@ -77,6 +78,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Notifications", testNotifications},
 		{"Reviews", testReviews},
 		{"Extensions", testExtensions},
+		{"Leases", testLeases},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
