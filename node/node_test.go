@@ -651,11 +651,13 @@ func TestKeys(t *testing.T) {
 
 func TestSSHDConfig(t *testing.T) {
 	cfg := &Config{Target: "web", Mode: ModeCertificate, CAFile: "/etc/ssh/ajar_ca.pub", KRLFile: "/etc/ssh/ajar_revoked.krl"}
-	text, err := SSHDConfig(cfg, InstallOptions{})
+	opts := InstallOptions{Binary: "/usr/local/bin/ajar", ConfigPath: "/etc/ajar/node.yaml", KeysUser: "ajar-node"}
+	text, err := SSHDConfig(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"TrustedUserCAKeys /etc/ssh/ajar_ca.pub\n", "RevokedKeys /etc/ssh/ajar_revoked.krl\n", "ExposeAuthInfo yes\n"} {
+	for _, want := range []string{"TrustedUserCAKeys /etc/ssh/ajar_ca.pub\n", "RevokedKeys /etc/ssh/ajar_revoked.krl\n", "LogLevel VERBOSE\n",
+		"AuthorizedPrincipalsCommand /usr/local/bin/ajar node principals --target web %u\n", "AuthorizedPrincipalsCommandUser ajar-node\n"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("certificate mode lacks %q:\n%s", want, text)
 		}
@@ -663,22 +665,44 @@ func TestSSHDConfig(t *testing.T) {
 	if strings.Contains(text, "AuthorizedKeysCommand") {
 		t.Errorf("certificate mode has AuthorizedKeysCommand:\n%s", text)
 	}
-	cfg.Mode = ModeAuthorizedKeys
-	if _, err := SSHDConfig(cfg, InstallOptions{Binary: "ajar", ConfigPath: "/etc/ajar/node.yaml", KeysUser: "ajar-node"}); err == nil {
-		t.Error("a relative binary path was accepted")
+	for _, bad := range []InstallOptions{
+		{Binary: "ajar", ConfigPath: "/etc/ajar/node.yaml", KeysUser: "ajar-node"},
+		{Binary: "/usr/local/bin/ajar", ConfigPath: "/etc/ajar/node.yaml", KeysUser: "a b"},
+	} {
+		if _, err := SSHDConfig(cfg, bad); err == nil {
+			t.Errorf("%+v was accepted", bad)
+		}
 	}
-	text, err = SSHDConfig(cfg, InstallOptions{Binary: "/usr/local/bin/ajar", ConfigPath: "/etc/ajar/node.yaml", KeysUser: "ajar-node"})
+	if _, err := SSHDConfig(&Config{Target: "web:x", CAFile: cfg.CAFile, KRLFile: cfg.KRLFile}, opts); err == nil {
+		t.Error("a target name with ':' was accepted")
+	}
+	cfg.Mode = ModeAuthorizedKeys
+	text, err = SSHDConfig(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"AuthorizedKeysFile none\n", "AuthorizedKeysCommand /usr/local/bin/ajar node keys --config /etc/ajar/node.yaml %u\n",
-		"AuthorizedKeysCommandUser ajar-node\n", "ExposeAuthInfo yes\n"} {
+		"AuthorizedKeysCommandUser ajar-node\n", "LogLevel VERBOSE\n"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("authorized-keys mode lacks %q:\n%s", want, text)
 		}
 	}
 	if strings.Contains(text, "TrustedUserCAKeys") {
 		t.Errorf("authorized-keys mode trusts the CA:\n%s", text)
+	}
+}
+
+func TestCheckServerURL(t *testing.T) {
+	for _, ok := range []string{"https://ajar.example.com", "https://10.0.0.1:8443/", "http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:80", "http://127.3.2.1"} {
+		if err := CheckServerURL(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "http://ajar.example.com", "http://10.0.0.1:8080", "http://[::ffff:10.0.0.1]", "http://127.0.0.1.nip.io",
+		"http://localhost.example.com", "ftp://127.0.0.1", "https://u:p@ajar.example.com", "ajar.example.com"} {
+		if err := CheckServerURL(bad); err == nil {
+			t.Errorf("%q was accepted", bad)
+		}
 	}
 }
 
