@@ -325,11 +325,18 @@ type sshSetup struct {
 // syncs the CA and KRL and checks sshd's config with sshd -t), then starts sshd.
 func newSSHSetup(t *testing.T, login, target, mode string) *sshSetup {
 	t.Helper()
+	return newSSHSetupWith(t, fmt.Sprintf(sshPolicy, login), login, target, mode)
+}
+
+// newSSHSetupWith is newSSHSetup with another policy, whose target's host agent
+// is node@example.com.
+func newSSHSetupWith(t *testing.T, policy, login, target, mode string) *sshSetup {
+	t.Helper()
 	requireRoot(t)
 	requireTool(t, "ssh")
 	dir := sshRootDir(t)
 	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
-	sshWriteFile(t, policyFile, fmt.Sprintf(sshPolicy, login), 0o644)
+	sshWriteFile(t, policyFile, policy, 0o644)
 	st := &sshSetup{s: startServer(t, t.TempDir(), "--config", policyFile, "--dev"), login: login}
 	st.d = newSSHD(t, dir)
 

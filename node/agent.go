@@ -34,7 +34,7 @@ type Agent struct {
 	kill   func(Session) error // ends a session's processes (procFS.end)
 	// sweep ends the processes of uid left behind by ended sessions
 	// (procFS.leftovers), and says how many there were.
-	sweep func(uid int, since time.Time, keep []Session) (int, error)
+	sweep func(uid int, since time.Time) (int, error)
 
 	krlETag string
 	// The installed CA and KRL, as last read from their files, for judging
@@ -139,10 +139,10 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 		a.proc.root = "/proc"
 	}
 	a.kill = a.proc.end
-	a.sweep = func(uid int, since time.Time, keep []Session) (int, error) {
+	a.sweep = func(uid int, since time.Time) (int, error) {
 		n := 0
 		err := a.proc.kill(func(procs map[int]proc) map[int]bool {
-			pids := a.proc.leftovers(procs, uid, since, keep)
+			pids := a.proc.leftovers(procs, uid, since)
 			n = max(n, len(pids))
 			return pids
 		})
@@ -259,7 +259,7 @@ func (a *Agent) CheckSessions(ctx context.Context) error {
 			a.noteLogin(acc, prevLog)
 		}
 	}
-	sessions, procs, err := a.proc.scan()
+	sessions, _, err := a.proc.scan()
 	if err != nil {
 		return err
 	}
@@ -328,7 +328,7 @@ func (a *Agent) CheckSessions(ctx context.Context) error {
 			a.endSession(id, why)
 		}
 	}
-	a.sweepLogins(procs)
+	a.sweepLogins()
 	if rerr != nil {
 		return rerr
 	}
@@ -428,19 +428,14 @@ func (a *Agent) grantOf(id string) *grantState {
 }
 
 // sweepLogins ends what logins left behind once no active grant covers them:
-// every process of the login started since its first ajar session, wherever it
-// runs, except the sessions still open (those are judged on their own).
-func (a *Agent) sweepLogins(procs map[int]proc) {
+// every process of the login started since its first ajar session that runs
+// outside sshd's connections (those are judged on their own).
+func (a *Agent) sweepLogins() {
 	now := a.now()
 	for uid, st := range a.logins {
 		covered := false
-		var keep []Session
 		for _, t := range a.tracked {
-			if t.s.UID != uid {
-				continue
-			}
-			keep = append(keep, t.s)
-			if a.ours(t.s.Login) {
+			if t.s.UID == uid && a.ours(t.s.Login) {
 				covered = true // its own verdicts end it, and then this login
 			}
 		}
@@ -452,7 +447,7 @@ func (a *Agent) sweepLogins(procs map[int]proc) {
 		if covered {
 			continue
 		}
-		n, err := a.sweep(uid, st.since, keep)
+		n, err := a.sweep(uid, st.since)
 		if err != nil {
 			a.log.Error("end processes left behind by an ssh login", "user", st.user, "err", err)
 			continue

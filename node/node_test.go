@@ -536,7 +536,7 @@ func newCheckAgent(t *testing.T, cfg *Config, p *fakeProc, token string) *testAg
 	}
 	ta := &testAgent{Agent: a}
 	a.kill = func(s Session) error { ta.killed = append(ta.killed, s.PID); return nil }
-	a.sweep = func(uid int, since time.Time, keep []Session) (int, error) {
+	a.sweep = func(uid int, since time.Time) (int, error) {
 		ta.swept = append(ta.swept, uid)
 		return 0, nil
 	}

@@ -519,21 +519,44 @@ func subtree(procs map[int]proc, pid int) map[int]bool {
 	return out
 }
 
-// leftovers returns the processes of uid started at or after since that are
-// outside every session in keep: what a login left behind (nohup, setsid,
-// daemons) once none of its sessions remain. Start times are known to a clock
-// tick, the boot time to a second, so since is taken a second early.
-func (fs procFS) leftovers(procs map[int]proc, uid int, since time.Time, keep []Session) map[int]bool {
+// leftovers returns the processes of uid started at or after since that run
+// outside sshd: what a login left behind (nohup, setsid, daemons). Processes
+// below sshd's own (root) processes, and the members of sessions led by them,
+// belong to connections, which are judged on their own. Start times are known
+// to a clock tick, the boot time to a second, so since is taken a second early.
+func (fs procFS) leftovers(procs map[int]proc, uid int, since time.Time) map[int]bool {
 	boot := fs.bootTime()
+	children := map[int][]int{}
+	for pid, p := range procs {
+		children[p.ppid] = append(children[p.ppid], pid)
+	}
 	kept := map[int]bool{}
-	for _, s := range keep {
-		for pid := range fs.sessionProcs(procs, s) {
-			kept[pid] = true
+	var walk func(int)
+	walk = func(pid int) {
+		if kept[pid] {
+			return
+		}
+		kept[pid] = true
+		for _, c := range children[pid] {
+			walk(c)
+		}
+	}
+	for pid, p := range procs {
+		if p.isSSHD() && !kept[pid] {
+			if u, err := fs.uid(pid); err == nil && u == 0 { // a user may name a process "sshd", not run it as root
+				walk(pid)
+			}
+		}
+	}
+	sids := map[int]bool{}
+	for pid := range kept {
+		if procs[pid].sid == pid {
+			sids[pid] = true
 		}
 	}
 	out := map[int]bool{}
 	for pid, p := range procs {
-		if kept[pid] || pid <= 1 {
+		if kept[pid] || sids[p.sid] || pid <= 1 {
 			continue
 		}
 		if st := startTime(boot, p.start); !boot.IsZero() && st.Before(since.Add(-time.Second)) {
