@@ -343,8 +343,9 @@ func (a *Agent) CheckSessions(ctx context.Context) error {
 
 // bind ties a session to the line of sshd's log that accepted its login: the
 // one line naming its client address, port and user that was read since the
-// check before the session was first seen (sshd writes it before the session's
-// processes start, so older lines are of earlier connections). Lines read at the
+// check before the one that first saw the session (sshd writes it just before
+// it starts the session's processes, so older lines are of earlier
+// connections). Lines read at the
 // agent's start are older than every check, and the newest is taken. Two
 // candidate lines make the session unverifiable (a line forged into the log,
 // say through logger(1), cannot pass for the real one); so does no line within
@@ -352,7 +353,7 @@ func (a *Agent) CheckSessions(ctx context.Context) error {
 func (a *Agent) bind(t *tracked, now time.Time, logOK bool) {
 	var cands []Accepted
 	for _, l := range a.lines[t.s.Remote] {
-		if l.acc.User == t.s.User && (l.check >= t.check || t.check == 1) {
+		if l.acc.User == t.s.User && (l.check >= t.check-1 || t.check == 1) {
 			cands = append(cands, l.acc)
 		}
 	}
@@ -489,6 +490,7 @@ func (a *Agent) endSession(id, why string) {
 		return
 	}
 	delete(a.tracked, id)
+	delete(a.lines, t.s.Remote)
 	if err := a.kill(t.s); err != nil {
 		a.log.Error("end ssh session", "session", id, "user", t.s.User, "err", err)
 		return // still there: the next check tries again

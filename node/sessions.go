@@ -179,6 +179,7 @@ type proc struct {
 	pid, ppid, sid int
 	comm           string
 	start          uint64
+	state          string // "R", "S", "Z" (a zombie: ended, not reaped yet)...
 }
 
 // isSSHD reports whether a process is one of sshd's own: "sshd" up to OpenSSH
@@ -231,7 +232,7 @@ func (fs procFS) stat(pid int) (proc, error) {
 	if len(f) < 20 {
 		return proc{}, errors.New("short stat")
 	}
-	p := proc{pid: pid, comm: string(b[open+1 : end])}
+	p := proc{pid: pid, comm: string(b[open+1 : end]), state: f[0]}
 	var e1, e2, e3 error
 	p.ppid, e1 = strconv.Atoi(f[1])
 	p.sid, e2 = strconv.Atoi(f[3])
@@ -556,7 +557,7 @@ func (fs procFS) leftovers(procs map[int]proc, uid int, since time.Time) map[int
 	}
 	out := map[int]bool{}
 	for pid, p := range procs {
-		if kept[pid] || sids[p.sid] || pid <= 1 {
+		if kept[pid] || sids[p.sid] || pid <= 1 || p.state == "Z" || p.state == "X" {
 			continue
 		}
 		if st := startTime(boot, p.start); !boot.IsZero() && st.Before(since.Add(-time.Second)) {
