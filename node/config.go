@@ -6,11 +6,16 @@
 //     (TrustedUserCAKeys, RevokedKeys). When the server cannot be reached the
 //     last good files stay, and each certificate's own expiry still closes
 //     access.
-//   - CheckSessions finds the open SSH sessions (sshd's ExposeAuthInfo tells
-//     each session which key or certificate it logged in with), reports logins
-//     to the server for the audit log, and ends the sessions whose access ended:
-//     expired or revoked certificates (judged locally, even offline) and
-//     whatever the server says has ended.
+//   - CheckSessions finds the open SSH sessions from sshd's privileged monitor
+//     processes and ties each to the key sshd logged for its login (AuthLog),
+//     reports logins to the server for the audit log, and ends the sessions
+//     whose access ended: revoked certificates and expiries the server gave
+//     (judged locally, even offline), whatever the server says has ended, and
+//     sessions it cannot tie to their login. Once no active grant covers a
+//     login, the processes it left behind (setsid, nohup) end too.
+//   - "ajar node principals" answers sshd's AuthorizedPrincipalsCommand: a certificate logs
+//     in only with its target's principal, so no other target's certificate
+//     opens this host.
 //   - Keys answers sshd's AuthorizedKeysCommand for targets in authorized-keys
 //     mode, printing only the keys the server says are active now.
 //

@@ -803,3 +803,52 @@ func TestApplyDropIn(t *testing.T) {
 		t.Fatal("a refused new drop-in was left in place")
 	}
 }
+
+func TestLeftovers(t *testing.T) {
+	p := newFakeProc(t)
+	const uid = 4242
+	// Start times are clock ticks after boot (1700000000): 100 ticks is 1s.
+	since := time.Unix(1700000000+100, 0)
+	p.add(1, 0, 1, "init", 1, 0, "init")
+	p.add(100, 1, 100, "sshd", 10, 0, "sshd: listener")
+	p.add(200, 100, 200, "sshd", 20000, 0, "sshd: u [priv]")
+	p.add(201, 200, 200, "sshd", 20001, uid, "sshd: u@notty")
+	p.add(300, 201, 300, "sh", 20002, uid, "sh")
+	p.add(301, 1, 300, "sleep", 20003, uid, "nohup sleep") // left its parent, not its session: the connection's
+	p.add(400, 1, 400, "sleep", 20004, uid, "setsid sleep")
+	p.add(401, 400, 400, "sleep", 20005, uid, "its child")
+	p.add(500, 1, 500, "sshd", 20006, uid, "a user's process named sshd")
+	p.add(501, 500, 500, "sleep", 20007, uid, "below it")
+	p.add(600, 1, 600, "cron", 50, uid, "started before the login")
+	p.add(700, 1, 700, "other", 20008, uid+1, "another user's")
+	p.add(800, 1, 800, "sleep", 20009, uid, "zombie")
+	os.WriteFile(filepath.Join(p.root, "800", "stat"), []byte("800 (sleep) Z 1 800 800 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 20009 0 0\n"), 0o444)
+	fs := procFS{root: p.root}
+	procs, err := fs.all()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for pid := range fs.leftovers(procs, uid, since) {
+		got = append(got, pid)
+	}
+	slices.Sort(got)
+	if want := []int{400, 401, 500, 501}; !slices.Equal(got, want) {
+		t.Fatalf("leftovers = %v, want %v", got, want)
+	}
+}
+
+func TestPrincipals(t *testing.T) {
+	p := sshcert.Principal("prod-web", "ubuntu")
+	if p != "ajar-target:prod-web:ubuntu" {
+		t.Fatalf("Principal = %q", p)
+	}
+	if tg, l, ok := sshcert.ParsePrincipal(p); !ok || tg != "prod-web" || l != "ubuntu" {
+		t.Fatalf("ParsePrincipal = %q %q %v", tg, l, ok)
+	}
+	for _, bad := range []string{"ubuntu", "ajar-target:prod-web", "ajar-target::ubuntu", "ajar-target:a:b:c"} {
+		if _, _, ok := sshcert.ParsePrincipal(bad); ok {
+			t.Errorf("ParsePrincipal(%q) ok", bad)
+		}
+	}
+}
