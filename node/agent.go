@@ -101,6 +101,13 @@ type tracked struct {
 // maxUnreported bounds the ended sessions kept for a server that is down.
 const maxUnreported = 1000
 
+// maxLinesPerAddr and maxLineAddrs bound the log lines kept for sessions not
+// tied yet (anyone may write lines into a syslog file).
+const (
+	maxLinesPerAddr = 16
+	maxLineAddrs    = 100000
+)
+
 // unboundGrace is how long a session may go without a line in sshd's log
 // naming its login (syslog daemons write with some delay) before it counts as
 // unverifiable.
@@ -252,6 +259,12 @@ func (a *Agent) CheckSessions(ctx context.Context) error {
 	prevLog := a.lastLog
 	a.lastLog = now
 	for _, acc := range accs {
+		if ls := a.lines[acc.Remote]; len(ls) >= maxLinesPerAddr {
+			a.lines[acc.Remote] = ls[1:]
+		}
+		if len(a.lines) >= maxLineAddrs {
+			a.lines = map[netip.AddrPort][]logLine{} // a flood of lines: start over; sessions not tied yet wait for their next line or end
+		}
 		a.lines[acc.Remote] = append(a.lines[acc.Remote], logLine{acc: acc, check: a.check, at: now})
 		// A login made while the agent runs: its processes start after the
 		// previous read of the log, which did not have the line yet.
