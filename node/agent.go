@@ -405,6 +405,11 @@ func (a *Agent) noteLogin(acc Accepted, since time.Time) {
 	if err != nil {
 		return
 	}
+	if uid == 0 {
+		// root's processes cannot be told apart from the system's, and a root
+		// session can stop the agent anyway: its sessions are ended, not swept.
+		return
+	}
 	st := a.logins[uid]
 	if st == nil {
 		st = &loginState{user: acc.User, since: since, grants: map[uint64]*grantState{}}
