@@ -545,8 +545,12 @@ func checkReport(rep SSHSessionReport, ca ssh.PublicKey) ([]sessionKey, error) {
 	return keys, nil
 }
 
-// checkLoggedKey validates a key given as sshd logs it.
+// checkLoggedKey validates a key given as sshd logs it. A session the agent
+// ended because it could not tie it to any key is reported without one.
 func checkLoggedKey(field string, sess SSHSession) (sessionKey, error) {
+	if sess.Event == SessionEnded && sess.Fingerprint == "" && sess.CA == "" && sess.Serial == 0 && sess.KeyID == "" {
+		return sessionKey{}, nil
+	}
 	if !fingerprintRE.MatchString(sess.Fingerprint) {
 		return sessionKey{}, ajar.FieldErrorf(field+".fingerprint", "must be a SHA256 key fingerprint (or give key)")
 	}
@@ -571,6 +575,9 @@ func checkLoggedKey(field string, sess SSHSession) (sessionKey, error) {
 func (s *Service) judgeSession(ctx context.Context, tx ajar.ReadTx, ca ssh.PublicKey, target string, sess SSHSession, key sessionKey) (SSHSessionVerdict, error) {
 	v := SSHSessionVerdict{ID: sess.ID}
 	now := tx.Now()
+	if key.fingerprint == "" {
+		return v, nil // no key: nobody's
+	}
 	if key.cert {
 		if ca == nil || key.ca != ssh.FingerprintSHA256(ca) {
 			return v, nil // not ajar's certificate

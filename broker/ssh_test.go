@@ -357,6 +357,15 @@ func TestReportSSHSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A session the agent could not tie to any key is reported ended without
+	// one; only an end may lack a key.
+	if _, err := e.svc.ReportSSHSessions(ctx, node, SSHSessionReport{Target: "web", Host: "web-1", Sessions: []SSHSession{
+		{ID: "l-none", Event: SessionEnded, User: "ubuntu", Reason: "the session cannot be tied to its login"}}}); err != nil {
+		t.Errorf("key-less end: %v", err)
+	}
+	_, err = e.svc.ReportSSHSessions(ctx, node, SSHSessionReport{Target: "web", Host: "web-1", Sessions: []SSHSession{
+		{ID: "l-none", Event: SessionOpened, User: "ubuntu"}}})
+	wantCode(t, err, ajar.EINVALID)
 	if lv := logged.Sessions; !lv[0].Known || lv[0].End || lv[0].RequestID != web.Request.ID || !lv[1].End || lv[1].RequestID != "" ||
 		lv[2].Known || !lv[3].End {
 		t.Errorf("sessions reported as logged: %+v", lv)
@@ -394,7 +403,7 @@ func TestReportSSHSessions(t *testing.T) {
 		t.Errorf("audit: %v", acts)
 	}
 	var m dto.Metric
-	if err := e.svc.metrics.sshSessions.WithLabelValues(SessionEnded).Write(&m); err != nil || m.GetCounter().GetValue() != 1 {
+	if err := e.svc.metrics.sshSessions.WithLabelValues(SessionEnded).Write(&m); err != nil || m.GetCounter().GetValue() != 2 { // the key-less end above and this one
 		t.Errorf("ended sessions metric = %v (%v)", m.GetCounter().GetValue(), err)
 	}
 

@@ -514,7 +514,7 @@ func (a *Agent) endSession(id, why string) {
 		return // still there: the next check tries again
 	}
 	a.log.Warn("ended ssh session", "session", id, "user", t.s.User, "source", t.s.Source, "key", describeLogin(t.s.Login), "reason", why)
-	if t.s.Login != nil && len(a.unreported) < maxUnreported {
+	if len(a.unreported) < maxUnreported {
 		a.unreported = append(a.unreported, a.wire(t.s, broker.SessionEnded, why))
 	}
 }
@@ -573,7 +573,10 @@ func wireLogin(acc *Accepted) broker.SSHSession {
 }
 
 func (a *Agent) wire(s Session, event, reason string) broker.SSHSession {
-	w := wireLogin(s.Login)
+	var w broker.SSHSession
+	if s.Login != nil {
+		w = wireLogin(s.Login)
+	}
 	w.ID, w.Event, w.User, w.Source, w.PID, w.Reason = s.ID, event, s.User, s.Source, s.PID, reason
 	if !s.Started.IsZero() {
 		st := s.Started.UTC()

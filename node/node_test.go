@@ -621,6 +621,17 @@ func TestCheckSessions(t *testing.T) {
 	if !slices.Equal(a.killed, []int{7000, 8000}) {
 		t.Fatalf("unverifiable sessions: ended %v, want [7000 8000]", a.killed)
 	}
+	reported := map[int]bool{}
+	for _, r := range f.lastReports() {
+		for _, s := range r.Sessions {
+			if s.Event == broker.SessionEnded && strings.Contains(s.Reason, "cannot be tied") {
+				reported[s.PID] = true
+			}
+		}
+	}
+	if !reported[7000] || !reported[8000] {
+		t.Errorf("unverifiable sessions reported ended: %v", reported)
+	}
 	a.now = time.Now
 
 	// The server is down: local judgement still ends sessions, and the report of
