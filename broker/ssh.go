@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -304,12 +305,6 @@ func (s *Service) nodeOf(u ajar.User, target string) (ajar.SSHHosts, error) {
 	return hosts, nil
 }
 
-// isNodeOf reports whether u is a host agent of target.
-func (s *Service) isNodeOf(u ajar.User, target string) bool {
-	_, err := s.nodeOf(u, target)
-	return err == nil
-}
-
 // checkLogin validates a Unix login name from a host.
 func checkLogin(field, user string) error {
 	switch {
@@ -333,19 +328,38 @@ type SSHSessionReport struct {
 	Sessions []SSHSession `json:"sessions"`
 }
 
-// SSHSession is one SSH session on a host, as sshd exposed it (ExposeAuthInfo).
+// SSHSession is one SSH session on a host, with the key sshd logged for its
+// login. Either Key, or Fingerprint (with Serial, KeyID and CA for a
+// certificate), names the key.
 type SSHSession struct {
 	// ID is the agent's name for the session, stable while it lasts.
 	ID    string `json:"id"`
 	Event string `json:"event"` // SessionOpened, SessionOpen or SessionEnded
 	User  string `json:"user"`  // the login
 	// Key is the certificate or public key the session logged in with, as
-	// "TYPE BASE64" (the line sshd writes to the SSH_USER_AUTH file).
-	Key     string     `json:"key"`
+	// "TYPE BASE64", when the agent has it.
+	Key string `json:"key,omitempty"`
+	// Fingerprint is the SHA256 fingerprint of the key (for a certificate, of
+	// the certified key), as sshd logs it.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// For a certificate: its serial, key id and the SHA256 fingerprint of the
+	// CA that signed it, as sshd logs them.
+	Serial  uint64     `json:"serial,omitempty"`
+	KeyID   string     `json:"key_id,omitempty"`
+	CA      string     `json:"ca,omitempty"`
 	Source  string     `json:"source,omitempty"` // the client's address
 	PID     int        `json:"pid,omitempty"`
 	Started *time.Time `json:"started,omitempty"`
 	Reason  string     `json:"reason,omitempty"` // why the agent ended it
+}
+
+// sessionKey is the key a session logged in with, as the server judges it.
+type sessionKey struct {
+	fingerprint string // SHA256 of the (certified) key
+	cert        bool
+	serial      uint64
+	keyID       string
+	ca          string // the CA's SHA256 fingerprint
 }
 
 // SSHSessionVerdict says what the agent must do about one reported session.
@@ -375,13 +389,14 @@ type SSHSessionsOutput struct {
 // one transaction. A certificate signed by ajar's CA whose request is not active,
 // that ajar has no record of, or that belongs to another target, is to be ended;
 // so is a plain key of an authorized-keys grant that is no longer active. Only the
-// target's host agents may report (EFORBIDDEN otherwise).
+// target's host agents may report (EFORBIDDEN otherwise), and a report is only
+// ever recorded on requests of that target: a session whose key belongs to a
+// request of another target is judged to end, its event is recorded without a
+// request, and the verdict names no request of the other target (see
+// docs/security.md). The event's actor is the node's own identity; host and
+// reason are recorded as the node reported them.
 func (s *Service) ReportSSHSessions(ctx context.Context, node ajar.User, rep SSHSessionReport) (*SSHSessionsOutput, error) {
 	if _, err := s.nodeOf(node, rep.Target); err != nil {
-		return nil, err
-	}
-	keys, err := checkReport(rep)
-	if err != nil {
 		return nil, err
 	}
 	var ca ssh.PublicKey
@@ -390,10 +405,14 @@ func (s *Service) ReportSSHSessions(ctx context.Context, node ajar.User, rep SSH
 			ca = k
 		}
 	}
+	keys, err := checkReport(rep, ca)
+	if err != nil {
+		return nil, err
+	}
 	judge := func(tx ajar.ReadTx) (*SSHSessionsOutput, error) {
 		out := &SSHSessionsOutput{Sessions: make([]SSHSessionVerdict, len(rep.Sessions))}
 		for i, sess := range rep.Sessions {
-			v, err := s.judgeSession(ctx, tx, ca, node, rep.Target, sess, keys[i])
+			v, err := s.judgeSession(ctx, tx, ca, rep.Target, sess, keys[i])
 			if err != nil {
 				return nil, err
 			}
@@ -418,20 +437,22 @@ func (s *Service) ReportSSHSessions(ctx context.Context, node ajar.User, rep SSH
 				if sess.Event == SessionOpen {
 					continue
 				}
-				v := out.Sessions[i]
+				v, k := out.Sessions[i], keys[i]
 				details := map[string]any{
-					"target": rep.Target, "host": rep.Host, "session": sess.ID, "user": sess.User,
-					"source": sess.Source, "pid": sess.PID, "fingerprint": ssh.FingerprintSHA256(plainKey(keys[i])),
-					"known": v.Known,
+					"target": rep.Target, "host": rep.Host, "node": node.ID, "session": sess.ID, "user": sess.User,
+					"source": sess.Source, "pid": sess.PID, "fingerprint": k.fingerprint, "known": v.Known,
 				}
 				if sess.Started != nil {
 					details["started"] = sess.Started.UTC()
 				}
-				if cert, ok := keys[i].(*ssh.Certificate); ok {
-					details["serial"] = cert.Serial
-					details["key_id"] = cert.KeyId
+				if k.cert {
+					details["serial"] = k.serial
+					details["key_id"] = k.keyID
 				} else if v.Serial != 0 {
 					details["serial"] = v.Serial
+				}
+				if v.End {
+					details["verdict"] = v.Reason
 				}
 				action := "ssh.session.opened"
 				if sess.Event == SessionEnded {
@@ -456,8 +477,13 @@ func (s *Service) ReportSSHSessions(ctx context.Context, node ajar.User, rep SSH
 	return out, nil
 }
 
-// checkReport validates a report at the edge and parses each session's key.
-func checkReport(rep SSHSessionReport) ([]ssh.PublicKey, error) {
+// fingerprintRE is an OpenSSH SHA256 fingerprint.
+var fingerprintRE = regexp.MustCompile(`^SHA256:[A-Za-z0-9+/]{43}$`)
+
+// checkReport validates a report at the edge and works out each session's key.
+// A certificate given whole counts as signed by a CA only if its signature by
+// that CA verifies.
+func checkReport(rep SSHSessionReport, ca ssh.PublicKey) ([]sessionKey, error) {
 	if rep.Host == "" || len(rep.Host) > maxHostLen || strings.ContainsFunc(rep.Host, func(r rune) bool {
 		return unicode.IsSpace(r) || unicode.IsControl(r)
 	}) {
@@ -466,7 +492,7 @@ func checkReport(rep SSHSessionReport) ([]ssh.PublicKey, error) {
 	if len(rep.Sessions) > maxSessionsPerReport {
 		return nil, ajar.FieldErrorf("sessions", "at most %d sessions per report", maxSessionsPerReport)
 	}
-	keys := make([]ssh.PublicKey, len(rep.Sessions))
+	keys := make([]sessionKey, len(rep.Sessions))
 	for i, sess := range rep.Sessions {
 		field := fmt.Sprintf("sessions[%d]", i)
 		if sess.ID == "" || len(sess.ID) > maxSessionID || strings.ContainsFunc(sess.ID, unicode.IsControl) {
@@ -491,6 +517,14 @@ func checkReport(rep SSHSessionReport) ([]ssh.PublicKey, error) {
 		if len(sess.Reason) > maxReasonText || strings.ContainsFunc(sess.Reason, unicode.IsControl) {
 			return nil, ajar.FieldErrorf(field+".reason", "must be at most %d printable characters", maxReasonText)
 		}
+		if sess.Key == "" {
+			k, err := checkLoggedKey(field, sess)
+			if err != nil {
+				return nil, err
+			}
+			keys[i] = k
+			continue
+		}
 		if len(sess.Key) > 16<<10 {
 			return nil, ajar.FieldErrorf(field+".key", "too large")
 		}
@@ -498,49 +532,79 @@ func checkReport(rep SSHSessionReport) ([]ssh.PublicKey, error) {
 		if err != nil || len(bytes.TrimSpace(rest)) > 0 {
 			return nil, ajar.FieldErrorf(field+".key", "must be one public key or certificate as TYPE BASE64")
 		}
-		keys[i] = key
+		if cert, ok := key.(*ssh.Certificate); ok {
+			k := sessionKey{cert: true, fingerprint: ssh.FingerprintSHA256(cert.Key), serial: cert.Serial, keyID: cert.KeyId, ca: "unverified"}
+			if ca != nil && signedBy(cert, ca) {
+				k.ca = ssh.FingerprintSHA256(ca)
+			}
+			keys[i] = k
+		} else {
+			keys[i] = sessionKey{fingerprint: ssh.FingerprintSHA256(key)}
+		}
 	}
 	return keys, nil
 }
 
-func plainKey(k ssh.PublicKey) ssh.PublicKey {
-	if c, ok := k.(*ssh.Certificate); ok {
-		return c.Key
+// checkLoggedKey validates a key given as sshd logs it. A session the agent
+// ended because it could not tie it to any key is reported without one.
+func checkLoggedKey(field string, sess SSHSession) (sessionKey, error) {
+	if sess.Event == SessionEnded && sess.Fingerprint == "" && sess.CA == "" && sess.Serial == 0 && sess.KeyID == "" {
+		return sessionKey{}, nil
 	}
-	return k
+	if !fingerprintRE.MatchString(sess.Fingerprint) {
+		return sessionKey{}, ajar.FieldErrorf(field+".fingerprint", "must be a SHA256 key fingerprint (or give key)")
+	}
+	k := sessionKey{fingerprint: sess.Fingerprint}
+	if sess.CA == "" {
+		if sess.Serial != 0 || sess.KeyID != "" {
+			return k, ajar.FieldErrorf(field+".ca", "is required with a serial or key id")
+		}
+		return k, nil
+	}
+	if !fingerprintRE.MatchString(sess.CA) {
+		return k, ajar.FieldErrorf(field+".ca", "must be the SHA256 fingerprint of the certificate's CA")
+	}
+	if len(sess.KeyID) > 1024 || strings.ContainsFunc(sess.KeyID, unicode.IsControl) {
+		return k, ajar.FieldErrorf(field+".key_id", "must be at most 1024 printable characters")
+	}
+	k.cert, k.serial, k.keyID, k.ca = true, sess.Serial, sess.KeyID, sess.CA
+	return k, nil
 }
 
 // judgeSession works out whether one session's access is still granted.
-func (s *Service) judgeSession(ctx context.Context, tx ajar.ReadTx, ca ssh.PublicKey, node ajar.User, target string, sess SSHSession, key ssh.PublicKey) (SSHSessionVerdict, error) {
+func (s *Service) judgeSession(ctx context.Context, tx ajar.ReadTx, ca ssh.PublicKey, target string, sess SSHSession, key sessionKey) (SSHSessionVerdict, error) {
 	v := SSHSessionVerdict{ID: sess.ID}
 	now := tx.Now()
-	if cert, ok := key.(*ssh.Certificate); ok {
-		if ca == nil || !signedBy(cert, ca) {
+	if key.fingerprint == "" {
+		return v, nil // no key: nobody's
+	}
+	if key.cert {
+		if ca == nil || key.ca != ssh.FingerprintSHA256(ca) {
 			return v, nil // not ajar's certificate
 		}
-		v.Known, v.Serial = true, cert.Serial
+		v.Known, v.Serial = true, key.serial
 		var record *ajar.SSHCert
-		if reqID, ok := requestOfKeyID(cert.KeyId); ok {
+		if reqID, ok := requestOfKeyID(key.keyID); ok {
 			certs, err := tx.ListSSHCerts(ctx, reqID)
-			if err != nil {
+			if ajar.ErrorCode(err) != ajar.ENOTFOUND && err != nil {
 				return v, err
 			}
 			for i := range certs {
-				if certs[i].Serial == cert.Serial && certs[i].Fingerprint == ssh.FingerprintSHA256(cert.Key) {
+				if certs[i].Serial == key.serial && certs[i].Fingerprint == key.fingerprint {
 					record = &certs[i]
 				}
 			}
 		}
 		if record == nil {
-			v.End, v.Reason = true, fmt.Sprintf("ajar has no record of certificate serial %d", cert.Serial)
+			v.End, v.Reason = true, fmt.Sprintf("ajar has no record of certificate serial %d", key.serial)
 			return v, nil
 		}
 		v.RequestID = record.RequestID
-		return v, s.judgeRequest(ctx, tx, &v, node, target, now)
+		return v, s.judgeRequest(ctx, tx, &v, target, now)
 	}
 
 	// A plain key: ajar's only if an authorized-keys grant of this target has it.
-	records, err := tx.FindSSHCerts(ctx, ajar.SSHCertFilter{Fingerprint: ssh.FingerprintSHA256(key)})
+	records, err := tx.FindSSHCerts(ctx, ajar.SSHCertFilter{Fingerprint: key.fingerprint})
 	if err != nil {
 		return v, err
 	}
@@ -564,7 +628,7 @@ func (s *Service) judgeSession(ctx context.Context, tx ajar.ReadTx, ca ssh.Publi
 			continue
 		}
 		cand := SSHSessionVerdict{ID: sess.ID, Known: true, Serial: rec.Serial, RequestID: rec.RequestID}
-		if err := s.judgeRequest(ctx, tx, &cand, node, target, now); err != nil {
+		if err := s.judgeRequest(ctx, tx, &cand, target, now); err != nil {
 			return v, err
 		}
 		if !cand.End {
@@ -580,18 +644,22 @@ func (s *Service) judgeSession(ctx context.Context, tx ajar.ReadTx, ca ssh.Publi
 	return v, nil
 }
 
-// judgeRequest sets v.End (with a reason) unless v's request is active and
-// unexpired, and for target or another target whose host agent node also is (a
-// host in several targets). v.EndsAt is the request's expiry: a session lasts as
-// long as its request, even past its certificate's expiry when the request was
-// extended.
-func (s *Service) judgeRequest(ctx context.Context, tx ajar.ReadTx, v *SSHSessionVerdict, node ajar.User, target string, now time.Time) error {
+// judgeRequest sets v.End (with a reason) unless v's request is active,
+// unexpired and for target. A request of another target is not the reporting
+// node's business: v then names no request and no expiry, so that nothing is
+// recorded on it. v.EndsAt is the request's expiry: a session lasts as long as
+// its request, even past its certificate's expiry when the request was extended.
+func (s *Service) judgeRequest(ctx context.Context, tx ajar.ReadTx, v *SSHSessionVerdict, target string, now time.Time) error {
 	r, err := tx.GetRequest(ctx, v.RequestID)
 	if ajar.ErrorCode(err) == ajar.ENOTFOUND {
-		v.End, v.Reason = true, fmt.Sprintf("request %s does not exist", v.RequestID)
+		v.End, v.Reason, v.RequestID = true, fmt.Sprintf("request %s does not exist", v.RequestID), ""
 		return nil
 	} else if err != nil {
 		return err
+	}
+	if r.Target != target {
+		v.End, v.Reason, v.RequestID = true, fmt.Sprintf("the certificate is not for target %s", target), ""
+		return nil
 	}
 	var until time.Time
 	if r.ExpiresAt != nil {
@@ -599,8 +667,6 @@ func (s *Service) judgeRequest(ctx context.Context, tx ajar.ReadTx, v *SSHSessio
 		v.EndsAt = &until
 	}
 	switch {
-	case r.Target != target && !s.isNodeOf(node, r.Target):
-		v.End, v.Reason = true, fmt.Sprintf("request %s is for target %s, not %s", r.ID, r.Target, target)
 	case r.State != ajar.StateActive:
 		v.End, v.Reason = true, fmt.Sprintf("request %s is %s", r.ID, r.State)
 	case r.ExpiresAt == nil || !now.Before(until):

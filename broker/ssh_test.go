@@ -320,20 +320,55 @@ func TestReportSSHSessions(t *testing.T) {
 		v[0].EndsAt == nil || !v[0].EndsAt.Equal(exp) {
 		t.Errorf("web session: %+v", v[0])
 	}
-	if !v[1].Known || !v[1].End || !strings.Contains(v[1].Reason, "for target db, not web") {
+	if !v[1].Known || !v[1].End || !strings.Contains(v[1].Reason, "not for target web") || v[1].RequestID != "" || v[1].EndsAt != nil {
 		t.Errorf("db certificate on a web host: %+v", v[1])
 	}
 	if v[2].Known || v[2].End || v[3].Known || v[3].End {
 		t.Errorf("foreign sessions: %+v %+v", v[2], v[3])
 	}
-	// A host in two targets: node-1 is an agent of web-admin too, so its
-	// certificates are fine on this host.
+	// A report is about its own target only: even though node-1 is an agent of
+	// web-admin too, a web-admin certificate reported for web ends, and nothing
+	// is recorded on the web-admin request (or on db's).
 	admin := e.access(t, "alice", "web-admin", "5m", nil)
 	both, err := e.svc.ReportSSHSessions(ctx, node, SSHSessionReport{Target: "web", Host: "web-1", Sessions: []SSHSession{
-		{ID: "s-admin", Event: SessionOpen, User: "root", Key: certKey(admin)},
+		{ID: "s-admin", Event: SessionOpened, User: "root", Key: certKey(admin)},
 	}})
-	if err != nil || both.Sessions[0].End || !both.Sessions[0].Known {
+	if err != nil || !both.Sessions[0].End || both.Sessions[0].RequestID != "" {
 		t.Errorf("certificate of another target of the same agent: %+v, %v", both, err)
+	}
+	for _, r := range []*ajar.Request{admin.Request, db.Request} {
+		if acts := e.actions(t, r.ID); count(acts, "ssh.session.opened") != 0 {
+			t.Errorf("a web agent's report was recorded on request %s of target %s: %v", r.ID, r.Target, acts)
+		}
+	}
+	// The key as sshd logs it (fingerprint, serial, key id, CA) is judged the
+	// same as the certificate itself.
+	caFP := ssh.FingerprintSHA256(parseCertLine(t, certKey(web)).SignatureKey)
+	logged, err := e.svc.ReportSSHSessions(ctx, node, SSHSessionReport{Target: "web", Host: "web-1", Sessions: []SSHSession{
+		{ID: "l-web", Event: SessionOpen, User: "ubuntu", Fingerprint: web.Cert.Info.Fingerprint, Serial: web.Cert.Info.Serial,
+			KeyID: web.Cert.Info.KeyID, CA: caFP},
+		{ID: "l-db", Event: SessionOpen, User: "ubuntu", Fingerprint: db.Cert.Info.Fingerprint, Serial: db.Cert.Info.Serial,
+			KeyID: db.Cert.Info.KeyID, CA: caFP},
+		{ID: "l-other-ca", Event: SessionOpen, User: "ubuntu", Fingerprint: web.Cert.Info.Fingerprint, Serial: web.Cert.Info.Serial,
+			KeyID: web.Cert.Info.KeyID, CA: ssh.FingerprintSHA256(otherCA.PublicKey())},
+		{ID: "l-wrong-serial", Event: SessionOpen, User: "ubuntu", Fingerprint: web.Cert.Info.Fingerprint, Serial: web.Cert.Info.Serial + 1,
+			KeyID: web.Cert.Info.KeyID, CA: caFP},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A session the agent could not tie to any key is reported ended without
+	// one; only an end may lack a key.
+	if _, err := e.svc.ReportSSHSessions(ctx, node, SSHSessionReport{Target: "web", Host: "web-1", Sessions: []SSHSession{
+		{ID: "l-none", Event: SessionEnded, User: "ubuntu", Reason: "the session cannot be tied to its login"}}}); err != nil {
+		t.Errorf("key-less end: %v", err)
+	}
+	_, err = e.svc.ReportSSHSessions(ctx, node, SSHSessionReport{Target: "web", Host: "web-1", Sessions: []SSHSession{
+		{ID: "l-none", Event: SessionOpened, User: "ubuntu"}}})
+	wantCode(t, err, ajar.EINVALID)
+	if lv := logged.Sessions; !lv[0].Known || lv[0].End || lv[0].RequestID != web.Request.ID || !lv[1].End || lv[1].RequestID != "" ||
+		lv[2].Known || !lv[3].End {
+		t.Errorf("sessions reported as logged: %+v", lv)
 	}
 	// The logins are in the audit log under their requests, with who, where and what.
 	var opened ajar.AuditEvent
@@ -368,7 +403,7 @@ func TestReportSSHSessions(t *testing.T) {
 		t.Errorf("audit: %v", acts)
 	}
 	var m dto.Metric
-	if err := e.svc.metrics.sshSessions.WithLabelValues(SessionEnded).Write(&m); err != nil || m.GetCounter().GetValue() != 1 {
+	if err := e.svc.metrics.sshSessions.WithLabelValues(SessionEnded).Write(&m); err != nil || m.GetCounter().GetValue() != 2 { // the key-less end above and this one
 		t.Errorf("ended sessions metric = %v (%v)", m.GetCounter().GetValue(), err)
 	}
 
@@ -450,4 +485,17 @@ func mustMasterKey(t *testing.T) *keys.MasterKey {
 		t.Fatal(err)
 	}
 	return mk
+}
+
+func parseCertLine(t *testing.T, line string) *ssh.Certificate {
+	t.Helper()
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := k.(*ssh.Certificate)
+	if !ok {
+		t.Fatalf("not a certificate: %s", line)
+	}
+	return c
 }

@@ -145,20 +145,23 @@ func sshFreePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// sshd is a running "sshd -D -e" for one test.
+// sshd is a running "sshd -D -E LOG" for one test. Its log file is what the
+// host agent reads (auth_log), as it reads /var/log/auth.log in production.
 type sshd struct {
 	Dir, Config, KnownHosts string
+	Log                     string // the file sshd logs to
 	Port                    int
 	cmd                     *exec.Cmd
 	mu                      sync.Mutex
-	log                     bytes.Buffer
+	log                     bytes.Buffer // what sshd writes to stderr (errors at start)
 	exited                  chan struct{}
 }
 
 func (d *sshd) logs() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.log.String()
+	b, _ := os.ReadFile(d.Log)
+	return d.log.String() + string(b)
 }
 
 type sshLockedWriter struct {
@@ -180,7 +183,7 @@ func newSSHD(t testing.TB, dir string) *sshd {
 	keygen := requireTool(t, "ssh-keygen")
 	requireRoot(t)
 	d := &sshd{Dir: dir, Port: sshFreePort(t), Config: filepath.Join(dir, "sshd_config"),
-		KnownHosts: filepath.Join(dir, "known_hosts"), exited: make(chan struct{})}
+		KnownHosts: filepath.Join(dir, "known_hosts"), Log: filepath.Join(dir, "sshd.log"), exited: make(chan struct{})}
 	hostKey := filepath.Join(dir, "host_ed25519")
 	if out, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-f", hostKey).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v\n%s", err, out)
@@ -215,7 +218,7 @@ MaxStartups 50
 // the test ends.
 func (d *sshd) start(t testing.TB) {
 	t.Helper()
-	d.cmd = exec.Command(sshdPath(t), "-D", "-e", "-f", d.Config)
+	d.cmd = exec.Command(sshdPath(t), "-D", "-E", d.Log, "-f", d.Config)
 	d.cmd.Stdout = sshLockedWriter{&d.mu, &d.log}
 	d.cmd.Stderr = sshLockedWriter{&d.mu, &d.log}
 	if err := d.cmd.Start(); err != nil {
@@ -322,11 +325,18 @@ type sshSetup struct {
 // syncs the CA and KRL and checks sshd's config with sshd -t), then starts sshd.
 func newSSHSetup(t *testing.T, login, target, mode string) *sshSetup {
 	t.Helper()
+	return newSSHSetupWith(t, fmt.Sprintf(sshPolicy, login), login, target, mode)
+}
+
+// newSSHSetupWith is newSSHSetup with another policy, whose target's host agent
+// is node@example.com.
+func newSSHSetupWith(t *testing.T, policy, login, target, mode string) *sshSetup {
+	t.Helper()
 	requireRoot(t)
 	requireTool(t, "ssh")
 	dir := sshRootDir(t)
 	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
-	sshWriteFile(t, policyFile, fmt.Sprintf(sshPolicy, login), 0o644)
+	sshWriteFile(t, policyFile, policy, 0o644)
 	st := &sshSetup{s: startServer(t, t.TempDir(), "--config", policyFile, "--dev"), login: login}
 	st.d = newSSHD(t, dir)
 
@@ -346,7 +356,9 @@ token_file: node.token
 ca_file: ajar_ca.pub
 krl_file: ajar_revoked.krl
 interval: 500ms
+auth_log: sshd.log
 `, st.s.URL, target, mode), 0o644)
+	sshWriteFile(t, st.d.Log, "", 0o600) // the agent may start before sshd writes it
 	st.s.ok(t, "", "node", "install", "--config", st.nodeConfig, "--apply", "--dropin", filepath.Join(dir, "ajar.conf"),
 		"--sshd-config", st.d.Config, "--sshd", sshdPath(t), "--keys-user", "root", "--binary", st.bin)
 	st.d.start(t)

@@ -6,11 +6,16 @@
 //     (TrustedUserCAKeys, RevokedKeys). When the server cannot be reached the
 //     last good files stay, and each certificate's own expiry still closes
 //     access.
-//   - CheckSessions finds the open SSH sessions (sshd's ExposeAuthInfo tells
-//     each session which key or certificate it logged in with), reports logins
-//     to the server for the audit log, and ends the sessions whose access ended:
-//     expired or revoked certificates (judged locally, even offline) and
-//     whatever the server says has ended.
+//   - CheckSessions finds the open SSH sessions from sshd's privileged monitor
+//     processes and ties each to the key sshd logged for its login (AuthLog),
+//     reports logins to the server for the audit log, and ends the sessions
+//     whose access ended: revoked certificates and expiries the server gave
+//     (judged locally, even offline), whatever the server says has ended, and
+//     sessions it cannot tie to their login. Once no active grant covers a
+//     login, the processes it left behind (setsid, nohup) end too.
+//   - "ajar node principals" answers sshd's AuthorizedPrincipalsCommand: a certificate logs
+//     in only with its target's principal, so no other target's certificate
+//     opens this host.
 //   - Keys answers sshd's AuthorizedKeysCommand for targets in authorized-keys
 //     mode, printing only the keys the server says are active now.
 //
@@ -22,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -31,6 +37,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/provider/sshcert"
 )
 
 // DefaultConfigPath is where the agent looks for its config file.
@@ -41,6 +48,7 @@ const (
 	DefaultCAFile   = "/etc/ssh/ajar_ca.pub"
 	DefaultKRLFile  = "/etc/ssh/ajar_revoked.krl"
 	DefaultInterval = 2 * time.Second
+	DefaultAuthLog  = "/var/log/auth.log"
 )
 
 // Config is the agent's config file, for example
@@ -71,10 +79,19 @@ type Config struct {
 	// Interval is how often "ajar node run" syncs and checks sessions (default
 	// 2s). Sessions of ended access end within about one interval.
 	Interval time.Duration `yaml:"interval"`
-	// EndUnverifiable ends sessions whose login key cannot be read (their
-	// SSH_USER_AUTH file was removed before the agent saw it), so deleting it
-	// is no way around the agent (default true).
+	// EndUnverifiable ends sessions that cannot be tied to a line of AuthLog
+	// naming the key they logged in with (default true).
 	EndUnverifiable *bool `yaml:"end_unverifiable"`
+	// AuthLog is the file sshd logs accepted logins to (LogLevel VERBOSE): the
+	// agent ties each session to the key or certificate sshd accepted for it
+	// from the "Accepted publickey for USER from ADDR port PORT ..." line
+	// (default DefaultAuthLog, where Debian's and Ubuntu's rsyslog put sshd's
+	// log; /var/log/secure on RHEL; a file sshd writes itself with -E FILE).
+	AuthLog string `yaml:"auth_log"`
+	// Logins are logins only ajar grants may use on this host: a session of one
+	// of them that cannot be tied to an active ajar grant is ended, whatever key
+	// it logged in with.
+	Logins []string `yaml:"logins"`
 }
 
 // Modes of Config.Mode, as in the ssh-cert provider's target config.
@@ -102,7 +119,7 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("node config %s: %w", path, err)
 	}
 	dir := filepath.Dir(path)
-	for _, p := range []*string{&cfg.TokenFile, &cfg.CAFile, &cfg.KRLFile} {
+	for _, p := range []*string{&cfg.TokenFile, &cfg.CAFile, &cfg.KRLFile, &cfg.AuthLog} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -129,6 +146,9 @@ func (c *Config) setDefaults() error {
 	if c.Mode == "" {
 		c.Mode = ModeCertificate
 	}
+	if c.AuthLog == "" {
+		c.AuthLog = DefaultAuthLog
+	}
 	if c.Host == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -149,10 +169,8 @@ func (c *Config) Validate() ajar.Problems {
 	add := func(field, format string, args ...any) {
 		probs = append(probs, ajar.Problem{Field: field, Message: fmt.Sprintf(format, args...)})
 	}
-	if u, err := url.Parse(c.Server); c.Server == "" {
-		add("server", "required: the ajar server's URL, such as https://ajar.example.com")
-	} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
-		add("server", "must be an http:// or https:// URL, got %q", c.Server)
+	if err := CheckServerURL(c.Server); err != nil {
+		add("server", "%s", err)
 	}
 	if strings.TrimSpace(c.Target) == "" {
 		add("target", "required: the ajar target this host belongs to")
@@ -171,10 +189,42 @@ func (c *Config) Validate() ajar.Problems {
 	if c.Interval < 100*time.Millisecond || c.Interval > time.Hour {
 		add("interval", "must be between 100ms and 1h, got %s", c.Interval)
 	}
+	for i, l := range c.Logins {
+		if !sshcert.ValidLogin(l) {
+			add(fmt.Sprintf("logins[%d]", i), "%q is not a user name", l)
+		}
+	}
 	if c.Mode == ModeAuthorizedKeys && c.TokenFile == "" {
 		add("token_file", "required in authorized-keys mode: listing keys needs a node token")
 	}
 	return probs
+}
+
+// CheckServerURL returns why u cannot be the agent's server URL, or nil. It must
+// be https://, or http:// to a loopback address (a server on this host): the
+// agent fetches the CA that sshd trusts and the revocation list, and sends its
+// token, so none of it may cross a network in clear or unauthenticated.
+func CheckServerURL(u string) error {
+	if u == "" {
+		return errors.New("required: the ajar server's URL, such as https://ajar.example.com")
+	}
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.User != nil || p.RawQuery != "" || p.Fragment != "" {
+		return fmt.Errorf("must be an https:// URL, got %q", u)
+	}
+	if p.Scheme == "http" && !isLoopback(p.Hostname()) {
+		return fmt.Errorf("must be https:// (http:// only to a loopback address such as 127.0.0.1): the CA, the revocation list and the node token must not cross the network in clear, got %q", u)
+	}
+	return nil
+}
+
+// isLoopback reports whether host is "localhost" or a loopback IP address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 // Token reads the API token from TokenFile, or returns "" when there is none. A

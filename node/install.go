@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/ajar-dev/ajar/provider/sshcert"
 )
 
 // DefaultDropIn is where "ajar node install --apply" writes its sshd_config
@@ -16,21 +18,26 @@ import (
 // over the main file.
 const DefaultDropIn = "/etc/ssh/sshd_config.d/ajar.conf"
 
-// InstallOptions say how sshd runs "ajar node keys" in authorized-keys mode.
+// InstallOptions say how sshd runs "ajar node principals" (certificate mode)
+// and "ajar node keys" (authorized-keys mode).
 type InstallOptions struct {
 	Binary     string // absolute path of the ajar binary
 	ConfigPath string // absolute path of the node config file
-	// KeysUser is sshd's AuthorizedKeysCommandUser: an unprivileged user that can
-	// read the token file.
+	// KeysUser is sshd's AuthorizedPrincipalsCommandUser and
+	// AuthorizedKeysCommandUser: an unprivileged user that, in authorized-keys
+	// mode, can read the token file.
 	KeysUser string
 }
 
 // SSHDConfig returns the sshd_config lines for this host.
 //
-// Certificate mode: sshd trusts ajar's CA (TrustedUserCAKeys), refuses what ajar
-// revoked (RevokedKeys) and exposes each session's login key to the agent
-// (ExposeAuthInfo). Authorized-keys mode: sshd asks "ajar node keys" which keys
-// may log in (AuthorizedKeysCommand) and reads no authorized_keys file at all.
+// Certificate mode: sshd trusts ajar's CA (TrustedUserCAKeys) only for the
+// principal of this host's target ("ajar node principals", as
+// AuthorizedPrincipalsCommand), so a certificate of another target is refused,
+// and refuses what ajar revoked (RevokedKeys). Authorized-keys mode: sshd asks
+// "ajar node keys" which keys may log in (AuthorizedKeysCommand) and reads no
+// authorized_keys file at all. Both log the key of every accepted login
+// (LogLevel VERBOSE), which the agent reads from Config.AuthLog.
 func SSHDConfig(cfg *Config, o InstallOptions) (string, error) {
 	for _, p := range []struct{ name, v string }{{"ca_file", cfg.CAFile}, {"krl_file", cfg.KRLFile}} {
 		if !filepath.IsAbs(p.v) || strings.ContainsAny(p.v, " \t\r\n\"") {
@@ -40,17 +47,20 @@ func SSHDConfig(cfg *Config, o InstallOptions) (string, error) {
 	var b strings.Builder
 	b.WriteString("# Written by \"ajar node install\" for target " + cfg.Target + ". Do not edit: rerun it.\n")
 	b.WriteString("# The ajar host agent (ajar node run) keeps the two files current and ends\n")
-	b.WriteString("# sessions whose access ended, using the login key sshd exposes to each session.\n")
+	b.WriteString("# sessions whose access ended, using the login key sshd logs for each session.\n")
+	if !filepath.IsAbs(o.Binary) || !filepath.IsAbs(o.ConfigPath) {
+		return "", errors.New("the ajar binary and the node config need absolute paths for sshd's commands")
+	}
+	if strings.ContainsAny(o.Binary+o.ConfigPath, " \t\r\n\"%") {
+		return "", errors.New("the ajar binary and node config paths must not contain spaces, quotes or '%'")
+	}
+	if o.KeysUser == "" || strings.ContainsAny(o.KeysUser, " \t\r\n\"%") {
+		return "", errors.New("the command user (--keys-user) must be a user name")
+	}
+	if !sshcert.ValidTarget(cfg.Target) {
+		return "", fmt.Errorf("target %q is not a target name", cfg.Target)
+	}
 	if cfg.Mode == ModeAuthorizedKeys {
-		if !filepath.IsAbs(o.Binary) || !filepath.IsAbs(o.ConfigPath) {
-			return "", errors.New("the ajar binary and the node config need absolute paths for AuthorizedKeysCommand")
-		}
-		if strings.ContainsAny(o.Binary+o.ConfigPath, " \t\r\n\"%") {
-			return "", errors.New("the ajar binary and node config paths must not contain spaces, quotes or '%'")
-		}
-		if o.KeysUser == "" || strings.ContainsAny(o.KeysUser, " \t\r\n") {
-			return "", errors.New("AuthorizedKeysCommandUser must be a user name")
-		}
 		b.WriteString("# Authorized-keys mode: keys come only from ajar, each with an expiry-time;\n")
 		b.WriteString("# no authorized_keys file is read (standing keys stop working).\n")
 		b.WriteString("AuthorizedKeysFile none\n")
@@ -58,9 +68,13 @@ func SSHDConfig(cfg *Config, o InstallOptions) (string, error) {
 		fmt.Fprintf(&b, "AuthorizedKeysCommandUser %s\n", o.KeysUser)
 	} else {
 		fmt.Fprintf(&b, "TrustedUserCAKeys %s\n", cfg.CAFile)
+		b.WriteString("# A certificate logs in as USER only with the principal ajar-target:" + cfg.Target + ":USER.\n")
+		fmt.Fprintf(&b, "AuthorizedPrincipalsCommand %s node principals --target %s %%u\n", o.Binary, cfg.Target)
+		fmt.Fprintf(&b, "AuthorizedPrincipalsCommandUser %s\n", o.KeysUser)
 	}
 	fmt.Fprintf(&b, "RevokedKeys %s\n", cfg.KRLFile)
-	b.WriteString("ExposeAuthInfo yes\n")
+	b.WriteString("# The agent ties sessions to the key sshd logs for each accepted login.\n")
+	b.WriteString("LogLevel VERBOSE\n")
 	return b.String(), nil
 }
 

@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -95,10 +97,9 @@ func (f *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 		out := broker.SSHSessionsOutput{Sessions: []broker.SSHSessionVerdict{}}
 		for _, s := range rep.Sessions {
 			v := broker.SSHSessionVerdict{ID: s.ID}
-			k, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(s.Key))
-			if c, ok := k.(*ssh.Certificate); ok {
-				v.Known, v.Serial, v.EndsAt = true, c.Serial, f.endsAt
-				if why, ok := f.ended[c.Serial]; ok {
+			if s.CA == caFingerprint(f.ca) {
+				v.Known, v.Serial, v.EndsAt = true, s.Serial, f.endsAt
+				if why, ok := f.ended[s.Serial]; ok {
 					v.End, v.Reason = true, why
 				}
 			}
@@ -112,6 +113,14 @@ func (f *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+func caFingerprint(line string) string {
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
+	if err != nil {
+		return ""
+	}
+	return ssh.FingerprintSHA256(k)
 }
 
 func (f *fakeServer) lastReports() []broker.SSHSessionReport {
@@ -346,100 +355,143 @@ func TestToken(t *testing.T) {
 	}
 }
 
-// fakeProc is a /proc tree for the session scanner.
+// fakeProc is a /proc tree for the session scanner, and an sshd log file.
 type fakeProc struct {
 	t    *testing.T
 	root string
+	log  string
+	tcp  []string
+	user string // the login of every session: the user running the tests
+	uid  int
 }
 
 func newFakeProc(t *testing.T) *fakeProc {
 	root := t.TempDir()
 	os.WriteFile(filepath.Join(root, "stat"), []byte("cpu 1 2 3\nbtime 1700000000\n"), 0o644)
-	return &fakeProc{t: t, root: root}
+	os.MkdirAll(filepath.Join(root, "net"), 0o755)
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeProc{t: t, root: root, log: filepath.Join(t.TempDir(), "auth.log"), user: u.Username, uid: os.Getuid()}
+	os.WriteFile(f.log, nil, 0o600)
+	f.writeTCP()
+	return f
 }
 
-func (f *fakeProc) add(pid, ppid, sid int, comm string, start uint64, uid int, env ...string) {
+func (f *fakeProc) writeTCP() {
+	head := "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+	os.WriteFile(filepath.Join(f.root, "net", "tcp"), []byte(head+strings.Join(f.tcp, "")), 0o444)
+}
+
+func (f *fakeProc) add(pid, ppid, sid int, comm string, start uint64, uid int, title string) {
 	dir := filepath.Join(f.root, fmt.Sprint(pid))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "fd"), 0o755); err != nil {
 		f.t.Fatal(err)
 	}
 	stat := fmt.Sprintf("%d (%s) S %d %d %d 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 %d 1000 100\n", pid, comm, ppid, sid, sid, start)
 	os.WriteFile(filepath.Join(dir, "stat"), []byte(stat), 0o444)
-	os.WriteFile(filepath.Join(dir, "environ"), []byte(strings.Join(env, "\x00")+"\x00"), 0o400)
+	os.WriteFile(filepath.Join(dir, "cmdline"), []byte(title+"\x00"), 0o444)
 	os.WriteFile(filepath.Join(dir, "status"), []byte(fmt.Sprintf("Name:\t%s\nUid:\t%d\t%d\t%d\t%d\n", comm, uid, uid, uid, uid)), 0o444)
 }
 
-// session adds an sshd connection (monitor, the user's sshd, a shell) whose
-// SSH_USER_AUTH file holds key; with key nil the file does not exist.
-func (f *fakeProc) session(base int, key ssh.PublicKey) {
-	auth := filepath.Join(f.t.TempDir(), "sshauth")
-	if key != nil {
-		os.WriteFile(auth, []byte("publickey "+keyLine(key)+"\n"), 0o600)
+// session adds an sshd connection from 10.0.0.9 port base (monitor base, the
+// user's sshd base+1, a shell base+2) and, unless key is "", the line sshd logs
+// for it: key is what follows "ssh2: ".
+func (f *fakeProc) session(base int, key string) {
+	f.add(base, 100, base, "sshd", uint64(5000+base), 0, "sshd: "+f.user+" [priv]")
+	f.add(base+1, base, base, "sshd", uint64(5001+base), f.uid, "sshd: "+f.user+"@notty")
+	f.add(base+2, base+1, base+2, "sh", uint64(5002+base), f.uid, "sh")
+	ino := 900000 + base
+	os.Symlink(fmt.Sprintf("socket:[%d]", ino), filepath.Join(f.root, fmt.Sprint(base), "fd", "4"))
+	f.tcp = append(f.tcp, fmt.Sprintf("   0: 0100000A:0016 0900000A:%04X 01 00000000:00000000 00:00000000 00000000     0        0 %d 1\n", base, ino))
+	f.writeTCP()
+	if key != "" {
+		f.logLine(fmt.Sprintf("Dec  6 13:46:01 host sshd[%d]: Accepted publickey for %s from 10.0.0.9 port %d ssh2: %s", base, f.user, base, key))
 	}
-	uid := os.Getuid()
-	f.add(base, 100, 100, "sshd", 5000, 0)
-	f.add(base+1, base, 100, "sshd", 5001+uint64(base), uid)
-	f.add(base+2, base+1, base+2, "sh", 5002, uid, "HOME=/x", "SSH_USER_AUTH="+auth, "SSH_CONNECTION=10.0.0.9 51000 10.0.0.1 22")
-	f.add(base+3, base+2, base+2, "sleep", 5003, uid, "SSH_USER_AUTH="+auth)
+}
+
+func (f *fakeProc) logLine(line string) {
+	lf, err := os.OpenFile(f.log, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer lf.Close()
+	fmt.Fprintln(lf, line)
+}
+
+func (f *fakeProc) gone(base int) {
+	for i := range 3 {
+		os.RemoveAll(filepath.Join(f.root, fmt.Sprint(base+i)))
+	}
+}
+
+// logged is what sshd logs for a login with a certificate of ca.
+func logged(c *ssh.Certificate) string {
+	return fmt.Sprintf("ED25519-CERT %s ID %s (serial %d) CA ED25519 %s", ssh.FingerprintSHA256(c.Key), c.KeyId, c.Serial,
+		ssh.FingerprintSHA256(c.SignatureKey))
+}
+
+func TestParseAccepted(t *testing.T) {
+	for line, want := range map[string]Accepted{
+		"Accepted publickey for bob from 127.0.0.1 port 54122 ssh2: ED25519-CERT SHA256:Iq8ycBcEdG6ewmZqkkfrrn73qRfjvE3zrhNYC7LhtwU ID ajar:R1:a b (serial 42) CA ED25519 SHA256:xzyFuMuiS7U5hSpNr2iPKHyAaIgMP8hRTPMnokR4E6Q": {
+			Method: "publickey", User: "bob", Remote: netip.MustParseAddrPort("127.0.0.1:54122"), KeyType: "ED25519-CERT",
+			Fingerprint: "SHA256:Iq8ycBcEdG6ewmZqkkfrrn73qRfjvE3zrhNYC7LhtwU", KeyID: "ajar:R1:a b", Serial: 42,
+			CAFingerprint: "SHA256:xzyFuMuiS7U5hSpNr2iPKHyAaIgMP8hRTPMnokR4E6Q"},
+		"Dec  6 13:46:01 h sshd[9]: Accepted publickey for u from ::ffff:10.0.0.1 port 7 ssh2: RSA SHA256:abc": {
+			Method: "publickey", User: "u", Remote: netip.MustParseAddrPort("10.0.0.1:7"), KeyType: "RSA", Fingerprint: "SHA256:abc"},
+		"Accepted password for u from 2001:db8::1 port 22 ssh2": {Method: "password", User: "u", Remote: netip.MustParseAddrPort("[2001:db8::1]:22")},
+	} {
+		got, ok := parseAccepted(line)
+		if !ok || got != want {
+			t.Errorf("%s:\n got %+v, %v\nwant %+v", line, got, ok, want)
+		}
+	}
+	for _, line := range []string{"Failed publickey for u from 1.2.3.4 port 1 ssh2: RSA SHA256:x", "Accepted publickey for u from nowhere port 1 ssh2: RSA SHA256:x", ""} {
+		if _, ok := parseAccepted(line); ok {
+			t.Errorf("%q parsed", line)
+		}
+	}
 }
 
 func TestScanSessions(t *testing.T) {
-	ca := newSigner(t)
 	p := newFakeProc(t)
-	p.add(1, 0, 1, "init", 1, 0)
-	p.add(100, 1, 100, "sshd", 10, 0)
-	cert := newCert(t, ca, 5, time.Now().Add(time.Hour))
-	p.session(1000, cert)
-	p.session(2000, nil)
-	// Not sessions: a process that only claims an SSH_USER_AUTH outside sshd, and
-	// an sshd child without one (ExposeAuthInfo off).
-	p.add(3000, 1, 3000, "bash", 7, 0, "SSH_USER_AUTH=/tmp/x")
-	p.add(3100, 100, 100, "sshd", 8, 0)
-	p.add(3101, 3100, 3101, "bash", 9, 0, "PATH=/bin")
+	p.add(1, 0, 1, "init", 1, 0, "init")
+	p.add(100, 1, 100, "sshd", 10, 0, "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups")
+	p.session(1000, "")
+	// Not sessions: a connection still authenticating (its child runs as
+	// another user), a user's process titled like a monitor, a monitor-like
+	// title on a process that is not sshd.
+	p.add(2000, 100, 2000, "sshd", 7, 0, "sshd: "+p.user+" [priv]")
+	p.add(2001, 2000, 2000, "sshd", 8, p.uid+1, "sshd: "+p.user+" [net]")
+	p.add(3000, 1, 3000, "sshd", 9, p.uid+1, "sshd: "+p.user+" [priv]")
+	p.add(3001, 3000, 3000, "sshd", 9, p.uid+1, "sshd: "+p.user+"@notty")
+	p.add(4000, 1, 4000, "bash", 9, 0, "sshd: "+p.user+" [priv]")
+	p.add(4001, 4000, 4000, "sshd", 9, p.uid, "sshd")
 
-	sessions, err := procFS{root: p.root}.scan()
+	sessions, _, err := procFS{root: p.root}.scan()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sessions) != 2 {
-		t.Fatalf("found %d sessions, want 2: %+v", len(sessions), sessions)
+	if len(sessions) != 1 {
+		t.Fatalf("found %d sessions, want 1: %+v", len(sessions), sessions)
 	}
 	s := sessions[0]
-	if s.PID != 1001 || !slices.Equal(s.Children, []int{1002}) || s.Source != "10.0.0.9" || s.KeyLine != keyLine(cert) ||
-		s.ID != "1001-6001" || s.Started.Unix() != 1700000000+60 {
+	if s.PID != 1000 || s.User != p.user || s.Remote != netip.MustParseAddrPort("10.0.0.9:1000") || s.Source != "10.0.0.9" ||
+		s.ID != "1000-6000" || s.Started.Unix() != 1700000000+60 {
 		t.Errorf("session = %+v", s)
-	}
-	if c, ok := s.Key.(*ssh.Certificate); !ok || c.Serial != 5 {
-		t.Errorf("key = %v", s.Key)
-	}
-	if sessions[1].Key != nil || sessions[1].AuthErr == "" {
-		t.Errorf("session without its auth file: %+v", sessions[1])
 	}
 }
 
-func TestReadAuthInfoRefusesOtherFiles(t *testing.T) {
-	dir := t.TempDir()
-	key := newSigner(t).PublicKey()
-	good := filepath.Join(dir, "auth")
-	os.WriteFile(good, []byte("publickey "+keyLine(key)+" extra\nkeyboard-interactive\n"), 0o600)
-	if line, k, err := readAuthInfo(good, os.Getuid()); err != nil || line != keyLine(key) || k == nil {
-		t.Fatalf("readAuthInfo = %q, %v, %v", line, k, err)
-	}
-	if _, _, err := readAuthInfo(good, os.Getuid()+1); err == nil {
-		t.Error("a file of another user was read")
-	}
-	link := filepath.Join(dir, "link")
-	os.Symlink(good, link)
-	if _, _, err := readAuthInfo(link, os.Getuid()); err == nil {
-		t.Error("a symbolic link was followed")
-	}
-	if _, _, err := readAuthInfo("relative", os.Getuid()); err == nil {
-		t.Error("a relative path was read")
-	}
-	pw := filepath.Join(dir, "pw")
-	os.WriteFile(pw, []byte("password\n"), 0o600)
-	if line, k, err := readAuthInfo(pw, os.Getuid()); err != nil || line != "" || k != nil {
-		t.Errorf("password login: %q, %v, %v", line, k, err)
+func TestParseProcAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"0100007F:D36A":                         "127.0.0.1:54122",
+		"00000000000000000000000001000000:0016": "[::1]:22",
+		"0000000000000000FFFF00000100007F:0050": "127.0.0.1:80",
+	} {
+		if got, ok := parseProcAddr(in); !ok || got.String() != want {
+			t.Errorf("%s = %v, want %s", in, got, want)
+		}
 	}
 }
 
@@ -447,25 +499,51 @@ func TestSessionProcs(t *testing.T) {
 	procs := map[int]proc{
 		1:   {pid: 1, ppid: 0, sid: 1, comm: "init"},
 		100: {pid: 100, ppid: 1, sid: 100, comm: "sshd"},
-		200: {pid: 200, ppid: 100, sid: 100, comm: "sshd", start: 5},
-		201: {pid: 201, ppid: 200, sid: 100, comm: "sshd", start: 6},
+		200: {pid: 200, ppid: 100, sid: 200, comm: "sshd", start: 5},
+		201: {pid: 201, ppid: 200, sid: 200, comm: "sshd", start: 6},
 		300: {pid: 300, ppid: 201, sid: 300, comm: "sh"},
 		301: {pid: 301, ppid: 300, sid: 300, comm: "sleep"},
 		302: {pid: 302, ppid: 1, sid: 300, comm: "daemon"}, // escaped its parent, not its session
 		400: {pid: 400, ppid: 1, sid: 400, comm: "other"},
 	}
-	got := procFS{}.sessionProcs(procs, Session{PID: 201, start: 6})
+	got := procFS{}.sessionProcs(procs, Session{PID: 200, start: 5})
 	var pids []int
 	for p := range got {
 		pids = append(pids, p)
 	}
 	slices.Sort(pids)
-	if !slices.Equal(pids, []int{201, 300, 301, 302}) {
-		t.Fatalf("session processes = %v, want [201 300 301 302]", pids)
+	if !slices.Equal(pids, []int{200, 201, 300, 301, 302}) {
+		t.Fatalf("session processes = %v, want [200 201 300 301 302]", pids)
 	}
-	if got := (procFS{}).sessionProcs(procs, Session{PID: 201, start: 7}); len(got) != 0 {
+	if got := (procFS{}).sessionProcs(procs, Session{PID: 200, start: 7}); len(got) != 0 {
 		t.Fatalf("a reused PID was taken for the session: %v", got)
 	}
+}
+
+// testAgent is an agent on a fake /proc whose kills are recorded.
+type testAgent struct {
+	*Agent
+	killed []int
+	swept  []int // uids whose leftovers were ended
+}
+
+func newCheckAgent(t *testing.T, cfg *Config, p *fakeProc, token string) *testAgent {
+	t.Helper()
+	cfg.AuthLog = p.log
+	a, err := New(cfg, Options{ProcRoot: p.root, Client: api.NewClient(cfg.Server, token)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta := &testAgent{Agent: a}
+	a.kill = func(s Session) error { ta.killed = append(ta.killed, s.PID); return nil }
+	a.sweep = func(uid int, since time.Time) (int, error) {
+		ta.swept = append(ta.swept, uid)
+		return 0, nil
+	}
+	if _, err := a.Sync(t.Context(), false); err != nil {
+		t.Fatal(err)
+	}
+	return ta
 }
 
 func TestCheckSessions(t *testing.T) {
@@ -474,30 +552,23 @@ func TestCheckSessions(t *testing.T) {
 	f.setKRL(t, ca.PublicKey(), 7)
 	cfg := testConfig(t, f.srv.URL)
 	p := newFakeProc(t)
-	p.add(100, 1, 100, "sshd", 10, 0)
-	a := newTestAgent(t, cfg, p.root)
-	var killed []int
-	a.kill = func(s Session) error { killed = append(killed, s.PID); return nil }
+	p.add(100, 1, 100, "sshd", 10, 0, "sshd: listener")
+	a := newCheckAgent(t, cfg, p, "node-token")
 	ctx := context.Background()
-	if _, err := a.Sync(ctx, false); err != nil {
-		t.Fatal(err)
-	}
 	hour := time.Now().Add(time.Hour)
-	p.session(1000, newCert(t, ca, 5, hour))                                   // fine
-	p.session(2000, newCert(t, ca, 7, hour))                                   // in the installed KRL
-	p.session(3000, newCert(t, ca, 8, time.Now().Add(-time.Second)))           // expired
-	p.session(4000, newCert(t, ca, 9, hour))                                   // the server says it ended
-	p.session(5000, newSigner(t).PublicKey())                                  // a plain key ajar does not know
-	p.session(6000, newCert(t, newSigner(t), 7, time.Now().Add(-time.Second))) // another CA's
-	p.session(7000, nil)                                                       // its auth file is gone
+	p.session(1000, logged(newCert(t, ca, 5, hour)))                            // fine
+	p.session(2000, logged(newCert(t, ca, 7, hour)))                            // in the installed KRL
+	p.session(4000, logged(newCert(t, ca, 9, hour)))                            // the server says it ended
+	p.session(5000, "ED25519 "+ssh.FingerprintSHA256(newSigner(t).PublicKey())) // a plain key ajar does not know
+	p.session(6000, logged(newCert(t, newSigner(t), 7, hour)))                  // another CA's
 	f.ended[9] = "request req-9 is revoked"
 
 	if err := a.CheckSessions(ctx); err != nil {
 		t.Fatal(err)
 	}
-	slices.Sort(killed)
-	if want := []int{2001, 3001, 4001, 7001}; !slices.Equal(killed, want) {
-		t.Fatalf("ended sessions of sshd %v, want %v", killed, want)
+	slices.Sort(a.killed)
+	if want := []int{2000, 4000}; !slices.Equal(a.killed, want) {
+		t.Fatalf("ended sessions %v, want %v", a.killed, want)
 	}
 	reps := f.lastReports()
 	if len(reps) != 2 {
@@ -513,9 +584,8 @@ func TestCheckSessions(t *testing.T) {
 		}
 	}
 	for pid, want := range map[string]string{
-		"1001": "opened ;", "5001": "opened ;", "6001": "opened ;",
-		"2001": "opened ;ended certificate serial 7 is revoked;", "3001": "opened ;ended certificate serial 8 expired",
-		"4001": "opened ;ended request req-9 is revoked;", "7001": "ended the session's login key cannot be verified",
+		"1000": "opened ;", "5000": "opened ;", "6000": "opened ;",
+		"2000": "opened ;ended certificate serial 7 is revoked;", "4000": "opened ;ended request req-9 is revoked;",
 	} {
 		if !strings.HasPrefix(events[pid], want) {
 			t.Errorf("sshd %s reported as %q, want %q", pid, events[pid], want)
@@ -523,13 +593,11 @@ func TestCheckSessions(t *testing.T) {
 	}
 
 	// Next round: the open ones are "open", nothing is ended twice.
-	killed = nil
-	for _, base := range []int{2000, 3000, 4000, 7000} {
-		os.RemoveAll(filepath.Join(p.root, fmt.Sprint(base+1)))
-		os.RemoveAll(filepath.Join(p.root, fmt.Sprint(base+2)))
-	}
-	if err := a.CheckSessions(ctx); err != nil || len(killed) != 0 {
-		t.Fatalf("second check: %v, ended %v", err, killed)
+	a.killed = nil
+	p.gone(2000)
+	p.gone(4000)
+	if err := a.CheckSessions(ctx); err != nil || len(a.killed) != 0 {
+		t.Fatalf("second check: %v, ended %v", err, a.killed)
 	}
 	last := f.lastReports()[2]
 	for _, s := range last.Sessions {
@@ -538,92 +606,112 @@ func TestCheckSessions(t *testing.T) {
 		}
 	}
 
+	// A login sshd's log never names, and one it names twice (a line forged
+	// into the log after the real one), cannot be tied to a key: both end.
+	p.session(7000, "")
+	p.session(8000, logged(newCert(t, ca, 5, hour)))
+	p.logLine(fmt.Sprintf("Accepted publickey for %s from 10.0.0.9 port 8000 ssh2: ED25519 %s", p.user, ssh.FingerprintSHA256(newSigner(t).PublicKey())))
+	now := time.Now()
+	a.now = func() time.Time { return now }
+	for range 3 {
+		a.CheckSessions(ctx)
+		now = now.Add(unboundGrace)
+	}
+	slices.Sort(a.killed)
+	if !slices.Equal(a.killed, []int{7000, 8000}) {
+		t.Fatalf("unverifiable sessions: ended %v, want [7000 8000]", a.killed)
+	}
+	reported := map[int]bool{}
+	for _, r := range f.lastReports() {
+		for _, s := range r.Sessions {
+			if s.Event == broker.SessionEnded && strings.Contains(s.Reason, "cannot be tied") {
+				reported[s.PID] = true
+			}
+		}
+	}
+	if !reported[7000] || !reported[8000] {
+		t.Errorf("unverifiable sessions reported ended: %v", reported)
+	}
+	a.now = time.Now
+
 	// The server is down: local judgement still ends sessions, and the report of
 	// it waits for the server.
+	a.killed = nil
 	f.mu.Lock()
 	f.down = true
 	f.mu.Unlock()
-	p.session(8000, newCert(t, ca, 7, hour))
+	p.session(9000, logged(newCert(t, ca, 7, hour)))
 	if err := a.CheckSessions(ctx); err == nil {
 		t.Error("no error with the server down")
 	}
-	if !slices.Equal(killed, []int{8001}) {
-		t.Fatalf("with the server down: ended %v, want [8001]", killed)
+	if !slices.Equal(a.killed, []int{9000}) {
+		t.Fatalf("with the server down: ended %v, want [9000]", a.killed)
 	}
 	f.mu.Lock()
 	f.down = false
 	f.mu.Unlock()
-	os.RemoveAll(filepath.Join(p.root, "8001"))
-	os.RemoveAll(filepath.Join(p.root, "8002"))
+	p.gone(9000)
 	if err := a.CheckSessions(ctx); err != nil {
 		t.Fatal(err)
 	}
 	reps = f.lastReports()
 	found := false
 	for _, s := range reps[len(reps)-1].Sessions {
-		found = found || (s.PID == 8001 && s.Event == broker.SessionEnded)
+		found = found || (s.PID == 9000 && s.Event == broker.SessionEnded)
 	}
 	if !found {
 		t.Error("the session ended while the server was down was not reported once it was back")
 	}
 }
 
-// TestCheckSessionsExtended: a certificate that expired does not end its session
-// while the server says its request was extended, and does once the server
-// cannot be asked any more.
-func TestCheckSessionsExtended(t *testing.T) {
+// TestCheckSessionsEndsAt: a session ends at the expiry the server gave, also
+// once the server cannot be asked any more; the leftovers of its login are
+// ended once no grant covers the login.
+func TestCheckSessionsEndsAt(t *testing.T) {
 	ca := newSigner(t)
 	f := newFakeServer(t, ca.PublicKey())
 	cfg := testConfig(t, f.srv.URL)
 	p := newFakeProc(t)
-	p.add(100, 1, 100, "sshd", 10, 0)
-	a := newTestAgent(t, cfg, p.root)
-	var killed []int
-	a.kill = func(s Session) error { killed = append(killed, s.PID); return nil }
+	p.add(100, 1, 100, "sshd", 10, 0, "sshd: listener")
+	a := newCheckAgent(t, cfg, p, "node-token")
 	now := time.Now()
 	a.now = func() time.Time { return now }
-	if _, err := a.Sync(t.Context(), false); err != nil {
-		t.Fatal(err)
-	}
-	p.session(1000, newCert(t, ca, 5, now.Add(-time.Second)))
-	later := now.Add(time.Hour)
+	p.session(1000, logged(newCert(t, ca, 5, now.Add(time.Hour))))
+	later := now.Add(time.Minute)
 	f.mu.Lock()
 	f.endsAt = &later
 	f.mu.Unlock()
-	if err := a.CheckSessions(t.Context()); err != nil || len(killed) != 0 {
-		t.Fatalf("extended request: %v, ended %v", err, killed)
+	if err := a.CheckSessions(t.Context()); err != nil || len(a.killed) != 0 || len(a.swept) != 0 {
+		t.Fatalf("active request: %v, ended %v, swept %v", err, a.killed, a.swept)
 	}
 	f.mu.Lock()
 	f.down = true
 	f.mu.Unlock()
-	now = now.Add(3*cfg.Interval + time.Second)
+	now = later
 	a.CheckSessions(t.Context())
-	if !slices.Equal(killed, []int{1001}) {
-		t.Fatalf("with the server gone and the certificate expired: ended %v", killed)
+	wantSwept := []int{p.uid}
+	if p.uid == 0 {
+		wantSwept = nil // root's leftovers are never swept
+	}
+	if !slices.Equal(a.killed, []int{1000}) || !slices.Equal(a.swept, wantSwept) {
+		t.Fatalf("with the server gone and the access ended: ended %v, swept %v", a.killed, a.swept)
 	}
 }
 
 func TestCheckSessionsWithoutToken(t *testing.T) {
 	ca := newSigner(t)
 	f := newFakeServer(t, ca.PublicKey())
+	f.setKRL(t, ca.PublicKey(), 5)
 	cfg := testConfig(t, f.srv.URL)
 	p := newFakeProc(t)
-	p.add(100, 1, 100, "sshd", 10, 0)
-	a, err := New(cfg, Options{ProcRoot: p.root, Client: api.NewClient(f.srv.URL, "")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var killed []int
-	a.kill = func(s Session) error { killed = append(killed, s.PID); return nil }
-	if _, err := a.Sync(t.Context(), false); err != nil {
-		t.Fatal(err)
-	}
-	p.session(1000, newCert(t, ca, 5, time.Now().Add(-time.Second)))
+	p.add(100, 1, 100, "sshd", 10, 0, "sshd: listener")
+	a := newCheckAgent(t, cfg, p, "")
+	p.session(1000, logged(newCert(t, ca, 5, time.Now().Add(time.Hour))))
 	if err := a.CheckSessions(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(killed, []int{1001}) || len(f.lastReports()) != 0 {
-		t.Fatalf("ended %v, reports %d", killed, len(f.lastReports()))
+	if !slices.Equal(a.killed, []int{1000}) || len(f.lastReports()) != 0 {
+		t.Fatalf("ended %v, reports %d", a.killed, len(f.lastReports()))
 	}
 }
 
@@ -651,11 +739,13 @@ func TestKeys(t *testing.T) {
 
 func TestSSHDConfig(t *testing.T) {
 	cfg := &Config{Target: "web", Mode: ModeCertificate, CAFile: "/etc/ssh/ajar_ca.pub", KRLFile: "/etc/ssh/ajar_revoked.krl"}
-	text, err := SSHDConfig(cfg, InstallOptions{})
+	opts := InstallOptions{Binary: "/usr/local/bin/ajar", ConfigPath: "/etc/ajar/node.yaml", KeysUser: "ajar-node"}
+	text, err := SSHDConfig(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"TrustedUserCAKeys /etc/ssh/ajar_ca.pub\n", "RevokedKeys /etc/ssh/ajar_revoked.krl\n", "ExposeAuthInfo yes\n"} {
+	for _, want := range []string{"TrustedUserCAKeys /etc/ssh/ajar_ca.pub\n", "RevokedKeys /etc/ssh/ajar_revoked.krl\n", "LogLevel VERBOSE\n",
+		"AuthorizedPrincipalsCommand /usr/local/bin/ajar node principals --target web %u\n", "AuthorizedPrincipalsCommandUser ajar-node\n"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("certificate mode lacks %q:\n%s", want, text)
 		}
@@ -663,22 +753,44 @@ func TestSSHDConfig(t *testing.T) {
 	if strings.Contains(text, "AuthorizedKeysCommand") {
 		t.Errorf("certificate mode has AuthorizedKeysCommand:\n%s", text)
 	}
-	cfg.Mode = ModeAuthorizedKeys
-	if _, err := SSHDConfig(cfg, InstallOptions{Binary: "ajar", ConfigPath: "/etc/ajar/node.yaml", KeysUser: "ajar-node"}); err == nil {
-		t.Error("a relative binary path was accepted")
+	for _, bad := range []InstallOptions{
+		{Binary: "ajar", ConfigPath: "/etc/ajar/node.yaml", KeysUser: "ajar-node"},
+		{Binary: "/usr/local/bin/ajar", ConfigPath: "/etc/ajar/node.yaml", KeysUser: "a b"},
+	} {
+		if _, err := SSHDConfig(cfg, bad); err == nil {
+			t.Errorf("%+v was accepted", bad)
+		}
 	}
-	text, err = SSHDConfig(cfg, InstallOptions{Binary: "/usr/local/bin/ajar", ConfigPath: "/etc/ajar/node.yaml", KeysUser: "ajar-node"})
+	if _, err := SSHDConfig(&Config{Target: "web:x", CAFile: cfg.CAFile, KRLFile: cfg.KRLFile}, opts); err == nil {
+		t.Error("a target name with ':' was accepted")
+	}
+	cfg.Mode = ModeAuthorizedKeys
+	text, err = SSHDConfig(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"AuthorizedKeysFile none\n", "AuthorizedKeysCommand /usr/local/bin/ajar node keys --config /etc/ajar/node.yaml %u\n",
-		"AuthorizedKeysCommandUser ajar-node\n", "ExposeAuthInfo yes\n"} {
+		"AuthorizedKeysCommandUser ajar-node\n", "LogLevel VERBOSE\n"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("authorized-keys mode lacks %q:\n%s", want, text)
 		}
 	}
 	if strings.Contains(text, "TrustedUserCAKeys") {
 		t.Errorf("authorized-keys mode trusts the CA:\n%s", text)
+	}
+}
+
+func TestCheckServerURL(t *testing.T) {
+	for _, ok := range []string{"https://ajar.example.com", "https://10.0.0.1:8443/", "http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:80", "http://127.3.2.1"} {
+		if err := CheckServerURL(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "http://ajar.example.com", "http://10.0.0.1:8080", "http://[::ffff:10.0.0.1]", "http://127.0.0.1.nip.io",
+		"http://localhost.example.com", "ftp://127.0.0.1", "https://u:p@ajar.example.com", "ajar.example.com"} {
+		if err := CheckServerURL(bad); err == nil {
+			t.Errorf("%q was accepted", bad)
+		}
 	}
 }
 
@@ -704,5 +816,54 @@ func TestApplyDropIn(t *testing.T) {
 	}
 	if _, err := os.Stat(dropIn); !os.IsNotExist(err) {
 		t.Fatal("a refused new drop-in was left in place")
+	}
+}
+
+func TestLeftovers(t *testing.T) {
+	p := newFakeProc(t)
+	const uid = 4242
+	// Start times are clock ticks after boot (1700000000): 100 ticks is 1s.
+	since := time.Unix(1700000000+100, 0)
+	p.add(1, 0, 1, "init", 1, 0, "init")
+	p.add(100, 1, 100, "sshd", 10, 0, "sshd: listener")
+	p.add(200, 100, 200, "sshd", 20000, 0, "sshd: u [priv]")
+	p.add(201, 200, 200, "sshd", 20001, uid, "sshd: u@notty")
+	p.add(300, 201, 300, "sh", 20002, uid, "sh")
+	p.add(301, 1, 300, "sleep", 20003, uid, "nohup sleep") // left its parent, not its session: the connection's
+	p.add(400, 1, 400, "sleep", 20004, uid, "setsid sleep")
+	p.add(401, 400, 400, "sleep", 20005, uid, "its child")
+	p.add(500, 1, 500, "sshd", 20006, uid, "a user's process named sshd")
+	p.add(501, 500, 500, "sleep", 20007, uid, "below it")
+	p.add(600, 1, 600, "cron", 50, uid, "started before the login")
+	p.add(700, 1, 700, "other", 20008, uid+1, "another user's")
+	p.add(800, 1, 800, "sleep", 20009, uid, "zombie")
+	os.WriteFile(filepath.Join(p.root, "800", "stat"), []byte("800 (sleep) Z 1 800 800 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 20009 0 0\n"), 0o444)
+	fs := procFS{root: p.root}
+	procs, err := fs.all()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for pid := range fs.leftovers(procs, uid, since) {
+		got = append(got, pid)
+	}
+	slices.Sort(got)
+	if want := []int{400, 401, 500, 501}; !slices.Equal(got, want) {
+		t.Fatalf("leftovers = %v, want %v", got, want)
+	}
+}
+
+func TestPrincipals(t *testing.T) {
+	p := sshcert.Principal("prod-web", "ubuntu")
+	if p != "ajar-target:prod-web:ubuntu" {
+		t.Fatalf("Principal = %q", p)
+	}
+	if tg, l, ok := sshcert.ParsePrincipal(p); !ok || tg != "prod-web" || l != "ubuntu" {
+		t.Fatalf("ParsePrincipal = %q %q %v", tg, l, ok)
+	}
+	for _, bad := range []string{"ubuntu", "ajar-target:prod-web", "ajar-target::ubuntu", "ajar-target:a:b:c"} {
+		if _, _, ok := sshcert.ParsePrincipal(bad); ok {
+			t.Errorf("ParsePrincipal(%q) ok", bad)
+		}
 	}
 }

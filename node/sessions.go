@@ -3,50 +3,175 @@ package node
 import (
 	"bufio"
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 )
 
-// Session is one SSH session on this host: the sshd process that serves it
-// and the processes sshd started for it, with what sshd's ExposeAuthInfo says
-// about how it logged in.
+// Session is one authenticated SSH connection on this host, as the privileged
+// side of sshd shows it: nothing in it comes from the user.
 //
-// OpenSSH runs, per connection, a privileged monitor ("sshd: USER [priv]"), an
-// unprivileged process running as the user ("sshd: USER@pts/0") and, under the
-// latter, the user's shell or command in its own session (setsid). With
-// ExposeAuthInfo, sshd writes the key or certificate the user logged in with to
-// a file that only the user (and root) can read, and names it in the
-// SSH_USER_AUTH variable of the shell's environment.
+// OpenSSH runs, per connection, a privileged monitor as root whose title is
+// "sshd: USER [priv]" and, once the user has logged in, an unprivileged child
+// running as the user ("sshd: USER@pts/0", "sshd: USER@notty", or "sshd: USER"
+// for a connection without a session, such as "ssh -N" port forwarding), under
+// which the user's shells and commands run. The monitor holds the connection's
+// TCP socket, whose peer address and port the kernel reports; sshd logs the key
+// it accepted for the login with that address and port ("Accepted publickey for
+// USER from ADDR port PORT ssh2: ..."), which ties the session to its key.
 type Session struct {
-	// ID names the session while it lasts: the serving sshd's PID and start time.
-	ID       string
-	PID      int   // the sshd process serving the session (running as the user)
-	Children []int // the processes sshd started for it (shells, commands)
-	UID      int
-	User     string
-	Source   string // the client's address, from SSH_CONNECTION
-	Started  time.Time
-	// KeyLine is the login key or certificate as "TYPE BASE64", and Key its
-	// parsed form; both empty when the SSH_USER_AUTH file cannot be read
-	// (AuthErr says why).
-	KeyLine string
-	Key     ssh.PublicKey
-	AuthErr string
+	// ID names the session while it lasts: the monitor's PID and start time.
+	ID      string
+	PID     int // sshd's privileged monitor (root)
+	UID     int
+	User    string
+	Remote  netip.AddrPort // the client's address and port, from the monitor's socket
+	Source  string         // the client's address
+	Started time.Time
 
-	start    uint64 // the sshd process's start time in clock ticks, against PID reuse
-	authFile string // the SSH_USER_AUTH file
+	// Login is what sshd logged when it accepted the login; nil until the
+	// agent tied the session to a line of the log.
+	Login *Accepted
+
+	start uint64 // the monitor's start time in clock ticks, against PID reuse
+}
+
+// Accepted is one "Accepted METHOD for USER from ADDR port PORT ssh2: ..." line
+// of sshd's log.
+type Accepted struct {
+	Method string // "publickey", "password", ...
+	User   string
+	Remote netip.AddrPort
+	// For publickey logins: the key type as sshd names it ("ED25519",
+	// "ED25519-CERT"), the SHA256 fingerprint of the (certified) key and, for
+	// certificates, the key id, serial and the CA's fingerprint.
+	KeyType       string
+	Fingerprint   string
+	KeyID         string
+	Serial        uint64
+	CAFingerprint string
+}
+
+// Cert reports whether the login used a certificate.
+func (a *Accepted) Cert() bool { return a.CAFingerprint != "" }
+
+var (
+	acceptedRE = regexp.MustCompile(`Accepted (\S+) for (\S+) from (\S+) port (\d+) ssh2(?:: (.*))?$`)
+	keyInfoRE  = regexp.MustCompile(`^(\S+) (SHA256:\S+)(?: ID (.*) \(serial (\d+)\) CA \S+ (SHA256:\S+))?$`)
+)
+
+// parseAccepted parses one line of sshd's log (with or without a syslog
+// prefix); ok is false for any other line.
+func parseAccepted(line string) (Accepted, bool) {
+	m := acceptedRE.FindStringSubmatch(strings.TrimRight(line, "\r\n"))
+	if m == nil {
+		return Accepted{}, false
+	}
+	addr, err := netip.ParseAddr(m[3])
+	if err != nil {
+		return Accepted{}, false
+	}
+	port, err := strconv.ParseUint(m[4], 10, 16)
+	if err != nil {
+		return Accepted{}, false
+	}
+	a := Accepted{Method: m[1], User: m[2], Remote: netip.AddrPortFrom(addr.Unmap(), uint16(port))}
+	if m[1] == "publickey" {
+		k := keyInfoRE.FindStringSubmatch(m[5])
+		if k == nil {
+			return Accepted{}, false
+		}
+		a.KeyType, a.Fingerprint = k[1], k[2]
+		if k[5] != "" {
+			if a.Serial, err = strconv.ParseUint(k[4], 10, 64); err != nil {
+				return Accepted{}, false
+			}
+			a.KeyID, a.CAFingerprint = k[3], k[5]
+		}
+	}
+	return a, true
+}
+
+// maxLogBacklog bounds what the agent reads of an existing log when it starts.
+const maxLogBacklog = 64 << 20
+
+// authLog reads the lines sshd appends to its log file, across rotation (the
+// file replaced by a new one) and truncation.
+type authLog struct {
+	path    string
+	f       *os.File
+	ino     uint64
+	off     int64
+	partial []byte
+}
+
+// read returns the accepted logins logged since the last read. The first read
+// starts at most maxLogBacklog before the end of the file.
+func (l *authLog) read() ([]Accepted, error) {
+	var out []Accepted
+	fi, err := os.Stat(l.path)
+	if err != nil {
+		return nil, fmt.Errorf("sshd's log: %w", err)
+	}
+	ino := fi.Sys().(*syscall.Stat_t).Ino
+	if l.f != nil && ino != l.ino {
+		out = l.drain(out) // the rest of the rotated file
+		l.f.Close()
+		l.f = nil
+	}
+	if l.f == nil {
+		f, err := os.Open(l.path)
+		if err != nil {
+			return out, fmt.Errorf("sshd's log: %w", err)
+		}
+		l.f, l.off, l.partial = f, 0, nil
+		if st, err := f.Stat(); err == nil {
+			l.ino = st.Sys().(*syscall.Stat_t).Ino
+			if st.Size() > maxLogBacklog {
+				l.off = st.Size() - maxLogBacklog
+			}
+		}
+	} else if fi.Size() < l.off {
+		l.off, l.partial = 0, nil // truncated
+	}
+	return l.drain(out), nil
+}
+
+// drain reads the open file from l.off to its end.
+func (l *authLog) drain(out []Accepted) []Accepted {
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := l.f.ReadAt(buf, l.off)
+		l.off += int64(n)
+		data := append(l.partial, buf[:n]...)
+		for {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				break
+			}
+			if a, ok := parseAccepted(string(data[:i])); ok {
+				out = append(out, a)
+			}
+			data = data[i+1:]
+		}
+		if len(data) > 64<<10 {
+			data = nil // no log line is this long
+		}
+		l.partial = slices.Clone(data)
+		if err != nil || n == 0 {
+			return out
+		}
+	}
 }
 
 // proc is what the scanner reads of one process.
@@ -54,6 +179,7 @@ type proc struct {
 	pid, ppid, sid int
 	comm           string
 	start          uint64
+	state          string // "R", "S", "Z" (a zombie: ended, not reaped yet)...
 }
 
 // isSSHD reports whether a process is one of sshd's own: "sshd" up to OpenSSH
@@ -106,7 +232,7 @@ func (fs procFS) stat(pid int) (proc, error) {
 	if len(f) < 20 {
 		return proc{}, errors.New("short stat")
 	}
-	p := proc{pid: pid, comm: string(b[open+1 : end])}
+	p := proc{pid: pid, comm: string(b[open+1 : end]), state: f[0]}
 	var e1, e2, e3 error
 	p.ppid, e1 = strconv.Atoi(f[1])
 	p.sid, e2 = strconv.Atoi(f[3])
@@ -115,28 +241,6 @@ func (fs procFS) stat(pid int) (proc, error) {
 		return proc{}, fmt.Errorf("malformed stat: %w", err)
 	}
 	return p, nil
-}
-
-// environ returns the variables named in want from a process's initial
-// environment.
-func (fs procFS) environ(pid int, want ...string) (map[string]string, error) {
-	f, err := os.Open(filepath.Join(fs.root, strconv.Itoa(pid), "environ"))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]string{}
-	for _, kv := range bytes.Split(b, []byte{0}) {
-		k, v, ok := bytes.Cut(kv, []byte{'='})
-		if ok && slices.Contains(want, string(k)) {
-			out[string(k)] = string(v)
-		}
-	}
-	return out, nil
 }
 
 // uid returns a process's real user id.
@@ -157,6 +261,16 @@ func (fs procFS) uid(pid int) (int, error) {
 	return 0, errors.New("no Uid in status")
 }
 
+// title returns a process's command line as ps shows it: sshd overwrites its
+// own with "sshd: USER [priv]".
+func (fs procFS) title(pid int) string {
+	b, err := os.ReadFile(filepath.Join(fs.root, strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " ")
+}
+
 // bootTime reads the system's boot time, to turn start times into times.
 func (fs procFS) bootTime() time.Time {
 	b, err := os.ReadFile(filepath.Join(fs.root, "stat"))
@@ -173,21 +287,99 @@ func (fs procFS) bootTime() time.Time {
 	return time.Time{}
 }
 
-// maxAuthFile bounds what is read of an SSH_USER_AUTH file.
-const maxAuthFile = 64 << 10
+// startTime converts a start time in clock ticks since boot.
+func startTime(boot time.Time, ticks uint64) time.Time {
+	if boot.IsZero() {
+		return time.Time{}
+	}
+	return boot.Add(time.Duration(ticks) * time.Second / clockTicks)
+}
 
-// scan returns the SSH sessions open now. A process counts as a session's when
-// its parent is an sshd process and it is not one itself; its environment must
-// name an SSH_USER_AUTH file, else sshd did not expose the session (ExposeAuthInfo
-// is off) and it is not listed.
-func (fs procFS) scan() ([]Session, error) {
+// monitorRE matches the title of sshd's privileged monitor of a connection.
+var monitorRE = regexp.MustCompile(`^sshd(?:-session)?: (\S+) \[priv\]$`)
+
+// tcpPeers maps socket inodes to the peer address of established TCP
+// connections, from /proc/net/tcp and tcp6.
+func (fs procFS) tcpPeers() map[uint64]netip.AddrPort {
+	out := map[uint64]netip.AddrPort{}
+	for _, name := range []string{"tcp", "tcp6"} {
+		b, err := os.ReadFile(filepath.Join(fs.root, "net", name))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "01" { // 01: ESTABLISHED
+				continue
+			}
+			peer, ok := parseProcAddr(f[2])
+			ino, err := strconv.ParseUint(f[9], 10, 64)
+			if ok && err == nil && ino != 0 {
+				out[ino] = peer
+			}
+		}
+	}
+	return out
+}
+
+// parseProcAddr parses "0100007F:D36A" (or a 32-digit IPv6 address): the
+// address in host byte order per 32-bit word, the port in hex.
+func parseProcAddr(s string) (netip.AddrPort, bool) {
+	h, p, ok := strings.Cut(s, ":")
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	raw, err := hex.DecodeString(h)
+	port, perr := strconv.ParseUint(p, 16, 16)
+	if err != nil || perr != nil || (len(raw) != 4 && len(raw) != 16) {
+		return netip.AddrPort{}, false
+	}
+	for i := 0; i < len(raw); i += 4 { // each word is little-endian on the architectures Go runs on
+		raw[i], raw[i+1], raw[i+2], raw[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
+	}
+	a, _ := netip.AddrFromSlice(raw)
+	return netip.AddrPortFrom(a.Unmap(), uint16(port)), true
+}
+
+// socketInodes returns the inodes of a process's sockets.
+func (fs procFS) socketInodes(pid int) []uint64 {
+	dir := filepath.Join(fs.root, strconv.Itoa(pid), "fd")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []uint64
+	for _, e := range entries {
+		l, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(l, "socket:["); ok {
+			if ino, err := strconv.ParseUint(strings.TrimSuffix(rest, "]"), 10, 64); err == nil {
+				out = append(out, ino)
+			}
+		}
+	}
+	return out
+}
+
+// scan returns the SSH connections on which a user has logged in: every sshd
+// monitor running as root titled "sshd: USER [priv]" with an sshd child running
+// as USER (before the login, that child runs as sshd's unprivileged user), with
+// the peer of its TCP socket. The processes it returns come with the map they
+// were found in.
+func (fs procFS) scan() ([]Session, map[int]proc, error) {
 	procs, err := fs.all()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	boot := fs.bootTime()
-	byID := map[string]*Session{}
-	var order []string
+	children := map[int][]int{}
+	for pid, p := range procs {
+		children[p.ppid] = append(children[p.ppid], pid)
+	}
+	var peers map[uint64]netip.AddrPort
+	var out []Session
 	pids := make([]int, 0, len(procs))
 	for pid := range procs {
 		pids = append(pids, pid)
@@ -195,96 +387,54 @@ func (fs procFS) scan() ([]Session, error) {
 	slices.Sort(pids)
 	for _, pid := range pids {
 		p := procs[pid]
-		parent, ok := procs[p.ppid]
-		if !ok || p.isSSHD() || !parent.isSSHD() {
+		if !p.isSSHD() {
 			continue
 		}
-		env, err := fs.environ(pid, "SSH_USER_AUTH", "SSH_CONNECTION")
-		if err != nil || env["SSH_USER_AUTH"] == "" {
+		m := monitorRE.FindStringSubmatch(fs.title(pid))
+		if m == nil {
 			continue
 		}
-		id := fmt.Sprintf("%d-%d", parent.pid, parent.start)
-		if s, ok := byID[id]; ok {
-			s.Children = append(s.Children, pid)
+		if uid, err := fs.uid(pid); err != nil || uid != 0 {
 			continue
 		}
-		s := &Session{ID: id, PID: parent.pid, start: parent.start, Children: []int{pid}}
-		if !boot.IsZero() {
-			s.Started = boot.Add(time.Duration(parent.start) * time.Second / clockTicks)
+		u, err := user.Lookup(m[1])
+		if err != nil {
+			continue
 		}
-		if f := strings.Fields(env["SSH_CONNECTION"]); len(f) > 0 {
-			if a, err := netip.ParseAddr(f[0]); err == nil {
-				s.Source = a.Unmap().String()
+		uid, err := strconv.Atoi(u.Uid)
+		if err != nil {
+			continue
+		}
+		loggedIn := false
+		for _, c := range children[pid] {
+			if cu, err := fs.uid(c); err == nil && procs[c].isSSHD() && cu == uid {
+				loggedIn = true
 			}
 		}
-		uid, err := fs.uid(pid)
-		if err != nil {
-			continue // it ended
-		}
-		s.UID = uid
-		s.User = strconv.Itoa(uid)
-		if u, err := user.LookupId(s.User); err == nil {
-			s.User = u.Username
-		}
-		s.authFile = env["SSH_USER_AUTH"]
-		s.KeyLine, s.Key, err = readAuthInfo(s.authFile, uid)
-		if err != nil {
-			s.AuthErr = err.Error()
-		}
-		byID[id] = s
-		order = append(order, id)
-	}
-	out := make([]Session, 0, len(order))
-	for _, id := range order {
-		out = append(out, *byID[id])
-	}
-	return out, nil
-}
-
-// readAuthInfo reads the login key from an SSH_USER_AUTH file: the first
-// "publickey TYPE BASE64" line. The path comes from a user's environment, so it
-// is opened without following links and must be a regular file owned by that
-// user, as sshd creates it: pointing it at another file gets nothing.
-func readAuthInfo(path string, uid int) (string, ssh.PublicKey, error) {
-	if !filepath.IsAbs(path) {
-		return "", nil, fmt.Errorf("SSH_USER_AUTH %q is not an absolute path", path)
-	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return "", nil, fmt.Errorf("open SSH_USER_AUTH file: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", nil, err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !fi.Mode().IsRegular() || !ok || int(st.Uid) != uid {
-		return "", nil, fmt.Errorf("SSH_USER_AUTH file %s is not a regular file owned by the session's user", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxAuthFile))
-	if err != nil {
-		return "", nil, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) < 3 || fields[0] != "publickey" {
+		if !loggedIn {
 			continue
 		}
-		keyLine := fields[1] + " " + fields[2]
-		key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(keyLine))
-		if err != nil {
-			return "", nil, fmt.Errorf("SSH_USER_AUTH file %s: unreadable key: %w", path, err)
+		s := Session{ID: fmt.Sprintf("%d-%d", pid, p.start), PID: pid, UID: uid, User: m[1], start: p.start,
+			Started: startTime(boot, p.start)}
+		if peers == nil {
+			peers = fs.tcpPeers()
 		}
-		return keyLine, key, nil
+		for _, ino := range fs.socketInodes(pid) {
+			if a, ok := peers[ino]; ok {
+				s.Remote, s.Source = a, a.Addr().String()
+				break
+			}
+		}
+		out = append(out, s)
 	}
-	return "", nil, nil // logged in without a key (password, GSSAPI...)
+	return out, procs, nil
 }
 
-// end ends a session: it stops, then kills, the sshd process serving it, every
-// process below it, and every process in the sessions (setsid) of the processes
-// sshd started, so nothing can fork its way out in between. sshd's privileged
-// monitor then closes the connection. A session already gone is not an error.
+// end ends a session: it stops, then kills, sshd's monitor of the connection,
+// every process below it, and every process in the sessions (setsid) of those
+// processes, so nothing can fork its way out in between. Killing the monitor
+// closes the connection, forwarded ports included. A session already gone is not
+// an error.
 func (fs procFS) end(s Session) error {
 	procs, err := fs.all()
 	if err != nil {
@@ -293,7 +443,17 @@ func (fs procFS) end(s Session) error {
 	if p, ok := procs[s.PID]; !ok || p.start != s.start || !p.isSSHD() {
 		return nil // gone, or the PID was reused
 	}
-	targets := fs.sessionProcs(procs, s)
+	return fs.kill(func(procs map[int]proc) map[int]bool { return fs.sessionProcs(procs, s) })
+}
+
+// kill stops the processes pick chooses, looks again for processes born
+// meanwhile (stopped processes fork no more), and kills them all.
+func (fs procFS) kill(pick func(map[int]proc) map[int]bool) error {
+	procs, err := fs.all()
+	if err != nil {
+		return err
+	}
+	targets := pick(procs)
 	self := os.Getpid()
 	signal := func(pids map[int]bool, sig syscall.Signal) error {
 		var errs []error
@@ -310,45 +470,42 @@ func (fs procFS) end(s Session) error {
 	if err := signal(targets, syscall.SIGSTOP); err != nil {
 		return err
 	}
-	// Stopped processes fork no more: look once more for children born meanwhile.
 	if procs, err = fs.all(); err == nil {
-		for pid := range fs.sessionProcs(procs, s) {
+		for pid := range pick(procs) {
 			targets[pid] = true
 		}
 	}
-	if err := signal(targets, syscall.SIGKILL); err != nil {
-		return err
-	}
-	removeAuthFile(s)
-	return nil
+	return signal(targets, syscall.SIGKILL)
 }
 
-// removeAuthFile removes the SSH_USER_AUTH file of an ended session, which sshd,
-// killed, cannot clean up. The path comes from the user's environment, so only a
-// file where sshd puts them (/tmp/sshauth.*, in a root-owned sticky directory
-// whose entries the user cannot redirect) that is still the user's regular file
-// is removed.
-func removeAuthFile(s Session) {
-	if filepath.Dir(s.authFile) != "/tmp" || !strings.HasPrefix(filepath.Base(s.authFile), "sshauth.") {
-		return
-	}
-	fi, err := os.Lstat(s.authFile)
-	if err != nil || !fi.Mode().IsRegular() {
-		return
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == s.UID {
-		os.Remove(s.authFile)
-	}
-}
-
-// sessionProcs returns the processes of s: its sshd process and everything below
-// it, and every member of the sessions its children lead.
+// sessionProcs returns the processes of s: its monitor and everything below it,
+// and every member of the sessions led by processes below it.
 func (fs procFS) sessionProcs(procs map[int]proc, s Session) map[int]bool {
 	out := map[int]bool{}
-	children := map[int][]int{}
-	for pid, p := range procs {
-		children[p.ppid] = append(children[p.ppid], pid)
+	if p, ok := procs[s.PID]; ok && p.start == s.start {
+		out = subtree(procs, s.PID)
 	}
+	sids := map[int]bool{}
+	for pid := range out {
+		if p := procs[pid]; p.sid == pid && pid != s.PID { // a session leader below sshd
+			sids[pid] = true
+		}
+	}
+	for pid, p := range procs {
+		if sids[p.sid] {
+			out[pid] = true
+		}
+	}
+	return out
+}
+
+// subtree returns pid and every process below it.
+func subtree(procs map[int]proc, pid int) map[int]bool {
+	children := map[int][]int{}
+	for c, p := range procs {
+		children[p.ppid] = append(children[p.ppid], c)
+	}
+	out := map[int]bool{}
 	var walk func(int)
 	walk = func(pid int) {
 		if out[pid] {
@@ -359,17 +516,54 @@ func (fs procFS) sessionProcs(procs map[int]proc, s Session) map[int]bool {
 			walk(c)
 		}
 	}
-	if p, ok := procs[s.PID]; ok && p.start == s.start {
-		walk(s.PID)
+	walk(pid)
+	return out
+}
+
+// leftovers returns the processes of uid started at or after since that run
+// outside sshd: what a login left behind (nohup, setsid, daemons). Processes
+// below sshd's own (root) processes, and the members of sessions led by them,
+// belong to connections, which are judged on their own. Start times are known
+// to a clock tick, the boot time to a second, so since is taken a second early.
+func (fs procFS) leftovers(procs map[int]proc, uid int, since time.Time) map[int]bool {
+	boot := fs.bootTime()
+	children := map[int][]int{}
+	for pid, p := range procs {
+		children[p.ppid] = append(children[p.ppid], pid)
 	}
-	sids := map[int]bool{}
-	for pid := range out {
-		if p := procs[pid]; p.sid == pid && pid != s.PID { // a session leader below sshd
-			sids[pid] = true
+	kept := map[int]bool{}
+	var walk func(int)
+	walk = func(pid int) {
+		if kept[pid] {
+			return
+		}
+		kept[pid] = true
+		for _, c := range children[pid] {
+			walk(c)
 		}
 	}
 	for pid, p := range procs {
-		if sids[p.sid] {
+		if p.isSSHD() && !kept[pid] {
+			if u, err := fs.uid(pid); err == nil && u == 0 { // a user may name a process "sshd", not run it as root
+				walk(pid)
+			}
+		}
+	}
+	sids := map[int]bool{}
+	for pid := range kept {
+		if procs[pid].sid == pid {
+			sids[pid] = true
+		}
+	}
+	out := map[int]bool{}
+	for pid, p := range procs {
+		if kept[pid] || sids[p.sid] || pid <= 1 || p.state == "Z" || p.state == "X" {
+			continue
+		}
+		if st := startTime(boot, p.start); !boot.IsZero() && st.Before(since.Add(-time.Second)) {
+			continue
+		}
+		if u, err := fs.uid(pid); err == nil && u == uid {
 			out[pid] = true
 		}
 	}

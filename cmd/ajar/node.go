@@ -12,13 +12,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ajar-dev/ajar/node"
+	"github.com/ajar-dev/ajar/provider/sshcert"
 )
 
 // newNodeCmd is "ajar node": the host agent on SSH hosts.
 func newNodeCmd(e *cliEnv) *cobra.Command {
 	var configPath string
 	cmd := &cobra.Command{
-		Use:   "node sync|run|install|keys",
+		Use:   "node sync|run|install|keys|principals",
 		Short: "The host agent for SSH hosts: CA and revocation list for sshd, ending sessions",
 		Long: `ajar node runs on each SSH host of an ssh-cert target. It reads its config from
 --config (default ` + node.DefaultConfigPath + `):
@@ -27,6 +28,8 @@ func newNodeCmd(e *cliEnv) *cobra.Command {
   target: prod-web                    # the target this host belongs to
   token_file: /etc/ajar/node.token    # token of a user in the target's "nodes" (mode 0640)
   # mode: authorized-keys             # if the target uses authorized-keys mode
+  # auth_log: ` + node.DefaultAuthLog + `     # where sshd logs accepted logins (LogLevel VERBOSE)
+  # logins: [deploy]                  # logins only ajar grants may use on this host
   # ca_file: ` + node.DefaultCAFile + `       krl_file: ` + node.DefaultKRLFile + `
   # interval: 2s                      host: (this host's name)`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -44,6 +47,9 @@ func newNodeCmd(e *cliEnv) *cobra.Command {
 			return nil, nil, err
 		}
 		if e.server != "" {
+			if err := node.CheckServerURL(e.server); err != nil {
+				return nil, nil, usageErrorf("--server", "%s", err)
+			}
 			cfg.Server = e.server
 		}
 		log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -148,7 +154,7 @@ func newNodeCmd(e *cliEnv) *cobra.Command {
 	f.StringVar(&dropIn, "dropin", node.DefaultDropIn, "the sshd_config drop-in file to write")
 	f.StringVar(&sshdConfig, "sshd-config", "", "the main sshd_config that sshd -t checks (default: sshd's own)")
 	f.StringVar(&sshdPath, "sshd", "", "the sshd binary for the check (default: sshd from PATH or /usr/sbin/sshd)")
-	f.StringVar(&user, "keys-user", "ajar-node", "authorized-keys mode: the AuthorizedKeysCommandUser (must be able to read the token file)")
+	f.StringVar(&user, "keys-user", "ajar-node", "the user sshd runs \"ajar node principals\" and \"ajar node keys\" as (authorized-keys mode: must be able to read the token file)")
 	f.StringVar(&binary, "binary", "", "the ajar binary sshd runs (default: this one)")
 
 	keysCmd := &cobra.Command{
@@ -177,6 +183,26 @@ prints nothing and exits 1, so sshd lets nobody in with an ajar key.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(syncCmd, runCmd, installCmd, keysCmd)
+	var principalsTarget string
+	principalsCmd := &cobra.Command{
+		Use:   "principals --target TARGET USER",
+		Short: "Print the certificate principal that may log in as USER (sshd's AuthorizedPrincipalsCommand)",
+		Long: `Print the one certificate principal sshd accepts for USER on a host of TARGET:
+ajar-target:TARGET:USER. Certificates of other targets carry other principals, so
+sshd refuses them. It needs neither the server nor the node config.`,
+		Args: argNames("USER"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !sshcert.ValidTarget(principalsTarget) {
+				return usageErrorf("--target", "must be a target name, got %q", principalsTarget)
+			}
+			if !sshcert.ValidLogin(args[0]) {
+				return usageErrorf("USER", "%q is not a user name", args[0])
+			}
+			_, err := fmt.Fprintln(e.stdout, sshcert.Principal(principalsTarget, args[0]))
+			return err
+		},
+	}
+	principalsCmd.Flags().StringVar(&principalsTarget, "target", "", "the target of this host")
+	cmd.AddCommand(syncCmd, runCmd, installCmd, keysCmd, principalsCmd)
 	return cmd
 }

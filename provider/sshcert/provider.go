@@ -197,7 +197,10 @@ func quoteShort(s string) string {
 
 // SignCert certifies publicKey (one authorized_keys line) for the active grant in h,
 // with principals, extensions and source address from the handle (never from today's
-// config), valid from now-1m (for clock skew) until the grant's expiry.
+// config), valid from now-1m (for clock skew) until the grant's expiry. The
+// certificate's principals are the handle's logins scoped to the grant's target
+// (Principal), so it opens only hosts of that target; info.Principals lists the
+// logins.
 //
 // The key id is "ajar:" + request ID + ":" + requester (for example
 // "ajar:req-1:alice@example.com"); sshd logs it with every login, so a login names
@@ -259,7 +262,7 @@ func (p *Provider) SignCert(h ajar.Handle, publicKey []byte, serial uint64, now 
 		PublicKey:     key,
 		Serial:        serial,
 		KeyID:         keyID,
-		Principals:    d.Principals,
+		Principals:    scopedPrincipals(h.Grant.Target, d.Principals),
 		ValidAfter:    now.Add(-time.Minute),
 		ValidBefore:   until,
 		SourceAddress: d.SourceAddress,
@@ -272,7 +275,7 @@ func (p *Provider) SignCert(h ajar.Handle, publicKey []byte, serial uint64, now 
 		Serial:      cert.Serial,
 		RequestID:   h.Grant.RequestID,
 		KeyID:       cert.KeyId,
-		Principals:  slices.Clone(cert.ValidPrincipals),
+		Principals:  slices.Clone(d.Principals), // the logins; the certificate says them per target
 		Fingerprint: ssh.FingerprintSHA256(key),
 		ValidAfter:  time.Unix(int64(cert.ValidAfter), 0).UTC(),
 		ValidBefore: time.Unix(int64(cert.ValidBefore), 0).UTC(),

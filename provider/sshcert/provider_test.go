@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"flag"
 	"net"
 	"net/netip"
@@ -272,7 +273,7 @@ func TestSignCert(t *testing.T) {
 		t.Errorf("type = %d, want user", cert.CertType)
 	case cert.KeyId != wantKeyID:
 		t.Errorf("key id = %q, want %q", cert.KeyId, wantKeyID)
-	case !slices.Equal(cert.ValidPrincipals, []string{"ubuntu", "deploy"}):
+	case !slices.Equal(cert.ValidPrincipals, []string{"ajar-target:prod-web:ubuntu", "ajar-target:prod-web:deploy"}):
 		t.Errorf("principals = %q", cert.ValidPrincipals)
 	case cert.ValidAfter != uint64(testNow.Add(-time.Minute).Unix()):
 		t.Errorf("valid after = %s, want now-1m", time.Unix(int64(cert.ValidAfter), 0).UTC())
@@ -325,12 +326,14 @@ func TestSignCert(t *testing.T) {
 	if !checker.IsUserAuthority(cert.SignatureKey) {
 		t.Fatal("the CA is not the certificate's authority")
 	}
-	for _, principal := range []string{"ubuntu", "deploy"} {
+	for _, principal := range []string{Principal("prod-web", "ubuntu"), Principal("prod-web", "deploy")} {
 		if err := checker.CheckCert(principal, cert); err != nil {
 			t.Errorf("CheckCert(%s): %v", principal, err)
 		}
 	}
-	for _, principal := range []string{"root", "ubuntu2", ""} {
+	// Bare logins and other targets' principals are not granted: a certificate
+	// opens only the hosts of its own target.
+	for _, principal := range []string{"ubuntu", "deploy", Principal("dev-web", "ubuntu"), Principal("prod-web", "root"), "root", "ubuntu2", ""} {
 		if err := checker.CheckCert(principal, cert); err == nil {
 			t.Errorf("CheckCert(%q) accepted a principal not granted", principal)
 		}
@@ -345,7 +348,7 @@ func TestSignCert(t *testing.T) {
 		{testExpires, false},
 	} {
 		clock = tc.at
-		if err := checker.CheckCert("ubuntu", cert); (err == nil) != tc.ok {
+		if err := checker.CheckCert(Principal("prod-web", "ubuntu"), cert); (err == nil) != tc.ok {
 			t.Errorf("CheckCert at %s: %v, want ok=%v", tc.at, err, tc.ok)
 		}
 	}
@@ -358,7 +361,7 @@ func TestSignCert(t *testing.T) {
 		`Key ID: "ajar:req-1:alice@example.com"`,
 		"Serial: 42",
 		"Valid: from 2026-03-01T11:59:00 to 2026-03-01T12:30:00",
-		"\n                ubuntu\n                deploy\n",
+		"\n                ajar-target:prod-web:ubuntu\n                ajar-target:prod-web:deploy\n",
 		"Critical Options: \n                source-address 203.0.113.7\n",
 		"Extensions: \n                permit-pty\n                permit-user-rc\n",
 	} {
@@ -437,7 +440,7 @@ func TestSignCertUsesHandleNotTodaysConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	cert := parseCert(t, line)
-	if !slices.Equal(cert.ValidPrincipals, []string{"ubuntu"}) || !slices.Equal(info.Principals, []string{"ubuntu"}) {
+	if !slices.Equal(cert.ValidPrincipals, []string{Principal("prod-web", "ubuntu")}) || !slices.Equal(info.Principals, []string{"ubuntu"}) {
 		t.Errorf("principals = %q, want the handle's [ubuntu]", cert.ValidPrincipals)
 	}
 	if cert.CriticalOptions["source-address"] != "203.0.113.7" {
@@ -630,16 +633,28 @@ func TestSourceAddressEnforced(t *testing.T) {
 	}
 }
 
-// startSSHServer runs an SSH server on 127.0.0.1 that accepts user certificates from
-// ca and nothing else, and returns its address.
+// startSSHServer runs an SSH server on 127.0.0.1 for a host of target prod-web
+// that accepts user certificates from ca and nothing else, and returns its
+// address. Like sshd with "ajar node principals" as its
+// AuthorizedPrincipalsCommand, it wants Principal("prod-web", login).
 func startSSHServer(tb testing.TB, ca *CA) string {
 	tb.Helper()
 	checker := &ssh.CertChecker{
 		IsUserAuthority: func(auth ssh.PublicKey) bool {
 			return bytes.Equal(auth.Marshal(), ca.PublicKey().Marshal())
 		},
+		SupportedCriticalOptions: []string{"source-address"},
 	}
-	cfg := &ssh.ServerConfig{PublicKeyCallback: checker.Authenticate}
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(conn ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+		cert, ok := key.(*ssh.Certificate)
+		if !ok || cert.CertType != ssh.UserCert || !checker.IsUserAuthority(cert.SignatureKey) {
+			return nil, errors.New("not a user certificate of the CA")
+		}
+		if err := checker.CheckCert(Principal("prod-web", conn.User()), cert); err != nil {
+			return nil, err
+		}
+		return &cert.Permissions, nil // x/crypto enforces the source-address option in it
+	}}
 	hostKey, _ := userKey(tb, 9)
 	cfg.AddHostKey(hostKey)
 
