@@ -299,6 +299,8 @@ func codeOf(status int) string {
 		return ajar.ENOTFOUND
 	case http.StatusConflict:
 		return ajar.ECONFLICT
+	case http.StatusTooManyRequests:
+		return ajar.ETOOMANY
 	}
 	return ajar.EINTERNAL
 }

@@ -22,6 +22,7 @@ type Metrics struct {
 	wf             *workflowMetrics // workflow.go: notification delivery
 	sshSessions    *prometheus.CounterVec
 	drift          *prometheus.CounterVec // reconcile.go: drift found, by target
+	limits         *prometheus.CounterVec // limits.go: refusals, by limit
 }
 
 // NewMetrics creates the broker's metrics in reg (a new registry with the Go and
@@ -52,6 +53,7 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 	reg.MustRegister(m.created, m.revocationLag, m.providerErrors, m.sshSessions)
 	m.wf = newWorkflowMetrics(reg)
 	m.drift = newDriftCounter(reg)
+	m.limits = newLimitCounter(reg)
 	return m
 }
 

@@ -75,6 +75,7 @@ type Service struct {
 	notify    *notifier
 	kick      chan struct{}
 	now       func() time.Time
+	limitLog  limitLog // limits.go
 }
 
 // New returns a Service. Call Run to start its scheduler.
@@ -313,6 +314,9 @@ func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in CreateInput
 			}
 		}
 		if err := tx.CreateRequest(ctx, r); err != nil {
+			return err
+		}
+		if err := s.checkCreateLimits(ctx, tx, r); err != nil {
 			return err
 		}
 		if err := s.audit(ctx, tx, u.ID, "request.created", r.ID, details); err != nil {
@@ -720,6 +724,9 @@ func (s *Service) IssueSSHCert(ctx context.Context, u ajar.User, id string, publ
 			return err
 		}
 		if err := tx.InsertSSHCert(ctx, info); err != nil {
+			return err
+		}
+		if err := s.checkCertLimit(ctx, tx, u.ID, id); err != nil {
 			return err
 		}
 		out = SSHCertOutput{Certificate: strings.TrimSpace(string(cert)), Info: info}

@@ -6,11 +6,13 @@ package policy
 // must be between 1 and its maximum, so a limit cannot be switched off by
 // accident.
 type LimitsConfig struct {
-	// OpenRequestsPerUser caps a requester's requests that are pending or
-	// approved and not yet granted (default 50).
+	// OpenRequestsPerUser caps a requester's requests that are pending,
+	// approved or active (default 50).
 	OpenRequestsPerUser *int `yaml:"open_requests_per_user"`
-	// RequestsPerMinutePerUser caps how many requests (break-glass included) a
-	// requester creates in any minute, by the store's clock (default 30).
+	// RequestsPerMinutePerUser caps how many requests a requester creates in
+	// any minute, by the store's clock (default 30). Break-glass requests count
+	// but are never refused: they are the way in when everything else fails,
+	// and each one alerts and opens a review.
 	RequestsPerMinutePerUser *int `yaml:"requests_per_minute_per_user"`
 	// CertificatesPerRequest caps the SSH certificates (or authorized keys)
 	// issued for one request (default 20).

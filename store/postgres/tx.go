@@ -172,6 +172,14 @@ func (t *readTx) ListRequests(ctx context.Context, f ajar.RequestFilter) ([]*aja
 		}
 		b.WriteString(` AND state = ANY(` + arg(states) + `)`)
 	}
+	if f.After != nil {
+		at, err := sqlcodec.FormatTime("after", f.After.CreatedAt)
+		if err != nil {
+			return nil, err
+		}
+		a := arg(at)
+		b.WriteString(` AND (created_at < ` + a + ` OR (created_at = ` + a + ` AND id < ` + arg(f.After.ID) + `))`)
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = defaultLimit

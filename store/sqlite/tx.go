@@ -163,6 +163,14 @@ func (t *readTx) ListRequests(ctx context.Context, f ajar.RequestFilter) ([]*aja
 			args = append(args, string(s))
 		}
 	}
+	if f.After != nil {
+		at, err := sqlcodec.FormatTime("after", f.After.CreatedAt)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(` AND (created_at < ? OR (created_at = ? AND id < ?))`)
+		args = append(args, at, at, f.After.ID)
+	}
 	b.WriteString(` ORDER BY created_at DESC, id DESC LIMIT ?`)
 	limit := f.Limit
 	if limit <= 0 {

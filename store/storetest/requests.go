@@ -442,6 +442,82 @@ func testListRequestsDefaultLimit(t *testing.T, h *harness) {
 	})
 }
 
+// testListRequestsPaging walks the list a page at a time with RequestFilter.After
+// and finds every request exactly once, in list order, with filters and with ties
+// in creation time that straddle a page boundary.
+func testListRequestsPaging(t *testing.T, h *harness) {
+	var all []*ajar.Request
+	for i := range 23 {
+		// Groups of three share a creation time; every third is bob's.
+		user, st := "alice", ajar.StatePending
+		if i%3 == 0 {
+			user, st = "bob", ajar.StateActive
+		}
+		all = append(all, simpleRequest(fmt.Sprintf("p%02d", i), user, "web", st, t0.Add(time.Duration(i/3)*time.Second)))
+	}
+	h.create(t, all...)
+	want := func(keep func(*ajar.Request) bool) []string {
+		var out []string
+		for _, r := range all {
+			if keep(r) {
+				out = append(out, r.ID)
+			}
+		}
+		slices.Reverse(out) // newest first; within a time, greatest id first
+		return out
+	}
+	cases := []struct {
+		f    ajar.RequestFilter
+		want []string
+	}{
+		{ajar.RequestFilter{}, want(func(*ajar.Request) bool { return true })},
+		{ajar.RequestFilter{Requester: "alice"}, want(func(r *ajar.Request) bool { return r.Requester == "alice" })},
+		{ajar.RequestFilter{States: []ajar.State{ajar.StateActive}}, want(func(r *ajar.Request) bool { return r.State == ajar.StateActive })},
+	}
+	h.view(t, func(tx ajar.ReadTx) error {
+		for _, c := range cases {
+			for _, size := range []int{1, 2, 4, 7, 100} {
+				f := c.f
+				f.Limit = size
+				var got []string
+				for pages := 0; ; pages++ {
+					if pages > len(all) {
+						t.Fatalf("%+v: paging does not end", f)
+					}
+					page, err := tx.ListRequests(t.Context(), f)
+					if err != nil {
+						return fmt.Errorf("ListRequests(%+v): %w", f, err)
+					}
+					for _, r := range page {
+						got = append(got, r.ID)
+					}
+					if len(page) < size {
+						break
+					}
+					k := page[len(page)-1].Key()
+					f.After = &k
+				}
+				if !slices.Equal(got, c.want) {
+					t.Errorf("paging %+v by %d: got %v, want %v", c.f, size, got, c.want)
+				}
+			}
+		}
+		// A key that is no request's still splits the list where it would sit.
+		got, err := tx.ListRequests(t.Context(), ajar.RequestFilter{After: &ajar.RequestKey{CreatedAt: t0.Add(2 * time.Second), ID: "p07"}, Limit: 3})
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for _, r := range got {
+			ids = append(ids, r.ID)
+		}
+		if w := []string{"p06", "p05", "p04"}; !slices.Equal(ids, w) {
+			t.Errorf("after (t0+2s, p07): %v, want %v", ids, w)
+		}
+		return nil
+	})
+}
+
 func testCountByState(t *testing.T, h *harness) {
 	h.view(t, func(tx ajar.ReadTx) error {
 		m, err := tx.CountByState(t.Context())

@@ -57,6 +57,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"UpdateCancelledContext", testUpdateCancelledContext},
 		{"ListRequests", testListRequests},
 		{"ListRequestsDefaultLimit", testListRequestsDefaultLimit},
+		{"ListRequestsPaging", testListRequestsPaging},
 		{"CountByState", testCountByState},
 		{"NextDue", testNextDue},
 		{"ClaimDue", testClaimDue},
