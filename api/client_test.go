@@ -58,7 +58,7 @@ func TestClientRoundTrip(t *testing.T) {
 		t.Fatalf("GetRequest = %+v, %v", got, err)
 	}
 	list, err := c.ListRequests(ctx, broker.ListInput{Mine: true, State: ajar.StateActive})
-	if err != nil || len(list) != 1 {
+	if err != nil || len(list.Requests) != 1 || list.NextCursor != "" {
 		t.Fatalf("ListRequests = %v, %v", list, err)
 	}
 	if want := (broker.ListInput{Mine: true, State: ajar.StateActive}); core.list != want {

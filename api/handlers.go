@@ -24,6 +24,8 @@ type (
 	}
 	requestsResponse struct {
 		Requests []*ajar.Request `json:"requests"`
+		// NextCursor is where the next page starts; absent on the last page.
+		NextCursor string `json:"next_cursor,omitempty"`
 	}
 	auditResponse struct {
 		Events []ajar.AuditEvent `json:"events"`
@@ -222,7 +224,7 @@ func (s *Server) handleCreateRequest(w http.ResponseWriter, r *http.Request, u a
 }
 
 func (s *Server) handleListRequests(w http.ResponseWriter, r *http.Request, u ajar.User) {
-	q, err := parseQuery(r, "mine", "state")
+	q, err := parseQuery(r, "mine", "state", "limit", "cursor")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -232,23 +234,37 @@ func (s *Server) handleListRequests(w http.ResponseWriter, r *http.Request, u aj
 		s.writeError(w, r, err)
 		return
 	}
+	limit, err := q.int("limit", broker.MaxListLimit)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	in.Limit, in.Cursor = int(limit), q.string("cursor")
+	if err := checkCursor(in.Cursor); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	in.State = ajar.State(q.string("state"))
 	if in.State != "" && !in.State.Valid() {
 		s.writeError(w, r, ajar.FieldErrorf("state", "unknown state %q (one of: %s)", in.State, stateList()))
 		return
 	}
-	reqs, err := s.core.ListRequests(r.Context(), u, in)
+	list, err := s.core.ListRequests(r.Context(), u, in)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	out := make([]*ajar.Request, 0, len(reqs))
-	for _, req := range reqs {
+	if list == nil {
+		s.writeError(w, r, errors.New("core returned no list"))
+		return
+	}
+	out := make([]*ajar.Request, 0, len(list.Requests))
+	for _, req := range list.Requests {
 		if req != nil {
 			out = append(out, withApprovals(req))
 		}
 	}
-	s.writeJSON(w, r, http.StatusOK, requestsResponse{Requests: out})
+	s.writeJSON(w, r, http.StatusOK, requestsResponse{Requests: out, NextCursor: list.NextCursor})
 }
 
 func (s *Server) handleGetRequest(w http.ResponseWriter, r *http.Request, u ajar.User) {

@@ -317,6 +317,23 @@ func checkID(field, id string) error {
 	return nil
 }
 
+// checkCursor refuses a list cursor that cannot be one the server made (the
+// core decodes and checks the rest).
+func checkCursor(c string) error {
+	if len(c) > maxCursorLen {
+		return ajar.FieldErrorf("cursor", "is longer than %d bytes", maxCursorLen)
+	}
+	for _, r := range c {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return ajar.FieldErrorf("cursor", "is not a cursor this server returned")
+		}
+	}
+	return nil
+}
+
+// maxCursorLen bounds a list cursor.
+const maxCursorLen = 200
+
 // statusRecorder remembers the status and size of a response for the request log.
 type statusRecorder struct {
 	http.ResponseWriter

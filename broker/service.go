@@ -400,36 +400,6 @@ func (s *Service) GetRequest(ctx context.Context, u ajar.User, id string) (*ajar
 	return r, nil
 }
 
-// ListRequests lists the requests u may see, newest first.
-func (s *Service) ListRequests(ctx context.Context, u ajar.User, in ListInput) ([]*ajar.Request, error) {
-	if in.State != "" && !in.State.Valid() {
-		return nil, ajar.FieldErrorf("state", "unknown state %q", in.State)
-	}
-	f := ajar.RequestFilter{}
-	if in.State != "" {
-		f.States = []ajar.State{in.State}
-	}
-	if in.Mine {
-		f.Requester = u.ID
-	}
-	var rs []*ajar.Request
-	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
-		var err error
-		rs, err = tx.ListRequests(ctx, f)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	out := rs[:0]
-	for _, r := range rs {
-		if s.canSee(u, r) {
-			out = append(out, r)
-		}
-	}
-	return out, nil
-}
-
 // currentStep returns the index of the first approval step whose count is not met,
 // or len(steps) when all are.
 func currentStep(r *ajar.Request, rule *policy.Rule) int {

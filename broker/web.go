@@ -83,22 +83,19 @@ func (s *Service) review(u ajar.User, r *ajar.Request) (rv Review, approver bool
 
 // Inbox lists the pending requests u can decide on (u approves some step of
 // their policy) and u's own pending requests, longest waiting first, each with
-// what u may do about it.
+// what u may do about it. It reads every pending request, however many there
+// are (the open-request limit bounds them), so none is left out.
 func (s *Service) Inbox(ctx context.Context, u ajar.User) ([]Review, error) {
-	var rs []*ajar.Request
+	out := []Review{}
 	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
-		var err error
-		rs, err = tx.ListRequests(ctx, ajar.RequestFilter{States: []ajar.State{ajar.StatePending}})
-		return err
+		return eachRequest(ctx, tx, ajar.RequestFilter{States: []ajar.State{ajar.StatePending}}, func(r *ajar.Request) {
+			if rv, approver := s.review(u, r); approver || rv.Own {
+				out = append(out, rv)
+			}
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("inbox: %w", err)
-	}
-	out := []Review{}
-	for _, r := range rs {
-		if rv, approver := s.review(u, r); approver || rv.Own {
-			out = append(out, rv)
-		}
 	}
 	slices.SortStableFunc(out, func(a, b Review) int { return a.Request.CreatedAt.Compare(b.Request.CreatedAt) })
 	return out, nil
@@ -325,7 +322,7 @@ func (s *Service) SearchAudit(ctx context.Context, u ajar.User, q AuditQuery) (*
 	case all:
 		err = scan(ajar.AuditFilter{}, keep)
 	default:
-		rs, err := s.ListRequests(ctx, u, ListInput{})
+		rs, err := s.allRequests(ctx, u, ListInput{})
 		if err != nil {
 			return nil, err
 		}
