@@ -31,6 +31,9 @@ type ReadTx interface {
 	GetRequest(ctx context.Context, id string) (*Request, error)
 	// ListRequests returns matching requests, newest first.
 	ListRequests(ctx context.Context, f RequestFilter) ([]*Request, error)
+	// CountRequests counts the requests f selects, stopping at f.Limit when it
+	// is positive (0: no bound), so that "more than N?" reads at most N+1.
+	CountRequests(ctx context.Context, f RequestFilter) (int, error)
 	// CountByState counts requests in every state that has at least one.
 	CountByState(ctx context.Context) (map[State]int, error)
 	// NextDue returns the earliest NextAt of any request; ok is false if none has one.

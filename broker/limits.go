@@ -43,28 +43,22 @@ const (
 // more open requests, than the policy allows. Call it after tx.CreateRequest.
 func (s *Service) checkCreateLimits(ctx context.Context, tx ajar.Tx, r *ajar.Request) error {
 	lim := s.pol.Limits()
-	// Newest first: the first RequestsPerMinutePerUser+1 requests tell whether
-	// more than the limit were created in the window (r itself included).
-	recent, err := tx.ListRequests(ctx, ajar.RequestFilter{Requester: r.Requester, Limit: lim.RequestsPerMinutePerUser + 1})
+	// Bounded counts: each reads at most one row more than its limit.
+	n, err := tx.CountRequests(ctx, ajar.RequestFilter{Requester: r.Requester,
+		CreatedSince: tx.Now().Add(-rateWindow), Limit: lim.RequestsPerMinutePerUser + 1})
 	if err != nil {
 		return err
-	}
-	since, n := tx.Now().Add(-rateWindow), 0
-	for _, x := range recent {
-		if x.CreatedAt.After(since) {
-			n++
-		}
 	}
 	if n > lim.RequestsPerMinutePerUser {
 		return s.refuseLimit(ctx, r.Requester, limitRate, ajar.Errorf(ajar.ETOOMANY,
 			"you have made %d requests in the last minute, the most the policy allows (limits.%s); try again in a minute",
 			lim.RequestsPerMinutePerUser, limitRate))
 	}
-	open, err := tx.ListRequests(ctx, ajar.RequestFilter{Requester: r.Requester, States: openStates, Limit: lim.OpenRequestsPerUser + 1})
+	open, err := tx.CountRequests(ctx, ajar.RequestFilter{Requester: r.Requester, States: openStates, Limit: lim.OpenRequestsPerUser + 1})
 	if err != nil {
 		return err
 	}
-	if len(open) > lim.OpenRequestsPerUser {
+	if open > lim.OpenRequestsPerUser {
 		return s.refuseLimit(ctx, r.Requester, limitOpen, ajar.Errorf(ajar.ETOOMANY,
 			"you have %d requests pending, approved or active, the most the policy allows (limits.%s); cancel one or wait until one ends",
 			lim.OpenRequestsPerUser, limitOpen))

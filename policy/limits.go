@@ -33,11 +33,12 @@ const (
 	DefaultCertificatesPerRequest   = 20
 )
 
-// Upper bounds of the limits: anything larger is no limit at all.
+// Upper bounds of the limits, for load tests and service accounts; the limits
+// cannot be switched off.
 const (
-	MaxOpenRequestsPerUser      = 1000
-	MaxRequestsPerMinutePerUser = 1000
-	MaxCertificatesPerRequest   = 1000
+	MaxOpenRequestsPerUser      = 1_000_000
+	MaxRequestsPerMinutePerUser = 1_000_000
+	MaxCertificatesPerRequest   = 10_000
 )
 
 // Limits returns the "limits" section, defaults applied.

@@ -30,7 +30,7 @@ func TestLimitsSection(t *testing.T) {
 		yaml   string
 		fields []string
 	}{
-		{"limits: {open_requests_per_user: 0, requests_per_minute_per_user: -1, certificates_per_request: 1001}\n",
+		{"limits: {open_requests_per_user: 0, requests_per_minute_per_user: -1, certificates_per_request: 10001}\n",
 			[]string{"limits.open_requests_per_user", "limits.requests_per_minute_per_user", "limits.certificates_per_request"}},
 		{"limits: {open_requests_per_user: many}\n", []string{"limits.open_requests_per_user"}},
 		{"limits: {open_requests: 5}\n", []string{"limits.open_requests"}},

@@ -518,6 +518,56 @@ func testListRequestsPaging(t *testing.T, h *harness) {
 	})
 }
 
+// testCountRequests: CountRequests agrees with ListRequests for every filter,
+// CreatedSince included, and stops at a positive Limit.
+func testCountRequests(t *testing.T, h *harness) {
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Minute) }
+	h.create(t,
+		simpleRequest("c1", "alice", "web", ajar.StatePending, at(1)),
+		simpleRequest("c2", "alice", "db", ajar.StateActive, at(2)),
+		simpleRequest("c3", "alice", "web", ajar.StateExpired, at(3)),
+		simpleRequest("c4", "bob", "web", ajar.StatePending, at(3)),
+		simpleRequest("c5", "alice", "web", ajar.StateApproved, at(5)),
+	)
+	cases := []struct {
+		f    ajar.RequestFilter
+		want int
+	}{
+		{ajar.RequestFilter{}, 5},
+		{ajar.RequestFilter{Requester: "alice"}, 4},
+		{ajar.RequestFilter{Requester: "alice", States: []ajar.State{ajar.StatePending, ajar.StateApproved, ajar.StateActive}}, 3},
+		{ajar.RequestFilter{Requester: "alice", CreatedSince: at(3)}, 2},
+		{ajar.RequestFilter{CreatedSince: at(3)}, 3},
+		{ajar.RequestFilter{CreatedSince: at(6)}, 0},
+		{ajar.RequestFilter{Target: "web", States: []ajar.State{ajar.StatePending}}, 2},
+		{ajar.RequestFilter{Requester: "alice", Limit: 2}, 2},
+		{ajar.RequestFilter{Requester: "alice", Limit: 10}, 4},
+		{ajar.RequestFilter{After: &ajar.RequestKey{CreatedAt: at(3), ID: "c4"}}, 3},
+		{ajar.RequestFilter{Requester: "nobody"}, 0},
+	}
+	h.view(t, func(tx ajar.ReadTx) error {
+		for _, c := range cases {
+			n, err := tx.CountRequests(t.Context(), c.f)
+			if err != nil {
+				return fmt.Errorf("CountRequests(%+v): %w", c.f, err)
+			}
+			if n != c.want {
+				t.Errorf("CountRequests(%+v) = %d, want %d", c.f, n, c.want)
+			}
+			if c.f.Limit == 0 {
+				listed, err := tx.ListRequests(t.Context(), c.f)
+				if err != nil {
+					return err
+				}
+				if len(listed) != n {
+					t.Errorf("ListRequests(%+v) lists %d, CountRequests counts %d", c.f, len(listed), n)
+				}
+			}
+		}
+		return nil
+	})
+}
+
 func testCountByState(t *testing.T, h *harness) {
 	h.view(t, func(tx ajar.ReadTx) error {
 		m, err := tx.CountByState(t.Context())

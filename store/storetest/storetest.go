@@ -58,6 +58,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"ListRequests", testListRequests},
 		{"ListRequestsDefaultLimit", testListRequestsDefaultLimit},
 		{"ListRequestsPaging", testListRequestsPaging},
+		{"CountRequests", testCountRequests},
 		{"CountByState", testCountByState},
 		{"NextDue", testNextDue},
 		{"ClaimDue", testClaimDue},
