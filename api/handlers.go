@@ -16,6 +16,9 @@ import (
 // MaxAuditLimit is the largest page of audit events one GET /v1/audit returns.
 const MaxAuditLimit = 10000
 
+// defaultAuditLimit is the page of GET /v1/audit without a limit.
+const defaultAuditLimit = 1000
+
 // Response bodies of the list routes. Lists are wrapped in an object so fields can
 // be added later without breaking clients.
 type (
@@ -29,6 +32,9 @@ type (
 	}
 	auditResponse struct {
 		Events []ajar.AuditEvent `json:"events"`
+		// HasMore says that events follow this page: ask again with after set
+		// to the last event's seq.
+		HasMore bool `json:"has_more"`
 	}
 )
 
@@ -350,16 +356,24 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request, u ajar.User
 		s.writeError(w, r, err)
 		return
 	}
-	f.Limit = int(limit)
+	if limit == 0 {
+		limit = defaultAuditLimit
+	}
+	// One event more than the page tells whether another page follows.
+	f.Limit = int(limit) + 1
 	events, err := s.core.Audit(r.Context(), u, f)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	more := len(events) > int(limit)
+	if more {
+		events = events[:limit]
+	}
 	if events == nil {
 		events = []ajar.AuditEvent{}
 	}
-	s.writeJSON(w, r, http.StatusOK, auditResponse{Events: events})
+	s.writeJSON(w, r, http.StatusOK, auditResponse{Events: events, HasMore: more})
 }
 
 func (s *Server) handleCheckpoint(w http.ResponseWriter, r *http.Request, u ajar.User) {

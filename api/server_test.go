@@ -350,12 +350,22 @@ func TestAuditQuery(t *testing.T) {
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
-	if want := (ajar.AuditFilter{Subject: "r1", AfterSeq: 5, Limit: 10}); core.filter != want {
-		t.Errorf("core got %+v, want %+v", core.filter, want)
+	if want := (ajar.AuditFilter{Subject: "r1", AfterSeq: 5, Limit: 11}); core.filter != want {
+		t.Errorf("core got %+v, want %+v (one more than the page, to tell whether more follow)", core.filter, want)
 	}
 	var resp auditResponse
-	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || len(resp.Events) != 10 || resp.Events[0].Seq != 6 {
+	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || len(resp.Events) != 10 || resp.Events[0].Seq != 6 || !resp.HasMore {
 		t.Fatalf("response %s (%v)", w.Body, err)
+	}
+	// The last page says there is no more.
+	w = call(t, h, "GET", "/v1/audit?request=r1&after=10&limit=10", "alice-token", "")
+	resp = auditResponse{}
+	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || len(resp.Events) != 10 || resp.Events[9].Seq != 20 || resp.HasMore {
+		t.Fatalf("last page %s (%v)", w.Body, err)
+	}
+	call(t, h, "GET", "/v1/audit?request=r1", "alice-token", "")
+	if core.filter.Limit != 1001 {
+		t.Errorf("default page: core got limit %d", core.filter.Limit)
 	}
 
 	// No events is an empty list, not null.
