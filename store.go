@@ -271,6 +271,16 @@ type ReviewTask struct {
 type ReviewFilter struct {
 	OnlyOpen bool
 	Limit    int // 0 means the store's default (1000)
+	// After, when set, keeps only the tasks after it in list order (opened
+	// earlier, or at the same time with a smaller RequestID): keyset paging.
+	After *ReviewKey
+}
+
+// ReviewKey is a review task's place in list order: most recently opened
+// first, then greatest RequestID first.
+type ReviewKey struct {
+	OpenedAt  time.Time
+	RequestID string
 }
 
 // ExtensionState is the state of an extension of a request's window.

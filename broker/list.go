@@ -27,6 +27,8 @@ const (
 	// maxCursorLen bounds a cursor as it is accepted from a client.
 	maxCursorLen = 200
 	cursorPrefix = "r1."
+	// reviewCursorPrefix marks a cursor of ListReviews.
+	reviewCursorPrefix = "v1."
 )
 
 // RequestList is one page of ListRequests.
@@ -39,10 +41,7 @@ type RequestList struct {
 }
 
 // encodeCursor returns the opaque cursor for the page after k.
-func encodeCursor(k ajar.RequestKey) string {
-	raw := strconv.FormatInt(k.CreatedAt.UnixNano(), 10) + "." + k.ID
-	return cursorPrefix + base64.RawURLEncoding.EncodeToString([]byte(raw))
-}
+func encodeCursor(k ajar.RequestKey) string { return encodeKey(cursorPrefix, k.CreatedAt, k.ID) }
 
 // decodeCursor reads a cursor made by encodeCursor; nil for "". EINVALID (field
 // "cursor") for anything else.
@@ -50,23 +49,107 @@ func decodeCursor(c string) (*ajar.RequestKey, error) {
 	if c == "" {
 		return nil, nil
 	}
-	bad := ajar.FieldErrorf("cursor", "is not a cursor this server returned")
-	if len(c) > maxCursorLen || !strings.HasPrefix(c, cursorPrefix) {
-		return nil, bad
+	at, id, err := decodeKey(cursorPrefix, c)
+	if err != nil {
+		return nil, err
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(c[len(cursorPrefix):])
+	return &ajar.RequestKey{CreatedAt: at, ID: id}, nil
+}
+
+// encodeKey encodes a list key (a time and an id) as an opaque cursor.
+func encodeKey(prefix string, at time.Time, id string) string {
+	raw := strconv.FormatInt(at.UnixNano(), 10) + "." + id
+	return prefix + base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+// decodeKey reads what encodeKey wrote with prefix; EINVALID (field "cursor")
+// for anything else.
+func decodeKey(prefix, c string) (time.Time, string, error) {
+	bad := ajar.FieldErrorf("cursor", "is not a cursor this server returned")
+	if len(c) > maxCursorLen || !strings.HasPrefix(c, prefix) {
+		return time.Time{}, "", bad
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(c[len(prefix):])
 	if err != nil || !utf8.Valid(raw) {
-		return nil, bad
+		return time.Time{}, "", bad
 	}
 	ns, id, ok := strings.Cut(string(raw), ".")
 	if !ok || id == "" || strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return nil, bad
+		return time.Time{}, "", bad
 	}
 	n, err := strconv.ParseInt(ns, 10, 64)
 	if err != nil || n < 0 {
-		return nil, bad
+		return time.Time{}, "", bad
 	}
-	return &ajar.RequestKey{CreatedAt: time.Unix(0, n).UTC(), ID: id}, nil
+	return time.Unix(0, n).UTC(), id, nil
+}
+
+// pageLimit checks a requested page size; 0 means DefaultListLimit.
+func pageLimit(limit int) (int, error) {
+	switch {
+	case limit < 0:
+		return 0, ajar.FieldErrorf("limit", "must not be negative")
+	case limit == 0:
+		return DefaultListLimit, nil
+	case limit > MaxListLimit:
+		return 0, ajar.FieldErrorf("limit", "must be at most %d", MaxListLimit)
+	}
+	return limit, nil
+}
+
+// ReviewList is one page of ListReviews; NextCursor as in RequestList.
+type ReviewList struct {
+	Reviews    []ajar.ReviewTask `json:"reviews"`
+	NextCursor string            `json:"next_cursor,omitempty"`
+}
+
+// listReviews returns a page of the review tasks in state (open, closed or all).
+func (s *Service) listReviews(ctx context.Context, state string, limit int, cursor string) (*ReviewList, error) {
+	limit, err := pageLimit(limit)
+	if err != nil {
+		return nil, err
+	}
+	f := ajar.ReviewFilter{OnlyOpen: state == "open", Limit: limit + 1}
+	if cursor != "" {
+		at, id, err := decodeKey(reviewCursorPrefix, cursor)
+		if err != nil {
+			return nil, err
+		}
+		f.After = &ajar.ReviewKey{OpenedAt: at, RequestID: id}
+	}
+	out := &ReviewList{Reviews: []ajar.ReviewTask{}}
+	key := func(r ajar.ReviewTask) string { return encodeKey(reviewCursorPrefix, r.OpenedAt, r.RequestID) }
+	err = s.store.View(ctx, func(tx ajar.ReadTx) error {
+		for scanned := 0; ; {
+			page, err := tx.ListReviews(ctx, f)
+			if err != nil {
+				return err
+			}
+			for _, r := range page {
+				if state == "closed" && r.ClosedAt == nil {
+					continue
+				}
+				if len(out.Reviews) == limit {
+					out.NextCursor = key(out.Reviews[limit-1])
+					return nil
+				}
+				out.Reviews = append(out.Reviews, r)
+			}
+			if len(page) < f.Limit {
+				return nil
+			}
+			last := page[len(page)-1]
+			if scanned += len(page); scanned >= maxListScan {
+				out.NextCursor = key(last)
+				return nil
+			}
+			f.After = &ajar.ReviewKey{OpenedAt: last.OpenedAt, RequestID: last.RequestID}
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list reviews: %w", err)
+	}
+	return out, nil
 }
 
 // ListRequests returns a page of the requests u may see (see GetRequest), newest
@@ -78,14 +161,9 @@ func (s *Service) ListRequests(ctx context.Context, u ajar.User, in ListInput) (
 	if in.State != "" && !in.State.Valid() {
 		return nil, ajar.FieldErrorf("state", "unknown state %q", in.State)
 	}
-	limit := in.Limit
-	switch {
-	case limit < 0:
-		return nil, ajar.FieldErrorf("limit", "must not be negative")
-	case limit == 0:
-		limit = DefaultListLimit
-	case limit > MaxListLimit:
-		return nil, ajar.FieldErrorf("limit", "must be at most %d", MaxListLimit)
+	limit, err := pageLimit(in.Limit)
+	if err != nil {
+		return nil, err
 	}
 	after, err := decodeCursor(in.Cursor)
 	if err != nil {

@@ -1,8 +1,10 @@
 package broker
 
 import (
+	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/ajar-dev/ajar"
 )
@@ -126,5 +128,75 @@ func TestCursorRoundTrip(t *testing.T) {
 	k, err := decodeCursor(encodeCursor(r.Key()))
 	if err != nil || !k.CreatedAt.Equal(r.CreatedAt) || k.ID != r.ID {
 		t.Fatalf("round trip: %+v, %v", k, err)
+	}
+}
+
+// reviewTasks returns the tasks of a ListReviews page.
+func reviewTasks(l *ReviewList, err error) ([]ajar.ReviewTask, error) {
+	if l == nil {
+		return nil, err
+	}
+	return l.Reviews, err
+}
+
+// TestListReviewsPages: reviews page with a cursor, each once, the closed
+// filter skipping open ones without ending the list early.
+func TestListReviewsPages(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	err := e.store.Update(ctx, func(tx ajar.Tx) error {
+		for i := range 25 {
+			at := e.clock.Now().Add(time.Duration(i/2) * time.Second) // pairs share a time
+			id := fmt.Sprintf("req_review%02d", i)
+			if err := tx.CreateReview(ctx, ajar.ReviewTask{RequestID: id, Kind: ReviewKindBreakglass, Requester: "bob@example.com", Target: "web", OpenedAt: at}); err != nil {
+				return err
+			}
+			if i%5 == 0 {
+				if err := tx.CloseReview(ctx, id, "root@example.com", "ok", at); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		state string
+		want  int
+	}{{"all", 25}, {"open", 20}, {"closed", 5}} {
+		for _, limit := range []int{1, 3, 0} {
+			in := ReviewsInput{State: c.state, Limit: limit}
+			seen := map[string]bool{}
+			for pages := 0; ; pages++ {
+				if pages > 100 {
+					t.Fatal("paging does not end")
+				}
+				page, err := e.svc.ListReviews(ctx, e.users["root"], in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range page.Reviews {
+					if seen[r.RequestID] {
+						t.Fatalf("%s by %d: %s twice", c.state, limit, r.RequestID)
+					}
+					seen[r.RequestID] = true
+				}
+				if page.NextCursor == "" {
+					break
+				}
+				in.Cursor = page.NextCursor
+			}
+			if len(seen) != c.want {
+				t.Errorf("%s by %d: %d reviews, want %d", c.state, limit, len(seen), c.want)
+			}
+		}
+	}
+	for _, in := range []ReviewsInput{{Cursor: "garbage"}, {Cursor: encodeCursor(ajar.RequestKey{CreatedAt: e.clock.Now(), ID: "x"})}, {Limit: -1}} {
+		_, err := e.svc.ListReviews(ctx, e.users["root"], in)
+		if ajar.ErrorCode(err) != ajar.EINVALID {
+			t.Errorf("%+v: %v", in, err)
+		}
 	}
 }
