@@ -19,10 +19,10 @@ type Metrics struct {
 	created        prometheus.Counter
 	revocationLag  prometheus.Histogram
 	providerErrors *prometheus.CounterVec
+	limits         *prometheus.CounterVec // limits.go: refusals, by limit
 	wf             *workflowMetrics // workflow.go: notification delivery
 	sshSessions    *prometheus.CounterVec
 	drift          *prometheus.CounterVec // reconcile.go: drift found, by target
-	limits         *prometheus.CounterVec // limits.go: refusals, by limit
 }
 
 // NewMetrics creates the broker's metrics in reg (a new registry with the Go and
