@@ -19,7 +19,7 @@ type Metrics struct {
 	created        prometheus.Counter
 	revocationLag  prometheus.Histogram
 	providerErrors *prometheus.CounterVec
-	limits         *prometheus.CounterVec // limits.go: refusals, by limit
+	limits         *prometheus.CounterVec
 	wf             *workflowMetrics // workflow.go: notification delivery
 	sshSessions    *prometheus.CounterVec
 	drift          *prometheus.CounterVec // reconcile.go: drift found, by target
