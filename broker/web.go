@@ -86,16 +86,20 @@ func (s *Service) review(u ajar.User, r *ajar.Request) (rv Review, approver bool
 // what u may do about it. It reads every pending request, however many there
 // are (the open-request limit bounds them), so none is left out.
 func (s *Service) Inbox(ctx context.Context, u ajar.User) ([]Review, error) {
-	out := []Review{}
+	var rs []*ajar.Request
 	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
 		return eachRequest(ctx, tx, ajar.RequestFilter{States: []ajar.State{ajar.StatePending}}, func(r *ajar.Request) {
-			if rv, approver := s.review(u, r); approver || rv.Own {
-				out = append(out, rv)
-			}
+			rs = append(rs, r)
 		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("inbox: %w", err)
+	}
+	out := []Review{}
+	for _, r := range rs {
+		if rv, approver := s.review(u, r); approver || rv.Own {
+			out = append(out, rv)
+		}
 	}
 	slices.SortStableFunc(out, func(a, b Review) int { return a.Request.CreatedAt.Compare(b.Request.CreatedAt) })
 	return out, nil
