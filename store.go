@@ -33,6 +33,9 @@ type ReadTx interface {
 	ListRequests(ctx context.Context, f RequestFilter) ([]*Request, error)
 	// CountRequests counts the requests f selects, stopping at f.Limit when it
 	// is positive (0: no bound), so that "more than N?" reads at most N+1.
+	// In Update, after the transaction's first write, it sees every write
+	// committed before (writers are serialized from their first write on), so
+	// a count there is exact even with several replicas.
 	CountRequests(ctx context.Context, f RequestFilter) (int, error)
 	// CountByState counts requests in every state that has at least one.
 	CountByState(ctx context.Context) (map[State]int, error)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -566,6 +567,52 @@ func testCountRequests(t *testing.T, h *harness) {
 		}
 		return nil
 	})
+}
+
+// testCountAfterWriteSerialized: in Update, a count run after the
+// transaction's first write sees every write committed before it, so
+// concurrent writers that each insert a request and then count see 1, 2, ...
+// n, never the same number twice. The broker's per-user limits rely on it
+// (see ReadTx.CountRequests).
+func testCountAfterWriteSerialized(t *testing.T, h *harness) {
+	const writers = 12
+	var wg sync.WaitGroup
+	counts := make(chan int, writers)
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			err := h.s.Update(t.Context(), func(tx ajar.Tx) error {
+				r := simpleRequest(fmt.Sprintf("cw%02d", w), "alice", "web", ajar.StatePending, t0)
+				if err := tx.CreateRequest(t.Context(), r); err != nil {
+					return err
+				}
+				n, err := tx.CountRequests(t.Context(), ajar.RequestFilter{Requester: "alice", States: []ajar.State{ajar.StatePending}})
+				if err == nil {
+					counts <- n
+				}
+				return err
+			})
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(counts)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var got []int
+	for n := range counts {
+		got = append(got, n)
+	}
+	slices.Sort(got)
+	for i, n := range got {
+		if n != i+1 {
+			t.Fatalf("counts after each write: %v, want 1..%d: concurrent writers counted without seeing each other", got, writers)
+		}
+	}
 }
 
 func testCountByState(t *testing.T, h *harness) {

@@ -59,6 +59,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"ListRequestsDefaultLimit", testListRequestsDefaultLimit},
 		{"ListRequestsPaging", testListRequestsPaging},
 		{"CountRequests", testCountRequests},
+		{"CountAfterWriteSerialized", testCountAfterWriteSerialized},
 		{"CountByState", testCountByState},
 		{"NextDue", testNextDue},
 		{"ClaimDue", testClaimDue},
