@@ -12,6 +12,7 @@ const (
 	EFORBIDDEN = "forbidden"       // authenticated but not allowed (self-approval, not an approver...)
 	EUNAUTH    = "unauthenticated" // missing or unknown credentials
 	ECONFLICT  = "conflict"        // the request is not in a state that allows the operation, or a lost compare-and-swap
+	ETOOMANY   = "too_many"        // a per-user limit of the policy's "limits" section is reached; try again later
 	EINTERNAL  = "internal"        // anything else; the message is never shown to clients
 )
 

@@ -175,4 +175,20 @@ type RequestFilter struct {
 	States    []State
 	Target    string
 	Limit     int // 0 means the store's default (1000)
+	// CreatedSince, when not zero, keeps the requests created at or after it.
+	CreatedSince time.Time
+	// After, when set, keeps only the requests that come after it in list order
+	// (created earlier, or at the same time with a smaller ID): the key of the
+	// last request of a page selects the next page (keyset paging).
+	After *RequestKey
 }
+
+// RequestKey is a request's place in list order, which is newest CreatedAt
+// first and, among requests created at the same time, greatest ID first.
+type RequestKey struct {
+	CreatedAt time.Time
+	ID        string
+}
+
+// Key returns r's place in list order.
+func (r *Request) Key() RequestKey { return RequestKey{CreatedAt: r.CreatedAt, ID: r.ID} }

@@ -31,6 +31,12 @@ type ReadTx interface {
 	GetRequest(ctx context.Context, id string) (*Request, error)
 	// ListRequests returns matching requests, newest first.
 	ListRequests(ctx context.Context, f RequestFilter) ([]*Request, error)
+	// CountRequests counts the requests f selects, stopping at f.Limit when it
+	// is positive (0: no bound), so that "more than N?" reads at most N+1.
+	// In Update, after the transaction's first write, it sees every write
+	// committed before (writers are serialized from their first write on), so
+	// a count there is exact even with several replicas.
+	CountRequests(ctx context.Context, f RequestFilter) (int, error)
 	// CountByState counts requests in every state that has at least one.
 	CountByState(ctx context.Context) (map[State]int, error)
 	// NextDue returns the earliest NextAt of any request; ok is false if none has one.
@@ -281,6 +287,16 @@ type ReviewTask struct {
 type ReviewFilter struct {
 	OnlyOpen bool
 	Limit    int // 0 means the store's default (1000)
+	// After, when set, keeps only the tasks after it in list order (opened
+	// earlier, or at the same time with a smaller RequestID): keyset paging.
+	After *ReviewKey
+}
+
+// ReviewKey is a review task's place in list order: most recently opened
+// first, then greatest RequestID first.
+type ReviewKey struct {
+	OpenedAt  time.Time
+	RequestID string
 }
 
 // ExtensionState is the state of an extension of a request's window.

@@ -88,8 +88,10 @@ func (c *Client) GetRequest(ctx context.Context, id string) (*ajar.Request, erro
 	return &out, nil
 }
 
-// ListRequests lists the requests the caller may see, newest first.
-func (c *Client) ListRequests(ctx context.Context, in broker.ListInput) ([]*ajar.Request, error) {
+// ListRequests returns one page of the requests the caller may see, newest
+// first: in.Limit of them at most (0: the server's default), from in.Cursor.
+// The page's NextCursor, when not empty, is the next page's in.Cursor.
+func (c *Client) ListRequests(ctx context.Context, in broker.ListInput) (*broker.RequestList, error) {
 	q := url.Values{}
 	if in.Mine {
 		q.Set("mine", "true")
@@ -97,11 +99,40 @@ func (c *Client) ListRequests(ctx context.Context, in broker.ListInput) ([]*ajar
 	if in.State != "" {
 		q.Set("state", string(in.State))
 	}
+	if in.Limit != 0 {
+		q.Set("limit", strconv.Itoa(in.Limit))
+	}
+	if in.Cursor != "" {
+		q.Set("cursor", in.Cursor)
+	}
 	var out requestsResponse
 	if err := c.do(ctx, http.MethodGet, "/v1/requests", q, nil, &out); err != nil {
 		return nil, err
 	}
-	return out.Requests, nil
+	if out.Requests == nil {
+		out.Requests = []*ajar.Request{}
+	}
+	return &broker.RequestList{Requests: out.Requests, NextCursor: out.NextCursor}, nil
+}
+
+// AllRequests follows ListRequests' cursors from in.Cursor to the last page and
+// returns every request on the way.
+func (c *Client) AllRequests(ctx context.Context, in broker.ListInput) ([]*ajar.Request, error) {
+	var all []*ajar.Request
+	for {
+		page, err := c.ListRequests(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.Requests...)
+		if page.NextCursor == "" {
+			return all, nil
+		}
+		if page.NextCursor == in.Cursor {
+			return nil, fmt.Errorf("list requests: the server returned the same cursor twice")
+		}
+		in.Cursor = page.NextCursor
+	}
 }
 
 // Approve records the caller's approval of request id.
@@ -299,6 +330,8 @@ func codeOf(status int) string {
 		return ajar.ENOTFOUND
 	case http.StatusConflict:
 		return ajar.ECONFLICT
+	case http.StatusTooManyRequests:
+		return ajar.ETOOMANY
 	}
 	return ajar.EINTERNAL
 }

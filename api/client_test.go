@@ -58,7 +58,7 @@ func TestClientRoundTrip(t *testing.T) {
 		t.Fatalf("GetRequest = %+v, %v", got, err)
 	}
 	list, err := c.ListRequests(ctx, broker.ListInput{Mine: true, State: ajar.StateActive})
-	if err != nil || len(list) != 1 {
+	if err != nil || len(list.Requests) != 1 || list.NextCursor != "" {
 		t.Fatalf("ListRequests = %v, %v", list, err)
 	}
 	if want := (broker.ListInput{Mine: true, State: ajar.StateActive}); core.list != want {
@@ -86,7 +86,7 @@ func TestClientRoundTrip(t *testing.T) {
 	if err != nil || len(events) != 2 || events[0].Seq != 3 {
 		t.Errorf("Audit = %+v, %v", events, err)
 	}
-	if want := (ajar.AuditFilter{Subject: "r1", AfterSeq: 2, Limit: 2}); core.filter != want {
+	if want := (ajar.AuditFilter{Subject: "r1", AfterSeq: 2, Limit: 3}); core.filter != want { // one more: has_more
 		t.Errorf("core got filter %+v", core.filter)
 	}
 	note, err := c.Checkpoint(ctx)

@@ -120,7 +120,8 @@ func (f *fakeCore) GetRequest(ctx context.Context, u ajar.User, id string) (*aja
 	return f.lookup(id)
 }
 
-func (f *fakeCore) ListRequests(ctx context.Context, u ajar.User, in broker.ListInput) ([]*ajar.Request, error) {
+// ListRequests returns r1; with limit 1 and no cursor, a next page after it.
+func (f *fakeCore) ListRequests(ctx context.Context, u ajar.User, in broker.ListInput) (*broker.RequestList, error) {
 	if err := f.called("ListRequests", u); err != nil {
 		return nil, err
 	}
@@ -128,7 +129,11 @@ func (f *fakeCore) ListRequests(ctx context.Context, u ajar.User, in broker.List
 	f.list = in
 	f.mu.Unlock()
 	r, _ := f.lookup("r1")
-	return []*ajar.Request{r}, nil
+	out := &broker.RequestList{Requests: []*ajar.Request{r}}
+	if in.Limit == 1 && in.Cursor == "" {
+		out.NextCursor = "r1.next"
+	}
+	return out, nil
 }
 
 func (f *fakeCore) decide(name string, u ajar.User, id string, state ajar.State) (*ajar.Request, error) {

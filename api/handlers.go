@@ -16,6 +16,9 @@ import (
 // MaxAuditLimit is the largest page of audit events one GET /v1/audit returns.
 const MaxAuditLimit = 10000
 
+// defaultAuditLimit is the page of GET /v1/audit without a limit.
+const defaultAuditLimit = 1000
+
 // Response bodies of the list routes. Lists are wrapped in an object so fields can
 // be added later without breaking clients.
 type (
@@ -24,9 +27,14 @@ type (
 	}
 	requestsResponse struct {
 		Requests []*ajar.Request `json:"requests"`
+		// NextCursor is where the next page starts; absent on the last page.
+		NextCursor string `json:"next_cursor,omitempty"`
 	}
 	auditResponse struct {
 		Events []ajar.AuditEvent `json:"events"`
+		// HasMore says that events follow this page: ask again with after set
+		// to the last event's seq.
+		HasMore bool `json:"has_more"`
 	}
 )
 
@@ -222,7 +230,7 @@ func (s *Server) handleCreateRequest(w http.ResponseWriter, r *http.Request, u a
 }
 
 func (s *Server) handleListRequests(w http.ResponseWriter, r *http.Request, u ajar.User) {
-	q, err := parseQuery(r, "mine", "state")
+	q, err := parseQuery(r, "mine", "state", "limit", "cursor")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -232,23 +240,37 @@ func (s *Server) handleListRequests(w http.ResponseWriter, r *http.Request, u aj
 		s.writeError(w, r, err)
 		return
 	}
+	limit, err := q.int("limit", broker.MaxListLimit)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	in.Limit, in.Cursor = int(limit), q.string("cursor")
+	if err := checkCursor(in.Cursor); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	in.State = ajar.State(q.string("state"))
 	if in.State != "" && !in.State.Valid() {
 		s.writeError(w, r, ajar.FieldErrorf("state", "unknown state %q (one of: %s)", in.State, stateList()))
 		return
 	}
-	reqs, err := s.core.ListRequests(r.Context(), u, in)
+	list, err := s.core.ListRequests(r.Context(), u, in)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	out := make([]*ajar.Request, 0, len(reqs))
-	for _, req := range reqs {
+	if list == nil {
+		s.writeError(w, r, errors.New("core returned no list"))
+		return
+	}
+	out := make([]*ajar.Request, 0, len(list.Requests))
+	for _, req := range list.Requests {
 		if req != nil {
 			out = append(out, withApprovals(req))
 		}
 	}
-	s.writeJSON(w, r, http.StatusOK, requestsResponse{Requests: out})
+	s.writeJSON(w, r, http.StatusOK, requestsResponse{Requests: out, NextCursor: list.NextCursor})
 }
 
 func (s *Server) handleGetRequest(w http.ResponseWriter, r *http.Request, u ajar.User) {
@@ -334,16 +356,24 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request, u ajar.User
 		s.writeError(w, r, err)
 		return
 	}
-	f.Limit = int(limit)
+	if limit == 0 {
+		limit = defaultAuditLimit
+	}
+	// One event more than the page tells whether another page follows.
+	f.Limit = int(limit) + 1
 	events, err := s.core.Audit(r.Context(), u, f)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	more := len(events) > int(limit)
+	if more {
+		events = events[:limit]
+	}
 	if events == nil {
 		events = []ajar.AuditEvent{}
 	}
-	s.writeJSON(w, r, http.StatusOK, auditResponse{Events: events})
+	s.writeJSON(w, r, http.StatusOK, auditResponse{Events: events, HasMore: more})
 }
 
 func (s *Server) handleCheckpoint(w http.ResponseWriter, r *http.Request, u ajar.User) {

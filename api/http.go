@@ -49,10 +49,15 @@ func statusOf(code string) int {
 		return http.StatusNotFound
 	case ajar.ECONFLICT:
 		return http.StatusConflict
+	case ajar.ETOOMANY:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}
 }
+
+// retryAfterSeconds is the Retry-After of a 429 (ETOOMANY).
+const retryAfterSeconds = "60"
 
 // writeError renders err as the error envelope. Internal errors (any error that is
 // not an *ajar.Error with a known client-facing code) are logged in full and shown
@@ -70,6 +75,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ajar"`)
+	}
+	if status == http.StatusTooManyRequests {
+		// The rate limit counts the last minute; the other limits free up when a
+		// request is decided or ends, for which a minute is a fair first wait.
+		w.Header().Set("Retry-After", retryAfterSeconds)
 	}
 	s.writeJSON(w, r, status, errorEnvelope{Error: body})
 }
@@ -321,6 +331,23 @@ func checkID(field, id string) error {
 	}
 	return nil
 }
+
+// checkCursor refuses a list cursor that cannot be one the server made (the
+// core decodes and checks the rest).
+func checkCursor(c string) error {
+	if len(c) > maxCursorLen {
+		return ajar.FieldErrorf("cursor", "is longer than %d bytes", maxCursorLen)
+	}
+	for _, r := range c {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return ajar.FieldErrorf("cursor", "is not a cursor this server returned")
+		}
+	}
+	return nil
+}
+
+// maxCursorLen bounds a list cursor.
+const maxCursorLen = 200
 
 // statusRecorder remembers the status and size of a response for the request log.
 type statusRecorder struct {

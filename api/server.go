@@ -29,7 +29,7 @@ type Core interface {
 	Targets(ctx context.Context, u ajar.User) ([]broker.TargetInfo, error)
 	CreateRequest(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error)
 	GetRequest(ctx context.Context, u ajar.User, id string) (*ajar.Request, error)
-	ListRequests(ctx context.Context, u ajar.User, in broker.ListInput) ([]*ajar.Request, error)
+	ListRequests(ctx context.Context, u ajar.User, in broker.ListInput) (*broker.RequestList, error)
 	Approve(ctx context.Context, u ajar.User, id, comment string) (*ajar.Request, error)
 	Deny(ctx context.Context, u ajar.User, id, reason string) (*ajar.Request, error)
 	Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Request, error)

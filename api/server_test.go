@@ -307,8 +307,34 @@ func TestListRequestsQuery(t *testing.T) {
 		{"mine=maybe", "mine"},
 		{"mine=true&mine=false", "mine"},
 		{"owner=bob", "owner"},
+		{"limit=-1", "limit"},
+		{"limit=1001", "limit"},
+		{"limit=ten", "limit"},
+		{"cursor=" + strings.Repeat("a", 201), "cursor"},
+		{"cursor=%00", "cursor"},
+		{"cursor=a%20b", "cursor"},
 	} {
 		wantError(t, call(t, h, "GET", "/v1/requests?"+tt.query, "alice-token", ""), http.StatusBadRequest, ajar.EINVALID, tt.field)
+	}
+}
+
+// TestListRequestsPaging: limit and cursor reach the core, and the page's next
+// cursor reaches the client; the last page has none.
+func TestListRequestsPaging(t *testing.T) {
+	core := newFakeCore()
+	s, _ := newTestServer(t, core)
+	h := s.Handler()
+	w := call(t, h, "GET", "/v1/requests?limit=1", "alice-token", "")
+	var resp requestsResponse
+	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || w.Code != http.StatusOK || resp.NextCursor != "r1.next" {
+		t.Fatalf("first page: %d %s (%v)", w.Code, w.Body, err)
+	}
+	w = call(t, h, "GET", "/v1/requests?limit=1&cursor=r1.next", "alice-token", "")
+	if want := (broker.ListInput{Limit: 1, Cursor: "r1.next"}); core.list != want {
+		t.Errorf("core got %+v, want %+v", core.list, want)
+	}
+	if strings.Contains(w.Body.String(), "next_cursor") {
+		t.Errorf("last page names a next cursor: %s", w.Body)
 	}
 }
 
@@ -324,12 +350,22 @@ func TestAuditQuery(t *testing.T) {
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
-	if want := (ajar.AuditFilter{Subject: "r1", AfterSeq: 5, Limit: 10}); core.filter != want {
-		t.Errorf("core got %+v, want %+v", core.filter, want)
+	if want := (ajar.AuditFilter{Subject: "r1", AfterSeq: 5, Limit: 11}); core.filter != want {
+		t.Errorf("core got %+v, want %+v (one more than the page, to tell whether more follow)", core.filter, want)
 	}
 	var resp auditResponse
-	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || len(resp.Events) != 10 || resp.Events[0].Seq != 6 {
+	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || len(resp.Events) != 10 || resp.Events[0].Seq != 6 || !resp.HasMore {
 		t.Fatalf("response %s (%v)", w.Body, err)
+	}
+	// The last page says there is no more.
+	w = call(t, h, "GET", "/v1/audit?request=r1&after=10&limit=10", "alice-token", "")
+	resp = auditResponse{}
+	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || len(resp.Events) != 10 || resp.Events[9].Seq != 20 || resp.HasMore {
+		t.Fatalf("last page %s (%v)", w.Body, err)
+	}
+	call(t, h, "GET", "/v1/audit?request=r1", "alice-token", "")
+	if core.filter.Limit != 1001 {
+		t.Errorf("default page: core got limit %d", core.filter.Limit)
 	}
 
 	// No events is an empty list, not null.

@@ -18,7 +18,7 @@ import (
 type WorkflowCore interface {
 	Extend(ctx context.Context, u ajar.User, id string, in broker.ExtendInput) (*broker.ExtendOutput, error)
 	Breakglass(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error)
-	ListReviews(ctx context.Context, u ajar.User, in broker.ReviewsInput) ([]ajar.ReviewTask, error)
+	ListReviews(ctx context.Context, u ajar.User, in broker.ReviewsInput) (*broker.ReviewList, error)
 	CloseReview(ctx context.Context, u ajar.User, id, comment string) (*ajar.ReviewTask, error)
 	Explain(ctx context.Context, u ajar.User, in broker.ExplainInput) (*policy.Explanation, error)
 	EvidenceReport(ctx context.Context, u ajar.User, id string) (*broker.EvidenceReport, error)
@@ -32,6 +32,8 @@ type (
 	}
 	reviewsResponse struct {
 		Reviews []ajar.ReviewTask `json:"reviews"`
+		// NextCursor is where the next page starts; absent on the last page.
+		NextCursor string `json:"next_cursor,omitempty"`
 	}
 )
 
@@ -84,20 +86,34 @@ func (s *Server) workflowRoutes(mux *http.ServeMux) {
 		s.writeRequest(w, r, http.StatusCreated, req)
 	}))
 	mux.HandleFunc("GET /v1/reviews", s.authed(func(w http.ResponseWriter, r *http.Request, u ajar.User) {
-		q, err := parseQuery(r, "state")
+		q, err := parseQuery(r, "state", "limit", "cursor")
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		rs, err := wc.ListReviews(r.Context(), u, broker.ReviewsInput{State: q.string("state")})
+		limit, err := q.int("limit", broker.MaxListLimit)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		if rs == nil {
-			rs = []ajar.ReviewTask{}
+		in := broker.ReviewsInput{State: q.string("state"), Limit: int(limit), Cursor: q.string("cursor")}
+		if err := checkCursor(in.Cursor); err != nil {
+			s.writeError(w, r, err)
+			return
 		}
-		s.writeJSON(w, r, http.StatusOK, reviewsResponse{Reviews: rs})
+		list, err := wc.ListReviews(r.Context(), u, in)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		out := reviewsResponse{Reviews: []ajar.ReviewTask{}}
+		if list != nil {
+			out.NextCursor = list.NextCursor
+			if list.Reviews != nil {
+				out.Reviews = list.Reviews
+			}
+		}
+		s.writeJSON(w, r, http.StatusOK, out)
 	}))
 	mux.HandleFunc("POST /v1/requests/{id}/review", s.authed(func(w http.ResponseWriter, r *http.Request, u ajar.User) {
 		var body reviewBody
@@ -222,17 +238,28 @@ func (c *Client) Breakglass(ctx context.Context, in broker.CreateInput) (*ajar.R
 	return &out, nil
 }
 
-// Reviews lists break-glass review tasks: state "open" (or ""), "closed" or "all".
+// Reviews lists break-glass review tasks: state "open" (or ""), "closed" or
+// "all". It follows the server's pages to the last.
 func (c *Client) Reviews(ctx context.Context, state string) ([]ajar.ReviewTask, error) {
 	q := url.Values{}
 	if state != "" {
 		q.Set("state", state)
 	}
-	var out reviewsResponse
-	if err := c.do(ctx, http.MethodGet, "/v1/reviews", q, nil, &out); err != nil {
-		return nil, err
+	var all []ajar.ReviewTask
+	for {
+		var out reviewsResponse
+		if err := c.do(ctx, http.MethodGet, "/v1/reviews", q, nil, &out); err != nil {
+			return nil, err
+		}
+		all = append(all, out.Reviews...)
+		if out.NextCursor == "" {
+			return all, nil
+		}
+		if out.NextCursor == q.Get("cursor") {
+			return nil, errors.New("list reviews: the server returned the same cursor twice")
+		}
+		q.Set("cursor", out.NextCursor)
 	}
-	return out.Reviews, nil
 }
 
 // CloseReview closes the break-glass review of request id with a comment.

@@ -25,8 +25,13 @@ func (f *workflowFake) Breakglass(ctx context.Context, u ajar.User, in broker.Cr
 	return &ajar.Request{ID: "req_bg", State: ajar.StateActive}, nil
 }
 
-func (f *workflowFake) ListReviews(ctx context.Context, u ajar.User, in broker.ReviewsInput) ([]ajar.ReviewTask, error) {
-	return nil, nil
+// ListReviews has none, but with a cursor to a second page (also empty) when
+// the limit is 1.
+func (f *workflowFake) ListReviews(ctx context.Context, u ajar.User, in broker.ReviewsInput) (*broker.ReviewList, error) {
+	if in.Limit == 1 && in.Cursor == "" {
+		return &broker.ReviewList{NextCursor: "v1.next"}, nil
+	}
+	return &broker.ReviewList{}, nil
 }
 
 func (f *workflowFake) CloseReview(ctx context.Context, u ajar.User, id, comment string) (*ajar.ReviewTask, error) {
@@ -66,6 +71,14 @@ func TestWorkflowRoutes(t *testing.T) {
 	}
 	if w := call(t, h, "GET", "/v1/reviews", "bob-token", ""); w.Code != 200 || w.Body.String() != "{\"reviews\":[]}\n" {
 		t.Errorf("reviews: %d %s", w.Code, w.Body)
+	}
+	if w := call(t, h, "GET", "/v1/reviews?limit=1", "bob-token", ""); w.Code != 200 || w.Body.String() != "{\"reviews\":[],\"next_cursor\":\"v1.next\"}\n" {
+		t.Errorf("reviews page: %d %s", w.Code, w.Body)
+	}
+	for _, q := range []string{"limit=1001", "cursor=%01", "page=2"} {
+		if w := call(t, h, "GET", "/v1/reviews?"+q, "bob-token", ""); w.Code != 400 {
+			t.Errorf("reviews?%s: %d %s", q, w.Code, w.Body)
+		}
 	}
 	if w := call(t, h, "GET", "/v1/requests/r1/evidence?format=markdown", "bob-token", ""); w.Code != 200 || w.Header().Get("Content-Type") != "text/markdown; charset=utf-8" {
 		t.Errorf("markdown evidence: %d %v", w.Code, w.Header())

@@ -43,7 +43,10 @@ type fixture struct {
 func setup(b *testing.B) *fixture {
 	b.Helper()
 	ctx := context.Background()
-	pol, err := policy.DemoPolicy(provider.CheckTarget)
+	// One requester stands in for many: the demo policy with the per-user
+	// limits at their maxima (the limit checks still run on every request).
+	pol, err := policy.Parse(append(policy.Demo(), fmt.Sprintf("\nlimits: {open_requests_per_user: %d, requests_per_minute_per_user: %d, certificates_per_request: %d}\n",
+		policy.MaxOpenRequestsPerUser, policy.MaxRequestsPerMinutePerUser, policy.MaxCertificatesPerRequest)...), provider.CheckTarget)
 	if err != nil {
 		b.Fatal(err)
 	}

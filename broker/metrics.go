@@ -19,6 +19,7 @@ type Metrics struct {
 	created        prometheus.Counter
 	revocationLag  prometheus.Histogram
 	providerErrors *prometheus.CounterVec
+	limits         *prometheus.CounterVec
 	wf             *workflowMetrics // workflow.go: notification delivery
 	sshSessions    *prometheus.CounterVec
 	drift          *prometheus.CounterVec // reconcile.go: drift found, by target
@@ -53,6 +54,7 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 	reg.MustRegister(m.created, m.revocationLag, m.providerErrors, m.sshSessions)
 	m.wf = newWorkflowMetrics(reg)
 	m.drift = newDriftCounter(reg)
+	m.limits = newLimitCounter(reg)
 	return m
 }
 

@@ -75,6 +75,7 @@ type Service struct {
 	notify    *notifier
 	kick      chan struct{}
 	now       func() time.Time
+	limitLog  limitLog // limits.go
 }
 
 // New returns a Service. Call Run to start its scheduler.
@@ -317,6 +318,9 @@ func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in CreateInput
 		if err := tx.CreateRequest(ctx, r); err != nil {
 			return err
 		}
+		if err := s.checkCreateLimits(ctx, tx, r); err != nil {
+			return err
+		}
 		if err := s.audit(ctx, tx, u.ID, "request.created", r.ID, details); err != nil {
 			return err
 		}
@@ -396,36 +400,6 @@ func (s *Service) GetRequest(ctx context.Context, u ajar.User, id string) (*ajar
 		return nil, err
 	}
 	return r, nil
-}
-
-// ListRequests lists the requests u may see, newest first.
-func (s *Service) ListRequests(ctx context.Context, u ajar.User, in ListInput) ([]*ajar.Request, error) {
-	if in.State != "" && !in.State.Valid() {
-		return nil, ajar.FieldErrorf("state", "unknown state %q", in.State)
-	}
-	f := ajar.RequestFilter{}
-	if in.State != "" {
-		f.States = []ajar.State{in.State}
-	}
-	if in.Mine {
-		f.Requester = u.ID
-	}
-	var rs []*ajar.Request
-	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
-		var err error
-		rs, err = tx.ListRequests(ctx, f)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	out := rs[:0]
-	for _, r := range rs {
-		if s.canSee(u, r) {
-			out = append(out, r)
-		}
-	}
-	return out, nil
 }
 
 // currentStep returns the index of the first approval step whose count is not met,
@@ -693,6 +667,9 @@ func (s *Service) IssueSSHCert(ctx context.Context, u ajar.User, id string, publ
 			return err
 		}
 		if err := tx.InsertSSHCert(ctx, info); err != nil {
+			return err
+		}
+		if err := s.checkCertLimit(ctx, tx, u.ID, id); err != nil {
 			return err
 		}
 		out = SSHCertOutput{Certificate: strings.TrimSpace(string(cert)), Info: info}

@@ -232,8 +232,8 @@ func TestSSHAccessReuse(t *testing.T) {
 	_, err = e.svc.SSHAccess(ctx, e.users["node-1"], SSHAccessInput{Target: "web"})
 	wantCode(t, err, ajar.EFORBIDDEN)
 	after, _ := e.svc.ListRequests(ctx, e.users["alice"], ListInput{Mine: true})
-	if len(after) != len(before) {
-		t.Fatalf("refused access stored %d requests", len(after)-len(before))
+	if len(after.Requests) != len(before.Requests) {
+		t.Fatalf("refused access stored %d requests", len(after.Requests)-len(before.Requests))
 	}
 }
 

@@ -119,13 +119,14 @@ func blockedSentence(f *refusal, d decision, rule *policy.Rule, step int, u ajar
 
 // Inbox lists the pending requests u can decide on (u approves some step of
 // their policy) and u's own pending requests, longest waiting first, each with
-// what u may do about it.
+// what u may do about it. It reads every pending request, however many there
+// are (the open-request limit bounds them), so none is left out.
 func (s *Service) Inbox(ctx context.Context, u ajar.User) ([]Review, error) {
 	var rs []*ajar.Request
 	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
-		var err error
-		rs, err = tx.ListRequests(ctx, ajar.RequestFilter{States: []ajar.State{ajar.StatePending}})
-		return err
+		return eachRequest(ctx, tx, ajar.RequestFilter{States: []ajar.State{ajar.StatePending}}, func(r *ajar.Request) {
+			rs = append(rs, r)
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("inbox: %w", err)
@@ -382,7 +383,7 @@ func (s *Service) SearchAudit(ctx context.Context, u ajar.User, q AuditQuery) (*
 	case all:
 		err = scan(ajar.AuditFilter{}, keep)
 	default:
-		rs, err := s.ListRequests(ctx, u, ListInput{})
+		rs, err := s.allRequests(ctx, u, ListInput{})
 		if err != nil {
 			return nil, err
 		}

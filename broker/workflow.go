@@ -43,9 +43,11 @@ type ExplainInput struct {
 }
 
 // ReviewsInput filters review tasks: State is "open" (the default), "closed"
-// or "all".
+// or "all"; Limit and Cursor select a page as in ListInput.
 type ReviewsInput struct {
-	State string `json:"state"`
+	State  string `json:"state"`
+	Limit  int    `json:"limit,omitempty"`
+	Cursor string `json:"cursor,omitempty"`
 }
 
 // ReviewKindBreakglass is the kind of a break-glass review task.
@@ -405,8 +407,10 @@ func (s *Service) checkParams(target string, params map[string]string) error {
 	return nil
 }
 
-// ListReviews lists break-glass review tasks, most recent first. Admins only.
-func (s *Service) ListReviews(ctx context.Context, u ajar.User, in ReviewsInput) ([]ajar.ReviewTask, error) {
+// ListReviews returns a page of break-glass review tasks, most recent first:
+// at most in.Limit (0: DefaultListLimit; at most MaxListLimit), from in.Cursor.
+// Admins only (EFORBIDDEN); EINVALID names a bad state, limit or cursor.
+func (s *Service) ListReviews(ctx context.Context, u ajar.User, in ReviewsInput) (*ReviewList, error) {
 	if !s.pol.IsAdmin(u) {
 		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only admins can list reviews")
 	}
@@ -417,22 +421,7 @@ func (s *Service) ListReviews(ctx context.Context, u ajar.User, in ReviewsInput)
 	if state != "open" && state != "closed" && state != "all" {
 		return nil, ajar.FieldErrorf("state", "must be open, closed or all, not %q", in.State)
 	}
-	var rs []ajar.ReviewTask
-	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
-		var err error
-		rs, err = tx.ListReviews(ctx, ajar.ReviewFilter{OnlyOpen: state == "open"})
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	out := []ajar.ReviewTask{}
-	for _, r := range rs {
-		if state != "closed" || r.ClosedAt != nil {
-			out = append(out, r)
-		}
-	}
-	return out, nil
+	return s.listReviews(ctx, state, in.Limit, in.Cursor) // list.go
 }
 
 // CloseReview closes the review task of a break-glass request with a comment.

@@ -55,6 +55,8 @@ policies:
     approval:
       steps: [{approvers: [group:sre], count: 1}]
       auto_approve: 'true'
+# One requester stands in for many under load.
+limits: {open_requests_per_user: 1000000, requests_per_minute_per_user: 1000000}
 `
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

@@ -26,6 +26,8 @@ type Config struct {
 	// Notifications are the sinks events are delivered to (see
 	// NotificationConfig).
 	Notifications []NotificationConfig `yaml:"notifications"`
+	// Limits are the per-user caps (see LimitsConfig).
+	Limits LimitsConfig `yaml:"limits"`
 
 	// src is the file's text, for reporting condition errors at their line and
 	// column in the file.

@@ -158,6 +158,7 @@ type Policy struct {
 	targets map[string]Target
 	rules   []*Rule
 	ruleIdx map[string]*Rule
+	limits  UserLimits
 }
 
 // User returns the static user with this id, compared without case; the

@@ -83,6 +83,7 @@ func compile(cfg *Config, check CheckTarget) (*Policy, ajar.Problems) {
 	c.targets(cfg.Targets, check)
 	c.rules(cfg.Policies)
 	c.notifications(cfg.Notifications)
+	c.limits(cfg.Limits)
 	return c.p, c.probs
 }
 

@@ -264,33 +264,17 @@ func (h *Handler) handleInbox(w http.ResponseWriter, rq *req) {
 type accessPage struct {
 	Active  []*ajar.Request // holding access, or about to (approved)
 	Waiting []*ajar.Request // pending approval
-	History []*ajar.Request // ended, newest first
+	History []*ajar.Request // ended, newest first (the newest broker.AccessHistory)
 }
-
-// historyLen is how many ended requests "My access" shows.
-const historyLen = 50
 
 func (h *Handler) handleAccess(w http.ResponseWriter, rq *req) {
 	v := h.newView(rq, "My access", "access")
-	rs, err := h.core.ListRequests(rq.Context(), rq.me.User, broker.ListInput{Mine: true})
+	a, err := h.core.MyAccess(rq.Context(), rq.me.User)
 	if err != nil {
 		h.fail(w, rq.Request, v, err)
 		return
 	}
-	var p accessPage
-	for _, r := range rs {
-		switch {
-		case r.State == ajar.StatePending:
-			p.Waiting = append(p.Waiting, r)
-		case r.State.Terminal():
-			if len(p.History) < historyLen {
-				p.History = append(p.History, r)
-			}
-		default:
-			p.Active = append(p.Active, r)
-		}
-	}
-	v.Data = p
+	v.Data = accessPage{Active: a.Active, Waiting: a.Waiting, History: a.History}
 	h.render(w, rq.Request, http.StatusOK, "access", v)
 }
 

@@ -139,6 +139,8 @@ func statusOf(code string) int {
 		return http.StatusNotFound
 	case ajar.ECONFLICT:
 		return http.StatusConflict
+	case ajar.ETOOMANY:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}

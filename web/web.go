@@ -32,7 +32,7 @@ type Core interface {
 	Targets(ctx context.Context, u ajar.User) ([]broker.TargetInfo, error)
 	TargetForm(ctx context.Context, u ajar.User, target string) (*broker.TargetForm, error)
 	CreateRequest(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error)
-	ListRequests(ctx context.Context, u ajar.User, in broker.ListInput) ([]*ajar.Request, error)
+	MyAccess(ctx context.Context, u ajar.User) (*broker.Access, error)
 	Review(ctx context.Context, u ajar.User, id string) (*broker.Review, error)
 	Inbox(ctx context.Context, u ajar.User) ([]broker.Review, error)
 	Approve(ctx context.Context, u ajar.User, id, comment string) (*ajar.Request, error)

@@ -23,6 +23,7 @@ type fakeCore struct {
 	calls    []string
 	create   broker.CreateInput
 	list     broker.ListInput
+	paged    bool // ListRequests answers in two pages
 	filters  []ajar.AuditFilter
 	comment  string
 	reason   string
@@ -117,15 +118,28 @@ func (f *fakeCore) GetRequest(ctx context.Context, u ajar.User, id string) (*aja
 	return f.get(id)
 }
 
-func (f *fakeCore) ListRequests(ctx context.Context, u ajar.User, in broker.ListInput) ([]*ajar.Request, error) {
+// ListRequests returns r1; when paged is set, on a first page followed by a
+// second one (cursor "page2") holding a copy of r1 named r0.
+func (f *fakeCore) ListRequests(ctx context.Context, u ajar.User, in broker.ListInput) (*broker.RequestList, error) {
 	if err := f.called("ListRequests"); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	f.list = in
+	paged := f.paged
 	f.mu.Unlock()
 	r, _ := f.get("r1")
-	return []*ajar.Request{r}, nil
+	switch {
+	case !paged:
+		return &broker.RequestList{Requests: []*ajar.Request{r}}, nil
+	case in.Cursor == "":
+		return &broker.RequestList{Requests: []*ajar.Request{r}, NextCursor: "page2"}, nil
+	case in.Cursor == "page2":
+		r0 := *r
+		r0.ID = "r0"
+		return &broker.RequestList{Requests: []*ajar.Request{&r0}}, nil
+	}
+	return nil, ajar.FieldErrorf("cursor", "is not a cursor this server returned")
 }
 
 func (f *fakeCore) decide(name, id string, state ajar.State) (*ajar.Request, error) {

@@ -246,6 +246,32 @@ func TestRequestWaitTimeout(t *testing.T) {
 	r.want(t, exitError, "error: gave up after 700ms waiting for request r2, still pending")
 }
 
+// TestRequestsPages: "ajar requests" follows the server's cursors to the last
+// page; with --limit it shows one page and prints how to get the next.
+func TestRequestsPages(t *testing.T) {
+	core := newFakeCore()
+	core.paged = true
+	url := startServer(t, core)
+	r := runCLI(t, url, "requests", "-o", "json")
+	r.want(t, exitOK)
+	var reqs []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &reqs); err != nil || len(reqs) != 2 || reqs[0]["id"] != "r1" || reqs[1]["id"] != "r0" {
+		t.Fatalf("all pages: %v\n%s", err, r.stdout)
+	}
+	r = runCLI(t, url, "requests", "--mine", "--limit", "1")
+	r.want(t, exitOK)
+	if !strings.Contains(r.stdout, "r1") || strings.Contains(r.stdout, "r0") ||
+		!strings.Contains(r.stderr, "more: ajar requests --mine --limit 1 --cursor page2") {
+		t.Fatalf("one page:\n%s\n%s", r.stdout, r.stderr)
+	}
+	r = runCLI(t, url, "requests", "--mine", "--limit", "1", "--cursor", "page2")
+	r.want(t, exitOK)
+	if !strings.Contains(r.stdout, "r0") || strings.Contains(r.stderr, "more:") {
+		t.Fatalf("second page:\n%s\n%s", r.stdout, r.stderr)
+	}
+	runCLI(t, url, "requests", "--limit", "1001").want(t, exitUsage)
+}
+
 func TestRequests(t *testing.T) {
 	core := newFakeCore()
 	url := startServer(t, core)

@@ -157,29 +157,61 @@ func newRequestsCmd(e *cliEnv) *cobra.Command {
 		out   outputFormat
 	)
 	cmd := &cobra.Command{
-		Use:   "requests [--mine] [--state STATE]",
+		Use:   "requests [--mine] [--state STATE] [--limit N] [--cursor C]",
 		Short: "List the requests you can see, newest first",
-		Args:  argNames(),
+		Long: "List the requests you can see, newest first: all of them, or with --limit one page\n" +
+			"of at most N, after which the command that shows the next page is printed on stderr.",
+		Args: argNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in.State = ajar.State(state)
 			if state != "" && !in.State.Valid() {
 				return usageErrorf("--state", "unknown state %q (one of: %s)", state, stateNames())
 			}
+			if in.Limit < 0 || in.Limit > broker.MaxListLimit {
+				return usageErrorf("--limit", "must be between 1 and %d", broker.MaxListLimit)
+			}
 			c, err := e.client(true)
 			if err != nil {
 				return err
 			}
-			reqs, err := c.ListRequests(cmd.Context(), in)
+			if in.Limit == 0 {
+				reqs, err := c.AllRequests(cmd.Context(), in)
+				if err != nil {
+					return err
+				}
+				return e.printRequests(reqs, out)
+			}
+			page, err := c.ListRequests(cmd.Context(), in)
 			if err != nil {
 				return err
 			}
-			return e.printRequests(reqs, out)
+			if err := e.printRequests(page.Requests, out); err != nil {
+				return err
+			}
+			if page.NextCursor != "" {
+				fmt.Fprintf(e.stderr, "more: ajar requests%s --limit %d --cursor %s\n", listFlags(in), in.Limit, clean(page.NextCursor))
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&in.Mine, "mine", false, "only your own requests")
 	cmd.Flags().StringVar(&state, "state", "", "only requests in this state ("+stateNames()+")")
+	cmd.Flags().IntVar(&in.Limit, "limit", 0, fmt.Sprintf("show one page of at most this many (1 to %d); default: all", broker.MaxListLimit))
+	cmd.Flags().StringVar(&in.Cursor, "cursor", "", "start where the page before ended (printed after it with --limit)")
 	addOutputFlag(cmd, &out)
 	return cmd
+}
+
+// listFlags repeats the filter flags of in, for the "more:" hint.
+func listFlags(in broker.ListInput) string {
+	var b strings.Builder
+	if in.Mine {
+		b.WriteString(" --mine")
+	}
+	if in.State != "" {
+		b.WriteString(" --state " + string(in.State))
+	}
+	return b.String()
 }
 
 func stateNames() string {

@@ -148,17 +148,16 @@ func (t *readTx) GetRequest(ctx context.Context, id string) (*ajar.Request, erro
 	return r, nil
 }
 
-func (t *readTx) ListRequests(ctx context.Context, f ajar.RequestFilter) ([]*ajar.Request, error) {
-	if err := t.enter(ctx); err != nil {
-		return nil, err
-	}
+// requestWhere returns the WHERE clause selecting what f selects (all but
+// f.Limit) and its arguments, numbered from $1.
+func requestWhere(f ajar.RequestFilter) (string, []any, error) {
 	var b strings.Builder
 	var args []any
 	arg := func(v any) string {
 		args = append(args, v)
 		return fmt.Sprintf("$%d", len(args))
 	}
-	b.WriteString(`SELECT ` + requestCols + ` FROM requests WHERE TRUE`)
+	b.WriteString(` WHERE TRUE`)
 	if f.Requester != "" {
 		b.WriteString(` AND requester = ` + arg(f.Requester))
 	}
@@ -172,12 +171,39 @@ func (t *readTx) ListRequests(ctx context.Context, f ajar.RequestFilter) ([]*aja
 		}
 		b.WriteString(` AND state = ANY(` + arg(states) + `)`)
 	}
+	if !f.CreatedSince.IsZero() {
+		at, err := sqlcodec.FormatTime("created_since", f.CreatedSince)
+		if err != nil {
+			return "", nil, err
+		}
+		b.WriteString(` AND created_at >= ` + arg(at))
+	}
+	if f.After != nil {
+		at, err := sqlcodec.FormatTime("after", f.After.CreatedAt)
+		if err != nil {
+			return "", nil, err
+		}
+		a := arg(at)
+		b.WriteString(` AND (created_at < ` + a + ` OR (created_at = ` + a + ` AND id < ` + arg(f.After.ID) + `))`)
+	}
+	return b.String(), args, nil
+}
+
+func (t *readTx) ListRequests(ctx context.Context, f ajar.RequestFilter) ([]*ajar.Request, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	where, args, err := requestWhere(f)
+	if err != nil {
+		return nil, err
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = defaultLimit
 	}
-	b.WriteString(` ORDER BY created_at DESC, id DESC LIMIT ` + arg(limit))
-	rows, err := t.q.Query(ctx, b.String(), args...)
+	args = append(args, limit)
+	q := `SELECT ` + requestCols + ` FROM requests` + where + fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args))
+	rows, err := t.q.Query(ctx, q, args...)
 	if err != nil {
 		return nil, t.fail(mapError(err, "list requests"))
 	}
@@ -186,6 +212,26 @@ func (t *readTx) ListRequests(ctx context.Context, f ajar.RequestFilter) ([]*aja
 		return nil, t.fail(mapError(err, "list requests"))
 	}
 	return out, nil
+}
+
+func (t *readTx) CountRequests(ctx context.Context, f ajar.RequestFilter) (int, error) {
+	if err := t.enter(ctx); err != nil {
+		return 0, err
+	}
+	where, args, err := requestWhere(f)
+	if err != nil {
+		return 0, err
+	}
+	q := `SELECT count(*) FROM (SELECT 1 FROM requests` + where
+	if f.Limit > 0 {
+		args = append(args, f.Limit)
+		q += fmt.Sprintf(` LIMIT $%d`, len(args))
+	}
+	var n int
+	if err := t.q.QueryRow(ctx, q+`) AS matched`, args...).Scan(&n); err != nil {
+		return 0, t.fail(mapError(err, "count requests"))
+	}
+	return n, nil
 }
 
 func (t *readTx) CountByState(ctx context.Context) (map[ajar.State]int, error) {

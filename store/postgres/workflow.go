@@ -242,15 +242,25 @@ func (t *readTx) ListReviews(ctx context.Context, f ajar.ReviewFilter) ([]ajar.R
 	if err := t.enter(ctx); err != nil {
 		return nil, err
 	}
-	q := `SELECT ` + reviewCols + ` FROM reviews ORDER BY opened_at DESC, request_id DESC LIMIT $1`
+	where, args := ` WHERE TRUE`, []any{}
 	if f.OnlyOpen {
-		q = `SELECT ` + reviewCols + ` FROM reviews WHERE closed_at IS NULL ORDER BY opened_at DESC, request_id DESC LIMIT $1`
+		where += ` AND closed_at IS NULL`
+	}
+	if f.After != nil {
+		at, err := sqlcodec.FormatTime("after", f.After.OpenedAt)
+		if err != nil {
+			return nil, err
+		}
+		where += ` AND (opened_at < $1 OR (opened_at = $1 AND request_id < $2))`
+		args = append(args, at, f.After.RequestID)
 	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = defaultLimit
 	}
-	rows, err := t.q.Query(ctx, q, limit)
+	args = append(args, limit)
+	q := `SELECT ` + reviewCols + ` FROM reviews` + where + fmt.Sprintf(` ORDER BY opened_at DESC, request_id DESC LIMIT $%d`, len(args))
+	rows, err := t.q.Query(ctx, q, args...)
 	if err != nil {
 		return nil, t.fail(mapError(err, "list reviews"))
 	}

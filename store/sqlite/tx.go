@@ -141,14 +141,12 @@ func (t *readTx) GetRequest(ctx context.Context, id string) (*ajar.Request, erro
 	return r, nil
 }
 
-func (t *readTx) ListRequests(ctx context.Context, f ajar.RequestFilter) ([]*ajar.Request, error) {
-	ctx, err := t.enter(ctx)
-	if err != nil {
-		return nil, err
-	}
+// requestWhere returns the WHERE clause selecting what f selects (all but
+// f.Limit) and its arguments.
+func requestWhere(f ajar.RequestFilter) (string, []any, error) {
 	var b strings.Builder
 	var args []any
-	b.WriteString(`SELECT ` + requestCols + ` FROM requests WHERE TRUE`)
+	b.WriteString(` WHERE TRUE`)
 	if f.Requester != "" {
 		b.WriteString(` AND requester = ?`)
 		args = append(args, f.Requester)
@@ -163,13 +161,40 @@ func (t *readTx) ListRequests(ctx context.Context, f ajar.RequestFilter) ([]*aja
 			args = append(args, string(s))
 		}
 	}
-	b.WriteString(` ORDER BY created_at DESC, id DESC LIMIT ?`)
+	if !f.CreatedSince.IsZero() {
+		at, err := sqlcodec.FormatTime("created_since", f.CreatedSince)
+		if err != nil {
+			return "", nil, err
+		}
+		b.WriteString(` AND created_at >= ?`)
+		args = append(args, at)
+	}
+	if f.After != nil {
+		at, err := sqlcodec.FormatTime("after", f.After.CreatedAt)
+		if err != nil {
+			return "", nil, err
+		}
+		b.WriteString(` AND (created_at < ? OR (created_at = ? AND id < ?))`)
+		args = append(args, at, at, f.After.ID)
+	}
+	return b.String(), args, nil
+}
+
+func (t *readTx) ListRequests(ctx context.Context, f ajar.RequestFilter) ([]*ajar.Request, error) {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	where, args, err := requestWhere(f)
+	if err != nil {
+		return nil, err
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = defaultLimit
 	}
 	args = append(args, limit)
-	rows, err := t.q.QueryContext(ctx, b.String(), args...)
+	rows, err := t.q.QueryContext(ctx, `SELECT `+requestCols+` FROM requests`+where+` ORDER BY created_at DESC, id DESC LIMIT ?`, args...)
 	if err != nil {
 		return nil, t.fail(fmt.Errorf("sqlite: list requests: %w", err))
 	}
@@ -178,6 +203,27 @@ func (t *readTx) ListRequests(ctx context.Context, f ajar.RequestFilter) ([]*aja
 		return nil, t.fail(fmt.Errorf("sqlite: list requests: %w", err))
 	}
 	return out, nil
+}
+
+func (t *readTx) CountRequests(ctx context.Context, f ajar.RequestFilter) (int, error) {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return 0, err
+	}
+	where, args, err := requestWhere(f)
+	if err != nil {
+		return 0, err
+	}
+	limit := int64(-1) // no bound
+	if f.Limit > 0 {
+		limit = int64(f.Limit)
+	}
+	var n int
+	err = t.q.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM requests`+where+` LIMIT ?)`, append(args, limit)...).Scan(&n)
+	if err != nil {
+		return 0, t.fail(fmt.Errorf("sqlite: count requests: %w", err))
+	}
+	return n, nil
 }
 
 func (t *readTx) CountByState(ctx context.Context) (map[ajar.State]int, error) {

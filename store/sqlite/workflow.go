@@ -261,19 +261,27 @@ func (t *readTx) ListReviews(ctx context.Context, f ajar.ReviewFilter) ([]ajar.R
 	if err != nil {
 		return nil, err
 	}
-	q := `SELECT ` + reviewCols + ` FROM reviews ORDER BY opened_at DESC, request_id DESC LIMIT ?`
+	where, args := ` WHERE TRUE`, []any{}
 	if f.OnlyOpen {
-		q = `SELECT ` + reviewCols + ` FROM reviews WHERE closed_at IS NULL ORDER BY opened_at DESC, request_id DESC LIMIT ?`
+		where += ` AND closed_at IS NULL`
+	}
+	if f.After != nil {
+		at, err := sqlcodec.FormatTime("after", f.After.OpenedAt)
+		if err != nil {
+			return nil, err
+		}
+		where += ` AND (opened_at < ? OR (opened_at = ? AND request_id < ?))`
+		args = append(args, at, at, f.After.RequestID)
 	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = defaultLimit
 	}
-	st, err := t.prepared(ctx, q)
+	st, err := t.prepared(ctx, `SELECT `+reviewCols+` FROM reviews`+where+` ORDER BY opened_at DESC, request_id DESC LIMIT ?`)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := st.QueryContext(ctx, limit)
+	rows, err := st.QueryContext(ctx, append(args, limit)...)
 	if err != nil {
 		return nil, t.fail(fmt.Errorf("sqlite: list reviews: %w", err))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -440,6 +441,178 @@ func testListRequestsDefaultLimit(t *testing.T, h *harness) {
 		}
 		return nil
 	})
+}
+
+// testListRequestsPaging walks the list a page at a time with RequestFilter.After
+// and finds every request exactly once, in list order, with filters and with ties
+// in creation time that straddle a page boundary.
+func testListRequestsPaging(t *testing.T, h *harness) {
+	var all []*ajar.Request
+	for i := range 23 {
+		// Groups of three share a creation time; every third is bob's.
+		user, st := "alice", ajar.StatePending
+		if i%3 == 0 {
+			user, st = "bob", ajar.StateActive
+		}
+		all = append(all, simpleRequest(fmt.Sprintf("p%02d", i), user, "web", st, t0.Add(time.Duration(i/3)*time.Second)))
+	}
+	h.create(t, all...)
+	want := func(keep func(*ajar.Request) bool) []string {
+		var out []string
+		for _, r := range all {
+			if keep(r) {
+				out = append(out, r.ID)
+			}
+		}
+		slices.Reverse(out) // newest first; within a time, greatest id first
+		return out
+	}
+	cases := []struct {
+		f    ajar.RequestFilter
+		want []string
+	}{
+		{ajar.RequestFilter{}, want(func(*ajar.Request) bool { return true })},
+		{ajar.RequestFilter{Requester: "alice"}, want(func(r *ajar.Request) bool { return r.Requester == "alice" })},
+		{ajar.RequestFilter{States: []ajar.State{ajar.StateActive}}, want(func(r *ajar.Request) bool { return r.State == ajar.StateActive })},
+	}
+	h.view(t, func(tx ajar.ReadTx) error {
+		for _, c := range cases {
+			for _, size := range []int{1, 2, 4, 7, 100} {
+				f := c.f
+				f.Limit = size
+				var got []string
+				for pages := 0; ; pages++ {
+					if pages > len(all) {
+						t.Fatalf("%+v: paging does not end", f)
+					}
+					page, err := tx.ListRequests(t.Context(), f)
+					if err != nil {
+						return fmt.Errorf("ListRequests(%+v): %w", f, err)
+					}
+					for _, r := range page {
+						got = append(got, r.ID)
+					}
+					if len(page) < size {
+						break
+					}
+					k := page[len(page)-1].Key()
+					f.After = &k
+				}
+				if !slices.Equal(got, c.want) {
+					t.Errorf("paging %+v by %d: got %v, want %v", c.f, size, got, c.want)
+				}
+			}
+		}
+		// A key that is no request's still splits the list where it would sit.
+		got, err := tx.ListRequests(t.Context(), ajar.RequestFilter{After: &ajar.RequestKey{CreatedAt: t0.Add(2 * time.Second), ID: "p07"}, Limit: 3})
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for _, r := range got {
+			ids = append(ids, r.ID)
+		}
+		if w := []string{"p06", "p05", "p04"}; !slices.Equal(ids, w) {
+			t.Errorf("after (t0+2s, p07): %v, want %v", ids, w)
+		}
+		return nil
+	})
+}
+
+// testCountRequests: CountRequests agrees with ListRequests for every filter,
+// CreatedSince included, and stops at a positive Limit.
+func testCountRequests(t *testing.T, h *harness) {
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Minute) }
+	h.create(t,
+		simpleRequest("c1", "alice", "web", ajar.StatePending, at(1)),
+		simpleRequest("c2", "alice", "db", ajar.StateActive, at(2)),
+		simpleRequest("c3", "alice", "web", ajar.StateExpired, at(3)),
+		simpleRequest("c4", "bob", "web", ajar.StatePending, at(3)),
+		simpleRequest("c5", "alice", "web", ajar.StateApproved, at(5)),
+	)
+	cases := []struct {
+		f    ajar.RequestFilter
+		want int
+	}{
+		{ajar.RequestFilter{}, 5},
+		{ajar.RequestFilter{Requester: "alice"}, 4},
+		{ajar.RequestFilter{Requester: "alice", States: []ajar.State{ajar.StatePending, ajar.StateApproved, ajar.StateActive}}, 3},
+		{ajar.RequestFilter{Requester: "alice", CreatedSince: at(3)}, 2},
+		{ajar.RequestFilter{CreatedSince: at(3)}, 3},
+		{ajar.RequestFilter{CreatedSince: at(6)}, 0},
+		{ajar.RequestFilter{Target: "web", States: []ajar.State{ajar.StatePending}}, 2},
+		{ajar.RequestFilter{Requester: "alice", Limit: 2}, 2},
+		{ajar.RequestFilter{Requester: "alice", Limit: 10}, 4},
+		{ajar.RequestFilter{After: &ajar.RequestKey{CreatedAt: at(3), ID: "c4"}}, 3},
+		{ajar.RequestFilter{Requester: "nobody"}, 0},
+	}
+	h.view(t, func(tx ajar.ReadTx) error {
+		for _, c := range cases {
+			n, err := tx.CountRequests(t.Context(), c.f)
+			if err != nil {
+				return fmt.Errorf("CountRequests(%+v): %w", c.f, err)
+			}
+			if n != c.want {
+				t.Errorf("CountRequests(%+v) = %d, want %d", c.f, n, c.want)
+			}
+			if c.f.Limit == 0 {
+				listed, err := tx.ListRequests(t.Context(), c.f)
+				if err != nil {
+					return err
+				}
+				if len(listed) != n {
+					t.Errorf("ListRequests(%+v) lists %d, CountRequests counts %d", c.f, len(listed), n)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// testCountAfterWriteSerialized: in Update, a count run after the
+// transaction's first write sees every write committed before it, so
+// concurrent writers that each insert a request and then count see 1, 2, ...
+// n, never the same number twice. The broker's per-user limits rely on it
+// (see ReadTx.CountRequests).
+func testCountAfterWriteSerialized(t *testing.T, h *harness) {
+	const writers = 12
+	var wg sync.WaitGroup
+	counts := make(chan int, writers)
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			err := h.s.Update(t.Context(), func(tx ajar.Tx) error {
+				r := simpleRequest(fmt.Sprintf("cw%02d", w), "alice", "web", ajar.StatePending, t0)
+				if err := tx.CreateRequest(t.Context(), r); err != nil {
+					return err
+				}
+				n, err := tx.CountRequests(t.Context(), ajar.RequestFilter{Requester: "alice", States: []ajar.State{ajar.StatePending}})
+				if err == nil {
+					counts <- n
+				}
+				return err
+			})
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(counts)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var got []int
+	for n := range counts {
+		got = append(got, n)
+	}
+	slices.Sort(got)
+	for i, n := range got {
+		if n != i+1 {
+			t.Fatalf("counts after each write: %v, want 1..%d: concurrent writers counted without seeing each other", got, writers)
+		}
+	}
 }
 
 func testCountByState(t *testing.T, h *harness) {

@@ -231,6 +231,24 @@ func testReviews(t *testing.T, h *harness) {
 		if got := order(open2); got != "r3 r2 " {
 			t.Errorf("ListReviews(open, limit 2) = %s", got)
 		}
+		// Keyset paging: after a key, including one that ties on time.
+		for _, c := range []struct {
+			f    ajar.ReviewFilter
+			want string
+		}{
+			{ajar.ReviewFilter{After: &ajar.ReviewKey{OpenedAt: t0.Add(time.Second), RequestID: "r3"}}, "r2 r1 "},
+			{ajar.ReviewFilter{OnlyOpen: true, Limit: 1, After: &ajar.ReviewKey{OpenedAt: t0.Add(2 * time.Second), RequestID: "r4"}}, "r3 "},
+			{ajar.ReviewFilter{OnlyOpen: true, After: &ajar.ReviewKey{OpenedAt: t0.Add(time.Second), RequestID: "r2"}}, "r1 "},
+			{ajar.ReviewFilter{After: &ajar.ReviewKey{OpenedAt: t0, RequestID: "r1"}}, ""},
+		} {
+			page, err := tx.ListReviews(ctx, c.f)
+			if err != nil {
+				return err
+			}
+			if got := order(page); got != c.want {
+				t.Errorf("ListReviews(after %+v) = %q, want %q", *c.f.After, got, c.want)
+			}
+		}
 		n, err := tx.CountOpenReviews(ctx)
 		if err != nil || n != 3 {
 			t.Errorf("CountOpenReviews = %d, %v; want 3", n, err)

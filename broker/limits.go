@@ -1,0 +1,132 @@
+package broker
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ajar-dev/ajar"
+)
+
+// Per-user limits (the policy's "limits" section). They are counted from the
+// store, inside the write transaction that would exceed them and after its first
+// write: SQLite runs one writer at a time, and PostgreSQL's first write takes the
+// audit head lock (see store/postgres), so every replica's earlier write has
+// committed when the count runs. A refusal rolls the write back; nothing of a
+// refused request or certificate is stored.
+//
+// Refusals are not audited: an attacker could otherwise grow the audit log, which
+// is never pruned, as fast as they can send requests. They are counted in
+// ajar_limit_refusals_total and logged once per user and limit per minute (see
+// docs/security.md).
+
+// openStates are the states counted by limits.open_requests_per_user: what a
+// requester waits for or holds. Active grants count too, so that the SSH
+// certificates one person can hold at once are bounded by
+// open_requests_per_user × certificates_per_request.
+var openStates = []ajar.State{ajar.StatePending, ajar.StateApproved, ajar.StateActive}
+
+// rateWindow is the window of limits.requests_per_minute_per_user.
+const rateWindow = time.Minute
+
+// Names of the limits, as in the policy file and the metric's label.
+const (
+	limitOpen  = "open_requests_per_user"
+	limitRate  = "requests_per_minute_per_user"
+	limitCerts = "certificates_per_request"
+)
+
+// checkCreateLimits refuses with ETOOMANY the request r that tx has just
+// inserted if its requester now has more requests created in the last minute, or
+// more open requests, than the policy allows. Call it after tx.CreateRequest.
+func (s *Service) checkCreateLimits(ctx context.Context, tx ajar.Tx, r *ajar.Request) error {
+	lim := s.pol.Limits()
+	// Bounded counts: each reads at most one row more than its limit.
+	n, err := tx.CountRequests(ctx, ajar.RequestFilter{Requester: r.Requester,
+		CreatedSince: tx.Now().Add(-rateWindow), Limit: lim.RequestsPerMinutePerUser + 1})
+	if err != nil {
+		return err
+	}
+	if n > lim.RequestsPerMinutePerUser {
+		return s.refuseLimit(ctx, r.Requester, limitRate, ajar.Errorf(ajar.ETOOMANY,
+			"you have made %d requests in the last minute, the most the policy allows (limits.%s); try again in a minute",
+			lim.RequestsPerMinutePerUser, limitRate))
+	}
+	open, err := tx.CountRequests(ctx, ajar.RequestFilter{Requester: r.Requester, States: openStates, Limit: lim.OpenRequestsPerUser + 1})
+	if err != nil {
+		return err
+	}
+	if open > lim.OpenRequestsPerUser {
+		return s.refuseLimit(ctx, r.Requester, limitOpen, ajar.Errorf(ajar.ETOOMANY,
+			"you have %d requests pending, approved or active, the most the policy allows (limits.%s); cancel one or wait until one ends",
+			lim.OpenRequestsPerUser, limitOpen))
+	}
+	return nil
+}
+
+// checkCertLimit refuses with ETOOMANY the certificate for request id that tx
+// has just inserted if the request now has more than the policy allows. Call it
+// after tx.InsertSSHCert.
+func (s *Service) checkCertLimit(ctx context.Context, tx ajar.Tx, requester, id string) error {
+	max := s.pol.Limits().CertificatesPerRequest
+	certs, err := tx.ListSSHCerts(ctx, id)
+	if err != nil {
+		return err
+	}
+	if len(certs) > max {
+		return s.refuseLimit(ctx, requester, limitCerts, ajar.Errorf(ajar.ETOOMANY,
+			"request %s already has %d SSH certificates, the most the policy allows (limits.%s); make a new request",
+			id, max, limitCerts))
+	}
+	return nil
+}
+
+// refuseLimit counts and logs a refusal and returns err.
+func (s *Service) refuseLimit(ctx context.Context, user, limit string, err error) error {
+	s.metrics.limits.WithLabelValues(limit).Inc()
+	if s.limitLog.first(user+"\x00"+limit, s.now()) {
+		s.log.WarnContext(ctx, "per-user limit reached; further refusals of this user for this limit are not logged for a minute",
+			"user", user, "limit", limit)
+	}
+	return err
+}
+
+// limitLog remembers when each (user, limit) refusal was last logged, so that a
+// flood of refused requests writes one log line a minute, not one per request.
+type limitLog struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// first reports whether key was not logged in the minute before now, and if so
+// records now.
+func (l *limitLog) first(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last = map[string]time.Time{}
+	}
+	if t, ok := l.last[key]; ok && now.Sub(t) < rateWindow {
+		return false
+	}
+	if len(l.last) >= 10000 { // bound the memory: forget what is a minute old
+		for k, t := range l.last {
+			if now.Sub(t) >= rateWindow {
+				delete(l.last, k)
+			}
+		}
+	}
+	l.last[key] = now
+	return true
+}
+
+func newLimitCounter(reg prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ajar_limit_refusals_total",
+		Help: "Requests and SSH certificates refused because a per-user limit of the policy was reached, by limit.",
+	}, []string{"limit"})
+	reg.MustRegister(c)
+	return c
+}
