@@ -161,7 +161,9 @@ func TestAttackEvidenceControlChars(t *testing.T) {
 		{`{"target":"shell","duration":"30m","reason":"c1 \u009b31m red"}`, "reason"},
 	} {
 		status, body := s.httpDo(t, "alice", "POST", "/v1/requests", tt.body)
-		var env struct{ Error struct{ Code, Field, Message string } }
+		var env struct {
+			Error struct{ Code, Field, Message string }
+		}
 		json.Unmarshal(body, &env)
 		if status != http.StatusBadRequest || env.Error.Code != ajar.EINVALID || env.Error.Field != tt.field {
 			t.Errorf("%s: %d %s, want 400 invalid on %s", tt.body, status, body, tt.field)
@@ -308,7 +310,7 @@ func TestAttackContentTypeAndDuplicateKeys(t *testing.T) {
 		}
 	}
 	for body, field := range map[string]string{
-		`{"target":"shell","duration":"30m","reason":"deploy","duration":"1h"}`:            "duration",
+		`{"target":"shell","duration":"30m","reason":"deploy","duration":"1h"}`:             "duration",
 		`{"target":"shell","duration":"30m","reason":"a","params":{"x":"1","x":"2"}}`:       "params.x",
 		`{"target":"shell","duration":"30m","reason":"deploy","reas\u006fn":"overwritten"}`: "reason",
 	} {
