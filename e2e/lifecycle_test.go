@@ -90,8 +90,8 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("serial is zero")
 	case !strings.Contains(cert.KeyId, long.ID) || !strings.Contains(cert.KeyId, "alice@example.com"):
 		t.Errorf("key id %q does not name the request and user", cert.KeyId)
-	case strings.Join(cert.ValidPrincipals, ",") != "ajar-demo":
-		t.Errorf("principals %v, want [ajar-demo]", cert.ValidPrincipals)
+	case strings.Join(cert.ValidPrincipals, ",") != "ajar-target:demo-ssh:ajar-demo":
+		t.Errorf("principals %v, want [ajar-target:demo-ssh:ajar-demo]", cert.ValidPrincipals)
 	case cert.CriticalOptions["source-address"] != "127.0.0.1":
 		t.Errorf("source-address %q, want 127.0.0.1", cert.CriticalOptions["source-address"])
 	case int64(cert.ValidBefore) != full.ExpiresAt.Unix():
