@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Error codes. The HTTP layer alone maps them to statuses.
+// Error codes. The HTTP layer alone maps them to statuses (api.HTTPStatus).
 const (
 	EINVALID   = "invalid"         // bad input; Field names the offending field
 	ENOTFOUND  = "not_found"       // the named thing does not exist (or is not visible to the caller)

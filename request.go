@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// State is the state of a request. See DESIGN.md "Request states".
+// State is the state of a request. See docs/architecture.md, "Request states".
 type State string
 
 // Request states.

@@ -7,7 +7,7 @@ import (
 )
 
 // TestTransitions checks every pair of states against the state machine in
-// DESIGN.md: the allowed moves, and that everything else is forbidden.
+// docs/architecture.md: the allowed moves, and that everything else is forbidden.
 func TestTransitions(t *testing.T) {
 	allowed := map[[2]State]bool{
 		{StatePending, StateApproved}:         true,

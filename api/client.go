@@ -317,21 +317,13 @@ func responseError(resp *http.Response) error {
 	}}
 }
 
-// codeOf is the inverse of statusOf, for responses without an envelope.
+// codeOf is the inverse of HTTPStatus, for responses without an envelope:
+// EINTERNAL for a status codeStatus does not name.
 func codeOf(status int) string {
-	switch status {
-	case http.StatusBadRequest:
-		return ajar.EINVALID
-	case http.StatusUnauthorized:
-		return ajar.EUNAUTH
-	case http.StatusForbidden:
-		return ajar.EFORBIDDEN
-	case http.StatusNotFound:
-		return ajar.ENOTFOUND
-	case http.StatusConflict:
-		return ajar.ECONFLICT
-	case http.StatusTooManyRequests:
-		return ajar.ETOOMANY
+	for code, st := range codeStatus {
+		if st == status {
+			return code
+		}
 	}
 	return ajar.EINTERNAL
 }

@@ -36,24 +36,26 @@ type errorBody struct {
 	Field   string `json:"field,omitempty"`
 }
 
-// statusOf maps an error code to its HTTP status. This is the only place that does.
-func statusOf(code string) int {
-	switch code {
-	case ajar.EINVALID:
-		return http.StatusBadRequest
-	case ajar.EUNAUTH:
-		return http.StatusUnauthorized
-	case ajar.EFORBIDDEN:
-		return http.StatusForbidden
-	case ajar.ENOTFOUND:
-		return http.StatusNotFound
-	case ajar.ECONFLICT:
-		return http.StatusConflict
-	case ajar.ETOOMANY:
-		return http.StatusTooManyRequests
-	default:
-		return http.StatusInternalServerError
+// codeStatus is the one mapping between error codes and HTTP statuses. The API's
+// responses and the web pages (HTTPStatus) and the client reading a response
+// without an error envelope (codeOf) all derive from it. Each status appears
+// once, so the mapping can be read both ways.
+var codeStatus = map[string]int{
+	ajar.EINVALID:   http.StatusBadRequest,
+	ajar.EUNAUTH:    http.StatusUnauthorized,
+	ajar.EFORBIDDEN: http.StatusForbidden,
+	ajar.ENOTFOUND:  http.StatusNotFound,
+	ajar.ECONFLICT:  http.StatusConflict,
+	ajar.ETOOMANY:   http.StatusTooManyRequests,
+}
+
+// HTTPStatus maps an error code to its HTTP status: 500 for EINTERNAL and for any
+// code codeStatus does not name.
+func HTTPStatus(code string) int {
+	if status, ok := codeStatus[code]; ok {
+		return status
 	}
+	return http.StatusInternalServerError
 }
 
 // retryAfterSeconds is the Retry-After of a 429 (ETOOMANY).
@@ -64,7 +66,7 @@ const retryAfterSeconds = "60"
 // only as "internal error".
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := ajar.ErrorCode(err)
-	status := statusOf(code)
+	status := HTTPStatus(code)
 	body := errorBody{Code: code, Message: ajar.ErrorMessage(err), Field: ajar.ErrorField(err)}
 	if status == http.StatusInternalServerError {
 		s.log.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -6,12 +6,12 @@ import (
 	"encoding/base32"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/internal/backoff"
 	"github.com/ajar-dev/ajar/notify"
 	"github.com/ajar-dev/ajar/policy"
 )
@@ -71,12 +71,7 @@ func (c NotifyConfig) lease() time.Duration { return 2*c.Timeout + 10*time.Secon
 
 // retryDelay is the jittered delay before retry number attempt (1-based).
 func (c NotifyConfig) retryDelay(attempt int) time.Duration {
-	d := c.RetryBase
-	for i := 1; i < attempt && d < c.RetryMax; i++ {
-		d *= 2
-	}
-	d = min(d, c.RetryMax)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Next(attempt, c.RetryBase, c.RetryMax)
 }
 
 // notifier is the Service's part that writes and delivers notifications.

@@ -3,11 +3,11 @@ package broker
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/internal/backoff"
 	"github.com/ajar-dev/ajar/policy"
 )
 
@@ -55,12 +55,7 @@ func (c SchedulerConfig) withDefaults() SchedulerConfig {
 // BaseBackoff doubled per attempt, capped at MaxBackoff, then a random point in its
 // upper half so that many failures do not retry in lockstep.
 func (c SchedulerConfig) backoff(attempt int) time.Duration {
-	d := c.BaseBackoff
-	for i := 1; i < attempt && d < c.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, c.MaxBackoff)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Next(attempt, c.BaseBackoff, c.MaxBackoff)
 }
 
 // errStale means another worker or a user changed the request since it was claimed.

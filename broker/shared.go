@@ -5,10 +5,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/internal/backoff"
 )
 
 // Shared access. Some access on a target is one and the same for several
@@ -121,7 +121,7 @@ func (s *Service) withShareLock(ctx context.Context, prov ajar.Provider, h ajar.
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(pause/2 + mrand.N(pause/2+1)):
+		case <-time.After(backoff.Jitter(pause)):
 		}
 		pause = min(2*pause, 500*time.Millisecond)
 	}

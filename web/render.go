@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/api"
 	"github.com/ajar-dev/ajar/broker"
 )
 
@@ -126,24 +127,10 @@ func (h *Handler) newView(rq *req, title, nav string) *view {
 	}
 }
 
-// statusOf maps an error code to the status of the page that reports it.
+// statusOf maps an error code to the status of the page that reports it: the
+// API's mapping, so a page and a JSON response for one error agree.
 func statusOf(code string) int {
-	switch code {
-	case ajar.EINVALID:
-		return http.StatusBadRequest
-	case ajar.EUNAUTH:
-		return http.StatusUnauthorized
-	case ajar.EFORBIDDEN:
-		return http.StatusForbidden
-	case ajar.ENOTFOUND:
-		return http.StatusNotFound
-	case ajar.ECONFLICT:
-		return http.StatusConflict
-	case ajar.ETOOMANY:
-		return http.StatusTooManyRequests
-	default:
-		return http.StatusInternalServerError
-	}
+	return api.HTTPStatus(code)
 }
 
 // fail renders err as an error page. Internal errors are logged in full and

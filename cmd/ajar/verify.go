@@ -25,7 +25,7 @@ func newAuditVerifyCmd(e *cliEnv) *cobra.Command {
 		Short: "Recompute the audit hash chain and check it against signed checkpoints",
 		Long: `Recomputes every event's hash and link, trusting nothing the server says.
 It fetches the events through the API (admins only), or reads them from a
-SQLite database file with --db. It also checks the server's current signed
+SQLite database file with --db, which it opens read-only and never changes. It also checks the server's current signed
 checkpoint and, with --checkpoint, one saved earlier (ajar audit checkpoint > FILE),
 which detects a truncated or rewritten history. Prints "ok: N events" and exits 0,
 or names the first bad event and exits 1.`,
@@ -48,7 +48,8 @@ or names the first bad event and exits 1.`,
 				if _, err := os.Stat(db); err != nil {
 					return usageErrorf("--db", "%v", err)
 				}
-				st, err := sqlite.Open(ctx, db)
+				// Read-only: no migration, no journal change, the file is left as it was.
+				st, err := sqlite.OpenReadOnly(ctx, db)
 				if err != nil {
 					return err
 				}

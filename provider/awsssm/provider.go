@@ -3,7 +3,7 @@
 // (or role) the requester uses; it allows ssm:StartSession on the target's
 // instances only, and resuming and ending the user's own sessions, all with the
 // condition DateLessThan aws:CurrentTime = the grant's expiry, so it stops working
-// at expiry even if ajar is down (DESIGN.md invariant 2). Revoking deletes the
+// at expiry even if ajar is down (docs/architecture.md, invariant 2). Revoking deletes the
 // policy and ends the requester's open sessions on those instances (and no one
 // else's, and none on instances another live ajar policy of theirs still allows).
 package awsssm

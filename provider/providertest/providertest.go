@@ -1,8 +1,8 @@
 // Package providertest is the conformance suite every provider runs against the
 // real system it manages (moto for the AWS providers): grant, verify present, grant
 // again without a duplicate, revoke, verify gone, revoke again, revoke an intent,
-// and revoke what was never granted without touching anything else (DESIGN.md,
-// invariants 2 and 3).
+// and revoke what was never granted without touching anything else
+// (docs/architecture.md, invariants 2 and 3).
 package providertest
 
 import (

@@ -5,7 +5,7 @@
 // no per-user keys. A grant creates nothing on any host: while the request is
 // active, the requester asks for certificates on demand (SSHCertIssuer), each valid
 // until the request's expiry at the latest. The certificate's ValidBefore is the
-// lock that sshd enforces by itself (DESIGN.md invariant 2).
+// lock that sshd enforces by itself (docs/architecture.md, invariant 2).
 package sshcert
 
 import (

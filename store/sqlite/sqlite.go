@@ -62,6 +62,8 @@ type Store struct {
 	pending atomic.Int64
 	batch   *batch
 	closed  bool
+	// readOnly is set by OpenReadOnly: there is no writer and Update fails.
+	readOnly bool
 	// inSavepoint is set while an Update's fn runs inside SAVEPOINT u.
 	inSavepoint bool
 
@@ -298,6 +300,9 @@ var errClosed = errors.New("sqlite: store is closed")
 // cancelled ctx through its own checks and through each Tx method, which fails
 // at once when ctx is done.
 func (s *Store) Update(ctx context.Context, fn func(ajar.Tx) error) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
 	s.pending.Add(1)
 	s.wmu.Lock()
 	s.pending.Add(-1)
