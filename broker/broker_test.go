@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/notify/outbox"
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/store/sqlite"
 )
@@ -115,11 +116,12 @@ func (f fakeProviders) ForHandle(ajar.Handle) (ajar.Provider, error) { return f.
 func (f fakeProviders) Kind(string) (string, error)                  { return "fake", nil }
 
 type env struct {
-	svc   *Service
-	store *sqlite.Store
-	clock *clock
-	prov  *fakeProvider
-	users map[string]ajar.User
+	svc    *Service
+	store  *sqlite.Store
+	clock  *clock
+	prov   *fakeProvider
+	users  map[string]ajar.User
+	outbox *outbox.Outbox // notification delivery (newWorkflowEnv)
 }
 
 func newEnv(t *testing.T) *env {

@@ -20,7 +20,6 @@ type Metrics struct {
 	revocationLag  prometheus.Histogram
 	providerErrors *prometheus.CounterVec
 	limits         *prometheus.CounterVec
-	wf             *workflowMetrics // workflow.go: notification delivery
 	sshSessions    *prometheus.CounterVec
 	drift          *prometheus.CounterVec // reconcile.go: drift found, by target
 	orphans        *orphanCollector       // orphans.go: grants of removed users
@@ -52,7 +51,6 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		Help: "SSH session events reported by host agents: opened, and ended (by the agent, because access ended).",
 	}, []string{"event"})
 	reg.MustRegister(m.created, m.revocationLag, m.providerErrors, m.sshSessions)
-	m.wf = newWorkflowMetrics(reg)
 	m.drift = newDriftCounter(reg)
 	m.limits = newLimitCounter(reg)
 	return m
@@ -102,7 +100,7 @@ func (m *Metrics) registerStore(st ajar.Store) error {
 	if err := m.reg.Register(m.orphans); err != nil {
 		return err
 	}
-	if err := m.reg.Register(newWorkflowCollector(st)); err != nil { // open reviews, pending notifications
+	if err := m.reg.Register(newWorkflowCollector(st)); err != nil { // open reviews
 		return err
 	}
 	return m.reg.Register(&stateCollector{

@@ -69,8 +69,6 @@ func (s *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
-	go func() { defer wg.Done(); s.runNotify(ctx) }() // notify.go: outbox delivery
-	wg.Add(1)
 	go func() { defer wg.Done(); s.runReconcile(ctx) }() // reconcile.go: drift check
 	sem := make(chan struct{}, s.sched.Workers)
 	timer := time.NewTimer(0)
@@ -123,7 +121,8 @@ func (s *Service) RunDue(ctx context.Context) (int, error) {
 	}
 }
 
-// Kick wakes the scheduler to look at the store now.
+// Kick wakes the scheduler to look at the store now, and the notification
+// delivery workers (NotifyConfig.Wake).
 func (s *Service) Kick() {
 	select {
 	case s.kick <- struct{}{}:
@@ -523,7 +522,7 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) e
 		// Claimed early (a lease ran out, or clocks): come back at expiry.
 		return s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
 			if cur.ExpiresAt.After(now) {
-				if err := s.remindExpiring(ctx, tx, cur, now); err != nil { // notify.go
+				if err := s.remindExpiring(ctx, tx, cur, now); err != nil { // events.go
 					return err
 				}
 				cur.NextAt = s.activeNextAt(cur, now)

@@ -10,7 +10,6 @@ import (
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -764,18 +763,8 @@ func (s *Service) audit(ctx context.Context, tx ajar.Tx, actor, action, subject 
 	return s.notifyAudit(ctx, tx, actor, action, subject, details) // the outbox, same transaction
 }
 
+// appendAudit appends one audit event in tx (see ajar.AppendAudit), without
+// the notification s.audit also writes.
 func appendAudit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {
-	var raw json.RawMessage
-	if details != nil {
-		b, err := json.Marshal(details)
-		if err != nil {
-			return fmt.Errorf("audit %s: %w", action, err)
-		}
-		raw = b
-	}
-	_, err := tx.AppendAudit(ctx, ajar.AuditEvent{Time: tx.Now(), Actor: actor, Action: action, Subject: subject, Details: raw})
-	if err != nil {
-		return fmt.Errorf("audit %s: %w", action, err)
-	}
-	return nil
+	return ajar.AppendAudit(ctx, tx, actor, action, subject, details)
 }

@@ -614,59 +614,31 @@ func (s *Service) escalate(ctx context.Context, tx ajar.Tx, cur *ajar.Request, n
 	})
 }
 
-// workflowMetrics are the counters of notification delivery.
-type workflowMetrics struct {
-	delivered, failed, dropped *prometheus.CounterVec
-}
-
-func newWorkflowMetrics(reg *prometheus.Registry) *workflowMetrics {
-	m := &workflowMetrics{
-		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ajar_notifications_delivered_total", Help: "Notifications a sink accepted, by sink.",
-		}, []string{"sink"}),
-		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ajar_notification_failures_total", Help: "Notification delivery attempts that failed (retried), by sink.",
-		}, []string{"sink"}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ajar_notifications_dropped_total", Help: "Notifications given up on after retrying for too long, by sink.",
-		}, []string{"sink"}),
-	}
-	reg.MustRegister(m.delivered, m.failed, m.dropped)
-	return m
-}
-
-// workflowCollector reads open reviews and pending notifications from the
-// store at scrape time.
+// workflowCollector reads open reviews from the store at scrape time (the
+// pending notifications are notify/outbox's).
 type workflowCollector struct {
 	store   ajar.Store
 	reviews *prometheus.Desc
-	pending *prometheus.Desc
 }
 
 func newWorkflowCollector(st ajar.Store) *workflowCollector {
 	return &workflowCollector{
 		store:   st,
 		reviews: prometheus.NewDesc("ajar_reviews_open", "Break-glass review tasks not closed yet.", nil, nil),
-		pending: prometheus.NewDesc("ajar_notifications_pending", "Notifications not delivered yet, by sink.", []string{"sink"}, nil),
 	}
 }
 
 func (c *workflowCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.reviews
-	ch <- c.pending
 }
 
 func (c *workflowCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var open int
-	var pending map[string]int
 	err := c.store.View(ctx, func(tx ajar.ReadTx) error {
 		var err error
-		if open, err = tx.CountOpenReviews(ctx); err != nil {
-			return err
-		}
-		pending, err = tx.CountPendingNotifications(ctx)
+		open, err = tx.CountOpenReviews(ctx)
 		return err
 	})
 	if err != nil {
@@ -674,7 +646,4 @@ func (c *workflowCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.reviews, prometheus.GaugeValue, float64(open))
-	for sink, n := range pending {
-		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(n), sink)
-	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/keys"
 	"github.com/ajar-dev/ajar/notify"
+	"github.com/ajar-dev/ajar/notify/outbox"
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/provider/sshcert"
 	"github.com/ajar-dev/ajar/store/sqlite"
@@ -111,6 +112,13 @@ func (p sshFakeProviders) Kind(t string) (string, error) {
 // provider for target "ssh", and notifications to sinks.
 func newWorkflowEnv(t *testing.T, src string, ncfg NotifyConfig) *env {
 	t.Helper()
+	return newWorkflowEnvDelivery(t, src, ncfg, outbox.Config{})
+}
+
+// newWorkflowEnvDelivery is newWorkflowEnv with notifications delivered to
+// ncfg.Sinks as dcfg says.
+func newWorkflowEnvDelivery(t *testing.T, src string, ncfg NotifyConfig, dcfg outbox.Config) *env {
+	t.Helper()
 	if src == "" {
 		src = workflowPolicy
 	}
@@ -136,9 +144,16 @@ func newWorkflowEnv(t *testing.T, src string, ncfg NotifyConfig) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	metrics := NewMetrics(nil)
+	dcfg.Store, dcfg.Sinks, dcfg.Registerer = st, ncfg.Sinks, metrics.Registerer()
+	ob, err := outbox.New(dcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ncfg.Wake = ob.Kick
 	prov := &fakeProvider{}
 	svc, err := New(Config{
-		Store: st, Policy: pol, Providers: sshFakeProviders{prov, sp}, Now: clk.Now, Signer: testSigner{},
+		Store: st, Policy: pol, Providers: sshFakeProviders{prov, sp}, Now: clk.Now, Signer: testSigner{}, Metrics: metrics,
 		Scheduler: SchedulerConfig{MaxGrantAttempts: 3, MaxRevokeAttempts: 3, BaseBackoff: time.Second, MaxBackoff: 4 * time.Second, SlowRetry: time.Minute},
 		Notify:    ncfg,
 	})
@@ -149,7 +164,7 @@ func newWorkflowEnv(t *testing.T, src string, ncfg NotifyConfig) *env {
 	for _, u := range pol.Users() {
 		users[u.ID[:len(u.ID)-len("@example.com")]] = u
 	}
-	return &env{svc: svc, store: st, clock: clk, prov: prov, users: users}
+	return &env{svc: svc, store: st, clock: clk, prov: prov, users: users, outbox: ob}
 }
 
 // testSigner signs checkpoints with a fixed, readable text, so golden output
@@ -217,7 +232,7 @@ func types(evs []notify.Event) []string {
 
 func (e *env) deliver(t *testing.T) int {
 	t.Helper()
-	n, err := e.svc.DeliverDue(t.Context())
+	n, err := e.outbox.DeliverDue(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,16 +572,11 @@ func (w *webhookReceiver) received() []notify.Event {
 // than the user closes it.
 func TestBreakglass(t *testing.T) {
 	recv := newWebhookReceiver(t, "s3cret")
-	sinks, err := notify.FromPolicy(mustParse(t, workflowPolicy+`notifications:
-  - {name: hook, type: webhook, url: '`+recv.srv.URL+`', secret_env: HOOK_SECRET, events: [breakglass.used, review.closed]}
-`), func(k string) string { return map[string]string{"HOOK_SECRET": "s3cret"}[k] }, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sinks := []notify.Sink{notify.NewWebhook("hook", []string{policy.EventBreakglassUsed, policy.EventReviewClosed}, recv.srv.URL, []byte("s3cret"), notify.NewHTTPClient())}
 	e := newWorkflowEnv(t, "", NotifyConfig{Sinks: sinks})
 	ctx := t.Context()
 
-	_, err = e.svc.Breakglass(ctx, e.users["alice"], CreateInput{Target: "web", Duration: "30m", Reason: "x"})
+	_, err := e.svc.Breakglass(ctx, e.users["alice"], CreateInput{Target: "web", Duration: "30m", Reason: "x"})
 	wantCode(t, err, ajar.EFORBIDDEN) // engineers may not
 	_, err = e.svc.Breakglass(ctx, e.users["bob"], CreateInput{Target: "web", Duration: "30m"})
 	if ajar.ErrorField(err) != "reason" {
@@ -666,7 +676,7 @@ func gaugeValue(t *testing.T, svc *Service, name string) float64 {
 func TestNotificationsSurviveAnOutage(t *testing.T) {
 	flaky := &recordSink{name: "flaky"}
 	dead := &recordSink{name: "dead", down: true}
-	e := newWorkflowEnv(t, "", NotifyConfig{Sinks: []notify.Sink{flaky, dead}, RetryBase: time.Second, RetryMax: 4 * time.Second})
+	e := newWorkflowEnvDelivery(t, "", NotifyConfig{Sinks: []notify.Sink{flaky, dead}}, outbox.Config{RetryBase: time.Second, RetryMax: 4 * time.Second})
 	ctx := t.Context()
 	flaky.setDown(true)
 
@@ -732,7 +742,7 @@ func TestNotificationsSurviveAnOutage(t *testing.T) {
 // GiveUp is dropped, audited, and the sink's next events go.
 func TestNotificationGivesUp(t *testing.T) {
 	sink := &recordSink{name: "hook", events: []string{policy.EventRequestCreated}, down: true}
-	e := newWorkflowEnv(t, "", NotifyConfig{Sinks: []notify.Sink{sink}, RetryBase: time.Second, RetryMax: time.Minute, GiveUp: 10 * time.Minute})
+	e := newWorkflowEnvDelivery(t, "", NotifyConfig{Sinks: []notify.Sink{sink}}, outbox.Config{RetryBase: time.Second, RetryMax: time.Minute, GiveUp: 10 * time.Minute})
 	r1 := e.create(t, "alice", "web", "1h")
 	e.deliver(t)
 	for range 11 {

@@ -15,15 +15,13 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
-
-	"github.com/ajar-dev/ajar/policy"
 )
 
 // Event is one thing that happened, as every sink receives it (the webhook's
 // JSON body).
 type Event struct {
 	ID    string    `json:"id"`   // the same for every sink; receivers can deduplicate by it
-	Type  string    `json:"type"` // one of policy.EventTypes
+	Type  string    `json:"type"` // one of the policy's event types (policy.EventTypes)
 	Time  time.Time `json:"time"`
 	Actor string    `json:"actor"` // who caused it; "ajar" for the server itself
 	// Summary is one readable sentence.
@@ -74,46 +72,29 @@ type Sink interface {
 // DefaultTimeout bounds one delivery attempt.
 const DefaultTimeout = 10 * time.Second
 
-// FromPolicy builds the sinks the policy's notifications section names,
-// reading URLs and secrets from the environment through getenv. It fails,
-// naming the entry, when a variable is unset or holds an unusable URL: a sink
-// that can never deliver must stop start-up, not drop alerts.
-func FromPolicy(p *policy.Policy, getenv func(string) string, log *slog.Logger) ([]Sink, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	client := newHTTPClient()
-	var out []Sink
-	for i, n := range p.Notifications() {
-		f := fmt.Sprintf("notifications[%d] (%s)", i, n.Name)
-		base := base{name: n.Name, events: n.Events}
-		url := n.URL
-		if n.URLEnv != "" {
-			url = getenv(n.URLEnv)
-			if url == "" {
-				return nil, fmt.Errorf("%s: environment variable %s (url_env) is not set", f, n.URLEnv)
-			}
-			if msg := policy.CheckSinkURL(url); msg != "" {
-				return nil, fmt.Errorf("%s: the URL in %s %s", f, n.URLEnv, msg)
-			}
-		}
-		switch n.Type {
-		case policy.SinkWebhook:
-			secret := getenv(n.SecretEnv)
-			if secret == "" {
-				return nil, fmt.Errorf("%s: environment variable %s (secret_env) is not set", f, n.SecretEnv)
-			}
-			out = append(out, &Webhook{base: base, URL: url, Secret: []byte(secret), Client: client})
-		case policy.SinkSlack:
-			out = append(out, &Slack{base: base, URL: url, Client: client})
-		case policy.SinkLog:
-			out = append(out, &Log{base: base, Logger: log})
-		default:
-			return nil, fmt.Errorf("%s: unknown type %q", f, n.Type) // policy validation prevents this
-		}
-	}
-	return out, nil
+// NewWebhook returns a webhook sink named name, for the event types in events
+// (all when empty), posting to url with client (see NewHTTPClient), signed
+// with secret.
+func NewWebhook(name string, events []string, url string, secret []byte, client *http.Client) *Webhook {
+	return &Webhook{base: base{name: name, events: events}, URL: url, Secret: secret, Client: client}
 }
+
+// NewSlack returns a Slack sink named name, for the event types in events (all
+// when empty), posting to the incoming webhook url with client (see
+// NewHTTPClient).
+func NewSlack(name string, events []string, url string, client *http.Client) *Slack {
+	return &Slack{base: base{name: name, events: events}, URL: url, Client: client}
+}
+
+// NewLog returns a log sink named name, for the event types in events (all
+// when empty), writing to logger.
+func NewLog(name string, events []string, logger *slog.Logger) *Log {
+	return &Log{base: base{name: name, events: events}, Logger: logger}
+}
+
+// NewHTTPClient returns the client sinks post with; sinks may share one. It
+// never follows redirects.
+func NewHTTPClient() *http.Client { return newHTTPClient() }
 
 // base is what every sink has: a name and the events it wants.
 type base struct {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,7 +19,7 @@ import (
 	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/internal/awsx"
 	"github.com/ajar-dev/ajar/keys"
-	"github.com/ajar-dev/ajar/notify"
+	"github.com/ajar-dev/ajar/notify/outbox"
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/provider"
 	"github.com/ajar-dev/ajar/provider/sshcert"
@@ -275,7 +276,15 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	}
 	sc := pol.Scheduler()
 	metrics := broker.NewMetrics(nil)
-	sinks, err := notify.FromPolicy(pol, e.getenv, log)
+	sinks, err := sinksFromPolicy(pol, e.getenv, log)
+	if err != nil {
+		return nil, err
+	}
+	delivery, err := outbox.New(outbox.Config{ // notification delivery (the notifications section)
+		Store: st, Sinks: sinks, Logger: log, Registerer: metrics.Registerer(),
+		RetryBase: time.Duration(sc.NotifyRetry), RetryMax: time.Duration(sc.NotifyMaxRetry),
+		GiveUp: time.Duration(sc.NotifyGiveUp),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -288,8 +297,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		},
 		Notify: broker.NotifyConfig{ // the notifications section
 			Sinks: sinks, BaseURL: pol.Server().PublicURL, ExpiryReminder: time.Duration(sc.ExpiryReminder),
-			RetryBase: time.Duration(sc.NotifyRetry), RetryMax: time.Duration(sc.NotifyMaxRetry),
-			GiveUp: time.Duration(sc.NotifyGiveUp),
+			Wake: delivery.Kick,
 		},
 	})
 	if err != nil {
@@ -316,7 +324,10 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	a := &app{store: st, svc: svc, http: srv, stop: stop, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
+		var wg sync.WaitGroup
+		wg.Go(func() { delivery.Run(runCtx) }) // notify/outbox: outbox delivery
 		svc.Run(runCtx)
+		wg.Wait()
 	}()
 
 	mode := "policy " + o.config

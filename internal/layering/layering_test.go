@@ -99,9 +99,6 @@ var allowed = map[[2]string]string{
 	// The SSH host-agent wire types (SSHSession, SSHSessionReport, verdicts)
 	// still live in broker; issue 11 moves them out of broker.
 	{"node", "broker"}: "SSH host-agent wire types still live in broker",
-	// notify.FromPolicy builds the sinks from the policy's notification
-	// section; issue 11 moves notification delivery next to notify.
-	{"notify", "policy"}: "notify.FromPolicy reads policy's sink configuration",
 	// audit loads its checkpoint signing key with keys.LoadOrCreate. keys is
 	// itself a leaf (it imports only the root package), so this is not an
 	// upward import, but the rule says audit imports only root: either pass

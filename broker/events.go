@@ -7,16 +7,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/internal/backoff"
 	"github.com/ajar-dev/ajar/notify"
 	"github.com/ajar-dev/ajar/policy"
 )
 
-// NotifyConfig configures event notifications. Zero fields take defaults.
+// NotifyConfig configures event notifications: which events are written to
+// the outbox, and how they read. Delivering them is notify/outbox's work. Zero
+// fields take defaults.
 type NotifyConfig struct {
 	// Sinks receive the events they want. None: nothing is written to the
 	// outbox at all.
@@ -26,66 +26,27 @@ type NotifyConfig struct {
 	BaseURL string
 	// ExpiryReminder is how long before expiry request.expiring is sent (10m).
 	ExpiryReminder time.Duration
-	// RetryBase is the delay before the first retry of a failed delivery,
-	// doubled per attempt (jittered) up to RetryMax (2s, 5m).
-	RetryBase time.Duration
-	RetryMax  time.Duration
-	// GiveUp is how long a notification is retried before it is dropped so its
-	// sink's later events can go (24h). Dropping is audited.
-	GiveUp time.Duration
-	// Timeout bounds one delivery attempt (notify.DefaultTimeout).
-	Timeout time.Duration
-	// Poll is the longest a delivery worker sleeps without being woken (2s).
-	Poll time.Duration
-	// Keep is how long delivered and dropped notifications stay in the store (7 days).
-	Keep time.Duration
-	// Batch is how many notifications of one sink a worker claims at once (32).
-	Batch int
+	// Wake is called after notifications were written, to wake the delivery
+	// workers (notify/outbox's Outbox.Kick); it must not block. It may run
+	// before the transaction commits: the workers' poll catches up. Nil: none.
+	Wake func()
 }
 
 func (c NotifyConfig) withDefaults() NotifyConfig {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
+	if c.ExpiryReminder <= 0 {
+		c.ExpiryReminder = 10 * time.Minute
 	}
-	def(&c.ExpiryReminder, 10*time.Minute)
-	def(&c.RetryBase, 2*time.Second)
-	def(&c.RetryMax, 5*time.Minute)
-	def(&c.GiveUp, 24*time.Hour)
-	def(&c.Timeout, notify.DefaultTimeout)
-	def(&c.Poll, 2*time.Second)
-	def(&c.Keep, 7*24*time.Hour)
-	if c.Batch <= 0 {
-		c.Batch = 32
-	}
-	c.RetryMax = max(c.RetryMax, c.RetryBase)
 	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	return c
 }
 
-// lease is how long a claimed batch belongs to one worker: long enough for one
-// attempt and the writes around it. A worker stops sending from a batch before
-// its lease could run out, so another replica never sends the same event.
-func (c NotifyConfig) lease() time.Duration { return 2*c.Timeout + 10*time.Second }
-
-// retryDelay is the jittered delay before retry number attempt (1-based).
-func (c NotifyConfig) retryDelay(attempt int) time.Duration {
-	return backoff.Next(attempt, c.RetryBase, c.RetryMax)
-}
-
-// notifier is the Service's part that writes and delivers notifications.
+// notifier is the Service's part that writes notifications to the outbox.
 type notifier struct {
-	cfg   NotifyConfig
-	kicks []chan struct{} // one per sink, to wake its worker
+	cfg NotifyConfig
 }
 
 func newNotifier(cfg NotifyConfig) *notifier {
-	n := &notifier{cfg: cfg.withDefaults()}
-	for range n.cfg.Sinks {
-		n.kicks = append(n.kicks, make(chan struct{}, 1))
-	}
-	return n
+	return &notifier{cfg: cfg.withDefaults()}
 }
 
 // wants reports whether any sink wants events of type t.
@@ -98,12 +59,10 @@ func (n *notifier) wants(t string) bool {
 	return false
 }
 
+// kick wakes the delivery workers.
 func (n *notifier) kick() {
-	for _, k := range n.kicks {
-		select {
-		case k <- struct{}{}:
-		default:
-		}
+	if n.cfg.Wake != nil {
+		n.cfg.Wake()
 	}
 }
 
@@ -390,255 +349,4 @@ func (s *Service) remindExpiring(ctx context.Context, tx ajar.Tx, r *ajar.Reques
 	}
 	key := fmt.Sprintf("expiring:%s:%d", r.ID, r.ExpiresAt.UnixNano())
 	return s.enqueue(ctx, tx, policy.EventRequestExpiring, ajar.ActorSystem, r.ID, r, details, key)
-}
-
-// runNotify runs one delivery worker per sink, and the pruning of old
-// notifications, until ctx ends.
-func (s *Service) runNotify(ctx context.Context) {
-	if len(s.notify.cfg.Sinks) == 0 {
-		return
-	}
-	var wg sync.WaitGroup
-	for i, sk := range s.notify.cfg.Sinks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.deliverLoop(ctx, sk, s.notify.kicks[i])
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.pruneLoop(ctx)
-	}()
-	wg.Wait()
-}
-
-func (s *Service) deliverLoop(ctx context.Context, sk notify.Sink, kick <-chan struct{}) {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		case <-kick:
-		}
-		wait, err := s.deliverBatch(ctx, sk)
-		if err != nil && ctx.Err() == nil {
-			s.log.Error("notifications: deliver", "sink", sk.Name(), "err", err)
-			wait = s.notify.cfg.Poll
-		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(wait)
-	}
-}
-
-func (s *Service) pruneLoop(ctx context.Context) {
-	for {
-		if err := s.PruneNotifications(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("notifications: prune", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Hour):
-		}
-	}
-}
-
-// PruneNotifications deletes delivered and dropped notifications older than
-// NotifyConfig.Keep.
-func (s *Service) PruneNotifications(ctx context.Context) error {
-	for {
-		var n int
-		err := s.store.Update(ctx, func(tx ajar.Tx) error {
-			var err error
-			n, err = tx.PruneNotifications(ctx, tx.Now().Add(-s.notify.cfg.Keep), 1000)
-			return err
-		})
-		if err != nil || n < 1000 {
-			return err
-		}
-	}
-}
-
-// DeliverDue delivers, sink by sink, every notification that is due now, in
-// order, stopping at a sink's first failure (it is retried later), and returns
-// how many were delivered. The workers Run starts do the same continuously;
-// DeliverDue is for tests and one-shot tools.
-func (s *Service) DeliverDue(ctx context.Context) (int, error) {
-	total := 0
-	for _, sk := range s.notify.cfg.Sinks {
-		for {
-			before := total
-			n, _, err := s.deliver(ctx, sk)
-			total += n
-			if err != nil {
-				return total, err
-			}
-			if total == before {
-				break
-			}
-		}
-	}
-	return total, nil
-}
-
-// deliverBatch is one round of a sink's worker; it returns how long to wait
-// before the next.
-func (s *Service) deliverBatch(ctx context.Context, sk notify.Sink) (time.Duration, error) {
-	n, wait, err := s.deliver(ctx, sk)
-	if n > 0 {
-		return 0, err // more may be waiting
-	}
-	return wait, err
-}
-
-// deliver claims the due head of sk's queue (up to Batch notifications in ID
-// order, stopping at the first that is not due), sends them in order, and
-// records the outcome: delivered, or retried later with backoff, or dropped
-// after GiveUp. A failure stops the batch, so a sink never receives an event
-// before the ones enqueued ahead of it; the claims of those not tried are
-// released. It returns how many were delivered and, when none were due, how
-// long until the head is.
-func (s *Service) deliver(ctx context.Context, sk notify.Sink) (int, time.Duration, error) {
-	cfg := s.notify.cfg
-	var batch []ajar.Notification
-	var clk storeClock
-	wait := cfg.Poll
-	// Look first without taking the writer: workers are woken on every state
-	// change, and most of the time there is nothing due.
-	due := false
-	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
-		head, err := tx.NextNotification(ctx, sk.Name())
-		if ajar.ErrorCode(err) == ajar.ENOTFOUND {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		if now := tx.Now(); head.NextAt.After(now) {
-			wait = min(wait, head.NextAt.Sub(now))
-			return nil
-		}
-		due = true
-		return nil
-	})
-	if err != nil || !due {
-		return 0, wait, err
-	}
-	err = s.store.Update(ctx, func(tx ajar.Tx) error {
-		batch = batch[:0]
-		now := tx.Now()
-		clk = newStoreClock(now)
-		pending, err := tx.ListNotifications(ctx, ajar.NotificationFilter{Sink: sk.Name(), State: ajar.NotificationPending, Limit: cfg.Batch})
-		if err != nil {
-			return err
-		}
-		for _, n := range pending {
-			if n.NextAt.After(now) {
-				if len(batch) == 0 {
-					wait = min(wait, n.NextAt.Sub(now))
-				}
-				break
-			}
-			n.NextAt = now.Add(cfg.lease())
-			if err := tx.UpdateNotification(ctx, &n); err != nil {
-				return err
-			}
-			batch = append(batch, n)
-		}
-		return nil
-	})
-	if err != nil || len(batch) == 0 {
-		return 0, wait, err
-	}
-	type outcome struct {
-		n   ajar.Notification
-		err error
-	}
-	var tried []outcome
-	for _, n := range batch {
-		// Never start an attempt that could outlive the claim.
-		if time.Since(clk.local)+cfg.Timeout+5*time.Second > cfg.lease() || ctx.Err() != nil {
-			break
-		}
-		sctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-		err := sk.Send(sctx, n.Event)
-		cancel()
-		tried = append(tried, outcome{n, err})
-		if err != nil {
-			break
-		}
-	}
-	delivered := 0
-	err = s.store.Update(context.WithoutCancel(ctx), func(tx ajar.Tx) error {
-		delivered = 0
-		now := tx.Now()
-		for i := range batch {
-			n := batch[i]
-			switch {
-			case i >= len(tried): // not tried: release the claim
-				n.NextAt = now
-			case tried[i].err == nil:
-				n.State, n.DoneAt, n.LastError = ajar.NotificationDelivered, ptr(now), ""
-				n.Attempts++
-			default:
-				n.Attempts++
-				n.LastError = safeError(tried[i].err)
-				if now.Sub(n.CreatedAt) >= cfg.GiveUp {
-					n.State, n.DoneAt = ajar.NotificationDropped, ptr(now)
-					if err := s.auditDropped(ctx, tx, n); err != nil {
-						return err
-					}
-				} else {
-					n.NextAt = now.Add(cfg.retryDelay(n.Attempts))
-				}
-			}
-			if err := tx.UpdateNotification(ctx, &n); err != nil {
-				if ajar.ErrorCode(err) == ajar.ECONFLICT {
-					continue // the claim ran out and another worker took over
-				}
-				return err
-			}
-			if n.State == ajar.NotificationDelivered {
-				delivered++
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, 0, fmt.Errorf("record deliveries to %s: %w", sk.Name(), err)
-	}
-	for _, o := range tried {
-		switch {
-		case o.err == nil:
-			s.metrics.wf.delivered.WithLabelValues(sk.Name()).Inc()
-		default:
-			s.metrics.wf.failed.WithLabelValues(sk.Name()).Inc()
-			s.log.Warn("notification not delivered", "sink", sk.Name(), "id", o.n.ID, "attempt", o.n.Attempts+1, "err", o.err)
-		}
-	}
-	return delivered, 0, nil
-}
-
-// auditDropped records that a notification was given up on: an alert that
-// never arrived must not vanish silently.
-func (s *Service) auditDropped(ctx context.Context, tx ajar.Tx, n ajar.Notification) error {
-	var ev notify.Event
-	_ = json.Unmarshal(n.Event, &ev)
-	subject := ""
-	if ev.Request != nil {
-		subject = ev.Request.ID
-	}
-	s.metrics.wf.dropped.WithLabelValues(n.Sink).Inc()
-	s.log.Error("notification dropped", "sink", n.Sink, "event", ev.ID, "type", ev.Type, "attempts", n.Attempts, "err", n.LastError)
-	return appendAudit(ctx, tx, ajar.ActorSystem, "notification.dropped", subject, map[string]any{
-		"sink": n.Sink, "event": ev.ID, "type": ev.Type, "attempts": n.Attempts, "error": n.LastError,
-	})
 }

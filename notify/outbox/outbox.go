@@ -1,0 +1,393 @@
+// Package outbox delivers the notifications the broker writes to the store's
+// outbox: one worker per sink hands each event to notify.Sink.Send in order,
+// retries failures with backoff, and drops (and audits) an event it has
+// retried for too long, so the sink's later events can go. Claims are leased in
+// the store, so several replicas share the work and never send an event twice
+// while a lease holds. It depends on the root contracts and notify only; the
+// broker wakes it through a func (see docs/architecture.md, Layers).
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/internal/backoff"
+	"github.com/ajar-dev/ajar/notify"
+)
+
+// Config configures notification delivery. Zero fields take defaults.
+type Config struct {
+	// Store holds the outbox.
+	Store ajar.Store
+	// Sinks are the sinks to deliver to: the same the broker writes for.
+	Sinks []notify.Sink
+	// Logger logs failed and dropped deliveries (discarded when nil).
+	Logger *slog.Logger
+	// Registerer receives the delivery metrics (a new registry when nil).
+	Registerer prometheus.Registerer
+	// RetryBase is the delay before the first retry of a failed delivery,
+	// doubled per attempt (jittered) up to RetryMax (2s, 5m).
+	RetryBase time.Duration
+	RetryMax  time.Duration
+	// GiveUp is how long a notification is retried before it is dropped so its
+	// sink's later events can go (24h). Dropping is audited.
+	GiveUp time.Duration
+	// Timeout bounds one delivery attempt (notify.DefaultTimeout).
+	Timeout time.Duration
+	// Poll is the longest a delivery worker sleeps without being woken (2s).
+	Poll time.Duration
+	// Keep is how long delivered and dropped notifications stay in the store (7 days).
+	Keep time.Duration
+	// Batch is how many notifications of one sink a worker claims at once (32).
+	Batch int
+}
+
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.RetryBase, 2*time.Second)
+	def(&c.RetryMax, 5*time.Minute)
+	def(&c.GiveUp, 24*time.Hour)
+	def(&c.Timeout, notify.DefaultTimeout)
+	def(&c.Poll, 2*time.Second)
+	def(&c.Keep, 7*24*time.Hour)
+	if c.Batch <= 0 {
+		c.Batch = 32
+	}
+	c.RetryMax = max(c.RetryMax, c.RetryBase)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	return c
+}
+
+// lease is how long a claimed batch belongs to one worker: long enough for one
+// attempt and the writes around it. A worker stops sending from a batch before
+// its lease could run out, so another replica never sends the same event.
+func (c Config) lease() time.Duration { return 2*c.Timeout + 10*time.Second }
+
+// retryDelay is the jittered delay before retry number attempt (1-based).
+func (c Config) retryDelay(attempt int) time.Duration {
+	return backoff.Next(attempt, c.RetryBase, c.RetryMax)
+}
+
+// Outbox delivers the outbox's notifications. Its methods are safe for
+// concurrent use.
+type Outbox struct {
+	store   ajar.Store
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	kicks   []chan struct{} // one per sink, to wake its worker
+}
+
+// New returns an Outbox and registers its metrics in cfg.Registerer. Call Run
+// to start its workers. It fails when Store is nil or the metrics cannot be
+// registered (they already are).
+func New(cfg Config) (*Outbox, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("outbox: Store is required")
+	}
+	cfg = cfg.withDefaults()
+	m, err := newMetrics(cfg.Registerer, cfg.Store)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: metrics: %w", err)
+	}
+	o := &Outbox{store: cfg.Store, cfg: cfg, log: cfg.Logger, metrics: m}
+	for range cfg.Sinks {
+		o.kicks = append(o.kicks, make(chan struct{}, 1))
+	}
+	return o, nil
+}
+
+// Kick wakes every sink's worker to look at the outbox now. It never blocks;
+// the broker calls it (broker.NotifyConfig.Wake) when it writes notifications.
+func (o *Outbox) Kick() {
+	for _, k := range o.kicks {
+		select {
+		case k <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run runs one delivery worker per sink, and the pruning of old
+// notifications, until ctx ends. With no sinks it returns at once.
+func (s *Outbox) Run(ctx context.Context) {
+	if len(s.cfg.Sinks) == 0 {
+		return
+	}
+	var wg sync.WaitGroup
+	for i, sk := range s.cfg.Sinks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.deliverLoop(ctx, sk, s.kicks[i])
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.pruneLoop(ctx)
+	}()
+	wg.Wait()
+}
+
+func (s *Outbox) deliverLoop(ctx context.Context, sk notify.Sink, kick <-chan struct{}) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-kick:
+		}
+		wait, err := s.deliverBatch(ctx, sk)
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("notifications: deliver", "sink", sk.Name(), "err", err)
+			wait = s.cfg.Poll
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+	}
+}
+
+func (s *Outbox) pruneLoop(ctx context.Context) {
+	for {
+		if err := s.PruneNotifications(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("notifications: prune", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Hour):
+		}
+	}
+}
+
+// PruneNotifications deletes delivered and dropped notifications older than
+// Config.Keep.
+func (s *Outbox) PruneNotifications(ctx context.Context) error {
+	for {
+		var n int
+		err := s.store.Update(ctx, func(tx ajar.Tx) error {
+			var err error
+			n, err = tx.PruneNotifications(ctx, tx.Now().Add(-s.cfg.Keep), 1000)
+			return err
+		})
+		if err != nil || n < 1000 {
+			return err
+		}
+	}
+}
+
+// DeliverDue delivers, sink by sink, every notification that is due now, in
+// order, stopping at a sink's first failure (it is retried later), and returns
+// how many were delivered. The workers Run starts do the same continuously;
+// DeliverDue is for tests and one-shot tools.
+func (s *Outbox) DeliverDue(ctx context.Context) (int, error) {
+	total := 0
+	for _, sk := range s.cfg.Sinks {
+		for {
+			before := total
+			n, _, err := s.deliver(ctx, sk)
+			total += n
+			if err != nil {
+				return total, err
+			}
+			if total == before {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// deliverBatch is one round of a sink's worker; it returns how long to wait
+// before the next.
+func (s *Outbox) deliverBatch(ctx context.Context, sk notify.Sink) (time.Duration, error) {
+	n, wait, err := s.deliver(ctx, sk)
+	if n > 0 {
+		return 0, err // more may be waiting
+	}
+	return wait, err
+}
+
+// deliver claims the due head of sk's queue (up to Batch notifications in ID
+// order, stopping at the first that is not due), sends them in order, and
+// records the outcome: delivered, or retried later with backoff, or dropped
+// after GiveUp. A failure stops the batch, so a sink never receives an event
+// before the ones enqueued ahead of it; the claims of those not tried are
+// released. It returns how many were delivered and, when none were due, how
+// long until the head is.
+func (s *Outbox) deliver(ctx context.Context, sk notify.Sink) (int, time.Duration, error) {
+	cfg := s.cfg
+	var batch []ajar.Notification
+	var claimedAt time.Time // local monotonic time of the claim
+	wait := cfg.Poll
+	// Look first without taking the writer: workers are woken on every state
+	// change, and most of the time there is nothing due.
+	due := false
+	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
+		head, err := tx.NextNotification(ctx, sk.Name())
+		if ajar.ErrorCode(err) == ajar.ENOTFOUND {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if now := tx.Now(); head.NextAt.After(now) {
+			wait = min(wait, head.NextAt.Sub(now))
+			return nil
+		}
+		due = true
+		return nil
+	})
+	if err != nil || !due {
+		return 0, wait, err
+	}
+	err = s.store.Update(ctx, func(tx ajar.Tx) error {
+		batch = batch[:0]
+		now := tx.Now()
+		claimedAt = time.Now()
+		pending, err := tx.ListNotifications(ctx, ajar.NotificationFilter{Sink: sk.Name(), State: ajar.NotificationPending, Limit: cfg.Batch})
+		if err != nil {
+			return err
+		}
+		for _, n := range pending {
+			if n.NextAt.After(now) {
+				if len(batch) == 0 {
+					wait = min(wait, n.NextAt.Sub(now))
+				}
+				break
+			}
+			n.NextAt = now.Add(cfg.lease())
+			if err := tx.UpdateNotification(ctx, &n); err != nil {
+				return err
+			}
+			batch = append(batch, n)
+		}
+		return nil
+	})
+	if err != nil || len(batch) == 0 {
+		return 0, wait, err
+	}
+	type outcome struct {
+		n   ajar.Notification
+		err error
+	}
+	var tried []outcome
+	for _, n := range batch {
+		// Never start an attempt that could outlive the claim.
+		if time.Since(claimedAt)+cfg.Timeout+5*time.Second > cfg.lease() || ctx.Err() != nil {
+			break
+		}
+		sctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		err := sk.Send(sctx, n.Event)
+		cancel()
+		tried = append(tried, outcome{n, err})
+		if err != nil {
+			break
+		}
+	}
+	delivered := 0
+	err = s.store.Update(context.WithoutCancel(ctx), func(tx ajar.Tx) error {
+		delivered = 0
+		now := tx.Now()
+		for i := range batch {
+			n := batch[i]
+			switch {
+			case i >= len(tried): // not tried: release the claim
+				n.NextAt = now
+			case tried[i].err == nil:
+				n.State, n.DoneAt, n.LastError = ajar.NotificationDelivered, ptr(now), ""
+				n.Attempts++
+			default:
+				n.Attempts++
+				n.LastError = safeError(tried[i].err)
+				if now.Sub(n.CreatedAt) >= cfg.GiveUp {
+					n.State, n.DoneAt = ajar.NotificationDropped, ptr(now)
+					if err := s.auditDropped(ctx, tx, n); err != nil {
+						return err
+					}
+				} else {
+					n.NextAt = now.Add(cfg.retryDelay(n.Attempts))
+				}
+			}
+			if err := tx.UpdateNotification(ctx, &n); err != nil {
+				if ajar.ErrorCode(err) == ajar.ECONFLICT {
+					continue // the claim ran out and another worker took over
+				}
+				return err
+			}
+			if n.State == ajar.NotificationDelivered {
+				delivered++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("record deliveries to %s: %w", sk.Name(), err)
+	}
+	for _, o := range tried {
+		switch {
+		case o.err == nil:
+			s.metrics.delivered.WithLabelValues(sk.Name()).Inc()
+		default:
+			s.metrics.failed.WithLabelValues(sk.Name()).Inc()
+			s.log.Warn("notification not delivered", "sink", sk.Name(), "id", o.n.ID, "attempt", o.n.Attempts+1, "err", o.err)
+		}
+	}
+	return delivered, 0, nil
+}
+
+// auditDropped records that a notification was given up on: an alert that
+// never arrived must not vanish silently.
+func (s *Outbox) auditDropped(ctx context.Context, tx ajar.Tx, n ajar.Notification) error {
+	var ev notify.Event
+	_ = json.Unmarshal(n.Event, &ev)
+	subject := ""
+	if ev.Request != nil {
+		subject = ev.Request.ID
+	}
+	s.metrics.dropped.WithLabelValues(n.Sink).Inc()
+	s.log.Error("notification dropped", "sink", n.Sink, "event", ev.ID, "type", ev.Type, "attempts", n.Attempts, "err", n.LastError)
+	return ajar.AppendAudit(ctx, tx, ajar.ActorSystem, "notification.dropped", subject, map[string]any{
+		"sink": n.Sink, "event": ev.ID, "type": ev.Type, "attempts": n.Attempts, "error": n.LastError,
+	})
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// safeError is the text of a sink error that may be shown and stored: an
+// *ajar.Error's message, or the error text truncated (as broker's safeError).
+func safeError(err error) string {
+	var e *ajar.Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	msg := err.Error()
+	if len(msg) > 500 {
+		msg = msg[:500] + "..."
+	}
+	return msg
+}
