@@ -3,9 +3,10 @@
 // message with the commands and links to act), and the server's own log.
 //
 // The broker decides what happened and writes each event, once per sink that
-// wants it, to the store's outbox in the transaction of the state change; its
-// delivery worker then hands the event's JSON to Sink.Send until the sink
-// accepts it. Sinks hold no state and never retry by themselves.
+// wants it, to the store's outbox in the transaction of the state change; the
+// delivery workers (package notify/outbox) then hand the event's JSON to
+// Sink.Send until the sink accepts it. Sinks hold no state and never retry by
+// themselves.
 package notify
 
 import (

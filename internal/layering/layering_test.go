@@ -55,7 +55,7 @@ var rules = []rule{
 	{
 		From:  []string{"notify/..."},
 		Never: []string{"policy/...", "broker/..."},
-		Why:   "notification sinks are below the policy and the core",
+		Why:   "notification sinks and their delivery (notify/outbox) are below the policy and the core",
 	},
 	{
 		From:  []string{"policy/..."},

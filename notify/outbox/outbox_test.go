@@ -1,0 +1,258 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/notify"
+	"github.com/ajar-dev/ajar/store/sqlite"
+)
+
+// clock is the store's clock, moved by the test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
+// sink records the requests of the events it accepts, and fails while down.
+type sink struct {
+	mu    sync.Mutex
+	down  bool
+	calls int
+	got   []string
+}
+
+func (s *sink) Name() string      { return "hook" }
+func (s *sink) Wants(string) bool { return true }
+
+func (s *sink) Send(_ context.Context, b []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.down {
+		return errors.New("connection refused")
+	}
+	var e notify.Event
+	if err := json.Unmarshal(b, &e); err != nil {
+		return err
+	}
+	s.got = append(s.got, e.Request.ID)
+	return nil
+}
+
+func (s *sink) setDown(v bool) { s.mu.Lock(); s.down = v; s.mu.Unlock() }
+
+func (s *sink) received() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.got)
+}
+
+type env struct {
+	store *sqlite.Store
+	clock *clock
+	sink  *sink
+	ob    *Outbox
+	reg   *prometheus.Registry
+}
+
+func newTestEnv(t *testing.T, cfg Config) *env {
+	t.Helper()
+	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	st, err := sqlite.Open(t.Context(), t.TempDir()+"/ajar.db", sqlite.WithNow(clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	sk := &sink{}
+	reg := prometheus.NewRegistry()
+	cfg.Store, cfg.Sinks, cfg.Registerer = st, []notify.Sink{sk}, reg
+	ob, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{store: st, clock: clk, sink: sk, ob: ob, reg: reg}
+}
+
+// enqueue writes one event about each request to the sink's outbox, as the
+// broker does.
+func (e *env) enqueue(t *testing.T, ids ...string) {
+	t.Helper()
+	err := e.store.Update(t.Context(), func(tx ajar.Tx) error {
+		for _, id := range ids {
+			b, err := json.Marshal(notify.Event{ID: "evt_" + id, Type: "request.created", Time: tx.Now(), Request: &notify.Request{ID: id}})
+			if err != nil {
+				return err
+			}
+			if _, err := tx.EnqueueNotification(t.Context(), &ajar.Notification{Sink: "hook", Event: b, CreatedAt: tx.Now()}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) deliver(t *testing.T) int {
+	t.Helper()
+	n, err := e.ob.DeliverDue(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (e *env) list(t *testing.T, state ajar.NotificationState) []ajar.Notification {
+	t.Helper()
+	var out []ajar.Notification
+	err := e.store.View(t.Context(), func(tx ajar.ReadTx) error {
+		var err error
+		out, err = tx.ListNotifications(t.Context(), ajar.NotificationFilter{Sink: "hook", State: state})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// counter reads the value of a counter (or gauge) with label sink="hook".
+func (e *env) counter(t *testing.T, name string) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+// TestDeliverInOrderOnce: due notifications go out in enqueue order, each
+// once, and delivered ones are pruned after Keep.
+func TestDeliverInOrderOnce(t *testing.T) {
+	e := newTestEnv(t, Config{Batch: 2})
+	e.enqueue(t, "req_1", "req_2", "req_3")
+	if v := e.counter(t, "ajar_notifications_pending"); v != 3 {
+		t.Errorf("pending gauge %v, want 3", v)
+	}
+	if n := e.deliver(t); n != 3 {
+		t.Fatalf("delivered %d, want 3", n)
+	}
+	if n := e.deliver(t); n != 0 {
+		t.Fatalf("delivered %d again", n)
+	}
+	if got := e.sink.received(); !slices.Equal(got, []string{"req_1", "req_2", "req_3"}) {
+		t.Fatalf("received %v", got)
+	}
+	if v := e.counter(t, "ajar_notifications_delivered_total"); v != 3 {
+		t.Errorf("delivered counter %v, want 3", v)
+	}
+	e.clock.Set(e.clock.Now().Add(7*24*time.Hour + time.Second))
+	if err := e.ob.PruneNotifications(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if left := e.list(t, ajar.NotificationDelivered); len(left) != 0 {
+		t.Errorf("%d delivered notifications left after Keep", len(left))
+	}
+}
+
+// TestRetriesBackOffThenDrop: a failing head is retried with growing delays,
+// holds back the events behind it (order), and after GiveUp is dropped,
+// audited and counted, so the next event goes.
+func TestRetriesBackOffThenDrop(t *testing.T) {
+	e := newTestEnv(t, Config{RetryBase: time.Second, RetryMax: time.Minute, GiveUp: 10 * time.Minute})
+	start := e.clock.Now()
+	e.sink.setDown(true)
+	e.enqueue(t, "req_1", "req_2")
+	var delays []time.Duration
+	for range 6 {
+		if n := e.deliver(t); n != 0 {
+			t.Fatalf("delivered %d while down", n)
+		}
+		pending := e.list(t, ajar.NotificationPending)
+		if len(pending) != 2 || pending[1].Attempts != 0 {
+			t.Fatalf("the event behind a failing head was tried: %+v", pending)
+		}
+		head := pending[0]
+		delays = append(delays, head.NextAt.Sub(e.clock.Now()))
+		e.clock.Set(head.NextAt)
+	}
+	for i := 1; i < len(delays); i++ {
+		if delays[i] < delays[i-1] {
+			t.Fatalf("retry delays shrink: %v", delays)
+		}
+	}
+	// The first retry waits at most RetryBase, the sixth at least 16 times
+	// its lower end: the gaps grow, not just repeat.
+	if delays[0] > time.Second || delays[5] < 16*time.Second {
+		t.Fatalf("retry delays do not back off: %v", delays)
+	}
+	if v := e.counter(t, "ajar_notification_failures_total"); v != 6 {
+		t.Errorf("failure counter %v, want 6", v)
+	}
+
+	e.clock.Set(start.Add(10 * time.Minute))
+	e.deliver(t)
+	dropped := e.list(t, ajar.NotificationDropped)
+	if len(dropped) != 1 || dropped[0].Attempts != 7 || dropped[0].LastError != "connection refused" {
+		t.Fatalf("dropped: %+v", dropped)
+	}
+	if v := e.counter(t, "ajar_notifications_dropped_total"); v != 1 {
+		t.Errorf("dropped counter %v, want 1", v)
+	}
+	var evs []ajar.AuditEvent
+	err := e.store.View(t.Context(), func(tx ajar.ReadTx) error {
+		var err error
+		evs, err = tx.ListAudit(t.Context(), ajar.AuditFilter{Subject: "req_1"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Action != "notification.dropped" || evs[0].Actor != ajar.ActorSystem {
+		t.Fatalf("audit of req_1: %+v", evs)
+	}
+	var d struct {
+		Sink     string `json:"sink"`
+		Event    string `json:"event"`
+		Attempts int    `json:"attempts"`
+	}
+	if err := json.Unmarshal(evs[0].Details, &d); err != nil || d.Sink != "hook" || d.Event != "evt_req_1" || d.Attempts != 7 {
+		t.Errorf("audit details %s", evs[0].Details)
+	}
+
+	e.sink.setDown(false)
+	if n := e.deliver(t); n != 1 {
+		t.Fatalf("delivered %d after the drop, want 1", n)
+	}
+	if got := e.sink.received(); !slices.Equal(got, []string{"req_2"}) {
+		t.Fatalf("received %v", got)
+	}
+}
