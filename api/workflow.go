@@ -10,6 +10,7 @@ import (
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/policy"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 // WorkflowCore is the part of the core behind the workflow routes: extend,
@@ -21,10 +22,17 @@ type WorkflowCore interface {
 	ListReviews(ctx context.Context, u ajar.User, in broker.ReviewsInput) (*broker.ReviewList, error)
 	CloseReview(ctx context.Context, u ajar.User, id, comment string) (*ajar.ReviewTask, error)
 	Explain(ctx context.Context, u ajar.User, in broker.ExplainInput) (*policy.Explanation, error)
-	EvidenceReport(ctx context.Context, u ajar.User, id string) (*broker.EvidenceReport, error)
 }
 
 var _ WorkflowCore = (*broker.Service)(nil)
+
+// EvidenceCore is the read model behind the evidence route (readmodel.Reader).
+// The server serves that route only when its Core also implements it.
+type EvidenceCore interface {
+	EvidenceReport(ctx context.Context, u ajar.User, id string) (*readmodel.Evidence, error)
+}
+
+var _ EvidenceCore = (*readmodel.Reader)(nil)
 
 type (
 	reviewBody struct {
@@ -45,6 +53,9 @@ type (
 //	POST /v1/requests/{id}/review     {"comment": "..."}              → the closed review
 //	POST /v1/explain                  a new request's fields and "as" → the explanation
 //	POST /v1/requests?dry_run=true[&as=USER]  (see handleCreateRequest) → the explanation
+//
+// and the evidence route when the core has the read model (EvidenceCore):
+//
 //	GET  /v1/requests/{id}/evidence[?format=markdown]                  → the evidence
 func (s *Server) workflowRoutes(mux *http.ServeMux) {
 	wc, ok := s.core.(WorkflowCore)
@@ -139,6 +150,10 @@ func (s *Server) workflowRoutes(mux *http.ServeMux) {
 		}
 		s.renderExplanation(w, r)(wc.Explain(r.Context(), u, in))
 	}))
+	ec, ok := s.core.(EvidenceCore)
+	if !ok {
+		return
+	}
 	mux.HandleFunc("GET /v1/requests/{id}/evidence", s.authed(func(w http.ResponseWriter, r *http.Request, u ajar.User) {
 		id := r.PathValue("id")
 		if err := checkID("id", id); err != nil {
@@ -155,7 +170,7 @@ func (s *Server) workflowRoutes(mux *http.ServeMux) {
 			s.writeError(w, r, ajar.FieldErrorf("format", "must be json or markdown, not %q", format))
 			return
 		}
-		ev, err := wc.EvidenceReport(r.Context(), u, id)
+		ev, err := ec.EvidenceReport(r.Context(), u, id)
 		if err == nil && ev == nil {
 			err = errors.New("core returned no evidence")
 		}
@@ -285,12 +300,12 @@ func (c *Client) Explain(ctx context.Context, in broker.ExplainInput) (*policy.E
 }
 
 // Evidence returns the evidence of request id.
-func (c *Client) Evidence(ctx context.Context, id string) (*broker.EvidenceReport, error) {
+func (c *Client) Evidence(ctx context.Context, id string) (*readmodel.Evidence, error) {
 	path, err := requestPath(id, "evidence")
 	if err != nil {
 		return nil, err
 	}
-	var out broker.EvidenceReport
+	var out readmodel.Evidence
 	if err := c.do(ctx, http.MethodGet, path, nil, nil, &out); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/policy"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 // workflowFake adds WorkflowCore to the fake core.
@@ -43,8 +44,8 @@ func (f *workflowFake) Explain(ctx context.Context, u ajar.User, in broker.Expla
 	return &policy.Explanation{Target: in.Target, User: u.ID, Outcome: policy.OutcomeNeedsApproval}, nil
 }
 
-func (f *workflowFake) EvidenceReport(ctx context.Context, u ajar.User, id string) (*broker.EvidenceReport, error) {
-	return &broker.EvidenceReport{Request: &ajar.Request{ID: id}}, nil
+func (f *workflowFake) EvidenceReport(ctx context.Context, u ajar.User, id string) (*readmodel.Evidence, error) {
+	return &readmodel.Evidence{Request: &ajar.Request{ID: id}}, nil
 }
 
 func TestWorkflowRoutes(t *testing.T) {

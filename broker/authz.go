@@ -13,8 +13,9 @@ import (
 // Who may decide. One function, mayDecide, says whether a person may approve
 // or deny a pending request's current approval step or the pending extension
 // of an active request. Approve, Deny, their extension paths and the web's
-// review all ask it, so the page says exactly what the API does, and the CLI
-// and chat, which go through the API, follow. See docs/security.md.
+// review (package readmodel, through MayDecide in export_readmodel.go) all ask
+// it, so the page says exactly what the API does, and the CLI and chat, which
+// go through the API, follow. See docs/security.md.
 
 // Verbs of a decision.
 const (

@@ -9,10 +9,10 @@ import (
 	"github.com/ajar-dev/ajar"
 )
 
-// TestInboxAndAccessSurviveFlood: 1,200 pending requests from one requester do
-// not push another requester's pending request out of an approver's inbox, nor
-// the flooder's own active grant out of her "My access".
-func TestInboxAndAccessSurviveFlood(t *testing.T) {
+// TestAccessSurvivesFlood: 1,200 pending requests from one requester do not
+// push the flooder's own active grant out of her "My access" (readmodel's
+// TestInboxSurvivesFlood checks an approver's inbox).
+func TestAccessSurvivesFlood(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	victim := e.create(t, "erin", "db", "")    // pending: bob must decide on it
@@ -21,18 +21,6 @@ func TestInboxAndAccessSurviveFlood(t *testing.T) {
 		t.Fatalf("alice's grant is %s", grant.State)
 	}
 	e.flood(t, "alice@example.com", 1200)
-
-	inbox, err := e.svc.Inbox(ctx, e.users["bob"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(inbox) != 1201 || !slices.ContainsFunc(inbox, func(rv Review) bool { return rv.Request.ID == victim.ID }) {
-		t.Fatalf("bob's inbox has %d requests; erin's %s among them: %v", len(inbox), victim.ID,
-			slices.ContainsFunc(inbox, func(rv Review) bool { return rv.Request.ID == victim.ID }))
-	}
-	if inbox[0].Request.ID != victim.ID {
-		t.Errorf("longest waiting first: inbox starts with %s", inbox[0].Request.ID)
-	}
 
 	a, err := e.svc.MyAccess(ctx, e.users["alice"])
 	if err != nil {

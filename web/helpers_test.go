@@ -22,6 +22,7 @@ import (
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/provider"
 	"github.com/ajar-dev/ajar/provider/sshcert"
+	"github.com/ajar-dev/ajar/readmodel"
 	"github.com/ajar-dev/ajar/store/sqlite"
 	"github.com/ajar-dev/ajar/web"
 )
@@ -98,8 +99,13 @@ func startServer(t testing.TB) *server {
 	go func() { defer close(done); svc.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
 
-	pages := web.New(svc, web.Options{Now: clk.Now, Refresh: time.Second})
-	srv := api.NewServer(svc, api.Options{Addr: "127.0.0.1:0", Web: pages, ShutdownTimeout: time.Second})
+	// The core as cmd/ajar serves it: the broker with the read model beside it.
+	core := struct {
+		*broker.Service
+		*readmodel.Reader
+	}{svc, readmodel.New(svc)}
+	pages := web.New(core, web.Options{Now: clk.Now, Refresh: time.Second})
+	srv := api.NewServer(core, api.Options{Addr: "127.0.0.1:0", Web: pages, ShutdownTimeout: time.Second})
 	if err := srv.Open(); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 // maxField bounds a form or query value before it reaches the core.
@@ -104,7 +105,7 @@ func (h *Handler) handleTargets(w http.ResponseWriter, rq *req) {
 // requestForm is the request form's data: what the target asks for, the values
 // entered, and the problems with them by input name.
 type requestForm struct {
-	Target  *broker.TargetForm
+	Target  *readmodel.TargetForm
 	Values  map[string]string
 	Errors  map[string]string
 	Problem string // a problem not about one input
@@ -159,7 +160,7 @@ func parseStart(s string) (*time.Time, error) {
 }
 
 // parseParams reads the named parameter inputs and the free "name=value" lines.
-func parseParams(form url.Values, tf *broker.TargetForm) (map[string]string, error) {
+func parseParams(form url.Values, tf *readmodel.TargetForm) (map[string]string, error) {
 	params := map[string]string{}
 	for _, p := range tf.Params {
 		if v := strings.TrimSpace(form.Get(paramInput(p.Name))); v != "" {
@@ -189,13 +190,13 @@ func parseParams(form url.Values, tf *broker.TargetForm) (map[string]string, err
 
 // formField maps a field named in a core error to the form input that shows it;
 // "" means the error is about the whole form.
-func formField(field string, tf *broker.TargetForm) string {
+func formField(field string, tf *readmodel.TargetForm) string {
 	switch field {
 	case "duration", "reason", "ticket", "start", "params":
 		return field
 	}
 	if name, ok := strings.CutPrefix(field, "params."); ok {
-		if slices.ContainsFunc(tf.Params, func(p broker.ParamInfo) bool { return p.Name == name }) {
+		if slices.ContainsFunc(tf.Params, func(p readmodel.ParamInfo) bool { return p.Name == name }) {
 			return paramInput(name)
 		}
 		return "params"
@@ -373,7 +374,7 @@ func (h *Handler) failAction(w http.ResponseWriter, rq *req, v *view, err error,
 type auditPage struct {
 	Query   map[string]string // the search as entered
 	Errors  map[string]string
-	Result  *broker.AuditSearch
+	Result  *readmodel.AuditSearch
 	Actions []string
 }
 
@@ -404,7 +405,7 @@ func (h *Handler) handleAudit(w http.ResponseWriter, rq *req) {
 	for _, k := range []string{"request", "user", "target", "action", "from", "to"} {
 		p.Query[k] = strings.TrimSpace(values.Get(k))
 	}
-	q := broker.AuditQuery{Request: p.Query["request"], User: p.Query["user"], Target: p.Query["target"], Action: p.Query["action"]}
+	q := readmodel.AuditQuery{Request: p.Query["request"], User: p.Query["user"], Target: p.Query["target"], Action: p.Query["action"]}
 	var err error
 	if q.From, err = parseWhen("from", p.Query["from"]); err == nil {
 		if q.To, err = parseWhen("to", p.Query["to"]); err == nil {

@@ -20,9 +20,11 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
-// Core is what the pages need from ajar's core: methods of *broker.Service, so
+// Core is what the pages need from ajar's core: methods of *broker.Service and
+// of the read model beside it (*readmodel.Reader, see cmd/ajar/serve.go), so
 // tests can substitute a fake. Errors are *ajar.Error values whose codes the
 // pages map to statuses; any other error is shown as an internal error.
 type Core interface {
@@ -30,20 +32,18 @@ type Core interface {
 	Authenticate(ctx context.Context, token string) (ajar.User, error)
 	WhoAmI(ctx context.Context, u ajar.User) (broker.Identity, error)
 	Targets(ctx context.Context, u ajar.User) ([]broker.TargetInfo, error)
-	TargetForm(ctx context.Context, u ajar.User, target string) (*broker.TargetForm, error)
+	TargetForm(ctx context.Context, u ajar.User, target string) (*readmodel.TargetForm, error)
 	CreateRequest(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error)
 	MyAccess(ctx context.Context, u ajar.User) (*broker.Access, error)
-	Review(ctx context.Context, u ajar.User, id string) (*broker.Review, error)
-	Inbox(ctx context.Context, u ajar.User) ([]broker.Review, error)
+	Review(ctx context.Context, u ajar.User, id string) (*readmodel.Review, error)
+	Inbox(ctx context.Context, u ajar.User) ([]readmodel.Review, error)
 	Approve(ctx context.Context, u ajar.User, id, comment string) (*ajar.Request, error)
 	Deny(ctx context.Context, u ajar.User, id, reason string) (*ajar.Request, error)
 	Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Request, error)
 	Cancel(ctx context.Context, u ajar.User, id string) (*ajar.Request, error)
-	SearchAudit(ctx context.Context, u ajar.User, q broker.AuditQuery) (*broker.AuditSearch, error)
-	Evidence(ctx context.Context, u ajar.User, id string) (*broker.Evidence, error)
+	SearchAudit(ctx context.Context, u ajar.User, q readmodel.AuditQuery) (*readmodel.AuditSearch, error)
+	Evidence(ctx context.Context, u ajar.User, id string) (*readmodel.Evidence, error)
 }
-
-var _ Core = (*broker.Service)(nil)
 
 // Extender is the core's extend operation ("ajar extend ID --by 30m"). When the
 // Core passed to New implements it (broker.Service does), "My access" shows an

@@ -23,6 +23,7 @@ import (
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/provider"
 	"github.com/ajar-dev/ajar/provider/sshcert"
+	"github.com/ajar-dev/ajar/readmodel"
 	"github.com/ajar-dev/ajar/store/postgres"
 	"github.com/ajar-dev/ajar/store/sqlite"
 	"github.com/ajar-dev/ajar/web"
@@ -310,9 +311,10 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if listen == "" {
 		listen = pol.Server().Listen
 	}
-	srv := api.NewServer(svc, api.Options{
+	c := core{Service: svc, Reader: readmodel.New(svc)}
+	srv := api.NewServer(c, api.Options{
 		Addr: listen, Logger: log, Metrics: metrics.Handler(),
-		Web: web.New(svc, web.Options{Logger: log, Now: clock}),
+		Web: web.New(c, web.Options{Logger: log, Now: clock}),
 		Ready: func(ctx context.Context) error {
 			return st.View(ctx, func(tx ajar.ReadTx) error { _, _, err := tx.AuditHead(ctx); return err })
 		},
@@ -354,6 +356,21 @@ func (a *app) Close() error {
 
 // writeDevTokens mints a token for every configured user on the first dev start
 // and writes them to DATA/dev-tokens.env (0600) as shell lines.
+// core is what the HTTP layers serve: the broker's lifecycle and, beside it,
+// the read model (evidence, audit search, the web's view models).
+type core struct {
+	*broker.Service
+	*readmodel.Reader
+}
+
+var (
+	_ api.Core         = core{}
+	_ api.WorkflowCore = core{}
+	_ api.EvidenceCore = core{}
+	_ web.Core         = core{}
+	_ web.Extender     = core{}
+)
+
 func writeDevTokens(ctx context.Context, svc *broker.Service, pol *policy.Policy, data, url string, e *cliEnv) error {
 	path := filepath.Join(data, "dev-tokens.env")
 	if _, err := os.Stat(path); err == nil {

@@ -41,7 +41,7 @@ var rules = []rule{
 	},
 	{
 		From:  []string{"store/...", "provider/..."},
-		Never: []string{"broker/...", "api/...", "web/...", "cmd/...", "node/..."},
+		Never: []string{"broker/...", "readmodel/...", "api/...", "web/...", "cmd/...", "node/..."},
 		Why:   "stores and providers implement the root contracts; they know nothing of the core or its callers",
 	},
 	{
@@ -59,7 +59,7 @@ var rules = []rule{
 	},
 	{
 		From:  []string{"policy/..."},
-		Never: []string{"broker/...", "api/...", "web/...", "cmd/...", "store/...", "provider/...", "node/..."},
+		Never: []string{"broker/...", "readmodel/...", "api/...", "web/...", "cmd/...", "store/...", "provider/...", "node/..."},
 		Why:   "the policy depends only on the domain types",
 	},
 	{
@@ -73,9 +73,18 @@ var rules = []rule{
 		Why:   "the HTTP layers call the broker, never a store or a provider directly",
 	},
 	{
-		From: []string{"broker/..."},
+		From: []string{"readmodel/..."},
 		Never: []string{
 			"api/...", "web/...", "cmd/...", "node/...",
+			"store/sqlite/...", "store/postgres/...", "store/internal/...",
+			"provider/...",
+		},
+		Why: "the read model sits above the core, beside the HTTP layers that render it; it reads through broker and the ajar.Store contract",
+	},
+	{
+		From: []string{"broker/..."},
+		Never: []string{
+			"readmodel/...", "api/...", "web/...", "cmd/...", "node/...",
 			"store/sqlite/...", "store/postgres/...", "store/internal/...",
 			"provider/...",
 		},
@@ -235,7 +244,7 @@ func list(t *testing.T) map[string]pkg {
 		pkgs[name] = p
 	}
 	// Fail closed: a listing that misses the core would pass vacuously.
-	for _, must := range []string{".", "broker", "api", "web", "node", "notify", "policy", "audit", "store/sqlite", "provider/sshcert", "cmd/ajar"} {
+	for _, must := range []string{".", "broker", "api", "web", "node", "notify", "policy", "audit", "readmodel", "store/sqlite", "provider/sshcert", "cmd/ajar"} {
 		if _, ok := pkgs[must]; !ok {
 			t.Fatalf("go list did not return package %q; got %d packages", must, len(pkgs))
 		}

@@ -1,4 +1,4 @@
-package broker
+package readmodel
 
 import (
 	"crypto/ed25519"
@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/broker"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -44,9 +45,9 @@ policies:
 // TestEvidenceGolden checks ajar evidence's Markdown for a full lifecycle:
 // request, approval, certificate, a session, an extension, expiry.
 func TestEvidenceGolden(t *testing.T) {
-	e := newWorkflowEnv(t, evidencePolicy, NotifyConfig{})
+	e := newWorkflowEnv(t, evidencePolicy)
 	ctx := t.Context()
-	r := e.createIn(t, "alice", CreateInput{Target: "ssh", Duration: "30m", Reason: "deploy 1.2.3 | hotfix", Ticket: "OPS-7"})
+	r := e.createIn(t, "alice", broker.CreateInput{Target: "ssh", Duration: "30m", Reason: "deploy 1.2.3 | hotfix", Ticket: "OPS-7"})
 	e.advance(t, time.Minute)
 	if _, err := e.svc.Approve(ctx, e.users["bob"], r.ID, "looks fine"); err != nil {
 		t.Fatal(err)
@@ -63,23 +64,28 @@ func TestEvidenceGolden(t *testing.T) {
 	}
 	e.advance(t, 10*time.Minute)
 	// A host agent reports the login (as broker/ssh.go records it).
-	err = e.store.Update(ctx, func(tx ajar.Tx) error {
-		return appendAudit(ctx, tx, "node-web-1", "ssh.session.opened", r.ID, map[string]any{
-			"host": "web-1", "user": "ubuntu", "source": "203.0.113.7", "serial": cert.Info.Serial,
-			"fingerprint": ssh.FingerprintSHA256(pub), "known": true,
-		})
+	details, err := json.Marshal(map[string]any{
+		"host": "web-1", "user": "ubuntu", "source": "203.0.113.7", "serial": cert.Info.Serial,
+		"fingerprint": ssh.FingerprintSHA256(pub), "known": true,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "15m", Reason: "smoke tests"}); err != nil {
+	err = e.store.Update(ctx, func(tx ajar.Tx) error {
+		_, err := tx.AppendAudit(ctx, ajar.AuditEvent{Time: tx.Now(), Actor: "node-web-1", Action: "ssh.session.opened", Subject: r.ID, Details: details})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Extend(ctx, e.users["alice"], r.ID, broker.ExtendInput{By: "15m", Reason: "smoke tests"}); err != nil {
 		t.Fatal(err)
 	}
 	e.advance(t, 34*time.Minute) // the extended expiry: 45m after the grant
 	if st := e.get(t, r.ID).State; st != ajar.StateExpired {
 		t.Fatalf("state %s", st)
 	}
-	ev, err := e.svc.EvidenceReport(ctx, e.users["root"], r.ID)
+	ev, err := e.rm.EvidenceReport(ctx, e.users["root"], r.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +102,7 @@ func TestEvidenceGolden(t *testing.T) {
 	}
 	want, err := os.ReadFile(golden)
 	if err != nil {
-		t.Fatalf("%v (run go test ./broker -run TestEvidenceGolden -update)", err)
+		t.Fatalf("%v (run go test ./readmodel -run TestEvidenceGolden -update)", err)
 	}
 	if got != string(want) {
 		t.Errorf("evidence differs from %s (run with -update to accept):\n%s", golden, got)
@@ -104,11 +110,11 @@ func TestEvidenceGolden(t *testing.T) {
 
 	// The requester sees the same story without the checkpoint (admins only);
 	// others see nothing.
-	mine, err := e.svc.EvidenceReport(ctx, e.users["alice"], r.ID)
+	mine, err := e.rm.EvidenceReport(ctx, e.users["alice"], r.ID)
 	if err != nil || mine.Integrity.Checkpoint != "" || len(mine.Events) != len(ev.Events) {
 		t.Errorf("alice's evidence: %v, %+v", err, mine.Integrity)
 	}
-	_, err = e.svc.EvidenceReport(ctx, e.users["bob"], "req_nope")
+	_, err = e.rm.EvidenceReport(ctx, e.users["bob"], "req_nope")
 	wantCode(t, err, ajar.ENOTFOUND)
 	if _, err := json.Marshal(ev); err != nil {
 		t.Errorf("evidence does not encode as JSON: %v", err)
@@ -130,4 +136,39 @@ func normalizeEvidence(s, id string, serial uint64) string {
 		names[h] = fmt.Sprintf("HASH-%d", len(names)+1)
 		return names[h]
 	})
+}
+
+// TestEvidence: the web's evidence page's data is the API's evidence, with
+// the whole chain verified for an admin only; the API's report never carries
+// that (its JSON is unchanged).
+func TestEvidence(t *testing.T) {
+	e := newEnv(t)
+	a := e.create(t, "alice", "web", "30m")
+	if _, err := e.svc.Approve(t.Context(), e.users["bob"], a.ID, "go"); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := e.rm.Evidence(t.Context(), e.users["root"], a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := ev.Integrity.Chain; c == nil || !c.OK || c.Events < 4 || len(c.Head) != 32 || !ev.Integrity.HashesOK {
+		t.Errorf("admin's chain status: %+v", ev.Integrity)
+	}
+	if len(ev.Events) != 4 || ev.Request.State != ajar.StateActive {
+		t.Errorf("evidence: %d events, state %s", len(ev.Events), ev.Request.State)
+	}
+	ev, err = e.rm.Evidence(t.Context(), e.users["alice"], a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Integrity.Chain != nil || !ev.Integrity.HashesOK || len(ev.Events) != 4 {
+		t.Errorf("requester's chain status: %+v", ev.Integrity)
+	}
+	if _, err := e.rm.Evidence(t.Context(), e.users["dave"], a.ID); ajar.ErrorCode(err) != ajar.ENOTFOUND {
+		t.Errorf("someone who cannot see it: %v, want not_found", err)
+	}
+	rep, err := e.rm.EvidenceReport(t.Context(), e.users["root"], a.ID)
+	if err != nil || rep.Integrity.Chain != nil {
+		t.Errorf("API evidence for an admin: %v, chain %+v", err, rep.Integrity.Chain)
+	}
 }

@@ -1,4 +1,4 @@
-package broker
+package readmodel
 
 import (
 	"encoding/json"
@@ -20,7 +20,7 @@ func TestEvidenceMarkdownEscapes(t *testing.T) {
 	evil := "<img src=x onerror=alert(1)> [approved by root](https://evil.example) `x` | **ok** &amp; _em_ \x1b[2J\x1b[H \u202egnp.exe\r\nnext\rline \u009b31m"
 	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	details, _ := json.Marshal(map[string]any{"reason": evil, "host": "web-1\u202e"})
-	ev := &EvidenceReport{
+	ev := &Evidence{
 		GeneratedAt: now, GeneratedBy: "root@example.com",
 		Request: &ajar.Request{ID: "req_abc", Target: "web", Requester: "alice@example.com", Reason: evil, Ticket: evil,
 			Policy: "web", State: ajar.StateDenied, CreatedAt: now, Params: map[string]string{"db": evil},

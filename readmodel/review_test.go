@@ -1,4 +1,4 @@
-package broker
+package readmodel
 
 import (
 	"slices"
@@ -40,7 +40,7 @@ func TestReviewMatchesApproveAndDeny(t *testing.T) {
 					}
 				}
 				u := e.users[tt.reviewer]
-				rv, err := e.svc.Review(t.Context(), u, r.ID)
+				rv, err := e.rm.Review(t.Context(), u, r.ID)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -76,14 +76,14 @@ func TestReviewMatchesApproveAndDeny(t *testing.T) {
 func TestReviewOfDecidedRequest(t *testing.T) {
 	e := newEnv(t)
 	r := e.create(t, "alice", "web", "1m") // auto-approved
-	rv, err := e.svc.Review(t.Context(), e.users["bob"], r.ID)
+	rv, err := e.rm.Review(t.Context(), e.users["bob"], r.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rv.CanApprove || rv.CanDeny || !strings.Contains(rv.Blocked, "not pending") {
 		t.Errorf("review of a %s request: %+v", rv.Request.State, rv)
 	}
-	if _, err := e.svc.Review(t.Context(), e.users["dave"], r.ID); ajar.ErrorCode(err) != ajar.ENOTFOUND {
+	if _, err := e.rm.Review(t.Context(), e.users["dave"], r.ID); ajar.ErrorCode(err) != ajar.ENOTFOUND {
 		t.Errorf("a user who cannot see the request: %v, want not_found", err)
 	}
 }
@@ -95,7 +95,7 @@ func TestInbox(t *testing.T) {
 	b := e.create(t, "erin", "web", "30m")
 	e.create(t, "alice", "web", "1m") // auto-approved: not pending
 	ids := func(user string) []string {
-		items, err := e.svc.Inbox(t.Context(), e.users[user])
+		items, err := e.rm.Inbox(t.Context(), e.users[user])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,7 +120,7 @@ func TestInbox(t *testing.T) {
 
 func TestTargetForm(t *testing.T) {
 	e := newEnv(t)
-	tf, err := e.svc.TargetForm(t.Context(), e.users["alice"], "web")
+	tf, err := e.rm.TargetForm(t.Context(), e.users["alice"], "web")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,8 +128,8 @@ func TestTargetForm(t *testing.T) {
 		t.Errorf("form for a provider without parameters: %+v", tf)
 	}
 	for _, required := range []bool{false, true} {
-		e.svc.providers = paramsProviders{required}
-		tf, err = e.svc.TargetForm(t.Context(), e.users["alice"], "web")
+		e.setProviders(t, paramsProviders{required})
+		tf, err = e.rm.TargetForm(t.Context(), e.users["alice"], "web")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,10 +137,10 @@ func TestTargetForm(t *testing.T) {
 			t.Errorf("params = %+v, want %+v", tf.Params, want)
 		}
 	}
-	if _, err := e.svc.TargetForm(t.Context(), e.users["bob"], "web"); ajar.ErrorCode(err) != ajar.EFORBIDDEN {
+	if _, err := e.rm.TargetForm(t.Context(), e.users["bob"], "web"); ajar.ErrorCode(err) != ajar.EFORBIDDEN {
 		t.Errorf("a user no rule lets request it: %v, want forbidden", err)
 	}
-	if _, err := e.svc.TargetForm(t.Context(), e.users["alice"], "nope"); ajar.ErrorCode(err) != ajar.ENOTFOUND {
+	if _, err := e.rm.TargetForm(t.Context(), e.users["alice"], "nope"); ajar.ErrorCode(err) != ajar.ENOTFOUND {
 		t.Errorf("an unknown target: %v, want not_found", err)
 	}
 }
@@ -170,118 +170,3 @@ func (f paramsProviders) ForTarget(string) (ajar.Provider, error) {
 }
 func (f paramsProviders) ForHandle(ajar.Handle) (ajar.Provider, error) { return &fakeProvider{}, nil }
 func (f paramsProviders) Kind(string) (string, error)                  { return "fake", nil }
-
-func TestSearchAudit(t *testing.T) {
-	e := newEnv(t)
-	start := e.clock.Now()
-	a := e.create(t, "alice", "web", "30m")
-	e.clock.Add(time.Minute)
-	b := e.create(t, "erin", "web", "30m")
-	e.clock.Add(time.Minute)
-	if _, err := e.svc.Approve(t.Context(), e.users["bob"], a.ID, "go"); err != nil {
-		t.Fatal(err)
-	}
-	search := func(user string, q AuditQuery) *AuditSearch {
-		t.Helper()
-		res, err := e.svc.SearchAudit(t.Context(), e.users[user], q)
-		if err != nil {
-			t.Fatalf("%s: %+v: %v", user, q, err)
-		}
-		return res
-	}
-	subjects := func(res *AuditSearch) map[string]bool {
-		m := map[string]bool{}
-		for _, r := range res.Records {
-			m[r.Subject] = true
-		}
-		return m
-	}
-	newestFirst := func(res *AuditSearch) bool {
-		return slices.IsSortedFunc(res.Records, func(x, y AuditRecord) int { return int(y.Seq - x.Seq) })
-	}
-
-	all := search("root", AuditQuery{})
-	if !all.All || !subjects(all)[a.ID] || !subjects(all)[b.ID] || !newestFirst(all) {
-		t.Errorf("admin search: all %v, subjects %v", all.All, subjects(all))
-	}
-	if r := all.Records[0]; r.Target != "web" || r.Requester != "alice@example.com" {
-		t.Errorf("newest record %+v: want target and requester of its request", r)
-	}
-	if got := subjects(search("alice", AuditQuery{})); !got[a.ID] || got[b.ID] {
-		t.Errorf("alice sees events of %v, want only her request %s", got, a.ID)
-	}
-	if got := subjects(search("bob", AuditQuery{})); !got[a.ID] || !got[b.ID] {
-		t.Errorf("bob, an approver of both, sees %v", got)
-	}
-	if res := search("alice", AuditQuery{}); res.All || !newestFirst(res) {
-		t.Errorf("alice's search: All %v, newest first %v", res.All, newestFirst(res))
-	}
-	if _, err := e.svc.SearchAudit(t.Context(), e.users["alice"], AuditQuery{Request: b.ID}); ajar.ErrorCode(err) != ajar.ENOTFOUND {
-		t.Errorf("alice naming erin's request: %v, want not_found", err)
-	}
-
-	for _, tt := range []struct {
-		name string
-		q    AuditQuery
-		want []string // actions, newest first
-	}{
-		{"request", AuditQuery{Request: b.ID}, []string{"request.created"}},
-		{"actor", AuditQuery{User: "bob@example.com"}, []string{"request.approved"}},
-		{"requester", AuditQuery{User: "alice@example.com"}, []string{"request.activated", "grant.started", "request.approved", "request.created"}},
-		{"action prefix", AuditQuery{Action: "request.", Request: a.ID}, []string{"request.activated", "request.approved", "request.created"}},
-		{"exact action", AuditQuery{Action: "request.created"}, []string{"request.created", "request.created"}},
-		{"target", AuditQuery{Target: "db"}, nil},
-		{"time range", AuditQuery{From: start.Add(30 * time.Second), To: start.Add(90 * time.Second)}, []string{"request.created"}},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			var got []string
-			for _, r := range search("root", tt.q).Records {
-				got = append(got, r.Action)
-			}
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("actions = %v, want %v", got, tt.want)
-			}
-		})
-	}
-
-	if res := search("root", AuditQuery{Limit: 2}); len(res.Records) != 2 || !res.More || res.Records[0].Seq != all.Records[0].Seq {
-		t.Errorf("limit 2: %d records, more %v", len(res.Records), res.More)
-	}
-	for _, q := range []AuditQuery{
-		{From: start, To: start},
-		{Limit: MaxAuditSearchLimit + 1},
-		{Action: strings.Repeat("x", 300)},
-	} {
-		if _, err := e.svc.SearchAudit(t.Context(), e.users["root"], q); ajar.ErrorCode(err) != ajar.EINVALID || ajar.ErrorField(err) == "" {
-			t.Errorf("%+v: %v, want invalid with a field", q, err)
-		}
-	}
-}
-
-func TestEvidence(t *testing.T) {
-	e := newEnv(t)
-	a := e.create(t, "alice", "web", "30m")
-	if _, err := e.svc.Approve(t.Context(), e.users["bob"], a.ID, "go"); err != nil {
-		t.Fatal(err)
-	}
-	ev, err := e.svc.Evidence(t.Context(), e.users["root"], a.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !ev.Chain.Whole || !ev.Chain.OK || ev.Chain.Events < 4 || len(ev.Chain.Head) != 32 {
-		t.Errorf("admin's chain status: %+v", ev.Chain)
-	}
-	if len(ev.Events) != 4 || ev.Request.State != ajar.StateActive {
-		t.Errorf("evidence: %d events, state %s", len(ev.Events), ev.Request.State)
-	}
-	ev, err = e.svc.Evidence(t.Context(), e.users["alice"], a.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ev.Chain.Whole || !ev.Chain.OK || ev.Chain.Events != 4 {
-		t.Errorf("requester's chain status: %+v", ev.Chain)
-	}
-	if _, err := e.svc.Evidence(t.Context(), e.users["dave"], a.ID); ajar.ErrorCode(err) != ajar.ENOTFOUND {
-		t.Errorf("someone who cannot see it: %v, want not_found", err)
-	}
-}

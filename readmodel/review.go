@@ -1,0 +1,224 @@
+package readmodel
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/policy"
+)
+
+// Reads the web pages need beyond the API's: an approver's inbox with the reason a
+// person cannot decide on a request, the parameters a target's form asks for, a
+// searchable audit log and a request's evidence. The rules stay in broker, which
+// this asks, so a page shows exactly what the core would do.
+
+// Review is a request as one user may decide on it: whether they can approve or
+// deny it, or its extension waiting for approval, now and, when they cannot
+// approve, why, in a sentence. It is what broker's MayDecide (mayDecide in
+// broker/authz.go), which Approve and Deny ask, says.
+type Review struct {
+	Request *ajar.Request `json:"request"`
+	// Extension is the extension of the (active) request waiting for approval,
+	// which is what Approve and Deny decide; nil for a pending request.
+	Extension *ajar.Extension `json:"extension,omitempty"`
+	// Step is the approval step waiting for approvals (0-based); Steps is how many
+	// the policy has, and Approvers and Count what Step needs.
+	Step      int      `json:"step"`
+	Steps     int      `json:"steps"`
+	Approvers []string `json:"approvers"`
+	Count     int      `json:"count"`
+	Approved  int      `json:"approved"` // approvals already recorded for Step
+	Own       bool     `json:"own"`      // the user made this request
+	// CanApprove and CanDeny say whether Approve and Deny would accept this user now.
+	CanApprove bool `json:"can_approve"`
+	CanDeny    bool `json:"can_deny"`
+	// Blocked says why the user cannot approve ("" when CanApprove).
+	Blocked string `json:"blocked,omitempty"`
+}
+
+// review works out what u may do about r, or about ext, r's extension waiting
+// for approval, when it is not nil; breakglass says r was made with
+// break-glass. approver reports whether u approves any step of r's policy.
+func (s *Reader) review(u ajar.User, r *ajar.Request, ext *ajar.Extension, breakglass bool, now time.Time) (rv Review, approver bool) {
+	rv = Review{Request: r, Extension: ext, Own: ajar.SameUser(r.Requester, u.ID)}
+	approvals := r.Approvals // what is being decided: the request, or its extension
+	if ext != nil {
+		approvals = ext.Approvals
+	}
+	rule, ok := s.svc.Policy().Rule(r.Policy)
+	if ok {
+		rv.Steps = len(rule.Approval.Steps)
+		rv.Step = broker.StepOf(approvals, rule)
+		if rv.Step < rv.Steps {
+			st := rule.Approval.Steps[rv.Step]
+			rv.Approvers, rv.Count = slices.Clone(st.Approvers), st.Count
+			for _, a := range approvals {
+				if a.Step == rv.Step && a.Decision == ajar.DecisionApprove {
+					rv.Approved++
+				}
+			}
+		}
+		for i := range rule.Approval.Steps {
+			approver = approver || rule.CanApprove(i, u)
+		}
+	}
+	reason, err := s.svc.MayDecide(u, r, ext, breakglass, broker.VerbApprove, now)
+	rv.CanApprove = err == nil
+	_, errDeny := s.svc.MayDecide(u, r, ext, breakglass, broker.VerbDeny, now)
+	rv.CanDeny = errDeny == nil
+	if err != nil {
+		rv.Blocked = blockedSentence(reason, err, r, ext, rule, rv.Step, u)
+	}
+	return rv, approver || rv.CanApprove
+}
+
+// blockedSentence says for a page why broker's MayDecide refused u's approval
+// of r (or of ext, when not nil) for reason with err, in a sentence.
+func blockedSentence(reason string, err error, r *ajar.Request, ext *ajar.Extension, rule *policy.Rule, step int, u ajar.User) string {
+	switch reason {
+	case broker.RefusedNotPending:
+		return fmt.Sprintf("It is %s, not pending: there is nothing left to decide.", r.State)
+	case broker.RefusedSelf:
+		if ext != nil {
+			return "You asked for this extension, and nobody approves their own request (separation of duties)."
+		}
+		return "You made this request, and nobody approves their own request (separation of duties). You can cancel it instead."
+	case broker.RefusedPolicyMissing:
+		return fmt.Sprintf("Its policy %q no longer exists, so nobody can approve it.", r.Policy)
+	case broker.RefusedAlready:
+		return "You have already approved it; it is waiting for other approvers."
+	case broker.RefusedDeadline:
+		if ext != nil {
+			return "The access ends before anyone can decide on this extension."
+		}
+		return fmt.Sprintf("Its approval deadline passed at %s: it times out, and nobody can decide on it now.", r.ApprovalDeadline.UTC().Format("2006-01-02 15:04:05 UTC"))
+	case broker.RefusedNotApprover:
+		if step >= len(rule.Approval.Steps) {
+			return fmt.Sprintf("Policy %s has no approval step waiting for approvals.", rule.Name)
+		}
+		st := rule.Approval.Steps[step]
+		msg := fmt.Sprintf("Step %d of policy %s needs approval from %s, and you are not one of them.",
+			step+1, rule.Name, strings.Join(st.Approvers, ", "))
+		if rule.CanEscalate(step, u) {
+			msg += fmt.Sprintf(" You may decide too once it has waited %s (escalate_after).", broker.FmtDuration(st.EscalateAfter))
+		}
+		return msg
+	}
+	msg := ajar.ErrorMessage(err)
+	if msg == "" {
+		return "You cannot decide on it now."
+	}
+	return strings.ToUpper(msg[:1]) + msg[1:] + "."
+}
+
+// Inbox lists the pending requests u can decide on (u approves some step of
+// their policy) and u's own pending requests, longest waiting first, each with
+// what u may do about it. It reads every pending request, however many there
+// are (the open-request limit bounds them), so none is left out.
+func (s *Reader) Inbox(ctx context.Context, u ajar.User) ([]Review, error) {
+	var rs []*ajar.Request
+	err := s.svc.Store().View(ctx, func(tx ajar.ReadTx) error {
+		return broker.EachRequest(ctx, tx, ajar.RequestFilter{States: []ajar.State{ajar.StatePending}}, func(r *ajar.Request) {
+			rs = append(rs, r)
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inbox: %w", err)
+	}
+	out := []Review{}
+	now := s.svc.Now()
+	for _, r := range rs {
+		if rv, approver := s.review(u, r, nil, false, now); approver || rv.Own {
+			out = append(out, rv)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Review) int { return a.Request.CreatedAt.Compare(b.Request.CreatedAt) })
+	return out, nil
+}
+
+// Review returns a request u may see with what u may do about it; ENOTFOUND
+// otherwise.
+func (s *Reader) Review(ctx context.Context, u ajar.User, id string) (*Review, error) {
+	r, err := s.svc.GetRequest(ctx, u, id)
+	if err != nil {
+		return nil, err
+	}
+	var ext *ajar.Extension
+	bg := false
+	if r.State == ajar.StateActive {
+		err := s.svc.Store().View(ctx, func(tx ajar.ReadTx) error {
+			exts, err := tx.ListExtensions(ctx, r.ID)
+			if err != nil {
+				return err
+			}
+			for i := len(exts) - 1; i >= 0 && ext == nil; i-- {
+				if exts[i].State == ajar.ExtensionPending {
+					ext = &exts[i]
+				}
+			}
+			bg, err = broker.RequestIsBreakglass(ctx, tx, r.ID)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("review %s: %w", id, err)
+		}
+	}
+	rv, _ := s.review(u, r, ext, bg, s.svc.Now())
+	return &rv, nil
+}
+
+// ParamInfo is a request parameter a target takes.
+type ParamInfo struct {
+	Name     string `json:"name"`
+	Required bool   `json:"required"`
+}
+
+// TargetForm is what the form for requesting a target asks: the target's limits
+// and approvers, and the parameters its provider takes.
+type TargetForm struct {
+	broker.TargetInfo
+	Params []ParamInfo `json:"params"`
+}
+
+// wellKnownParams are the request parameters a form offers by name, each with a
+// valid sample value. Providers do not describe their parameters yet, so
+// TargetForm asks each provider's ValidateParams about these; any other
+// parameter is still accepted as free "name=value" text.
+var wellKnownParams = []struct{ name, sample string }{
+	{"source_ip", "192.0.2.1"}, // the requester's address (ssh-cert, firewall windows)
+}
+
+// TargetForm describes the form for u to request target. ENOTFOUND (field
+// "target") for an unknown target, EFORBIDDEN (field "target") when no rule lets u
+// request it.
+func (s *Reader) TargetForm(ctx context.Context, u ajar.User, target string) (*TargetForm, error) {
+	pol := s.svc.Policy()
+	rule, err := pol.Match(u, target)
+	if err != nil {
+		return nil, err
+	}
+	t, _ := pol.Target(target)
+	form := &TargetForm{TargetInfo: broker.TargetInfoOf(policy.TargetView{Target: t, Rule: rule}), Params: []ParamInfo{}}
+	prov, err := s.svc.Providers().ForTarget(target)
+	if err != nil {
+		return nil, fmt.Errorf("provider for %s: %w", target, err)
+	}
+	pv, ok := prov.(ajar.ParamsValidator)
+	if !ok {
+		return form, nil // it takes no parameters
+	}
+	missing := ajar.ErrorField(pv.ValidateParams(map[string]string{}))
+	for _, p := range wellKnownParams {
+		field := "params." + p.name
+		err := pv.ValidateParams(map[string]string{p.name: p.sample})
+		if err == nil || ajar.ErrorField(err) != field {
+			form.Params = append(form.Params, ParamInfo{Name: p.name, Required: missing == field})
+		}
+	}
+	return form, nil
+}
