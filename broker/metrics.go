@@ -20,8 +20,7 @@ type Metrics struct {
 	revocationLag  prometheus.Histogram
 	providerErrors *prometheus.CounterVec
 	limits         *prometheus.CounterVec
-	wf             *workflowMetrics // workflow.go: notification delivery
-	sshSessions    *prometheus.CounterVec
+	wf             *workflowMetrics       // workflow.go: notification delivery
 	drift          *prometheus.CounterVec // reconcile.go: drift found, by target
 	orphans        *orphanCollector       // orphans.go: grants of removed users
 }
@@ -47,11 +46,7 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 			Name: "ajar_provider_errors_total", Help: "Provider calls that failed, by provider and operation.",
 		}, []string{"provider", "op"}),
 	}
-	m.sshSessions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "ajar_ssh_session_events_total",
-		Help: "SSH session events reported by host agents: opened, and ended (by the agent, because access ended).",
-	}, []string{"event"})
-	reg.MustRegister(m.created, m.revocationLag, m.providerErrors, m.sshSessions)
+	reg.MustRegister(m.created, m.revocationLag, m.providerErrors)
 	m.wf = newWorkflowMetrics(reg)
 	m.drift = newDriftCounter(reg)
 	m.limits = newLimitCounter(reg)
