@@ -63,6 +63,9 @@ type Options struct {
 	// Web, if not nil, serves every path the API does not (the web pages at "/").
 	// It sets its own Content-Security-Policy and cache headers.
 	Web http.Handler
+	// SSHHosts, if not nil, serves the host-agent routes (GET /v1/ssh/krl,
+	// GET /v1/ssh/keys, POST /v1/ssh/sessions); without it they answer not_found.
+	SSHHosts SSHHosts
 }
 
 // Server serves ajar's HTTP API. Create it with NewServer, then Open it.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/sshhost"
+	"github.com/ajar-dev/ajar/sshhost/wire"
 )
 
 // The SSH routes: what hosts and their agents ("ajar node") fetch and report,
@@ -23,16 +25,24 @@ import (
 //	GET  /v1/ssh/keys?target=T&user=U    authorized_keys lines for sshd's AuthorizedKeysCommand (host agents)
 //	POST /v1/ssh/sessions                report a host's SSH sessions; answers which must end (host agents)
 
-// SSHCore is what the SSH routes need from the core, beyond Core. A core without
-// it (a test fake) answers them with not_found.
+// SSHCore is what POST /v1/ssh/access needs from the core, beyond Core. A core
+// without it (a test fake) answers it with not_found.
 type SSHCore interface {
-	SSHKRL(ctx context.Context) (*broker.SSHKRL, error)
 	SSHAccess(ctx context.Context, u ajar.User, in broker.SSHAccessInput) (*broker.SSHAccessOutput, error)
-	SSHAuthorizedKeys(ctx context.Context, node ajar.User, target, user string) ([]string, error)
-	ReportSSHSessions(ctx context.Context, node ajar.User, rep broker.SSHSessionReport) (*broker.SSHSessionsOutput, error)
 }
 
 var _ SSHCore = (*broker.Service)(nil)
+
+// SSHHosts is the host-agent protocol (package sshhost) behind the KRL, keys and
+// sessions routes; the server gets it as Options.SSHHosts. A server without one
+// answers those routes with not_found.
+type SSHHosts interface {
+	SSHKRL(ctx context.Context) (*sshhost.SSHKRL, error)
+	SSHAuthorizedKeys(ctx context.Context, node ajar.User, target, user string) ([]string, error)
+	ReportSSHSessions(ctx context.Context, node ajar.User, rep wire.SSHSessionReport) (*wire.SSHSessionsOutput, error)
+}
+
+var _ SSHHosts = (*sshhost.Service)(nil)
 
 // KRLContentType is the media type of GET /v1/ssh/krl.
 const KRLContentType = "application/octet-stream"
@@ -53,12 +63,19 @@ func (s *Server) sshCore() (SSHCore, error) {
 	return c, nil
 }
 
+func (s *Server) sshHosts() (SSHHosts, error) {
+	if s.opts.SSHHosts == nil {
+		return nil, ajar.Errorf(ajar.ENOTFOUND, "this server does not serve SSH hosts")
+	}
+	return s.opts.SSHHosts, nil
+}
+
 func (s *Server) handleSSHKRL(w http.ResponseWriter, r *http.Request) {
 	if _, err := parseQuery(r); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	core, err := s.sshCore()
+	core, err := s.sshHosts()
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -114,7 +131,7 @@ func (s *Server) handleSSHAccess(w http.ResponseWriter, r *http.Request, u ajar.
 }
 
 func (s *Server) handleSSHKeys(w http.ResponseWriter, r *http.Request, u ajar.User) {
-	core, err := s.sshCore()
+	core, err := s.sshHosts()
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -154,7 +171,7 @@ type sessionsBody struct {
 }
 
 func (s *Server) handleSSHSessions(w http.ResponseWriter, r *http.Request, u ajar.User) {
-	core, err := s.sshCore()
+	core, err := s.sshHosts()
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -164,7 +181,7 @@ func (s *Server) handleSSHSessions(w http.ResponseWriter, r *http.Request, u aja
 		s.writeError(w, r, err)
 		return
 	}
-	rep := broker.SSHSessionReport{Target: body.Target, Host: body.Host, Sessions: make([]broker.SSHSession, len(body.Sessions))}
+	rep := wire.SSHSessionReport{Target: body.Target, Host: body.Host, Sessions: make([]wire.SSHSession, len(body.Sessions))}
 	for i, raw := range body.Sessions {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
@@ -271,11 +288,11 @@ func (c *Client) SSHAuthorizedKeys(ctx context.Context, target, user string) ([]
 
 // ReportSSHSessions reports a host's SSH sessions and returns what to do about
 // each one. Only the target's host agents may report.
-func (c *Client) ReportSSHSessions(ctx context.Context, rep broker.SSHSessionReport) (*broker.SSHSessionsOutput, error) {
+func (c *Client) ReportSSHSessions(ctx context.Context, rep wire.SSHSessionReport) (*wire.SSHSessionsOutput, error) {
 	if rep.Sessions == nil {
-		rep.Sessions = []broker.SSHSession{}
+		rep.Sessions = []wire.SSHSession{}
 	}
-	var out broker.SSHSessionsOutput
+	var out wire.SSHSessionsOutput
 	if err := c.do(ctx, http.MethodPost, "/v1/ssh/sessions", nil, rep, &out); err != nil {
 		return nil, err
 	}

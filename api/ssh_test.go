@@ -10,18 +10,21 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/sshhost"
+	"github.com/ajar-dev/ajar/sshhost/wire"
 )
 
-// fakeSSHCore adds the SSH methods to fakeCore.
+// fakeSSHCore adds the SSH methods to fakeCore: SSHAccess as a core, and the
+// host-agent protocol (SSHHosts).
 type fakeSSHCore struct {
 	*fakeCore
-	krl      broker.SSHKRL
+	krl      sshhost.SSHKRL
 	access   broker.SSHAccessInput
 	keysArgs []string
-	report   broker.SSHSessionReport
+	report   wire.SSHSessionReport
 }
 
-func (f *fakeSSHCore) SSHKRL(ctx context.Context) (*broker.SSHKRL, error) {
+func (f *fakeSSHCore) SSHKRL(ctx context.Context) (*sshhost.SSHKRL, error) {
 	return &f.krl, f.called("SSHKRL", ajar.User{})
 }
 
@@ -43,21 +46,28 @@ func (f *fakeSSHCore) SSHAuthorizedKeys(ctx context.Context, node ajar.User, tar
 	return []string{`expiry-time="20300101000000Z",restrict ssh-ed25519 AAAA a`, `expiry-time="20300101000000Z",restrict ssh-ed25519 BBBB b`}, nil
 }
 
-func (f *fakeSSHCore) ReportSSHSessions(ctx context.Context, node ajar.User, rep broker.SSHSessionReport) (*broker.SSHSessionsOutput, error) {
+func (f *fakeSSHCore) ReportSSHSessions(ctx context.Context, node ajar.User, rep wire.SSHSessionReport) (*wire.SSHSessionsOutput, error) {
 	if err := f.called("ReportSSHSessions", node); err != nil {
 		return nil, err
 	}
 	f.report = rep
-	out := &broker.SSHSessionsOutput{Sessions: []broker.SSHSessionVerdict{}}
+	out := &wire.SSHSessionsOutput{Sessions: []wire.SSHSessionVerdict{}}
 	for _, s := range rep.Sessions {
-		out.Sessions = append(out.Sessions, broker.SSHSessionVerdict{ID: s.ID, Known: true, End: true, Reason: "revoked"})
+		out.Sessions = append(out.Sessions, wire.SSHSessionVerdict{ID: s.ID, Known: true, End: true, Reason: "revoked"})
 	}
 	return out, nil
 }
 
+// newSSHTestServer is a server for core that serves the host-agent routes
+// through core too.
+func newSSHTestServer(t *testing.T, core *fakeSSHCore) *Server {
+	t.Helper()
+	return NewServer(core, Options{Addr: "127.0.0.1:0", SSHHosts: core})
+}
+
 func TestSSHRoutes(t *testing.T) {
-	core := &fakeSSHCore{fakeCore: newFakeCore(), krl: broker.SSHKRL{Data: []byte("SSHKRL\n\x00data"), ETag: `"abc"`}}
-	s, _ := newTestServer(t, core)
+	core := &fakeSSHCore{fakeCore: newFakeCore(), krl: sshhost.SSHKRL{Data: []byte("SSHKRL\n\x00data"), ETag: `"abc"`}}
+	s := newSSHTestServer(t, core)
 	h := s.Handler()
 
 	// The KRL is public, binary, and answers 304 to its ETag.
@@ -106,14 +116,17 @@ func TestSSHRoutes(t *testing.T) {
 	wantError(t, call(t, h, "POST", "/v1/ssh/sessions", "bob-token", `{"target":"web","host":"h","sessions":[{"id":7}]}`),
 		400, ajar.EINVALID, "sessions[0]")
 
-	// A core without the SSH methods answers not_found.
+	// A server without SSHHosts, or whose core lacks SSHAccess, answers not_found.
 	plain, _ := newTestServer(t, newFakeCore())
 	wantError(t, call(t, plain.Handler(), "GET", "/v1/ssh/krl", "", ""), 404, ajar.ENOTFOUND, "")
+	wantError(t, call(t, plain.Handler(), "GET", "/v1/ssh/keys?target=web&user=deploy", "bob-token", ""), 404, ajar.ENOTFOUND, "")
+	wantError(t, call(t, plain.Handler(), "POST", "/v1/ssh/sessions", "bob-token", `{"target":"web","host":"h","sessions":[]}`), 404, ajar.ENOTFOUND, "")
+	wantError(t, call(t, plain.Handler(), "POST", "/v1/ssh/access", "alice-token", `{"target":"prod-web"}`), 404, ajar.ENOTFOUND, "")
 }
 
 func TestSSHClient(t *testing.T) {
-	core := &fakeSSHCore{fakeCore: newFakeCore(), krl: broker.SSHKRL{Data: []byte("krl-bytes"), ETag: `"e1"`}}
-	s, _ := newTestServer(t, core)
+	core := &fakeSSHCore{fakeCore: newFakeCore(), krl: sshhost.SSHKRL{Data: []byte("krl-bytes"), ETag: `"e1"`}}
+	s := newSSHTestServer(t, core)
 	if err := s.Open(); err != nil {
 		t.Fatal(err)
 	}
@@ -131,8 +144,8 @@ func TestSSHClient(t *testing.T) {
 	if err != nil || len(lines) != 2 {
 		t.Fatalf("SSHAuthorizedKeys = %q, %v", lines, err)
 	}
-	out, err := c.ReportSSHSessions(ctx, broker.SSHSessionReport{Target: "web", Host: "h",
-		Sessions: []broker.SSHSession{{ID: "a", Event: broker.SessionOpen, User: "u", Key: "k"}}})
+	out, err := c.ReportSSHSessions(ctx, wire.SSHSessionReport{Target: "web", Host: "h",
+		Sessions: []wire.SSHSession{{ID: "a", Event: wire.SessionOpen, User: "u", Key: "k"}}})
 	if err != nil || len(out.Sessions) != 1 || !out.Sessions[0].End {
 		t.Fatalf("ReportSSHSessions = %+v, %v", out, err)
 	}

@@ -20,7 +20,6 @@ type Metrics struct {
 	revocationLag  prometheus.Histogram
 	providerErrors *prometheus.CounterVec
 	limits         *prometheus.CounterVec
-	sshSessions    *prometheus.CounterVec
 	drift          *prometheus.CounterVec // reconcile.go: drift found, by target
 	orphans        *orphanCollector       // orphans.go: grants of removed users
 }
@@ -46,11 +45,7 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 			Name: "ajar_provider_errors_total", Help: "Provider calls that failed, by provider and operation.",
 		}, []string{"provider", "op"}),
 	}
-	m.sshSessions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "ajar_ssh_session_events_total",
-		Help: "SSH session events reported by host agents: opened, and ended (by the agent, because access ended).",
-	}, []string{"event"})
-	reg.MustRegister(m.created, m.revocationLag, m.providerErrors, m.sshSessions)
+	reg.MustRegister(m.created, m.revocationLag, m.providerErrors)
 	m.drift = newDriftCounter(reg)
 	m.limits = newLimitCounter(reg)
 	return m

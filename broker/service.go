@@ -45,10 +45,7 @@ type Config struct {
 	Providers Providers
 	Signer    CheckpointSigner
 	// SSHCA returns the SSH CA public key line; nil when no CA is configured.
-	SSHCA func() string
-	// SSHKRL encodes a KRL revoking the given serials of the SSH CA's
-	// certificates (see SSHKRL); nil when no CA is configured.
-	SSHKRL    func(serials []uint64, generated time.Time) ([]byte, error)
+	SSHCA     func() string
 	Logger    *slog.Logger
 	Metrics   *Metrics
 	Scheduler SchedulerConfig
@@ -66,8 +63,6 @@ type Service struct {
 	providers Providers
 	signer    CheckpointSigner
 	sshCA     func() string
-	sshKRL    func(serials []uint64, generated time.Time) ([]byte, error)
-	krl       krlCache
 	log       *slog.Logger
 	metrics   *Metrics
 	sched     SchedulerConfig
@@ -100,7 +95,6 @@ func New(cfg Config) (*Service, error) {
 		providers: cfg.Providers,
 		signer:    cfg.Signer,
 		sshCA:     cfg.SSHCA,
-		sshKRL:    cfg.SSHKRL,
 		log:       cfg.Logger,
 		metrics:   cfg.Metrics,
 		sched:     cfg.Scheduler.withDefaults(),

@@ -1,16 +1,12 @@
 package broker
 
 import (
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ajar-dev/ajar"
@@ -84,7 +80,7 @@ func newSSHEnv(t *testing.T) *sshEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(Config{Store: st, Policy: pol, Providers: provs, Now: clk.Now, SSHCA: ca.AuthorizedKey, SSHKRL: ca.KRL})
+	svc, err := New(Config{Store: st, Policy: pol, Providers: provs, Now: clk.Now, SSHCA: ca.AuthorizedKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,77 +113,7 @@ func (e *sshEnv) access(t *testing.T, user, target, dur string, params map[strin
 	return out
 }
 
-// krlSerials returns the serials the current KRL revokes.
-func (e *sshEnv) krlSerials(t *testing.T) []uint64 {
-	t.Helper()
-	e.svc.krl.mu.Lock()
-	e.svc.krl.out = nil // the cache is for polling hosts; the test moves a fake clock
-	e.svc.krl.mu.Unlock()
-	out, err := e.svc.SSHKRL(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := sshcert.ParseKRL(out.Data)
-	if err != nil {
-		t.Fatalf("ParseKRL: %v", err)
-	}
-	if got := k.Serials(e.ca.PublicKey()); len(got) != out.Serials {
-		t.Fatalf("KRL holds %d serials, output says %d", len(got), out.Serials)
-	}
-	return k.Serials(e.ca.PublicKey())
-}
-
 var src = map[string]string{"source_ip": "127.0.0.1"}
-
-func TestSSHKRL(t *testing.T) {
-	e := newSSHEnv(t)
-	a := e.access(t, "alice", "web", "5m", src)
-	b := e.access(t, "alice", "db", "5m", nil)
-	if a.Cert == nil || b.Cert == nil || a.Cert.Certificate == "" {
-		t.Fatalf("auto-approved access without a certificate: %+v %+v", a, b)
-	}
-	if got := e.krlSerials(t); len(got) != 0 {
-		t.Fatalf("KRL with only active requests revokes %v", got)
-	}
-	first, err := e.svc.SSHKRL(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, _ := e.svc.SSHKRL(t.Context())
-	if again.ETag != first.ETag || !slices.Equal(again.Data, first.Data) {
-		t.Fatal("the same KRL twice has different bytes or ETags")
-	}
-
-	// Revoked early: its serial is revoked at once, the other one is not.
-	if _, err := e.svc.Revoke(t.Context(), e.users["alice"], a.Request.ID); err != nil {
-		t.Fatal(err)
-	}
-	if got := e.krlSerials(t); !slices.Equal(got, []uint64{a.Cert.Info.Serial}) {
-		t.Fatalf("after revoking %s: KRL = %v, want [%d]", a.Request.ID, got, a.Cert.Info.Serial)
-	}
-
-	// Expired: b's serial is listed until krlSkew after its ValidBefore, for hosts
-	// with slow clocks; then both leave, so the list stays small.
-	e.advance(t, 5*time.Minute)
-	if st := e.get(t, b.Request.ID).State; st != ajar.StateExpired {
-		t.Fatalf("b is %s", st)
-	}
-	want := []uint64{a.Cert.Info.Serial, b.Cert.Info.Serial}
-	slices.Sort(want)
-	if got := e.krlSerials(t); !slices.Equal(got, want) {
-		t.Fatalf("just after expiry: KRL = %v, want %v", got, want)
-	}
-	e.advance(t, krlSkew)
-	if got := e.krlSerials(t); len(got) != 0 {
-		t.Fatalf("%s after the certificates expired the KRL still revokes %v", krlSkew, got)
-	}
-}
-
-func TestSSHKRLWithoutCA(t *testing.T) {
-	e := newEnv(t)
-	_, err := e.svc.SSHKRL(t.Context())
-	wantCode(t, err, ajar.ENOTFOUND)
-}
 
 func TestSSHAccessReuse(t *testing.T) {
 	e := newSSHEnv(t)
@@ -237,245 +163,6 @@ func TestSSHAccessReuse(t *testing.T) {
 	}
 }
 
-func TestSSHAuthorizedKeys(t *testing.T) {
-	e := newSSHEnv(t)
-	ctx := t.Context()
-	out := e.access(t, "alice", "keys", "5m", nil)
-	if out.Cert == nil || out.Cert.Certificate != "" || out.Cert.Info.PublicKey == "" {
-		t.Fatalf("authorized-keys access: %+v", out.Cert)
-	}
-	node := e.users["node-1"]
-	lines, err := e.svc.SSHAuthorizedKeys(ctx, node, "keys", "deploy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	exp := e.clock.Now().Add(5 * time.Minute).UTC().Format("20060102150405")
-	if len(lines) != 1 || !strings.HasPrefix(lines[0], `expiry-time="`+exp+`Z",restrict,`) ||
-		!strings.Contains(lines[0], out.Cert.Info.PublicKey+" ajar:"+out.Request.ID+":alice@example.com") {
-		t.Fatalf("keys = %q", lines)
-	}
-	if lines, _ := e.svc.SSHAuthorizedKeys(ctx, node, "keys", "root"); len(lines) != 0 {
-		t.Fatalf("keys for root: %q", lines)
-	}
-	// A certificate target's keys are never printed as plain keys.
-	e.access(t, "alice", "web", "5m", src)
-	if lines, _ := e.svc.SSHAuthorizedKeys(ctx, node, "web", "ubuntu"); len(lines) != 0 {
-		t.Fatalf("certificate target printed keys: %q", lines)
-	}
-	for _, u := range []ajar.User{e.users["alice"], e.users["node-2"]} {
-		_, err := e.svc.SSHAuthorizedKeys(ctx, u, "keys", "deploy")
-		wantCode(t, err, ajar.EFORBIDDEN)
-	}
-	_, err = e.svc.SSHAuthorizedKeys(ctx, node, "no-such-target", "deploy")
-	wantCode(t, err, ajar.EFORBIDDEN)
-	for _, bad := range []string{"", "-oProxyCommand", "a b", "a/b", strings.Repeat("a", 300)} {
-		_, err := e.svc.SSHAuthorizedKeys(ctx, node, "keys", bad)
-		if ajar.ErrorField(err) != "user" {
-			t.Errorf("user %q: %v", bad, err)
-		}
-	}
-
-	// Revoked: gone at once.
-	if _, err := e.svc.Revoke(ctx, e.users["alice"], out.Request.ID); err != nil {
-		t.Fatal(err)
-	}
-	if lines, _ := e.svc.SSHAuthorizedKeys(ctx, node, "keys", "deploy"); len(lines) != 0 {
-		t.Fatalf("keys after revocation: %q", lines)
-	}
-}
-
-func TestReportSSHSessions(t *testing.T) {
-	e := newSSHEnv(t)
-	ctx := t.Context()
-	node := e.users["node-1"]
-	web := e.access(t, "alice", "web", "5m", src)
-	db := e.access(t, "alice", "db", "5m", nil)
-	keys := e.access(t, "alice", "keys", "5m", nil)
-	certKey := func(out *SSHAccessOutput) string { return out.Cert.Certificate }
-
-	// A certificate of another CA and a plain key ajar never saw are not ajar's.
-	otherCA, _ := sshcert.LoadOrCreateCA(ctx, newMemKeys(), mustMasterKey(t))
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	signer, _ := ssh.NewSignerFromKey(priv)
-	foreign, err := otherCA.Sign(sshcert.CertSpec{PublicKey: signer.PublicKey(), Serial: web.Cert.Info.Serial,
-		KeyID: "ajar:" + web.Request.ID + ":alice@example.com", Principals: []string{"ubuntu"},
-		ValidAfter: e.clock.Now().Add(-time.Hour), ValidBefore: e.clock.Now().Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := e.clock.Now().Add(-time.Second)
-	rep := SSHSessionReport{Target: "web", Host: "web-1", Sessions: []SSHSession{
-		{ID: "s-web", Event: SessionOpened, User: "ubuntu", Key: certKey(web), Source: "127.0.0.1", PID: 42, Started: &started},
-		{ID: "s-db", Event: SessionOpened, User: "ubuntu", Key: certKey(db), Source: "127.0.0.1"},
-		{ID: "s-foreign", Event: SessionOpened, User: "ubuntu", Key: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(foreign)))},
-		{ID: "s-plain", Event: SessionOpen, User: "ubuntu", Key: newPublicKey(t)},
-	}}
-	got, err := e.svc.ReportSSHSessions(ctx, node, rep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := got.Sessions
-	exp := web.Request.ExpiresAt.UTC()
-	if !v[0].Known || v[0].End || v[0].RequestID != web.Request.ID || v[0].Serial != web.Cert.Info.Serial ||
-		v[0].EndsAt == nil || !v[0].EndsAt.Equal(exp) {
-		t.Errorf("web session: %+v", v[0])
-	}
-	if !v[1].Known || !v[1].End || !strings.Contains(v[1].Reason, "not for target web") || v[1].RequestID != "" || v[1].EndsAt != nil {
-		t.Errorf("db certificate on a web host: %+v", v[1])
-	}
-	if v[2].Known || v[2].End || v[3].Known || v[3].End {
-		t.Errorf("foreign sessions: %+v %+v", v[2], v[3])
-	}
-	// A report is about its own target only: even though node-1 is an agent of
-	// web-admin too, a web-admin certificate reported for web ends, and nothing
-	// is recorded on the web-admin request (or on db's).
-	admin := e.access(t, "alice", "web-admin", "5m", nil)
-	both, err := e.svc.ReportSSHSessions(ctx, node, SSHSessionReport{Target: "web", Host: "web-1", Sessions: []SSHSession{
-		{ID: "s-admin", Event: SessionOpened, User: "root", Key: certKey(admin)},
-	}})
-	if err != nil || !both.Sessions[0].End || both.Sessions[0].RequestID != "" {
-		t.Errorf("certificate of another target of the same agent: %+v, %v", both, err)
-	}
-	for _, r := range []*ajar.Request{admin.Request, db.Request} {
-		if acts := e.actions(t, r.ID); count(acts, "ssh.session.opened") != 0 {
-			t.Errorf("a web agent's report was recorded on request %s of target %s: %v", r.ID, r.Target, acts)
-		}
-	}
-	// The key as sshd logs it (fingerprint, serial, key id, CA) is judged the
-	// same as the certificate itself.
-	caFP := ssh.FingerprintSHA256(parseCertLine(t, certKey(web)).SignatureKey)
-	logged, err := e.svc.ReportSSHSessions(ctx, node, SSHSessionReport{Target: "web", Host: "web-1", Sessions: []SSHSession{
-		{ID: "l-web", Event: SessionOpen, User: "ubuntu", Fingerprint: web.Cert.Info.Fingerprint, Serial: web.Cert.Info.Serial,
-			KeyID: web.Cert.Info.KeyID, CA: caFP},
-		{ID: "l-db", Event: SessionOpen, User: "ubuntu", Fingerprint: db.Cert.Info.Fingerprint, Serial: db.Cert.Info.Serial,
-			KeyID: db.Cert.Info.KeyID, CA: caFP},
-		{ID: "l-other-ca", Event: SessionOpen, User: "ubuntu", Fingerprint: web.Cert.Info.Fingerprint, Serial: web.Cert.Info.Serial,
-			KeyID: web.Cert.Info.KeyID, CA: ssh.FingerprintSHA256(otherCA.PublicKey())},
-		{ID: "l-wrong-serial", Event: SessionOpen, User: "ubuntu", Fingerprint: web.Cert.Info.Fingerprint, Serial: web.Cert.Info.Serial + 1,
-			KeyID: web.Cert.Info.KeyID, CA: caFP},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A session the agent could not tie to any key is reported ended without
-	// one; only an end may lack a key.
-	if _, err := e.svc.ReportSSHSessions(ctx, node, SSHSessionReport{Target: "web", Host: "web-1", Sessions: []SSHSession{
-		{ID: "l-none", Event: SessionEnded, User: "ubuntu", Reason: "the session cannot be tied to its login"}}}); err != nil {
-		t.Errorf("key-less end: %v", err)
-	}
-	_, err = e.svc.ReportSSHSessions(ctx, node, SSHSessionReport{Target: "web", Host: "web-1", Sessions: []SSHSession{
-		{ID: "l-none", Event: SessionOpened, User: "ubuntu"}}})
-	wantCode(t, err, ajar.EINVALID)
-	if lv := logged.Sessions; !lv[0].Known || lv[0].End || lv[0].RequestID != web.Request.ID || !lv[1].End || lv[1].RequestID != "" ||
-		lv[2].Known || !lv[3].End {
-		t.Errorf("sessions reported as logged: %+v", lv)
-	}
-	// The logins are in the audit log under their requests, with who, where and what.
-	var opened ajar.AuditEvent
-	evs, _ := e.svc.Audit(ctx, e.users["alice"], ajar.AuditFilter{Subject: web.Request.ID})
-	for _, ev := range evs {
-		if ev.Action == "ssh.session.opened" {
-			opened = ev
-		}
-	}
-	var d map[string]any
-	json.Unmarshal(opened.Details, &d)
-	if opened.Actor != "node-1@example.com" || d["host"] != "web-1" || d["user"] != "ubuntu" || d["source"] != "127.0.0.1" ||
-		d["serial"] != float64(web.Cert.Info.Serial) || d["target"] != "web" || d["key_id"] != web.Cert.Info.KeyID {
-		t.Errorf("audit event: %s by %s: %s", opened.Action, opened.Actor, opened.Details)
-	}
-
-	// Revoked: the session must end, and the agent's report of ending it is audited.
-	if _, err := e.svc.Revoke(ctx, e.users["alice"], web.Request.ID); err != nil {
-		t.Fatal(err)
-	}
-	rep.Sessions = rep.Sessions[:1]
-	rep.Sessions[0].Event = SessionOpen
-	got, _ = e.svc.ReportSSHSessions(ctx, node, rep)
-	if !got.Sessions[0].End || !strings.Contains(got.Sessions[0].Reason, "revoked") {
-		t.Fatalf("after revocation: %+v", got.Sessions[0])
-	}
-	rep.Sessions[0].Event, rep.Sessions[0].Reason = SessionEnded, got.Sessions[0].Reason
-	if _, err := e.svc.ReportSSHSessions(ctx, node, rep); err != nil {
-		t.Fatal(err)
-	}
-	if acts := e.actions(t, web.Request.ID); count(acts, "ssh.session.ended") != 1 || count(acts, "ssh.session.opened") != 1 {
-		t.Errorf("audit: %v", acts)
-	}
-	var m dto.Metric
-	if err := e.svc.metrics.sshSessions.WithLabelValues(SessionEnded).Write(&m); err != nil || m.GetCounter().GetValue() != 2 { // the key-less end above and this one
-		t.Errorf("ended sessions metric = %v (%v)", m.GetCounter().GetValue(), err)
-	}
-
-	// A plain key of an authorized-keys grant is known, and ends at expiry.
-	plain := SSHSessionReport{Target: "keys", Host: "web-1", Sessions: []SSHSession{
-		{ID: "s-keys", Event: SessionOpen, User: "deploy", Key: keys.Cert.Info.PublicKey},
-	}}
-	got, _ = e.svc.ReportSSHSessions(ctx, node, plain)
-	if s := got.Sessions[0]; !s.Known || s.End || s.RequestID != keys.Request.ID || s.EndsAt == nil {
-		t.Fatalf("plain key session: %+v", s)
-	}
-	e.advance(t, 5*time.Minute)
-	got, _ = e.svc.ReportSSHSessions(ctx, node, plain)
-	if s := got.Sessions[0]; !s.Known || !s.End {
-		t.Fatalf("plain key session after expiry: %+v", s)
-	}
-
-	// Only the target's agents may report, and reports are checked at the edge.
-	_, err = e.svc.ReportSSHSessions(ctx, e.users["node-2"], rep)
-	wantCode(t, err, ajar.EFORBIDDEN)
-	_, err = e.svc.ReportSSHSessions(ctx, e.users["alice"], rep)
-	wantCode(t, err, ajar.EFORBIDDEN)
-	for field, mod := range map[string]func(*SSHSessionReport){
-		"host":               func(r *SSHSessionReport) { r.Host = "web 1" },
-		"sessions[0].source": func(r *SSHSessionReport) { r.Sessions[0].Source = "example.com" },
-		"sessions[0].key":    func(r *SSHSessionReport) { r.Sessions[0].Key = "ssh-ed25519 AAAA" },
-		"sessions[0].event":  func(r *SSHSessionReport) { r.Sessions[0].Event = "gone" },
-		"sessions[0].user":   func(r *SSHSessionReport) { r.Sessions[0].User = "" },
-		"sessions[0].id":     func(r *SSHSessionReport) { r.Sessions[0].ID = "" },
-		"sessions": func(r *SSHSessionReport) {
-			r.Sessions = slices.Repeat(r.Sessions[:1], maxSessionsPerReport+1)
-		},
-	} {
-		bad := rep
-		bad.Sessions = slices.Clone(rep.Sessions)
-		mod(&bad)
-		if _, err := e.svc.ReportSSHSessions(ctx, node, bad); ajar.ErrorField(err) != field {
-			t.Errorf("bad %s: %v", field, err)
-		}
-	}
-}
-
-func TestRequestOfKeyID(t *testing.T) {
-	for id, want := range map[string]string{
-		"ajar:req_x:alice@example.com": "req_x",
-		"ajar:req_x:a:b":               "req_x",
-		"ajar::alice":                  "",
-		"other:req_x:alice":            "",
-		"ajar:req_x":                   "",
-	} {
-		if got, ok := requestOfKeyID(id); got != want || ok != (want != "") {
-			t.Errorf("requestOfKeyID(%q) = %q, %t", id, got, ok)
-		}
-	}
-}
-
-type memKeys map[string][]byte
-
-func newMemKeys() memKeys { return memKeys{} }
-
-func (m memKeys) GetKey(_ context.Context, name string) ([]byte, error) {
-	if b, ok := m[name]; ok {
-		return b, nil
-	}
-	return nil, ajar.Errorf(ajar.ENOTFOUND, "no key")
-}
-
-func (m memKeys) PutKey(_ context.Context, name string, b []byte) error {
-	m[name] = b
-	return nil
-}
-
 func mustMasterKey(t *testing.T) *keys.MasterKey {
 	t.Helper()
 	raw := make([]byte, 32)
@@ -485,17 +172,4 @@ func mustMasterKey(t *testing.T) *keys.MasterKey {
 		t.Fatal(err)
 	}
 	return mk
-}
-
-func parseCertLine(t *testing.T, line string) *ssh.Certificate {
-	t.Helper()
-	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, ok := k.(*ssh.Certificate)
-	if !ok {
-		t.Fatalf("not a certificate: %s", line)
-	}
-	return c
 }

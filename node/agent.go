@@ -18,8 +18,8 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/provider/sshcert"
+	"github.com/ajar-dev/ajar/sshhost/wire"
 )
 
 // Agent is the host agent. Its methods are not safe for concurrent use: Run
@@ -47,7 +47,7 @@ type Agent struct {
 	tracked map[string]*tracked
 	// unreported holds sessions the agent ended that the server has not been
 	// told about yet.
-	unreported []broker.SSHSession
+	unreported []wire.SSHSession
 
 	authLog *authLog
 	check   int       // how many checks ran: the generation of log lines
@@ -311,7 +311,7 @@ func (a *Agent) CheckSessions(ctx context.Context) error {
 	// there is when the server cannot be reached.
 	var rerr error
 	if a.token {
-		var verdicts []broker.SSHSessionVerdict
+		var verdicts []wire.SSHSessionVerdict
 		verdicts, rerr = a.report(ctx)
 		for _, v := range verdicts {
 			if g := a.grantOf(v.ID); g != nil {
@@ -515,24 +515,24 @@ func (a *Agent) endSession(id, why string) {
 	}
 	a.log.Warn("ended ssh session", "session", id, "user", t.s.User, "source", t.s.Source, "key", describeLogin(t.s.Login), "reason", why)
 	if len(a.unreported) < maxUnreported {
-		a.unreported = append(a.unreported, a.wire(t.s, broker.SessionEnded, why))
+		a.unreported = append(a.unreported, a.wire(t.s, wire.SessionEnded, why))
 	}
 }
 
 // report sends the open sessions, the certificates of logins whose sessions
 // are gone (to learn whether their grants still cover the login) and the ended
 // sessions not yet reported, and returns the server's verdicts.
-func (a *Agent) report(ctx context.Context) ([]broker.SSHSessionVerdict, error) {
-	rep := broker.SSHSessionReport{Target: a.cfg.Target, Host: a.cfg.Host}
+func (a *Agent) report(ctx context.Context) ([]wire.SSHSessionVerdict, error) {
+	rep := wire.SSHSessionReport{Target: a.cfg.Target, Host: a.cfg.Host}
 	live := map[uint64]bool{}
 	for _, t := range a.tracked {
 		if t.s.Login == nil || t.s.Login.Fingerprint == "" {
 			continue
 		}
 		live[t.s.Login.Serial] = true
-		ev := broker.SessionOpen
+		ev := wire.SessionOpen
 		if !t.reported {
-			ev = broker.SessionOpened
+			ev = wire.SessionOpened
 		}
 		rep.Sessions = append(rep.Sessions, a.wire(t.s, ev, ""))
 	}
@@ -540,7 +540,7 @@ func (a *Agent) report(ctx context.Context) ([]broker.SSHSessionVerdict, error) 
 		for serial, g := range st.grants {
 			if !live[serial] && !g.ended {
 				w := wireLogin(&g.acc)
-				w.ID, w.Event, w.User = fmt.Sprintf("grant-%d-%d", uid, serial), broker.SessionOpen, st.user
+				w.ID, w.Event, w.User = fmt.Sprintf("grant-%d-%d", uid, serial), wire.SessionOpen, st.user
 				rep.Sessions = append(rep.Sessions, w)
 			}
 		}
@@ -550,7 +550,7 @@ func (a *Agent) report(ctx context.Context) ([]broker.SSHSessionVerdict, error) 
 	if len(rep.Sessions) == 0 {
 		return nil, nil
 	}
-	var verdicts []broker.SSHSessionVerdict
+	var verdicts []wire.SSHSessionVerdict
 	for start := 0; start < len(rep.Sessions); start += 500 {
 		part := rep
 		part.Sessions = rep.Sessions[start:min(start+500, len(rep.Sessions))]
@@ -568,12 +568,12 @@ func (a *Agent) report(ctx context.Context) ([]broker.SSHSessionVerdict, error) 
 }
 
 // wireLogin is the key part of a session report for an accepted login.
-func wireLogin(acc *Accepted) broker.SSHSession {
-	return broker.SSHSession{Fingerprint: acc.Fingerprint, Serial: acc.Serial, KeyID: acc.KeyID, CA: acc.CAFingerprint}
+func wireLogin(acc *Accepted) wire.SSHSession {
+	return wire.SSHSession{Fingerprint: acc.Fingerprint, Serial: acc.Serial, KeyID: acc.KeyID, CA: acc.CAFingerprint}
 }
 
-func (a *Agent) wire(s Session, event, reason string) broker.SSHSession {
-	var w broker.SSHSession
+func (a *Agent) wire(s Session, event, reason string) wire.SSHSession {
+	var w wire.SSHSession
 	if s.Login != nil {
 		w = wireLogin(s.Login)
 	}

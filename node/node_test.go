@@ -24,8 +24,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ajar-dev/ajar/api"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/provider/sshcert"
+	"github.com/ajar-dev/ajar/sshhost/wire"
 )
 
 // fakeServer serves the routes the agent uses, from fields a test sets.
@@ -36,7 +36,7 @@ type fakeServer struct {
 	down        bool
 	krlFetches  int
 	notModified int
-	reports     []broker.SSHSessionReport
+	reports     []wire.SSHSessionReport
 	ended       map[uint64]string // serial -> reason the server gives
 	endsAt      *time.Time        // the ends_at of every verdict on a certificate
 	keys        []string
@@ -88,15 +88,15 @@ func (f *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintln(w, `{"error":{"code":"unauthenticated","message":"no"}}`)
 			return
 		}
-		var rep broker.SSHSessionReport
+		var rep wire.SSHSessionReport
 		if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		f.reports = append(f.reports, rep)
-		out := broker.SSHSessionsOutput{Sessions: []broker.SSHSessionVerdict{}}
+		out := wire.SSHSessionsOutput{Sessions: []wire.SSHSessionVerdict{}}
 		for _, s := range rep.Sessions {
-			v := broker.SSHSessionVerdict{ID: s.ID}
+			v := wire.SSHSessionVerdict{ID: s.ID}
 			if s.CA == caFingerprint(f.ca) {
 				v.Known, v.Serial, v.EndsAt = true, s.Serial, f.endsAt
 				if why, ok := f.ended[s.Serial]; ok {
@@ -123,7 +123,7 @@ func caFingerprint(line string) string {
 	return ssh.FingerprintSHA256(k)
 }
 
-func (f *fakeServer) lastReports() []broker.SSHSessionReport {
+func (f *fakeServer) lastReports() []wire.SSHSessionReport {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.reports)
@@ -601,7 +601,7 @@ func TestCheckSessions(t *testing.T) {
 	}
 	last := f.lastReports()[2]
 	for _, s := range last.Sessions {
-		if s.Event != broker.SessionOpen {
+		if s.Event != wire.SessionOpen {
 			t.Errorf("second report: %s is %s", s.ID, s.Event)
 		}
 	}
@@ -624,7 +624,7 @@ func TestCheckSessions(t *testing.T) {
 	reported := map[int]bool{}
 	for _, r := range f.lastReports() {
 		for _, s := range r.Sessions {
-			if s.Event == broker.SessionEnded && strings.Contains(s.Reason, "cannot be tied") {
+			if s.Event == wire.SessionEnded && strings.Contains(s.Reason, "cannot be tied") {
 				reported[s.PID] = true
 			}
 		}
@@ -657,7 +657,7 @@ func TestCheckSessions(t *testing.T) {
 	reps = f.lastReports()
 	found := false
 	for _, s := range reps[len(reps)-1].Sessions {
-		found = found || (s.PID == 9000 && s.Event == broker.SessionEnded)
+		found = found || (s.PID == 9000 && s.Event == wire.SessionEnded)
 	}
 	if !found {
 		t.Error("the session ended while the server was down was not reported once it was back")

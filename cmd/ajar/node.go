@@ -17,7 +17,7 @@ import (
 
 // newNodeCmd is "ajar node": the host agent on SSH hosts.
 func newNodeCmd(e *cliEnv) *cobra.Command {
-	var configPath string
+	nf := &nodeFlags{}
 	cmd := &cobra.Command{
 		Use:   "node sync|run|install|keys|principals",
 		Short: "The host agent for SSH hosts: CA and revocation list for sshd, ending sessions",
@@ -39,31 +39,42 @@ func newNodeCmd(e *cliEnv) *cobra.Command {
 			return usageErrorf("", "unknown command %q for %q", args[0], cmd.CommandPath())
 		},
 	}
-	cmd.PersistentFlags().StringVar(&configPath, "config", node.DefaultConfigPath, "the node config file")
+	cmd.PersistentFlags().StringVar(&nf.configPath, "config", node.DefaultConfigPath, "the node config file")
+	cmd.AddCommand(newNodeSyncCmd(e, nf), newNodeRunCmd(e, nf), newNodeInstallCmd(e, nf), newNodeKeysCmd(e, nf), newNodePrincipalsCmd(e))
+	return cmd
+}
 
-	load := func(cmd *cobra.Command) (*node.Config, *node.Agent, error) {
-		cfg, err := node.LoadConfig(configPath)
-		if err != nil {
-			return nil, nil, err
-		}
-		if e.server != "" {
-			if err := node.CheckServerURL(e.server); err != nil {
-				return nil, nil, usageErrorf("--server", "%s", err)
-			}
-			cfg.Server = e.server
-		}
-		log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-		a, err := node.New(cfg, node.Options{Logger: log})
-		return cfg, a, err
+// nodeFlags are the flags every "ajar node" subcommand shares.
+type nodeFlags struct {
+	configPath string // --config
+}
+
+// load reads the node config (--server overrides its server) and makes the agent.
+func (nf *nodeFlags) load(e *cliEnv) (*node.Config, *node.Agent, error) {
+	cfg, err := node.LoadConfig(nf.configPath)
+	if err != nil {
+		return nil, nil, err
 	}
+	if e.server != "" {
+		if err := node.CheckServerURL(e.server); err != nil {
+			return nil, nil, usageErrorf("--server", "%s", err)
+		}
+		cfg.Server = e.server
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	a, err := node.New(cfg, node.Options{Logger: log})
+	return cfg, a, err
+}
 
+// newNodeSyncCmd is "ajar node sync": install the CA key and KRL once.
+func newNodeSyncCmd(e *cliEnv, nf *nodeFlags) *cobra.Command {
 	var acceptNewCA bool
 	syncCmd := &cobra.Command{
 		Use:   "sync",
 		Short: "Fetch the CA key and revocation list once and install them for sshd",
 		Args:  argNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, a, err := load(cmd)
+			cfg, a, err := nf.load(e)
 			if err != nil {
 				return err
 			}
@@ -77,13 +88,18 @@ func newNodeCmd(e *cliEnv) *cobra.Command {
 		},
 	}
 	syncCmd.Flags().BoolVar(&acceptNewCA, "accept-new-ca", false, "replace an installed CA key that differs from the server's (after a rotation)")
+	return syncCmd
+}
 
+// newNodeRunCmd is "ajar node run": the agent's loop.
+func newNodeRunCmd(e *cliEnv, nf *nodeFlags) *cobra.Command {
+	var acceptNewCA bool
 	runCmd := &cobra.Command{
 		Use:   "run",
 		Short: "Keep the CA and revocation list current and end sessions whose access ended (runs until stopped)",
 		Args:  argNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, a, err := load(cmd)
+			_, a, err := nf.load(e)
 			if err != nil {
 				return err
 			}
@@ -91,7 +107,11 @@ func newNodeCmd(e *cliEnv) *cobra.Command {
 		},
 	}
 	runCmd.Flags().BoolVar(&acceptNewCA, "accept-new-ca", false, "replace an installed CA key that differs from the server's (after a rotation)")
+	return runCmd
+}
 
+// newNodeInstallCmd is "ajar node install": the sshd_config lines for this host.
+func newNodeInstallCmd(e *cliEnv, nf *nodeFlags) *cobra.Command {
 	var (
 		apply                    bool
 		dropIn, sshdConfig, user string
@@ -102,7 +122,7 @@ func newNodeCmd(e *cliEnv) *cobra.Command {
 		Short: "Print the sshd_config lines for this host (with --apply: sync, write them and check sshd's config)",
 		Args:  argNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, a, err := load(cmd)
+			cfg, a, err := nf.load(e)
 			if err != nil {
 				return err
 			}
@@ -115,7 +135,7 @@ func newNodeCmd(e *cliEnv) *cobra.Command {
 					return fmt.Errorf("find the ajar binary (pass --binary): %w", err)
 				}
 			}
-			cfgAbs, err := filepath.Abs(configPath)
+			cfgAbs, err := filepath.Abs(nf.configPath)
 			if err != nil {
 				return err
 			}
@@ -156,7 +176,11 @@ func newNodeCmd(e *cliEnv) *cobra.Command {
 	f.StringVar(&sshdPath, "sshd", "", "the sshd binary for the check (default: sshd from PATH or /usr/sbin/sshd)")
 	f.StringVar(&user, "keys-user", "ajar-node", "the user sshd runs \"ajar node principals\" and \"ajar node keys\" as (authorized-keys mode: must be able to read the token file)")
 	f.StringVar(&binary, "binary", "", "the ajar binary sshd runs (default: this one)")
+	return installCmd
+}
 
+// newNodeKeysCmd is "ajar node keys": sshd's AuthorizedKeysCommand.
+func newNodeKeysCmd(e *cliEnv, nf *nodeFlags) *cobra.Command {
 	keysCmd := &cobra.Command{
 		Use:   "keys USER",
 		Short: "Print the authorized keys of USER for sshd's AuthorizedKeysCommand (authorized-keys mode)",
@@ -165,7 +189,7 @@ requests for this host's target, each with an expiry-time option. On any error i
 prints nothing and exits 1, so sshd lets nobody in with an ajar key.`,
 		Args: argNames("USER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, a, err := load(cmd)
+			_, a, err := nf.load(e)
 			if err != nil {
 				return err
 			}
@@ -183,6 +207,12 @@ prints nothing and exits 1, so sshd lets nobody in with an ajar key.`,
 			return nil
 		},
 	}
+	return keysCmd
+}
+
+// newNodePrincipalsCmd is "ajar node principals": sshd's
+// AuthorizedPrincipalsCommand. It needs neither the server nor the node config.
+func newNodePrincipalsCmd(e *cliEnv) *cobra.Command {
 	var principalsTarget string
 	principalsCmd := &cobra.Command{
 		Use:   "principals --target TARGET USER",
@@ -203,6 +233,5 @@ sshd refuses them. It needs neither the server nor the node config.`,
 		},
 	}
 	principalsCmd.Flags().StringVar(&principalsTarget, "target", "", "the target of this host")
-	cmd.AddCommand(syncCmd, runCmd, installCmd, keysCmd, principalsCmd)
-	return cmd
+	return principalsCmd
 }

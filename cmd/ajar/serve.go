@@ -24,6 +24,7 @@ import (
 	"github.com/ajar-dev/ajar/provider"
 	"github.com/ajar-dev/ajar/provider/sshcert"
 	"github.com/ajar-dev/ajar/readmodel"
+	"github.com/ajar-dev/ajar/sshhost"
 	"github.com/ajar-dev/ajar/store/postgres"
 	"github.com/ajar-dev/ajar/store/sqlite"
 	"github.com/ajar-dev/ajar/web"
@@ -290,7 +291,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		return nil, err
 	}
 	svc, err := broker.New(broker.Config{
-		Store: st, Policy: pol, Providers: provs, Signer: signer, SSHCA: ca.AuthorizedKey, SSHKRL: ca.KRL,
+		Store: st, Policy: pol, Providers: provs, Signer: signer, SSHCA: ca.AuthorizedKey,
 		Logger: log, Metrics: metrics, Now: clock,
 		Scheduler: broker.SchedulerConfig{
 			Poll: time.Duration(sc.PollInterval), MaxGrantAttempts: sc.MaxGrantAttempts,
@@ -304,6 +305,13 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
+	hosts, err := sshhost.New(sshhost.Config{ // the SSH host-agent protocol, beside the core
+		Store: st, Providers: provs, Audit: svc.AppendAudit, SSHCA: ca.AuthorizedKey, SSHKRL: ca.KRL,
+		Metrics: metrics.Registerer(),
+	})
+	if err != nil {
+		return nil, err
+	}
 	if _, err := svc.ReportOrphans(ctx); err != nil { // grants of users removed from the policy: log and metric
 		return nil, err
 	}
@@ -313,7 +321,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	}
 	c := core{Service: svc, Reader: readmodel.New(svc)}
 	srv := api.NewServer(c, api.Options{
-		Addr: listen, Logger: log, Metrics: metrics.Handler(),
+		Addr: listen, Logger: log, Metrics: metrics.Handler(), SSHHosts: hosts,
 		Web: web.New(c, web.Options{Logger: log, Now: clock}),
 		Ready: func(ctx context.Context) error {
 			return st.View(ctx, func(tx ajar.ReadTx) error { _, _, err := tx.AuditHead(ctx); return err })

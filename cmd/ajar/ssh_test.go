@@ -41,14 +41,6 @@ func (f *sshFake) SSHAccess(ctx context.Context, u ajar.User, in broker.SSHAcces
 	return &broker.SSHAccessOutput{Request: r, Cert: cert}, nil
 }
 
-func (f *sshFake) SSHKRL(context.Context) (*broker.SSHKRL, error) { return nil, nil }
-func (f *sshFake) SSHAuthorizedKeys(context.Context, ajar.User, string, string) ([]string, error) {
-	return nil, nil
-}
-func (f *sshFake) ReportSSHSessions(context.Context, ajar.User, broker.SSHSessionReport) (*broker.SSHSessionsOutput, error) {
-	return nil, nil
-}
-
 // fakeSSH writes an ssh stand-in: "ssh -G" prints a config, anything else
 // records its arguments and the mode of the key it was given, and exits 7.
 func fakeSSH(t *testing.T) (path, record string) {
