@@ -276,6 +276,7 @@ func TestReplicasKillAndStop(t *testing.T) {
 		stopFor  = 35 * time.Second // longer than the scheduler's 30s lease
 		spread   = 20               // durations 3s..22s
 		creators = 16
+		burst    = 400 // requests that expire together, while a replica is frozen
 	)
 	pg := pgtest.StartT(t, pgtest.Options{})
 	dsn, err := pg.CreateDatabase(t.Context(), "replicas")
@@ -367,18 +368,63 @@ func TestReplicasKillAndStop(t *testing.T) {
 	createdIn := time.Since(start)
 	t.Logf("created %d requests in %v (%.0f/s) on 3 then 2 replicas", total, createdIn.Round(time.Millisecond), total/createdIn.Seconds())
 
-	// Freeze a replica while revocations are due, past the lease of what it has
-	// claimed, then let it go on.
-	stopped := reps[1]
-	if err := stopped.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	stoppedAt := time.Now()
+	// A burst of requests that all expire at one instant, so that the replicas
+	// have a backlog of revocations to work through when one of them is
+	// frozen: on a loaded machine creating the first 2,000 is slow enough that
+	// their expiries trickle in one at a time, and a replica frozen then may
+	// hold no claim at all.
 	conn, err := pgx.Connect(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
+	burstAt := time.Now().Add(30 * time.Second)
+	var burstIDs []string
+	burstCh := make(chan int, burst)
+	for i := range burst {
+		burstCh <- i
+	}
+	close(burstCh)
+	burstErrs := make(chan error, creators)
+	for w := range creators {
+		wg.Go(func() {
+			for i := range burstCh {
+				d := max(time.Until(burstAt).Round(time.Second), time.Second)
+				rep := 1 + (w+i)%2 // the two replicas alive
+				r, err := clients[rep].CreateRequest(context.Background(), broker.CreateInput{
+					Target: "counted", Duration: d.String(), Reason: fmt.Sprintf("burst %d/%d", w, i)})
+				if err != nil {
+					burstErrs <- fmt.Errorf("burst create %d: %w", i, err)
+					return
+				}
+				idsMu.Lock()
+				ids = append(ids, r.ID)
+				burstIDs = append(burstIDs, r.ID)
+				idsMu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(burstErrs)
+	for err := range burstErrs {
+		t.Fatal(err)
+	}
+	// Freeze a replica while the burst's revocations are being worked through
+	// (once the first of them has begun), past the lease of what it has
+	// claimed, then let it go on.
+	eventually(t, 2*time.Minute, "the burst's revocations begin", func() bool {
+		var n int
+		err := conn.QueryRow(t.Context(), `SELECT count(*) FROM requests WHERE id = ANY($1) AND state <> 'active'`, burstIDs).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	})
+	stopped := reps[1]
+	if err := stopped.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stoppedAt := time.Now()
 	resumed := false
 	var resumedAt time.Time
 	deadline := stoppedAt.Add(stopFor + 45*time.Second)

@@ -357,7 +357,8 @@ ca_file: ajar_ca.pub
 krl_file: ajar_revoked.krl
 interval: 500ms
 auth_log: sshd.log
-`, st.s.URL, target, mode), 0o644)
+ssh_ports: [%d]
+`, st.s.URL, target, mode, st.d.Port), 0o644)
 	sshWriteFile(t, st.d.Log, "", 0o600) // the agent may start before sshd writes it
 	st.s.ok(t, "", "node", "install", "--config", st.nodeConfig, "--apply", "--dropin", filepath.Join(dir, "ajar.conf"),
 		"--sshd-config", st.d.Config, "--sshd", sshdPath(t), "--keys-user", "root", "--binary", st.bin)

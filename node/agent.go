@@ -133,7 +133,7 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 	if err := CheckServerURL(cfg.Server); err != nil {
 		return nil, fmt.Errorf("node config: server %w", err)
 	}
-	a := &Agent{cfg: cfg, log: opts.Logger, now: opts.Now, proc: procFS{root: opts.ProcRoot},
+	a := &Agent{cfg: cfg, log: opts.Logger, now: opts.Now, proc: procFS{root: opts.ProcRoot, ports: cfg.SSHPorts},
 		client: opts.Client, token: tok != "", tracked: map[string]*tracked{},
 		authLog: &authLog{path: cfg.AuthLog}, lines: map[netip.AddrPort][]logLine{}, logins: map[int]*loginState{}}
 	if a.log == nil {

@@ -92,6 +92,11 @@ type Config struct {
 	// of them that cannot be tied to an active ajar grant is ended, whatever key
 	// it logged in with.
 	Logins []string `yaml:"logins"`
+	// SSHPorts are the ports the host's sshd listens on (default [22]): the
+	// agent judges the connections to them and leaves other sshd instances'
+	// connections alone (a second sshd for another purpose, or, in ajar's own
+	// tests, several on one machine).
+	SSHPorts []uint16 `yaml:"ssh_ports"`
 }
 
 // Modes of Config.Mode, as in the ssh-cert provider's target config.
@@ -149,6 +154,9 @@ func (c *Config) setDefaults() error {
 	if c.AuthLog == "" {
 		c.AuthLog = DefaultAuthLog
 	}
+	if len(c.SSHPorts) == 0 {
+		c.SSHPorts = []uint16{22}
+	}
 	if c.Host == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -192,6 +200,11 @@ func (c *Config) Validate() ajar.Problems {
 	for i, l := range c.Logins {
 		if !sshcert.ValidLogin(l) {
 			add(fmt.Sprintf("logins[%d]", i), "%q is not a user name", l)
+		}
+	}
+	for i, p := range c.SSHPorts {
+		if p == 0 {
+			add(fmt.Sprintf("ssh_ports[%d]", i), "must be a TCP port, not 0")
 		}
 	}
 	if c.Mode == ModeAuthorizedKeys && c.TokenFile == "" {

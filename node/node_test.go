@@ -867,3 +867,38 @@ func TestPrincipals(t *testing.T) {
 		}
 	}
 }
+
+// TestScanSessionsOfOwnSSHD: the agent judges only the connections of the sshd
+// it serves (ssh_ports); another sshd's sessions on the same machine are not
+// its to end.
+func TestScanSessionsOfOwnSSHD(t *testing.T) {
+	p := newFakeProc(t)
+	p.add(1, 0, 1, "init", 1, 0, "init")
+	p.add(100, 1, 100, "sshd", 10, 0, "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups")
+	p.session(1000, "") // local port 22
+	p.session(2000, "")
+	// Move the second connection to another sshd's port, 2222.
+	p.tcp[len(p.tcp)-1] = strings.Replace(p.tcp[len(p.tcp)-1], "0100000A:0016", "0100000A:08AE", 1)
+	p.writeTCP()
+
+	ids := func(ports []uint16) []int {
+		sessions, _, err := procFS{root: p.root, ports: ports}.scan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int
+		for _, s := range sessions {
+			out = append(out, s.PID)
+		}
+		return out
+	}
+	if got := ids([]uint16{22}); fmt.Sprint(got) != "[1000]" {
+		t.Errorf("ssh_ports [22]: sessions %v, want [1000]", got)
+	}
+	if got := ids([]uint16{2222}); fmt.Sprint(got) != "[2000]" {
+		t.Errorf("ssh_ports [2222]: sessions %v, want [2000]", got)
+	}
+	if got := ids(nil); fmt.Sprint(got) != "[1000 2000]" {
+		t.Errorf("no ports: sessions %v, want both", got)
+	}
+}

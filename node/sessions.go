@@ -36,6 +36,7 @@ type Session struct {
 	UID     int
 	User    string
 	Remote  netip.AddrPort // the client's address and port, from the monitor's socket
+	Local   netip.AddrPort // this host's end of that socket: sshd's address and port
 	Source  string         // the client's address
 	Started time.Time
 
@@ -191,6 +192,10 @@ func (p proc) isSSHD() bool {
 // procFS reads processes from a /proc file system.
 type procFS struct {
 	root string // "/proc"
+	// ports are the ports of the sshd whose connections the agent judges
+	// (Config.SSHPorts); connections to other ports, another sshd's, are left
+	// alone. Empty: every sshd's.
+	ports []uint16
 }
 
 // clockTicks is USER_HZ, the unit of start times in /proc: 100 on every Linux
@@ -298,10 +303,13 @@ func startTime(boot time.Time, ticks uint64) time.Time {
 // monitorRE matches the title of sshd's privileged monitor of a connection.
 var monitorRE = regexp.MustCompile(`^sshd(?:-session)?: (\S+) \[priv\]$`)
 
-// tcpPeers maps socket inodes to the peer address of established TCP
-// connections, from /proc/net/tcp and tcp6.
-func (fs procFS) tcpPeers() map[uint64]netip.AddrPort {
-	out := map[uint64]netip.AddrPort{}
+// tcpConn is an established TCP connection: this host's end and the peer's.
+type tcpConn struct{ local, peer netip.AddrPort }
+
+// tcpPeers maps socket inodes to the established TCP connections they are,
+// from /proc/net/tcp and tcp6.
+func (fs procFS) tcpPeers() map[uint64]tcpConn {
+	out := map[uint64]tcpConn{}
 	for _, name := range []string{"tcp", "tcp6"} {
 		b, err := os.ReadFile(filepath.Join(fs.root, "net", name))
 		if err != nil {
@@ -312,10 +320,11 @@ func (fs procFS) tcpPeers() map[uint64]netip.AddrPort {
 			if len(f) < 10 || f[3] != "01" { // 01: ESTABLISHED
 				continue
 			}
+			local, lok := parseProcAddr(f[1])
 			peer, ok := parseProcAddr(f[2])
 			ino, err := strconv.ParseUint(f[9], 10, 64)
-			if ok && err == nil && ino != 0 {
-				out[ino] = peer
+			if ok && lok && err == nil && ino != 0 {
+				out[ino] = tcpConn{local: local, peer: peer}
 			}
 		}
 	}
@@ -378,7 +387,7 @@ func (fs procFS) scan() ([]Session, map[int]proc, error) {
 	for pid, p := range procs {
 		children[p.ppid] = append(children[p.ppid], pid)
 	}
-	var peers map[uint64]netip.AddrPort
+	var peers map[uint64]tcpConn
 	var out []Session
 	pids := make([]int, 0, len(procs))
 	for pid := range procs {
@@ -420,10 +429,13 @@ func (fs procFS) scan() ([]Session, map[int]proc, error) {
 			peers = fs.tcpPeers()
 		}
 		for _, ino := range fs.socketInodes(pid) {
-			if a, ok := peers[ino]; ok {
-				s.Remote, s.Source = a, a.Addr().String()
+			if c, ok := peers[ino]; ok {
+				s.Remote, s.Source, s.Local = c.peer, c.peer.Addr().String(), c.local
 				break
 			}
+		}
+		if s.Local.IsValid() && len(fs.ports) > 0 && !slices.Contains(fs.ports, s.Local.Port()) {
+			continue // another sshd's connection (ssh_ports): not this agent's to judge
 		}
 		out = append(out, s)
 	}
