@@ -196,18 +196,16 @@ var funcs = template.FuncMap{
 	"short": shortDuration,
 	// details renders an audit event's details as compact JSON, without the
 	// \u003c escapes of encoding/json, so "<=" reads as written.
+	// details shows an audit event's details as compact JSON, numbers exactly
+	// as stored: never through float64, which rounds certificate serials
+	// (10717434795369787645 would read ...787000) that auditors match against
+	// sshd's log.
 	"details": func(raw json.RawMessage) string {
-		var v any
-		if len(raw) == 0 || json.Unmarshal(raw, &v) != nil {
-			return string(raw)
-		}
 		var b bytes.Buffer
-		enc := json.NewEncoder(&b)
-		enc.SetEscapeHTML(false)
-		if enc.Encode(v) != nil {
+		if len(raw) == 0 || json.Compact(&b, raw) != nil {
 			return string(raw)
 		}
-		return strings.TrimSuffix(b.String(), "\n")
+		return b.String()
 	},
 	"pretty": func(v any) string {
 		b, err := json.MarshalIndent(v, "", "  ")
