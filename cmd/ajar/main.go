@@ -190,6 +190,7 @@ with the API token in $AJAR_TOKEN; --server and --token override them.`,
 		newSSHCertCmd(e),
 		newSSHCmd(e),
 		newNodeCmd(e),
+		newVersionCmd(e), // version.go
 	)
 	audit := newAuditCmd(e)
 	audit.AddCommand(auditSubcommands(e)...)

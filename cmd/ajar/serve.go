@@ -278,6 +278,9 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	}
 	sc := pol.Scheduler()
 	metrics := broker.NewMetrics(nil)
+	if err := registerBuildInfo(metrics.Registerer(), readBuildInfo()); err != nil {
+		return nil, err
+	}
 	sinks, err := sinksFromPolicy(pol, e.getenv, log)
 	if err != nil {
 		return nil, err
@@ -344,7 +347,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if o.config == "" {
 		mode = "dev mode, demo policy"
 	}
-	fmt.Fprintf(e.stderr, "ajar serving on %s (%s, %s, data in %s)\n", srv.URL(), mode, storeDesc, o.data)
+	fmt.Fprintf(e.stderr, "ajar serving on %s (%s, %s, data in %s; %s)\n", srv.URL(), mode, storeDesc, o.data, readBuildInfo())
 	if o.devMode() {
 		if err := writeDevTokens(ctx, svc, pol, o.data, srv.URL(), e); err != nil {
 			a.Close()
