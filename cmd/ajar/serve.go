@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -443,6 +444,18 @@ func newTokenCmd(e *cliEnv) *cobra.Command {
 			pol, err := loadPolicy(config)
 			if err != nil {
 				return err
+			}
+			// A token is only any use in the server's database: never create
+			// an empty one (a mistyped or missing --data would mint a token the
+			// running server does not know).
+			if cfg := pol.Storage(); e.getenv(EnvDatabaseURL) == "" && (cfg.Driver == "" || cfg.Driver == "sqlite") {
+				path, field := cfg.DSN, "storage.dsn"
+				if path == "" {
+					path, field = filepath.Join(data, "ajar.db"), "data"
+				}
+				if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+					return ajar.FieldErrorf(field, "no ajar database at %s: give the --data (or --config) the server runs with, or start the server first", path)
+				}
 			}
 			st, _, err := openStore(cmd.Context(), pol, data, e.getenv, time.Now)
 			if err != nil {

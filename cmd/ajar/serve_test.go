@@ -23,3 +23,15 @@ func TestServeDevWithConfigRefused(t *testing.T) {
 		t.Errorf("the refused start wrote %s (%v)", data, err)
 	}
 }
+
+// TestTokenCreateNeedsTheDatabase: "ajar token create" with a --data that
+// holds no database refuses instead of creating an empty one and minting a
+// token the running server would reject.
+func TestTokenCreateNeedsTheDatabase(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "nowhere")
+	runRaw(t, "token", "create", "--user", "alice@example.com", "--data", data).
+		want(t, exitError, "no ajar database at", "(field: data)")
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Errorf("the refused token create wrote %s (%v)", data, err)
+	}
+}
