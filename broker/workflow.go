@@ -513,7 +513,11 @@ func (s *Service) Explain(ctx context.Context, u ajar.User, in ExplainInput) (*p
 		}
 		ex.Checks = append(ex.Checks, v)
 	}
-	check("params", s.checkParams(in.Target, in.Params))
+	if err := s.checkParams(in.Target, in.Params); err != nil && missingParam(err, in.Params) {
+		ex.AddMissing(ajar.ErrorField(err), err)
+	} else {
+		check("params", err)
+	}
 	var serr error
 	if in.Start != nil {
 		switch {
@@ -646,4 +650,15 @@ func (c *workflowCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.reviews, prometheus.GaugeValue, float64(open))
+}
+
+// missingParam reports whether err is about a parameter that was not given
+// (field "params.NAME" with no such key), rather than one given wrong.
+func missingParam(err error, params map[string]string) bool {
+	name, ok := strings.CutPrefix(ajar.ErrorField(err), "params.")
+	if !ok {
+		return false
+	}
+	_, given := params[name]
+	return !given
 }

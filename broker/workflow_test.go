@@ -883,3 +883,29 @@ func TestDriftNotifies(t *testing.T) {
 		t.Fatalf("received %+v", got)
 	}
 }
+
+// TestExplainListsMissingInputs: explaining before the reason or a required
+// parameter is filled in says what approval the request would need and lists
+// what is still missing, instead of answering "invalid".
+func TestExplainListsMissingInputs(t *testing.T) {
+	e := newWorkflowEnv(t, "", NotifyConfig{})
+	// "web" requires a reason; 30m needs one approval from sre.
+	ex, err := e.svc.Explain(t.Context(), e.users["alice"], ExplainInput{Target: "web", Duration: "30m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.Outcome != policy.OutcomeNeedsApproval || ex.Error != nil || fmt.Sprint(ex.Missing) != "[reason]" ||
+		!strings.HasSuffix(ex.Summary, "; a request still needs: reason") {
+		t.Fatalf("explain web without a reason: %+v", ex)
+	}
+	// A required parameter not given is missing; one given wrong is not.
+	perr := ajar.FieldErrorf("params.source_ip", "required: this target pins the source address")
+	if !missingParam(perr, nil) || missingParam(perr, map[string]string{"source_ip": "x"}) || missingParam(ajar.FieldErrorf("reason", "x"), nil) {
+		t.Errorf("missingParam does not tell a missing parameter from a bad one")
+	}
+	// A parameter given wrong is invalid, not missing.
+	ex, err = e.svc.Explain(t.Context(), e.users["alice"], ExplainInput{Target: "ssh", Duration: "30m", Params: map[string]string{"source_ip": "not-an-ip"}})
+	if err != nil || ex.Outcome != policy.OutcomeInvalid || ex.Error == nil || ex.Error.Field != "params.source_ip" || len(ex.Missing) != 0 {
+		t.Fatalf("explain with a bad source_ip: %+v, %v", ex, err)
+	}
+}

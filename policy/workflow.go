@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ajar-dev/ajar"
@@ -200,9 +201,31 @@ type Explanation struct {
 	Checks     []Verdict         `json:"checks"`
 	Conditions []ConditionResult `json:"conditions"`
 	Steps      []StepExplained   `json:"steps"`
+	// Missing are the inputs a real request would still need (a required
+	// reason, ticket or parameter not given), by field name. They do not make
+	// the outcome invalid: it says what would happen once they are given.
+	Missing []string `json:"missing,omitempty"`
 	// Breakglass names the rule under which the user may use break-glass on
 	// the target ("" when they may not).
 	Breakglass string `json:"breakglass,omitempty"`
+}
+
+// AddMissing records an input a real request would still need (field, as
+// the API names it, and why), as a check that did not pass but does not make
+// the explanation invalid: it goes on to say what approval the request needs.
+func (ex *Explanation) AddMissing(field string, why error) {
+	ex.Missing = append(ex.Missing, field)
+	ex.Checks = append(ex.Checks, Verdict{Check: field, OK: false, Message: ajar.ErrorMessage(why)})
+	ex.noteMissing()
+}
+
+// noteMissing ends the summary with the inputs still missing, once.
+func (ex *Explanation) noteMissing() {
+	if len(ex.Missing) == 0 || ex.Error != nil || ex.Summary == "" {
+		return
+	}
+	base, _, _ := strings.Cut(ex.Summary, "; a request still needs: ")
+	ex.Summary = base + "; a request still needs: " + strings.Join(ex.Missing, ", ")
 }
 
 // ExplainError is an error as the API would report it.
@@ -310,8 +333,18 @@ func (p *Policy) Explain(u ajar.User, in Input) *Explanation {
 	}
 	_, derr := r.checkDuration(in.Duration)
 	verdict("duration", derr)
-	verdict("reason", r.checkReason(in.Reason, false))
-	verdict("ticket", r.checkTicket(in.Ticket))
+	// A reason or ticket not given yet is missing, not invalid: the
+	// explanation still says what approval the request would need.
+	if err := r.checkReason(in.Reason, false); err != nil && strings.TrimSpace(in.Reason) == "" {
+		ex.AddMissing("reason", err)
+	} else {
+		verdict("reason", err)
+	}
+	if err := r.checkTicket(in.Ticket); err != nil && in.Ticket == "" {
+		ex.AddMissing("ticket", err)
+	} else {
+		verdict("ticket", err)
+	}
 
 	dec := &Decision{Rule: r}
 	vars := r.requestVars(u, in, d, KindAccess)
@@ -338,6 +371,7 @@ func (p *Policy) Explain(u ajar.User, in Input) *Explanation {
 		}
 	}
 	ex.Summary = ex.summarize(dec)
+	ex.noteMissing()
 	return ex
 }
 

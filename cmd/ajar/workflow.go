@@ -272,6 +272,9 @@ func printExplanation(w io.Writer, ex *policy.Explanation) error {
 	row("Rules", orDash(strings.Join(rules, "; ")))
 	row("Outcome", clean(ex.Outcome))
 	row("Why", clean(ex.Summary))
+	if len(ex.Missing) > 0 {
+		row("Missing", clean(strings.Join(ex.Missing, ", ")))
+	}
 	if ex.Error != nil {
 		msg := clean(ex.Error.Message)
 		if ex.Error.Field != "" {
