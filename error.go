@@ -72,3 +72,17 @@ func ErrorField(err error) string {
 	}
 	return ""
 }
+
+// SafeMessage is err as it may be stored, audited and shown: an *Error's own
+// message, or any other error's text cut to 500 bytes.
+func SafeMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	msg := err.Error()
+	if len(msg) > 500 {
+		msg = msg[:500] + "..."
+	}
+	return msg
+}

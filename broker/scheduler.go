@@ -608,14 +608,4 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) e
 // safeError is the text of a provider error that may be shown and stored: an
 // *ajar.Error's message, or the error text truncated (providers must not put
 // secrets in errors).
-func safeError(err error) string {
-	var e *ajar.Error
-	if errors.As(err, &e) {
-		return e.Message
-	}
-	msg := err.Error()
-	if len(msg) > 500 {
-		msg = msg[:500] + "..."
-	}
-	return msg
-}
+func safeError(err error) string { return ajar.SafeMessage(err) }

@@ -380,14 +380,4 @@ func ptr[T any](v T) *T { return &v }
 
 // safeError is the text of a sink error that may be shown and stored: an
 // *ajar.Error's message, or the error text truncated (as broker's safeError).
-func safeError(err error) string {
-	var e *ajar.Error
-	if errors.As(err, &e) {
-		return e.Message
-	}
-	msg := err.Error()
-	if len(msg) > 500 {
-		msg = msg[:500] + "..."
-	}
-	return msg
-}
+func safeError(err error) string { return ajar.SafeMessage(err) }
