@@ -66,6 +66,9 @@ type Options struct {
 	// SSHHosts, if not nil, serves the host-agent routes (GET /v1/ssh/krl,
 	// GET /v1/ssh/keys, POST /v1/ssh/sessions); without it they answer not_found.
 	SSHHosts SSHHosts
+	// Login, if not nil, serves the CLI login routes (api/login.go); without it
+	// they answer not_found (no single sign-on configured).
+	Login Login
 }
 
 // Server serves ajar's HTTP API. Create it with NewServer, then Open it.

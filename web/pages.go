@@ -35,6 +35,7 @@ type signinPage struct {
 	Next      string
 	Error     string
 	SignedOut bool
+	SSO       string // the "Sign in with SSO" link; "" without single sign-on
 }
 
 func (h *Handler) handleSignin(w http.ResponseWriter, r *http.Request) {
@@ -48,6 +49,9 @@ func (h *Handler) handleSignin(w http.ResponseWriter, r *http.Request) {
 
 // renderSignin shows the sign-in form with a fresh double-submit CSRF token.
 func (h *Handler) renderSignin(w http.ResponseWriter, r *http.Request, status int, p signinPage) {
+	if h.opts.Login != nil {
+		p.SSO = ssoStartURL(p.Next)
+	}
 	token := randomToken()
 	setCookie(w, r, signinCookie, token, 3600)
 	h.render(w, r, status, "signin", &view{Title: "Sign in", CSRF: token, Data: p})

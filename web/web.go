@@ -68,6 +68,8 @@ type Options struct {
 	MaxSessions int
 	// Refresh is how often lists refresh themselves in the browser (default 5s).
 	Refresh time.Duration
+	// Login runs single sign-on (web/sso.go); nil: tokens only.
+	Login Login
 }
 
 // Handler serves the pages. Mount it at "/" (api.Options.Web does).
@@ -121,6 +123,7 @@ func (h *Handler) routes() *http.ServeMux {
 	mux.HandleFunc("GET /signin", h.handleSignin)
 	mux.HandleFunc("POST /signin", h.handleSigninPost)
 	mux.HandleFunc("POST /signout", h.action(h.handleSignout))
+	h.ssoRoutes(mux) // sso.go
 
 	mux.HandleFunc("GET /request", h.page(h.handleTargets))
 	mux.HandleFunc("GET /request/{target}", h.page(h.handleRequestForm))

@@ -191,6 +191,7 @@ with the API token in $AJAR_TOKEN; --server and --token override them.`,
 		newSSHCmd(e),
 		newNodeCmd(e),
 		newVersionCmd(e), // version.go
+		newLoginCmd(e),   // login.go
 	)
 	audit := newAuditCmd(e)
 	audit.AddCommand(auditSubcommands(e)...)
@@ -208,6 +209,24 @@ func (e *cliEnv) client(needToken bool) (*api.Client, error) {
 	if server == "" {
 		server, field = e.getenv("AJAR_SERVER"), "AJAR_SERVER"
 	}
+	token := e.token
+	if token == "" {
+		token = e.getenv("AJAR_TOKEN")
+	}
+	if token == "" && needToken {
+		// What "ajar login" stored, for its own server only: a token is never
+		// sent to another server than the one that issued it.
+		creds, err := e.loadCredentials()
+		if err != nil {
+			return nil, err
+		}
+		if creds != nil && (server == "" || sameServer(server, creds.Server)) {
+			if !creds.ExpiresAt.IsZero() && !e.now().Before(creds.ExpiresAt) {
+				return nil, ajar.Errorf(ajar.EUNAUTH, "your session on %s ended at %s; run ajar login", creds.Server, creds.ExpiresAt.Local().Format(time.RFC3339))
+			}
+			server, field, token = creds.Server, e.credentialsPath(), creds.Token
+		}
+	}
 	if server == "" {
 		server = defaultServer
 	}
@@ -216,12 +235,8 @@ func (e *cliEnv) client(needToken bool) (*api.Client, error) {
 		u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return nil, usageErrorf(field, "must be an http:// or https:// URL such as %s, got %q", defaultServer, server)
 	}
-	token := e.token
-	if token == "" {
-		token = e.getenv("AJAR_TOKEN")
-	}
 	if needToken && token == "" {
-		return nil, usageErrorf("--token", "no API token: set AJAR_TOKEN or pass --token")
+		return nil, usageErrorf("--token", "not signed in: run ajar login, or set AJAR_TOKEN to an API token")
 	}
 	if needToken && u.Scheme == "http" && !isLoopback(u.Hostname()) {
 		fmt.Fprintf(e.stderr, "warning: sending the API token to %s over plain http\n", u.Host)
