@@ -3,12 +3,16 @@ package ajar
 import (
 	"slices"
 	"strings"
+	"time"
 )
 
 // User is an authenticated identity: a user id (email-like) and its groups.
 type User struct {
 	ID     string   `json:"id"`
 	Groups []string `json:"groups"`
+	// TEMP until w-sessions merges.
+	MFAAt   time.Time `json:"-"`
+	Session string    `json:"-"`
 }
 
 // InGroup reports whether u is a member of group.

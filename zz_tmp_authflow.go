@@ -9,3 +9,11 @@ type AuthFlow struct {
 	Data      []byte
 	ExpiresAt time.Time
 }
+
+type WebAuthnCredential struct {
+	UserID                string
+	ID                    []byte
+	Name                  string
+	Data                  []byte
+	CreatedAt, LastUsedAt time.Time
+}
