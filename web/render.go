@@ -66,7 +66,7 @@ type pages struct {
 // pageNames are the templates in templates/ that render a whole page.
 var pageNames = []string{
 	"signin", "targets", "request-form", "inbox", "access", "request", "audit", "evidence", "error", "bounce",
-	"device", "device-done",
+	"device", "device-done", "keys",
 }
 
 func loadPages() *pages {

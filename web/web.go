@@ -70,6 +70,8 @@ type Options struct {
 	Refresh time.Duration
 	// Login runs single sign-on (web/sso.go); nil: tokens only.
 	Login Login
+	// MFA is the security keys and step-up (web/keys.go); nil: none.
+	MFA MFA
 }
 
 // Handler serves the pages. Mount it at "/" (api.Options.Web does).
@@ -124,6 +126,7 @@ func (h *Handler) routes() *http.ServeMux {
 	mux.HandleFunc("POST /signin", h.handleSigninPost)
 	mux.HandleFunc("POST /signout", h.action(h.handleSignout))
 	h.ssoRoutes(mux) // sso.go
+	h.keyRoutes(mux) // keys.go
 
 	mux.HandleFunc("GET /request", h.page(h.handleTargets))
 	mux.HandleFunc("GET /request/{target}", h.page(h.handleRequestForm))
