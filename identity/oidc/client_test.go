@@ -2,6 +2,7 @@ package oidc_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/url"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/identity/oidc"
 	"github.com/ajar-dev/ajar/internal/oidctest"
+	"github.com/ajar-dev/ajar/policy"
 )
 
 const redirect = "http://127.0.0.1:9/auth/oidc/callback"
@@ -387,5 +389,44 @@ func TestPKCEHelpers(t *testing.T) {
 	}
 	if !oidc.VerifyChallenge(v, oidc.Challenge(v)) || oidc.VerifyChallenge(oidc.NewVerifier(), oidc.Challenge(v)) || oidc.VerifyChallenge("", oidc.Challenge("")) {
 		t.Error("VerifyChallenge accepts a wrong verifier or refuses the right one")
+	}
+}
+
+func TestConfigFromPolicy(t *testing.T) {
+	op := oidctest.Start(t)
+	src := fmt.Sprintf(`
+server: {public_url: "http://127.0.0.1:8700/"}
+users: [{id: alice@example.com}]
+targets: {web: {provider: fake}}
+policies: [{name: web, targets: [web], requesters: [alice@example.com], default_duration: 5m, max_duration: 1h, approval: {auto_approve: 'true'}}]
+identity: {oidc: {issuer: %q, client_id: %s, client_secret_env: OP_SECRET}}
+`, op.Issuer(), op.ClientID())
+	pol, err := policy.Parse([]byte(src), nil, policy.WithEnv(func(n string) (string, bool) { return op.ClientSecret(), n == "OP_SECRET" }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := oidc.ConfigFrom(*pol.Identity().OIDC)
+	if cfg.ClientSecret != op.ClientSecret() || cfg.UserClaim != "email" || !slices.Equal(cfg.Scopes, policy.DefaultScopes) {
+		t.Fatalf("ConfigFrom = %+v", cfg)
+	}
+	ru := oidc.RedirectURL(pol.Server().PublicURL)
+	if ru != "http://127.0.0.1:8700/auth/oidc/callback" {
+		t.Fatalf("RedirectURL = %q", ru)
+	}
+	op.AllowRedirect(ru)
+	op.SetUser(oidctest.User{Email: "alice@example.com", EmailVerified: true})
+	op.LoginAs("alice@example.com")
+	c, err := oidc.New(context.Background(), cfg, ru)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce, verifier := oidc.NewVerifier(), oidc.NewVerifier()
+	back, err := op.Browse(c.AuthURL("st", nonce, verifier, oidc.AuthOptions{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.Exchange(context.Background(), back.Query().Get("code"), verifier, nonce)
+	if err != nil || id.UserID != "alice@example.com" {
+		t.Fatalf("Exchange = %+v, %v", id, err)
 	}
 }
