@@ -28,6 +28,8 @@ type Config struct {
 	Notifications []NotificationConfig `yaml:"notifications"`
 	// Limits are the per-user caps (see LimitsConfig).
 	Limits LimitsConfig `yaml:"limits"`
+	// Identity is where people sign in (see IdentityConfig).
+	Identity IdentityConfig `yaml:"identity"`
 
 	// src is the file's text, for reporting condition errors at their line and
 	// column in the file.
@@ -133,6 +135,10 @@ type StepConfig struct {
 	// may approve or deny the step too.
 	EscalateAfter Duration `yaml:"escalate_after"`
 	EscalateTo    []string `yaml:"escalate_to"`
+	// RequireMFA: an approval of this step counts only when the approver
+	// proved a second factor within the last 5 minutes (a security key in
+	// the web page, or an OIDC re-authentication whose amr names one).
+	RequireMFA bool `yaml:"require_mfa"`
 }
 
 // CheckConfig is one deny or require condition: a CEL expression (see
@@ -158,6 +164,9 @@ type ExtendConfig struct {
 // BreakglassConfig is a rule's "breakglass" section: who may skip approval.
 type BreakglassConfig struct {
 	Allowed []string `yaml:"allowed"`
+	// RequireMFA: break-glass needs a second factor proved within the last
+	// 5 minutes, as for approval steps with require_mfa.
+	RequireMFA bool `yaml:"require_mfa"`
 }
 
 // Defaults for optional settings.
@@ -195,6 +204,7 @@ func (c *Config) applyDefaults() {
 		c.Storage.Driver = DefaultDriver
 	}
 	c.Reconcile.applyDefaults()
+	c.Identity.applyDefaults()
 	s, d := &c.Scheduler, defaultScheduler
 	if s.PollInterval == 0 {
 		s.PollInterval = d.PollInterval

@@ -83,6 +83,8 @@ type Step struct {
 	// notified and may decide on it too; zero for no escalation.
 	EscalateAfter time.Duration
 	EscalateTo    []string
+	// RequireMFA: an approval of this step needs a recent second factor.
+	RequireMFA bool
 }
 
 // Check is a compiled deny or require condition.
@@ -103,6 +105,8 @@ type Extend struct {
 // Breakglass names who may skip approval, with an alert and a review task.
 type Breakglass struct {
 	Allowed []string
+	// RequireMFA: break-glass needs a recent second factor.
+	RequireMFA bool
 }
 
 // CanApprove reports whether u is one of the approvers of step (an index into
@@ -159,6 +163,8 @@ type Policy struct {
 	rules   []*Rule
 	ruleIdx map[string]*Rule
 	limits  UserLimits
+	// identity is the "identity" section, compiled.
+	identity Identity
 }
 
 // User returns the static user with this id, compared without case; the

@@ -17,12 +17,25 @@ import (
 )
 
 // Load reads and parses the policy file at path; see Parse.
-func Load(path string, check CheckTarget) (*Policy, error) {
+func Load(path string, check CheckTarget, opts ...Option) (*Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read policy file: %w", err)
 	}
-	return Parse(data, check)
+	return Parse(data, check, opts...)
+}
+
+// An Option changes how Parse and Load read a policy.
+type Option func(*options)
+
+type options struct {
+	lookupEnv func(string) (string, bool)
+}
+
+// WithEnv makes Parse read environment variables (the OIDC client secret)
+// through lookup instead of os.LookupEnv.
+func WithEnv(lookup func(name string) (string, bool)) Option {
+	return func(o *options) { o.lookupEnv = lookup }
 }
 
 // Parse reads a policy file, validates all of it and compiles its conditions.
@@ -36,13 +49,17 @@ func Load(path string, check CheckTarget) (*Policy, error) {
 // mapping belongs, a duration like "5 minutes"), all at once; only when there are
 // none, every validation problem. Validating a half-read file would report
 // things as missing that are only misspelt.
-func Parse(data []byte, check CheckTarget) (*Policy, error) {
+func Parse(data []byte, check CheckTarget, opts ...Option) (*Policy, error) {
+	o := options{lookupEnv: os.LookupEnv}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	cfg, structural := decode(data)
 	if len(structural) > 0 {
 		return nil, structural
 	}
 	cfg.applyDefaults()
-	p, probs := compile(cfg, check)
+	p, probs := compile(cfg, check, o)
 	if len(probs) > 0 {
 		return nil, probs
 	}
@@ -60,6 +77,7 @@ type compiler struct {
 	probs ajar.Problems
 	p     *Policy
 	src   []string // the file's lines, for condition positions
+	env   func(string) (string, bool)
 }
 
 func (c *compiler) add(field, format string, args ...any) {
@@ -68,8 +86,8 @@ func (c *compiler) add(field, format string, args ...any) {
 
 // compile validates cfg (defaults applied) and builds the Policy. The Policy is
 // only meaningful when there are no problems.
-func compile(cfg *Config, check CheckTarget) (*Policy, ajar.Problems) {
-	c := &compiler{src: cfg.src, p: &Policy{
+func compile(cfg *Config, check CheckTarget, o options) (*Policy, ajar.Problems) {
+	c := &compiler{src: cfg.src, env: o.lookupEnv, p: &Policy{
 		cfg:     *cfg,
 		userIdx: map[string]int{},
 		targets: map[string]Target{},
@@ -84,6 +102,7 @@ func compile(cfg *Config, check CheckTarget) (*Policy, ajar.Problems) {
 	c.rules(cfg.Policies)
 	c.notifications(cfg.Notifications)
 	c.limits(cfg.Limits)
+	c.identity(cfg)
 	return c.p, c.probs
 }
 
@@ -290,7 +309,7 @@ func (c *compiler) rules(rules []RuleConfig) {
 			}
 		}
 		if b := rc.Breakglass; b != nil {
-			r.Breakglass = &Breakglass{Allowed: slices.Clone(b.Allowed)}
+			r.Breakglass = &Breakglass{Allowed: slices.Clone(b.Allowed), RequireMFA: b.RequireMFA}
 			if len(b.Allowed) == 0 {
 				c.add(f+".breakglass.allowed", "must name at least one user or group:NAME (leave out breakglass to allow nobody)")
 			}
@@ -354,6 +373,7 @@ func (c *compiler) approval(f string, ac ApprovalConfig, r *Rule) {
 		r.Approval.Steps = append(r.Approval.Steps, Step{
 			Approvers: slices.Clone(s.Approvers), Count: s.Count,
 			EscalateAfter: time.Duration(s.EscalateAfter), EscalateTo: slices.Clone(s.EscalateTo),
+			RequireMFA: s.RequireMFA,
 		})
 	}
 	if !ac.AutoApprove.Empty() {

@@ -106,6 +106,11 @@ var rules = []rule{
 		Why: "the core works on the ajar.Store and ajar.Provider contracts; cmd/ajar wires the concrete ones in",
 	},
 	{
+		From: []string{"identity/oidc/..."},
+		Only: []string{".", "policy"},
+		Why:  "the OIDC client knows the identity provider and the domain types; sessions, the store and HTTP call it, never the reverse",
+	},
+	{
 		From:   []string{"..."},
 		Except: testHelpers,
 		Never:  testHelpers,
@@ -114,7 +119,7 @@ var rules = []rule{
 }
 
 // testHelpers are the packages only tests import.
-var testHelpers = []string{"store/storetest/...", "store/postgres/pgtest/...", "provider/providertest/...", "internal/mototest/..."}
+var testHelpers = []string{"store/storetest/...", "store/postgres/pgtest/...", "provider/providertest/...", "internal/mototest/...", "internal/oidctest/..."}
 
 // allowed lists today's known breaches of the rules, each as importer and
 // imported package (relative to the module). Every entry is a debt with a
