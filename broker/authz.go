@@ -137,6 +137,9 @@ func (s *Service) mayDecide(u ajar.User, d decision, now time.Time) (*policy.Rul
 	if !rule.CanApprove(step, u) && !(rule.CanEscalate(step, u) && s.stepEscalated(d, rule, step, now)) {
 		return nil, 0, refuse(refusedNotApprover, ajar.EFORBIDDEN, "you are not an approver for step %d of policy %s", step+1, rule.Name)
 	}
+	if f := s.mfaRefusal(u, d, rule, step, now); f != nil { // mfa.go
+		return nil, 0, f
+	}
 	return rule, step, nil
 }
 

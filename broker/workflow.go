@@ -346,6 +346,9 @@ func (s *Service) Breakglass(ctx context.Context, u ajar.User, in CreateInput) (
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkBreakglassMFA(u, dec.Rule, s.now()); err != nil { // mfa.go
+		return nil, err
+	}
 	if err := s.checkParams(in.Target, in.Params); err != nil {
 		return nil, err
 	}
