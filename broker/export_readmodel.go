@@ -29,6 +29,7 @@ const (
 	RefusedRequester     = refusedRequester
 	RefusedAlready       = refusedAlready
 	RefusedNotApprover   = refusedNotApprover
+	RefusedMFA           = refusedMFA
 )
 
 // MayDecide says whether u may make decision verb (VerbApprove or VerbDeny) on

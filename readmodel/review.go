@@ -39,6 +39,9 @@ type Review struct {
 	CanDeny    bool `json:"can_deny"`
 	// Blocked says why the user cannot approve ("" when CanApprove).
 	Blocked string `json:"blocked,omitempty"`
+	// NeedsMFA says the user could approve after proving a second factor
+	// (the step has require_mfa): the page offers a security key or SSO.
+	NeedsMFA bool `json:"needs_mfa,omitempty"`
 }
 
 // review works out what u may do about r, or about ext, r's extension waiting
@@ -73,6 +76,7 @@ func (s *Reader) review(u ajar.User, r *ajar.Request, ext *ajar.Extension, break
 	rv.CanDeny = errDeny == nil
 	if err != nil {
 		rv.Blocked = blockedSentence(reason, err, r, ext, rule, rv.Step, u)
+		rv.NeedsMFA = reason == broker.RefusedMFA
 	}
 	return rv, approver || rv.CanApprove
 }
@@ -97,6 +101,8 @@ func blockedSentence(reason string, err error, r *ajar.Request, ext *ajar.Extens
 			return "The access ends before anyone can decide on this extension."
 		}
 		return fmt.Sprintf("Its approval deadline passed at %s: it times out, and nobody can decide on it now.", r.ApprovalDeadline.UTC().Format("2006-01-02 15:04:05 UTC"))
+	case broker.RefusedMFA:
+		return fmt.Sprintf("Step %d of policy %s requires a second factor made in the last 5 minutes: verify with your security key, or sign in again with SSO, then approve.", step+1, rule.Name)
 	case broker.RefusedNotApprover:
 		if step >= len(rule.Approval.Steps) {
 			return fmt.Sprintf("Policy %s has no approval step waiting for approvals.", rule.Name)
