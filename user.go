@@ -10,9 +10,11 @@ import (
 type User struct {
 	ID     string   `json:"id"`
 	Groups []string `json:"groups"`
-	// TEMP until w-sessions merges.
-	MFAAt   time.Time `json:"-"`
-	Session string    `json:"-"`
+	// Session is the id of the session or token u was authenticated with ("" when
+	// u did not come from Authenticate).
+	Session string `json:"-"`
+	// MFAAt is the last MFA step-up in that session (zero: never).
+	MFAAt time.Time `json:"-"`
 }
 
 // InGroup reports whether u is a member of group.
