@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ajar-dev/ajar/store/postgres/pgtest"
 )
 
 // runAs runs the CLI with token as AJAR_TOKEN and extra environment entries.
@@ -258,5 +260,35 @@ func TestTokenCreateOnHost(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(empty, "ajar.db")); !os.IsNotExist(err) {
 		t.Fatal("token create made a database")
+	}
+}
+
+// TestWebSessionAcrossReplicas: two replicas on one PostgreSQL database; a web
+// session made on one works on the other (no sticky sessions), and ending it on
+// one ends it on both at once.
+func TestWebSessionAcrossReplicas(t *testing.T) {
+	pg := pgtest.StartT(t, pgtest.Options{})
+	dsn, err := pg.CreateDatabase(t.Context(), "websessions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := replicaPolicy(t, `storage: {driver: postgres, dsn: "`+dsn+`"}`, `{dir: "`+t.TempDir()+`"}`)
+	env := []string{"AJAR_MASTER_KEY=" + randomMasterKey(), "AJAR_TESTONLY_PROVIDERS=1"}
+	a := startReplica(t, "a", config, env...)
+	b := startReplica(t, "b", config, env...)
+	cookie := webSignIn(t, a.URL, a.tokens["bob"])
+	if st := pageStatus(t, b.URL, cookie, "/access"); st != http.StatusOK {
+		t.Fatalf("a session made on replica a, on replica b: %d, want 200", st)
+	}
+	out := a.ok(t, "admin", "sessions", "--user", "bob@example.com", "-o", "json")
+	var list []struct{ ID string }
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 1 {
+		t.Fatalf("sessions: %v\n%s", err, out)
+	}
+	a.ok(t, "admin", "sessions", "revoke", list[0].ID)
+	for _, r := range []*server{a, b} {
+		if st := pageStatus(t, r.URL, cookie, "/access"); st != http.StatusSeeOther {
+			t.Fatalf("a revoked session on %s: %d, want a redirect to sign in", r.URL, st)
+		}
 	}
 }
