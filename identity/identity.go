@@ -163,10 +163,18 @@ func union(a, b []string) []string {
 // Lookup is the user directory: a user is known when the policy file lists
 // them or the IdP vouched for them (a stored ajar.Identity); their groups are
 // the static ones and the IdP's last known ones. ok is false for an unknown
-// user; err only for a store failure.
+// user; err only for a store failure. Without an IdP (Config.Groups nil) only
+// the policy file is asked: no store read, so the broker may call it inside
+// its transactions at no cost.
 func (s *Service) Lookup(ctx context.Context, userID string) (ajar.User, bool, error) {
 	id := ajar.CanonicalUserID(userID)
 	static, known := s.pol.User(id)
+	if s.groups == nil {
+		if known {
+			static.ID = id
+		}
+		return static, known, nil
+	}
 	var ident *ajar.Identity
 	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
 		var err error

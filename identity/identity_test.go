@@ -401,6 +401,20 @@ func TestUnknownUser(t *testing.T) {
 	if err != nil || !slices.Equal(u.Groups, []string{"sre"}) {
 		t.Fatalf("SSO user's token: %+v, %v", u, err)
 	}
+	// Without an IdP only the policy file is the directory.
+	pol, _ := policy.Parse([]byte(testPolicy), func(string, json.RawMessage) ajar.Problems { return nil })
+	noIdP, err := identity.New(identity.Config{Store: e.st, Policy: pol, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := noIdP.Lookup(ctx, "yan@example.com"); ok || err != nil {
+		t.Errorf("without an IdP, an SSO user is known: %v, %v", ok, err)
+	}
+	if u, ok, _ := noIdP.Lookup(ctx, "ALICE@example.com"); !ok || u.ID != "alice@example.com" || !slices.Equal(u.Groups, []string{"engineers"}) {
+		t.Errorf("static user without an IdP: %+v, %v", u, ok)
+	}
+	_, err = noIdP.Authenticate(ctx, tok)
+	wantCode(t, err, ajar.EUNAUTH)
 	// A token sign-in of someone nobody knows is refused.
 	_, _, err = e.ids.SignIn(ctx, identity.SignIn{Kind: ajar.SessionWeb, UserID: "mallory@example.com", Source: "token"})
 	wantCode(t, err, ajar.EUNAUTH)
