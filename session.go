@@ -26,6 +26,9 @@ type Session struct {
 	MFAAt       time.Time // last MFA step-up in this session (zero: never)
 	RevokedAt   time.Time // zero while not revoked
 	RevokedBy   string    // who revoked it
+	// Parent is the id of the API token a web session was signed in with ("" for
+	// none): the session works only while that token does.
+	Parent string
 }
 
 // Ended reports whether s can no longer be used at now: revoked or expired.

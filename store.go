@@ -112,6 +112,7 @@ type Tx interface {
 
 	// CreateSession stores a new session. ID, Hash, Kind, UserID, CreatedAt and
 	// ExpiresAt are required (else EINVALID). ECONFLICT if its ID or Hash exists.
+	// Kind, UserID, Name, CreatedAt and Parent never change.
 	CreateSession(ctx context.Context, s Session) error
 	// UpdateSession writes s's LastUsedAt, RefreshedAt, Groups, Refresh, MFAAt,
 	// ExpiresAt, RevokedAt and RevokedBy, found by ID (ENOTFOUND if none). A

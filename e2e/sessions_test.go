@@ -95,8 +95,15 @@ func TestTokensThroughTheAPI(t *testing.T) {
 		}
 	}
 
-	// Revoked: 401 at once.
+	// Revoked: 401 at once, and a web session signed in with it ends too.
+	cookie := webSignIn(t, s.URL, ci)
+	if st := pageStatus(t, s.URL, cookie, "/access"); st != http.StatusOK {
+		t.Fatalf("web session of the ci token: %d", st)
+	}
 	s.ok(t, "admin", "token", "revoke", id)
+	if st := pageStatus(t, s.URL, cookie, "/access"); st != http.StatusSeeOther {
+		t.Fatalf("web session of a revoked token: %d, want a redirect to sign in", st)
+	}
 	if st, _ := s.httpAs(t, ci, "GET", "/v1/whoami"); st != http.StatusUnauthorized {
 		t.Fatalf("a revoked token: %d, want 401", st)
 	}

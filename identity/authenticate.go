@@ -35,21 +35,29 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (ajar.User, e
 	if secret == "" || len(secret) > maxSecret {
 		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "missing or malformed API token or session")
 	}
-	var sess *ajar.Session
+	var sess, parent *ajar.Session
 	var now time.Time
 	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
 		now = tx.Now()
 		var err error
-		sess, err = tx.GetSession(ctx, HashSecret(secret))
+		if sess, err = tx.GetSession(ctx, HashSecret(secret)); err != nil || sess.Parent == "" {
+			return err
+		}
+		parent, err = tx.GetSessionByID(ctx, sess.Parent)
 		return err
 	})
-	if ajar.ErrorCode(err) == ajar.ENOTFOUND {
+	if ajar.ErrorCode(err) == ajar.ENOTFOUND && sess == nil {
 		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "unknown API token or session")
+	} else if ajar.ErrorCode(err) == ajar.ENOTFOUND {
+		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "the API token this session was signed in with no longer exists")
 	} else if err != nil {
 		return ajar.User{}, fmt.Errorf("authenticate: %w", err)
 	}
 	if err := usable(sess, now); err != nil {
 		return ajar.User{}, err
+	}
+	if parent != nil && parent.Ended(now) {
+		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "the API token this session was signed in with was revoked or expired; sign in again")
 	}
 	if s.groups != nil && sess.Groups != nil && len(sess.Refresh) > 0 && now.Sub(sess.RefreshedAt) >= s.refresh {
 		if sess, err = s.refreshGroups(ctx, sess); err != nil {

@@ -456,3 +456,33 @@ func TestMarkMFAAndFlows(t *testing.T) {
 	_, err = e.ids.TakeFlow(ctx, "oidc_state", "state-2")
 	wantCode(t, err, ajar.ENOTFOUND)
 }
+
+// TestTokenSignInFollowsItsToken: a web session signed in with an API token
+// works only while the token does.
+func TestTokenSignInFollowsItsToken(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	tok, tokSess, err := e.ids.CreateToken(ctx, e.root, "bob@example.com", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := e.ids.Authenticate(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _, err := e.ids.SignIn(ctx, identity.SignIn{Kind: ajar.SessionWeb, UserID: bob.ID, Source: "token", Parent: bob.Session})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ids.Authenticate(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ids.Revoke(ctx, e.root, tokSess.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.ids.Authenticate(ctx, secret)
+	wantCode(t, err, ajar.EUNAUTH)
+	if !strings.Contains(err.Error(), "API token this session was signed in with") {
+		t.Errorf("err = %v", err)
+	}
+}

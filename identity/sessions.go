@@ -20,6 +20,9 @@ type SignIn struct {
 	RefreshToken string // the IdP's refresh token, sealed at rest; "" if none
 	MFA          bool   // the sign-in itself was a second-factor authentication
 	Source       string // "oidc" or "token"
+	// Parent is the id of the API token of a token sign-in (User.Session of
+	// the token's user): the session works only while that token does.
+	Parent string
 }
 
 // SignIn starts a web or CLI session and returns its secret (shown once) and
@@ -59,7 +62,7 @@ func (s *Service) SignIn(ctx context.Context, in SignIn) (string, *ajar.Session,
 	if err != nil {
 		return "", nil, err
 	}
-	sess := &ajar.Session{ID: id, Hash: HashSecret(secret), Kind: in.Kind, UserID: userID, Name: in.Name, Groups: groups}
+	sess := &ajar.Session{ID: id, Hash: HashSecret(secret), Kind: in.Kind, UserID: userID, Name: in.Name, Groups: groups, Parent: in.Parent}
 	if in.RefreshToken != "" {
 		if s.sealer == nil {
 			return "", nil, fmt.Errorf("sign in: no sealer for the refresh token")
@@ -85,7 +88,7 @@ func (s *Service) SignIn(ctx context.Context, in SignIn) (string, *ajar.Session,
 		}
 		return ajar.AppendAudit(ctx, tx, userID, "signin", userID, map[string]any{
 			"session": id, "kind": in.Kind, "source": in.Source, "name": in.Name,
-			"groups": groups, "mfa": in.MFA, "expires_at": sess.ExpiresAt,
+			"groups": groups, "mfa": in.MFA, "expires_at": sess.ExpiresAt, "parent": in.Parent,
 		})
 	})
 	if err != nil {

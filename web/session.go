@@ -25,8 +25,8 @@ import (
 // hash. Every request authenticates the secret again (identity.Service.
 // Authenticate), so a revoked or expired session, or a user no longer known,
 // is refused at once, on every replica, and sessions survive a restart. A
-// session signed in with an API token lives on its own: revoking the token
-// does not end it (revoke the session: "ajar sessions revoke ID").
+// session signed in with an API token works only while that token does
+// (ajar.Session.Parent): revoking the token ends it at once.
 //
 // Every form that changes something carries a CSRF token derived from the
 // session's secret (HMAC-SHA256 of a fixed label), compared in constant time,
@@ -138,7 +138,7 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, u ajar.Us
 		}
 	}
 	secret, _, err := h.ids.SignIn(r.Context(), identity.SignIn{
-		Kind: ajar.SessionWeb, UserID: u.ID, Name: truncateText(r.UserAgent(), 200), Source: "token",
+		Kind: ajar.SessionWeb, UserID: u.ID, Name: truncateText(r.UserAgent(), 200), Source: "token", Parent: u.Session,
 	})
 	if err != nil {
 		return err

@@ -20,7 +20,7 @@ const (
 	qGetSession     = `SELECT ` + sqlcodec.SessionCols + ` FROM sessions WHERE hash = $1`
 	qGetSessionByID = `SELECT ` + sqlcodec.SessionCols + ` FROM sessions WHERE id = $1`
 	qInsertSession  = `INSERT INTO sessions (` + sqlcodec.SessionCols + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING`
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING`
 	// A revocation sticks: revoked_at and revoked_by keep their first value.
 	qUpdateSession = `UPDATE sessions SET last_used_at = $1, refreshed_at = $2, group_names = $3, refresh = $4,
 		mfa_at = $5, expires_at = $6,

@@ -18,7 +18,7 @@ const (
 	qGetSession     = `SELECT ` + sqlcodec.SessionCols + ` FROM sessions WHERE hash = ?`
 	qGetSessionByID = `SELECT ` + sqlcodec.SessionCols + ` FROM sessions WHERE id = ?`
 	qInsertSession  = `INSERT INTO sessions (` + sqlcodec.SessionCols + `)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
 	// A revocation sticks: revoked_at and revoked_by keep their first value.
 	qUpdateSession = `UPDATE sessions SET last_used_at = ?, refreshed_at = ?, group_names = ?, refresh = ?,
 		mfa_at = ?, expires_at = ?,

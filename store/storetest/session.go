@@ -54,7 +54,7 @@ func testSessions(t *testing.T, h *harness) {
 	web := ajar.Session{ID: "ses_bbbb", Hash: []byte{0, 1, 0xff, 0}, Kind: ajar.SessionWeb, UserID: "bob@example.com",
 		Name: "Firefox", Groups: []string{"ops", "dba"}, CreatedAt: t0, ExpiresAt: t0.Add(12 * time.Hour),
 		LastUsedAt: t0.Add(time.Minute), RefreshedAt: t0.Add(2 * time.Minute), Refresh: []byte{9, 0, 8},
-		MFAAt: t0.Add(3 * time.Minute)}
+		MFAAt: t0.Add(3 * time.Minute), Parent: "tok_aaaa"}
 	h.update(t, func(tx ajar.Tx) error {
 		if err := tx.CreateSession(t.Context(), tok); err != nil {
 			return err
@@ -106,7 +106,7 @@ func testSessions(t *testing.T, h *harness) {
 
 	// UpdateSession writes the mutable fields and nothing else.
 	upd := web
-	upd.Hash, upd.Kind, upd.UserID, upd.Name, upd.CreatedAt = []byte("other"), "cli", "mallory", "x", t0.Add(time.Hour)
+	upd.Hash, upd.Kind, upd.UserID, upd.Name, upd.CreatedAt, upd.Parent = []byte("other"), "cli", "mallory", "x", t0.Add(time.Hour), "tok_other"
 	upd.Groups, upd.Refresh = []string{"ops"}, nil
 	upd.LastUsedAt, upd.RefreshedAt, upd.MFAAt = t0.Add(5*time.Minute), t0.Add(6*time.Minute), time.Time{}
 	upd.ExpiresAt = t0.Add(time.Hour)

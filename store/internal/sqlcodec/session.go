@@ -9,7 +9,7 @@ import (
 // SessionCols are the sessions table's columns in the order of SessionArgs and
 // ScanSession.
 const SessionCols = `id, hash, kind, user_id, name, group_names, created_at, expires_at,
-	last_used_at, refreshed_at, refresh, mfa_at, revoked_at, revoked_by`
+	last_used_at, refreshed_at, refresh, mfa_at, revoked_at, revoked_by, parent`
 
 // CheckSession checks a session to create.
 func CheckSession(s *ajar.Session) error {
@@ -60,7 +60,7 @@ func SessionArgs(s *ajar.Session) ([]any, error) {
 	args := []any{s.ID, s.Hash, s.Kind, s.UserID, s.Name, groups,
 		e.Time("created_at", s.CreatedAt), e.Time("expires_at", s.ExpiresAt),
 		e.OptTime("last_used_at", s.LastUsedAt), e.OptTime("refreshed_at", s.RefreshedAt),
-		refresh, e.OptTime("mfa_at", s.MFAAt), e.OptTime("revoked_at", s.RevokedAt), s.RevokedBy}
+		refresh, e.OptTime("mfa_at", s.MFAAt), e.OptTime("revoked_at", s.RevokedAt), s.RevokedBy, s.Parent}
 	if e.Err != nil {
 		return nil, e.Err
 	}
@@ -78,7 +78,7 @@ type SessionRow struct {
 // Dest returns the scan destinations in SessionCols order.
 func (r *SessionRow) Dest() []any {
 	return []any{&r.S.ID, &r.S.Hash, &r.S.Kind, &r.S.UserID, &r.S.Name, &r.Groups, &r.Created, &r.Expires,
-		&r.LastUsed, &r.Refreshed, &r.S.Refresh, &r.MFA, &r.Revoked, &r.S.RevokedBy}
+		&r.LastUsed, &r.Refreshed, &r.S.Refresh, &r.MFA, &r.Revoked, &r.S.RevokedBy, &r.S.Parent}
 }
 
 // Session decodes the scanned row.

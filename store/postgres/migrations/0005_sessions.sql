@@ -15,7 +15,8 @@ CREATE TABLE sessions (
 	refresh      bytea,
 	mfa_at       text COLLATE "C",
 	revoked_at   text COLLATE "C",
-	revoked_by   text NOT NULL DEFAULT ''
+	revoked_by   text NOT NULL DEFAULT '',
+	parent       text NOT NULL DEFAULT ''
 );
 CREATE INDEX sessions_user ON sessions (user_id, created_at);
 CREATE INDEX sessions_created ON sessions (created_at, id);

@@ -15,7 +15,8 @@ CREATE TABLE sessions (
 	refresh      BLOB,
 	mfa_at       TEXT,
 	revoked_at   TEXT,
-	revoked_by   TEXT NOT NULL DEFAULT ''
+	revoked_by   TEXT NOT NULL DEFAULT '',
+	parent       TEXT NOT NULL DEFAULT ''
 ) STRICT;
 CREATE INDEX sessions_user ON sessions (user_id, created_at);
 CREATE INDEX sessions_created ON sessions (created_at, id);
