@@ -110,6 +110,9 @@ func TestTokensThroughTheAPI(t *testing.T) {
 	if r := s.runAs(t, ci, nil, "whoami"); r.Code != 1 || !strings.Contains(r.Stderr, "not accepted") {
 		t.Errorf("whoami with a revoked token: %+v", r)
 	}
+	if st, cookie := tryWebSignIn(t, s.URL, ci); st != http.StatusUnauthorized || cookie != "" {
+		t.Errorf("web sign-in with a revoked token: %d, cookie %q", st, cookie)
+	}
 
 	// Logout ends the caller's token at once and removes stored credentials.
 	bob2 := strings.TrimSpace(s.ok(t, "admin", "token", "create", "--user", "bob@example.com"))
@@ -134,7 +137,7 @@ func TestTokensThroughTheAPI(t *testing.T) {
 	for _, ev := range s.auditEvents(t) {
 		actions[ev.Action]++
 	}
-	if actions["token.created"] < 2 || actions["token.revoked"] != 2 {
+	if actions["token.created"] < 2 || actions["token.revoked"] != 2 || actions["signin.refused"] != 1 || actions["signin"] != 1 {
 		t.Errorf("audit actions: %v", actions)
 	}
 }
@@ -161,6 +164,17 @@ var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 // session cookie's value.
 func webSignIn(t *testing.T, base, token string) string {
 	t.Helper()
+	status, cookie := tryWebSignIn(t, base, token)
+	if cookie == "" {
+		t.Fatalf("sign-in gave no session cookie: %d", status)
+	}
+	return cookie
+}
+
+// tryWebSignIn posts the sign-in form with token and returns the status and
+// the session cookie ("" for none).
+func tryWebSignIn(t *testing.T, base, token string) (int, string) {
+	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Get(base + "/signin")
@@ -180,11 +194,10 @@ func webSignIn(t *testing.T, base, token string) string {
 	resp.Body.Close()
 	for _, ck := range resp.Cookies() {
 		if ck.Name == "ajar_session" && ck.Value != "" {
-			return ck.Value
+			return resp.StatusCode, ck.Value
 		}
 	}
-	t.Fatalf("sign-in gave no session cookie: %d", resp.StatusCode)
-	return ""
+	return resp.StatusCode, ""
 }
 
 // pageStatus loads path with the session cookie, not following redirects.

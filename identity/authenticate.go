@@ -2,12 +2,24 @@ package identity
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/ajar-dev/ajar"
 )
+
+const msgUnknown = "unknown API token or session"
+
+// Unknown reports whether err is Authenticate's answer for a secret that is
+// no token or session at all (as opposed to one that expired or was revoked).
+// Sign-in pages audit refusals of known credentials only, so that guesses
+// cannot flood the audit log.
+func Unknown(err error) bool {
+	var e *ajar.Error
+	return errors.As(err, &e) && e.Code == ajar.EUNAUTH && e.Message == msgUnknown
+}
 
 // what names a session's kind in messages.
 func what(sess *ajar.Session) string {
@@ -47,7 +59,7 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (ajar.User, e
 		return err
 	})
 	if ajar.ErrorCode(err) == ajar.ENOTFOUND && sess == nil {
-		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "unknown API token or session")
+		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, msgUnknown)
 	} else if ajar.ErrorCode(err) == ajar.ENOTFOUND {
 		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "the API token this session was signed in with no longer exists")
 	} else if err != nil {

@@ -486,3 +486,24 @@ func TestTokenSignInFollowsItsToken(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestUnknown tells an unknown secret from a dead one.
+func TestUnknown(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	_, err := e.ids.Authenticate(ctx, "ajar_nope")
+	if !identity.Unknown(err) {
+		t.Errorf("Unknown(%v) = false", err)
+	}
+	tok, sess, _ := e.ids.CreateToken(ctx, e.root, "bob@example.com", "", 0)
+	e.ids.Revoke(ctx, e.root, sess.ID)
+	if _, err := e.ids.Authenticate(ctx, tok); err == nil || identity.Unknown(err) {
+		t.Errorf("a revoked token: Unknown(%v) = true", err)
+	}
+	if err := e.ids.SignInRefused(ctx, "", "revoked", map[string]any{"source": "token"}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := e.audit(t, "signin.refused"); len(ev) != 1 || ev[0].Actor != ajar.ActorSystem {
+		t.Fatalf("signin.refused: %+v", ev)
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/identity"
 	"github.com/ajar-dev/ajar/readmodel"
 )
 
@@ -77,6 +78,12 @@ func (h *Handler) handleSigninPost(w http.ResponseWriter, r *http.Request) {
 		if ajar.ErrorCode(err) != ajar.EUNAUTH {
 			h.fail(w, r, nil, err)
 			return
+		}
+		if !identity.Unknown(err) { // a token that expired or was revoked: audited
+			if aerr := h.ids.SignInRefused(r.Context(), "", ajar.ErrorMessage(err), map[string]any{"source": "token", "kind": ajar.SessionWeb}); aerr != nil {
+				h.fail(w, r, nil, aerr)
+				return
+			}
 		}
 		h.renderSignin(w, r, http.StatusUnauthorized, signinPage{Next: next, Error: "This token was not accepted. Check that you copied all of it."})
 		return

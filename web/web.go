@@ -83,6 +83,8 @@ type Identity interface {
 	SignIn(ctx context.Context, in identity.SignIn) (string, *ajar.Session, error)
 	// Logout ends the session u was authenticated with.
 	Logout(ctx context.Context, u ajar.User) error
+	// SignInRefused audits a refused sign-in.
+	SignInRefused(ctx context.Context, userID, reason string, details map[string]any) error
 }
 
 var _ Identity = (*identity.Service)(nil)
