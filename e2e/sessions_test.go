@@ -82,6 +82,9 @@ func TestTokensThroughTheAPI(t *testing.T) {
 	if !strings.HasPrefix(id, "tok_") {
 		t.Fatalf("no ci token in the list:\n%s", list)
 	}
+	if table := s.ok(t, "admin", "token", "list"); !strings.Contains(table, "LAST USED") || !strings.Contains(table, id) || strings.Contains(table, ci) {
+		t.Errorf("token list:\n%s", table)
+	}
 
 	// Not an admin (and not the token's owner): refused, and nothing is printed.
 	for _, args := range [][]string{
