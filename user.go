@@ -3,12 +3,18 @@ package ajar
 import (
 	"slices"
 	"strings"
+	"time"
 )
 
 // User is an authenticated identity: a user id (email-like) and its groups.
 type User struct {
 	ID     string   `json:"id"`
 	Groups []string `json:"groups"`
+	// Session is the id of the session or token u was authenticated with ("" when
+	// u did not come from Authenticate).
+	Session string `json:"-"`
+	// MFAAt is the last MFA step-up in that session (zero: never).
+	MFAAt time.Time `json:"-"`
 }
 
 // InGroup reports whether u is a member of group.
