@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Store is the durable truth of ajar: requests, the audit log, tokens, keys and issued
+// Store is the durable truth of ajar: requests, the audit log, sessions and tokens, keys and issued
 // certificates. It is dumb on purpose: policy and the state machine live in broker.
 //
 // Every state change and its audit event are written in one Update call, so they
@@ -47,8 +47,18 @@ type ReadTx interface {
 	// AuditHead returns the last event's Seq and Hash; (0, nil) for an empty log.
 	AuditHead(ctx context.Context) (seq int64, hash []byte, err error)
 
-	// GetToken returns the token with this SHA-256 hash, or ENOTFOUND.
-	GetToken(ctx context.Context, hash []byte) (*Token, error)
+	// GetSession returns the session (or API token) whose secret has this SHA-256
+	// hash, ended or not, or ENOTFOUND.
+	GetSession(ctx context.Context, hash []byte) (*Session, error)
+	// GetSessionByID returns a session by its public id, or ENOTFOUND.
+	GetSessionByID(ctx context.Context, id string) (*Session, error)
+	// ListSessions returns the sessions f selects, newest first (ties by ID,
+	// descending).
+	ListSessions(ctx context.Context, f SessionFilter) ([]*Session, error)
+	// GetIdentity returns what the IdP last said about a user, or ENOTFOUND.
+	GetIdentity(ctx context.Context, userID string) (*Identity, error)
+	// ListWebAuthnCredentials returns a user's credentials, oldest first.
+	ListWebAuthnCredentials(ctx context.Context, userID string) ([]WebAuthnCredential, error)
 	// GetKey returns a sealed key by name, or ENOTFOUND.
 	GetKey(ctx context.Context, name string) ([]byte, error)
 	// ListSSHCerts returns the certificates issued for a request ("" for all) in serial-issue order.
@@ -100,8 +110,39 @@ type Tx interface {
 	// e.Hash (with ComputeHash) and returns the stored event. e.Time must be set.
 	AppendAudit(ctx context.Context, e AuditEvent) (AuditEvent, error)
 
-	// CreateToken stores a token hash. ECONFLICT if the hash exists.
-	CreateToken(ctx context.Context, t Token) error
+	// CreateSession stores a new session. ID, Hash, Kind, UserID, CreatedAt and
+	// ExpiresAt are required (else EINVALID). ECONFLICT if its ID or Hash exists.
+	// Kind, UserID, Name, CreatedAt and Parent never change.
+	CreateSession(ctx context.Context, s Session) error
+	// UpdateSession writes s's LastUsedAt, RefreshedAt, Groups, Refresh, MFAAt,
+	// ExpiresAt, RevokedAt and RevokedBy, found by ID (ENOTFOUND if none). A
+	// revocation sticks: once RevokedAt is set, a later UpdateSession never
+	// clears or changes RevokedAt and RevokedBy, whatever s says, so an update
+	// made from a copy read before a revocation cannot undo it.
+	UpdateSession(ctx context.Context, s Session) error
+	// TouchSession sets a session's LastUsedAt to at and changes nothing else
+	// (ENOTFOUND if no session has this id).
+	TouchSession(ctx context.Context, id string, at time.Time) error
+	// ClaimSessionRefresh sets a session's RefreshedAt to at only if it still
+	// equals seen (zero: never refreshed), and reports whether it did: of two
+	// replicas that saw the same stale groups, one re-reads them from the IdP.
+	ClaimSessionRefresh(ctx context.Context, id string, seen, at time.Time) (bool, error)
+	// PutIdentity creates or replaces what the IdP said about i.UserID.
+	PutIdentity(ctx context.Context, i Identity) error
+	// PutAuthFlow stores a sign-in step. Kind and KeyHash are required;
+	// ECONFLICT if (Kind, KeyHash) exists.
+	PutAuthFlow(ctx context.Context, f AuthFlow) error
+	// TakeAuthFlow deletes and returns the step (kind, keyHash): each is used
+	// once. ENOTFOUND when absent or expired (ExpiresAt at or before Now), so a
+	// replayed or stale step is refused; an expired row is deleted too.
+	TakeAuthFlow(ctx context.Context, kind string, keyHash []byte) (*AuthFlow, error)
+	// PutWebAuthnCredential stores a new credential. ECONFLICT if its ID exists.
+	PutWebAuthnCredential(ctx context.Context, c WebAuthnCredential) error
+	// UpdateWebAuthnCredential writes c's Data and LastUsedAt, found by user and
+	// ID (ENOTFOUND if none).
+	UpdateWebAuthnCredential(ctx context.Context, c WebAuthnCredential) error
+	// DeleteWebAuthnCredential removes one of a user's credentials (ENOTFOUND if none).
+	DeleteWebAuthnCredential(ctx context.Context, userID string, id []byte) error
 	// PutKey stores a sealed key under name. ECONFLICT if the name exists (keys are
 	// never overwritten).
 	PutKey(ctx context.Context, name string, sealed []byte) error
@@ -167,14 +208,6 @@ type AuditFilter struct {
 	AfterSeq int64
 	Subject  string
 	Limit    int // 0 means the store's default (1000)
-}
-
-// Token is an API token as stored: only its SHA-256 hash, never the token.
-type Token struct {
-	Hash      []byte
-	UserID    string
-	Name      string
-	CreatedAt time.Time
 }
 
 // SSHCert records an OpenSSH certificate ajar issued, for revocation lists and

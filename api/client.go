@@ -51,8 +51,8 @@ func (e *StatusError) Error() string { return e.Err.Error() }
 func (e *StatusError) Unwrap() error { return e.Err }
 
 // WhoAmI returns the caller as the server sees it.
-func (c *Client) WhoAmI(ctx context.Context) (broker.Identity, error) {
-	var out broker.Identity
+func (c *Client) WhoAmI(ctx context.Context) (WhoAmI, error) {
+	var out WhoAmI
 	err := c.do(ctx, http.MethodGet, "/v1/whoami", nil, nil, &out)
 	return out, err
 }

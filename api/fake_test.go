@@ -228,3 +228,38 @@ func (f *fakeCore) WhoAmI(ctx context.Context, u ajar.User) (broker.Identity, er
 	}
 	return broker.Identity{User: u}, nil
 }
+
+// fakeIDs is the fake's Identity: fakeCore's tokens authenticate; handler
+// tests of tokens and sessions use a real identity.Service (sessions_test.go).
+type fakeIDs struct{ auth authenticator }
+
+type authenticator interface {
+	Authenticate(ctx context.Context, token string) (ajar.User, error)
+}
+
+// idsOf returns the fake Identity of a fake core.
+func idsOf(core Core) fakeIDs { return fakeIDs{core.(authenticator)} }
+
+func (f fakeIDs) Authenticate(ctx context.Context, token string) (ajar.User, error) {
+	return f.auth.Authenticate(ctx, token)
+}
+
+func (f fakeIDs) CreateToken(ctx context.Context, actor ajar.User, userID, name string, ttl time.Duration) (string, *ajar.Session, error) {
+	return "", nil, ajar.Errorf(ajar.EFORBIDDEN, "fake")
+}
+
+func (f fakeIDs) List(ctx context.Context, actor ajar.User, sf ajar.SessionFilter) ([]*ajar.Session, error) {
+	return nil, ajar.Errorf(ajar.EFORBIDDEN, "fake")
+}
+
+func (f fakeIDs) Revoke(ctx context.Context, actor ajar.User, id string) error {
+	return ajar.Errorf(ajar.EFORBIDDEN, "fake")
+}
+
+func (f fakeIDs) Logout(ctx context.Context, u ajar.User) error {
+	return ajar.Errorf(ajar.EINVALID, "fake")
+}
+
+func (f fakeIDs) Current(ctx context.Context, u ajar.User) (*ajar.Session, error) {
+	return nil, ajar.Errorf(ajar.ENOTFOUND, "fake")
+}

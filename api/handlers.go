@@ -83,6 +83,7 @@ func (s *Server) routes() http.Handler {
 	s.sshRoutes(mux)      // api/ssh.go
 	s.workflowRoutes(mux) // api/workflow.go
 	s.awsRoutes(mux)      // api/aws.go
+	s.sessionRoutes(mux)  // api/sessions.go
 	s.loginRoutes(mux)    // api/login.go
 
 	// Anything else under /v1 gets the JSON error envelope rather than the mux's
@@ -122,7 +123,7 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, ajar.User)) h
 			s.writeError(w, r, err)
 			return
 		}
-		u, err := s.core.Authenticate(r.Context(), token)
+		u, err := s.ids.Authenticate(r.Context(), token)
 		if err != nil {
 			if code := ajar.ErrorCode(err); code != ajar.EINTERNAL {
 				err = ajar.Errorf(ajar.EUNAUTH, "API token not accepted")
@@ -189,10 +190,20 @@ func (s *Server) handleWhoAmI(w http.ResponseWriter, r *http.Request, u ajar.Use
 		s.writeError(w, r, err)
 		return
 	}
-	if id.Groups == nil {
-		id.Groups = []string{}
+	out := WhoAmI{User: id.User, Admin: id.Admin}
+	if out.Groups == nil {
+		out.Groups = []string{}
 	}
-	s.writeJSON(w, r, http.StatusOK, id)
+	if u.Session != "" {
+		sess, err := s.ids.Current(r.Context(), u)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		info := sessionInfo(sess)
+		out.Session = &info
+	}
+	s.writeJSON(w, r, http.StatusOK, out)
 }
 
 func (s *Server) handleTargets(w http.ResponseWriter, r *http.Request, u ajar.User) {

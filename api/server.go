@@ -24,8 +24,6 @@ import (
 // *broker.Service, so tests can substitute a fake. Every method returns an *ajar.Error
 // whose code the server maps to a status; any other error is reported as internal.
 type Core interface {
-	// Authenticate returns the user owning an API token, or EUNAUTH.
-	Authenticate(ctx context.Context, token string) (ajar.User, error)
 	Targets(ctx context.Context, u ajar.User) ([]broker.TargetInfo, error)
 	CreateRequest(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error)
 	GetRequest(ctx context.Context, u ajar.User, id string) (*ajar.Request, error)
@@ -74,6 +72,7 @@ type Options struct {
 // Server serves ajar's HTTP API. Create it with NewServer, then Open it.
 type Server struct {
 	core    Core
+	ids     Identity
 	opts    Options
 	log     *slog.Logger
 	handler http.Handler
@@ -84,8 +83,9 @@ type Server struct {
 	done chan struct{} // closed when Serve returns
 }
 
-// NewServer returns a server for core. It does not listen until Open.
-func NewServer(core Core, opts Options) *Server {
+// NewServer returns a server for core that authenticates callers with ids. It
+// does not listen until Open.
+func NewServer(core Core, ids Identity, opts Options) *Server {
 	if opts.Addr == "" {
 		opts.Addr = DefaultAddr
 	}
@@ -96,7 +96,7 @@ func NewServer(core Core, opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{core: core, opts: opts, log: log}
+	s := &Server{core: core, ids: ids, opts: opts, log: log}
 	s.handler = s.routes()
 	return s
 }

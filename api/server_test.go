@@ -41,7 +41,7 @@ func newTestServer(tb testing.TB, core Core) (*Server, *syncBuffer) {
 	tb.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	return NewServer(core, Options{Addr: "127.0.0.1:0", Logger: log}), logs
+	return NewServer(core, idsOf(core), Options{Addr: "127.0.0.1:0", Logger: log}), logs
 }
 
 // call sends one request through the handler. token "" sends no Authorization header.
@@ -454,7 +454,7 @@ func TestPublicRoutes(t *testing.T) {
 
 func TestReadyAndMetrics(t *testing.T) {
 	var notReady error = errors.New("store unreachable")
-	s := NewServer(newFakeCore(), Options{
+	s := NewServer(newFakeCore(), idsOf(newFakeCore()), Options{
 		Ready:   func(ctx context.Context) error { return notReady },
 		Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ajar_up 1") }),
 	})
@@ -470,7 +470,7 @@ func TestReadyAndMetrics(t *testing.T) {
 		t.Errorf("metrics: %d %q", w.Code, w.Body)
 	}
 	// Without a Metrics handler there is no /metrics.
-	if w := call(t, NewServer(newFakeCore(), Options{}).Handler(), "GET", "/metrics", "", ""); w.Code != 404 {
+	if w := call(t, NewServer(newFakeCore(), idsOf(newFakeCore()), Options{}).Handler(), "GET", "/metrics", "", ""); w.Code != 404 {
 		t.Errorf("metrics without a handler: %d", w.Code)
 	}
 }
@@ -570,7 +570,7 @@ func TestOpenClose(t *testing.T) {
 }
 
 func TestURLOfUnspecifiedAddr(t *testing.T) {
-	s := NewServer(newFakeCore(), Options{Addr: ":0"})
+	s := NewServer(newFakeCore(), idsOf(newFakeCore()), Options{Addr: ":0"})
 	if err := s.Open(); err != nil {
 		t.Fatal(err)
 	}

@@ -62,7 +62,7 @@ func (f *fakeSSHCore) ReportSSHSessions(ctx context.Context, node ajar.User, rep
 // through core too.
 func newSSHTestServer(t *testing.T, core *fakeSSHCore) *Server {
 	t.Helper()
-	return NewServer(core, Options{Addr: "127.0.0.1:0", SSHHosts: core})
+	return NewServer(core, idsOf(core), Options{Addr: "127.0.0.1:0", SSHHosts: core})
 }
 
 func TestSSHRoutes(t *testing.T) {

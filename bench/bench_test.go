@@ -25,6 +25,7 @@ import (
 	"github.com/ajar-dev/ajar/api"
 	"github.com/ajar-dev/ajar/audit"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/identity"
 	"github.com/ajar-dev/ajar/keys"
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/provider"
@@ -82,12 +83,16 @@ func setup(b *testing.B) *fixture {
 	done := make(chan struct{})
 	go func() { svc.Run(runCtx); close(done) }()
 	b.Cleanup(func() { cancel(); <-done })
-	srv := api.NewServer(svc, api.Options{Addr: "127.0.0.1:0"})
+	ids, err := identity.New(identity.Config{Store: st, Policy: pol, Sealer: mk})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := api.NewServer(svc, ids, api.Options{Addr: "127.0.0.1:0"})
 	if err := srv.Open(); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { srv.Close() })
-	tok, err := svc.CreateToken(ctx, "alice@example.com", "bench")
+	tok, _, err := ids.CreateToken(ctx, ajar.User{}, "alice@example.com", "bench", 0)
 	if err != nil {
 		b.Fatal(err)
 	}

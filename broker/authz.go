@@ -160,7 +160,12 @@ func (s *Service) stepEscalated(d decision, rule *policy.Rule, step int, now tim
 // requesters or, for break-glass access, in its breakglass.allowed. A
 // requester no longer in the policy file is the zero User, whom no rule names.
 func (s *Service) mayHave(r *ajar.Request, rule *policy.Rule, breakglass bool) error {
-	req, known := s.pol.User(r.Requester)
+	// mayDecide has no context; the directory is asked with a bounded one (a
+	// directory that does not answer in time leaves the requester unknown:
+	// refused).
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, known := s.user(ctx, r.Requester)
 	var err error
 	switch {
 	case !rule.Covers(r.Target):

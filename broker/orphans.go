@@ -50,7 +50,7 @@ func (s *Service) ReportOrphans(ctx context.Context) (int, error) {
 			s.log.ErrorContext(ctx, "too many open requests to check them all for removed users", "state", st, "checked", len(rs))
 		}
 		for _, r := range rs {
-			if _, ok := s.pol.User(r.Requester); ok {
+			if _, ok := s.user(ctx, r.Requester); ok {
 				continue
 			}
 			end := "ajar revoke " + r.ID

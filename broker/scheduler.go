@@ -390,7 +390,7 @@ func (s *Service) refuseAtGrant(ctx context.Context, tx ajar.Tx, cur *ajar.Reque
 	}
 	var cerr error
 	var conds []policy.ConditionResult
-	if u, ok := s.pol.User(cur.Requester); !ok {
+	if u, ok := s.user(ctx, cur.Requester); !ok {
 		cerr = ajar.Errorf(ajar.EFORBIDDEN, "%s is no longer a configured user", cur.Requester)
 	} else {
 		var dec *policy.Decision

@@ -6,9 +6,7 @@ package broker
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base32"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -54,6 +52,11 @@ type Config struct {
 	// Now is the clock for checks made outside a store transaction; it must be the
 	// store's clock (the composition root passes the same function to both).
 	Now func() time.Time
+	// Users is the user directory: who a user id is when that user is not the
+	// caller (the requester re-checked at decision and grant time, orphan
+	// reports, explain --as). ok is false for a user nobody knows. nil: the
+	// policy file's static users (identity.Service.Lookup adds the IdP's).
+	Users func(ctx context.Context, id string) (u ajar.User, ok bool, err error)
 }
 
 // Service is ajar's core. Its methods are safe for concurrent use.
@@ -69,6 +72,7 @@ type Service struct {
 	notify    *notifier
 	kick      chan struct{}
 	now       func() time.Time
+	users     func(ctx context.Context, id string) (ajar.User, bool, error)
 	limitLog  limitLog // limits.go
 }
 
@@ -86,6 +90,13 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
+	if cfg.Users == nil {
+		pol := cfg.Policy
+		cfg.Users = func(_ context.Context, id string) (ajar.User, bool, error) {
+			u, ok := pol.User(id)
+			return u, ok, nil
+		}
+	}
 	if err := cfg.Metrics.registerStore(cfg.Store); err != nil {
 		return nil, fmt.Errorf("broker: metrics: %w", err)
 	}
@@ -101,6 +112,7 @@ func New(cfg Config) (*Service, error) {
 		notify:    newNotifier(cfg.Notify),
 		kick:      make(chan struct{}, 1),
 		now:       cfg.Now,
+		users:     cfg.Users,
 	}, nil
 }
 
@@ -117,71 +129,6 @@ const (
 	maxTargetLen  = 200
 	maxStartAhead = 90 * 24 * time.Hour
 )
-
-// HashToken returns the stored form of an API token.
-func HashToken(token string) []byte {
-	h := sha256.Sum256([]byte(token))
-	return h[:]
-}
-
-// Authenticate returns the user owning an API token. EUNAUTH if unknown, or if its
-// user is no longer in the policy file.
-func (s *Service) Authenticate(ctx context.Context, token string) (ajar.User, error) {
-	if token == "" || len(token) > 256 {
-		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "missing or malformed API token")
-	}
-	var tok *ajar.Token
-	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
-		var err error
-		tok, err = tx.GetToken(ctx, HashToken(token))
-		return err
-	})
-	if ajar.ErrorCode(err) == ajar.ENOTFOUND {
-		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "unknown API token")
-	} else if err != nil {
-		return ajar.User{}, fmt.Errorf("authenticate: %w", err)
-	}
-	u, ok := s.pol.User(tok.UserID)
-	if !ok {
-		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "the token's user is no longer configured")
-	}
-	return u, nil
-}
-
-// CreateToken mints an API token for a configured user and stores only its hash.
-// The token is returned once and never again.
-func (s *Service) CreateToken(ctx context.Context, userID, name string) (string, error) {
-	return CreateToken(ctx, s.store, s.pol, userID, name)
-}
-
-// CreateToken is Service.CreateToken without a running service, for
-// "ajar token create" on the server's host.
-func CreateToken(ctx context.Context, st ajar.Store, pol *policy.Policy, userID, name string) (string, error) {
-	u, ok := pol.User(userID)
-	if !ok {
-		return "", ajar.FieldErrorf("user", "no user %q in the policy file", userID)
-	}
-	userID = u.ID // the canonical id
-	if err := ajar.CheckText("name", name, 100); err != nil {
-		return "", err
-	}
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	token := "ajar_" + base64.RawURLEncoding.EncodeToString(b[:])
-	err := st.Update(ctx, func(tx ajar.Tx) error {
-		now := tx.Now()
-		if err := tx.CreateToken(ctx, ajar.Token{Hash: HashToken(token), UserID: userID, Name: name, CreatedAt: now}); err != nil {
-			return err
-		}
-		return appendAudit(ctx, tx, ajar.ActorSystem, "token.created", userID, map[string]any{"name": name})
-	})
-	if err != nil {
-		return "", fmt.Errorf("create token: %w", err)
-	}
-	return token, nil
-}
 
 // WhoAmI returns u with whether it is an admin.
 func (s *Service) WhoAmI(ctx context.Context, u ajar.User) (Identity, error) {
@@ -759,6 +706,21 @@ func (s *Service) audit(ctx context.Context, tx ajar.Tx, actor, action, subject 
 
 // appendAudit appends one audit event in tx (see ajar.AppendAudit), without
 // the notification s.audit also writes.
+// user looks id up in the user directory (Config.Users). A directory that
+// fails is logged and the user treated as unknown: decisions that need them
+// refuse (fail closed).
+func (s *Service) user(ctx context.Context, id string) (ajar.User, bool) {
+	if s.users == nil { // a Service made without New (tests)
+		return s.pol.User(id)
+	}
+	u, ok, err := s.users(ctx, id)
+	if err != nil {
+		s.log.ErrorContext(ctx, "user directory failed; treating the user as unknown", "user", id, "err", err)
+		return ajar.User{}, false
+	}
+	return u, ok
+}
+
 func appendAudit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {
 	return ajar.AppendAudit(ctx, tx, actor, action, subject, details)
 }

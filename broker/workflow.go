@@ -493,7 +493,7 @@ func (s *Service) Explain(ctx context.Context, u ajar.User, in ExplainInput) (*p
 			return nil, ajar.FieldErrorf("as", "only admins can explain a request for someone else")
 		}
 		var ok bool
-		if who, ok = s.pol.User(in.As); !ok {
+		if who, ok = s.user(ctx, in.As); !ok {
 			return nil, &ajar.Error{Code: ajar.ENOTFOUND, Field: "as", Message: fmt.Sprintf("no user %q", in.As)}
 		}
 	}

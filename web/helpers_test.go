@@ -18,6 +18,7 @@ import (
 	"github.com/ajar-dev/ajar/api"
 	"github.com/ajar-dev/ajar/audit"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/identity"
 	"github.com/ajar-dev/ajar/keys"
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/provider"
@@ -42,6 +43,7 @@ type server struct {
 	URL    string
 	dir    string // the data directory: ajar.db
 	Svc    *broker.Service
+	IDs    *identity.Service
 	Store  *sqlite.Store
 	Clock  *clock
 	tokens map[string]string // "alice", "bob", "admin"
@@ -104,16 +106,20 @@ func startServer(t testing.TB) *server {
 		*broker.Service
 		*readmodel.Reader
 	}{svc, readmodel.New(svc)}
-	pages := web.New(core, web.Options{Now: clk.Now, Refresh: time.Second})
-	srv := api.NewServer(core, api.Options{Addr: "127.0.0.1:0", Web: pages, ShutdownTimeout: time.Second})
+	ids, err := identity.New(identity.Config{Store: st, Policy: pol, Sealer: mk, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages := web.New(core, ids, web.Options{Now: clk.Now, Refresh: time.Second})
+	srv := api.NewServer(core, ids, api.Options{Addr: "127.0.0.1:0", Web: pages, ShutdownTimeout: time.Second})
 	if err := srv.Open(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
 
-	s := &server{URL: srv.URL(), dir: dir, Svc: svc, Store: st, Clock: clk, tokens: map[string]string{}}
+	s := &server{URL: srv.URL(), dir: dir, Svc: svc, IDs: ids, Store: st, Clock: clk, tokens: map[string]string{}}
 	for _, name := range []string{"alice", "bob", "admin"} {
-		tok, err := svc.CreateToken(ctx, name+"@example.com", "test")
+		tok, _, err := ids.CreateToken(ctx, ajar.User{}, name+"@example.com", "test", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +131,7 @@ func startServer(t testing.TB) *server {
 // user returns the demo user name ("alice") as the core knows it.
 func (s *server) user(t testing.TB, name string) ajar.User {
 	t.Helper()
-	u, err := s.Svc.Authenticate(context.Background(), s.tokens[name])
+	u, err := s.IDs.Authenticate(context.Background(), s.tokens[name])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ func (h *Handler) handleKeyRemove(w http.ResponseWriter, rq *req) {
 		h.failAction(w, rq, v, err, "/keys")
 		return
 	}
-	h.sessions.setFlash(rq.session, flash{Text: "The key was removed."})
+	h.setFlash(rq, flash{Text: "The key was removed."})
 	http.Redirect(w, rq.Request, "/keys", http.StatusSeeOther)
 }
 
@@ -126,7 +126,7 @@ func (h *Handler) jsonAction(fn func(*req, []byte) (any, error)) http.HandlerFun
 			fail(ajar.Errorf(ajar.EINVALID, "the body could not be read (64 KiB at most)"))
 			return
 		}
-		rq, ok := h.signedInQuiet(r)
+		rq, ok := h.signedInQuiet(w, r)
 		if !ok {
 			fail(ajar.Errorf(ajar.EUNAUTH, "your sign-in is no longer valid; sign in again"))
 			return
@@ -176,13 +176,12 @@ func (h *Handler) handleMFAFinish(rq *req, body []byte) (any, error) {
 }
 
 // signedInQuiet is signedIn for the JSON routes: it answers nothing itself.
-// TEMP: adapted when store-backed web sessions merge.
-func (h *Handler) signedInQuiet(r *http.Request) (*req, bool) {
+func (h *Handler) signedInQuiet(w http.ResponseWriter, r *http.Request) (*req, bool) {
 	ss := h.current(r)
 	if ss == nil {
 		return nil, false
 	}
-	u, err := ss.cred.user(r.Context(), h.core)
+	u, err := h.ids.Authenticate(r.Context(), ss.secret)
 	if err != nil {
 		return nil, false
 	}
@@ -190,5 +189,6 @@ func (h *Handler) signedInQuiet(r *http.Request) (*req, bool) {
 	if err != nil {
 		return nil, false
 	}
-	return &req{Request: r, me: me, session: ss}, true
+	me.User = u // with its session id and second factor
+	return &req{Request: r, w: w, me: me, session: ss}, true
 }

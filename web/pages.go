@@ -12,6 +12,7 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/identity"
 	"github.com/ajar-dev/ajar/readmodel"
 )
 
@@ -40,9 +41,11 @@ type signinPage struct {
 
 func (h *Handler) handleSignin(w http.ResponseWriter, r *http.Request) {
 	next := localPath(r.URL.Query().Get("next"), "/access")
-	if h.current(r) != nil {
-		http.Redirect(w, r, next, http.StatusSeeOther)
-		return
+	if ss := h.current(r); ss != nil {
+		if _, err := h.ids.Authenticate(r.Context(), ss.secret); err == nil {
+			http.Redirect(w, r, next, http.StatusSeeOther)
+			return
+		}
 	}
 	h.renderSignin(w, r, http.StatusOK, signinPage{Next: next, SignedOut: r.URL.Query().Has("signed_out")})
 }
@@ -74,22 +77,34 @@ func (h *Handler) handleSigninPost(w http.ResponseWriter, r *http.Request) {
 		h.renderSignin(w, r, http.StatusBadRequest, signinPage{Next: next, Error: "Enter your API token."})
 		return
 	}
-	cred := tokenCredential{token: token}
-	if _, err := cred.user(r.Context(), h.core); err != nil {
+	u, err := h.ids.Authenticate(r.Context(), token)
+	if err != nil {
 		if ajar.ErrorCode(err) != ajar.EUNAUTH {
 			h.fail(w, r, nil, err)
 			return
 		}
+		if !identity.Unknown(err) { // a token that expired or was revoked: audited
+			if aerr := h.ids.SignInRefused(r.Context(), "", ajar.ErrorMessage(err), map[string]any{"source": "token", "kind": ajar.SessionWeb}); aerr != nil {
+				h.fail(w, r, nil, aerr)
+				return
+			}
+		}
 		h.renderSignin(w, r, http.StatusUnauthorized, signinPage{Next: next, Error: "This token was not accepted. Check that you copied all of it."})
 		return
 	}
+	if err := h.startSession(w, r, u); err != nil {
+		h.fail(w, r, nil, err)
+		return
+	}
 	setCookie(w, r, signinCookie, "", -1)
-	h.startSession(w, r, cred)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 func (h *Handler) handleSignout(w http.ResponseWriter, rq *req) {
-	h.sessions.drop(rq.session.id)
+	if err := h.ids.Logout(rq.Context(), rq.me.User); err != nil && ajar.ErrorCode(err) != ajar.ECONFLICT {
+		h.fail(w, rq.Request, nil, err)
+		return
+	}
 	setCookie(w, rq.Request, sessionCookie, "", -1)
 	http.Redirect(w, rq.Request, "/signin?signed_out=1", http.StatusSeeOther)
 }
@@ -250,7 +265,7 @@ func (h *Handler) handleCreate(w http.ResponseWriter, rq *req) {
 		h.render(w, rq.Request, statusOf(code), "request-form", v)
 		return
 	}
-	h.sessions.setFlash(rq.session, flash{Text: fmt.Sprintf("Request %s for %s is %s.", r.ID, r.Target, r.State)})
+	h.setFlash(rq, flash{Text: fmt.Sprintf("Request %s for %s is %s.", r.ID, r.Target, r.State)})
 	http.Redirect(w, rq.Request, "/requests/"+url.PathEscape(r.ID), http.StatusSeeOther)
 }
 
@@ -357,7 +372,7 @@ func (h *Handler) handleRequestAction(w http.ResponseWriter, rq *req) {
 		h.failAction(w, rq, v, err, back)
 		return
 	}
-	h.sessions.setFlash(rq.session, flash{Text: fmt.Sprintf(done, r.ID, r.State)})
+	h.setFlash(rq, flash{Text: fmt.Sprintf(done, r.ID, r.State)})
 	http.Redirect(w, rq.Request, back, http.StatusSeeOther)
 }
 

@@ -124,7 +124,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 func (h *Handler) newView(rq *req, title, nav string) *view {
 	return &view{
 		Title: title, Nav: nav, Me: &rq.me, CSRF: rq.session.csrf,
-		Flash: h.sessions.popFlash(rq.session), Now: h.opts.Now(),
+		Flash: h.popFlash(rq), Now: h.opts.Now(),
 	}
 }
 

@@ -1,88 +1,67 @@
 package web
 
 import (
-	"container/list"
-	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/identity"
 )
 
 // Sessions and CSRF.
 //
-// Signing in with an API token creates a server-side session: the browser gets
-// only a random 256-bit session id, in a cookie that is HttpOnly (no script can
-// read it), SameSite=Strict (no other site's page sends it) and Secure when the
-// connection is TLS. The token stays in this process's memory and is checked
-// again on every request, so revoking it or removing its user from the policy
-// ends the session at once. Sessions are per process: a restart signs everyone
-// out.
+// Signing in creates a session in the store (identity.Service.SignIn, kind
+// "web"): the browser gets its random 256-bit secret, in a cookie that is
+// HttpOnly (no script can read it), SameSite=Strict (no other site's page
+// sends it) and Secure when the connection is TLS; the store keeps only its
+// hash. Every request authenticates the secret again (identity.Service.
+// Authenticate), so a revoked or expired session, or a user no longer known,
+// is refused at once, on every replica, and sessions survive a restart. A
+// session signed in with an API token works only while that token does
+// (ajar.Session.Parent): revoking the token ends it at once.
 //
-// Every form that changes something carries a CSRF token: a random value bound
-// to the session (a synchronizer token), compared in constant time. The sign-in
-// form, which has no session yet, uses a double-submit cookie instead. A POST
-// whose Origin or Sec-Fetch-Site header says it came from another site is
-// refused too. A refused POST gets 403 and changes nothing.
-//
-// OIDC sign-in will be another credential: its callback calls startSession with
-// a credential that re-checks the identity it was given.
+// Every form that changes something carries a CSRF token derived from the
+// session's secret (HMAC-SHA256 of a fixed label), compared in constant time,
+// so nothing extra is stored. The sign-in form, which has no session yet, uses
+// a double-submit cookie instead. A POST whose Origin or Sec-Fetch-Site header
+// says it came from another site is refused too. A refused POST gets 403 and
+// changes nothing.
 
 const (
 	sessionCookie = "ajar_session"
 	signinCookie  = "ajar_signin" // double-submit CSRF token of the sign-in form
+	flashCookie   = "ajar_flash"  // the one-time message of the next page
 	csrfField     = "csrf"
 	maxFormBytes  = 64 << 10
+	csrfLabel     = "ajar web csrf v1"
 )
-
-// credential is what a session was signed in with. It is asked for the user on
-// every request.
-type credential interface {
-	user(ctx context.Context, core Core) (ajar.User, error)
-}
-
-// tokenCredential is an API token (sign-in with a token).
-type tokenCredential struct{ token string }
-
-func (c tokenCredential) user(ctx context.Context, core Core) (ajar.User, error) {
-	return core.Authenticate(ctx, c.token)
-}
 
 // flash is a one-time message shown on the next page after a redirect.
 type flash struct {
-	Error bool
-	Text  string
+	Error bool   `json:"e,omitempty"`
+	Text  string `json:"t"`
 }
 
-// session is one signed-in browser.
+// session is the browser's session as this request brought it: the cookie's
+// secret and the CSRF token derived from it.
 type session struct {
-	id      string
-	csrf    string
-	cred    credential
-	created time.Time
-	seen    time.Time
-	flash   *flash
-	elem    *list.Element // in sessions.lru
+	secret string
+	csrf   string
 }
 
-// sessions holds the live sessions in memory, least recently used first.
-type sessions struct {
-	mu        sync.Mutex
-	byID      map[string]*session
-	lru       *list.List
-	idle, max time.Duration
-	limit     int
-}
-
-func newSessions(idle, max time.Duration, limit int) *sessions {
-	return &sessions{byID: map[string]*session{}, lru: list.New(), idle: idle, max: max, limit: limit}
+// csrfFor derives a session's CSRF token from its secret.
+func csrfFor(secret string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(csrfLabel))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // randomToken returns 256 random bits, base64url-encoded.
@@ -92,73 +71,36 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// create starts a session for cred, dropping expired sessions and, past the
-// limit, the least recently used one.
-func (s *sessions) create(cred credential, now time.Time) *session {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for e := s.lru.Front(); e != nil; {
-		next := e.Next()
-		if old := e.Value.(*session); s.expired(old, now) || s.lru.Len() >= s.limit {
-			s.remove(old)
-		}
-		e = next
+// setFlash leaves a message for the next page (a short-lived cookie).
+func (h *Handler) setFlash(rq *req, f flash) {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return
 	}
-	ss := &session{id: randomToken(), csrf: randomToken(), cred: cred, created: now, seen: now}
-	ss.elem = s.lru.PushBack(ss)
-	s.byID[ss.id] = ss
-	return ss
+	setCookie(rq.w, rq.Request, flashCookie, base64.RawURLEncoding.EncodeToString(b), 300)
 }
 
-func (s *sessions) expired(ss *session, now time.Time) bool {
-	return now.Sub(ss.seen) > s.idle || now.Sub(ss.created) > s.max
-}
-
-func (s *sessions) remove(ss *session) {
-	delete(s.byID, ss.id)
-	s.lru.Remove(ss.elem)
-}
-
-// get returns the live session with this id and marks it used, or nil.
-func (s *sessions) get(id string, now time.Time) *session {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ss := s.byID[id]
-	if ss == nil {
+// popFlash returns and clears the message left for this page, if any.
+func (h *Handler) popFlash(rq *req) *flash {
+	c, err := rq.Cookie(flashCookie)
+	if err != nil || c.Value == "" {
 		return nil
 	}
-	if s.expired(ss, now) {
-		s.remove(ss)
+	setCookie(rq.w, rq.Request, flashCookie, "", -1)
+	b, err := base64.RawURLEncoding.DecodeString(c.Value)
+	var f flash
+	if err != nil || json.Unmarshal(b, &f) != nil || f.Text == "" {
 		return nil
 	}
-	ss.seen = now
-	s.lru.MoveToBack(ss.elem)
-	return ss
+	f.Text = truncateText(f.Text, 500)
+	return &f
 }
 
-// drop ends a session.
-func (s *sessions) drop(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if ss := s.byID[id]; ss != nil {
-		s.remove(ss)
+func truncateText(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n])
 	}
-}
-
-// setFlash leaves a message for the session's next page.
-func (s *sessions) setFlash(ss *session, f flash) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ss.flash = &f
-}
-
-// popFlash returns and clears the session's message.
-func (s *sessions) popFlash(ss *session) *flash {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f := ss.flash
-	ss.flash = nil
-	return f
+	return s
 }
 
 // secure reports whether cookies must be Secure: the connection is TLS, or a
@@ -175,24 +117,34 @@ func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAg
 	})
 }
 
-// current returns the request's live session, or nil.
+// current returns the session the request's cookie names, or nil. It is not
+// authenticated yet (signedIn does that).
 func (h *Handler) current(r *http.Request) *session {
 	c, err := r.Cookie(sessionCookie)
-	if err != nil || c.Value == "" {
+	if err != nil || c.Value == "" || len(c.Value) > 256 {
 		return nil
 	}
-	return h.sessions.get(c.Value, time.Now())
+	return &session{secret: c.Value, csrf: csrfFor(c.Value)}
 }
 
-// startSession signs the browser in with cred under a new session id (never one
-// the browser brought: no session fixation).
-func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, cred credential) *session {
+// startSession signs the browser in as u under a new session (never one the
+// browser brought: no session fixation), ending the one it had, if any.
+func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, u ajar.User) error {
 	if old := h.current(r); old != nil {
-		h.sessions.drop(old.id)
+		if ou, err := h.ids.Authenticate(r.Context(), old.secret); err == nil {
+			if err := h.ids.Logout(r.Context(), ou); err != nil && ajar.ErrorCode(err) != ajar.ECONFLICT {
+				return err
+			}
+		}
 	}
-	ss := h.sessions.create(cred, time.Now())
-	setCookie(w, r, sessionCookie, ss.id, 0)
-	return ss
+	secret, _, err := h.ids.SignIn(r.Context(), identity.SignIn{
+		Kind: ajar.SessionWeb, UserID: u.ID, Name: truncateText(r.UserAgent(), 200), Source: "token", Parent: u.Session,
+	})
+	if err != nil {
+		return err
+	}
+	setCookie(w, r, sessionCookie, secret, 0)
+	return nil
 }
 
 // sameOrigin reports whether a POST came from one of our own pages, as far as
@@ -223,6 +175,7 @@ func tokensEqual(a, b string) bool {
 // req is a signed-in request: the user as the core sees them now, and their session.
 type req struct {
 	*http.Request
+	w       http.ResponseWriter
 	me      broker.Identity
 	session *session
 }
@@ -247,18 +200,18 @@ func (h *Handler) signedIn(w http.ResponseWriter, r *http.Request) (*req, bool) 
 		http.Redirect(w, r, "/signin?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		return nil, false
 	}
-	u, err := ss.cred.user(r.Context(), h.core)
+	u, err := h.ids.Authenticate(r.Context(), ss.secret)
 	if err == nil {
 		var me broker.Identity
 		if me, err = h.core.WhoAmI(r.Context(), u); err == nil {
-			return &req{Request: r, me: me, session: ss}, true
+			me.User = u // with its session id
+			return &req{Request: r, w: w, me: me, session: ss}, true
 		}
 	}
 	if code := ajar.ErrorCode(err); code != ajar.EUNAUTH {
 		h.fail(w, r, nil, err)
 		return nil, false
 	}
-	h.sessions.drop(ss.id)
 	setCookie(w, r, sessionCookie, "", -1)
 	if r.Method != http.MethodGet {
 		h.refuse(w, r, "Your sign-in is no longer valid. Sign in again.")

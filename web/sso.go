@@ -210,8 +210,16 @@ func ssoStartURL(next string) string {
 	return "/auth/oidc/start?next=" + url.QueryEscape(next)
 }
 
-// signInBrowser gives the browser the session cookie of a session the IdP
-// vouched for. TEMP: adapted when store-backed web sessions merge.
+// signInBrowser gives the browser the cookie of a session the IdP vouched
+// for, ending the session it had, if any (no session fixation, no two sessions
+// in one browser).
 func (h *Handler) signInBrowser(w http.ResponseWriter, r *http.Request, secret string) {
+	if old := h.current(r); old != nil {
+		if ou, err := h.ids.Authenticate(r.Context(), old.secret); err == nil {
+			if err := h.ids.Logout(r.Context(), ou); err != nil {
+				h.log.WarnContext(r.Context(), "end the previous web session", "err", err)
+			}
+		}
+	}
 	setCookie(w, r, sessionCookie, secret, 0)
 }

@@ -6,9 +6,10 @@
 //
 // Like the JSON API, the handlers decode and validate input, call the core and
 // render; the rules live in package broker. People sign in with an API token
-// that never leaves the server: the browser holds only a random session id in
-// an HttpOnly, SameSite=Strict cookie (Secure over TLS), and every form carries
-// a CSRF token bound to that session (see session.go).
+// that never leaves the server: the browser holds only the secret of a session
+// stored by package identity, in an HttpOnly, SameSite=Strict cookie (Secure
+// over TLS), and every form carries a CSRF token bound to that session (see
+// session.go).
 package web
 
 import (
@@ -20,6 +21,7 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/identity"
 	"github.com/ajar-dev/ajar/readmodel"
 )
 
@@ -28,8 +30,6 @@ import (
 // tests can substitute a fake. Errors are *ajar.Error values whose codes the
 // pages map to statuses; any other error is shown as an internal error.
 type Core interface {
-	// Authenticate returns the user owning an API token, or EUNAUTH.
-	Authenticate(ctx context.Context, token string) (ajar.User, error)
 	WhoAmI(ctx context.Context, u ajar.User) (broker.Identity, error)
 	Targets(ctx context.Context, u ajar.User) ([]broker.TargetInfo, error)
 	TargetForm(ctx context.Context, u ajar.User, target string) (*readmodel.TargetForm, error)
@@ -60,12 +60,6 @@ type Options struct {
 	// time.Now). Countdowns in the browser run from the server's figure, so a
 	// browser with a wrong clock still counts down correctly.
 	Now func() time.Time
-	// SessionIdle ends a session unused for this long (default 12h); SessionMax
-	// ends any session this long after sign-in (default 24h).
-	SessionIdle, SessionMax time.Duration
-	// MaxSessions bounds the sessions held in memory (default 10000); past it the
-	// least recently used is dropped.
-	MaxSessions int
 	// Refresh is how often lists refresh themselves in the browser (default 5s).
 	Refresh time.Duration
 	// Login runs single sign-on (web/sso.go); nil: tokens only.
@@ -77,40 +71,45 @@ type Options struct {
 // Handler serves the pages. Mount it at "/" (api.Options.Web does).
 type Handler struct {
 	core     Core
+	ids      Identity
 	extender Extender // nil when the core cannot extend
 	opts     Options
 	log      *slog.Logger
-	sessions *sessions
 	pages    *pages
 	mux      *http.ServeMux
 }
 
-// New returns the pages for core.
-func New(core Core, opts Options) *Handler {
+// Identity is what the pages need of *identity.Service: sessions in the store.
+type Identity interface {
+	// Authenticate returns the user of an API token or a session secret, or EUNAUTH.
+	Authenticate(ctx context.Context, secret string) (ajar.User, error)
+	// SignIn starts a session and returns its secret.
+	SignIn(ctx context.Context, in identity.SignIn) (string, *ajar.Session, error)
+	// Logout ends the session u was authenticated with.
+	Logout(ctx context.Context, u ajar.User) error
+	// SignInRefused audits a refused sign-in.
+	SignInRefused(ctx context.Context, userID, reason string, details map[string]any) error
+}
+
+var _ Identity = (*identity.Service)(nil)
+
+// New returns the pages for core; people sign in through ids.
+func New(core Core, ids Identity, opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.SessionIdle <= 0 {
-		opts.SessionIdle = 12 * time.Hour
-	}
-	if opts.SessionMax <= 0 {
-		opts.SessionMax = 24 * time.Hour
-	}
-	if opts.MaxSessions <= 0 {
-		opts.MaxSessions = 10000
-	}
 	if opts.Refresh <= 0 {
 		opts.Refresh = 5 * time.Second
 	}
 	h := &Handler{
-		core:     core,
-		opts:     opts,
-		log:      opts.Logger,
-		sessions: newSessions(opts.SessionIdle, opts.SessionMax, opts.MaxSessions),
-		pages:    loadPages(),
+		core:  core,
+		ids:   ids,
+		opts:  opts,
+		log:   opts.Logger,
+		pages: loadPages(),
 	}
 	h.extender, _ = core.(Extender)
 	h.mux = h.routes()

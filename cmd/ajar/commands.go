@@ -20,7 +20,7 @@ func newWhoAmICmd(e *cliEnv) *cobra.Command {
 	var out outputFormat
 	cmd := &cobra.Command{
 		Use:   "whoami",
-		Short: "Show who the server thinks you are",
+		Short: "Show who the server thinks you are: user, groups, server, when your session ends",
 		Args:  argNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := e.client(true)
@@ -45,6 +45,11 @@ func newWhoAmICmd(e *cliEnv) *cobra.Command {
 			fmt.Fprintf(tw, "User:\t%s\n", clean(id.ID))
 			fmt.Fprintf(tw, "Groups:\t%s\n", orDash(strings.Join(groups, ", ")))
 			fmt.Fprintf(tw, "Admin:\t%t\n", id.Admin)
+			fmt.Fprintf(tw, "Server:\t%s\n", clean(c.BaseURL))
+			if s := id.Session; s != nil {
+				fmt.Fprintf(tw, "Session:\t%s (%s)\n", clean(s.ID), clean(s.Kind))
+				fmt.Fprintf(tw, "Session ends:\t%s\n", fmtTime(s.ExpiresAt))
+			}
 			return tw.Flush()
 		},
 	}

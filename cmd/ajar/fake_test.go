@@ -229,3 +229,41 @@ func (f *fakeCore) WhoAmI(ctx context.Context, u ajar.User) (broker.Identity, er
 	}
 	return broker.Identity{User: u}, nil
 }
+
+// fakeIDs is the fake's api.Identity: the fake core's tokens authenticate;
+// the rest is tested against a real server (e2e/sessions_test.go).
+type fakeIDs struct {
+	auth interface {
+		Authenticate(ctx context.Context, token string) (ajar.User, error)
+	}
+}
+
+func idsOf(core api.Core) fakeIDs {
+	return fakeIDs{core.(interface {
+		Authenticate(ctx context.Context, token string) (ajar.User, error)
+	})}
+}
+
+func (f fakeIDs) Authenticate(ctx context.Context, token string) (ajar.User, error) {
+	return f.auth.Authenticate(ctx, token)
+}
+
+func (f fakeIDs) CreateToken(ctx context.Context, actor ajar.User, userID, name string, ttl time.Duration) (string, *ajar.Session, error) {
+	return "", nil, ajar.Errorf(ajar.EFORBIDDEN, "fake")
+}
+
+func (f fakeIDs) List(ctx context.Context, actor ajar.User, sf ajar.SessionFilter) ([]*ajar.Session, error) {
+	return nil, ajar.Errorf(ajar.EFORBIDDEN, "fake")
+}
+
+func (f fakeIDs) Revoke(ctx context.Context, actor ajar.User, id string) error {
+	return ajar.Errorf(ajar.EFORBIDDEN, "fake")
+}
+
+func (f fakeIDs) Logout(ctx context.Context, u ajar.User) error {
+	return ajar.Errorf(ajar.EINVALID, "fake")
+}
+
+func (f fakeIDs) Current(ctx context.Context, u ajar.User) (*ajar.Session, error) {
+	return nil, ajar.Errorf(ajar.ENOTFOUND, "fake")
+}

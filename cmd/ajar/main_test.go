@@ -25,7 +25,7 @@ import (
 // startServer runs the real API server around core.
 func startServer(tb testing.TB, core api.Core) string {
 	tb.Helper()
-	srv := httptest.NewServer(api.NewServer(core, api.Options{}).Handler())
+	srv := httptest.NewServer(api.NewServer(core, idsOf(core), api.Options{}).Handler())
 	tb.Cleanup(srv.Close)
 	return srv.URL
 }

@@ -47,6 +47,10 @@ func TestGolden(t *testing.T) {
 			if code := env.execute(t.Context(), append(tt.args, "--server", url, "--token", "alice-token")); code != 0 {
 				t.Fatalf("exit %d: %s", code, errb.String())
 			}
+			// The server's URL changes with every run.
+			got := strings.ReplaceAll(out.String(), url, "http://SERVER")
+			out.Reset()
+			out.WriteString(got)
 			golden := filepath.Join("testdata", tt.name+".golden")
 			if *update {
 				if err := os.MkdirAll("testdata", 0o755); err != nil {

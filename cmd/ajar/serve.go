@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/ajar-dev/ajar/api"
 	"github.com/ajar-dev/ajar/audit"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/identity"
 	"github.com/ajar-dev/ajar/internal/awsx"
 	"github.com/ajar-dev/ajar/keys"
 	"github.com/ajar-dev/ajar/notify/outbox"
@@ -33,7 +33,7 @@ import (
 
 // serverCommands returns the commands that run server-side code.
 func serverCommands(e *cliEnv) []*cobra.Command {
-	return []*cobra.Command{newServeCmd(e), newTokenCmd(e)}
+	return []*cobra.Command{newServeCmd(e), newTokenCmd(e), newSessionsCmd(e), newLogoutCmd(e)} // sessions.go
 }
 
 // serveOptions are the flags of ajar serve.
@@ -294,9 +294,14 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
+	sso, err := buildIdentity(ctx, pol, st, mk, clock, log) // sso.go: sessions, single sign-on, security keys
+	if err != nil {
+		return nil, err
+	}
+	ids := sso.IDs
 	svc, err := broker.New(broker.Config{
 		Store: st, Policy: pol, Providers: provs, Signer: signer, SSHCA: ca.AuthorizedKey,
-		Logger: log, Metrics: metrics, Now: clock,
+		Logger: log, Metrics: metrics, Now: clock, Users: ids.Lookup,
 		Scheduler: broker.SchedulerConfig{
 			Poll: time.Duration(sc.PollInterval), MaxGrantAttempts: sc.MaxGrantAttempts,
 			MaxRevokeAttempts: sc.MaxRevokeAttempts, SlowRetry: time.Duration(sc.SlowRetry),
@@ -324,9 +329,10 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		listen = pol.Server().Listen
 	}
 	c := core{Service: svc, Reader: readmodel.New(svc)}
-	srv := api.NewServer(c, api.Options{
+	srv := api.NewServer(c, ids, api.Options{
 		Addr: listen, Logger: log, Metrics: metrics.Handler(), SSHHosts: hosts,
-		Web: web.New(c, web.Options{Logger: log, Now: clock}),
+		Web: web.New(c, ids, web.Options{Logger: log, Now: clock, Login: webLogin(sso.Login), MFA: webMFA(sso.MFA)}),
+		Login: apiLogin(sso.Login),
 		Ready: func(ctx context.Context) error {
 			return st.View(ctx, func(tx ajar.ReadTx) error { _, _, err := tx.AuditHead(ctx); return err })
 		},
@@ -350,7 +356,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	}
 	fmt.Fprintf(e.stderr, "ajar serving on %s (%s, %s, data in %s; %s)\n", srv.URL(), mode, storeDesc, o.data, readBuildInfo())
 	if o.devMode() {
-		if err := writeDevTokens(ctx, svc, pol, o.data, srv.URL(), e); err != nil {
+		if err := writeDevTokens(ctx, ids, pol, o.data, srv.URL(), e); err != nil {
 			a.Close()
 			return nil, err
 		}
@@ -366,8 +372,6 @@ func (a *app) Close() error {
 	return errors.Join(err, a.store.Close())
 }
 
-// writeDevTokens mints a token for every configured user on the first dev start
-// and writes them to DATA/dev-tokens.env (0600) as shell lines.
 // core is what the HTTP layers serve: the broker's lifecycle and, beside it,
 // the read model (evidence, audit search, the web's view models).
 type core struct {
@@ -383,7 +387,10 @@ var (
 	_ web.Extender     = core{}
 )
 
-func writeDevTokens(ctx context.Context, svc *broker.Service, pol *policy.Policy, data, url string, e *cliEnv) error {
+// writeDevTokens mints a token for every configured user on the first dev start
+// and writes them to DATA/dev-tokens.env (0600) as shell lines. They live
+// identity.DevTokenTTL (a year), so a dev data directory keeps working.
+func writeDevTokens(ctx context.Context, ids *identity.Service, pol *policy.Policy, data, url string, e *cliEnv) error {
 	path := filepath.Join(data, "dev-tokens.env")
 	if _, err := os.Stat(path); err == nil {
 		fmt.Fprintf(e.stderr, "dev tokens: %s (from an earlier start)\n", path)
@@ -394,7 +401,7 @@ func writeDevTokens(ctx context.Context, svc *broker.Service, pol *policy.Policy
 	fmt.Fprintf(&b, "# ajar dev-mode API tokens; load with: set -a; . %s; set +a\n", path)
 	fmt.Fprintf(&b, "AJAR_SERVER=%s\n", url)
 	for _, u := range pol.Users() {
-		tok, err := svc.CreateToken(ctx, u.ID, "dev")
+		tok, _, err := ids.CreateToken(ctx, ajar.User{}, u.ID, "dev", identity.DevTokenTTL)
 		if err != nil {
 			return err
 		}
@@ -428,52 +435,4 @@ func devTokenVar(id string) string {
 		}
 	}
 	return "AJAR_TOKEN_" + b.String()
-}
-
-func newTokenCmd(e *cliEnv) *cobra.Command {
-	cmd := &cobra.Command{Use: "token", Short: "Manage API tokens (on the server's host)"}
-	var config, data, user, name string
-	create := &cobra.Command{
-		Use:   "create --config FILE --user ID",
-		Short: "Mint an API token for a configured user and print only the token",
-		Args:  argNames(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if user == "" {
-				return usageErrorf("--user", "a user id is required")
-			}
-			pol, err := loadPolicy(config)
-			if err != nil {
-				return err
-			}
-			// A token is only any use in the server's database: never create
-			// an empty one (a mistyped or missing --data would mint a token the
-			// running server does not know).
-			if cfg := pol.Storage(); e.getenv(EnvDatabaseURL) == "" && (cfg.Driver == "" || cfg.Driver == "sqlite") {
-				path, field := cfg.DSN, "storage.dsn"
-				if path == "" {
-					path, field = filepath.Join(data, "ajar.db"), "data"
-				}
-				if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-					return ajar.FieldErrorf(field, "no ajar database at %s: give the --data (or --config) the server runs with, or start the server first", path)
-				}
-			}
-			st, _, err := openStore(cmd.Context(), pol, data, e.getenv, time.Now)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			tok, err := broker.CreateToken(cmd.Context(), st, pol, user, name)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(e.stdout, tok)
-			return nil
-		},
-	}
-	create.Flags().StringVar(&config, "config", "", "policy file (without it: the demo policy)")
-	create.Flags().StringVar(&data, "data", "ajar-data", "data directory (when the config names no database)")
-	create.Flags().StringVar(&user, "user", "", "user id from the policy file")
-	create.Flags().StringVar(&name, "name", "cli", "a label for the token")
-	cmd.AddCommand(create)
-	return cmd
 }

@@ -111,6 +111,19 @@ var rules = []rule{
 		Why:  "the OIDC client knows the identity provider and the domain types; sessions, the store and HTTP call it, never the reverse",
 	},
 	{
+		From: []string{"identity/..."},
+		Never: []string{
+			"broker/...", "readmodel/...", "sshhost/...", "api/...", "web/...", "cmd/...", "node/...",
+			"store/sqlite/...", "store/postgres/...", "store/internal/...", "provider/...",
+		},
+		Why: "identity sits beside the core: it works on the ajar.Store contract and the policy; api, web and cmd/ajar call it",
+	},
+	{
+		From:  []string{"broker/..."},
+		Never: []string{"identity/..."},
+		Why:   "the core asks who a user is through broker.Config.Users, a function cmd/ajar wires to identity",
+	},
+	{
 		From:   []string{"..."},
 		Except: testHelpers,
 		Never:  testHelpers,

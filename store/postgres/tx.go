@@ -517,50 +517,7 @@ func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEven
 	return e, nil
 }
 
-// Tokens, keys and certificates.
-
-func (t *readTx) GetToken(ctx context.Context, hash []byte) (*ajar.Token, error) {
-	if err := t.enter(ctx); err != nil {
-		return nil, err
-	}
-	tok := ajar.Token{Hash: append([]byte(nil), hash...)}
-	var created string
-	err := t.q.QueryRow(ctx, `SELECT user_id, name, created_at FROM tokens WHERE hash = $1`, hash).Scan(&tok.UserID, &tok.Name, &created)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ajar.Errorf(ajar.ENOTFOUND, "token not found")
-	} else if err != nil {
-		return nil, t.fail(mapError(err, "get token"))
-	}
-	if tok.CreatedAt, err = sqlcodec.ParseTime(created); err != nil {
-		return nil, t.fail(fmt.Errorf("postgres: get token: %w", err))
-	}
-	return &tok, nil
-}
-
-func (t *tx) CreateToken(ctx context.Context, tok ajar.Token) error {
-	if err := t.enter(ctx); err != nil {
-		return err
-	}
-	if len(tok.Hash) == 0 {
-		return ajar.FieldErrorf("hash", "token hash is required")
-	}
-	created, err := sqlcodec.FormatTime("created_at", tok.CreatedAt)
-	if err != nil {
-		return err
-	}
-	if err := t.lockHead(ctx); err != nil {
-		return err
-	}
-	tag, err := t.q.Exec(ctx, `INSERT INTO tokens (hash, user_id, name, created_at) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (hash) DO NOTHING`, tok.Hash, tok.UserID, tok.Name, created)
-	if err != nil {
-		return t.fail(mapError(err, "create token"))
-	}
-	if tag.RowsAffected() == 0 {
-		return ajar.Errorf(ajar.ECONFLICT, "token already exists")
-	}
-	return nil
-}
+// Keys and certificates.
 
 func (t *readTx) GetKey(ctx context.Context, name string) ([]byte, error) {
 	if err := t.enter(ctx); err != nil {

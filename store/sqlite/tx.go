@@ -558,55 +558,7 @@ func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEven
 	return e, nil
 }
 
-// Tokens, keys and certificates.
-
-func (t *readTx) GetToken(ctx context.Context, hash []byte) (*ajar.Token, error) {
-	ctx, err := t.enter(ctx)
-	if err != nil {
-		return nil, err
-	}
-	st, err := t.prepared(ctx, `SELECT user_id, name, created_at FROM tokens WHERE hash = ?`)
-	if err != nil {
-		return nil, err
-	}
-	tok := ajar.Token{Hash: append([]byte(nil), hash...)}
-	var created string
-	err = st.QueryRowContext(ctx, hash).Scan(&tok.UserID, &tok.Name, &created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ajar.Errorf(ajar.ENOTFOUND, "token not found")
-	} else if err != nil {
-		return nil, t.fail(fmt.Errorf("sqlite: get token: %w", err))
-	}
-	if tok.CreatedAt, err = sqlcodec.ParseTime(created); err != nil {
-		return nil, t.fail(fmt.Errorf("sqlite: get token: %w", err))
-	}
-	return &tok, nil
-}
-
-func (t *tx) CreateToken(ctx context.Context, tok ajar.Token) error {
-	ctx, err := t.enter(ctx)
-	if err != nil {
-		return err
-	}
-	if len(tok.Hash) == 0 {
-		return ajar.FieldErrorf("hash", "token hash is required")
-	}
-	created, err := sqlcodec.FormatTime("created_at", tok.CreatedAt)
-	if err != nil {
-		return err
-	}
-	st, err := t.prepared(ctx, `INSERT INTO tokens (hash, user_id, name, created_at) VALUES (?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	if _, err := st.ExecContext(ctx, tok.Hash, tok.UserID, tok.Name, created); err != nil {
-		if isUniqueViolation(err) {
-			return ajar.Errorf(ajar.ECONFLICT, "token already exists")
-		}
-		return t.fail(fmt.Errorf("sqlite: create token: %w", err))
-	}
-	return nil
-}
+// Keys and certificates.
 
 func (t *readTx) GetKey(ctx context.Context, name string) ([]byte, error) {
 	ctx, err := t.enter(ctx)

@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math"
@@ -13,43 +12,6 @@ import (
 
 	"github.com/ajar-dev/ajar"
 )
-
-func testTokens(t *testing.T, h *harness) {
-	sum := sha256.Sum256([]byte("ajar_secret_token"))
-	tok := ajar.Token{Hash: sum[:], UserID: "alice@example.com", Name: "laptop ✓", CreatedAt: t0}
-	h.update(t, func(tx ajar.Tx) error { return tx.CreateToken(t.Context(), tok) })
-
-	h.view(t, func(tx ajar.ReadTx) error {
-		got, err := tx.GetToken(t.Context(), sum[:])
-		if err != nil {
-			return err
-		}
-		if !bytes.Equal(got.Hash, tok.Hash) || got.UserID != tok.UserID || got.Name != tok.Name || !got.CreatedAt.Equal(tok.CreatedAt) {
-			t.Errorf("GetToken = %+v, want %+v", got, tok)
-		}
-		other := sha256.Sum256([]byte("another"))
-		_, err = tx.GetToken(t.Context(), other[:])
-		wantCode(t, err, ajar.ENOTFOUND)
-		// A prefix of a stored hash is not that hash.
-		_, err = tx.GetToken(t.Context(), sum[:16])
-		wantCode(t, err, ajar.ENOTFOUND)
-		return nil
-	})
-
-	dup := ajar.Token{Hash: sum[:], UserID: "mallory@example.com", Name: "stolen", CreatedAt: t0.Add(time.Hour)}
-	err := h.s.Update(t.Context(), func(tx ajar.Tx) error { return tx.CreateToken(t.Context(), dup) })
-	wantCode(t, err, ajar.ECONFLICT)
-	h.view(t, func(tx ajar.ReadTx) error {
-		got, err := tx.GetToken(t.Context(), sum[:])
-		if err != nil {
-			return err
-		}
-		if got.UserID != "alice@example.com" {
-			t.Errorf("duplicate CreateToken changed the owner to %s", got.UserID)
-		}
-		return nil
-	})
-}
 
 func testKeys(t *testing.T, h *harness) {
 	sealed := []byte{0, 1, 2, 0xff, 0xfe, 0, 'k'} // binary, with NULs

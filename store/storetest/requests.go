@@ -205,7 +205,7 @@ func testTxUsableAfterConflict(t *testing.T, h *harness) {
 		if err := tx.PutKey(t.Context(), "k", []byte("v")); err != nil {
 			return err
 		}
-		return tx.CreateToken(t.Context(), ajar.Token{Hash: []byte("h"), UserID: "u", CreatedAt: t0})
+		return tx.CreateSession(t.Context(), testSession("ses_h", []byte("h"), "u"))
 	})
 	h.update(t, func(tx ajar.Tx) error {
 		ctx := t.Context()
@@ -217,7 +217,7 @@ func testTxUsableAfterConflict(t *testing.T, h *harness) {
 		missing.Version = 1
 		wantCode(t, tx.UpdateRequest(ctx, missing), ajar.ENOTFOUND)
 		wantCode(t, tx.PutKey(ctx, "k", []byte("other")), ajar.ECONFLICT)
-		wantCode(t, tx.CreateToken(ctx, ajar.Token{Hash: []byte("h"), UserID: "u2", CreatedAt: t0}), ajar.ECONFLICT)
+		wantCode(t, tx.CreateSession(ctx, testSession("ses_other", []byte("h"), "u2")), ajar.ECONFLICT)
 		_, err := tx.GetKey(ctx, "nope")
 		wantCode(t, err, ajar.ENOTFOUND)
 		if err := tx.CreateRequest(ctx, simpleRequest("after", "alice", "web", ajar.StatePending, t0)); err != nil {
@@ -244,7 +244,7 @@ func writeEverything(t testing.TB, tx ajar.Tx, id string, serial uint64) error {
 	if _, err := tx.AppendAudit(ctx, ajar.AuditEvent{Time: t0, Actor: "alice", Action: "request.created", Subject: id}); err != nil {
 		return err
 	}
-	if err := tx.CreateToken(ctx, ajar.Token{Hash: []byte("tok-" + id), UserID: "alice", Name: id, CreatedAt: t0}); err != nil {
+	if err := tx.CreateSession(ctx, testSession("tok_"+id, []byte("tok-"+id), "alice")); err != nil {
 		return err
 	}
 	if err := tx.PutKey(ctx, "key-"+id, []byte("sealed")); err != nil {
@@ -264,7 +264,7 @@ func wantNothing(t testing.TB, h *harness, id string) {
 		if evs, err := tx.ListAudit(ctx, ajar.AuditFilter{Subject: id}); err != nil || len(evs) != 0 {
 			t.Errorf("audit events for %s: %d, %v; want none", id, len(evs), err)
 		}
-		if _, err := tx.GetToken(ctx, []byte("tok-"+id)); ajar.ErrorCode(err) != ajar.ENOTFOUND {
+		if _, err := tx.GetSession(ctx, []byte("tok-"+id)); ajar.ErrorCode(err) != ajar.ENOTFOUND {
 			t.Errorf("token for %s: err %v, want not found", id, err)
 		}
 		if _, err := tx.GetKey(ctx, "key-"+id); ajar.ErrorCode(err) != ajar.ENOTFOUND {

@@ -1,0 +1,223 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ajar-dev/ajar"
+)
+
+const msgUnknown = "unknown API token or session"
+
+// Unknown reports whether err is Authenticate's answer for a secret that is
+// no token or session at all (as opposed to one that expired or was revoked).
+// Sign-in pages audit refusals of known credentials only, so that guesses
+// cannot flood the audit log.
+func Unknown(err error) bool {
+	var e *ajar.Error
+	return errors.As(err, &e) && e.Code == ajar.EUNAUTH && e.Message == msgUnknown
+}
+
+// what names a session's kind in messages.
+func what(sess *ajar.Session) string {
+	if sess.Kind == ajar.SessionToken {
+		return "API token"
+	}
+	return "session"
+}
+
+// Authenticate returns the user a bearer token or web cookie secret belongs
+// to, with User.Session set to its id. Errors:
+//   - EUNAUTH, with a message saying which: a missing or malformed secret, an
+//     unknown one, one that expired, one that was revoked (or signed out), a
+//     user no longer known (neither in the policy file nor vouched for by the
+//     IdP), or a session whose groups the IdP refused to refresh (the session
+//     is ended then, audited "session.ended");
+//   - any other error: the store failed.
+//
+// The user's groups are the static ones of the policy file and the groups of
+// the session (or, for a session without its own, the IdP's last known ones).
+// A session's groups are read again from the IdP once they are older than
+// Config.Refresh; a change is audited "session.groups_changed". LastUsedAt is
+// written at most once a minute.
+func (s *Service) Authenticate(ctx context.Context, secret string) (ajar.User, error) {
+	if secret == "" || len(secret) > maxSecret {
+		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "missing or malformed API token or session")
+	}
+	var sess, parent *ajar.Session
+	var now time.Time
+	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
+		now = tx.Now()
+		var err error
+		if sess, err = tx.GetSession(ctx, HashSecret(secret)); err != nil || sess.Parent == "" {
+			return err
+		}
+		parent, err = tx.GetSessionByID(ctx, sess.Parent)
+		return err
+	})
+	if ajar.ErrorCode(err) == ajar.ENOTFOUND && sess == nil {
+		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, msgUnknown)
+	} else if ajar.ErrorCode(err) == ajar.ENOTFOUND {
+		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "the API token this session was signed in with no longer exists")
+	} else if err != nil {
+		return ajar.User{}, fmt.Errorf("authenticate: %w", err)
+	}
+	if err := usable(sess, now); err != nil {
+		return ajar.User{}, err
+	}
+	if parent != nil && parent.Ended(now) {
+		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "the API token this session was signed in with was revoked or expired; sign in again")
+	}
+	if s.groups != nil && sess.Groups != nil && len(sess.Refresh) > 0 && now.Sub(sess.RefreshedAt) >= s.refresh {
+		if sess, err = s.refreshGroups(ctx, sess); err != nil {
+			return ajar.User{}, err
+		}
+	}
+	u, err := s.userOf(ctx, sess)
+	if err != nil {
+		return ajar.User{}, err
+	}
+	if now.Sub(sess.LastUsedAt) >= touchEvery {
+		err := s.store.Update(ctx, func(tx ajar.Tx) error { return tx.TouchSession(ctx, sess.ID, tx.Now()) })
+		if err != nil && ctx.Err() == nil {
+			// Last use is bookkeeping: failing to write it does not refuse the caller.
+			s.log.WarnContext(ctx, "cannot record a session's last use", "session", sess.ID, "err", err)
+		}
+	}
+	return u, nil
+}
+
+// usable returns EUNAUTH if sess was revoked or has expired at now.
+func usable(sess *ajar.Session, now time.Time) error {
+	switch {
+	case !sess.RevokedAt.IsZero() && sess.Kind == ajar.SessionToken:
+		return ajar.Errorf(ajar.EUNAUTH, "this API token was revoked")
+	case !sess.RevokedAt.IsZero():
+		return ajar.Errorf(ajar.EUNAUTH, "this session has ended (signed out or revoked); sign in again")
+	case !now.Before(sess.ExpiresAt):
+		return ajar.Errorf(ajar.EUNAUTH, "this %s expired at %s", what(sess), sess.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// userOf returns the user of a valid session: known from the policy file, from
+// the IdP through this session (its Groups are set), or from the IdP's last
+// word (an ajar.Identity).
+func (s *Service) userOf(ctx context.Context, sess *ajar.Session) (ajar.User, error) {
+	u, known, err := s.Lookup(ctx, sess.UserID)
+	if err != nil {
+		return ajar.User{}, fmt.Errorf("authenticate: %w", err)
+	}
+	if sess.Groups != nil {
+		static, _ := s.pol.User(sess.UserID)
+		u = ajar.User{ID: ajar.CanonicalUserID(sess.UserID), Groups: union(static.Groups, sess.Groups)}
+		known = true
+	}
+	if !known {
+		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "the %s's user %s is no longer known", what(sess), sess.UserID)
+	}
+	u.Session, u.MFAAt = sess.ID, sess.MFAAt
+	return u, nil
+}
+
+// refreshGroups re-reads sess's groups from the IdP. Of several replicas that
+// see the same stale groups, one does (ClaimSessionRefresh); the others go on
+// with what they read. When the IdP refuses, the session is ended and the
+// error is EUNAUTH.
+func (s *Service) refreshGroups(ctx context.Context, sess *ajar.Session) (*ajar.Session, error) {
+	var claimed bool
+	err := s.store.Update(ctx, func(tx ajar.Tx) error {
+		var err error
+		claimed, err = tx.ClaimSessionRefresh(ctx, sess.ID, sess.RefreshedAt, tx.Now())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("authenticate: %w", err)
+	}
+	if !claimed {
+		return sess, nil // another request or replica is reading them
+	}
+	var rt []byte
+	if s.sealer == nil {
+		err = fmt.Errorf("no sealer to open the refresh token")
+	} else {
+		rt, err = s.sealer.Open(refreshKeyName(sess.ID), sess.Refresh)
+	}
+	var groups []string
+	var rotated string
+	if err == nil {
+		groups, rotated, err = s.groups.Refresh(ctx, sess.UserID, string(rt))
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // the caller went away: not the IdP's answer
+		}
+		reason := "the identity provider no longer vouches for the user: " + err.Error()
+		if eerr := s.end(ctx, sess.ID, ajar.ActorSystem, "refresh_failed", reason); eerr != nil {
+			return nil, fmt.Errorf("end session %s: %w", sess.ID, eerr)
+		}
+		s.log.InfoContext(ctx, "session ended: group refresh failed", "session", sess.ID, "user", sess.UserID, "err", err)
+		return nil, ajar.Errorf(ajar.EUNAUTH, "your session ended: the identity provider did not confirm your groups; sign in again")
+	}
+	if groups == nil {
+		groups = []string{}
+	}
+	var out *ajar.Session
+	err = s.store.Update(ctx, func(tx ajar.Tx) error {
+		cur, err := tx.GetSessionByID(ctx, sess.ID)
+		if err != nil {
+			return err
+		}
+		if err := usable(cur, tx.Now()); err != nil {
+			return err
+		}
+		before := cur.Groups
+		cur.Groups, cur.RefreshedAt = groups, tx.Now()
+		if rotated != "" {
+			if cur.Refresh, err = s.sealer.Seal(refreshKeyName(cur.ID), []byte(rotated)); err != nil {
+				return fmt.Errorf("seal refresh token: %w", err)
+			}
+		}
+		if err := tx.UpdateSession(ctx, *cur); err != nil {
+			return err
+		}
+		if err := tx.PutIdentity(ctx, ajar.Identity{UserID: cur.UserID, Groups: groups, Source: "oidc", UpdatedAt: tx.Now()}); err != nil {
+			return err
+		}
+		if !sameGroups(before, groups) {
+			if err := ajar.AppendAudit(ctx, tx, ajar.ActorSystem, "session.groups_changed", cur.UserID,
+				map[string]any{"session": cur.ID, "before": nonNil(before), "after": groups}); err != nil {
+				return err
+			}
+		}
+		out = cur
+		return nil
+	})
+	if err != nil {
+		if ajar.ErrorCode(err) == ajar.EUNAUTH {
+			return nil, err
+		}
+		return nil, fmt.Errorf("authenticate: %w", err)
+	}
+	return out, nil
+}
+
+// refreshKeyName binds a sealed refresh token to its session.
+func refreshKeyName(id string) string { return "session-refresh:" + id }
+
+func sameGroups(a, b []string) bool {
+	x, y := slices.Clone(a), slices.Clone(b)
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(slices.Compact(x), slices.Compact(y))
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
