@@ -217,4 +217,3 @@ func trimSlash(s string) string {
 	}
 	return s
 }
-

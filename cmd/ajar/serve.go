@@ -331,7 +331,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	c := core{Service: svc, Reader: readmodel.New(svc)}
 	srv := api.NewServer(c, ids, api.Options{
 		Addr: listen, Logger: log, Metrics: metrics.Handler(), SSHHosts: hosts,
-		Web: web.New(c, ids, web.Options{Logger: log, Now: clock, Login: webLogin(sso.Login), MFA: webMFA(sso.MFA)}),
+		Web:   web.New(c, ids, web.Options{Logger: log, Now: clock, Login: webLogin(sso.Login), MFA: webMFA(sso.MFA)}),
 		Login: apiLogin(sso.Login),
 		Ready: func(ctx context.Context) error {
 			return st.View(ctx, func(tx ajar.ReadTx) error { _, _, err := tx.AuditHead(ctx); return err })

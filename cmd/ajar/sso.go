@@ -198,7 +198,6 @@ type mfaPages struct {
 
 func (m *mfaPages) MarkMFA(ctx context.Context, u ajar.User) error { return m.ids.MarkMFA(ctx, u) }
 
-
 // webLogin, apiLogin and webMFA keep a nil pointer from becoming a non-nil
 // interface (which would turn the pages on without single sign-on).
 func webLogin(l *login.Service) web.Login {
