@@ -18,6 +18,7 @@ import (
 	"github.com/ajar-dev/ajar/audit"
 	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/identity"
+	"github.com/ajar-dev/ajar/identity/sso"
 	"github.com/ajar-dev/ajar/internal/awsx"
 	"github.com/ajar-dev/ajar/keys"
 	"github.com/ajar-dev/ajar/notify/outbox"
@@ -294,11 +295,11 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	sso, err := buildIdentity(ctx, pol, st, mk, clock, log) // sso.go: sessions, single sign-on, security keys
+	parts, err := sso.Build(ctx, pol, st, mk, clock, log) // identity/sso: sessions, single sign-on, security keys
 	if err != nil {
 		return nil, err
 	}
-	ids := sso.IDs
+	ids := parts.IDs
 	svc, err := broker.New(broker.Config{
 		Store: st, Policy: pol, Providers: provs, Signer: signer, SSHCA: ca.AuthorizedKey,
 		Logger: log, Metrics: metrics, Now: clock, Users: ids.Lookup,
@@ -331,8 +332,8 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	c := core{Service: svc, Reader: readmodel.New(svc)}
 	srv := api.NewServer(c, ids, api.Options{
 		Addr: listen, Logger: log, Metrics: metrics.Handler(), SSHHosts: hosts,
-		Web:   web.New(c, ids, web.Options{Logger: log, Now: clock, Login: webLogin(sso.Login), MFA: webMFA(sso.MFA)}),
-		Login: apiLogin(sso.Login),
+		Web:   web.New(c, ids, web.Options{Logger: log, Now: clock, Login: webLogin(parts.Login), MFA: webMFA(parts.MFA)}),
+		Login: apiLogin(parts.Login),
 		Ready: func(ctx context.Context) error {
 			return st.View(ctx, func(tx ajar.ReadTx) error { _, _, err := tx.AuditHead(ctx); return err })
 		},
