@@ -65,6 +65,9 @@ type cliEnv struct {
 	// Global flags; empty means "use the environment, then the default".
 	server string
 	token  string
+	// storedSession is the server whose session, stored by "ajar login", the
+	// command uses; "" when it uses AJAR_TOKEN or --token.
+	storedSession string
 }
 
 // execute builds the command tree, runs it and turns the outcome into an exit code,
@@ -89,7 +92,13 @@ func (e *cliEnv) execute(ctx context.Context, args []string) int {
 	if errors.As(err, &ec) {
 		return ec.code // a program ajar ran (ssh) failed and said why itself
 	}
-	fmt.Fprintf(e.stderr, "error: %s\n", describeError(err))
+	msg := describeError(err)
+	if e.storedSession != "" && ajar.ErrorCode(err) == ajar.EUNAUTH {
+		// The session "ajar login" stored: it ended (signed out, revoked,
+		// expired, or the identity provider no longer confirms the person).
+		msg = fmt.Sprintf("your session on %s is no longer valid (%s); run ajar login", clean(e.storedSession), msg)
+	}
+	fmt.Fprintf(e.stderr, "error: %s\n", msg)
 	var ue *usageError
 	if !ran || errors.As(err, &ue) {
 		// Cobra fails before a command runs only for bad flags, arguments or
@@ -225,6 +234,7 @@ func (e *cliEnv) client(needToken bool) (*api.Client, error) {
 				return nil, ajar.Errorf(ajar.EUNAUTH, "your session on %s ended at %s; run ajar login", creds.Server, creds.ExpiresAt.Local().Format(time.RFC3339))
 			}
 			server, field, token = creds.Server, e.credentialsPath(), creds.Token
+			e.storedSession = creds.Server
 		}
 	}
 	if server == "" {

@@ -10,6 +10,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"time"
 
 	"github.com/ajar-dev/ajar"
@@ -30,6 +32,9 @@ type Parts struct {
 // Build builds the identity service and, as the policy asks, single
 // sign-on and security keys. An unreachable issuer stops start-up with its URL.
 func Build(ctx context.Context, pol *policy.Policy, st ajar.Store, sealer ajar.Sealer, clock func() time.Time, log *slog.Logger) (*Parts, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	idc := pol.Identity()
 	var client *oidc.Client
 	var groups identity.GroupSource
@@ -61,8 +66,13 @@ func Build(ctx context.Context, pol *policy.Policy, st ajar.Store, sealer ajar.S
 			return nil, err
 		}
 	}
-	if url := pol.Server().PublicURL; url != "" {
-		keys, err := mfa.New(url, storeKeys{st: st}, flows, clock)
+	if public := pol.Server().PublicURL; public == "" {
+		log.Info("security keys are off: they need server.public_url")
+	} else if u, err := url.Parse(public); err == nil && net.ParseIP(u.Hostname()) != nil {
+		// WebAuthn binds keys to a domain name; an address cannot be one.
+		log.Warn("security keys are off: server.public_url names an IP address, not a host name", "public_url", public)
+	} else {
+		keys, err := mfa.New(public, storeKeys{st: st}, flows, clock)
 		if err != nil {
 			return nil, err
 		}
