@@ -500,4 +500,3 @@ policies: [{name: p, targets: [t], requesters: [group:secops], default_duration:
 		}
 	})
 }
-
