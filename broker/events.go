@@ -90,7 +90,7 @@ var eventForAudit = map[string]struct {
 	"breakglass.extended":   {policy.EventBreakglassExtended, ""},
 	"review.closed":         {policy.EventReviewClosed, ""},
 	"drift.detected":        {policy.EventDriftDetected, ""},
-	"drift.regranted":       {policy.EventDriftDetected, ""}, // broker/reconcile.go
+	"drift.regranted":       {policy.EventDriftDetected, ""}, // package reconcile
 	"drift.revoked":         {policy.EventDriftDetected, ""},
 	"drift.repair_failed":   {policy.EventDriftDetected, ""},
 }

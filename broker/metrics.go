@@ -20,8 +20,6 @@ type Metrics struct {
 	revocationLag  prometheus.Histogram
 	providerErrors *prometheus.CounterVec
 	limits         *prometheus.CounterVec
-	drift          *prometheus.CounterVec // reconcile.go: drift found, by target
-	orphans        *orphanCollector       // orphans.go: grants of removed users
 }
 
 // NewMetrics creates the broker's metrics in reg (a new registry with the Go and
@@ -46,7 +44,6 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		}, []string{"provider", "op"}),
 	}
 	reg.MustRegister(m.created, m.revocationLag, m.providerErrors)
-	m.drift = newDriftCounter(reg)
 	m.limits = newLimitCounter(reg)
 	return m
 }
@@ -91,10 +88,6 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (m *Metrics) registerStore(st ajar.Store) error {
-	m.orphans = newOrphanCollector(st)
-	if err := m.reg.Register(m.orphans); err != nil {
-		return err
-	}
 	if err := m.reg.Register(newWorkflowCollector(st)); err != nil { // open reviews
 		return err
 	}

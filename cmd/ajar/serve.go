@@ -25,6 +25,7 @@ import (
 	"github.com/ajar-dev/ajar/provider"
 	"github.com/ajar-dev/ajar/provider/sshcert"
 	"github.com/ajar-dev/ajar/readmodel"
+	"github.com/ajar-dev/ajar/reconcile"
 	"github.com/ajar-dev/ajar/sshhost"
 	"github.com/ajar-dev/ajar/store/postgres"
 	"github.com/ajar-dev/ajar/store/sqlite"
@@ -316,7 +317,13 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	if _, err := svc.ReportOrphans(ctx); err != nil { // grants of users removed from the policy: log and metric
+	checks, err := reconcile.New(reconcile.Config{ // the drift check and grants of removed users
+		Store: st, Policy: pol, Providers: provs, Core: svc, Registerer: metrics.Registerer(), Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := checks.ReportOrphans(ctx); err != nil { // grants of users removed from the policy: log and metric
 		return nil, err
 	}
 	listen := o.listen
@@ -340,6 +347,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		defer close(a.done)
 		var wg sync.WaitGroup
 		wg.Go(func() { delivery.Run(runCtx) }) // notify/outbox: outbox delivery
+		wg.Go(func() { checks.Run(runCtx) })   // reconcile: the drift check
 		svc.Run(runCtx)
 		wg.Wait()
 	}()

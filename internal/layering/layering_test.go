@@ -41,7 +41,7 @@ var rules = []rule{
 	},
 	{
 		From:  []string{"store/...", "provider/..."},
-		Never: []string{"broker/...", "readmodel/...", "api/...", "web/...", "cmd/...", "node/..."},
+		Never: []string{"broker/...", "readmodel/...", "reconcile/...", "api/...", "web/...", "cmd/...", "node/..."},
 		Why:   "stores and providers implement the root contracts; they know nothing of the core or its callers",
 	},
 	{
@@ -74,7 +74,7 @@ var rules = []rule{
 	},
 	{
 		From:  []string{"policy/..."},
-		Never: []string{"broker/...", "readmodel/...", "api/...", "web/...", "cmd/...", "store/...", "provider/...", "node/..."},
+		Never: []string{"broker/...", "readmodel/...", "reconcile/...", "api/...", "web/...", "cmd/...", "store/...", "provider/...", "node/..."},
 		Why:   "the policy depends only on the domain types",
 	},
 	{
@@ -97,9 +97,18 @@ var rules = []rule{
 		Why: "the read model sits above the core, beside the HTTP layers that render it; it reads through broker and the ajar.Store contract",
 	},
 	{
-		From: []string{"broker/..."},
+		From: []string{"reconcile/..."},
 		Never: []string{
 			"readmodel/...", "sshhost/...", "api/...", "web/...", "cmd/...", "node/...",
+			"store/sqlite/...", "store/postgres/...", "store/internal/...",
+			"provider/...",
+		},
+		Why: "the drift check and the orphan report sit above the core and work on the ajar.Store and ajar.Provider contracts",
+	},
+	{
+		From: []string{"broker/..."},
+		Never: []string{
+			"readmodel/...", "reconcile/...", "sshhost/...", "api/...", "web/...", "cmd/...", "node/...",
 			"store/sqlite/...", "store/postgres/...", "store/internal/...",
 			"provider/...",
 		},

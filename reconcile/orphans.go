@@ -1,4 +1,4 @@
-package broker
+package reconcile
 
 import (
 	"context"
@@ -34,7 +34,7 @@ const orphanScanLimit = 1 << 20
 // requester, target, state, expiry and the command to end it) and sets the
 // ajar_grants_orphaned gauge, which from then on counts those still open. It
 // returns how many it found. Call it once at start-up; it changes nothing.
-func (s *Service) ReportOrphans(ctx context.Context) (int, error) {
+func (s *Checker) ReportOrphans(ctx context.Context) (int, error) {
 	var ids []string
 	for _, st := range orphanStates {
 		var rs []*ajar.Request
@@ -72,7 +72,7 @@ func (s *Service) ReportOrphans(ctx context.Context) (int, error) {
 		s.log.WarnContext(ctx, "requests of users no longer in the policy keep their access until they end or are revoked",
 			"count", len(ids), "metric", "ajar_grants_orphaned")
 	}
-	s.metrics.orphans.set(ids)
+	s.orphans.set(ids)
 	return len(ids), nil
 }
 
