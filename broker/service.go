@@ -98,7 +98,7 @@ func New(cfg Config) (*Service, error) {
 		log:       cfg.Logger,
 		metrics:   cfg.Metrics,
 		sched:     cfg.Scheduler.withDefaults(),
-		notify:    newNotifier(cfg.Notify),
+		notify:    newNotifier(cfg.Notify, cfg.Policy, cfg.Providers),
 		kick:      make(chan struct{}, 1),
 		now:       cfg.Now,
 	}, nil

@@ -54,16 +54,7 @@ type ReviewsInput struct {
 const ReviewKindBreakglass = "breakglass"
 
 // fmtDuration prints a duration the way users type it: "30m", "2h", "1h30m".
-func fmtDuration(d time.Duration) string {
-	s := d.String()
-	if t, ok := strings.CutSuffix(s, "m0s"); ok {
-		s = t + "m"
-	}
-	if t, ok := strings.CutSuffix(s, "h0m"); ok {
-		s = t + "h"
-	}
-	return s
-}
+func fmtDuration(d time.Duration) string { return ajar.FormatDuration(d) }
 
 // Extend asks for ExtendInput.By more on u's own active request, within the
 // policy's extend rules (see policy.EvaluateExtension). When the rule says

@@ -41,7 +41,7 @@ var rules = []rule{
 	},
 	{
 		From:  []string{"store/...", "provider/..."},
-		Never: []string{"broker/...", "readmodel/...", "reconcile/...", "api/...", "web/...", "cmd/...", "node/..."},
+		Never: []string{"broker/...", "readmodel/...", "reconcile/...", "events/...", "api/...", "web/...", "cmd/...", "node/..."},
 		Why:   "stores and providers implement the root contracts; they know nothing of the core or its callers",
 	},
 	{
@@ -74,7 +74,7 @@ var rules = []rule{
 	},
 	{
 		From:  []string{"policy/..."},
-		Never: []string{"broker/...", "readmodel/...", "reconcile/...", "api/...", "web/...", "cmd/...", "store/...", "provider/...", "node/..."},
+		Never: []string{"broker/...", "readmodel/...", "reconcile/...", "events/...", "api/...", "web/...", "cmd/...", "store/...", "provider/...", "node/..."},
 		Why:   "the policy depends only on the domain types",
 	},
 	{
@@ -95,6 +95,11 @@ var rules = []rule{
 			"provider/...",
 		},
 		Why: "the read model sits above the core, beside the HTTP layers that render it; it reads through broker and the ajar.Store contract",
+	},
+	{
+		From: []string{"events/..."},
+		Only: []string{".", "policy/...", "notify"},
+		Why:  "what notifications read is built below the core, which writes them to the outbox; it needs only the domain types, the policy's event names and notify",
 	},
 	{
 		From: []string{"reconcile/..."},
