@@ -11,6 +11,7 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 // MaxAuditLimit is the largest page of audit events one GET /v1/audit returns.
@@ -235,12 +236,12 @@ func (s *Server) handleListRequests(w http.ResponseWriter, r *http.Request, u aj
 		s.writeError(w, r, err)
 		return
 	}
-	var in broker.ListInput
+	var in readmodel.ListInput
 	if in.Mine, err = q.bool("mine"); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	limit, err := q.int("limit", broker.MaxListLimit)
+	limit, err := q.int("limit", readmodel.MaxListLimit)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

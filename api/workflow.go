@@ -14,17 +14,15 @@ import (
 )
 
 // WorkflowCore is the part of the core behind the workflow routes: extend,
-// break-glass and its reviews, explain (dry run) and evidence. The server
-// serves those routes only when its Core also implements it.
+// break-glass and its reviews (listed by the read model), explain (dry run).
+// The server serves those routes only when its Core also implements it.
 type WorkflowCore interface {
 	Extend(ctx context.Context, u ajar.User, id string, in broker.ExtendInput) (*broker.ExtendOutput, error)
 	Breakglass(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error)
-	ListReviews(ctx context.Context, u ajar.User, in broker.ReviewsInput) (*broker.ReviewList, error)
+	ListReviews(ctx context.Context, u ajar.User, in readmodel.ReviewsInput) (*readmodel.ReviewList, error)
 	CloseReview(ctx context.Context, u ajar.User, id, comment string) (*ajar.ReviewTask, error)
 	Explain(ctx context.Context, u ajar.User, in broker.ExplainInput) (*policy.Explanation, error)
 }
-
-var _ WorkflowCore = (*broker.Service)(nil)
 
 // EvidenceCore is the read model behind the evidence route (readmodel.Reader).
 // The server serves that route only when its Core also implements it.
@@ -102,12 +100,12 @@ func (s *Server) workflowRoutes(mux *http.ServeMux) {
 			s.writeError(w, r, err)
 			return
 		}
-		limit, err := q.int("limit", broker.MaxListLimit)
+		limit, err := q.int("limit", readmodel.MaxListLimit)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		in := broker.ReviewsInput{State: q.string("state"), Limit: int(limit), Cursor: q.string("cursor")}
+		in := readmodel.ReviewsInput{State: q.string("state"), Limit: int(limit), Cursor: q.string("cursor")}
 		if err := checkCursor(in.Cursor); err != nil {
 			s.writeError(w, r, err)
 			return

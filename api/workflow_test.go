@@ -28,11 +28,11 @@ func (f *workflowFake) Breakglass(ctx context.Context, u ajar.User, in broker.Cr
 
 // ListReviews has none, but with a cursor to a second page (also empty) when
 // the limit is 1.
-func (f *workflowFake) ListReviews(ctx context.Context, u ajar.User, in broker.ReviewsInput) (*broker.ReviewList, error) {
+func (f *workflowFake) ListReviews(ctx context.Context, u ajar.User, in readmodel.ReviewsInput) (*readmodel.ReviewList, error) {
 	if in.Limit == 1 && in.Cursor == "" {
-		return &broker.ReviewList{NextCursor: "v1.next"}, nil
+		return &readmodel.ReviewList{NextCursor: "v1.next"}, nil
 	}
-	return &broker.ReviewList{}, nil
+	return &readmodel.ReviewList{}, nil
 }
 
 func (f *workflowFake) CloseReview(ctx context.Context, u ajar.User, id, comment string) (*ajar.ReviewTask, error) {

@@ -29,6 +29,7 @@ import (
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/provider"
 	"github.com/ajar-dev/ajar/provider/sshcert"
+	"github.com/ajar-dev/ajar/readmodel"
 	"github.com/ajar-dev/ajar/store/sqlite"
 )
 
@@ -82,7 +83,11 @@ func setup(b *testing.B) *fixture {
 	done := make(chan struct{})
 	go func() { svc.Run(runCtx); close(done) }()
 	b.Cleanup(func() { cancel(); <-done })
-	srv := api.NewServer(svc, api.Options{Addr: "127.0.0.1:0"})
+	core := struct { // the broker with the read model beside it, as cmd/ajar serves them
+		*broker.Service
+		*readmodel.Reader
+	}{svc, readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs})}
+	srv := api.NewServer(core, api.Options{Addr: "127.0.0.1:0"})
 	if err := srv.Open(); err != nil {
 		b.Fatal(err)
 	}
@@ -238,7 +243,7 @@ func BenchmarkActiveGrantsMemory(b *testing.B) {
 		b.StartTimer()
 		c := api.NewClient(f.url, f.token)
 		for range 20 {
-			if _, err := c.ListRequests(ctx, broker.ListInput{Mine: true, State: ajar.StateActive}); err != nil {
+			if _, err := c.ListRequests(ctx, readmodel.ListInput{Mine: true, State: ajar.StateActive}); err != nil {
 				b.Fatal(err)
 			}
 			f.svc.Kick()

@@ -20,16 +20,6 @@ type CreateInput struct {
 	Params   map[string]string `json:"params,omitempty"`
 }
 
-// ListInput filters the requests a user can see and selects a page of them.
-type ListInput struct {
-	Mine  bool       `json:"mine"`  // only the caller's own requests
-	State ajar.State `json:"state"` // "" for any
-	// Limit is the most requests in the page (0: DefaultListLimit).
-	Limit int `json:"limit,omitempty"`
-	// Cursor is RequestList.NextCursor of the page before ("" for the first).
-	Cursor string `json:"cursor,omitempty"`
-}
-
 // TargetInfo is a target a user may request, with its limits and approvers.
 type TargetInfo struct {
 	Name            string     `json:"name"`

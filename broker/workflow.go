@@ -42,14 +42,6 @@ type ExplainInput struct {
 	As       string            `json:"as,omitempty"`
 }
 
-// ReviewsInput filters review tasks: State is "open" (the default), "closed"
-// or "all"; Limit and Cursor select a page as in ListInput.
-type ReviewsInput struct {
-	State  string `json:"state"`
-	Limit  int    `json:"limit,omitempty"`
-	Cursor string `json:"cursor,omitempty"`
-}
-
 // ReviewKindBreakglass is the kind of a break-glass review task.
 const ReviewKindBreakglass = "breakglass"
 
@@ -396,23 +388,6 @@ func (s *Service) checkParams(target string, params map[string]string) error {
 		return ajar.FieldErrorf("params."+k, "target %s takes no parameters", target)
 	}
 	return nil
-}
-
-// ListReviews returns a page of break-glass review tasks, most recent first:
-// at most in.Limit (0: DefaultListLimit; at most MaxListLimit), from in.Cursor.
-// Admins only (EFORBIDDEN); EINVALID names a bad state, limit or cursor.
-func (s *Service) ListReviews(ctx context.Context, u ajar.User, in ReviewsInput) (*ReviewList, error) {
-	if !s.pol.IsAdmin(u) {
-		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only admins can list reviews")
-	}
-	state := in.State
-	if state == "" {
-		state = "open"
-	}
-	if state != "open" && state != "closed" && state != "all" {
-		return nil, ajar.FieldErrorf("state", "must be open, closed or all, not %q", in.State)
-	}
-	return s.listReviews(ctx, state, in.Limit, in.Cursor) // list.go
 }
 
 // CloseReview closes the review task of a break-glass request with a comment.

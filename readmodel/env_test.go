@@ -195,7 +195,7 @@ func (e *env) setProviders(t *testing.T, provs broker.Providers) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.svc, e.rm = svc, New(svc)
+	e.svc, e.rm = svc, New(Config{Core: svc, Store: e.store, Policy: e.pol, Providers: provs, Now: e.clock.Now})
 }
 
 func (e *env) create(t *testing.T, user, target, dur string) *ajar.Request {

@@ -103,7 +103,7 @@ func startServer(t testing.TB) *server {
 	core := struct {
 		*broker.Service
 		*readmodel.Reader
-	}{svc, readmodel.New(svc)}
+	}{svc, readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clk.Now})}
 	pages := web.New(core, web.Options{Now: clk.Now, Refresh: time.Second})
 	srv := api.NewServer(core, api.Options{Addr: "127.0.0.1:0", Web: pages, ShutdownTimeout: time.Second})
 	if err := srv.Open(); err != nil {

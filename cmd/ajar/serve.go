@@ -330,7 +330,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if listen == "" {
 		listen = pol.Server().Listen
 	}
-	c := core{Service: svc, Reader: readmodel.New(svc)}
+	c := core{Service: svc, Reader: readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clock})}
 	srv := api.NewServer(c, api.Options{
 		Addr: listen, Logger: log, Metrics: metrics.Handler(), SSHHosts: hosts,
 		Web: web.New(c, web.Options{Logger: log, Now: clock}),
