@@ -86,9 +86,6 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	if err := cfg.Metrics.registerStore(cfg.Store); err != nil {
-		return nil, fmt.Errorf("broker: metrics: %w", err)
-	}
 	return &Service{
 		store:     cfg.Store,
 		pol:       cfg.Policy,

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/policy"
 )
@@ -582,40 +580,6 @@ func (s *Service) escalate(ctx context.Context, tx ajar.Tx, cur *ajar.Request, n
 	return s.audit(ctx, tx, ajar.ActorSystem, "request.escalated", cur.ID, map[string]any{
 		"step": step, "escalate_to": st.EscalateTo, "waited": fmtDuration(now.Sub(stepStarted(cur, step)).Round(time.Second)),
 	})
-}
-
-// workflowCollector reads open reviews from the store at scrape time (the
-// pending notifications are notify/outbox's).
-type workflowCollector struct {
-	store   ajar.Store
-	reviews *prometheus.Desc
-}
-
-func newWorkflowCollector(st ajar.Store) *workflowCollector {
-	return &workflowCollector{
-		store:   st,
-		reviews: prometheus.NewDesc("ajar_reviews_open", "Break-glass review tasks not closed yet.", nil, nil),
-	}
-}
-
-func (c *workflowCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.reviews
-}
-
-func (c *workflowCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var open int
-	err := c.store.View(ctx, func(tx ajar.ReadTx) error {
-		var err error
-		open, err = tx.CountOpenReviews(ctx)
-		return err
-	})
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(c.reviews, err)
-		return
-	}
-	ch <- prometheus.MustNewConstMetric(c.reviews, prometheus.GaugeValue, float64(open))
 }
 
 // missingParam reports whether err is about a parameter that was not given

@@ -20,6 +20,7 @@ import (
 	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/internal/awsx"
 	"github.com/ajar-dev/ajar/keys"
+	"github.com/ajar-dev/ajar/metrics"
 	"github.com/ajar-dev/ajar/notify/outbox"
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/provider"
@@ -279,8 +280,11 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		return nil, err
 	}
 	sc := pol.Scheduler()
-	metrics := broker.NewMetrics(nil)
-	if err := registerBuildInfo(metrics.Registerer(), readBuildInfo()); err != nil {
+	reg, err := metrics.New(st) // what GET /metrics serves; each part registers its counters
+	if err != nil {
+		return nil, err
+	}
+	if err := registerBuildInfo(reg, readBuildInfo()); err != nil {
 		return nil, err
 	}
 	sinks, err := sinksFromPolicy(pol, e.getenv, log)
@@ -288,7 +292,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		return nil, err
 	}
 	delivery, err := outbox.New(outbox.Config{ // notification delivery (the notifications section)
-		Store: st, Sinks: sinks, Logger: log, Registerer: metrics.Registerer(),
+		Store: st, Sinks: sinks, Logger: log, Registerer: reg,
 		RetryBase: time.Duration(sc.NotifyRetry), RetryMax: time.Duration(sc.NotifyMaxRetry),
 		GiveUp: time.Duration(sc.NotifyGiveUp),
 	})
@@ -297,7 +301,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	}
 	svc, err := broker.New(broker.Config{
 		Store: st, Policy: pol, Providers: provs, Signer: signer, SSHCA: ca.AuthorizedKey,
-		Logger: log, Metrics: metrics, Now: clock,
+		Logger: log, Metrics: broker.NewMetrics(reg), Now: clock,
 		Scheduler: broker.SchedulerConfig{
 			Poll: time.Duration(sc.PollInterval), MaxGrantAttempts: sc.MaxGrantAttempts,
 			MaxRevokeAttempts: sc.MaxRevokeAttempts, SlowRetry: time.Duration(sc.SlowRetry),
@@ -312,13 +316,13 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	}
 	hosts, err := sshhost.New(sshhost.Config{ // the SSH host-agent protocol, beside the core
 		Store: st, Providers: provs, Audit: svc.AppendAudit, SSHCA: ca.AuthorizedKey, SSHKRL: ca.KRL,
-		Metrics: metrics.Registerer(),
+		Metrics: reg,
 	})
 	if err != nil {
 		return nil, err
 	}
 	checks, err := reconcile.New(reconcile.Config{ // the drift check and grants of removed users
-		Store: st, Policy: pol, Providers: provs, Core: svc, Registerer: metrics.Registerer(), Logger: log,
+		Store: st, Policy: pol, Providers: provs, Core: svc, Registerer: reg, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -332,7 +336,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	}
 	c := core{Service: svc, Reader: readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clock})}
 	srv := api.NewServer(c, api.Options{
-		Addr: listen, Logger: log, Metrics: metrics.Handler(), SSHHosts: hosts,
+		Addr: listen, Logger: log, Metrics: metrics.Handler(reg), SSHHosts: hosts,
 		Web: web.New(c, web.Options{Logger: log, Now: clock}),
 		Ready: func(ctx context.Context) error {
 			return st.View(ctx, func(tx ajar.ReadTx) error { _, _, err := tx.AuditHead(ctx); return err })

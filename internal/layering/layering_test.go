@@ -97,6 +97,11 @@ var rules = []rule{
 		Why: "the read model sits above the core, beside the HTTP layers that render it; it reads through broker and the ajar.Store contract",
 	},
 	{
+		From: []string{"metrics/..."},
+		Only: []string{"."},
+		Why:  "the metrics registry and its store gauges depend only on the ajar.Store contract; the packages that count register in it",
+	},
+	{
 		From: []string{"events/..."},
 		Only: []string{".", "policy/...", "notify"},
 		Why:  "what notifications read is built below the core, which writes them to the outbox; it needs only the domain types, the policy's event names and notify",
