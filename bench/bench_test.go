@@ -75,7 +75,7 @@ func setup(b *testing.B) *fixture {
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc, err := broker.New(broker.Config{Store: st, Policy: pol, Providers: provs, Signer: signer, SSHCA: ca.AuthorizedKey})
+	svc, err := broker.New(broker.Config{Store: st, Policy: pol, Providers: provs, SSHCA: ca.AuthorizedKey})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func setup(b *testing.B) *fixture {
 	core := struct { // the broker with the read model beside it, as cmd/ajar serves them
 		*broker.Service
 		*readmodel.Reader
-	}{svc, readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs})}
+	}{svc, readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Signer: signer})}
 	srv := api.NewServer(core, api.Options{Addr: "127.0.0.1:0"})
 	if err := srv.Open(); err != nil {
 		b.Fatal(err)

@@ -65,6 +65,3 @@ func TargetInfoOf(v policy.TargetView) TargetInfo { return targetInfo(v) }
 
 // ProviderTimeout is the bound on one provider call.
 func (s *Service) ProviderTimeout() time.Duration { return s.sched.ProviderTimeout }
-
-// SignsCheckpoints reports whether the service signs audit checkpoints.
-func (s *Service) SignsCheckpoints() bool { return s.signer != nil }

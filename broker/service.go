@@ -32,18 +32,11 @@ type Providers interface {
 	Kind(target string) (string, error)
 }
 
-// CheckpointSigner signs audit checkpoints (see package audit).
-type CheckpointSigner interface {
-	Sign(size int64, head []byte) ([]byte, error)
-	VerifierKey() string
-}
-
 // Config is what a Service needs.
 type Config struct {
 	Store     ajar.Store
 	Policy    *policy.Policy
 	Providers Providers
-	Signer    CheckpointSigner
 	// SSHCA returns the SSH CA public key line; nil when no CA is configured.
 	SSHCA     func() string
 	Logger    *slog.Logger
@@ -61,7 +54,6 @@ type Service struct {
 	store     ajar.Store
 	pol       *policy.Policy
 	providers Providers
-	signer    CheckpointSigner
 	sshCA     func() string
 	log       *slog.Logger
 	metrics   *Metrics
@@ -90,7 +82,6 @@ func New(cfg Config) (*Service, error) {
 		store:     cfg.Store,
 		pol:       cfg.Policy,
 		providers: cfg.Providers,
-		signer:    cfg.Signer,
 		sshCA:     cfg.SSHCA,
 		log:       cfg.Logger,
 		metrics:   cfg.Metrics,
@@ -692,58 +683,6 @@ func (s *Service) SSHCA(ctx context.Context) (string, error) {
 		return "", ajar.Errorf(ajar.ENOTFOUND, "this server has no SSH CA")
 	}
 	return s.sshCA(), nil
-}
-
-// Audit lists audit events. Admins read the whole log; anyone else must name a
-// request they can see (f.Subject).
-func (s *Service) Audit(ctx context.Context, u ajar.User, f ajar.AuditFilter) ([]ajar.AuditEvent, error) {
-	if !s.pol.IsAdmin(u) {
-		if f.Subject == "" {
-			return nil, ajar.Errorf(ajar.EFORBIDDEN, "only admins can read the whole audit log; name a request")
-		}
-		if _, err := s.GetRequest(ctx, u, f.Subject); err != nil {
-			return nil, err
-		}
-	}
-	var evs []ajar.AuditEvent
-	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
-		var err error
-		evs, err = tx.ListAudit(ctx, f)
-		return err
-	})
-	return evs, err
-}
-
-// Checkpoint signs the audit log's current size and head hash. Admins only.
-func (s *Service) Checkpoint(ctx context.Context, u ajar.User) ([]byte, error) {
-	if !s.pol.IsAdmin(u) {
-		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only admins can read audit checkpoints")
-	}
-	if s.signer == nil {
-		return nil, ajar.Errorf(ajar.ENOTFOUND, "this server does not sign checkpoints")
-	}
-	var seq int64
-	var head []byte
-	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
-		var err error
-		seq, head, err = tx.AuditHead(ctx)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if seq == 0 {
-		return nil, ajar.Errorf(ajar.ENOTFOUND, "the audit log is empty")
-	}
-	return s.signer.Sign(seq, head)
-}
-
-// AuditKey returns the public note verifier key for checkpoints.
-func (s *Service) AuditKey() string {
-	if s.signer == nil {
-		return ""
-	}
-	return s.signer.VerifierKey()
 }
 
 // audit appends one event in tx. An audit write that fails fails the operation.

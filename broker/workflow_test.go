@@ -155,7 +155,7 @@ func newWorkflowEnvDelivery(t *testing.T, src string, ncfg NotifyConfig, dcfg ou
 	ncfg.Wake = ob.Kick
 	prov := &fakeProvider{}
 	svc, err := New(Config{
-		Store: st, Policy: pol, Providers: sshFakeProviders{prov, sp}, Now: clk.Now, Signer: testSigner{}, Metrics: NewMetrics(reg),
+		Store: st, Policy: pol, Providers: sshFakeProviders{prov, sp}, Now: clk.Now, Metrics: NewMetrics(reg),
 		Scheduler: SchedulerConfig{MaxGrantAttempts: 3, MaxRevokeAttempts: 3, BaseBackoff: time.Second, MaxBackoff: 4 * time.Second, SlowRetry: time.Minute},
 		Notify:    ncfg,
 	})
@@ -168,16 +168,6 @@ func newWorkflowEnvDelivery(t *testing.T, src string, ncfg NotifyConfig, dcfg ou
 	}
 	return &env{svc: svc, store: st, clock: clk, prov: prov, users: users, outbox: ob}
 }
-
-// testSigner signs checkpoints with a fixed, readable text, so golden output
-// does not depend on a random key.
-type testSigner struct{}
-
-func (testSigner) Sign(size int64, head []byte) ([]byte, error) {
-	return fmt.Appendf(nil, "ajar-test-log\n%d\n%x\n\n— test-signer SIGNATURE\n", size, head), nil
-}
-
-func (testSigner) VerifierKey() string { return "test-signer+00000000+KEY" }
 
 // recordSink keeps what it is sent, and fails while down.
 type recordSink struct {

@@ -22,14 +22,21 @@ import (
 // Config is what a Reader reads from; cmd/ajar wires the same store, policy,
 // providers and clock as the broker's.
 type Config struct {
-	// Core is the broker: who may see a request and who may decide on it,
-	// and audit checkpoints.
+	// Core is the broker: who may see a request and who may decide on it.
 	Core      *broker.Service
 	Store     ajar.Store
 	Policy    *policy.Policy
 	Providers broker.Providers
 	// Now is the store's clock (the broker's Config.Now).
 	Now func() time.Time
+	// Signer signs audit checkpoints; nil: none are signed.
+	Signer CheckpointSigner
+}
+
+// CheckpointSigner signs audit checkpoints (see package audit).
+type CheckpointSigner interface {
+	Sign(size int64, head []byte) ([]byte, error)
+	VerifierKey() string
 }
 
 // Reader answers the read model's questions. Its methods are safe for
@@ -40,6 +47,7 @@ type Reader struct {
 	pol       *policy.Policy
 	providers broker.Providers
 	now       func() time.Time
+	signer    CheckpointSigner
 }
 
 // New returns a Reader over cfg.
@@ -47,5 +55,5 @@ func New(cfg Config) *Reader {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Reader{core: cfg.Core, store: cfg.Store, pol: cfg.Policy, providers: cfg.Providers, now: cfg.Now}
+	return &Reader{core: cfg.Core, store: cfg.Store, pol: cfg.Policy, providers: cfg.Providers, now: cfg.Now, signer: cfg.Signer}
 }

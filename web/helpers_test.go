@@ -88,7 +88,7 @@ func startServer(t testing.TB) *server {
 		t.Fatal(err)
 	}
 	svc, err := broker.New(broker.Config{
-		Store: st, Policy: pol, Providers: provs, Signer: signer, SSHCA: ca.AuthorizedKey,
+		Store: st, Policy: pol, Providers: provs, SSHCA: ca.AuthorizedKey,
 		Now: clk.Now, Scheduler: broker.SchedulerConfig{Poll: 200 * time.Millisecond},
 	})
 	if err != nil {
@@ -103,7 +103,7 @@ func startServer(t testing.TB) *server {
 	core := struct {
 		*broker.Service
 		*readmodel.Reader
-	}{svc, readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clk.Now})}
+	}{svc, readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clk.Now, Signer: signer})}
 	pages := web.New(core, web.Options{Now: clk.Now, Refresh: time.Second})
 	srv := api.NewServer(core, api.Options{Addr: "127.0.0.1:0", Web: pages, ShutdownTimeout: time.Second})
 	if err := srv.Open(); err != nil {

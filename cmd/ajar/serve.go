@@ -300,7 +300,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		return nil, err
 	}
 	svc, err := broker.New(broker.Config{
-		Store: st, Policy: pol, Providers: provs, Signer: signer, SSHCA: ca.AuthorizedKey,
+		Store: st, Policy: pol, Providers: provs, SSHCA: ca.AuthorizedKey,
 		Logger: log, Metrics: broker.NewMetrics(reg), Now: clock,
 		Scheduler: broker.SchedulerConfig{
 			Poll: time.Duration(sc.PollInterval), MaxGrantAttempts: sc.MaxGrantAttempts,
@@ -334,7 +334,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if listen == "" {
 		listen = pol.Server().Listen
 	}
-	c := core{Service: svc, Reader: readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clock})}
+	c := core{Service: svc, Reader: readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clock, Signer: signer})}
 	srv := api.NewServer(c, api.Options{
 		Addr: listen, Logger: log, Metrics: metrics.Handler(reg), SSHHosts: hosts,
 		Web: web.New(c, web.Options{Logger: log, Now: clock}),
