@@ -252,18 +252,8 @@ func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in CreateInput
 	if err != nil {
 		return nil, err
 	}
-	prov, err := s.providers.ForTarget(in.Target)
-	if err != nil {
-		return nil, fmt.Errorf("provider for %s: %w", in.Target, err)
-	}
-	if pv, ok := prov.(ajar.ParamsValidator); ok {
-		if err := pv.ValidateParams(in.Params); err != nil {
-			return nil, err
-		}
-	} else if len(in.Params) > 0 {
-		for k := range in.Params {
-			return nil, ajar.FieldErrorf("params."+k, "target %s takes no parameters", in.Target)
-		}
+	if err := s.checkParams(in.Target, in.Params); err != nil { // workflow.go
+		return nil, err
 	}
 
 	r := &ajar.Request{
@@ -385,20 +375,7 @@ func (s *Service) GetRequest(ctx context.Context, u ajar.User, id string) (*ajar
 
 // currentStep returns the index of the first approval step whose count is not met,
 // or len(steps) when all are.
-func currentStep(r *ajar.Request, rule *policy.Rule) int {
-	for i, st := range rule.Approval.Steps {
-		n := 0
-		for _, a := range r.Approvals {
-			if a.Step == i && a.Decision == ajar.DecisionApprove {
-				n++
-			}
-		}
-		if n < st.Count {
-			return i
-		}
-	}
-	return len(rule.Approval.Steps)
-}
+func currentStep(r *ajar.Request, rule *policy.Rule) int { return stepOf(r.Approvals, rule) }
 
 // mutate runs fn on the current request id in a write transaction. fn returns the
 // error to give the caller; when keep is true the transaction commits even though fn
