@@ -15,7 +15,7 @@ import (
 // workflowFake adds WorkflowCore to the fake core.
 type workflowFake struct {
 	*fakeCore
-	explained broker.ExplainInput
+	explained readmodel.ExplainInput
 }
 
 func (f *workflowFake) Extend(ctx context.Context, u ajar.User, id string, in broker.ExtendInput) (*broker.ExtendOutput, error) {
@@ -39,7 +39,7 @@ func (f *workflowFake) CloseReview(ctx context.Context, u ajar.User, id, comment
 	return &ajar.ReviewTask{RequestID: id, Comment: comment}, nil
 }
 
-func (f *workflowFake) Explain(ctx context.Context, u ajar.User, in broker.ExplainInput) (*policy.Explanation, error) {
+func (f *workflowFake) Explain(ctx context.Context, u ajar.User, in readmodel.ExplainInput) (*policy.Explanation, error) {
 	f.explained = in
 	return &policy.Explanation{Target: in.Target, User: u.ID, Outcome: policy.OutcomeNeedsApproval}, nil
 }

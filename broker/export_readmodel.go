@@ -60,6 +60,17 @@ func RequestIsBreakglass(ctx context.Context, tx ajar.ReadTx, id string) (bool, 
 // its approvers. GetRequest and the read model's lists ask it.
 func (s *Service) CanSee(u ajar.User, r *ajar.Request) bool { return s.canSee(u, r) }
 
+// ValidateCreate checks the fields of a new request as CreateRequest does
+// before it asks the policy, and returns its duration (0: the policy's
+// default). EINVALID names the field.
+func ValidateCreate(in CreateInput) (time.Duration, error) { return validateCreate(in) }
+
+// CheckParams checks a request's parameters with its target's provider, as
+// CreateRequest does. EINVALID names the parameter.
+func (s *Service) CheckParams(target string, params map[string]string) error {
+	return s.checkParams(target, params)
+}
+
 // TargetInfoOf describes a target and the rule that lets a user request it.
 func TargetInfoOf(v policy.TargetView) TargetInfo { return targetInfo(v) }
 

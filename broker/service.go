@@ -228,6 +228,20 @@ func validateCreate(in CreateInput) (time.Duration, error) {
 	return d, nil
 }
 
+// CheckStart checks the start of a new request at now: EINVALID (field
+// "start") when it is in the past or more than 90 days ahead; nil for none.
+func CheckStart(start *time.Time, now time.Time) error {
+	switch {
+	case start == nil:
+		return nil
+	case start.Before(now.Add(-time.Minute)):
+		return ajar.FieldErrorf("start", "is in the past")
+	case start.After(now.Add(maxStartAhead)):
+		return ajar.FieldErrorf("start", "is more than %s ahead", maxStartAhead)
+	}
+	return nil
+}
+
 // CreateRequest validates a request against policy and stores it, with its audit
 // events, in one transaction. A request that is auto-approved and due now is granted
 // before CreateRequest returns, so the caller usually sees it active.
@@ -237,13 +251,8 @@ func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in CreateInput
 		return nil, err
 	}
 	now := s.now()
-	if in.Start != nil {
-		if in.Start.Before(now.Add(-time.Minute)) {
-			return nil, ajar.FieldErrorf("start", "is in the past")
-		}
-		if in.Start.After(now.Add(maxStartAhead)) {
-			return nil, ajar.FieldErrorf("start", "is more than %s ahead", maxStartAhead)
-		}
+	if err := CheckStart(in.Start, now); err != nil {
+		return nil, err
 	}
 	dec, err := s.pol.Evaluate(u, policy.Input{
 		Target: in.Target, Duration: d, Reason: in.Reason, Ticket: in.Ticket,

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -797,40 +796,6 @@ func TestExpiryReminder(t *testing.T) {
 	}
 }
 
-// TestExplainService: the dry run names the rule, the outcome and why, is only
-// for admins on behalf of others, and checks the target's parameters.
-func TestExplainService(t *testing.T) {
-	e := newWorkflowEnv(t, "", NotifyConfig{})
-	ctx := t.Context()
-	ex, err := e.svc.Explain(ctx, e.users["alice"], ExplainInput{Target: "web", Duration: "5m", Reason: "x"})
-	if err != nil || ex.Outcome != policy.OutcomeAutoApproved || ex.Policy != "web" {
-		t.Fatalf("explain: %+v, %v", ex, err)
-	}
-	_, err = e.svc.Explain(ctx, e.users["alice"], ExplainInput{Target: "web", As: "bob@example.com"})
-	if ajar.ErrorCode(err) != ajar.EINVALID || ajar.ErrorField(err) != "as" {
-		t.Fatalf("--as by a non-admin: %v", err)
-	}
-	ex, err = e.svc.Explain(ctx, e.users["root"], ExplainInput{Target: "web", Duration: "1h", Reason: "friday", As: "alice@example.com"})
-	if err != nil || ex.User != "alice@example.com" || ex.Outcome != policy.OutcomeDenied || !strings.Contains(ex.Summary, "friday") {
-		t.Fatalf("explain as alice: %+v, %v", ex, err)
-	}
-	ex, err = e.svc.Explain(ctx, e.users["alice"], ExplainInput{Target: "ssh", Params: map[string]string{"nope": "1"}})
-	if err != nil || ex.Outcome != policy.OutcomeInvalid || ex.Error.Field != "params.nope" {
-		t.Fatalf("bad params: %+v, %v", ex, err)
-	}
-	_, err = e.svc.Explain(ctx, e.users["root"], ExplainInput{Target: "web", As: "nobody@example.com"})
-	wantCode(t, err, ajar.ENOTFOUND)
-	var n int
-	e.store.View(ctx, func(tx ajar.ReadTx) error {
-		rs, err := tx.ListRequests(ctx, ajar.RequestFilter{})
-		n = len(rs)
-		return err
-	})
-	if n != 0 {
-		t.Errorf("explain created %d requests", n)
-	}
-}
-
 // TestDriftNotifies: the drift check's audit events go out as drift.detected.
 func TestDriftNotifies(t *testing.T) {
 	sink := &recordSink{name: "sec", events: []string{policy.EventDriftDetected}}
@@ -849,32 +814,6 @@ func TestDriftNotifies(t *testing.T) {
 	got := sink.received()
 	if len(got) != 1 || got[0].Type != policy.EventDriftDetected || got[0].Summary != "drift on web (alice@example.com's request): access present after the request ended; revoked again" {
 		t.Fatalf("received %+v", got)
-	}
-}
-
-// TestExplainListsMissingInputs: explaining before the reason or a required
-// parameter is filled in says what approval the request would need and lists
-// what is still missing, instead of answering "invalid".
-func TestExplainListsMissingInputs(t *testing.T) {
-	e := newWorkflowEnv(t, "", NotifyConfig{})
-	// "web" requires a reason; 30m needs one approval from sre.
-	ex, err := e.svc.Explain(t.Context(), e.users["alice"], ExplainInput{Target: "web", Duration: "30m"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ex.Outcome != policy.OutcomeNeedsApproval || ex.Error != nil || fmt.Sprint(ex.Missing) != "[reason]" ||
-		!strings.HasSuffix(ex.Summary, "; a request still needs: reason") {
-		t.Fatalf("explain web without a reason: %+v", ex)
-	}
-	// A required parameter not given is missing; one given wrong is not.
-	perr := ajar.FieldErrorf("params.source_ip", "required: this target pins the source address")
-	if !missingParam(perr, nil) || missingParam(perr, map[string]string{"source_ip": "x"}) || missingParam(ajar.FieldErrorf("reason", "x"), nil) {
-		t.Errorf("missingParam does not tell a missing parameter from a bad one")
-	}
-	// A parameter given wrong is invalid, not missing.
-	ex, err = e.svc.Explain(t.Context(), e.users["alice"], ExplainInput{Target: "ssh", Duration: "30m", Params: map[string]string{"source_ip": "not-an-ip"}})
-	if err != nil || ex.Outcome != policy.OutcomeInvalid || ex.Error == nil || ex.Error.Field != "params.source_ip" || len(ex.Missing) != 0 {
-		t.Fatalf("explain with a bad source_ip: %+v, %v", ex, err)
 	}
 }
 
