@@ -369,8 +369,8 @@ func TestScheduledRequest(t *testing.T) {
 	}
 }
 
-// issueCert certifies a fresh key for u's request and returns the certificate.
-func (e *env) issueCert(t *testing.T, user, id string) *ssh.Certificate {
+// newAuthorizedKey is a fresh public key in authorized_keys format.
+func newAuthorizedKey(t *testing.T) []byte {
 	t.Helper()
 	pub, _, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -380,7 +380,13 @@ func (e *env) issueCert(t *testing.T, user, id string) *ssh.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := e.svc.IssueSSHCert(t.Context(), e.users[user], id, ssh.MarshalAuthorizedKey(sp))
+	return ssh.MarshalAuthorizedKey(sp)
+}
+
+// issueCert certifies a fresh key for u's request and returns the certificate.
+func (e *env) issueCert(t *testing.T, user, id string) *ssh.Certificate {
+	t.Helper()
+	out, err := e.svc.IssueSSHCert(t.Context(), e.users[user], id, newAuthorizedKey(t))
 	if err != nil {
 		t.Fatalf("IssueSSHCert: %v", err)
 	}

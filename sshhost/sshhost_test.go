@@ -20,6 +20,7 @@ import (
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/provider"
 	"github.com/ajar-dev/ajar/provider/sshcert"
+	"github.com/ajar-dev/ajar/sshaccess"
 	"github.com/ajar-dev/ajar/sshhost/wire"
 	"github.com/ajar-dev/ajar/store/sqlite"
 )
@@ -73,6 +74,7 @@ func (c *clock) Add(d time.Duration) {
 // protocol over one store, with the real ssh-cert provider and CA.
 type sshEnv struct {
 	svc   *broker.Service
+	ssh   *sshaccess.Service // "ajar ssh", to make requests and certificates
 	hosts *Service
 	store *sqlite.Store
 	provs *provider.Set
@@ -118,7 +120,7 @@ func newSSHEnv(t *testing.T) *sshEnv {
 	for _, u := range pol.Users() {
 		users[u.ID[:len(u.ID)-len("@example.com")]] = u
 	}
-	return &sshEnv{svc: svc, hosts: hosts, store: st, provs: provs, clock: clk, users: users, ca: ca}
+	return &sshEnv{svc: svc, ssh: sshaccess.New(svc, st, pol, provs), hosts: hosts, store: st, provs: provs, clock: clk, users: users, ca: ca}
 }
 
 func newPublicKey(t *testing.T) string {
@@ -132,9 +134,9 @@ func newPublicKey(t *testing.T) string {
 }
 
 // access asks for SSH access to target as user with a new key.
-func (e *sshEnv) access(t *testing.T, user, target, dur string, params map[string]string) *broker.SSHAccessOutput {
+func (e *sshEnv) access(t *testing.T, user, target, dur string, params map[string]string) *sshaccess.Output {
 	t.Helper()
-	out, err := e.svc.SSHAccess(t.Context(), e.users[user], broker.SSHAccessInput{
+	out, err := e.ssh.SSHAccess(t.Context(), e.users[user], sshaccess.Input{
 		Target: target, Duration: dur, Reason: "test", Params: params, PublicKey: newPublicKey(t),
 	})
 	if err != nil {
@@ -336,7 +338,7 @@ func TestReportSSHSessions(t *testing.T) {
 	web := e.access(t, "alice", "web", "5m", src)
 	db := e.access(t, "alice", "db", "5m", nil)
 	keys := e.access(t, "alice", "keys", "5m", nil)
-	certKey := func(out *broker.SSHAccessOutput) string { return out.Cert.Certificate }
+	certKey := func(out *sshaccess.Output) string { return out.Cert.Certificate }
 
 	// A certificate of another CA and a plain key ajar never saw are not ajar's.
 	otherCA, _ := sshcert.LoadOrCreateCA(ctx, newMemKeys(), mustMasterKey(t))

@@ -27,6 +27,7 @@ import (
 	"github.com/ajar-dev/ajar/provider/sshcert"
 	"github.com/ajar-dev/ajar/readmodel"
 	"github.com/ajar-dev/ajar/reconcile"
+	"github.com/ajar-dev/ajar/sshaccess"
 	"github.com/ajar-dev/ajar/sshhost"
 	"github.com/ajar-dev/ajar/store/postgres"
 	"github.com/ajar-dev/ajar/store/sqlite"
@@ -334,7 +335,8 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if listen == "" {
 		listen = pol.Server().Listen
 	}
-	c := core{Service: svc, Reader: readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clock, Signer: signer})}
+	c := core{Service: svc, SSH: sshaccess.New(svc, st, pol, provs),
+		Reader: readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clock, Signer: signer})}
 	srv := api.NewServer(c, api.Options{
 		Addr: listen, Logger: log, Metrics: metrics.Handler(reg), SSHHosts: hosts,
 		Web: web.New(c, web.Options{Logger: log, Now: clock}),
@@ -381,10 +383,17 @@ func (a *app) Close() error {
 // writeDevTokens mints a token for every configured user on the first dev start
 // and writes them to DATA/dev-tokens.env (0600) as shell lines.
 // core is what the HTTP layers serve: the broker's lifecycle and, beside it,
-// the read model (evidence, audit search, the web's view models).
+// the read model (the lists, explain, evidence, the audit log, the web's view
+// models) and "ajar ssh"'s one round trip (sshaccess).
 type core struct {
 	*broker.Service
 	*readmodel.Reader
+	SSH *sshaccess.Service
+}
+
+// SSHAccess is "ajar ssh"'s one round trip (package sshaccess).
+func (c core) SSHAccess(ctx context.Context, u ajar.User, in sshaccess.Input) (*sshaccess.Output, error) {
+	return c.SSH.SSHAccess(ctx, u, in)
 }
 
 var (
@@ -393,6 +402,7 @@ var (
 	_ api.EvidenceCore = core{}
 	_ web.Core         = core{}
 	_ web.Extender     = core{}
+	_ api.SSHCore      = core{}
 )
 
 func writeDevTokens(ctx context.Context, svc *broker.Service, pol *policy.Policy, data, url string, e *cliEnv) error {

@@ -1,15 +1,17 @@
-package broker
+package sshaccess
 
 import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/keys"
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/provider"
@@ -17,44 +19,45 @@ import (
 	"github.com/ajar-dev/ajar/store/sqlite"
 )
 
+// sshTestPolicy: web pins the source address, db does not; up to 10m is
+// approved by the policy; node-1 is a host, no requester.
 const sshTestPolicy = `
 users:
   - {id: alice@example.com, groups: [engineers]}
   - {id: erin@example.com, groups: [engineers]}
   - {id: node-1@example.com, groups: [web-hosts]}
-  - {id: node-2@example.com, groups: [db-hosts]}
-admins: [alice@example.com]
 targets:
-  web:
-    provider: ssh-cert
-    config: {principals: [ubuntu], source_address: request, nodes: [group:web-hosts]}
-  db:
-    provider: ssh-cert
-    config: {principals: [postgres], nodes: [group:db-hosts]}
-  keys:
-    provider: ssh-cert
-    config: {principals: [deploy], mode: authorized-keys, nodes: [group:web-hosts]}
-  web-admin:
-    provider: ssh-cert
-    config: {principals: [root], nodes: [node-1@example.com]}
+  web: {provider: ssh-cert, config: {principals: [ubuntu], source_address: request, nodes: [group:web-hosts]}}
+  db: {provider: ssh-cert, config: {principals: [postgres]}}
 policies:
   - name: ssh
-    targets: [web, db, keys, web-admin]
+    targets: [web, db]
     requesters: [group:engineers]
     default_duration: 5m
     max_duration: 2h
     approval:
-      timeout: 10m
-      steps: [{approvers: [group:sre], count: 1}]
+      steps: [{approvers: [group:engineers], count: 1}]
       auto_approve: 'request.duration <= duration("10m")'
 `
 
-type sshEnv struct {
-	*env
-	ca *sshcert.CA
+// clock is a settable clock shared by the store and the broker.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
 }
 
-// newSSHEnv is a broker with the real ssh-cert provider and CA.
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+type sshEnv struct {
+	svc   *broker.Service
+	ssh   *Service
+	store *sqlite.Store
+	clock *clock
+	users map[string]ajar.User
+}
+
+// newSSHEnv is a broker with the real ssh-cert provider and CA, and
+// SSHAccess over it.
 func newSSHEnv(t *testing.T) *sshEnv {
 	t.Helper()
 	pol, err := policy.Parse([]byte(sshTestPolicy), provider.CheckTarget)
@@ -67,7 +70,11 @@ func newSSHEnv(t *testing.T) *sshEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	ca, err := sshcert.LoadOrCreateCA(t.Context(), ajar.StoreKeys(st), mustMasterKey(t))
+	mk, err := keys.NewMasterKey(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := sshcert.LoadOrCreateCA(t.Context(), ajar.StoreKeys(st), mk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,15 +87,41 @@ func newSSHEnv(t *testing.T) *sshEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(Config{Store: st, Policy: pol, Providers: provs, Now: clk.Now, SSHCA: ca.AuthorizedKey})
+	svc, err := broker.New(broker.Config{Store: st, Policy: pol, Providers: provs, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	users := map[string]ajar.User{}
 	for _, u := range pol.Users() {
-		users[u.ID[:len(u.ID)-len("@example.com")]] = u
+		users[strings.TrimSuffix(u.ID, "@example.com")] = u
 	}
-	return &sshEnv{env: &env{svc: svc, store: st, clock: clk, users: users}, ca: ca}
+	return &sshEnv{svc: svc, ssh: New(svc, st, pol, provs), store: st, clock: clk, users: users}
+}
+
+// advance moves the clock and runs everything that became due.
+func (e *sshEnv) advance(t *testing.T, d time.Duration) {
+	t.Helper()
+	e.clock.mu.Lock()
+	e.clock.t = e.clock.t.Add(d)
+	e.clock.mu.Unlock()
+	if _, err := e.svc.RunDue(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// requests counts user's requests in the store.
+func (e *sshEnv) requests(t *testing.T, user string) int {
+	t.Helper()
+	n := 0
+	err := e.store.View(t.Context(), func(tx ajar.ReadTx) error {
+		var err error
+		n, err = tx.CountRequests(t.Context(), ajar.RequestFilter{Requester: user + "@example.com", Limit: 1 << 20})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func newPublicKey(t *testing.T) string {
@@ -102,9 +135,9 @@ func newPublicKey(t *testing.T) string {
 }
 
 // access asks for SSH access to target as user with a new key.
-func (e *sshEnv) access(t *testing.T, user, target, dur string, params map[string]string) *SSHAccessOutput {
+func (e *sshEnv) access(t *testing.T, user, target, dur string, params map[string]string) *Output {
 	t.Helper()
-	out, err := e.svc.SSHAccess(t.Context(), e.users[user], SSHAccessInput{
+	out, err := e.ssh.SSHAccess(t.Context(), e.users[user], Input{
 		Target: target, Duration: dur, Reason: "test", Params: params, PublicKey: newPublicKey(t),
 	})
 	if err != nil {
@@ -148,27 +181,35 @@ func TestSSHAccessReuse(t *testing.T) {
 	}
 
 	// Bad input stores nothing.
-	before := e.countRequests(t, "alice@example.com")
-	_, err := e.svc.SSHAccess(ctx, e.users["alice"], SSHAccessInput{Target: "db", Duration: "5m", PublicKey: "ssh-ed25519 nope"})
+	before := e.requests(t, "alice")
+	_, err := e.ssh.SSHAccess(ctx, e.users["alice"], Input{Target: "db", Duration: "5m", PublicKey: "ssh-ed25519 nope"})
 	if ajar.ErrorField(err) != "public_key" {
 		t.Fatalf("bad key: %v", err)
 	}
-	_, err = e.svc.SSHAccess(ctx, e.users["alice"], SSHAccessInput{Target: "nope"})
-	wantCode(t, err, ajar.ENOTFOUND)
-	_, err = e.svc.SSHAccess(ctx, e.users["node-1"], SSHAccessInput{Target: "web"})
-	wantCode(t, err, ajar.EFORBIDDEN)
-	if after := e.countRequests(t, "alice@example.com"); after != before {
+	if _, err = e.ssh.SSHAccess(ctx, e.users["alice"], Input{Target: "nope"}); ajar.ErrorCode(err) != ajar.ENOTFOUND {
+		t.Fatalf("unknown target: %v", err)
+	}
+	if _, err = e.ssh.SSHAccess(ctx, e.users["node-1"], Input{Target: "web"}); ajar.ErrorCode(err) != ajar.EFORBIDDEN {
+		t.Fatalf("not a requester: %v", err)
+	}
+	if after := e.requests(t, "alice"); after != before {
 		t.Fatalf("refused access stored %d requests", after-before)
 	}
 }
 
-func mustMasterKey(t *testing.T) *keys.MasterKey {
-	t.Helper()
-	raw := make([]byte, 32)
-	rand.Read(raw)
-	mk, err := keys.NewMasterKey(raw)
-	if err != nil {
-		t.Fatal(err)
+// TestSSHAccessAtTheCertificateLimit: SSHAccess certifies through the core's
+// IssueSSHCert, so the policy's certificates_per_request (20 by default)
+// refuses the 21st key for one request.
+func TestSSHAccessAtTheCertificateLimit(t *testing.T) {
+	e := newSSHEnv(t)
+	first := e.access(t, "alice", "db", "5m", nil)
+	for range 19 {
+		if out := e.access(t, "alice", "db", "5m", nil); out.Request.ID != first.Request.ID {
+			t.Fatalf("a new request %s", out.Request.ID)
+		}
 	}
-	return mk
+	_, err := e.ssh.SSHAccess(t.Context(), e.users["alice"], Input{Target: "db", Duration: "5m", PublicKey: newPublicKey(t)})
+	if ajar.ErrorCode(err) != ajar.ETOOMANY {
+		t.Fatalf("the 21st certificate: %v", err)
+	}
 }
