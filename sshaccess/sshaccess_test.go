@@ -1,22 +1,12 @@
-package sshaccess
+package sshaccess_test
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
-	"github.com/ajar-dev/ajar/keys"
-	"github.com/ajar-dev/ajar/policy"
-	"github.com/ajar-dev/ajar/provider"
-	"github.com/ajar-dev/ajar/provider/sshcert"
-	"github.com/ajar-dev/ajar/store/sqlite"
+	"github.com/ajar-dev/ajar/internal/sshtest"
+	"github.com/ajar-dev/ajar/sshaccess"
 )
 
 // sshTestPolicy: web pins the source address, db does not; up to 10m is
@@ -40,80 +30,24 @@ policies:
       auto_approve: 'request.duration <= duration("10m")'
 `
 
-// clock is a settable clock shared by the store and the broker.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
 type sshEnv struct {
-	svc   *broker.Service
-	ssh   *Service
-	store *sqlite.Store
-	clock *clock
-	users map[string]ajar.User
+	*sshtest.Env
+	ssh *sshaccess.Service
 }
 
 // newSSHEnv is a broker with the real ssh-cert provider and CA, and
 // SSHAccess over it.
 func newSSHEnv(t *testing.T) *sshEnv {
 	t.Helper()
-	pol, err := policy.Parse([]byte(sshTestPolicy), provider.CheckTarget)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
-	st, err := sqlite.Open(t.Context(), t.TempDir()+"/ajar.db", sqlite.WithNow(clk.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	mk, err := keys.NewMasterKey(make([]byte, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := sshcert.LoadOrCreateCA(t.Context(), ajar.StoreKeys(st), mk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	targets := map[string]provider.Target{}
-	for _, name := range pol.TargetNames() {
-		tg, _ := pol.Target(name)
-		targets[name] = provider.Target{Provider: tg.Provider, Config: tg.Config}
-	}
-	provs, err := provider.NewSet(targets, provider.Deps{SSHCA: ca})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := broker.New(broker.Config{Store: st, Policy: pol, Providers: provs, Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := map[string]ajar.User{}
-	for _, u := range pol.Users() {
-		users[strings.TrimSuffix(u.ID, "@example.com")] = u
-	}
-	return &sshEnv{svc: svc, ssh: New(svc, st, pol, provs), store: st, clock: clk, users: users}
-}
-
-// advance moves the clock and runs everything that became due.
-func (e *sshEnv) advance(t *testing.T, d time.Duration) {
-	t.Helper()
-	e.clock.mu.Lock()
-	e.clock.t = e.clock.t.Add(d)
-	e.clock.mu.Unlock()
-	if _, err := e.svc.RunDue(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	e := sshtest.New(t, sshTestPolicy)
+	return &sshEnv{Env: e, ssh: sshaccess.New(e.Svc, e.Store, e.Policy, e.Provs)}
 }
 
 // requests counts user's requests in the store.
 func (e *sshEnv) requests(t *testing.T, user string) int {
 	t.Helper()
 	n := 0
-	err := e.store.View(t.Context(), func(tx ajar.ReadTx) error {
+	err := e.Store.View(t.Context(), func(tx ajar.ReadTx) error {
 		var err error
 		n, err = tx.CountRequests(t.Context(), ajar.RequestFilter{Requester: user + "@example.com", Limit: 1 << 20})
 		return err
@@ -124,21 +58,11 @@ func (e *sshEnv) requests(t *testing.T, user string) int {
 	return n
 }
 
-func newPublicKey(t *testing.T) string {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, _ := ssh.NewPublicKey(pub)
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
-}
-
 // access asks for SSH access to target as user with a new key.
-func (e *sshEnv) access(t *testing.T, user, target, dur string, params map[string]string) *Output {
+func (e *sshEnv) access(t *testing.T, user, target, dur string, params map[string]string) *sshaccess.Output {
 	t.Helper()
-	out, err := e.ssh.SSHAccess(t.Context(), e.users[user], Input{
-		Target: target, Duration: dur, Reason: "test", Params: params, PublicKey: newPublicKey(t),
+	out, err := e.ssh.SSHAccess(t.Context(), e.Users[user], sshaccess.Input{
+		Target: target, Duration: dur, Reason: "test", Params: params, PublicKey: sshtest.PublicKey(t),
 	})
 	if err != nil {
 		t.Fatalf("SSHAccess %s %s: %v", target, dur, err)
@@ -167,10 +91,10 @@ func TestSSHAccessReuse(t *testing.T) {
 	if other.Reused || erin.Reused || erin.Request.ID == first.Request.ID {
 		t.Fatalf("reused across params or users: %+v %+v", other, erin)
 	}
-	e.advance(t, 5*time.Minute-minReuseLeft+time.Second)
+	e.Advance(t, 5*time.Minute-sshaccess.MinReuseLeft+time.Second)
 	late := e.access(t, "alice", "web", "5m", src)
 	if late.Reused || late.Request.ID == first.Request.ID {
-		t.Fatalf("reused a request with less than %s left", minReuseLeft)
+		t.Fatalf("reused a request with less than %s left", sshaccess.MinReuseLeft)
 	}
 
 	// A pending request is found again rather than duplicated, without a certificate.
@@ -182,14 +106,14 @@ func TestSSHAccessReuse(t *testing.T) {
 
 	// Bad input stores nothing.
 	before := e.requests(t, "alice")
-	_, err := e.ssh.SSHAccess(ctx, e.users["alice"], Input{Target: "db", Duration: "5m", PublicKey: "ssh-ed25519 nope"})
+	_, err := e.ssh.SSHAccess(ctx, e.Users["alice"], sshaccess.Input{Target: "db", Duration: "5m", PublicKey: "ssh-ed25519 nope"})
 	if ajar.ErrorField(err) != "public_key" {
 		t.Fatalf("bad key: %v", err)
 	}
-	if _, err = e.ssh.SSHAccess(ctx, e.users["alice"], Input{Target: "nope"}); ajar.ErrorCode(err) != ajar.ENOTFOUND {
+	if _, err = e.ssh.SSHAccess(ctx, e.Users["alice"], sshaccess.Input{Target: "nope"}); ajar.ErrorCode(err) != ajar.ENOTFOUND {
 		t.Fatalf("unknown target: %v", err)
 	}
-	if _, err = e.ssh.SSHAccess(ctx, e.users["node-1"], Input{Target: "web"}); ajar.ErrorCode(err) != ajar.EFORBIDDEN {
+	if _, err = e.ssh.SSHAccess(ctx, e.Users["node-1"], sshaccess.Input{Target: "web"}); ajar.ErrorCode(err) != ajar.EFORBIDDEN {
 		t.Fatalf("not a requester: %v", err)
 	}
 	if after := e.requests(t, "alice"); after != before {
@@ -208,7 +132,7 @@ func TestSSHAccessAtTheCertificateLimit(t *testing.T) {
 			t.Fatalf("a new request %s", out.Request.ID)
 		}
 	}
-	_, err := e.ssh.SSHAccess(t.Context(), e.users["alice"], Input{Target: "db", Duration: "5m", PublicKey: newPublicKey(t)})
+	_, err := e.ssh.SSHAccess(t.Context(), e.Users["alice"], sshaccess.Input{Target: "db", Duration: "5m", PublicKey: sshtest.PublicKey(t)})
 	if ajar.ErrorCode(err) != ajar.ETOOMANY {
 		t.Fatalf("the 21st certificate: %v", err)
 	}
