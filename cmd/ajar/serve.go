@@ -18,6 +18,7 @@ import (
 	"github.com/ajar-dev/ajar/api"
 	"github.com/ajar-dev/ajar/audit"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/credentials"
 	"github.com/ajar-dev/ajar/internal/awsx"
 	"github.com/ajar-dev/ajar/keys"
 	"github.com/ajar-dev/ajar/metrics"
@@ -335,7 +336,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if listen == "" {
 		listen = pol.Server().Listen
 	}
-	c := core{Service: svc, SSH: sshaccess.New(svc, st, pol, provs),
+	c := core{Service: svc, SSH: sshaccess.New(svc, st, pol, provs), Creds: credentials.New(svc, st, provs, clock),
 		Reader: readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clock, Signer: signer})}
 	srv := api.NewServer(c, api.Options{
 		Addr: listen, Logger: log, Metrics: metrics.Handler(reg), SSHHosts: hosts,
@@ -384,11 +385,18 @@ func (a *app) Close() error {
 // and writes them to DATA/dev-tokens.env (0600) as shell lines.
 // core is what the HTTP layers serve: the broker's lifecycle and, beside it,
 // the read model (the lists, explain, evidence, the audit log, the web's view
-// models) and "ajar ssh"'s one round trip (sshaccess).
+// models), "ajar ssh"'s one round trip (sshaccess) and cloud credentials
+// (credentials).
 type core struct {
 	*broker.Service
 	*readmodel.Reader
-	SSH *sshaccess.Service
+	SSH   *sshaccess.Service
+	Creds *credentials.Service
+}
+
+// IssueCredentials vends cloud credentials (package credentials).
+func (c core) IssueCredentials(ctx context.Context, u ajar.User, id string) (*credentials.Output, error) {
+	return c.Creds.IssueCredentials(ctx, u, id)
 }
 
 // SSHAccess is "ajar ssh"'s one round trip (package sshaccess).
@@ -397,12 +405,13 @@ func (c core) SSHAccess(ctx context.Context, u ajar.User, in sshaccess.Input) (*
 }
 
 var (
-	_ api.Core         = core{}
-	_ api.WorkflowCore = core{}
-	_ api.EvidenceCore = core{}
-	_ web.Core         = core{}
-	_ web.Extender     = core{}
-	_ api.SSHCore      = core{}
+	_ api.Core            = core{}
+	_ api.WorkflowCore    = core{}
+	_ api.EvidenceCore    = core{}
+	_ web.Core            = core{}
+	_ web.Extender        = core{}
+	_ api.SSHCore         = core{}
+	_ api.CredentialsCore = core{}
 )
 
 func writeDevTokens(ctx context.Context, svc *broker.Service, pol *policy.Policy, data, url string, e *cliEnv) error {

@@ -41,7 +41,7 @@ var rules = []rule{
 	},
 	{
 		From:  []string{"store/...", "provider/..."},
-		Never: []string{"broker/...", "readmodel/...", "reconcile/...", "sshaccess/...", "events/...", "api/...", "web/...", "cmd/...", "node/..."},
+		Never: []string{"broker/...", "readmodel/...", "reconcile/...", "sshaccess/...", "credentials/...", "events/...", "api/...", "web/...", "cmd/...", "node/..."},
 		Why:   "stores and providers implement the root contracts; they know nothing of the core or its callers",
 	},
 	{
@@ -74,7 +74,7 @@ var rules = []rule{
 	},
 	{
 		From:  []string{"policy/..."},
-		Never: []string{"broker/...", "readmodel/...", "reconcile/...", "sshaccess/...", "events/...", "api/...", "web/...", "cmd/...", "store/...", "provider/...", "node/..."},
+		Never: []string{"broker/...", "readmodel/...", "reconcile/...", "sshaccess/...", "credentials/...", "events/...", "api/...", "web/...", "cmd/...", "store/...", "provider/...", "node/..."},
 		Why:   "the policy depends only on the domain types",
 	},
 	{
@@ -107,13 +107,13 @@ var rules = []rule{
 		Why:  "what notifications read is built below the core, which writes them to the outbox; it needs only the domain types, the policy's event names and notify",
 	},
 	{
-		From: []string{"sshaccess/..."},
+		From: []string{"sshaccess/...", "credentials/..."},
 		Never: []string{
 			"readmodel/...", "reconcile/...", "sshhost/...", "api/...", "web/...", "cmd/...", "node/...",
 			"store/sqlite/...", "store/postgres/...", "store/internal/...",
 			"provider/...",
 		},
-		Why: "ajar ssh's one round trip composes the core's operations above it, on the ajar.Store and ajar.Provider contracts",
+		Why: "ajar ssh's one round trip and cloud credentials use the core's operations from above it, on the ajar.Store and ajar.Provider contracts",
 	},
 	{
 		From: []string{"reconcile/..."},
@@ -127,7 +127,7 @@ var rules = []rule{
 	{
 		From: []string{"broker/..."},
 		Never: []string{
-			"readmodel/...", "reconcile/...", "sshaccess/...", "sshhost/...", "api/...", "web/...", "cmd/...", "node/...",
+			"readmodel/...", "reconcile/...", "sshaccess/...", "credentials/...", "sshhost/...", "api/...", "web/...", "cmd/...", "node/...",
 			"store/sqlite/...", "store/postgres/...", "store/internal/...",
 			"provider/...",
 		},
