@@ -8,7 +8,8 @@ import (
 
 // What package reconcile (the drift check and the report of grants of removed
 // users) needs of the core: the provider calls that respect shared access
-// (shared.go) and the provider error count. See docs/architecture.md.
+// (shared.go), and with package credentials the provider error count. See
+// docs/architecture.md.
 
 // ProviderGrant calls prov.Grant for h's grant (bounded by ProviderTimeout)
 // under the lock of its access, if shared.
