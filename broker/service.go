@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/internal/throttle"
 	"github.com/ajar-dev/ajar/policy"
 )
 
@@ -61,7 +62,7 @@ type Service struct {
 	notify    *notifier
 	kick      chan struct{}
 	now       func() time.Time
-	limitLog  limitLog // limits.go
+	limitLog  throttle.Throttle // limits.go: refusals logged once a minute
 }
 
 // New returns a Service. Call Run to start its scheduler.
