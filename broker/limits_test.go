@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -136,30 +135,5 @@ func TestLimitCertificatesPerRequest(t *testing.T) {
 	}
 	if got := e.auditSize(t); got != head {
 		t.Errorf("a refused certificate wrote %d audit events", got-head)
-	}
-}
-
-// flood stores n pending db requests by requester, created after everything
-// else, as if no limit had stopped them (an older server, or many requesters).
-func (e *env) flood(t *testing.T, requester string, n int) {
-	t.Helper()
-	e.clock.Add(time.Second)
-	now := e.clock.Now()
-	err := e.store.Update(t.Context(), func(tx ajar.Tx) error {
-		for i := range n {
-			at := now.Add(time.Duration(i) * time.Millisecond)
-			r := &ajar.Request{
-				ID: fmt.Sprintf("req_flood%05d", i), Target: "db", Requester: requester, Reason: "flood",
-				Duration: 30 * time.Minute, Policy: "db", State: ajar.StatePending, Approvals: []ajar.Approval{},
-				CreatedAt: at, UpdatedAt: at, ApprovalDeadline: at.Add(10 * time.Minute),
-			}
-			if err := tx.CreateRequest(t.Context(), r); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }

@@ -120,14 +120,6 @@ func TestCursorRoundTrip(t *testing.T) {
 	}
 }
 
-// reviewTasks returns the tasks of a ListReviews page.
-func reviewTasks(l *ReviewList, err error) ([]ajar.ReviewTask, error) {
-	if l == nil {
-		return nil, err
-	}
-	return l.Reviews, err
-}
-
 // TestListReviewsPages: reviews page with a cursor, each once, the closed
 // filter skipping open ones without ending the list early.
 func TestListReviewsPages(t *testing.T) {
