@@ -59,7 +59,7 @@ func (c *Client) WhoAmI(ctx context.Context) (broker.Identity, error) {
 }
 
 // Targets lists what the caller may request.
-func (c *Client) Targets(ctx context.Context) ([]broker.TargetInfo, error) {
+func (c *Client) Targets(ctx context.Context) ([]readmodel.TargetInfo, error) {
 	var out targetsResponse
 	if err := c.do(ctx, http.MethodGet, "/v1/targets", nil, nil, &out); err != nil {
 		return nil, err

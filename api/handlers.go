@@ -24,7 +24,7 @@ const defaultAuditLimit = 1000
 // be added later without breaking clients.
 type (
 	targetsResponse struct {
-		Targets []broker.TargetInfo `json:"targets"`
+		Targets []readmodel.TargetInfo `json:"targets"`
 	}
 	requestsResponse struct {
 		Requests []*ajar.Request `json:"requests"`
@@ -202,7 +202,7 @@ func (s *Server) handleTargets(w http.ResponseWriter, r *http.Request, u ajar.Us
 		return
 	}
 	if targets == nil {
-		targets = []broker.TargetInfo{}
+		targets = []readmodel.TargetInfo{}
 	}
 	s.writeJSON(w, r, http.StatusOK, targetsResponse{Targets: targets})
 }

@@ -22,14 +22,14 @@ import (
 )
 
 // Core is what the API needs from ajar's core: methods of *broker.Service and of
-// the read model beside it (*readmodel.Reader: the lists, the audit log and its
-// checkpoints), as cmd/ajar/serve.go combines them, so tests can substitute a
-// fake. Every method returns an *ajar.Error whose code the server maps to a
-// status; any other error is reported as internal.
+// the read model beside it (*readmodel.Reader: the targets, the lists, the audit
+// log and its checkpoints), as cmd/ajar/serve.go combines them, so tests can
+// substitute a fake. Every method returns an *ajar.Error whose code the server
+// maps to a status; any other error is reported as internal.
 type Core interface {
 	// Authenticate returns the user owning an API token, or EUNAUTH.
 	Authenticate(ctx context.Context, token string) (ajar.User, error)
-	Targets(ctx context.Context, u ajar.User) ([]broker.TargetInfo, error)
+	Targets(ctx context.Context, u ajar.User) ([]readmodel.TargetInfo, error)
 	CreateRequest(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error)
 	GetRequest(ctx context.Context, u ajar.User, id string) (*ajar.Request, error)
 	ListRequests(ctx context.Context, u ajar.User, in readmodel.ListInput) (*readmodel.RequestList, error)

@@ -535,7 +535,7 @@ func TestPanicIsInternal(t *testing.T) {
 
 type panicCore struct{ *fakeCore }
 
-func (panicCore) Targets(context.Context, ajar.User) ([]broker.TargetInfo, error) { panic("boom") }
+func (panicCore) Targets(context.Context, ajar.User) ([]readmodel.TargetInfo, error) { panic("boom") }
 
 func TestOpenClose(t *testing.T) {
 	s, _ := newTestServer(t, newFakeCore())

@@ -71,8 +71,5 @@ func (s *Service) CheckParams(target string, params map[string]string) error {
 	return s.checkParams(target, params)
 }
 
-// TargetInfoOf describes a target and the rule that lets a user request it.
-func TargetInfoOf(v policy.TargetView) TargetInfo { return targetInfo(v) }
-
 // ProviderTimeout is the bound on one provider call.
 func (s *Service) ProviderTimeout() time.Duration { return s.sched.ProviderTimeout }

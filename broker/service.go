@@ -177,15 +177,6 @@ func (s *Service) WhoAmI(ctx context.Context, u ajar.User) (Identity, error) {
 	return Identity{User: u, Admin: s.pol.IsAdmin(u)}, nil
 }
 
-// Targets lists what u may request, with limits and approvers.
-func (s *Service) Targets(ctx context.Context, u ajar.User) ([]TargetInfo, error) {
-	var out []TargetInfo
-	for _, v := range s.pol.TargetsFor(u) {
-		out = append(out, targetInfo(v))
-	}
-	return out, nil
-}
-
 func newRequestID() string {
 	var b [10]byte
 	if _, err := rand.Read(b[:]); err != nil {

@@ -1,6 +1,7 @@
-// Package readmodel holds what people read about ajar's requests: the lists
-// (requests, "My access", break-glass reviews), what the policy would do with
-// a request (Explain, the dry run), one evidence type that the
+// Package readmodel holds what people read about ajar's requests: the
+// targets a user may request, the lists (requests, "My access", break-glass
+// reviews), what the policy would do with a request (Explain, the dry run),
+// one evidence type that the
 // API serves as JSON, ajar evidence renders as Markdown and the web's
 // evidence page shows; the searchable audit log; and the web's view models
 // (an approver's inbox with why a person cannot decide, the form for

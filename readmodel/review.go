@@ -181,7 +181,7 @@ type ParamInfo struct {
 // TargetForm is what the form for requesting a target asks: the target's limits
 // and approvers, and the parameters its provider takes.
 type TargetForm struct {
-	broker.TargetInfo
+	TargetInfo
 	Params []ParamInfo `json:"params"`
 }
 
@@ -203,7 +203,7 @@ func (s *Reader) TargetForm(ctx context.Context, u ajar.User, target string) (*T
 		return nil, err
 	}
 	t, _ := pol.Target(target)
-	form := &TargetForm{TargetInfo: broker.TargetInfoOf(policy.TargetView{Target: t, Rule: rule}), Params: []ParamInfo{}}
+	form := &TargetForm{TargetInfo: targetInfo(policy.TargetView{Target: t, Rule: rule}), Params: []ParamInfo{}}
 	prov, err := s.providers.ForTarget(target)
 	if err != nil {
 		return nil, fmt.Errorf("provider for %s: %w", target, err)

@@ -31,7 +31,7 @@ type Core interface {
 	// Authenticate returns the user owning an API token, or EUNAUTH.
 	Authenticate(ctx context.Context, token string) (ajar.User, error)
 	WhoAmI(ctx context.Context, u ajar.User) (broker.Identity, error)
-	Targets(ctx context.Context, u ajar.User) ([]broker.TargetInfo, error)
+	Targets(ctx context.Context, u ajar.User) ([]readmodel.TargetInfo, error)
 	TargetForm(ctx context.Context, u ajar.User, target string) (*readmodel.TargetForm, error)
 	CreateRequest(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error)
 	MyAccess(ctx context.Context, u ajar.User) (*readmodel.Access, error)

@@ -84,14 +84,14 @@ func (f *fakeCore) Authenticate(ctx context.Context, token string) (ajar.User, e
 	return ajar.User{ID: "alice@example.com", Groups: []string{"engineers"}}, nil
 }
 
-func (f *fakeCore) Targets(ctx context.Context, u ajar.User) ([]broker.TargetInfo, error) {
+func (f *fakeCore) Targets(ctx context.Context, u ajar.User) ([]readmodel.TargetInfo, error) {
 	if err := f.called("Targets"); err != nil {
 		return nil, err
 	}
-	return []broker.TargetInfo{{
+	return []readmodel.TargetInfo{{
 		Name: "prod-web", Provider: "ssh-cert", Policy: "engineers-prod",
 		DefaultDuration: "30m", MaxDuration: "2h", ApprovalTimeout: "30m",
-		Steps: []broker.StepInfo{{Approvers: []string{"group:sre"}, Count: 1}},
+		Steps: []readmodel.StepInfo{{Approvers: []string{"group:sre"}, Count: 1}},
 	}}, nil
 }
 

@@ -331,7 +331,7 @@ func TestTargetsAndWhoAmI(t *testing.T) {
 	}
 	r = runCLI(t, url, "targets", "-o", "json")
 	r.want(t, exitOK)
-	var targets []broker.TargetInfo
+	var targets []readmodel.TargetInfo
 	if err := json.Unmarshal([]byte(r.stdout), &targets); err != nil || len(targets) != 1 {
 		t.Errorf("targets JSON: %v\n%s", err, r.stdout)
 	}
