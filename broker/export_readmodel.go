@@ -8,11 +8,12 @@ import (
 	"github.com/ajar-dev/ajar/policy"
 )
 
-// What package readmodel (the lists, evidence, audit search and the web's view
-// models) needs of the core; cmd/ajar gives it the store, the policy, the
-// providers and the clock. The read model sits above the broker and renders what the
-// core decides; it decides nothing itself: MayDecide is mayDecide (authz.go),
-// the one function that says who may approve or deny. See
+// What the packages above the core (readmodel; ValidateCreate also
+// sshaccess, ProviderTimeout also reconcile and credentials) need of it;
+// cmd/ajar gives them the store, the policy, the providers and the clock.
+// They render or compose what the core decides and decide nothing
+// themselves: MayDecide is mayDecide (authz.go), the one function that says
+// who may approve or deny, and CanSee is canSee, who may read a request. See
 // docs/architecture.md.
 
 // Decision verbs for MayDecide.
