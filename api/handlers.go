@@ -11,6 +11,7 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 // MaxAuditLimit is the largest page of audit events one GET /v1/audit returns.
@@ -23,7 +24,7 @@ const defaultAuditLimit = 1000
 // be added later without breaking clients.
 type (
 	targetsResponse struct {
-		Targets []broker.TargetInfo `json:"targets"`
+		Targets []readmodel.TargetInfo `json:"targets"`
 	}
 	requestsResponse struct {
 		Requests []*ajar.Request `json:"requests"`
@@ -212,7 +213,7 @@ func (s *Server) handleTargets(w http.ResponseWriter, r *http.Request, u ajar.Us
 		return
 	}
 	if targets == nil {
-		targets = []broker.TargetInfo{}
+		targets = []readmodel.TargetInfo{}
 	}
 	s.writeJSON(w, r, http.StatusOK, targetsResponse{Targets: targets})
 }
@@ -246,12 +247,12 @@ func (s *Server) handleListRequests(w http.ResponseWriter, r *http.Request, u aj
 		s.writeError(w, r, err)
 		return
 	}
-	var in broker.ListInput
+	var in readmodel.ListInput
 	if in.Mine, err = q.bool("mine"); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	limit, err := q.int("limit", broker.MaxListLimit)
+	limit, err := q.int("limit", readmodel.MaxListLimit)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

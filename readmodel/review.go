@@ -50,7 +50,7 @@ func (s *Reader) review(u ajar.User, r *ajar.Request, ext *ajar.Extension, break
 	if ext != nil {
 		approvals = ext.Approvals
 	}
-	rule, ok := s.svc.Policy().Rule(r.Policy)
+	rule, ok := s.pol.Rule(r.Policy)
 	if ok {
 		rv.Steps = len(rule.Approval.Steps)
 		rv.Step = broker.StepOf(approvals, rule)
@@ -67,9 +67,9 @@ func (s *Reader) review(u ajar.User, r *ajar.Request, ext *ajar.Extension, break
 			approver = approver || rule.CanApprove(i, u)
 		}
 	}
-	reason, err := s.svc.MayDecide(u, r, ext, breakglass, broker.VerbApprove, now)
+	reason, err := s.core.MayDecide(u, r, ext, breakglass, broker.VerbApprove, now)
 	rv.CanApprove = err == nil
-	_, errDeny := s.svc.MayDecide(u, r, ext, breakglass, broker.VerbDeny, now)
+	_, errDeny := s.core.MayDecide(u, r, ext, breakglass, broker.VerbDeny, now)
 	rv.CanDeny = errDeny == nil
 	if err != nil {
 		rv.Blocked = blockedSentence(reason, err, r, ext, rule, rv.Step, u)
@@ -105,7 +105,7 @@ func blockedSentence(reason string, err error, r *ajar.Request, ext *ajar.Extens
 		msg := fmt.Sprintf("Step %d of policy %s needs approval from %s, and you are not one of them.",
 			step+1, rule.Name, strings.Join(st.Approvers, ", "))
 		if rule.CanEscalate(step, u) {
-			msg += fmt.Sprintf(" You may decide too once it has waited %s (escalate_after).", broker.FmtDuration(st.EscalateAfter))
+			msg += fmt.Sprintf(" You may decide too once it has waited %s (escalate_after).", ajar.FormatDuration(st.EscalateAfter))
 		}
 		return msg
 	}
@@ -122,8 +122,8 @@ func blockedSentence(reason string, err error, r *ajar.Request, ext *ajar.Extens
 // are (the open-request limit bounds them), so none is left out.
 func (s *Reader) Inbox(ctx context.Context, u ajar.User) ([]Review, error) {
 	var rs []*ajar.Request
-	err := s.svc.Store().View(ctx, func(tx ajar.ReadTx) error {
-		return broker.EachRequest(ctx, tx, ajar.RequestFilter{States: []ajar.State{ajar.StatePending}}, func(r *ajar.Request) {
+	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
+		return eachRequest(ctx, tx, ajar.RequestFilter{States: []ajar.State{ajar.StatePending}}, func(r *ajar.Request) {
 			rs = append(rs, r)
 		})
 	})
@@ -131,7 +131,7 @@ func (s *Reader) Inbox(ctx context.Context, u ajar.User) ([]Review, error) {
 		return nil, fmt.Errorf("inbox: %w", err)
 	}
 	out := []Review{}
-	now := s.svc.Now()
+	now := s.now()
 	for _, r := range rs {
 		if rv, approver := s.review(u, r, nil, false, now); approver || rv.Own {
 			out = append(out, rv)
@@ -144,14 +144,14 @@ func (s *Reader) Inbox(ctx context.Context, u ajar.User) ([]Review, error) {
 // Review returns a request u may see with what u may do about it; ENOTFOUND
 // otherwise.
 func (s *Reader) Review(ctx context.Context, u ajar.User, id string) (*Review, error) {
-	r, err := s.svc.GetRequest(ctx, u, id)
+	r, err := s.core.GetRequest(ctx, u, id)
 	if err != nil {
 		return nil, err
 	}
 	var ext *ajar.Extension
 	bg := false
 	if r.State == ajar.StateActive {
-		err := s.svc.Store().View(ctx, func(tx ajar.ReadTx) error {
+		err := s.store.View(ctx, func(tx ajar.ReadTx) error {
 			exts, err := tx.ListExtensions(ctx, r.ID)
 			if err != nil {
 				return err
@@ -168,7 +168,7 @@ func (s *Reader) Review(ctx context.Context, u ajar.User, id string) (*Review, e
 			return nil, fmt.Errorf("review %s: %w", id, err)
 		}
 	}
-	rv, _ := s.review(u, r, ext, bg, s.svc.Now())
+	rv, _ := s.review(u, r, ext, bg, s.now())
 	return &rv, nil
 }
 
@@ -181,7 +181,7 @@ type ParamInfo struct {
 // TargetForm is what the form for requesting a target asks: the target's limits
 // and approvers, and the parameters its provider takes.
 type TargetForm struct {
-	broker.TargetInfo
+	TargetInfo
 	Params []ParamInfo `json:"params"`
 }
 
@@ -197,14 +197,14 @@ var wellKnownParams = []struct{ name, sample string }{
 // "target") for an unknown target, EFORBIDDEN (field "target") when no rule lets u
 // request it.
 func (s *Reader) TargetForm(ctx context.Context, u ajar.User, target string) (*TargetForm, error) {
-	pol := s.svc.Policy()
+	pol := s.pol
 	rule, err := pol.Match(u, target)
 	if err != nil {
 		return nil, err
 	}
 	t, _ := pol.Target(target)
-	form := &TargetForm{TargetInfo: broker.TargetInfoOf(policy.TargetView{Target: t, Rule: rule}), Params: []ParamInfo{}}
-	prov, err := s.svc.Providers().ForTarget(target)
+	form := &TargetForm{TargetInfo: targetInfo(policy.TargetView{Target: t, Rule: rule}), Params: []ParamInfo{}}
+	prov, err := s.providers.ForTarget(target)
 	if err != nil {
 		return nil, fmt.Errorf("provider for %s: %w", target, err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 // outputFormat is the value of -o/--output. Set rejects anything but the two
@@ -250,10 +250,10 @@ func (e *cliEnv) printRequests(reqs []*ajar.Request, format outputFormat) error 
 }
 
 // printTargets prints the targets a user may request.
-func (e *cliEnv) printTargets(targets []broker.TargetInfo, format outputFormat) error {
+func (e *cliEnv) printTargets(targets []readmodel.TargetInfo, format outputFormat) error {
 	if format == outputJSON {
 		if targets == nil {
-			targets = []broker.TargetInfo{}
+			targets = []readmodel.TargetInfo{}
 		}
 		return writeJSON(e.stdout, targets)
 	}
@@ -269,7 +269,7 @@ func (e *cliEnv) printTargets(targets []broker.TargetInfo, format outputFormat) 
 
 // approvalSummary is who must approve: "1 of group:sre; 2 of alice,bob", with the
 // auto-approve condition if there is one.
-func approvalSummary(t broker.TargetInfo) string {
+func approvalSummary(t readmodel.TargetInfo) string {
 	var parts []string
 	for _, s := range t.Steps {
 		parts = append(parts, fmt.Sprintf("%d of %s", s.Count, strings.Join(s.Approvers, ",")))

@@ -12,6 +12,7 @@ import (
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 func newRequestCmd(e *cliEnv) *cobra.Command {
@@ -152,7 +153,7 @@ func (e *cliEnv) waitActive(ctx context.Context, c *api.Client, req *ajar.Reques
 
 func newRequestsCmd(e *cliEnv) *cobra.Command {
 	var (
-		in    broker.ListInput
+		in    readmodel.ListInput
 		state string
 		out   outputFormat
 	)
@@ -167,8 +168,8 @@ func newRequestsCmd(e *cliEnv) *cobra.Command {
 			if state != "" && !in.State.Valid() {
 				return usageErrorf("--state", "unknown state %q (one of: %s)", state, stateNames())
 			}
-			if in.Limit < 0 || in.Limit > broker.MaxListLimit {
-				return usageErrorf("--limit", "must be between 1 and %d", broker.MaxListLimit)
+			if in.Limit < 0 || in.Limit > readmodel.MaxListLimit {
+				return usageErrorf("--limit", "must be between 1 and %d", readmodel.MaxListLimit)
 			}
 			c, err := e.client(true)
 			if err != nil {
@@ -196,14 +197,14 @@ func newRequestsCmd(e *cliEnv) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&in.Mine, "mine", false, "only your own requests")
 	cmd.Flags().StringVar(&state, "state", "", "only requests in this state ("+stateNames()+")")
-	cmd.Flags().IntVar(&in.Limit, "limit", 0, fmt.Sprintf("show one page of at most this many (1 to %d); default: all", broker.MaxListLimit))
+	cmd.Flags().IntVar(&in.Limit, "limit", 0, fmt.Sprintf("show one page of at most this many (1 to %d); default: all", readmodel.MaxListLimit))
 	cmd.Flags().StringVar(&in.Cursor, "cursor", "", "start where the page before ended (printed after it with --limit)")
 	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 // listFlags repeats the filter flags of in, for the "more:" hint.
-func listFlags(in broker.ListInput) string {
+func listFlags(in readmodel.ListInput) string {
 	var b strings.Builder
 	if in.Mine {
 		b.WriteString(" --mine")

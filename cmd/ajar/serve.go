@@ -18,13 +18,17 @@ import (
 	"github.com/ajar-dev/ajar/audit"
 	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/identity"
+	"github.com/ajar-dev/ajar/credentials"
 	"github.com/ajar-dev/ajar/internal/awsx"
 	"github.com/ajar-dev/ajar/keys"
+	"github.com/ajar-dev/ajar/metrics"
 	"github.com/ajar-dev/ajar/notify/outbox"
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/provider"
 	"github.com/ajar-dev/ajar/provider/sshcert"
 	"github.com/ajar-dev/ajar/readmodel"
+	"github.com/ajar-dev/ajar/reconcile"
+	"github.com/ajar-dev/ajar/sshaccess"
 	"github.com/ajar-dev/ajar/sshhost"
 	"github.com/ajar-dev/ajar/store/postgres"
 	"github.com/ajar-dev/ajar/store/sqlite"
@@ -278,8 +282,11 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		return nil, err
 	}
 	sc := pol.Scheduler()
-	metrics := broker.NewMetrics(nil)
-	if err := registerBuildInfo(metrics.Registerer(), readBuildInfo()); err != nil {
+	reg, err := metrics.New(st) // what GET /metrics serves; each part registers its counters
+	if err != nil {
+		return nil, err
+	}
+	if err := registerBuildInfo(reg, readBuildInfo()); err != nil {
 		return nil, err
 	}
 	sinks, err := sinksFromPolicy(pol, e.getenv, log)
@@ -287,7 +294,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		return nil, err
 	}
 	delivery, err := outbox.New(outbox.Config{ // notification delivery (the notifications section)
-		Store: st, Sinks: sinks, Logger: log, Registerer: metrics.Registerer(),
+		Store: st, Sinks: sinks, Logger: log, Registerer: reg,
 		RetryBase: time.Duration(sc.NotifyRetry), RetryMax: time.Duration(sc.NotifyMaxRetry),
 		GiveUp: time.Duration(sc.NotifyGiveUp),
 	})
@@ -299,8 +306,8 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		return nil, err
 	}
 	svc, err := broker.New(broker.Config{
-		Store: st, Policy: pol, Providers: provs, Signer: signer, SSHCA: ca.AuthorizedKey,
-		Logger: log, Metrics: metrics, Now: clock, Users: ids.Lookup,
+		Store: st, Policy: pol, Providers: provs, SSHCA: ca.AuthorizedKey,
+		Logger: log, Metrics: broker.NewMetrics(reg), Now: clock, Users: ids.Lookup,
 		Scheduler: broker.SchedulerConfig{
 			Poll: time.Duration(sc.PollInterval), MaxGrantAttempts: sc.MaxGrantAttempts,
 			MaxRevokeAttempts: sc.MaxRevokeAttempts, SlowRetry: time.Duration(sc.SlowRetry),
@@ -315,21 +322,28 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	}
 	hosts, err := sshhost.New(sshhost.Config{ // the SSH host-agent protocol, beside the core
 		Store: st, Providers: provs, Audit: svc.AppendAudit, SSHCA: ca.AuthorizedKey, SSHKRL: ca.KRL,
-		Metrics: metrics.Registerer(),
+		Metrics: reg,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if _, err := svc.ReportOrphans(ctx); err != nil { // grants of users removed from the policy: log and metric
+	checks, err := reconcile.New(reconcile.Config{ // the drift check and grants of removed users
+		Store: st, Policy: pol, Providers: provs, Core: svc, Registerer: reg, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := checks.ReportOrphans(ctx); err != nil { // grants of users removed from the policy: log and metric
 		return nil, err
 	}
 	listen := o.listen
 	if listen == "" {
 		listen = pol.Server().Listen
 	}
-	c := core{Service: svc, Reader: readmodel.New(svc)}
+	c := core{Service: svc, SSH: sshaccess.New(svc, st, pol, provs), Creds: credentials.New(svc, st, provs, clock),
+		Reader: readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clock, Signer: signer})}
 	srv := api.NewServer(c, ids, api.Options{
-		Addr: listen, Logger: log, Metrics: metrics.Handler(), SSHHosts: hosts,
+		Addr: listen, Logger: log, Metrics: metrics.Handler(reg), SSHHosts: hosts,
 		Web: web.New(c, ids, web.Options{Logger: log, Now: clock}),
 		Ready: func(ctx context.Context) error {
 			return st.View(ctx, func(tx ajar.ReadTx) error { _, _, err := tx.AuditHead(ctx); return err })
@@ -344,6 +358,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		defer close(a.done)
 		var wg sync.WaitGroup
 		wg.Go(func() { delivery.Run(runCtx) }) // notify/outbox: outbox delivery
+		wg.Go(func() { checks.Run(runCtx) })   // reconcile: the drift check
 		svc.Run(runCtx)
 		wg.Wait()
 	}()
@@ -371,18 +386,34 @@ func (a *app) Close() error {
 }
 
 // core is what the HTTP layers serve: the broker's lifecycle and, beside it,
-// the read model (evidence, audit search, the web's view models).
+// the read model (the lists, explain, evidence, the audit log, the web's view
+// models), "ajar ssh"'s one round trip (sshaccess) and cloud credentials
+// (credentials).
 type core struct {
 	*broker.Service
 	*readmodel.Reader
+	SSH   *sshaccess.Service
+	Creds *credentials.Service
+}
+
+// IssueCredentials vends cloud credentials (package credentials).
+func (c core) IssueCredentials(ctx context.Context, u ajar.User, id string) (*credentials.Output, error) {
+	return c.Creds.IssueCredentials(ctx, u, id)
+}
+
+// SSHAccess is "ajar ssh"'s one round trip (package sshaccess).
+func (c core) SSHAccess(ctx context.Context, u ajar.User, in sshaccess.Input) (*sshaccess.Output, error) {
+	return c.SSH.SSHAccess(ctx, u, in)
 }
 
 var (
-	_ api.Core         = core{}
-	_ api.WorkflowCore = core{}
-	_ api.EvidenceCore = core{}
-	_ web.Core         = core{}
-	_ web.Extender     = core{}
+	_ api.Core            = core{}
+	_ api.WorkflowCore    = core{}
+	_ api.EvidenceCore    = core{}
+	_ web.Core            = core{}
+	_ web.Extender        = core{}
+	_ api.SSHCore         = core{}
+	_ api.CredentialsCore = core{}
 )
 
 // writeDevTokens mints a token for every configured user on the first dev start

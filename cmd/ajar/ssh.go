@@ -25,6 +25,7 @@ import (
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/sshaccess"
 )
 
 // exitCodeError makes the CLI exit with code without printing anything: ajar ssh
@@ -158,7 +159,7 @@ func (e *cliEnv) runSSH(ctx context.Context, cmd *cobra.Command, o sshOptions, t
 	if err != nil {
 		return err
 	}
-	in := broker.SSHAccessInput{
+	in := sshaccess.Input{
 		Target: target, Duration: o.duration, Reason: o.reason, Ticket: o.ticket, Params: params,
 		PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))),
 	}
@@ -198,7 +199,7 @@ func (e *cliEnv) runSSH(ctx context.Context, cmd *cobra.Command, o sshOptions, t
 
 // sshAccess asks for access and, when the policy wants a reason (or ticket) that
 // was not given and a person is at the terminal, asks for it and tries again.
-func (e *cliEnv) sshAccess(ctx context.Context, c *api.Client, in broker.SSHAccessInput) (*broker.SSHAccessOutput, error) {
+func (e *cliEnv) sshAccess(ctx context.Context, c *api.Client, in sshaccess.Input) (*sshaccess.Output, error) {
 	asked := map[string]bool{}
 	var rd *bufio.Reader
 	for {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
-	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/sshaccess"
 )
 
 // sshFake adds POST /v1/ssh/access to fakeCore: it answers with request r1, active
@@ -17,12 +17,12 @@ import (
 type sshFake struct {
 	*fakeCore
 	pending bool
-	access  []broker.SSHAccessInput
+	access  []sshaccess.Input
 }
 
 var _ api.SSHCore = (*sshFake)(nil)
 
-func (f *sshFake) SSHAccess(ctx context.Context, u ajar.User, in broker.SSHAccessInput) (*broker.SSHAccessOutput, error) {
+func (f *sshFake) SSHAccess(ctx context.Context, u ajar.User, in sshaccess.Input) (*sshaccess.Output, error) {
 	if err := f.called("SSHAccess"); err != nil {
 		return nil, err
 	}
@@ -35,10 +35,10 @@ func (f *sshFake) SSHAccess(ctx context.Context, u ajar.User, in broker.SSHAcces
 	}
 	if f.pending {
 		r.State = ajar.StatePending
-		return &broker.SSHAccessOutput{Request: r}, nil
+		return &sshaccess.Output{Request: r}, nil
 	}
 	cert, _ := f.IssueSSHCert(ctx, u, r.ID, []byte(in.PublicKey))
-	return &broker.SSHAccessOutput{Request: r, Cert: cert}, nil
+	return &sshaccess.Output{Request: r, Cert: cert}, nil
 }
 
 // fakeSSH writes an ssh stand-in: "ssh -G" prints a config, anything else

@@ -12,6 +12,7 @@ import (
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/policy"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 // workflowCommands returns extend, breakglass, reviews, review, explain and
@@ -199,7 +200,7 @@ func newReviewCmd(e *cliEnv) *cobra.Command {
 
 func newExplainCmd(e *cliEnv) *cobra.Command {
 	var (
-		in     broker.ExplainInput
+		in     readmodel.ExplainInput
 		start  string
 		params []string
 		out    outputFormat

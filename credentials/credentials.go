@@ -1,15 +1,39 @@
-package broker
+// Package credentials vends short-lived cloud credentials for active
+// requests on targets whose provider is an ajar.CredentialIssuer (aws-sts).
+// It sits above the core: who may see a request is the broker's GetRequest,
+// and the issue is audited through the broker's audit append before the
+// credentials are shown (see docs/architecture.md).
+package credentials
 
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/broker"
 )
 
-// CredentialsOutput is short-lived cloud credentials for an active request
+// Service issues credentials. Its methods are safe for concurrent use.
+type Service struct {
+	core      *broker.Service
+	store     ajar.Store
+	providers broker.Providers
+	now       func() time.Time
+}
+
+// New returns a Service over the core and the store, providers and clock it
+// was built with (cmd/ajar wires the same ones).
+func New(core *broker.Service, st ajar.Store, provs broker.Providers, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{core: core, store: st, providers: provs, now: now}
+}
+
+// Output is short-lived cloud credentials for an active request
 // (ajar.CredentialIssuer), shown to the requester once. ajar keeps no copy.
-type CredentialsOutput struct {
+type Output struct {
 	RequestID string `json:"request_id"`
 	Target    string `json:"target"`
 	ajar.Credentials
@@ -20,8 +44,8 @@ type CredentialsOutput struct {
 // the audit log records only who got which access key id, and until when. It
 // returns EFORBIDDEN for someone else's request, ECONFLICT when the request is not
 // active, and EINVALID when its target does not vend credentials.
-func (s *Service) IssueCredentials(ctx context.Context, u ajar.User, id string) (*CredentialsOutput, error) {
-	r, err := s.GetRequest(ctx, u, id)
+func (s *Service) IssueCredentials(ctx context.Context, u ajar.User, id string) (*Output, error) {
+	r, err := s.core.GetRequest(ctx, u, id)
 	if err != nil {
 		return nil, err
 	}
@@ -43,12 +67,12 @@ func (s *Service) IssueCredentials(ctx context.Context, u ajar.User, id string) 
 	if !now.Before(*r.ExpiresAt) {
 		return nil, ajar.Errorf(ajar.ECONFLICT, "request %s has expired", r.ID)
 	}
-	pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
+	pctx, cancel := context.WithTimeout(ctx, s.core.ProviderTimeout())
 	creds, err := issuer.IssueCredentials(pctx, *r.Handle, now)
 	cancel()
 	if err != nil {
 		if ajar.ErrorCode(err) == ajar.EINTERNAL {
-			s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "credentials").Inc()
+			s.core.CountProviderError(r.Handle.Provider, "credentials")
 		}
 		return nil, fmt.Errorf("credentials for request %s: %w", r.ID, err)
 	}
@@ -63,12 +87,12 @@ func (s *Service) IssueCredentials(ctx context.Context, u ajar.User, id string) 
 		if cur.State != ajar.StateActive {
 			return ajar.Errorf(ajar.ECONFLICT, "request %s is %s, not active", id, cur.State)
 		}
-		return s.audit(ctx, tx, u.ID, "credentials.issued", id, map[string]any{
+		return s.core.AppendAudit(ctx, tx, u.ID, "credentials.issued", id, map[string]any{
 			"access_key_id": creds.AccessKeyID, "expiration": creds.Expiration,
 		})
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &CredentialsOutput{RequestID: r.ID, Target: r.Target, Credentials: creds}, nil
+	return &Output{RequestID: r.ID, Target: r.Target, Credentials: creds}, nil
 }

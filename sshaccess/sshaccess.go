@@ -1,4 +1,9 @@
-package broker
+// Package sshaccess is the one round trip that "ajar ssh" makes: reuse the
+// caller's request for a target or create one, and certify their key if the
+// request is active. It composes the core's CreateRequest and IssueSSHCert
+// and decides nothing itself (see docs/architecture.md); what SSH hosts and
+// their agents fetch and report is package sshhost.
+package sshaccess
 
 import (
 	"context"
@@ -7,20 +12,32 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/policy"
 )
 
-// The one-round-trip access that "ajar ssh" uses. What SSH hosts and their
-// agents fetch and report (the revocation list, authorized keys, sessions) is
-// package sshhost.
+// Service answers SSHAccess. Its methods are safe for concurrent use.
+type Service struct {
+	core      *broker.Service
+	store     ajar.Store
+	pol       *policy.Policy
+	providers broker.Providers
+}
+
+// New returns a Service over the core and the store, policy and providers
+// it was built with (cmd/ajar wires the same ones).
+func New(core *broker.Service, st ajar.Store, pol *policy.Policy, provs broker.Providers) *Service {
+	return &Service{core: core, store: st, pol: pol, providers: provs}
+}
 
 // minReuseLeft is the least time an active request must have left for "ajar
 // ssh" to reuse it rather than ask for a new one.
 const minReuseLeft = 30 * time.Second
 
-// SSHAccessInput asks for SSH access to a target in one round trip: reuse the
+// Input asks for SSH access to a target in one round trip: reuse the
 // caller's request for it or create one, and certify PublicKey if the request is
-// active. The request fields are CreateInput's.
-type SSHAccessInput struct {
+// active. The request fields are broker.CreateInput's.
+type Input struct {
 	Target    string            `json:"target"`
 	Duration  string            `json:"duration,omitempty"`
 	Reason    string            `json:"reason,omitempty"`
@@ -29,23 +46,23 @@ type SSHAccessInput struct {
 	PublicKey string            `json:"public_key,omitempty"` // authorized_keys format
 }
 
-// SSHAccessOutput is the request SSHAccess found or created and, when it is
+// Output is the request SSHAccess found or created and, when it is
 // active and a public key was sent, the certificate (or authorized key) for it.
-type SSHAccessOutput struct {
-	Request *ajar.Request  `json:"request"`
-	Reused  bool           `json:"reused"`
-	Cert    *SSHCertOutput `json:"ssh_cert,omitempty"`
+type Output struct {
+	Request *ajar.Request         `json:"request"`
+	Reused  bool                  `json:"reused"`
+	Cert    *broker.SSHCertOutput `json:"ssh_cert,omitempty"`
 }
 
 // SSHAccess finds the caller's own request for in.Target that can still be used
 // (active with at least minReuseLeft to go, else pending or approved) and whose
-// parameters equal in.Params, or creates one exactly as CreateRequest does. If the
-// request is active and in.PublicKey is set, it certifies the key as IssueSSHCert
-// does. Nothing is stored if the target does not issue SSH certificates or the
+// parameters equal in.Params, or creates one exactly as broker's CreateRequest
+// does. If the request is active and in.PublicKey is set, it certifies the key with
+// broker's IssueSSHCert. Nothing is stored if the target does not issue SSH certificates or the
 // key is malformed.
-func (s *Service) SSHAccess(ctx context.Context, u ajar.User, in SSHAccessInput) (*SSHAccessOutput, error) {
-	create := CreateInput{Target: in.Target, Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params}
-	if _, err := validateCreate(create); err != nil {
+func (s *Service) SSHAccess(ctx context.Context, u ajar.User, in Input) (*Output, error) {
+	create := broker.CreateInput{Target: in.Target, Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params}
+	if _, err := broker.ValidateCreate(create); err != nil {
 		return nil, err
 	}
 	if _, err := s.pol.Match(u, in.Target); err != nil {
@@ -67,18 +84,18 @@ func (s *Service) SSHAccess(ctx context.Context, u ajar.User, in SSHAccessInput)
 			return nil, err
 		}
 	}
-	out := &SSHAccessOutput{}
+	out := &Output{}
 	out.Request, err = s.reusable(ctx, u, in.Target, in.Params)
 	if err != nil {
 		return nil, err
 	}
 	if out.Request != nil {
 		out.Reused = true
-	} else if out.Request, err = s.CreateRequest(ctx, u, create); err != nil {
+	} else if out.Request, err = s.core.CreateRequest(ctx, u, create); err != nil {
 		return nil, err
 	}
 	if out.Request.State == ajar.StateActive && in.PublicKey != "" {
-		if out.Cert, err = s.IssueSSHCert(ctx, u, out.Request.ID, []byte(in.PublicKey)); err != nil {
+		if out.Cert, err = s.core.IssueSSHCert(ctx, u, out.Request.ID, []byte(in.PublicKey)); err != nil {
 			return nil, err
 		}
 	}
