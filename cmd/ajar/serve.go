@@ -227,6 +227,9 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
+	for _, w := range pol.Warnings() {
+		log.Warn("policy problem: some requests could never be approved", "field", w.Field, "problem", w.Message)
+	}
 	if err := os.MkdirAll(o.data, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
