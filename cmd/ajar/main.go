@@ -191,6 +191,7 @@ with the API token in $AJAR_TOKEN; --server and --token override them.`,
 		newSSHCmd(e),
 		newNodeCmd(e),
 		newVersionCmd(e), // version.go
+		newPolicyCmd(e),  // policycmd.go
 	)
 	audit := newAuditCmd(e)
 	audit.AddCommand(auditSubcommands(e)...)
