@@ -129,6 +129,7 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, ajar.User)) h
 			s.writeError(w, r, err)
 			return
 		}
+		noteUser(r, u.ID) // for the access log (api/access.go)
 		h(w, r, u)
 	}
 }

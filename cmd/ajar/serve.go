@@ -43,7 +43,9 @@ type serveOptions struct {
 	listen        string
 	masterKeyFile string
 	dev           bool
-	unsafeDev     bool // --unsafe-dev-config: --dev with --config, knowingly
+	unsafeDev     bool      // --unsafe-dev-config: --dev with --config, knowingly
+	logFormat     logFormat // logging.go
+	logLevel      logLevel
 }
 
 // devMode reports whether ajar runs its embedded demo policy and dev conveniences.
@@ -56,7 +58,7 @@ func newServeCmd(e *cliEnv) *cobra.Command {
 		Short: "Run the ajar server (with no --config: dev mode with the demo policy)",
 		Args:  argNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			log := newLogger(e.stderr, o.logFormat, o.logLevel.Level) // logging.go
 			a, err := openApp(cmd.Context(), o, e, log)
 			if err != nil {
 				return err
@@ -71,6 +73,9 @@ func newServeCmd(e *cliEnv) *cobra.Command {
 	cmd.Flags().StringVar(&o.listen, "listen", "", "listen address (default: the config's server.listen, or "+policy.DefaultListen+")")
 	cmd.Flags().StringVar(&o.masterKeyFile, "master-key-file", "", "file holding the base64 master key (or set "+keys.EnvMasterKey+")")
 	cmd.Flags().BoolVar(&o.dev, "dev", false, "dev mode: generate a master key file and API tokens for every configured user")
+	o.logFormat, o.logLevel.Level = "text", slog.LevelInfo
+	cmd.Flags().Var(&o.logFormat, "log-format", `log format: "text" or "json" (the start-up lines stay plain text)`)
+	cmd.Flags().Var(&o.logLevel, "log-level", "least level logged: debug (adds polling requests), info, warn or error")
 	cmd.Flags().BoolVar(&o.unsafeDev, "unsafe-dev-config", false, "allow --dev with --config: tokens for every user of a real policy, admins included, in a file (tests and trials only)")
 	return cmd
 }
