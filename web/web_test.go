@@ -535,4 +535,10 @@ func TestExtensionDecisionInPage(t *testing.T) {
 		!strings.Contains(page, "<dt>Extension</dt>") || strings.Contains(page, "nothing left to decide") {
 		t.Errorf("bob's page of alice's extension\n%s", page)
 	}
+	// The extension is in bob's inbox, with approve and deny.
+	page = c.get("/inbox").Body
+	if !strings.Contains(page, `id="req-`+r.ID+`"`) || !strings.Contains(page, "<dt>Extension</dt><dd>30m more: “more”") ||
+		!strings.Contains(page, `action="/requests/`+r.ID+`/approve"`) || !strings.Contains(page, `action="/requests/`+r.ID+`/deny"`) {
+		t.Errorf("bob's inbox lacks alice's extension\n%s", page)
+	}
 }
