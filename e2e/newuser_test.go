@@ -193,3 +193,51 @@ func TestNewUserCompletion(t *testing.T) {
 		t.Errorf("revoke suggests a pending request: %q", out)
 	}
 }
+
+// TestNewUserPendingExtensionVisible: an extension waiting for approval is
+// shown to its approver by ajar requests --awaiting-me and ajar show (and its
+// JSON), and to its requester with why she cannot decide it.
+func TestNewUserPendingExtensionVisible(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	// 5m is auto-approved; 5m more makes a window that needs approval.
+	req := s.request(t, "alice", "request", "demo-ssh", "--for", "5m", "--reason", "x", "--param", "source_ip=127.0.0.1")
+	s.waitState(t, "alice", req.ID, "active", 60*time.Second)
+	s.ok(t, "alice", "extend", req.ID, "--by", "30m", "--reason", "more time")
+	out := s.ok(t, "bob", "requests", "--awaiting-me")
+	if !strings.Contains(out, req.ID) || !strings.Contains(out, "extension +30m") || !strings.Contains(out, "1 of 1: 0/1 from group:sre") {
+		t.Fatalf("bob's awaiting-me lacks the extension:\n%s", out)
+	}
+	if out := s.ok(t, "alice", "requests", "--awaiting-me"); strings.Contains(out, req.ID) {
+		t.Errorf("alice may not decide her own extension, yet it awaits her:\n%s", out)
+	}
+	out = s.ok(t, "bob", "show", req.ID)
+	if !strings.Contains(out, "Extension:") || !strings.Contains(out, "+30m pending approval (extension 1, asked by alice@example.com") ||
+		!strings.Contains(out, "can approve or deny it: ajar approve "+req.ID) {
+		t.Fatalf("bob's show:\n%s", out)
+	}
+	var shown struct {
+		ID               string `json:"id"`
+		State            string `json:"state"`
+		PendingExtension *struct {
+			By         string `json:"by"`
+			State      string `json:"state"`
+			CanApprove bool   `json:"can_approve"`
+		} `json:"pending_extension"`
+	}
+	if err := json.Unmarshal([]byte(s.ok(t, "bob", "show", req.ID, "-o", "json")), &shown); err != nil {
+		t.Fatal(err)
+	}
+	if x := shown.PendingExtension; shown.ID != req.ID || shown.State != "active" || x == nil || !strings.HasPrefix(x.By, "30m") || x.State != "pending" || !x.CanApprove {
+		t.Fatalf("bob's show -o json: %+v", shown)
+	}
+	if out := s.ok(t, "alice", "show", req.ID); !strings.Contains(out, "You asked for this extension") {
+		t.Errorf("alice's show:\n%s", out)
+	}
+	s.ok(t, "bob", "approve", req.ID)
+	if out := s.ok(t, "bob", "requests", "--awaiting-me"); strings.Contains(out, req.ID) {
+		t.Errorf("a decided extension still awaits bob:\n%s", out)
+	}
+	if out := s.ok(t, "bob", "show", req.ID, "-o", "json"); strings.Contains(out, "pending_extension") {
+		t.Errorf("a decided extension is still shown pending:\n%s", out)
+	}
+}

@@ -387,6 +387,7 @@ var (
 	_ api.Core         = core{}
 	_ api.WorkflowCore = core{}
 	_ api.EvidenceCore = core{}
+	_ api.InboxCore    = core{}
 	_ web.Core         = core{}
 	_ web.Extender     = core{}
 )
