@@ -23,6 +23,22 @@ func newPolicyCmd(e *cliEnv) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "policy",
 		Short: "Check a policy file, and test it against cases (no server needed)",
+		// A mistyped subcommand must fail, not print help and exit 0: in CI
+		// that would pass a check that never ran.
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+			}
+			return errors.New(msg) // before any command ran: a usage error
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return usageErrorf("", "missing command: ajar policy check FILE, or ajar policy test FILE CASES")
+		},
+		SuggestionsMinimumDistance: 2,
 	}
 	cmd.AddCommand(newPolicyCheckCmd(e), newPolicyTestCmd(e))
 	return cmd

@@ -63,6 +63,9 @@ policies:
 	runRaw(t, "policy", "check", "--strict", warn).want(t, exitError, "1 warning(s) (--strict)")
 	runRaw(t, "policy", "check", filepath.Join(t.TempDir(), "missing.yaml")).want(t, exitError, "policy file: ")
 	runRaw(t, "policy", "check").want(t, exitUsage, "missing argument FILE")
+	// A typo fails, with a suggestion, rather than printing help and exiting 0.
+	runRaw(t, "policy", "chek", warn).want(t, exitUsage, "unknown command \"chek\" for \"ajar policy\"\n\nDid you mean this?\n  check\n")
+	runRaw(t, "policy").want(t, exitUsage, "missing command")
 }
 
 func TestPolicyTest(t *testing.T) {
