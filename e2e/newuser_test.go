@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -239,5 +241,46 @@ func TestNewUserPendingExtensionVisible(t *testing.T) {
 	}
 	if out := s.ok(t, "bob", "show", req.ID, "-o", "json"); strings.Contains(out, "pending_extension") {
 		t.Errorf("a decided extension is still shown pending:\n%s", out)
+	}
+}
+
+// TestNewUserFirstTokenHint: outside dev mode the start-up lines say how to
+// mint the first API token.
+func TestNewUserFirstTokenHint(t *testing.T) {
+	data := t.TempDir()
+	cmd := exec.Command(bin, "serve", "--config", "../policy/demo.yaml", "--data", data, "--listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "AJAR_MASTER_KEY="+randomMasterKey(), "AJAR_DATABASE_URL=")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	want := "API tokens (the first one too) are minted on this host: ajar token create --config ../policy/demo.yaml --data " + data + " --user USER_ID"
+	var seen []string
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("the server ended without the hint:\n%s", strings.Join(seen, "\n"))
+			}
+			if l == want {
+				return
+			}
+			seen = append(seen, l)
+		case <-timeout:
+			t.Fatalf("no hint in 60s:\n%s", strings.Join(seen, "\n"))
+		}
 	}
 }

@@ -357,6 +357,11 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		mode = "dev mode, demo policy"
 	}
 	fmt.Fprintf(e.stderr, "ajar serving on %s (%s, %s, data in %s; %s)\n", srv.URL(), mode, storeDesc, o.data, readBuildInfo())
+	if !o.devMode() {
+		// A new deployment has no tokens yet: say how to mint one.
+		fmt.Fprintf(e.stderr, "API tokens (the first one too) are minted on this host: ajar token create --config %s --data %s --user USER_ID\n",
+			o.config, o.data)
+	}
 	if o.devMode() {
 		if err := writeDevTokens(ctx, svc, pol, o.data, srv.URL(), e); err != nil {
 			a.Close()
