@@ -1,6 +1,7 @@
 package readmodel
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -25,6 +26,10 @@ func TestInboxShowsPendingExtension(t *testing.T) {
 	if rv == nil || rv.Extension == nil || rv.Extension.Seq != 1 || !rv.CanApprove || !rv.CanDeny {
 		t.Fatalf("bob's inbox item: %+v", rv)
 	}
+	// Who can approve it, by name, as explain lists them.
+	if got := strings.Join(rv.Eligible, ","); got != "bob@example.com,carol@example.com,erin@example.com" {
+		t.Errorf("Eligible = %s", got)
+	}
 	if rv := find("alice"); rv == nil || !rv.Own || rv.CanApprove {
 		t.Fatalf("alice's inbox item: %+v", rv)
 	}
@@ -36,5 +41,23 @@ func TestInboxShowsPendingExtension(t *testing.T) {
 	}
 	if rv := find("bob"); rv != nil {
 		t.Fatalf("a decided extension stays in the inbox: %+v", rv)
+	}
+}
+
+// TestReviewEligibleLeavesOutWhoDecided: the people who can still approve a
+// step leave out the requester and those who already approved it.
+func TestReviewEligibleLeavesOutWhoDecided(t *testing.T) {
+	e := newEnv(t)
+	r := e.create(t, "alice", "db", "30m") // two of sre, then one of leads
+	rv, err := e.rm.Review(t.Context(), e.users["bob"], r.ID)
+	if err != nil || strings.Join(rv.Eligible, ",") != "bob@example.com,carol@example.com,erin@example.com" {
+		t.Fatalf("before any approval: %v, %v", rv.Eligible, err)
+	}
+	if _, err := e.svc.Approve(t.Context(), e.users["bob"], r.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	rv, err = e.rm.Review(t.Context(), e.users["carol"], r.ID)
+	if err != nil || strings.Join(rv.Eligible, ",") != "carol@example.com,erin@example.com" {
+		t.Fatalf("after bob: %v, %v", rv.Eligible, err)
 	}
 }

@@ -33,6 +33,11 @@ type Review struct {
 	Approvers []string `json:"approvers"`
 	Count     int      `json:"count"`
 	Approved  int      `json:"approved"` // approvals already recorded for Step
+	// Eligible are the people of the policy file who may still approve Step:
+	// its approvers, without the requester and those who already decided
+	// (what explain lists). Users from an identity provider are not known
+	// until they sign in, so they are not listed.
+	Eligible []string `json:"eligible"`
 	Own       bool     `json:"own"`      // the user made this request
 	// CanApprove and CanDeny say whether Approve and Deny would accept this user now.
 	CanApprove bool `json:"can_approve"`
@@ -60,6 +65,11 @@ func (s *Reader) review(u ajar.User, r *ajar.Request, ext *ajar.Extension, break
 			for _, a := range approvals {
 				if a.Step == rv.Step && a.Decision == ajar.DecisionApprove {
 					rv.Approved++
+				}
+			}
+			for _, id := range s.svc.Policy().Eligible(st.Approvers, r.Requester) {
+				if !slices.ContainsFunc(approvals, func(a ajar.Approval) bool { return ajar.SameUser(a.Approver, id) }) {
+					rv.Eligible = append(rv.Eligible, id)
 				}
 			}
 		}

@@ -532,7 +532,8 @@ func TestExtensionDecisionInPage(t *testing.T) {
 	c.signIn(s.tokens["bob"])
 	page = c.get("/requests/" + r.ID).Body
 	if !strings.Contains(page, `action="/requests/`+r.ID+`/approve"`) || !strings.Contains(page, `action="/requests/`+r.ID+`/deny"`) ||
-		!strings.Contains(page, "<dt>Extension</dt>") || strings.Contains(page, "nothing left to decide") {
+		!strings.Contains(page, "<dt>Extension</dt>") || strings.Contains(page, "nothing left to decide") ||
+		!strings.Contains(page, "<dt>Can approve</dt><dd>bob@example.com</dd>") {
 		t.Errorf("bob's page of alice's extension\n%s", page)
 	}
 	// The extension is in bob's inbox, with approve and deny.
