@@ -38,7 +38,7 @@ type Review struct {
 	// (what explain lists). Users from an identity provider are not known
 	// until they sign in, so they are not listed.
 	Eligible []string `json:"eligible"`
-	Own       bool     `json:"own"`      // the user made this request
+	Own      bool     `json:"own"` // the user made this request
 	// CanApprove and CanDeny say whether Approve and Deny would accept this user now.
 	CanApprove bool `json:"can_approve"`
 	CanDeny    bool `json:"can_deny"`
