@@ -33,17 +33,17 @@ type Review struct {
 	Approvers []string `json:"approvers"`
 	Count     int      `json:"count"`
 	Approved  int      `json:"approved"` // approvals already recorded for Step
-	// Eligible are the people of the policy file who may still approve Step:
-	// its approvers, without the requester and those who already decided
-	// (what explain lists). Users from an identity provider are not known
-	// until they sign in, so they are not listed.
-	Eligible []string `json:"eligible"`
-	Own      bool     `json:"own"` // the user made this request
+	Own       bool     `json:"own"`      // the user made this request
 	// CanApprove and CanDeny say whether Approve and Deny would accept this user now.
 	CanApprove bool `json:"can_approve"`
 	CanDeny    bool `json:"can_deny"`
 	// Blocked says why the user cannot approve ("" when CanApprove).
 	Blocked string `json:"blocked,omitempty"`
+	// Eligible are the people of the policy file who may still approve Step:
+	// its approvers, without the requester and those who already decided
+	// (what explain lists). Users from an identity provider are not known
+	// until they sign in, so they are not listed.
+	Eligible []string `json:"eligible"`
 }
 
 // review works out what u may do about r, or about ext, r's extension waiting
