@@ -461,6 +461,10 @@ func TestAuditPage(t *testing.T) {
 			t.Errorf("admin's audit page lacks %q", want)
 		}
 	}
+	// Details read as key: value, not raw JSON.
+	if !strings.Contains(page, "<dt>target</dt><dd>demo-ssh</dd>") || !strings.Contains(page, "<dt>reason</dt><dd>check</dd>") {
+		t.Errorf("admin's audit page lacks readable details\n%s", page)
+	}
 	page = alice.get("/audit").Body
 	if strings.Contains(page, "<code>token.created</code>") || !strings.Contains(page, "<code>request.created</code>") {
 		t.Errorf("alice's audit page shows other events, or not hers\n%s", page)
