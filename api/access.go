@@ -17,6 +17,9 @@ import (
 // request into the log; anything else is replaced by a fresh one.
 const RequestIDHeader = "X-Request-Id"
 
+// RefreshHeader marks a web page's own periodic refresh (web/static/app.js).
+const RefreshHeader = "X-Ajar-Refresh"
+
 // goodRequestID is an incoming request id ajar keeps: up to 64 letters,
 // digits, '.', '_' or '-'; nothing that could break a log line or a header.
 var goodRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -62,7 +65,9 @@ func withAccessInfo(w http.ResponseWriter, r *http.Request) (*http.Request, *acc
 // pollingRoute reports whether a successful request is one that clients and
 // host agents repeat on a timer, so that its access log line is at debug
 // level: probes and metrics, the hosts' revocation list, key sync and session
-// reports, and a request's status (ajar request --wait, ajar ssh).
+// reports, a request's status (ajar request --wait, ajar ssh), and a web page
+// refreshing itself (RefreshHeader). It only sets a log level: a client that
+// sends the header on its own requests hides nothing but reads from info.
 func pollingRoute(r *http.Request) bool {
 	p := r.URL.Path
 	switch {
@@ -74,6 +79,8 @@ func pollingRoute(r *http.Request) bool {
 		return true
 	case r.Method == http.MethodGet && strings.HasPrefix(p, "/v1/requests/") && !strings.Contains(p[len("/v1/requests/"):], "/"):
 		return true
+	case r.Method == http.MethodGet && !strings.HasPrefix(p, "/v1/") && r.Header.Get(RefreshHeader) == "1":
+		return true // a web page refreshing itself (web/static/app.js)
 	}
 	return false
 }

@@ -108,7 +108,14 @@ func TestPollingAtDebug(t *testing.T) {
 			t.Errorf("%s %s is not a polling route", r.Method, r.URL.Path)
 		}
 	}
-	for _, r := range []*http.Request{newReq("POST", "/v1/requests/r1/approve", "", ""), newReq("GET", "/v1/requests", "", "")} {
+	refresh := newReq("GET", "/inbox", "", "")
+	refresh.Header.Set(RefreshHeader, "1")
+	if !pollingRoute(refresh) {
+		t.Errorf("a web page's refresh is not polling")
+	}
+	apiRefresh := newReq("POST", "/v1/requests/r1/approve", "", "")
+	apiRefresh.Header.Set(RefreshHeader, "1")
+	for _, r := range []*http.Request{apiRefresh, newReq("GET", "/inbox", "", ""), newReq("GET", "/v1/requests", "", "")} {
 		if pollingRoute(r) {
 			t.Errorf("%s %s is a polling route", r.Method, r.URL.Path)
 		}
