@@ -85,6 +85,7 @@ func (s *Server) routes() http.Handler {
 	s.workflowRoutes(mux) // api/workflow.go
 	s.awsRoutes(mux)      // api/aws.go
 	s.sessionRoutes(mux)  // api/sessions.go
+	s.inboxRoutes(mux)    // api/inbox.go
 
 	// Anything else under /v1 gets the JSON error envelope rather than the mux's
 	// plain-text 404 and 405.
@@ -131,6 +132,7 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, ajar.User)) h
 			s.writeError(w, r, err)
 			return
 		}
+		noteUser(r, u.ID) // for the access log (api/access.go)
 		h(w, r, u)
 	}
 }

@@ -39,6 +39,11 @@ type Review struct {
 	CanDeny    bool `json:"can_deny"`
 	// Blocked says why the user cannot approve ("" when CanApprove).
 	Blocked string `json:"blocked,omitempty"`
+	// Eligible are the people of the policy file who may still approve Step:
+	// its approvers, without the requester and those who already decided
+	// (what explain lists). Users from an identity provider are not known
+	// until they sign in, so they are not listed.
+	Eligible []string `json:"eligible"`
 }
 
 // review works out what u may do about r, or about ext, r's extension waiting
@@ -60,6 +65,11 @@ func (s *Reader) review(u ajar.User, r *ajar.Request, ext *ajar.Extension, break
 			for _, a := range approvals {
 				if a.Step == rv.Step && a.Decision == ajar.DecisionApprove {
 					rv.Approved++
+				}
+			}
+			for _, id := range s.pol.Eligible(st.Approvers, r.Requester) {
+				if !slices.ContainsFunc(approvals, func(a ajar.Approval) bool { return ajar.SameUser(a.Approver, id) }) {
+					rv.Eligible = append(rv.Eligible, id)
 				}
 			}
 		}
@@ -116,16 +126,39 @@ func blockedSentence(reason string, err error, r *ajar.Request, ext *ajar.Extens
 	return strings.ToUpper(msg[:1]) + msg[1:] + "."
 }
 
-// Inbox lists the pending requests u can decide on (u approves some step of
-// their policy) and u's own pending requests, longest waiting first, each with
+// Inbox lists the pending requests, and the active ones with an extension
+// waiting for approval, that u can decide on (u approves some step of their
+// policy) or made, longest waiting first, each with
 // what u may do about it. It reads every pending request, however many there
 // are (the open-request limit bounds them), so none is left out.
 func (s *Reader) Inbox(ctx context.Context, u ajar.User) ([]Review, error) {
 	var rs []*ajar.Request
+	exts := map[string]*ajar.Extension{} // active request id: its pending extension
+	bgs := map[string]bool{}             // active request id: made with break-glass
 	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
-		return eachRequest(ctx, tx, ajar.RequestFilter{States: []ajar.State{ajar.StatePending}}, func(r *ajar.Request) {
-			rs = append(rs, r)
+		var active []*ajar.Request
+		err := eachRequest(ctx, tx, ajar.RequestFilter{States: []ajar.State{ajar.StatePending, ajar.StateActive}}, func(r *ajar.Request) {
+			if r.State == ajar.StateActive {
+				active = append(active, r)
+			} else {
+				rs = append(rs, r)
+			}
 		})
+		if err != nil {
+			return err
+		}
+		// An active request is in the inbox while an extension of it waits
+		// for approval: that is what Approve and Deny decide.
+		for _, r := range active {
+			ext, bg, err := pendingExtension(ctx, tx, r.ID)
+			if err != nil {
+				return err
+			}
+			if ext != nil {
+				rs, exts[r.ID], bgs[r.ID] = append(rs, r), ext, bg
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("inbox: %w", err)
@@ -133,11 +166,11 @@ func (s *Reader) Inbox(ctx context.Context, u ajar.User) ([]Review, error) {
 	out := []Review{}
 	now := s.now()
 	for _, r := range rs {
-		if rv, approver := s.review(u, r, nil, false, now); approver || rv.Own {
+		if rv, approver := s.review(u, r, exts[r.ID], bgs[r.ID], now); approver || rv.Own {
 			out = append(out, rv)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b Review) int { return a.Request.CreatedAt.Compare(b.Request.CreatedAt) })
+	slices.SortStableFunc(out, func(a, b Review) int { return a.waitingSince().Compare(b.waitingSince()) })
 	return out, nil
 }
 
@@ -151,17 +184,8 @@ func (s *Reader) Review(ctx context.Context, u ajar.User, id string) (*Review, e
 	var ext *ajar.Extension
 	bg := false
 	if r.State == ajar.StateActive {
-		err := s.store.View(ctx, func(tx ajar.ReadTx) error {
-			exts, err := tx.ListExtensions(ctx, r.ID)
-			if err != nil {
-				return err
-			}
-			for i := len(exts) - 1; i >= 0 && ext == nil; i-- {
-				if exts[i].State == ajar.ExtensionPending {
-					ext = &exts[i]
-				}
-			}
-			bg, err = broker.RequestIsBreakglass(ctx, tx, r.ID)
+		err := s.store.View(ctx, func(tx ajar.ReadTx) (err error) {
+			ext, bg, err = pendingExtension(ctx, tx, r.ID)
 			return err
 		})
 		if err != nil {
@@ -170,6 +194,32 @@ func (s *Reader) Review(ctx context.Context, u ajar.User, id string) (*Review, e
 	}
 	rv, _ := s.review(u, r, ext, bg, s.now())
 	return &rv, nil
+}
+
+// waitingSince is when what rv decides was asked for: the extension, or the
+// request.
+func (rv Review) waitingSince() time.Time {
+	if rv.Extension != nil {
+		return rv.Extension.RequestedAt
+	}
+	return rv.Request.CreatedAt
+}
+
+// pendingExtension returns the newest extension of active request id that
+// waits for approval (nil when none), and whether the request was made with
+// break-glass, which deciding on it needs to know.
+func pendingExtension(ctx context.Context, tx ajar.ReadTx, id string) (*ajar.Extension, bool, error) {
+	exts, err := tx.ListExtensions(ctx, id)
+	if err != nil {
+		return nil, false, err
+	}
+	for i := len(exts) - 1; i >= 0; i-- {
+		if exts[i].State == ajar.ExtensionPending {
+			bg, err := broker.RequestIsBreakglass(ctx, tx, id)
+			return &exts[i], bg, err
+		}
+	}
+	return nil, false, nil
 }
 
 // ParamInfo is a request parameter a target takes.

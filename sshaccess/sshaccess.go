@@ -52,13 +52,18 @@ type Output struct {
 	Request *ajar.Request         `json:"request"`
 	Reused  bool                  `json:"reused"`
 	Cert    *broker.SSHCertOutput `json:"ssh_cert,omitempty"`
+	// Scheduled are the caller's requests for the target that would have been
+	// reused but start later (approved or pending for a future start): they
+	// were skipped, so the caller can say why a new request was made.
+	Scheduled []*ajar.Request `json:"scheduled,omitempty"`
 }
 
-// SSHAccess finds the caller's own request for in.Target that can still be used
-// (active with at least minReuseLeft to go, else pending or approved) and whose
-// parameters equal in.Params, or creates one exactly as broker's CreateRequest
-// does. If the request is active and in.PublicKey is set, it certifies the key with
-// broker's IssueSSHCert. Nothing is stored if the target does not issue SSH certificates or the
+// SSHAccess finds the caller's own request for in.Target that can be used now
+// (active with at least minReuseLeft to go, else pending or approved without a
+// start in the future: those are returned in Scheduled, never waited on) and whose
+// parameters equal in.Params, or creates one exactly as CreateRequest does. If the
+// request is active and in.PublicKey is set, it certifies the key with broker's
+// IssueSSHCert. Nothing is stored if the target does not issue SSH certificates or the
 // key is malformed.
 func (s *Service) SSHAccess(ctx context.Context, u ajar.User, in Input) (*Output, error) {
 	create := broker.CreateInput{Target: in.Target, Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params}
@@ -85,7 +90,7 @@ func (s *Service) SSHAccess(ctx context.Context, u ajar.User, in Input) (*Output
 		}
 	}
 	out := &Output{}
-	out.Request, err = s.reusable(ctx, u, in.Target, in.Params)
+	out.Request, out.Scheduled, err = s.reusable(ctx, u, in.Target, in.Params)
 	if err != nil {
 		return nil, err
 	}
@@ -103,10 +108,12 @@ func (s *Service) SSHAccess(ctx context.Context, u ajar.User, in Input) (*Output
 }
 
 // reusable returns u's newest request for target with exactly params that is
-// active with minReuseLeft to go, or else the newest pending or approved one, or
-// nil.
-func (s *Service) reusable(ctx context.Context, u ajar.User, target string, params map[string]string) (*ajar.Request, error) {
+// active with minReuseLeft to go, or else the newest pending or approved one that
+// does not start later, or nil; and, when it found none, the pending or approved
+// ones it skipped because they start later.
+func (s *Service) reusable(ctx context.Context, u ajar.User, target string, params map[string]string) (*ajar.Request, []*ajar.Request, error) {
 	var found *ajar.Request
+	var later []*ajar.Request
 	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
 		now := tx.Now()
 		rs, err := tx.ListRequests(ctx, ajar.RequestFilter{
@@ -125,6 +132,8 @@ func (s *Service) reusable(ctx context.Context, u ajar.User, target string, para
 			case r.State == ajar.StateActive && r.ExpiresAt != nil && r.ExpiresAt.Sub(now) >= minReuseLeft:
 				found = r
 				return nil
+			case r.State != ajar.StateActive && r.StartAt != nil && r.StartAt.After(now):
+				later = append(later, r) // waiting on it would wait until it starts
 			case r.State != ajar.StateActive && waiting == nil:
 				waiting = r
 			}
@@ -132,7 +141,10 @@ func (s *Service) reusable(ctx context.Context, u ajar.User, target string, para
 		found = waiting
 		return nil
 	})
-	return found, err
+	if found != nil {
+		later = nil // reused: the skipped ones do not explain anything
+	}
+	return found, later, err
 }
 
 func sameParams(a, b map[string]string) bool {

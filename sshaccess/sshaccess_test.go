@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/internal/sshtest"
 	"github.com/ajar-dev/ajar/sshaccess"
 )
@@ -135,5 +136,35 @@ func TestSSHAccessAtTheCertificateLimit(t *testing.T) {
 	_, err := e.ssh.SSHAccess(t.Context(), e.Users["alice"], sshaccess.Input{Target: "db", Duration: "5m", PublicKey: sshtest.PublicKey(t)})
 	if ajar.ErrorCode(err) != ajar.ETOOMANY {
 		t.Fatalf("the 21st certificate: %v", err)
+	}
+}
+
+// TestSSHAccessSkipsScheduled: a request approved (or pending) for a start later
+// is not reused, since waiting on it would wait until it starts; a new request is
+// made with the caller's duration and reason, and the skipped one is named.
+func TestSSHAccessSkipsScheduled(t *testing.T) {
+	e := newSSHEnv(t)
+	ctx := t.Context()
+	start := e.Clock.Now().Add(20 * time.Hour)
+	later, err := e.Svc.CreateRequest(ctx, e.Users["alice"], broker.CreateInput{
+		Target: "web", Duration: "5m", Reason: "tomorrow", Params: src, Start: &start,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if later.State != ajar.StateApproved {
+		t.Fatalf("scheduled auto-approved request is %s, want approved", later.State)
+	}
+	now := e.access(t, "alice", "web", "5m", src)
+	if now.Reused || now.Request.ID == later.ID || now.Request.State != ajar.StateActive || now.Cert == nil {
+		t.Fatalf("access reused the scheduled request or is not active: %+v", now)
+	}
+	if len(now.Scheduled) != 1 || now.Scheduled[0].ID != later.ID {
+		t.Fatalf("Scheduled = %v, want [%s]", now.Scheduled, later.ID)
+	}
+	// Once a usable request exists, it is reused and nothing is reported skipped.
+	again := e.access(t, "alice", "web", "5m", src)
+	if !again.Reused || again.Request.ID != now.Request.ID || len(again.Scheduled) != 0 {
+		t.Fatalf("second access: %+v", again)
 	}
 }

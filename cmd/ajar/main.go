@@ -191,6 +191,7 @@ with the API token in $AJAR_TOKEN; --server and --token override them.`,
 		newSSHCmd(e),
 		newNodeCmd(e),
 		newVersionCmd(e), // version.go
+		newPolicyCmd(e),  // policycmd.go
 	)
 	audit := newAuditCmd(e)
 	audit.AddCommand(auditSubcommands(e)...)
@@ -198,6 +199,7 @@ with the API token in $AJAR_TOKEN; --server and --token override them.`,
 	root.AddCommand(workflowCommands(e)...) // workflow.go
 	root.AddCommand(awsCommands(e)...)      // aws.go
 	root.AddCommand(serverCommands(e)...)
+	addCompletions(e, root) // completion.go
 	return root
 }
 

@@ -72,12 +72,15 @@ func clean(s string) string {
 }
 
 // cleanLines is clean for multi-line text of ajar's own (a policy file's
-// problems, one a line): line feeds stay, everything else clean escapes is
-// escaped.
+// problems, cobra's "Did you mean this?" list), one item a line: line feeds
+// stay, tabs that indent a line become two spaces each, trailing blank lines
+// go, and everything else clean escapes is escaped. Never use it for text from
+// the server: that is one line, escaped by clean.
 func cleanLines(s string) string {
-	lines := strings.Split(s, "\n")
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	for i, l := range lines {
-		lines[i] = clean(l)
+		rest := strings.TrimLeft(l, "\t")
+		lines[i] = strings.Repeat("  ", len(l)-len(rest)) + clean(rest)
 	}
 	return strings.Join(lines, "\n")
 }

@@ -47,7 +47,9 @@ type serveOptions struct {
 	listen        string
 	masterKeyFile string
 	dev           bool
-	unsafeDev     bool // --unsafe-dev-config: --dev with --config, knowingly
+	unsafeDev     bool      // --unsafe-dev-config: --dev with --config, knowingly
+	logFormat     logFormat // logging.go
+	logLevel      logLevel
 }
 
 // devMode reports whether ajar runs its embedded demo policy and dev conveniences.
@@ -60,7 +62,7 @@ func newServeCmd(e *cliEnv) *cobra.Command {
 		Short: "Run the ajar server (with no --config: dev mode with the demo policy)",
 		Args:  argNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			log := newLogger(e.stderr, o.logFormat, o.logLevel.Level) // logging.go
 			a, err := openApp(cmd.Context(), o, e, log)
 			if err != nil {
 				return err
@@ -75,6 +77,9 @@ func newServeCmd(e *cliEnv) *cobra.Command {
 	cmd.Flags().StringVar(&o.listen, "listen", "", "listen address (default: the config's server.listen, or "+policy.DefaultListen+")")
 	cmd.Flags().StringVar(&o.masterKeyFile, "master-key-file", "", "file holding the base64 master key (or set "+keys.EnvMasterKey+")")
 	cmd.Flags().BoolVar(&o.dev, "dev", false, "dev mode: generate a master key file and API tokens for every configured user")
+	o.logFormat, o.logLevel.Level = "text", slog.LevelInfo
+	cmd.Flags().Var(&o.logFormat, "log-format", `log format: "text" or "json" (the start-up lines stay plain text)`)
+	cmd.Flags().Var(&o.logLevel, "log-level", "least level logged: debug (adds polling requests), info, warn or error")
 	cmd.Flags().BoolVar(&o.unsafeDev, "unsafe-dev-config", false, "allow --dev with --config: tokens for every user of a real policy, admins included, in a file (tests and trials only)")
 	return cmd
 }
@@ -231,6 +236,9 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
+	for _, w := range pol.Warnings() {
+		log.Warn("policy problem: some requests could never be approved", "field", w.Field, "problem", w.Message)
+	}
 	if err := os.MkdirAll(o.data, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -368,6 +376,11 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		mode = "dev mode, demo policy"
 	}
 	fmt.Fprintf(e.stderr, "ajar serving on %s (%s, %s, data in %s; %s)\n", srv.URL(), mode, storeDesc, o.data, readBuildInfo())
+	if !o.devMode() {
+		// A new deployment has no tokens yet: say how to mint one.
+		fmt.Fprintf(e.stderr, "API tokens (the first one too) are minted on this host: ajar token create --config %s --data %s --user USER_ID\n",
+			o.config, o.data)
+	}
 	if o.devMode() {
 		if err := writeDevTokens(ctx, ids, pol, o.data, srv.URL(), e); err != nil {
 			a.Close()
@@ -410,6 +423,7 @@ var (
 	_ api.Core            = core{}
 	_ api.WorkflowCore    = core{}
 	_ api.EvidenceCore    = core{}
+	_ api.InboxCore       = core{}
 	_ web.Core            = core{}
 	_ web.Extender        = core{}
 	_ api.SSHCore         = core{}

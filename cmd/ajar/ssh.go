@@ -51,7 +51,7 @@ func newSSHCmd(e *cliEnv) *cobra.Command {
 		Long: `Get SSH access to TARGET and run ssh with it, in one command.
 
 ajar ssh reuses your request for TARGET while it is active (or waits on your pending
-one); otherwise it asks for access with --for, --reason and --ticket, asking for a
+one, unless it is scheduled to start later: that one is skipped); otherwise it asks for access with --for, --reason and --ticket, asking for a
 reason on the terminal when the policy wants one. It waits for approval if needed,
 creates a new ed25519 key that only this ssh uses, gets a certificate for it (or, for
 authorized-keys targets, has the key authorized until the access ends), runs the system
@@ -168,6 +168,10 @@ func (e *cliEnv) runSSH(ctx context.Context, cmd *cobra.Command, o sshOptions, t
 		return err
 	}
 	req := out.Request
+	for _, r := range out.Scheduled {
+		fmt.Fprintf(e.stderr, "ajar: skipped your request %s for %s: it starts at %s (%s), not now\n",
+			clean(r.ID), clean(target), fmtTimePtr(r.StartAt), relative(*r.StartAt, e.now()))
+	}
 	how := "new request"
 	if out.Reused {
 		how = "your request"

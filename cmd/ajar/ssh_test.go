@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
@@ -17,6 +18,7 @@ import (
 type sshFake struct {
 	*fakeCore
 	pending bool
+	later   *ajar.Request // returned as skipped (scheduled) when set
 	access  []sshaccess.Input
 }
 
@@ -38,7 +40,11 @@ func (f *sshFake) SSHAccess(ctx context.Context, u ajar.User, in sshaccess.Input
 		return &sshaccess.Output{Request: r}, nil
 	}
 	cert, _ := f.IssueSSHCert(ctx, u, r.ID, []byte(in.PublicKey))
-	return &sshaccess.Output{Request: r, Cert: cert}, nil
+	out := &sshaccess.Output{Request: r, Cert: cert}
+	if f.later != nil {
+		out.Scheduled = []*ajar.Request{f.later}
+	}
+	return out, nil
 }
 
 // fakeSSH writes an ssh stand-in: "ssh -G" prints a config, anything else
@@ -110,6 +116,20 @@ func TestSSHCommandWaitsForApproval(t *testing.T) {
 	if !strings.Contains(strings.Join(core.Calls(), ","), "IssueSSHCert") {
 		t.Errorf("no certificate asked for after approval: %v", core.Calls())
 	}
+}
+
+// TestSSHCommandSaysScheduledSkipped: a request the server skipped because it
+// starts later is named, with its start, so the user knows why a new one was made.
+func TestSSHCommandSaysScheduledSkipped(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	start := time.Now().Add(20 * time.Hour).UTC().Truncate(time.Second)
+	core := &sshFake{fakeCore: newFakeCore(), later: &ajar.Request{ID: "r9", State: ajar.StateApproved, StartAt: &start}}
+	url := startServer(t, core)
+	sshBin, _ := fakeSSH(t)
+	r := runRaw(t, "--server", url, "--token", "alice-token", "ssh", "prod-web", "--for", "5m", "--ssh", sshBin,
+		"--", "u@127.0.0.1")
+	r.want(t, 7, "ajar: skipped your request r9 for prod-web: it starts at "+start.Format(time.RFC3339)+" (in 19h",
+		"ajar: new request r1 for prod-web: active")
 }
 
 func TestParseSSHConfig(t *testing.T) {

@@ -309,6 +309,9 @@ func printExplanation(w io.Writer, ex *policy.Explanation) error {
 	} else {
 		row("Break-glass", "not allowed for you")
 	}
+	for _, w := range ex.Warnings {
+		row("Warning", clean(w))
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
