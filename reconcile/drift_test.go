@@ -89,6 +89,7 @@ const testPolicy = `
 users:
   - {id: alice@example.com, groups: [eng]}
   - {id: bob@example.com, groups: [eng, sre]}
+  - {id: carol@example.com, groups: [sre]}
 targets: {cloud: {provider: fake}, db: {provider: fake}}
 policies:
   - {name: cloud, targets: [cloud], requesters: [group:eng], default_duration: 1h, max_duration: 2h, approval: {auto_approve: 'true'}}
