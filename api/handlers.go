@@ -83,6 +83,7 @@ func (s *Server) routes() http.Handler {
 	s.sshRoutes(mux)      // api/ssh.go
 	s.workflowRoutes(mux) // api/workflow.go
 	s.awsRoutes(mux)      // api/aws.go
+	s.dbRoutes(mux)       // api/db.go
 
 	// Anything else under /v1 gets the JSON error envelope rather than the mux's
 	// plain-text 404 and 405.

@@ -72,3 +72,67 @@ func (s *Service) IssueCredentials(ctx context.Context, u ajar.User, id string) 
 	}
 	return &CredentialsOutput{RequestID: r.ID, Target: r.Target, Credentials: creds}, nil
 }
+
+// DBLoginOutput is a database login for an active request (ajar.LoginIssuer),
+// shown to the requester once. ajar keeps no copy of the password.
+type DBLoginOutput struct {
+	RequestID string `json:"request_id"`
+	Target    string `json:"target"`
+	ajar.DBLogin
+}
+
+// IssueDBLogin sets a fresh password on the database login of u's own active
+// request and returns it once; it is never stored, and the audit log records
+// only who got which login, until when. Errors are IssueCredentials': EFORBIDDEN,
+// ECONFLICT, and EINVALID when the target gives no database logins.
+func (s *Service) IssueDBLogin(ctx context.Context, u ajar.User, id string) (*DBLoginOutput, error) {
+	r, err := s.GetRequest(ctx, u, id)
+	if err != nil {
+		return nil, err
+	}
+	if !ajar.SameUser(r.Requester, u.ID) {
+		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only the requester can get a login for request %s", r.ID)
+	}
+	if r.State != ajar.StateActive || r.Handle == nil || r.ExpiresAt == nil {
+		return nil, ajar.Errorf(ajar.ECONFLICT, "request %s is %s, not active", r.ID, r.State)
+	}
+	prov, err := s.providers.ForHandle(*r.Handle)
+	if err != nil {
+		return nil, err
+	}
+	issuer, ok := prov.(ajar.LoginIssuer)
+	if !ok {
+		return nil, ajar.Errorf(ajar.EINVALID, "target %s does not give database logins", r.Target)
+	}
+	now := s.now()
+	if !now.Before(*r.ExpiresAt) {
+		return nil, ajar.Errorf(ajar.ECONFLICT, "request %s has expired", r.ID)
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
+	login, err := issuer.IssueLogin(pctx, *r.Handle, now)
+	cancel()
+	if err != nil {
+		if ajar.ErrorCode(err) == ajar.EINTERNAL {
+			s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "db_login").Inc()
+		}
+		return nil, fmt.Errorf("database login for request %s: %w", r.ID, err)
+	}
+	// As for credentials: audited before it is shown. If the request ended
+	// meanwhile the password is dropped (the revocation drops the login).
+	err = s.store.Update(ctx, func(tx ajar.Tx) error {
+		cur, err := tx.GetRequest(ctx, id)
+		if err != nil {
+			return err
+		}
+		if cur.State != ajar.StateActive {
+			return ajar.Errorf(ajar.ECONFLICT, "request %s is %s, not active", id, cur.State)
+		}
+		return s.audit(ctx, tx, u.ID, "db_credentials.issued", id, map[string]any{
+			"user": login.User, "database": login.Database, "expires_at": login.ExpiresAt,
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &DBLoginOutput{RequestID: r.ID, Target: r.Target, DBLogin: login}, nil
+}
