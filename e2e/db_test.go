@@ -1,0 +1,236 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/internal/dbtest"
+	"github.com/ajar-dev/ajar/store/postgres/pgtest"
+)
+
+// The database tests run the real binary against a real PostgreSQL 15 (pgtest,
+// made to check passwords), with ajar's admin role set up exactly as
+// docs/providers/postgres-role.md says, and log in as the requester would.
+
+// pgTarget is a throw-away cluster with a database "app" whose role readonly may
+// read table allowed (not secret), ajar's least-privilege admin role, and a
+// hand-made role ajar must never touch. It sets AJAR_PG_ADMIN_DSN for the
+// servers the test starts next.
+type pgTarget struct {
+	super string // superuser DSN of the database
+	db    string // its name
+}
+
+const handMadeRole = "ajar_req_handmade"
+
+func newPGTarget(t *testing.T) *pgTarget {
+	t.Helper()
+	c := pgtest.StartT(t, pgtest.Options{})
+	ctx := t.Context()
+	super, err := c.CreateDatabase(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbtest.RequirePGPasswords(t, super)
+	u, _ := url.Parse(super)
+	p := &pgTarget{super: super, db: strings.TrimPrefix(u.Path, "/")}
+	p.exec(t, `CREATE ROLE readonly NOLOGIN;
+		CREATE TABLE allowed (v int); INSERT INTO allowed VALUES (42); CREATE TABLE secret (v int);
+		GRANT SELECT ON allowed TO readonly;
+		CREATE ROLE ajar_admin LOGIN CREATEROLE PASSWORD 'admin-secret';
+		GRANT readonly TO ajar_admin WITH ADMIN OPTION;
+		CREATE ROLE `+handMadeRole+` LOGIN PASSWORD 'hand-made' IN ROLE readonly;`)
+	u.User = url.UserPassword("ajar_admin", "admin-secret")
+	t.Setenv("AJAR_PG_ADMIN_DSN", u.String())
+	return p
+}
+
+func (p *pgTarget) exec(t testing.TB, sql string) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), p.super)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(t.Context(), sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func (p *pgTarget) roleExists(t testing.TB, role string) bool {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), p.super)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM pg_roles WHERE rolname = $1", role).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
+}
+
+// dbLogin is the JSON of ajar db-credentials -o json.
+type dbLogin struct {
+	RequestID string    `json:"request_id"`
+	User      string    `json:"user"`
+	Password  string    `json:"password"`
+	Host      string    `json:"host"`
+	Port      int       `json:"port"`
+	Database  string    `json:"database"`
+	DSN       string    `json:"dsn"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func pgConnect(t testing.TB, l dbLogin) (*pgx.Conn, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=%s sslmode=disable", l.Host, l.Port, l.User, l.Password, l.Database))
+}
+
+func (p *pgTarget) policy(t *testing.T, dir, extra string) string {
+	return awsPolicy(t, dir, `  prod-db:
+    provider: postgres-role
+    config: {admin_dsn_env: AJAR_PG_ADMIN_DSN, database: `+p.db+`, grant_roles: [readonly]}`, extra)
+}
+
+// TestPostgresRoleLogin: a request gives a login that works (with pgx and with
+// psql through ajar psql) and reads what readonly may read, nothing more; the
+// password is shown once and never audited; another user cannot get it; revoking
+// ends the open session and the login; a hand-made role with a similar name is
+// never touched.
+func TestPostgresRoleLogin(t *testing.T) {
+	requireTool(t, "psql")
+	pg := newPGTarget(t)
+	dir := t.TempDir()
+	s := startServer(t, dir, "--config", pg.policy(t, dir, ""), "--dev")
+
+	r := s.request(t, "alice", "request", "prod-db", "--for", "10m", "--reason", "check orders")
+	if r.State != ajar.StateActive {
+		t.Fatalf("request is %s: %s", r.State, r.LastError)
+	}
+	var l dbLogin
+	if err := json.Unmarshal([]byte(s.ok(t, "alice", "db-credentials", r.ID, "-o", "json")), &l); err != nil {
+		t.Fatal(err)
+	}
+	if l.User != "ajar_"+r.ID || l.Database != pg.db || l.Password == "" || l.RequestID != r.ID || !strings.HasPrefix(l.DSN, "postgres://ajar_") {
+		t.Fatalf("login = %+v", l)
+	}
+	conn, err := pgConnect(t, l)
+	if err != nil {
+		t.Fatalf("connect as %s: %v", l.User, err)
+	}
+	defer conn.Close(context.Background())
+	var v int
+	if err := conn.QueryRow(t.Context(), "SELECT v FROM allowed").Scan(&v); err != nil || v != 42 {
+		t.Fatalf("SELECT allowed = %d, %v", v, err)
+	}
+	if _, err := conn.Exec(t.Context(), "SELECT * FROM secret"); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("SELECT secret: %v, want permission denied", err)
+	}
+
+	// ajar psql reuses the active request and runs psql with a fresh password.
+	// (The session above keeps working: a password is checked at login only.)
+	res := s.ajar(t, "alice", "psql", "prod-db", "--", "-tAc", "SELECT v FROM allowed")
+	if res.Code != 0 || strings.TrimSpace(res.Stdout) != "42" || !strings.Contains(res.Stderr, "your request "+r.ID) {
+		t.Fatalf("ajar psql: exit %d\nstdout: %s\nstderr: %s", res.Code, res.Stdout, res.Stderr)
+	}
+	if res := s.ajar(t, "alice", "psql", "prod-db", "--", "-tAc", "SELECT v FROM secret"); res.Code == 0 || !strings.Contains(res.Stderr, "permission denied") {
+		t.Fatalf("ajar psql reading secret: exit %d\nstderr: %s", res.Code, res.Stderr)
+	}
+	if _, err := pgConnect(t, l); err == nil {
+		t.Fatal("the first password still works after ajar psql set a new one")
+	}
+
+	// Nobody else gets the login.
+	if res := s.ajar(t, "admin", "db-credentials", r.ID, "-o", "json"); res.Code == 0 {
+		t.Fatalf("admin got alice's login: %s", res.Stdout)
+	}
+	issued := 0
+	for _, ev := range s.auditEvents(t) {
+		if strings.Contains(string(ev.Details), l.Password) {
+			t.Fatalf("the password is in the audit log: %s %s", ev.Action, ev.Details)
+		}
+		if ev.Action == "db_credentials.issued" && ev.Subject == r.ID {
+			issued++
+		}
+	}
+	if issued != 3 {
+		t.Fatalf("%d db_credentials.issued events, want 3", issued)
+	}
+	if strings.Contains(s.logs(), l.Password) {
+		t.Fatal("the password is in the server log")
+	}
+
+	s.ok(t, "alice", "revoke", r.ID)
+	s.waitState(t, "alice", r.ID, ajar.StateRevoked, 60*time.Second)
+	if err := conn.Ping(t.Context()); err == nil {
+		t.Fatal("the open session survived the revocation")
+	}
+	if res := s.ajar(t, "alice", "db-credentials", r.ID); res.Code == 0 {
+		t.Fatal("db-credentials works on a revoked request")
+	}
+	if pg.roleExists(t, l.User) {
+		t.Fatalf("role %s is still there after the revocation", l.User)
+	}
+	if !pg.roleExists(t, handMadeRole) {
+		t.Fatalf("the hand-made role %s was dropped", handMadeRole)
+	}
+	hand := dbLogin{User: handMadeRole, Password: "hand-made", Host: l.Host, Port: l.Port, Database: pg.db}
+	if c, err := pgConnect(t, hand); err != nil {
+		t.Fatalf("the hand-made role no longer logs in: %v", err)
+	} else {
+		c.Close(context.Background())
+	}
+}
+
+// TestPostgresRoleCrashAcrossExpiry: ajar is killed with SIGKILL while a login
+// is in use and comes back after the window closed (its clock moved 15 minutes
+// on): the session is ended and the role is gone.
+func TestPostgresRoleCrashAcrossExpiry(t *testing.T) {
+	pg := newPGTarget(t)
+	dir := t.TempDir()
+	config := pg.policy(t, t.TempDir(), `storage: {driver: sqlite, dsn: "`+filepath.Join(dir, "ajar.db")+`"}`)
+	env := []string{"AJAR_MASTER_KEY=" + randomMasterKey()}
+	s := startReplica(t, "before", config, env...)
+	r := s.request(t, "alice", "request", "prod-db", "--for", "10m", "--reason", "crash test")
+	if r.State != ajar.StateActive {
+		t.Fatalf("request is %s: %s", r.State, r.LastError)
+	}
+	var l dbLogin
+	if err := json.Unmarshal([]byte(s.ok(t, "alice", "db-credentials", r.ID, "-o", "json")), &l); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgConnect(t, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	s.kill()
+
+	s2 := startReplica(t, "after", config, append(env, "AJAR_TEST_CLOCK_OFFSET=15m")...)
+	s2.waitState(t, "alice", r.ID, ajar.StateExpired, 2*time.Minute)
+	if err := conn.Ping(t.Context()); err == nil {
+		t.Fatal("the open session survived the expiry")
+	}
+	if _, err := pgConnect(t, l); err == nil {
+		t.Fatal("the login still works after the expiry")
+	}
+	if pg.roleExists(t, l.User) {
+		t.Fatalf("role %s is still there after the expiry", l.User)
+	}
+	if !pg.roleExists(t, handMadeRole) {
+		t.Fatal("the hand-made role was dropped")
+	}
+}
