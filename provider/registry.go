@@ -17,6 +17,7 @@ import (
 	"github.com/ajar-dev/ajar/provider/awsssm"
 	"github.com/ajar-dev/ajar/provider/awssts"
 	"github.com/ajar-dev/ajar/provider/httpprovider"
+	"github.com/ajar-dev/ajar/provider/mysqluser"
 	"github.com/ajar-dev/ajar/provider/postgresrole"
 	"github.com/ajar-dev/ajar/provider/sshcert"
 	"github.com/ajar-dev/ajar/provider/testcounter"
@@ -73,6 +74,16 @@ var Kinds = map[string]Kind{
 		Check: httpprovider.CheckConfig,
 		New: func(target string, config json.RawMessage, deps Deps) (ajar.Provider, error) {
 			p, err := httpprovider.New(target, config)
+			if err != nil {
+				return nil, err
+			}
+			return p, nil
+		},
+	},
+	mysqluser.Name: {
+		Check: mysqluser.CheckConfig,
+		New: func(target string, config json.RawMessage, deps Deps) (ajar.Provider, error) {
+			p, err := mysqluser.New(target, config)
 			if err != nil {
 				return nil, err
 			}
