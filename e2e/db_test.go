@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -232,5 +234,160 @@ func TestPostgresRoleCrashAcrossExpiry(t *testing.T) {
 	}
 	if !pg.roleExists(t, handMadeRole) {
 		t.Fatal("the hand-made role was dropped")
+	}
+}
+
+// myTarget is a throw-away MariaDB with database app (tables allowed and
+// secret), a role reader that may read allowed only, ajar's least-privilege
+// admin as docs/providers/mysql-user.md says, and a hand-made user ajar must
+// never touch. It sets AJAR_MYSQL_ADMIN_DSN for the servers started next.
+func newMyTarget(t *testing.T) *dbtest.MariaDB {
+	t.Helper()
+	m := dbtest.StartMariaDB(t)
+	m.Exec(t, `CREATE DATABASE app; CREATE TABLE app.allowed (v int); INSERT INTO app.allowed VALUES (42); CREATE TABLE app.secret (v int);
+		CREATE ROLE reader; GRANT SELECT ON app.allowed TO reader;
+		CREATE DATABASE ajar;
+		CREATE USER 'ajar_admin'@'%' IDENTIFIED BY 'admin-secret';
+		GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO 'ajar_admin'@'%';
+		GRANT SELECT, INSERT, DELETE, CREATE ON ajar.* TO 'ajar_admin'@'%';
+		GRANT reader TO 'ajar_admin'@'%' WITH ADMIN OPTION;
+		CREATE USER '`+handMadeRole+`'@'%' IDENTIFIED BY 'hand-made'; GRANT reader TO '`+handMadeRole+`'@'%';`)
+	t.Setenv("AJAR_MYSQL_ADMIN_DSN", m.DSN("ajar_admin", "admin-secret", ""))
+	return m
+}
+
+func myPolicy(t *testing.T, dir, extra string) string {
+	return awsPolicy(t, dir, `  prod-my:
+    provider: mysql-user
+    config: {admin_dsn_env: AJAR_MYSQL_ADMIN_DSN, database: app, grant_roles: [reader]}`, extra)
+}
+
+func myUserExists(t testing.TB, m *dbtest.MariaDB, user string) bool {
+	t.Helper()
+	db, err := sql.Open("mysql", m.RootDSN(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT COUNT(*) FROM mysql.user WHERE User = ?", user).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
+}
+
+func myConnect(t testing.TB, m *dbtest.MariaDB, l dbLogin) (*sql.DB, *sql.Conn, error) {
+	t.Helper()
+	db, err := sql.Open("mysql", m.DSN(l.User, l.Password, l.Database))
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := db.Conn(ctx)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, c, nil
+}
+
+// TestMySQLUserLogin: ajar mysql requests access and runs the mariadb client
+// with a login that reads what its role may read, nothing more, leaving no file
+// behind; revoking kills the open connection and drops the user; a hand-made
+// user with a similar name is never touched.
+func TestMySQLUserLogin(t *testing.T) {
+	requireTool(t, "mysql")
+	m := newMyTarget(t)
+	dir := t.TempDir()
+	s := startServer(t, dir, "--config", myPolicy(t, dir, ""), "--dev")
+
+	runtime := t.TempDir() // ajar mysql's option file goes here, and must be gone after
+	os.Chmod(runtime, 0o700)
+	t.Setenv("XDG_RUNTIME_DIR", runtime)
+	res := s.ajar(t, "alice", "mysql", "prod-my", "--for", "10m", "--reason", "check orders", "--", "-N", "-e", "SELECT v FROM allowed")
+	if res.Code != 0 || strings.TrimSpace(res.Stdout) != "42" || !strings.Contains(res.Stderr, "new request") {
+		t.Fatalf("ajar mysql: exit %d\nstdout: %s\nstderr: %s", res.Code, res.Stdout, res.Stderr)
+	}
+	if left, _ := os.ReadDir(runtime); len(left) != 0 {
+		t.Fatalf("ajar mysql left %d files in the runtime directory", len(left))
+	}
+	if res := s.ajar(t, "alice", "mysql", "prod-my", "--", "-N", "-e", "SELECT v FROM secret"); res.Code == 0 || !strings.Contains(res.Stderr, "denied") {
+		t.Fatalf("ajar mysql reading secret: exit %d\nstdout: %s\nstderr: %s", res.Code, res.Stdout, res.Stderr)
+	} else if !strings.Contains(res.Stderr, "your request") {
+		t.Fatalf("the second ajar mysql did not reuse the request:\n%s", res.Stderr)
+	}
+	var reqs []ajar.Request
+	if err := json.Unmarshal([]byte(s.ok(t, "alice", "requests", "--mine", "-o", "json")), &reqs); err != nil || len(reqs) != 1 {
+		t.Fatalf("alice's requests: %v, %v", reqs, err)
+	}
+	id := reqs[0].ID
+
+	var l dbLogin
+	if err := json.Unmarshal([]byte(s.ok(t, "alice", "db-credentials", id, "-o", "json")), &l); err != nil {
+		t.Fatal(err)
+	}
+	if l.Host != "127.0.0.1" || l.Port != m.Port() || l.Database != "app" || l.User != "ajar_"+id {
+		t.Fatalf("login = %+v", l)
+	}
+	_, conn, err := myConnect(t, m, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	if err := conn.QueryRowContext(t.Context(), "SELECT v FROM app.allowed").Scan(&v); err != nil || v != 42 {
+		t.Fatalf("SELECT allowed = %d, %v", v, err)
+	}
+
+	s.ok(t, "alice", "revoke", id)
+	s.waitState(t, "alice", id, ajar.StateRevoked, 60*time.Second)
+	if err := conn.PingContext(t.Context()); err == nil {
+		t.Fatal("the open connection survived the revocation")
+	}
+	if _, _, err := myConnect(t, m, l); err == nil {
+		t.Fatal("the login still works after the revocation")
+	}
+	if myUserExists(t, m, l.User) {
+		t.Fatal("the user is still there")
+	}
+	if !myUserExists(t, m, handMadeRole) {
+		t.Fatal("the hand-made user was dropped")
+	}
+}
+
+// TestMySQLUserCrashAcrossExpiry: MariaDB has no account expiry of its own;
+// ajar killed with SIGKILL during the window still ends the login when it comes
+// back after the window closed.
+func TestMySQLUserCrashAcrossExpiry(t *testing.T) {
+	m := newMyTarget(t)
+	dir := t.TempDir()
+	config := myPolicy(t, t.TempDir(), `storage: {driver: sqlite, dsn: "`+filepath.Join(dir, "ajar.db")+`"}`)
+	env := []string{"AJAR_MASTER_KEY=" + randomMasterKey()}
+	s := startReplica(t, "before", config, env...)
+	r := s.request(t, "alice", "request", "prod-my", "--for", "10m", "--reason", "crash test")
+	if r.State != ajar.StateActive {
+		t.Fatalf("request is %s: %s", r.State, r.LastError)
+	}
+	var l dbLogin
+	if err := json.Unmarshal([]byte(s.ok(t, "alice", "db-credentials", r.ID, "-o", "json")), &l); err != nil {
+		t.Fatal(err)
+	}
+	_, conn, err := myConnect(t, m, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.kill()
+
+	s2 := startReplica(t, "after", config, append(env, "AJAR_TEST_CLOCK_OFFSET=15m")...)
+	s2.waitState(t, "alice", r.ID, ajar.StateExpired, 2*time.Minute)
+	if err := conn.PingContext(t.Context()); err == nil {
+		t.Fatal("the open connection survived the expiry")
+	}
+	if myUserExists(t, m, l.User) {
+		t.Fatal("the user is still there after the expiry")
+	}
+	if !myUserExists(t, m, handMadeRole) {
+		t.Fatal("the hand-made user was dropped")
 	}
 }
