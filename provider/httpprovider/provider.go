@@ -20,9 +20,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/internal/awsx"
@@ -74,9 +77,17 @@ type Config struct {
 	Timeout time.Duration
 	// Verify says the receiver answers verify calls (drift checks).
 	Verify bool
+	// Params are the request parameters the receiver takes (--param NAME=VALUE);
+	// any other is refused when the request is made.
+	Params []string
 }
 
-var configFields = []string{"url", "secret_env", "timeout", "verify"}
+var configFields = []string{"url", "secret_env", "timeout", "verify", "params"}
+
+var paramNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+
+// maxParamValue bounds a parameter's value.
+const maxParamValue = 256
 
 // CheckConfig returns every problem with an http target config.
 func CheckConfig(raw json.RawMessage) ajar.Problems {
@@ -92,6 +103,12 @@ func decodeConfig(raw json.RawMessage) (Config, ajar.Problems) {
 		Timeout:   f.Duration("timeout"),
 	}
 	cfg.Verify = f.Bool("verify")
+	cfg.Params = f.Strings("params")
+	for i, n := range cfg.Params {
+		if !paramNameRE.MatchString(n) || slices.Index(cfg.Params, n) < i {
+			f.Add(fmt.Sprintf("params[%d]", i), "%q is not a parameter name (a-z, 0-9 and _, starting with a letter, up to 32) or is listed twice", n)
+		}
+	}
 	if cfg.URL != "" {
 		u, err := url.Parse(cfg.URL)
 		switch {
@@ -133,9 +150,33 @@ type Provider struct {
 }
 
 var (
-	_ ajar.Provider = (*Provider)(nil)
-	_ ajar.Verifier = (*Provider)(nil)
+	_ ajar.Provider        = (*Provider)(nil)
+	_ ajar.Verifier        = (*Provider)(nil)
+	_ ajar.ParamsValidator = (*Provider)(nil)
 )
+
+// ValidateParams accepts the parameters the target's config names, each a
+// printable value of at most 256 bytes.
+func (p *Provider) ValidateParams(params map[string]string) error {
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !slices.Contains(p.cfg.Params, k) {
+			if len(p.cfg.Params) == 0 {
+				return ajar.FieldErrorf("params."+k, "target %s takes no parameters", p.target)
+			}
+			return ajar.FieldErrorf("params."+k, "unknown parameter: target %s takes %s", p.target, strings.Join(p.cfg.Params, ", "))
+		}
+		v := params[k]
+		if len(v) > maxParamValue || strings.ContainsFunc(v, func(r rune) bool { return !unicode.IsPrint(r) }) {
+			return ajar.FieldErrorf("params."+k, "must be printable text of at most %d bytes", maxParamValue)
+		}
+	}
+	return nil
+}
 
 // New returns the provider for target, reading the secret from the environment.
 func New(target string, raw json.RawMessage) (*Provider, error) {

@@ -216,3 +216,22 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatal("a short secret is accepted")
 	}
 }
+
+func TestValidateParams(t *testing.T) {
+	os.Setenv("AJAR_TEST_HTTP_SECRET", secret)
+	p, err := New("panel", json.RawMessage(`{"url": "https://panel.example/ajar", "secret_env": "AJAR_TEST_HTTP_SECRET", "params": ["team"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ValidateParams(map[string]string{"team": "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []map[string]string{{"role": "admin"}, {"team": "a\nb"}, {"team": strings.Repeat("x", 257)}} {
+		if err := p.ValidateParams(bad); ajar.ErrorCode(err) != ajar.EINVALID || !strings.HasPrefix(ajar.ErrorField(err), "params.") {
+			t.Errorf("ValidateParams(%q) = %v, want invalid params.*", bad, err)
+		}
+	}
+	if probs := CheckConfig(json.RawMessage(`{"url": "https://a.example", "secret_env": "S", "params": ["ok", "Bad", "ok"]}`)); len(probs) != 2 {
+		t.Fatalf("params problems = %v, want params[1] and params[2]", probs)
+	}
+}
