@@ -295,6 +295,11 @@ func (p *Provider) Revoke(ctx context.Context, h ajar.Handle) error {
 		if _, err := c.ExecContext(ctx, "DROP USER IF EXISTS "+account(user)); err != nil {
 			return fmt.Errorf("drop user: %w", err)
 		}
+		// A connection that was past its login check when the account was locked
+		// but not yet listed above is ended now.
+		if err := p.kill(ctx, c, user); err != nil {
+			return err
+		}
 		if _, err := c.ExecContext(ctx, "DELETE FROM "+p.markers()+" WHERE user_name = ? AND request_id = ?", user, h.Grant.RequestID); err != nil {
 			return fmt.Errorf("remove ajar's marker: %w", err)
 		}

@@ -202,7 +202,7 @@ func (p *Provider) Grant(ctx context.Context, req ajar.GrantRequest) (ajar.Handl
 		if exists && !ours {
 			return ajar.Errorf(ajar.EINVALID, "role %s exists and was not created by ajar for request %s: ajar leaves it alone", role, req.RequestID)
 		}
-		validUntil := quoteLiteral(until.UTC().Format(time.RFC3339Nano))
+		validUntil := pgTime(until)
 		if !exists {
 			v, err := scramVerifier(dbx.Password())
 			if err != nil {
@@ -256,7 +256,7 @@ func (p *Provider) Renew(ctx context.Context, h ajar.Handle, expiresAt time.Time
 		if !exists || !ours {
 			return ajar.Errorf(ajar.ECONFLICT, "role %s of request %s is gone", role, h.Grant.RequestID)
 		}
-		_, err = tx.Exec(ctx, fmt.Sprintf("ALTER ROLE %s VALID UNTIL %s", ident(role), quoteLiteral(expiresAt.UTC().Format(time.RFC3339Nano))))
+		_, err = tx.Exec(ctx, fmt.Sprintf("ALTER ROLE %s VALID UNTIL %s", ident(role), pgTime(expiresAt)))
 		return err
 	})
 	if err != nil {
@@ -286,10 +286,19 @@ func (p *Provider) Revoke(ctx context.Context, h ajar.Handle) error {
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtext($1))`, role); err != nil {
 		return fmt.Errorf("revoke %s: %w", h.Grant.RequestID, err)
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtext($1))`, role)
+	defer func() {
+		// A connection that may still hold the lock never goes back to the pool.
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtext($1))`, role); err != nil {
+			conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}()
 	exists, ours, err := owner(ctx, conn, role, h.Grant.RequestID)
 	if err != nil || !exists || !ours {
 		return err
+	}
+	var oid uint32
+	if err := conn.QueryRow(ctx, `SELECT oid FROM pg_roles WHERE rolname = $1`, role).Scan(&oid); err != nil {
+		return fmt.Errorf("revoke %s: %w", h.Grant.RequestID, err)
 	}
 	steps := []string{
 		// No new sessions from here on.
@@ -314,7 +323,11 @@ func (p *Provider) Revoke(ctx context.Context, h ajar.Handle) error {
 	if p.cfg.ReassignTo != "" {
 		steps = append(steps, fmt.Sprintf("REASSIGN OWNED BY %s TO %s", ident(role), ident(p.cfg.ReassignTo)))
 	}
-	steps = append(steps, fmt.Sprintf("DROP OWNED BY %s", ident(role)), fmt.Sprintf("DROP ROLE IF EXISTS %s", ident(role)))
+	steps = append(steps, fmt.Sprintf("DROP OWNED BY %s", ident(role)),
+		// A session that was past its login check when NOLOGIN committed but not
+		// yet listed the first time is ended now, while ajar may still do it.
+		"SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE usesysid = "+strconv.FormatUint(uint64(oid), 10),
+		fmt.Sprintf("DROP ROLE IF EXISTS %s", ident(role)))
 	for _, s := range steps {
 		if _, err := conn.Exec(ctx, s); err != nil {
 			var pe *pgconn.PgError
@@ -391,4 +404,10 @@ func hostPort(host string, port int) string {
 		return host
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// pgTime is t as a timestamp literal, cut to PostgreSQL's microseconds (never
+// rounded up past the grant's end).
+func pgTime(t time.Time) string {
+	return quoteLiteral(t.UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano))
 }
