@@ -102,7 +102,7 @@ server, user and database, and leaves nothing on disk.`,
 			if strings.TrimSpace(args[0]) == "" {
 				return usageErrorf("", "argument TARGET must not be empty")
 			}
-			if d := cmd.ArgsLenAtDash(); d > 1 {
+			if d := cmd.ArgsLenAtDash(); len(args) > 1 && d != 1 {
 				return usageErrorf("", "unexpected argument %q before --", args[1])
 			}
 			return nil
