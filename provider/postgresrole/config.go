@@ -31,9 +31,15 @@ type Config struct {
 	// DSN's.
 	Host string
 	Port int
+	// Existing, when set, switches to the membership mode: no login is
+	// created; grant_roles are granted to the requester's own existing role,
+	// named by existing_role_template ({user}, {local}, {domain}) or
+	// existing_roles (by ajar user id), and revoked at the end.
+	Existing *awsx.UserMap
 }
 
-var configFields = []string{"admin_dsn_env", "database", "grant_roles", "reassign_to", "host", "port"}
+var configFields = []string{"admin_dsn_env", "database", "grant_roles", "reassign_to", "host", "port",
+	"existing_role_template", "existing_roles"}
 
 // CheckConfig returns every problem with a postgres-role target config, with
 // field paths relative to the config ("grant_roles[1]"). It does not read the
@@ -53,6 +59,16 @@ func decodeConfig(raw json.RawMessage) (Config, ajar.Problems) {
 		Host:        f.String("host", false),
 	}
 	cfg.Port, _ = f.Int("port")
+	if f.Has("existing_role_template") || f.Has("existing_roles") {
+		m := f.UserMap("existing_role_template", "existing_roles", "{local}")
+		if !f.Has("existing_role_template") {
+			m.Template = "" // only the users listed
+		}
+		cfg.Existing = &m
+		if cfg.ReassignTo != "" {
+			f.Add("reassign_to", "is for the logins ajar creates; with existing_role_template or existing_roles ajar drops nothing")
+		}
+	}
 	if cfg.AdminDSNEnv != "" && !dbx.ValidEnvName(cfg.AdminDSNEnv) {
 		f.Add("admin_dsn_env", "%q is not an environment variable name", cfg.AdminDSNEnv)
 	}

@@ -62,12 +62,15 @@ var (
 	_ ajar.Verifier    = (*Provider)(nil)
 	_ ajar.Renewer     = (*Provider)(nil)
 	_ ajar.LoginIssuer = (*Provider)(nil)
+	_ ajar.Sharer      = (*Provider)(nil)
 )
 
 // handleData is Handle.Data for HandleVersion 1: no secret.
 type handleData struct {
 	Role     string `json:"role"`
 	Database string `json:"database"`
+	// Member is set in the membership mode: Role is the requester's own role.
+	Member bool `json:"member,omitempty"`
 }
 
 // New returns the provider for target, reading the admin DSN from the
@@ -185,6 +188,9 @@ func classify(err error, format string, args ...any) error {
 // VALID UNTIL and adds missing memberships. It returns EINVALID when a role of
 // that name exists that ajar did not create, or a grant role does not exist.
 func (p *Provider) Grant(ctx context.Context, req ajar.GrantRequest) (ajar.Handle, error) {
+	if p.cfg.Existing != nil {
+		return p.grantMember(ctx, req)
+	}
 	role, err := dbx.LoginName(req.RequestID)
 	if err != nil {
 		return ajar.Handle{}, err
@@ -248,6 +254,10 @@ func (p *Provider) Renew(ctx context.Context, h ajar.Handle, expiresAt time.Time
 	if err := h.Grant.CheckExpiry(expiresAt); err != nil {
 		return h, err
 	}
+	if p.cfg.Existing != nil { // memberships have no expiry of their own
+		h.Grant.ExpiresAt = expiresAt
+		return h, nil
+	}
 	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		exists, ours, err := owner(ctx, tx, role, h.Grant.RequestID)
 		if err != nil {
@@ -275,6 +285,9 @@ func (p *Provider) Revoke(ctx context.Context, h ajar.Handle) error {
 	role, err := p.check(h)
 	if err != nil {
 		return err
+	}
+	if p.cfg.Existing != nil {
+		return p.revokeMember(ctx, h)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -346,6 +359,9 @@ func (p *Provider) Verify(ctx context.Context, h ajar.Handle) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if p.cfg.Existing != nil {
+		return p.verifyMember(ctx, h)
+	}
 	exists, ours, err := owner(ctx, p.pool, role, h.Grant.RequestID)
 	if err != nil {
 		return false, fmt.Errorf("verify %s: %w", h.Grant.RequestID, err)
@@ -360,6 +376,9 @@ func (p *Provider) IssueLogin(ctx context.Context, h ajar.Handle, now time.Time)
 	role, err := p.check(h)
 	if err != nil {
 		return ajar.DBLogin{}, err
+	}
+	if p.cfg.Existing != nil {
+		return ajar.DBLogin{}, p.errNoLogin()
 	}
 	var d handleData
 	if len(h.Data) == 0 || json.Unmarshal(h.Data, &d) != nil || d.Role != role {

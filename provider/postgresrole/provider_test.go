@@ -36,6 +36,7 @@ type env struct {
 	super    string // superuser DSN of the database
 	db       string
 	readonly string
+	admin    string // ajar's admin role
 	p        *Provider
 }
 
@@ -47,6 +48,7 @@ func newEnv(t *testing.T) *env {
 	e := &env{super: super, db: strings.TrimPrefix(u.Path, "/")}
 	suffix := fmt.Sprint(envSeq.Add(1))
 	e.readonly = "readonly_" + suffix
+	e.admin = "ajar_admin_" + suffix
 	adminPass := "admin-pass-" + suffix
 	e.exec(t, "CREATE ROLE "+e.readonly+" NOLOGIN")
 	e.exec(t, fmt.Sprintf(setupSQL, suffix, adminPass))
@@ -281,11 +283,114 @@ func TestCheckConfig(t *testing.T) {
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("problem fields = %v, want %v\n%v", got, want, probs)
 	}
+	probs = CheckConfig(json.RawMessage(`{"admin_dsn_env": "X", "database": "app", "grant_roles": ["r"], "reassign_to": "o", "existing_role_template": "{nope}"}`))
+	if len(probs) != 2 || probs[0].Field != "existing_role_template" || probs[1].Field != "reassign_to" {
+		t.Fatalf("membership mode problems = %v", probs)
+	}
 	if probs := CheckConfig(json.RawMessage(`{}`)); len(probs) != 3 {
 		t.Fatalf("empty config: %v, want admin_dsn_env, database and grant_roles required", probs)
 	}
 	if _, err := New("db", json.RawMessage(`{"admin_dsn_env": "AJAR_TEST_UNSET_DSN", "database": "app", "grant_roles": ["r"]}`)); err == nil ||
 		!strings.Contains(err.Error(), "AJAR_TEST_UNSET_DSN") {
 		t.Fatalf("New without the DSN: %v", err)
+	}
+}
+
+// memberProvider is a provider in the membership mode over e's database: the
+// role of user@example.com is user_p.
+func (e *env) memberProvider(t *testing.T) *Provider {
+	t.Helper()
+	// The membership mode's one extra right (docs/providers/postgres-role.md).
+	e.exec(t, "GRANT pg_signal_backend TO "+e.admin)
+	cfg, _ := json.Marshal(map[string]any{"admin_dsn_env": e.p.cfg.AdminDSNEnv, "database": e.db, "grant_roles": []string{e.readonly},
+		"existing_role_template": "{local}_p"})
+	p, err := New("db", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func (e *env) members(t testing.TB, role string) int {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), e.super)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_auth_members m JOIN pg_roles u ON u.oid = m.member
+		JOIN pg_roles g ON g.oid = m.roleid WHERE u.rolname = $1 AND g.rolname = $2`, role, e.readonly).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestMemberConformance(t *testing.T) {
+	e := newEnv(t)
+	p := e.memberProvider(t)
+	providertest.Run(t, providertest.Subject{
+		Provider: p, Kind: Name,
+		Request: func(t testing.TB, id string) ajar.GrantRequest {
+			e.exec(t, "CREATE ROLE "+id+"_p LOGIN")
+			r := e.request(id)
+			r.Requester = id + "@example.com"
+			return r
+		},
+		Count: func(t testing.TB, req ajar.GrantRequest) int { return e.members(t, req.RequestID+"_p") },
+	})
+}
+
+// TestMemberMode: the person's own role gets the grant role for the window
+// and loses it at the end; a membership granted outside ajar is refused and
+// never revoked; no login is vended.
+func TestMemberMode(t *testing.T) {
+	e := newEnv(t)
+	p := e.memberProvider(t)
+	ctx := t.Context()
+	e.exec(t, "CREATE ROLE alice_p LOGIN PASSWORD 'alice-pass'; CREATE ROLE carol_p LOGIN")
+	e.exec(t, "GRANT "+e.readonly+" TO carol_p")
+	req := e.request(providertest.NewRequestID())
+	req.Requester = "alice@example.com"
+	if p.ShareKey(req) == "" {
+		t.Fatal("no share key in the membership mode")
+	}
+	h, err := p.Grant(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.IssueLogin(ctx, h, time.Now()); ajar.ErrorCode(err) != ajar.EINVALID {
+		t.Fatalf("IssueLogin in the membership mode: %v, want invalid", err)
+	}
+	conn, err := connectAs(ajar.DBLogin{User: "alice_p", Password: "alice-pass", DSN: "postgres://alice_p@127.0.0.1:" + fmt.Sprint(e.p.port) + "/" + e.db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var v int
+	if err := conn.QueryRow(ctx, "SELECT v FROM allowed").Scan(&v); err != nil || v != 42 {
+		t.Fatalf("SELECT allowed as alice_p = %d, %v", v, err)
+	}
+	if err := p.Revoke(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if e.members(t, "alice_p") != 0 {
+		t.Fatal("the membership outlived the revocation")
+	}
+	if err := conn.Ping(ctx); err == nil {
+		t.Fatal("alice_p's session survived the revocation")
+	}
+
+	carol := e.request(providertest.NewRequestID())
+	carol.Requester = "carol@example.com"
+	if _, err := p.Grant(ctx, carol); ajar.ErrorCode(err) != ajar.EINVALID {
+		t.Fatalf("Grant over a membership granted outside ajar: %v, want invalid", err)
+	}
+	if err := p.Revoke(ctx, providertest.Intent(Name, carol)); err != nil {
+		t.Fatal(err)
+	}
+	if e.members(t, "carol_p") != 1 {
+		t.Fatal("a membership granted outside ajar was revoked")
 	}
 }
