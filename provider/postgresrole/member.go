@@ -180,4 +180,3 @@ func (p *Provider) verifyMember(ctx context.Context, h ajar.Handle) (bool, error
 func (p *Provider) errNoLogin() error {
 	return ajar.Errorf(ajar.EINVALID, "target %s grants roles to your own database role: log in as it (ajar keeps no password for it)", p.target)
 }
-
