@@ -89,7 +89,7 @@ func StartMariaDB(tb testing.TB) *MariaDB {
 	m.cmd = exec.Command(server, append([]string{"--no-defaults", "--datadir=" + data, "--port=" + strconv.Itoa(m.port),
 		"--bind-address=127.0.0.1", "--socket=" + filepath.Join(dir, "mysqld.sock"), "--pid-file=" + filepath.Join(dir, "mysqld.pid"),
 		"--skip-name-resolve", "--skip-log-bin", "--innodb-buffer-pool-size=16M", "--innodb-log-file-size=8M",
-		"--performance-schema=OFF", "--max-connections=200"}, user...)...)
+		"--performance-schema=OFF", "--max-connections=200", "--event-scheduler=ON"}, user...)...)
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	m.cmd.Stdout, m.cmd.Stderr = (*mariaLog)(m), (*mariaLog)(m)
 	if err := m.cmd.Start(); err != nil {

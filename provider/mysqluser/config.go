@@ -31,11 +31,15 @@ type Config struct {
 	// Host and Port are what the person connects to; by default the admin DSN's.
 	Host string
 	Port int
+	// ExpiryEvent sets a target-side lock: an event (the server's event
+	// scheduler must be ON) that locks the account at the grant's end even if
+	// ajar is down then.
+	ExpiryEvent bool
 
 	privileges, roles []string
 }
 
-var configFields = []string{"admin_dsn_env", "database", "grant_roles", "marker_database", "host", "port"}
+var configFields = []string{"admin_dsn_env", "database", "grant_roles", "marker_database", "host", "port", "expiry_event"}
 
 // Privileges are the database-level privileges grant_roles may name.
 var Privileges = []string{
@@ -61,6 +65,7 @@ func decodeConfig(raw json.RawMessage) (Config, ajar.Problems) {
 		Host:           f.String("host", false),
 	}
 	cfg.Port, _ = f.Int("port")
+	cfg.ExpiryEvent = f.Bool("expiry_event")
 	if cfg.MarkerDatabase == "" {
 		cfg.MarkerDatabase = "ajar"
 	}

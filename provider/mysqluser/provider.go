@@ -13,9 +13,11 @@
 // a similar name is left alone (a grant over it fails instead).
 //
 // Neither MariaDB nor MySQL has a per-account expiry the account's holder cannot
-// undo (PASSWORD EXPIRE lets the holder choose a new password), so there is no
-// target-side lock: the login ends with ajar's durable revocation (docs/
-// architecture.md, invariant 1). docs/providers/mysql-user.md says more.
+// undo (PASSWORD EXPIRE lets the holder choose a new password). The nearest
+// target-side lock (docs/architecture.md, invariant 2) is opt-in, expiry_event:
+// an event that locks the account at the grant's end. Otherwise the login ends
+// with ajar's durable revocation (invariant 1). docs/providers/mysql-user.md
+// says more.
 package mysqluser
 
 import (
@@ -60,6 +62,7 @@ var (
 	_ ajar.Provider    = (*Provider)(nil)
 	_ ajar.Verifier    = (*Provider)(nil)
 	_ ajar.LoginIssuer = (*Provider)(nil)
+	_ ajar.Renewer     = (*Provider)(nil)
 )
 
 // handleData is Handle.Data for HandleVersion 1: no secret.
@@ -218,6 +221,9 @@ func (p *Provider) Grant(ctx context.Context, req ajar.GrantRequest) (ajar.Handl
 				return classify(err, "grant role %s to %s", r, user)
 			}
 		}
+		if err := p.setExpiryEvent(ctx, c, user, req.Until()); err != nil {
+			return err
+		}
 		if len(p.cfg.roles) > 0 {
 			return p.setDefaultRole(ctx, user, password, p.cfg.roles[0])
 		}
@@ -234,6 +240,64 @@ func (p *Provider) Grant(ctx context.Context, req ajar.GrantRequest) (ajar.Handl
 		return ajar.Handle{}, err
 	}
 	return ajar.Handle{Provider: Name, Version: HandleVersion, Grant: req, Data: data}, nil
+}
+
+func (p *Provider) eventName(user string) string {
+	return quoteIdent(p.cfg.MarkerDatabase) + "." + quoteIdent("expire_"+user)
+}
+
+// setExpiryEvent (with expiry_event) schedules the account's lock at until on
+// the server itself, replacing any earlier schedule. It returns EINVALID when
+// the server's event scheduler is not ON: the event would never run.
+func (p *Provider) setExpiryEvent(ctx context.Context, c *sql.Conn, user string, until time.Time) error {
+	if !p.cfg.ExpiryEvent {
+		return nil
+	}
+	var on string
+	if err := c.QueryRowContext(ctx, "SELECT @@event_scheduler").Scan(&on); err != nil {
+		return fmt.Errorf("read event_scheduler: %w", err)
+	}
+	if !strings.EqualFold(on, "ON") {
+		return ajar.Errorf(ajar.EINVALID, "expiry_event needs the server's event_scheduler ON, not %s", on)
+	}
+	if _, err := c.ExecContext(ctx, "DROP EVENT IF EXISTS "+p.eventName(user)); err != nil {
+		return fmt.Errorf("replace the lock of %s: %w", user, err)
+	}
+	_, err := c.ExecContext(ctx, "CREATE EVENT "+p.eventName(user)+" ON SCHEDULE AT FROM_UNIXTIME("+
+		strconv.FormatInt(until.Unix(), 10)+") ON COMPLETION NOT PRESERVE DO ALTER USER IF EXISTS "+account(user)+" ACCOUNT LOCK")
+	if err != nil {
+		return fmt.Errorf("schedule the lock of %s: %w", user, err)
+	}
+	return nil
+}
+
+// Renew moves the expiry event (with expiry_event); otherwise there is nothing
+// on the server to move. It returns ECONFLICT when the user is gone.
+func (p *Provider) Renew(ctx context.Context, h ajar.Handle, expiresAt time.Time) (ajar.Handle, error) {
+	user, err := p.check(h)
+	if err != nil {
+		return h, err
+	}
+	if err := h.Grant.CheckExpiry(expiresAt); err != nil {
+		return h, err
+	}
+	if p.cfg.ExpiryEvent {
+		err = p.locked(ctx, user, func(c *sql.Conn) error {
+			ours, err := p.marked(ctx, c, user, h.Grant.RequestID)
+			if err != nil {
+				return err
+			}
+			if !ours {
+				return ajar.Errorf(ajar.ECONFLICT, "user %s of request %s is gone", user, h.Grant.RequestID)
+			}
+			return p.setExpiryEvent(ctx, c, user, expiresAt)
+		})
+		if err != nil {
+			return h, fmt.Errorf("renew %s: %w", h.Grant.RequestID, err)
+		}
+	}
+	h.Grant.ExpiresAt = expiresAt
+	return h, nil
 }
 
 // setDefaultRole makes role the login's default role, so that it is in force
@@ -299,6 +363,9 @@ func (p *Provider) Revoke(ctx context.Context, h ajar.Handle) error {
 		// but not yet listed above is ended now.
 		if err := p.kill(ctx, c, user); err != nil {
 			return err
+		}
+		if _, err := c.ExecContext(ctx, "DROP EVENT IF EXISTS "+p.eventName(user)); err != nil && p.cfg.ExpiryEvent {
+			return fmt.Errorf("drop the expiry event: %w", err)
 		}
 		if _, err := c.ExecContext(ctx, "DELETE FROM "+p.markers()+" WHERE user_name = ? AND request_id = ?", user, h.Grant.RequestID); err != nil {
 			return fmt.Errorf("remove ajar's marker: %w", err)

@@ -22,7 +22,7 @@ const setupSQL = `
 CREATE DATABASE ajar;
 CREATE USER 'ajar_admin'@'%' IDENTIFIED BY 'admin-secret';
 GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO 'ajar_admin'@'%';
-GRANT SELECT, INSERT, DELETE, CREATE ON ajar.* TO 'ajar_admin'@'%';
+GRANT SELECT, INSERT, DELETE, CREATE, EVENT ON ajar.* TO 'ajar_admin'@'%';
 GRANT SELECT ON app.* TO 'ajar_admin'@'%' WITH GRANT OPTION;
 GRANT reader TO 'ajar_admin'@'%' WITH ADMIN OPTION;
 `
@@ -47,10 +47,19 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) provider(t *testing.T, grants ...string) *Provider {
 	t.Helper()
+	return e.providerWith(t, nil, grants...)
+}
+
+func (e *env) providerWith(t *testing.T, extra map[string]any, grants ...string) *Provider {
+	t.Helper()
 	name := fmt.Sprintf("AJAR_TEST_MYSQL_ADMIN_DSN_%d", envSeq.Add(1))
 	os.Setenv(name, e.dsn) // not t.Setenv: subtests run in parallel
 	t.Cleanup(func() { os.Unsetenv(name) })
-	cfg, _ := json.Marshal(map[string]any{"admin_dsn_env": name, "database": "app", "grant_roles": grants})
+	m := map[string]any{"admin_dsn_env": name, "database": "app", "grant_roles": grants}
+	for k, v := range extra {
+		m[k] = v
+	}
+	cfg, _ := json.Marshal(m)
 	p, err := New("db", cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -195,5 +204,64 @@ func TestCheckConfig(t *testing.T) {
 	}
 	if want := "marker_database,grant_roles[1],grant_roles[3],grant_roles[4]"; strings.Join(got, ",") != want {
 		t.Fatalf("fields = %v, want %s\n%v", got, want, probs)
+	}
+}
+
+// TestExpiryEvent: with expiry_event the server locks the account at the
+// grant's end by itself (ajar is not asked), Renew moves that time, and Revoke
+// drops the event.
+func TestExpiryEvent(t *testing.T) {
+	e := newEnv(t)
+	p := e.providerWith(t, map[string]any{"expiry_event": true}, "reader")
+	ctx := t.Context()
+	req := request(providertest.NewRequestID())
+	h, err := p.Grant(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := p.IssueLogin(ctx, h, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, c, err := connectAs(e, l)
+	if err != nil {
+		t.Fatalf("the login does not work before its end: %v", err)
+	}
+	c.Close()
+	db.Close()
+	// Moved to a second from now: the server's event locks the account.
+	if _, err := p.Renew(ctx, h, time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		db, c, err := connectAs(e, l)
+		if err != nil {
+			if !strings.Contains(err.Error(), "locked") {
+				t.Fatalf("the login fails, but not for its lock: %v", err)
+			}
+			break
+		}
+		c.Close()
+		db.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the account was not locked by the server at its end")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := p.Revoke(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if e.count(t, l.User) != 0 {
+		t.Fatal("the user is still there")
+	}
+	root, err := sql.Open("mysql", e.m.RootDSN(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	var n int
+	if err := root.QueryRow("SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = 'ajar'").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d events left after revoke (%v)", n, err)
 	}
 }
