@@ -391,3 +391,31 @@ func TestMySQLUserCrashAcrossExpiry(t *testing.T) {
 		t.Fatal("the hand-made user was dropped")
 	}
 }
+
+// TestPostgresRoleDrift: the drift check keeps the role existing exactly while
+// the request is active: dropped by hand during the window, it is made again;
+// brought back with ajar's mark after the end (a restored backup), it is dropped
+// again; a hand-made role is never touched.
+func TestPostgresRoleDrift(t *testing.T) {
+	pg := newPGTarget(t)
+	dir := t.TempDir()
+	s := startServer(t, dir, "--config", pg.policy(t, dir, "reconcile: {interval: 1s, lookback: 1h}\n"), "--dev")
+	r := s.request(t, "alice", "request", "prod-db", "--for", "10m", "--reason", "drift test")
+	if r.State != ajar.StateActive {
+		t.Fatalf("request is %s: %s", r.State, r.LastError)
+	}
+	role := "ajar_" + r.ID
+	pg.exec(t, "DROP ROLE "+role)
+	eventually(t, 60*time.Second, "the dropped role is made again", func() bool { return pg.roleExists(t, role) })
+
+	s.ok(t, "alice", "revoke", r.ID)
+	s.waitState(t, "alice", r.ID, ajar.StateRevoked, 60*time.Second)
+	if pg.roleExists(t, role) {
+		t.Fatal("role still there after the revocation")
+	}
+	pg.exec(t, "CREATE ROLE "+role+" LOGIN; COMMENT ON ROLE "+role+" IS 'ajar:request:"+r.ID+"'")
+	eventually(t, 60*time.Second, "the restored role is dropped again", func() bool { return !pg.roleExists(t, role) })
+	if !pg.roleExists(t, handMadeRole) {
+		t.Fatal("the hand-made role was dropped")
+	}
+}
