@@ -247,7 +247,9 @@ func (p *Provider) eventName(user string) string {
 }
 
 // setExpiryEvent (with expiry_event) schedules the account's lock at until on
-// the server itself, replacing any earlier schedule. It returns EINVALID when
+// the server itself, replacing any earlier schedule; a time already past locks
+// it a second from now (the server drops an event whose time has passed
+// unrun). It returns EINVALID when
 // the server's event scheduler is not ON: the event would never run.
 func (p *Provider) setExpiryEvent(ctx context.Context, c *sql.Conn, user string, until time.Time) error {
 	if !p.cfg.ExpiryEvent {
@@ -263,8 +265,8 @@ func (p *Provider) setExpiryEvent(ctx context.Context, c *sql.Conn, user string,
 	if _, err := c.ExecContext(ctx, "DROP EVENT IF EXISTS "+p.eventName(user)); err != nil {
 		return fmt.Errorf("replace the lock of %s: %w", user, err)
 	}
-	_, err := c.ExecContext(ctx, "CREATE EVENT "+p.eventName(user)+" ON SCHEDULE AT FROM_UNIXTIME("+
-		strconv.FormatInt(until.Unix(), 10)+") ON COMPLETION NOT PRESERVE DO ALTER USER IF EXISTS "+account(user)+" ACCOUNT LOCK")
+	_, err := c.ExecContext(ctx, "CREATE EVENT "+p.eventName(user)+" ON SCHEDULE AT GREATEST(FROM_UNIXTIME("+
+		strconv.FormatInt(until.Unix(), 10)+"), CURRENT_TIMESTAMP + INTERVAL 1 SECOND) ON COMPLETION NOT PRESERVE DO ALTER USER IF EXISTS "+account(user)+" ACCOUNT LOCK")
 	if err != nil {
 		return fmt.Errorf("schedule the lock of %s: %w", user, err)
 	}
