@@ -21,14 +21,50 @@ const Prefix = "ajar_"
 // never reaches SQL, even quoted.
 var requestIDRE = regexp.MustCompile(`^[a-z0-9_]{1,40}$`)
 
-// LoginName returns the login name of a request ("ajar_" and the request id,
-// lower-cased), or an EINVALID error when the id cannot be one.
-func LoginName(requestID string) (string, error) {
+// DefaultTemplate names a request's login after the request alone.
+const DefaultTemplate = Prefix + "{request}"
+
+var (
+	templateRE = regexp.MustCompile(`^ajar_([a-z0-9_]|\{request\}|\{local\})*$`)
+	notName    = regexp.MustCompile(`[^a-z0-9_]+`)
+)
+
+// CheckTemplate returns what is wrong with a login name template, or "": it
+// must start with "ajar_", contain {request} (one login per request, and the
+// mark ajar knows its own logins by) and otherwise only a-z, 0-9, _ and
+// {local} (the requester's id before "@", lower-cased, other characters as _,
+// at most 16 of them).
+func CheckTemplate(t string) string {
+	switch {
+	case !strings.HasPrefix(t, Prefix):
+		return "must start with " + Prefix
+	case !strings.Contains(t, "{request}"):
+		return "must contain {request}"
+	case !templateRE.MatchString(t):
+		return "may hold only a-z, 0-9, _, {request} and {local}"
+	}
+	return ""
+}
+
+// LoginNameFor returns the login name of a request under template (checked
+// with CheckTemplate), or an EINVALID error when the request id cannot be one
+// or the name would be longer than maxLen.
+func LoginNameFor(template, requestID, requester string, maxLen int) (string, error) {
 	id := strings.ToLower(requestID)
 	if !requestIDRE.MatchString(id) {
 		return "", ajar.FieldErrorf("request_id", "%q cannot name a database login (want up to 40 of a-z, 0-9 and _)", requestID)
 	}
-	return Prefix + id, nil
+	local, _, _ := strings.Cut(strings.ToLower(requester), "@")
+	local = notName.ReplaceAllString(local, "_")
+	if len(local) > 16 {
+		local = local[:16]
+	}
+	local = strings.Trim(local, "_")
+	name := strings.NewReplacer("{request}", id, "{local}", local).Replace(template)
+	if len(name) > maxLen {
+		return "", ajar.Errorf(ajar.EINVALID, "login name %s is longer than the %d characters the server allows", name, maxLen)
+	}
+	return name, nil
 }
 
 // Password returns a new random password: 32 bytes from crypto/rand, URL-safe

@@ -31,6 +31,9 @@ type Config struct {
 	// Host and Port are what the person connects to; by default the admin DSN's.
 	Host string
 	Port int
+	// LoginTemplate names the logins ajar creates (default "ajar_{request}"):
+	// see dbx.CheckTemplate.
+	LoginTemplate string
 	// ExpiryEvent sets a target-side lock: an event (the server's event
 	// scheduler must be ON) that locks the account at the grant's end even if
 	// ajar is down then.
@@ -39,7 +42,7 @@ type Config struct {
 	privileges, roles []string
 }
 
-var configFields = []string{"admin_dsn_env", "database", "grant_roles", "marker_database", "host", "port", "expiry_event"}
+var configFields = []string{"admin_dsn_env", "database", "grant_roles", "marker_database", "host", "port", "login_template", "expiry_event"}
 
 // Privileges are the database-level privileges grant_roles may name.
 var Privileges = []string{
@@ -65,6 +68,12 @@ func decodeConfig(raw json.RawMessage) (Config, ajar.Problems) {
 		Host:           f.String("host", false),
 	}
 	cfg.Port, _ = f.Int("port")
+	cfg.LoginTemplate = f.String("login_template", false)
+	if cfg.LoginTemplate == "" {
+		cfg.LoginTemplate = dbx.DefaultTemplate
+	} else if msg := dbx.CheckTemplate(cfg.LoginTemplate); msg != "" {
+		f.Add("login_template", "%q %s", cfg.LoginTemplate, msg)
+	}
 	cfg.ExpiryEvent = f.Bool("expiry_event")
 	if cfg.MarkerDatabase == "" {
 		cfg.MarkerDatabase = "ajar"

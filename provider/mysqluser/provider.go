@@ -173,7 +173,7 @@ func (p *Provider) marked(ctx context.Context, c *sql.Conn, user, requestID stri
 // again finds the marker and only adds missing grants. It returns EINVALID when
 // a user of that name exists that ajar did not create, or a role is unknown.
 func (p *Provider) Grant(ctx context.Context, req ajar.GrantRequest) (ajar.Handle, error) {
-	user, err := dbx.LoginName(req.RequestID)
+	user, err := p.loginName(req)
 	if err != nil {
 		return ajar.Handle{}, err
 	}
@@ -335,7 +335,7 @@ func (p *Provider) check(h ajar.Handle) (string, error) {
 	if h.Provider != Name || h.Version != HandleVersion {
 		return "", ajar.Errorf(ajar.EINVALID, "%s cannot handle a %q version %d grant", Name, h.Provider, h.Version)
 	}
-	return dbx.LoginName(h.Grant.RequestID)
+	return p.loginName(h.Grant)
 }
 
 // Revoke locks the request's user, ends its connections, drops it and then its
@@ -471,4 +471,9 @@ func (p *Provider) IssueLogin(ctx context.Context, h ajar.Handle, now time.Time)
 	}
 	u := url.URL{Scheme: "mysql", User: url.User(user), Host: net.JoinHostPort(p.host, strconv.Itoa(p.port)), Path: "/" + d.Database}
 	return ajar.DBLogin{User: user, Password: password, Host: p.host, Port: p.port, Database: d.Database, DSN: u.String(), ExpiresAt: until}, nil
+}
+
+// loginName is the name of the login ajar creates for req (login_template).
+func (p *Provider) loginName(req ajar.GrantRequest) (string, error) {
+	return dbx.LoginNameFor(p.cfg.LoginTemplate, req.RequestID, req.Requester, 80)
 }

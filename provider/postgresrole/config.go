@@ -31,6 +31,9 @@ type Config struct {
 	// DSN's.
 	Host string
 	Port int
+	// LoginTemplate names the logins ajar creates (default "ajar_{request}"):
+	// see dbx.CheckTemplate.
+	LoginTemplate string
 	// Existing, when set, switches to the membership mode: no login is
 	// created; grant_roles are granted to the requester's own existing role,
 	// named by existing_role_template ({user}, {local}, {domain}) or
@@ -38,7 +41,7 @@ type Config struct {
 	Existing *awsx.UserMap
 }
 
-var configFields = []string{"admin_dsn_env", "database", "grant_roles", "reassign_to", "host", "port",
+var configFields = []string{"admin_dsn_env", "database", "grant_roles", "reassign_to", "host", "port", "login_template",
 	"existing_role_template", "existing_roles"}
 
 // CheckConfig returns every problem with a postgres-role target config, with
@@ -59,6 +62,12 @@ func decodeConfig(raw json.RawMessage) (Config, ajar.Problems) {
 		Host:        f.String("host", false),
 	}
 	cfg.Port, _ = f.Int("port")
+	cfg.LoginTemplate = f.String("login_template", false)
+	if cfg.LoginTemplate == "" {
+		cfg.LoginTemplate = dbx.DefaultTemplate
+	} else if msg := dbx.CheckTemplate(cfg.LoginTemplate); msg != "" {
+		f.Add("login_template", "%q %s", cfg.LoginTemplate, msg)
+	}
 	if f.Has("existing_role_template") || f.Has("existing_roles") {
 		m := f.UserMap("existing_role_template", "existing_roles", "{local}")
 		if !f.Has("existing_role_template") {

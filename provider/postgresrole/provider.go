@@ -151,7 +151,7 @@ func (p *Provider) check(h ajar.Handle) (string, error) {
 	if h.Provider != Name || h.Version != HandleVersion {
 		return "", ajar.Errorf(ajar.EINVALID, "%s cannot handle a %q version %d grant", Name, h.Provider, h.Version)
 	}
-	return dbx.LoginName(h.Grant.RequestID)
+	return p.loginName(h.Grant)
 }
 
 // owner reads the role's comment: exists is false when there is no such role;
@@ -191,7 +191,7 @@ func (p *Provider) Grant(ctx context.Context, req ajar.GrantRequest) (ajar.Handl
 	if p.cfg.Existing != nil {
 		return p.grantMember(ctx, req)
 	}
-	role, err := dbx.LoginName(req.RequestID)
+	role, err := p.loginName(req)
 	if err != nil {
 		return ajar.Handle{}, err
 	}
@@ -429,4 +429,9 @@ func hostPort(host string, port int) string {
 // rounded up past the grant's end).
 func pgTime(t time.Time) string {
 	return quoteLiteral(t.UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano))
+}
+
+// loginName is the name of the login ajar creates for req (login_template).
+func (p *Provider) loginName(req ajar.GrantRequest) (string, error) {
+	return dbx.LoginNameFor(p.cfg.LoginTemplate, req.RequestID, req.Requester, 63)
 }

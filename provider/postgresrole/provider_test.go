@@ -394,3 +394,38 @@ func TestMemberMode(t *testing.T) {
 		t.Fatal("a membership granted outside ajar was revoked")
 	}
 }
+
+// TestLoginTemplate: login_template names the login after its requester too;
+// the grant, the login and the revocation all use that name.
+func TestLoginTemplate(t *testing.T) {
+	e := newEnv(t)
+	cfg, _ := json.Marshal(map[string]any{"admin_dsn_env": e.p.cfg.AdminDSNEnv, "database": e.db, "grant_roles": []string{e.readonly},
+		"login_template": "ajar_{local}_{request}"})
+	p, err := New("db", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	req := e.request(providertest.NewRequestID())
+	req.Requester = "alice@example.com"
+	h, err := p.Grant(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := p.IssueLogin(t.Context(), h, time.Now())
+	if err != nil || l.User != "ajar_alice_"+req.RequestID {
+		t.Fatalf("login = %v, %v", l, err)
+	}
+	if e.count(t, l.User) != 1 {
+		t.Fatal("no role by the template's name")
+	}
+	if err := p.Revoke(t.Context(), providertest.Intent(Name, req)); err != nil {
+		t.Fatal(err)
+	}
+	if e.count(t, l.User) != 0 {
+		t.Fatal("the role outlived the revocation of its intent")
+	}
+	if probs := CheckConfig(json.RawMessage(`{"admin_dsn_env": "X", "database": "d", "grant_roles": ["r"], "login_template": "ajar_{local}"}`)); len(probs) != 1 || probs[0].Field != "login_template" {
+		t.Fatalf("problems = %v", probs)
+	}
+}
