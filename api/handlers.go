@@ -86,6 +86,7 @@ func (s *Server) routes() http.Handler {
 	s.awsRoutes(mux)      // api/aws.go
 	s.sessionRoutes(mux)  // api/sessions.go
 	s.inboxRoutes(mux)    // api/inbox.go
+	s.dbRoutes(mux)       // api/db.go
 
 	// Anything else under /v1 gets the JSON error envelope rather than the mux's
 	// plain-text 404 and 405.

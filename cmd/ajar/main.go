@@ -198,6 +198,7 @@ with the API token in $AJAR_TOKEN; --server and --token override them.`,
 	root.AddCommand(audit)
 	root.AddCommand(workflowCommands(e)...) // workflow.go
 	root.AddCommand(awsCommands(e)...)      // aws.go
+	root.AddCommand(dbCommands(e)...)       // db.go
 	root.AddCommand(serverCommands(e)...)
 	addCompletions(e, root) // completion.go
 	return root

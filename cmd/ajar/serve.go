@@ -409,6 +409,11 @@ type core struct {
 	Creds *credentials.Service
 }
 
+// IssueDBLogin gives a database login (package credentials).
+func (c core) IssueDBLogin(ctx context.Context, u ajar.User, id string) (*credentials.DBLoginOutput, error) {
+	return c.Creds.IssueDBLogin(ctx, u, id)
+}
+
 // IssueCredentials vends cloud credentials (package credentials).
 func (c core) IssueCredentials(ctx context.Context, u ajar.User, id string) (*credentials.Output, error) {
 	return c.Creds.IssueCredentials(ctx, u, id)
@@ -428,6 +433,7 @@ var (
 	_ web.Extender        = core{}
 	_ api.SSHCore         = core{}
 	_ api.CredentialsCore = core{}
+	_ api.DBLoginCore     = core{}
 )
 
 // writeDevTokens mints a token for every configured user on the first dev start
