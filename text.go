@@ -3,6 +3,7 @@ package ajar
 import (
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -98,3 +99,16 @@ func CanonicalUserID(id string) string { return strings.ToLower(id) }
 // comparison of user ids (requester against approver, and so on) uses it, so
 // ids stored before canonicalisation still compare right.
 func SameUser(a, b string) bool { return CanonicalUserID(a) == CanonicalUserID(b) }
+
+// FormatDuration prints a duration the way users type it: "30m", "2h",
+// "1h30m" rather than "30m0s".
+func FormatDuration(d time.Duration) string {
+	s := d.String()
+	if t, ok := strings.CutSuffix(s, "m0s"); ok {
+		s = t + "m"
+	}
+	if t, ok := strings.CutSuffix(s, "h0m"); ok {
+		s = t + "h"
+	}
+	return s
+}

@@ -6,7 +6,7 @@ import (
 	"net/http"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/credentials"
 )
 
 // The AWS routes.
@@ -19,10 +19,10 @@ import (
 // CredentialsCore is what the AWS routes need from the core, beyond Core. A core
 // without it (a test fake) answers them with not_found.
 type CredentialsCore interface {
-	IssueCredentials(ctx context.Context, u ajar.User, id string) (*broker.CredentialsOutput, error)
+	IssueCredentials(ctx context.Context, u ajar.User, id string) (*credentials.Output, error)
 }
 
-var _ CredentialsCore = (*broker.Service)(nil)
+var _ CredentialsCore = (*credentials.Service)(nil)
 
 // awsRoutes adds the AWS routes to mux.
 func (s *Server) awsRoutes(mux *http.ServeMux) {
@@ -53,12 +53,12 @@ func (s *Server) handleCredentials(w http.ResponseWriter, r *http.Request, u aja
 
 // IssueCredentials returns new short-lived cloud credentials for the caller's
 // active request id. They are shown once: keep them only as long as needed.
-func (c *Client) IssueCredentials(ctx context.Context, id string) (*broker.CredentialsOutput, error) {
+func (c *Client) IssueCredentials(ctx context.Context, id string) (*credentials.Output, error) {
 	path, err := requestPath(id, "credentials")
 	if err != nil {
 		return nil, err
 	}
-	var out broker.CredentialsOutput
+	var out credentials.Output
 	if err := c.do(ctx, http.MethodPost, path, nil, emptyBody{}, &out); err != nil {
 		return nil, err
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/credentials"
 )
 
 // credsCore is the fake core with credential vending.
@@ -17,7 +17,7 @@ type credsCore struct {
 	got string
 }
 
-func (c *credsCore) IssueCredentials(ctx context.Context, u ajar.User, id string) (*broker.CredentialsOutput, error) {
+func (c *credsCore) IssueCredentials(ctx context.Context, u ajar.User, id string) (*credentials.Output, error) {
 	if err := c.called("IssueCredentials", u); err != nil {
 		return nil, err
 	}
@@ -25,7 +25,7 @@ func (c *credsCore) IssueCredentials(ctx context.Context, u ajar.User, id string
 	if id != "r1" {
 		return nil, ajar.Errorf(ajar.ENOTFOUND, "no request %s", id)
 	}
-	return &broker.CredentialsOutput{RequestID: id, Target: "prod-ro", Credentials: ajar.Credentials{
+	return &credentials.Output{RequestID: id, Target: "prod-ro", Credentials: ajar.Credentials{
 		AccessKeyID: "ASIAEXAMPLE", SecretAccessKey: "secret", SessionToken: "token", Expiration: testTime, Region: "us-east-1",
 	}}, nil
 }

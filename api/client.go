@@ -14,6 +14,7 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 // maxResponseBytes bounds what the client reads from one response.
@@ -58,7 +59,7 @@ func (c *Client) WhoAmI(ctx context.Context) (WhoAmI, error) {
 }
 
 // Targets lists what the caller may request.
-func (c *Client) Targets(ctx context.Context) ([]broker.TargetInfo, error) {
+func (c *Client) Targets(ctx context.Context) ([]readmodel.TargetInfo, error) {
 	var out targetsResponse
 	if err := c.do(ctx, http.MethodGet, "/v1/targets", nil, nil, &out); err != nil {
 		return nil, err
@@ -91,7 +92,7 @@ func (c *Client) GetRequest(ctx context.Context, id string) (*ajar.Request, erro
 // ListRequests returns one page of the requests the caller may see, newest
 // first: in.Limit of them at most (0: the server's default), from in.Cursor.
 // The page's NextCursor, when not empty, is the next page's in.Cursor.
-func (c *Client) ListRequests(ctx context.Context, in broker.ListInput) (*broker.RequestList, error) {
+func (c *Client) ListRequests(ctx context.Context, in readmodel.ListInput) (*readmodel.RequestList, error) {
 	q := url.Values{}
 	if in.Mine {
 		q.Set("mine", "true")
@@ -112,12 +113,12 @@ func (c *Client) ListRequests(ctx context.Context, in broker.ListInput) (*broker
 	if out.Requests == nil {
 		out.Requests = []*ajar.Request{}
 	}
-	return &broker.RequestList{Requests: out.Requests, NextCursor: out.NextCursor}, nil
+	return &readmodel.RequestList{Requests: out.Requests, NextCursor: out.NextCursor}, nil
 }
 
 // AllRequests follows ListRequests' cursors from in.Cursor to the last page and
 // returns every request on the way.
-func (c *Client) AllRequests(ctx context.Context, in broker.ListInput) ([]*ajar.Request, error) {
+func (c *Client) AllRequests(ctx context.Context, in readmodel.ListInput) ([]*ajar.Request, error) {
 	var all []*ajar.Request
 	for {
 		page, err := c.ListRequests(ctx, in)

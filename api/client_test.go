@@ -10,6 +10,7 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 func newTestClient(tb testing.TB, core *fakeCore, token string) *Client {
@@ -57,11 +58,11 @@ func TestClientRoundTrip(t *testing.T) {
 	if err != nil || got.Duration != 30*time.Minute || got.ExpiresAt == nil {
 		t.Fatalf("GetRequest = %+v, %v", got, err)
 	}
-	list, err := c.ListRequests(ctx, broker.ListInput{Mine: true, State: ajar.StateActive})
+	list, err := c.ListRequests(ctx, readmodel.ListInput{Mine: true, State: ajar.StateActive})
 	if err != nil || len(list.Requests) != 1 || list.NextCursor != "" {
 		t.Fatalf("ListRequests = %v, %v", list, err)
 	}
-	if want := (broker.ListInput{Mine: true, State: ajar.StateActive}); core.list != want {
+	if want := (readmodel.ListInput{Mine: true, State: ajar.StateActive}); core.list != want {
 		t.Errorf("core got %+v", core.list)
 	}
 
@@ -110,7 +111,7 @@ func TestClientErrors(t *testing.T) {
 	ctx := t.Context()
 
 	// A field error comes back as an *ajar.Error with code and field.
-	_, err := c.ListRequests(ctx, broker.ListInput{State: "sleeping"})
+	_, err := c.ListRequests(ctx, readmodel.ListInput{State: "sleeping"})
 	if ajar.ErrorCode(err) != ajar.EINVALID || ajar.ErrorField(err) != "state" {
 		t.Fatalf("err = %v, want invalid on field state", err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 // fakeCore is a hand-written Core for handler tests: it records the inputs it was
@@ -26,7 +27,7 @@ type fakeCore struct {
 	// What the last call received.
 	user      ajar.User
 	create    broker.CreateInput
-	list      broker.ListInput
+	list      readmodel.ListInput
 	filter    ajar.AuditFilter
 	comment   string
 	reason    string
@@ -85,14 +86,14 @@ func (f *fakeCore) Authenticate(ctx context.Context, token string) (ajar.User, e
 	return u, nil
 }
 
-func (f *fakeCore) Targets(ctx context.Context, u ajar.User) ([]broker.TargetInfo, error) {
+func (f *fakeCore) Targets(ctx context.Context, u ajar.User) ([]readmodel.TargetInfo, error) {
 	if err := f.called("Targets", u); err != nil {
 		return nil, err
 	}
-	return []broker.TargetInfo{{
+	return []readmodel.TargetInfo{{
 		Name: "prod-web", Provider: "ssh-cert", Policy: "engineers-prod",
 		DefaultDuration: "30m", MaxDuration: "2h", ApprovalTimeout: "30m",
-		Steps: []broker.StepInfo{{Approvers: []string{"group:sre"}, Count: 1}},
+		Steps: []readmodel.StepInfo{{Approvers: []string{"group:sre"}, Count: 1}},
 	}}, nil
 }
 
@@ -121,7 +122,7 @@ func (f *fakeCore) GetRequest(ctx context.Context, u ajar.User, id string) (*aja
 }
 
 // ListRequests returns r1; with limit 1 and no cursor, a next page after it.
-func (f *fakeCore) ListRequests(ctx context.Context, u ajar.User, in broker.ListInput) (*broker.RequestList, error) {
+func (f *fakeCore) ListRequests(ctx context.Context, u ajar.User, in readmodel.ListInput) (*readmodel.RequestList, error) {
 	if err := f.called("ListRequests", u); err != nil {
 		return nil, err
 	}
@@ -129,7 +130,7 @@ func (f *fakeCore) ListRequests(ctx context.Context, u ajar.User, in broker.List
 	f.list = in
 	f.mu.Unlock()
 	r, _ := f.lookup("r1")
-	out := &broker.RequestList{Requests: []*ajar.Request{r}}
+	out := &readmodel.RequestList{Requests: []*ajar.Request{r}}
 	if in.Limit == 1 && in.Cursor == "" {
 		out.NextCursor = "r1.next"
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 // MaxAuditLimit is the largest page of audit events one GET /v1/audit returns.
@@ -23,7 +24,7 @@ const defaultAuditLimit = 1000
 // be added later without breaking clients.
 type (
 	targetsResponse struct {
-		Targets []broker.TargetInfo `json:"targets"`
+		Targets []readmodel.TargetInfo `json:"targets"`
 	}
 	requestsResponse struct {
 		Requests []*ajar.Request `json:"requests"`
@@ -84,6 +85,8 @@ func (s *Server) routes() http.Handler {
 	s.workflowRoutes(mux) // api/workflow.go
 	s.awsRoutes(mux)      // api/aws.go
 	s.sessionRoutes(mux)  // api/sessions.go
+	s.inboxRoutes(mux)    // api/inbox.go
+	s.dbRoutes(mux)       // api/db.go
 	s.loginRoutes(mux)    // api/login.go
 
 	// Anything else under /v1 gets the JSON error envelope rather than the mux's
@@ -131,6 +134,7 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, ajar.User)) h
 			s.writeError(w, r, err)
 			return
 		}
+		noteUser(r, u.ID) // for the access log (api/access.go)
 		h(w, r, u)
 	}
 }
@@ -213,7 +217,7 @@ func (s *Server) handleTargets(w http.ResponseWriter, r *http.Request, u ajar.Us
 		return
 	}
 	if targets == nil {
-		targets = []broker.TargetInfo{}
+		targets = []readmodel.TargetInfo{}
 	}
 	s.writeJSON(w, r, http.StatusOK, targetsResponse{Targets: targets})
 }
@@ -247,12 +251,12 @@ func (s *Server) handleListRequests(w http.ResponseWriter, r *http.Request, u aj
 		s.writeError(w, r, err)
 		return
 	}
-	var in broker.ListInput
+	var in readmodel.ListInput
 	if in.Mine, err = q.bool("mine"); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	limit, err := q.int("limit", broker.MaxListLimit)
+	limit, err := q.int("limit", readmodel.MaxListLimit)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

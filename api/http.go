@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -377,12 +378,14 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer (flush, deadlines).
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// middleware wraps every route: security headers, panic recovery and one log line
-// per request (method, path, status, duration; never headers, which carry tokens,
-// nor query strings).
+// middleware wraps every route: security headers, a request id (api/access.go),
+// panic recovery and one log line per request (method, path, status, duration,
+// request id, user, remote address; never headers, which carry tokens, nor query
+// strings). Polling routes that succeed are logged at debug level.
 func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		r, info := withAccessInfo(w, r)
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
@@ -402,14 +405,17 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 					s.writeError(rec, r, fmt.Errorf("panic: %v", p))
 				}
 			}
-			level := slog.LevelInfo
-			switch r.URL.Path {
-			case "/healthz", "/readyz", "/metrics":
-				level = slog.LevelDebug
-			}
 			status := rec.status
 			if status == 0 {
 				status = http.StatusOK
+			}
+			level := slog.LevelInfo
+			if status < 400 && pollingRoute(r) {
+				level = slog.LevelDebug
+			}
+			remote := r.RemoteAddr
+			if host, _, err := net.SplitHostPort(remote); err == nil {
+				remote = host
 			}
 			s.log.Log(r.Context(), level, "http request",
 				"method", r.Method,
@@ -417,6 +423,9 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				"status", status,
 				"bytes", rec.bytes,
 				"duration", time.Since(start),
+				"request_id", info.id,
+				"user", info.user,
+				"remote", remote,
 			)
 		}()
 		next.ServeHTTP(rec, r)

@@ -18,16 +18,19 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
-// Core is what the API needs from ajar's core: exactly the methods of
-// *broker.Service, so tests can substitute a fake. Every method returns an *ajar.Error
-// whose code the server maps to a status; any other error is reported as internal.
+// Core is what the API needs from ajar's core: methods of *broker.Service and of
+// the read model beside it (*readmodel.Reader: the targets, the lists, the audit
+// log and its checkpoints), as cmd/ajar/serve.go combines them, so tests can
+// substitute a fake. Every method returns an *ajar.Error whose code the server
+// maps to a status; any other error is reported as internal.
 type Core interface {
-	Targets(ctx context.Context, u ajar.User) ([]broker.TargetInfo, error)
+	Targets(ctx context.Context, u ajar.User) ([]readmodel.TargetInfo, error)
 	CreateRequest(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error)
 	GetRequest(ctx context.Context, u ajar.User, id string) (*ajar.Request, error)
-	ListRequests(ctx context.Context, u ajar.User, in broker.ListInput) (*broker.RequestList, error)
+	ListRequests(ctx context.Context, u ajar.User, in readmodel.ListInput) (*readmodel.RequestList, error)
 	Approve(ctx context.Context, u ajar.User, id, comment string) (*ajar.Request, error)
 	Deny(ctx context.Context, u ajar.User, id, reason string) (*ajar.Request, error)
 	Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Request, error)
@@ -39,8 +42,6 @@ type Core interface {
 	AuditKey() string
 	WhoAmI(ctx context.Context, u ajar.User) (broker.Identity, error)
 }
-
-var _ Core = (*broker.Service)(nil)
 
 // DefaultAddr is where the server listens when Options.Addr is empty.
 const DefaultAddr = "127.0.0.1:8700"

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 // syncBuffer is a log sink safe for the server's goroutines.
@@ -289,7 +290,7 @@ func TestListRequestsQuery(t *testing.T) {
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
-	if want := (broker.ListInput{Mine: true, State: ajar.StateRevokeFailed}); core.list != want {
+	if want := (readmodel.ListInput{Mine: true, State: ajar.StateRevokeFailed}); core.list != want {
 		t.Errorf("core got %+v, want %+v", core.list, want)
 	}
 	var resp requestsResponse
@@ -298,7 +299,7 @@ func TestListRequestsQuery(t *testing.T) {
 	}
 
 	call(t, h, "GET", "/v1/requests", "alice-token", "")
-	if (core.list != broker.ListInput{}) {
+	if (core.list != readmodel.ListInput{}) {
 		t.Errorf("no query: core got %+v", core.list)
 	}
 
@@ -330,7 +331,7 @@ func TestListRequestsPaging(t *testing.T) {
 		t.Fatalf("first page: %d %s (%v)", w.Code, w.Body, err)
 	}
 	w = call(t, h, "GET", "/v1/requests?limit=1&cursor=r1.next", "alice-token", "")
-	if want := (broker.ListInput{Limit: 1, Cursor: "r1.next"}); core.list != want {
+	if want := (readmodel.ListInput{Limit: 1, Cursor: "r1.next"}); core.list != want {
 		t.Errorf("core got %+v, want %+v", core.list, want)
 	}
 	if strings.Contains(w.Body.String(), "next_cursor") {
@@ -534,7 +535,7 @@ func TestPanicIsInternal(t *testing.T) {
 
 type panicCore struct{ *fakeCore }
 
-func (panicCore) Targets(context.Context, ajar.User) ([]broker.TargetInfo, error) { panic("boom") }
+func (panicCore) Targets(context.Context, ajar.User) ([]readmodel.TargetInfo, error) { panic("boom") }
 
 func TestOpenClose(t *testing.T) {
 	s, _ := newTestServer(t, newFakeCore())

@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/sshaccess"
 	"github.com/ajar-dev/ajar/sshhost"
 	"github.com/ajar-dev/ajar/sshhost/wire"
 )
@@ -25,13 +25,14 @@ import (
 //	GET  /v1/ssh/keys?target=T&user=U    authorized_keys lines for sshd's AuthorizedKeysCommand (host agents)
 //	POST /v1/ssh/sessions                report a host's SSH sessions; answers which must end (host agents)
 
-// SSHCore is what POST /v1/ssh/access needs from the core, beyond Core. A core
-// without it (a test fake) answers it with not_found.
+// SSHCore is what POST /v1/ssh/access needs from the core, beyond Core
+// (*sshaccess.Service, as cmd/ajar/serve.go combines it). A core without it (a
+// test fake) answers it with not_found.
 type SSHCore interface {
-	SSHAccess(ctx context.Context, u ajar.User, in broker.SSHAccessInput) (*broker.SSHAccessOutput, error)
+	SSHAccess(ctx context.Context, u ajar.User, in sshaccess.Input) (*sshaccess.Output, error)
 }
 
-var _ SSHCore = (*broker.Service)(nil)
+var _ SSHCore = (*sshaccess.Service)(nil)
 
 // SSHHosts is the host-agent protocol (package sshhost) behind the KRL, keys and
 // sessions routes; the server gets it as Options.SSHHosts. A server without one
@@ -113,7 +114,7 @@ func (s *Server) handleSSHAccess(w http.ResponseWriter, r *http.Request, u ajar.
 		s.writeError(w, r, err)
 		return
 	}
-	var in broker.SSHAccessInput
+	var in sshaccess.Input
 	if err := decodeJSON(w, r, &in); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -253,8 +254,8 @@ func (c *Client) SSHKRL(ctx context.Context, etag string) (data []byte, newETag 
 
 // SSHAccess finds or creates the caller's request for a target and, when it is
 // active and in.PublicKey is set, certifies the key, in one round trip.
-func (c *Client) SSHAccess(ctx context.Context, in broker.SSHAccessInput) (*broker.SSHAccessOutput, error) {
-	var out broker.SSHAccessOutput
+func (c *Client) SSHAccess(ctx context.Context, in sshaccess.Input) (*sshaccess.Output, error) {
+	var out sshaccess.Output
 	if err := c.do(ctx, http.MethodPost, "/v1/ssh/access", nil, in, &out); err != nil {
 		return nil, err
 	}

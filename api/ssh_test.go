@@ -10,6 +10,7 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/sshaccess"
 	"github.com/ajar-dev/ajar/sshhost"
 	"github.com/ajar-dev/ajar/sshhost/wire"
 )
@@ -19,7 +20,7 @@ import (
 type fakeSSHCore struct {
 	*fakeCore
 	krl      sshhost.SSHKRL
-	access   broker.SSHAccessInput
+	access   sshaccess.Input
 	keysArgs []string
 	report   wire.SSHSessionReport
 }
@@ -28,13 +29,13 @@ func (f *fakeSSHCore) SSHKRL(ctx context.Context) (*sshhost.SSHKRL, error) {
 	return &f.krl, f.called("SSHKRL", ajar.User{})
 }
 
-func (f *fakeSSHCore) SSHAccess(ctx context.Context, u ajar.User, in broker.SSHAccessInput) (*broker.SSHAccessOutput, error) {
+func (f *fakeSSHCore) SSHAccess(ctx context.Context, u ajar.User, in sshaccess.Input) (*sshaccess.Output, error) {
 	if err := f.called("SSHAccess", u); err != nil {
 		return nil, err
 	}
 	f.access = in
 	r, _ := f.lookup("r1")
-	return &broker.SSHAccessOutput{Request: r, Reused: true,
+	return &sshaccess.Output{Request: r, Reused: true,
 		Cert: &broker.SSHCertOutput{Certificate: "ssh-ed25519-cert-v01@openssh.com AAAA", Info: ajar.SSHCert{Serial: 9}}}, nil
 }
 
@@ -149,7 +150,7 @@ func TestSSHClient(t *testing.T) {
 	if err != nil || len(out.Sessions) != 1 || !out.Sessions[0].End {
 		t.Fatalf("ReportSSHSessions = %+v, %v", out, err)
 	}
-	acc, err := NewClient(s.URL(), "alice-token").SSHAccess(ctx, broker.SSHAccessInput{Target: "prod-web"})
+	acc, err := NewClient(s.URL(), "alice-token").SSHAccess(ctx, sshaccess.Input{Target: "prod-web"})
 	if err != nil || acc.Request.ID != "r1" || acc.Cert.Info.Serial != 9 {
 		t.Fatalf("SSHAccess = %+v, %v", acc, err)
 	}

@@ -14,17 +14,16 @@ import (
 )
 
 // WorkflowCore is the part of the core behind the workflow routes: extend,
-// break-glass and its reviews, explain (dry run) and evidence. The server
-// serves those routes only when its Core also implements it.
+// break-glass and its reviews, explain (dry run); the review list and explain
+// are the read model's (readmodel.Reader).
+// The server serves those routes only when its Core also implements it.
 type WorkflowCore interface {
 	Extend(ctx context.Context, u ajar.User, id string, in broker.ExtendInput) (*broker.ExtendOutput, error)
 	Breakglass(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error)
-	ListReviews(ctx context.Context, u ajar.User, in broker.ReviewsInput) (*broker.ReviewList, error)
+	ListReviews(ctx context.Context, u ajar.User, in readmodel.ReviewsInput) (*readmodel.ReviewList, error)
 	CloseReview(ctx context.Context, u ajar.User, id, comment string) (*ajar.ReviewTask, error)
-	Explain(ctx context.Context, u ajar.User, in broker.ExplainInput) (*policy.Explanation, error)
+	Explain(ctx context.Context, u ajar.User, in readmodel.ExplainInput) (*policy.Explanation, error)
 }
-
-var _ WorkflowCore = (*broker.Service)(nil)
 
 // EvidenceCore is the read model behind the evidence route (readmodel.Reader).
 // The server serves that route only when its Core also implements it.
@@ -102,12 +101,12 @@ func (s *Server) workflowRoutes(mux *http.ServeMux) {
 			s.writeError(w, r, err)
 			return
 		}
-		limit, err := q.int("limit", broker.MaxListLimit)
+		limit, err := q.int("limit", readmodel.MaxListLimit)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		in := broker.ReviewsInput{State: q.string("state"), Limit: int(limit), Cursor: q.string("cursor")}
+		in := readmodel.ReviewsInput{State: q.string("state"), Limit: int(limit), Cursor: q.string("cursor")}
 		if err := checkCursor(in.Cursor); err != nil {
 			s.writeError(w, r, err)
 			return
@@ -143,7 +142,7 @@ func (s *Server) workflowRoutes(mux *http.ServeMux) {
 		s.writeJSON(w, r, http.StatusOK, rv)
 	}))
 	mux.HandleFunc("POST /v1/explain", s.authed(func(w http.ResponseWriter, r *http.Request, u ajar.User) {
-		var in broker.ExplainInput
+		var in readmodel.ExplainInput
 		if err := decodeJSON(w, r, &in); err != nil {
 			s.writeError(w, r, err)
 			return
@@ -211,7 +210,7 @@ func (s *Server) handleDryRun(w http.ResponseWriter, r *http.Request, u ajar.Use
 		s.writeError(w, r, err)
 		return
 	}
-	s.renderExplanation(w, r)(wc.Explain(r.Context(), u, broker.ExplainInput{
+	s.renderExplanation(w, r)(wc.Explain(r.Context(), u, readmodel.ExplainInput{
 		Target: in.Target, Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket,
 		Start: in.Start, Params: in.Params, As: q.string("as"),
 	}))
@@ -291,7 +290,7 @@ func (c *Client) CloseReview(ctx context.Context, id, comment string) (*ajar.Rev
 }
 
 // Explain says what the policy would do with a request, creating nothing.
-func (c *Client) Explain(ctx context.Context, in broker.ExplainInput) (*policy.Explanation, error) {
+func (c *Client) Explain(ctx context.Context, in readmodel.ExplainInput) (*policy.Explanation, error) {
 	var out policy.Explanation
 	if err := c.do(ctx, http.MethodPost, "/v1/explain", nil, in, &out); err != nil {
 		return nil, err

@@ -15,7 +15,7 @@ import (
 // workflowFake adds WorkflowCore to the fake core.
 type workflowFake struct {
 	*fakeCore
-	explained broker.ExplainInput
+	explained readmodel.ExplainInput
 }
 
 func (f *workflowFake) Extend(ctx context.Context, u ajar.User, id string, in broker.ExtendInput) (*broker.ExtendOutput, error) {
@@ -28,18 +28,18 @@ func (f *workflowFake) Breakglass(ctx context.Context, u ajar.User, in broker.Cr
 
 // ListReviews has none, but with a cursor to a second page (also empty) when
 // the limit is 1.
-func (f *workflowFake) ListReviews(ctx context.Context, u ajar.User, in broker.ReviewsInput) (*broker.ReviewList, error) {
+func (f *workflowFake) ListReviews(ctx context.Context, u ajar.User, in readmodel.ReviewsInput) (*readmodel.ReviewList, error) {
 	if in.Limit == 1 && in.Cursor == "" {
-		return &broker.ReviewList{NextCursor: "v1.next"}, nil
+		return &readmodel.ReviewList{NextCursor: "v1.next"}, nil
 	}
-	return &broker.ReviewList{}, nil
+	return &readmodel.ReviewList{}, nil
 }
 
 func (f *workflowFake) CloseReview(ctx context.Context, u ajar.User, id, comment string) (*ajar.ReviewTask, error) {
 	return &ajar.ReviewTask{RequestID: id, Comment: comment}, nil
 }
 
-func (f *workflowFake) Explain(ctx context.Context, u ajar.User, in broker.ExplainInput) (*policy.Explanation, error) {
+func (f *workflowFake) Explain(ctx context.Context, u ajar.User, in readmodel.ExplainInput) (*policy.Explanation, error) {
 	f.explained = in
 	return &policy.Explanation{Target: in.Target, User: u.ID, Outcome: policy.OutcomeNeedsApproval}, nil
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/provider"
 	"github.com/ajar-dev/ajar/provider/sshcert"
+	"github.com/ajar-dev/ajar/readmodel"
 	"github.com/ajar-dev/ajar/store/sqlite"
 )
 
@@ -75,7 +76,7 @@ func setup(b *testing.B) *fixture {
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc, err := broker.New(broker.Config{Store: st, Policy: pol, Providers: provs, Signer: signer, SSHCA: ca.AuthorizedKey})
+	svc, err := broker.New(broker.Config{Store: st, Policy: pol, Providers: provs, SSHCA: ca.AuthorizedKey})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -87,7 +88,11 @@ func setup(b *testing.B) *fixture {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := api.NewServer(svc, ids, api.Options{Addr: "127.0.0.1:0"})
+	core := struct { // the broker with the read model beside it, as cmd/ajar serves them
+		*broker.Service
+		*readmodel.Reader
+	}{svc, readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Signer: signer})}
+	srv := api.NewServer(core, ids, api.Options{Addr: "127.0.0.1:0"})
 	if err := srv.Open(); err != nil {
 		b.Fatal(err)
 	}
@@ -243,7 +248,7 @@ func BenchmarkActiveGrantsMemory(b *testing.B) {
 		b.StartTimer()
 		c := api.NewClient(f.url, f.token)
 		for range 20 {
-			if _, err := c.ListRequests(ctx, broker.ListInput{Mine: true, State: ajar.StateActive}); err != nil {
+			if _, err := c.ListRequests(ctx, readmodel.ListInput{Mine: true, State: ajar.StateActive}); err != nil {
 				b.Fatal(err)
 			}
 			f.svc.Kick()

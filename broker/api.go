@@ -4,7 +4,6 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/policy"
 )
 
 // The inputs and outputs of the Service methods. The HTTP API and the CLI share
@@ -18,37 +17,6 @@ type CreateInput struct {
 	Ticket   string            `json:"ticket,omitempty"`
 	Start    *time.Time        `json:"start,omitempty"`
 	Params   map[string]string `json:"params,omitempty"`
-}
-
-// ListInput filters the requests a user can see and selects a page of them.
-type ListInput struct {
-	Mine  bool       `json:"mine"`  // only the caller's own requests
-	State ajar.State `json:"state"` // "" for any
-	// Limit is the most requests in the page (0: DefaultListLimit).
-	Limit int `json:"limit,omitempty"`
-	// Cursor is RequestList.NextCursor of the page before ("" for the first).
-	Cursor string `json:"cursor,omitempty"`
-}
-
-// TargetInfo is a target a user may request, with its limits and approvers.
-type TargetInfo struct {
-	Name            string     `json:"name"`
-	Provider        string     `json:"provider"`
-	Policy          string     `json:"policy"`
-	DefaultDuration string     `json:"default_duration"`
-	MinDuration     string     `json:"min_duration,omitempty"`
-	MaxDuration     string     `json:"max_duration"`
-	RequireReason   bool       `json:"require_reason"`
-	TicketPattern   string     `json:"ticket_pattern,omitempty"`
-	AutoApprove     string     `json:"auto_approve,omitempty"`
-	ApprovalTimeout string     `json:"approval_timeout"`
-	Steps           []StepInfo `json:"steps"`
-}
-
-// StepInfo is one approval step.
-type StepInfo struct {
-	Approvers []string `json:"approvers"`
-	Count     int      `json:"count"`
 }
 
 // SSHCertOutput is a certificate issued for an active request.
@@ -65,24 +33,4 @@ type SSHCertOutput struct {
 type Identity struct {
 	ajar.User
 	Admin bool `json:"admin"`
-}
-
-func targetInfo(v policy.TargetView) TargetInfo {
-	r := v.Rule
-	ti := TargetInfo{
-		Name: v.Target.Name, Provider: v.Target.Provider, Policy: r.Name,
-		DefaultDuration: r.DefaultDuration.String(), MaxDuration: r.MaxDuration.String(),
-		RequireReason: r.RequireReason, TicketPattern: r.TicketPattern,
-		ApprovalTimeout: r.Approval.Timeout.String(), Steps: []StepInfo{},
-	}
-	if r.MinDuration > 0 {
-		ti.MinDuration = r.MinDuration.String()
-	}
-	if r.Approval.AutoApprove != nil {
-		ti.AutoApprove = r.Approval.AutoApprove.String()
-	}
-	for _, st := range r.Approval.Steps {
-		ti.Steps = append(ti.Steps, StepInfo{Approvers: st.Approvers, Count: st.Count})
-	}
-	return ti
 }

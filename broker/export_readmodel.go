@@ -8,10 +8,12 @@ import (
 	"github.com/ajar-dev/ajar/policy"
 )
 
-// What package readmodel (evidence, audit search and the web's view models)
-// needs of the core. The read model sits above the broker and renders what the
-// core decides; it decides nothing itself: MayDecide is mayDecide (authz.go),
-// the one function that says who may approve or deny. See
+// What the packages above the core (readmodel; ValidateCreate also
+// sshaccess, ProviderTimeout also reconcile and credentials) need of it;
+// cmd/ajar gives them the store, the policy, the providers and the clock.
+// They render or compose what the core decides and decide nothing
+// themselves: MayDecide is mayDecide (authz.go), the one function that says
+// who may approve or deny, and CanSee is canSee, who may read a request. See
 // docs/architecture.md.
 
 // Decision verbs for MayDecide.
@@ -56,39 +58,20 @@ func RequestIsBreakglass(ctx context.Context, tx ajar.ReadTx, id string) (bool, 
 	return requestIsBreakglass(ctx, tx, id)
 }
 
-// EachRequest calls fn on every request f selects, newest first, reading the
-// store a page at a time within tx.
-func EachRequest(ctx context.Context, tx ajar.ReadTx, f ajar.RequestFilter, fn func(*ajar.Request)) error {
-	return eachRequest(ctx, tx, f, fn)
+// CanSee reports whether u may read r: its requester, an admin, or one of
+// its approvers. GetRequest and the read model's lists ask it.
+func (s *Service) CanSee(u ajar.User, r *ajar.Request) bool { return s.canSee(u, r) }
+
+// ValidateCreate checks the fields of a new request as CreateRequest does
+// before it asks the policy, and returns its duration (0: the policy's
+// default). EINVALID names the field.
+func ValidateCreate(in CreateInput) (time.Duration, error) { return validateCreate(in) }
+
+// CheckParams checks a request's parameters with its target's provider, as
+// CreateRequest does. EINVALID names the parameter.
+func (s *Service) CheckParams(target string, params map[string]string) error {
+	return s.checkParams(target, params)
 }
-
-// VisibleRequests returns every request u may see (as GetRequest decides),
-// following ListRequests' cursors to the end.
-func (s *Service) VisibleRequests(ctx context.Context, u ajar.User) ([]*ajar.Request, error) {
-	return s.allRequests(ctx, u, ListInput{})
-}
-
-// TargetInfoOf describes a target and the rule that lets a user request it.
-func TargetInfoOf(v policy.TargetView) TargetInfo { return targetInfo(v) }
-
-// Store returns the store the service works on, for reads.
-func (s *Service) Store() ajar.Store { return s.store }
-
-// Now returns the service's clock reading.
-func (s *Service) Now() time.Time { return s.now() }
-
-// Providers returns the service's provider registry.
-func (s *Service) Providers() Providers { return s.providers }
 
 // ProviderTimeout is the bound on one provider call.
 func (s *Service) ProviderTimeout() time.Duration { return s.sched.ProviderTimeout }
-
-// SignsCheckpoints reports whether the service signs audit checkpoints.
-func (s *Service) SignsCheckpoints() bool { return s.signer != nil }
-
-// FmtDuration formats d for people: 30m rather than 30m0s.
-func FmtDuration(d time.Duration) string { return fmtDuration(d) }
-
-// SafeError is what may be shown of a provider's error: an *ajar.Error's
-// message, or the error text truncated.
-func SafeError(err error) string { return safeError(err) }

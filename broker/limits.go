@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,40 +85,11 @@ func (s *Service) checkCertLimit(ctx context.Context, tx ajar.Tx, requester, id 
 // refuseLimit counts and logs a refusal and returns err.
 func (s *Service) refuseLimit(ctx context.Context, user, limit string, err error) error {
 	s.metrics.limits.WithLabelValues(limit).Inc()
-	if s.limitLog.first(user+"\x00"+limit, s.now()) {
+	if s.limitLog.First(user+"\x00"+limit, s.now()) { // once a minute per user and limit
 		s.log.WarnContext(ctx, "per-user limit reached; further refusals of this user for this limit are not logged for a minute",
 			"user", user, "limit", limit)
 	}
 	return err
-}
-
-// limitLog remembers when each (user, limit) refusal was last logged, so that a
-// flood of refused requests writes one log line a minute, not one per request.
-type limitLog struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-// first reports whether key was not logged in the minute before now, and if so
-// records now.
-func (l *limitLog) first(key string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.last == nil {
-		l.last = map[string]time.Time{}
-	}
-	if t, ok := l.last[key]; ok && now.Sub(t) < rateWindow {
-		return false
-	}
-	if len(l.last) >= 10000 { // bound the memory: forget what is a minute old
-		for k, t := range l.last {
-			if now.Sub(t) >= rateWindow {
-				delete(l.last, k)
-			}
-		}
-	}
-	l.last[key] = now
-	return true
 }
 
 func newLimitCounter(reg prometheus.Registerer) *prometheus.CounterVec {

@@ -68,8 +68,6 @@ var errStale = errors.New("request changed since it was claimed")
 func (s *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(1)
-	go func() { defer wg.Done(); s.runReconcile(ctx) }() // reconcile.go: drift check
 	sem := make(chan struct{}, s.sched.Workers)
 	timer := time.NewTimer(0)
 	defer timer.Stop()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/internal/throttle"
 	"github.com/ajar-dev/ajar/policy"
 )
 
@@ -30,18 +31,11 @@ type Providers interface {
 	Kind(target string) (string, error)
 }
 
-// CheckpointSigner signs audit checkpoints (see package audit).
-type CheckpointSigner interface {
-	Sign(size int64, head []byte) ([]byte, error)
-	VerifierKey() string
-}
-
 // Config is what a Service needs.
 type Config struct {
 	Store     ajar.Store
 	Policy    *policy.Policy
 	Providers Providers
-	Signer    CheckpointSigner
 	// SSHCA returns the SSH CA public key line; nil when no CA is configured.
 	SSHCA     func() string
 	Logger    *slog.Logger
@@ -64,7 +58,6 @@ type Service struct {
 	store     ajar.Store
 	pol       *policy.Policy
 	providers Providers
-	signer    CheckpointSigner
 	sshCA     func() string
 	log       *slog.Logger
 	metrics   *Metrics
@@ -73,7 +66,7 @@ type Service struct {
 	kick      chan struct{}
 	now       func() time.Time
 	users     func(ctx context.Context, id string) (ajar.User, bool, error)
-	limitLog  limitLog // limits.go
+	limitLog  throttle.Throttle // limits.go: refusals logged once a minute
 }
 
 // New returns a Service. Call Run to start its scheduler.
@@ -97,19 +90,15 @@ func New(cfg Config) (*Service, error) {
 			return u, ok, nil
 		}
 	}
-	if err := cfg.Metrics.registerStore(cfg.Store); err != nil {
-		return nil, fmt.Errorf("broker: metrics: %w", err)
-	}
 	return &Service{
 		store:     cfg.Store,
 		pol:       cfg.Policy,
 		providers: cfg.Providers,
-		signer:    cfg.Signer,
 		sshCA:     cfg.SSHCA,
 		log:       cfg.Logger,
 		metrics:   cfg.Metrics,
 		sched:     cfg.Scheduler.withDefaults(),
-		notify:    newNotifier(cfg.Notify),
+		notify:    newNotifier(cfg.Notify, cfg.Policy, cfg.Providers),
 		kick:      make(chan struct{}, 1),
 		now:       cfg.Now,
 		users:     cfg.Users,
@@ -133,15 +122,6 @@ const (
 // WhoAmI returns u with whether it is an admin.
 func (s *Service) WhoAmI(ctx context.Context, u ajar.User) (Identity, error) {
 	return Identity{User: u, Admin: s.pol.IsAdmin(u)}, nil
-}
-
-// Targets lists what u may request, with limits and approvers.
-func (s *Service) Targets(ctx context.Context, u ajar.User) ([]TargetInfo, error) {
-	var out []TargetInfo
-	for _, v := range s.pol.TargetsFor(u) {
-		out = append(out, targetInfo(v))
-	}
-	return out, nil
 }
 
 func newRequestID() string {
@@ -187,6 +167,20 @@ func validateCreate(in CreateInput) (time.Duration, error) {
 	return d, nil
 }
 
+// CheckStart checks the start of a new request at now: EINVALID (field
+// "start") when it is in the past or more than 90 days ahead; nil for none.
+func CheckStart(start *time.Time, now time.Time) error {
+	switch {
+	case start == nil:
+		return nil
+	case start.Before(now.Add(-time.Minute)):
+		return ajar.FieldErrorf("start", "is in the past")
+	case start.After(now.Add(maxStartAhead)):
+		return ajar.FieldErrorf("start", "is more than %s ahead", maxStartAhead)
+	}
+	return nil
+}
+
 // CreateRequest validates a request against policy and stores it, with its audit
 // events, in one transaction. A request that is auto-approved and due now is granted
 // before CreateRequest returns, so the caller usually sees it active.
@@ -196,13 +190,8 @@ func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in CreateInput
 		return nil, err
 	}
 	now := s.now()
-	if in.Start != nil {
-		if in.Start.Before(now.Add(-time.Minute)) {
-			return nil, ajar.FieldErrorf("start", "is in the past")
-		}
-		if in.Start.After(now.Add(maxStartAhead)) {
-			return nil, ajar.FieldErrorf("start", "is more than %s ahead", maxStartAhead)
-		}
+	if err := CheckStart(in.Start, now); err != nil {
+		return nil, err
 	}
 	dec, err := s.pol.Evaluate(u, policy.Input{
 		Target: in.Target, Duration: d, Reason: in.Reason, Ticket: in.Ticket,
@@ -211,18 +200,8 @@ func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in CreateInput
 	if err != nil {
 		return nil, err
 	}
-	prov, err := s.providers.ForTarget(in.Target)
-	if err != nil {
-		return nil, fmt.Errorf("provider for %s: %w", in.Target, err)
-	}
-	if pv, ok := prov.(ajar.ParamsValidator); ok {
-		if err := pv.ValidateParams(in.Params); err != nil {
-			return nil, err
-		}
-	} else if len(in.Params) > 0 {
-		for k := range in.Params {
-			return nil, ajar.FieldErrorf("params."+k, "target %s takes no parameters", in.Target)
-		}
+	if err := s.checkParams(in.Target, in.Params); err != nil { // workflow.go
+		return nil, err
 	}
 
 	r := &ajar.Request{
@@ -344,20 +323,7 @@ func (s *Service) GetRequest(ctx context.Context, u ajar.User, id string) (*ajar
 
 // currentStep returns the index of the first approval step whose count is not met,
 // or len(steps) when all are.
-func currentStep(r *ajar.Request, rule *policy.Rule) int {
-	for i, st := range rule.Approval.Steps {
-		n := 0
-		for _, a := range r.Approvals {
-			if a.Step == i && a.Decision == ajar.DecisionApprove {
-				n++
-			}
-		}
-		if n < st.Count {
-			return i
-		}
-	}
-	return len(rule.Approval.Steps)
-}
+func currentStep(r *ajar.Request, rule *policy.Rule) int { return stepOf(r.Approvals, rule) }
 
 // mutate runs fn on the current request id in a write transaction. fn returns the
 // error to give the caller; when keep is true the transaction commits even though fn
@@ -644,58 +610,6 @@ func (s *Service) SSHCA(ctx context.Context) (string, error) {
 	return s.sshCA(), nil
 }
 
-// Audit lists audit events. Admins read the whole log; anyone else must name a
-// request they can see (f.Subject).
-func (s *Service) Audit(ctx context.Context, u ajar.User, f ajar.AuditFilter) ([]ajar.AuditEvent, error) {
-	if !s.pol.IsAdmin(u) {
-		if f.Subject == "" {
-			return nil, ajar.Errorf(ajar.EFORBIDDEN, "only admins can read the whole audit log; name a request")
-		}
-		if _, err := s.GetRequest(ctx, u, f.Subject); err != nil {
-			return nil, err
-		}
-	}
-	var evs []ajar.AuditEvent
-	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
-		var err error
-		evs, err = tx.ListAudit(ctx, f)
-		return err
-	})
-	return evs, err
-}
-
-// Checkpoint signs the audit log's current size and head hash. Admins only.
-func (s *Service) Checkpoint(ctx context.Context, u ajar.User) ([]byte, error) {
-	if !s.pol.IsAdmin(u) {
-		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only admins can read audit checkpoints")
-	}
-	if s.signer == nil {
-		return nil, ajar.Errorf(ajar.ENOTFOUND, "this server does not sign checkpoints")
-	}
-	var seq int64
-	var head []byte
-	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
-		var err error
-		seq, head, err = tx.AuditHead(ctx)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if seq == 0 {
-		return nil, ajar.Errorf(ajar.ENOTFOUND, "the audit log is empty")
-	}
-	return s.signer.Sign(seq, head)
-}
-
-// AuditKey returns the public note verifier key for checkpoints.
-func (s *Service) AuditKey() string {
-	if s.signer == nil {
-		return ""
-	}
-	return s.signer.VerifierKey()
-}
-
 // audit appends one event in tx. An audit write that fails fails the operation.
 func (s *Service) audit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {
 	if err := appendAudit(ctx, tx, actor, action, subject, details); err != nil {
@@ -724,3 +638,9 @@ func (s *Service) user(ctx context.Context, id string) (ajar.User, bool) {
 func appendAudit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {
 	return ajar.AppendAudit(ctx, tx, actor, action, subject, details)
 }
+
+// User returns who id is as the core's directory says (Config.Users): for
+// the packages beside the core that decide about other people (the orphan
+// report, explain --as). false when unknown, or when the directory failed
+// (logged).
+func (s *Service) User(ctx context.Context, id string) (ajar.User, bool) { return s.user(ctx, id) }

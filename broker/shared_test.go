@@ -199,3 +199,10 @@ func TestSharedAccessLockedAcrossServices(t *testing.T) {
 		t.Fatalf("the revoked request %s still holds the rule", x.ID)
 	}
 }
+
+// fakeSet serves one provider for every target and handle.
+type fakeSet struct{ p ajar.Provider }
+
+func (f fakeSet) ForTarget(string) (ajar.Provider, error)      { return f.p, nil }
+func (f fakeSet) ForHandle(ajar.Handle) (ajar.Provider, error) { return f.p, nil }
+func (f fakeSet) Kind(string) (string, error)                  { return "fake", nil }

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/policy"
 )
@@ -30,40 +28,11 @@ type ExtendOutput struct {
 	Extension ajar.Extension `json:"extension"`
 }
 
-// ExplainInput is a request to explain: the fields of a new request, and As,
-// the user to evaluate it for (admins only; empty for the caller).
-type ExplainInput struct {
-	Target   string            `json:"target"`
-	Duration string            `json:"duration"`
-	Reason   string            `json:"reason"`
-	Ticket   string            `json:"ticket,omitempty"`
-	Start    *time.Time        `json:"start,omitempty"`
-	Params   map[string]string `json:"params,omitempty"`
-	As       string            `json:"as,omitempty"`
-}
-
-// ReviewsInput filters review tasks: State is "open" (the default), "closed"
-// or "all"; Limit and Cursor select a page as in ListInput.
-type ReviewsInput struct {
-	State  string `json:"state"`
-	Limit  int    `json:"limit,omitempty"`
-	Cursor string `json:"cursor,omitempty"`
-}
-
 // ReviewKindBreakglass is the kind of a break-glass review task.
 const ReviewKindBreakglass = "breakglass"
 
 // fmtDuration prints a duration the way users type it: "30m", "2h", "1h30m".
-func fmtDuration(d time.Duration) string {
-	s := d.String()
-	if t, ok := strings.CutSuffix(s, "m0s"); ok {
-		s = t + "m"
-	}
-	if t, ok := strings.CutSuffix(s, "h0m"); ok {
-		s = t + "h"
-	}
-	return s
-}
+func fmtDuration(d time.Duration) string { return ajar.FormatDuration(d) }
 
 // Extend asks for ExtendInput.By more on u's own active request, within the
 // policy's extend rules (see policy.EvaluateExtension). When the rule says
@@ -410,23 +379,6 @@ func (s *Service) checkParams(target string, params map[string]string) error {
 	return nil
 }
 
-// ListReviews returns a page of break-glass review tasks, most recent first:
-// at most in.Limit (0: DefaultListLimit; at most MaxListLimit), from in.Cursor.
-// Admins only (EFORBIDDEN); EINVALID names a bad state, limit or cursor.
-func (s *Service) ListReviews(ctx context.Context, u ajar.User, in ReviewsInput) (*ReviewList, error) {
-	if !s.pol.IsAdmin(u) {
-		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only admins can list reviews")
-	}
-	state := in.State
-	if state == "" {
-		state = "open"
-	}
-	if state != "open" && state != "closed" && state != "all" {
-		return nil, ajar.FieldErrorf("state", "must be open, closed or all, not %q", in.State)
-	}
-	return s.listReviews(ctx, state, in.Limit, in.Cursor) // list.go
-}
-
 // CloseReview closes the review task of a break-glass request with a comment.
 // Only an admin may, and never the one who used break-glass (separation of
 // duties; the refusal is audited). EINVALID (field "comment") without a
@@ -474,64 +426,6 @@ func (s *Service) CloseReview(ctx context.Context, u ajar.User, id, comment stri
 	}
 	s.Kick()
 	return out, nil
-}
-
-// Explain says what the policy would do with a request, without creating
-// anything: which rule applies and why, each check and condition with its
-// value, who could approve each step, and the limits (see policy.Explain),
-// plus the target's parameter check. in.As evaluates it for another user;
-// only admins may. Only malformed input is an error (EINVALID); a request the
-// policy would refuse is an explanation with outcome "denied" or "invalid".
-func (s *Service) Explain(ctx context.Context, u ajar.User, in ExplainInput) (*policy.Explanation, error) {
-	d, err := validateCreate(CreateInput{Target: in.Target, Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params})
-	if err != nil {
-		return nil, err
-	}
-	who := u
-	if in.As != "" && !ajar.SameUser(in.As, u.ID) {
-		if !s.pol.IsAdmin(u) {
-			return nil, ajar.FieldErrorf("as", "only admins can explain a request for someone else")
-		}
-		var ok bool
-		if who, ok = s.user(ctx, in.As); !ok {
-			return nil, &ajar.Error{Code: ajar.ENOTFOUND, Field: "as", Message: fmt.Sprintf("no user %q", in.As)}
-		}
-	}
-	now := s.now()
-	ex := s.pol.Explain(who, policy.Input{
-		Target: in.Target, Duration: d, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params, Start: in.Start, Now: now,
-	})
-	if ex.Policy == "" {
-		return ex, nil
-	}
-	check := func(name string, err error) {
-		v := policy.Verdict{Check: name, OK: err == nil}
-		if err != nil {
-			v.Message = ajar.ErrorMessage(err)
-			if ex.Error == nil {
-				ex.Outcome = policy.OutcomeInvalid
-				ex.Error = &policy.ExplainError{Code: ajar.ErrorCode(err), Field: ajar.ErrorField(err), Message: ajar.ErrorMessage(err)}
-				ex.Summary = fmt.Sprintf("policy %s applies; refused: %s", ex.Policy, v.Message)
-			}
-		}
-		ex.Checks = append(ex.Checks, v)
-	}
-	if err := s.checkParams(in.Target, in.Params); err != nil && missingParam(err, in.Params) {
-		ex.AddMissing(ajar.ErrorField(err), err)
-	} else {
-		check("params", err)
-	}
-	var serr error
-	if in.Start != nil {
-		switch {
-		case in.Start.Before(now.Add(-time.Minute)):
-			serr = ajar.FieldErrorf("start", "is in the past")
-		case in.Start.After(now.Add(maxStartAhead)):
-			serr = ajar.FieldErrorf("start", "is more than %s ahead", maxStartAhead)
-		}
-	}
-	check("start", serr)
-	return ex, nil
 }
 
 // Escalation of approval steps.
@@ -619,49 +513,4 @@ func (s *Service) escalate(ctx context.Context, tx ajar.Tx, cur *ajar.Request, n
 	return s.audit(ctx, tx, ajar.ActorSystem, "request.escalated", cur.ID, map[string]any{
 		"step": step, "escalate_to": st.EscalateTo, "waited": fmtDuration(now.Sub(stepStarted(cur, step)).Round(time.Second)),
 	})
-}
-
-// workflowCollector reads open reviews from the store at scrape time (the
-// pending notifications are notify/outbox's).
-type workflowCollector struct {
-	store   ajar.Store
-	reviews *prometheus.Desc
-}
-
-func newWorkflowCollector(st ajar.Store) *workflowCollector {
-	return &workflowCollector{
-		store:   st,
-		reviews: prometheus.NewDesc("ajar_reviews_open", "Break-glass review tasks not closed yet.", nil, nil),
-	}
-}
-
-func (c *workflowCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.reviews
-}
-
-func (c *workflowCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var open int
-	err := c.store.View(ctx, func(tx ajar.ReadTx) error {
-		var err error
-		open, err = tx.CountOpenReviews(ctx)
-		return err
-	})
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(c.reviews, err)
-		return
-	}
-	ch <- prometheus.MustNewConstMetric(c.reviews, prometheus.GaugeValue, float64(open))
-}
-
-// missingParam reports whether err is about a parameter that was not given
-// (field "params.NAME" with no such key), rather than one given wrong.
-func missingParam(err error, params map[string]string) bool {
-	name, ok := strings.CutPrefix(ajar.ErrorField(err), "params.")
-	if !ok {
-		return false
-	}
-	_, given := params[name]
-	return !given
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/keys"
@@ -144,8 +145,8 @@ func newWorkflowEnvDelivery(t *testing.T, src string, ncfg NotifyConfig, dcfg ou
 	if err != nil {
 		t.Fatal(err)
 	}
-	metrics := NewMetrics(nil)
-	dcfg.Store, dcfg.Sinks, dcfg.Registerer = st, ncfg.Sinks, metrics.Registerer()
+	reg := prometheus.NewRegistry()
+	dcfg.Store, dcfg.Sinks, dcfg.Registerer = st, ncfg.Sinks, reg
 	ob, err := outbox.New(dcfg)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +154,7 @@ func newWorkflowEnvDelivery(t *testing.T, src string, ncfg NotifyConfig, dcfg ou
 	ncfg.Wake = ob.Kick
 	prov := &fakeProvider{}
 	svc, err := New(Config{
-		Store: st, Policy: pol, Providers: sshFakeProviders{prov, sp}, Now: clk.Now, Signer: testSigner{}, Metrics: metrics,
+		Store: st, Policy: pol, Providers: sshFakeProviders{prov, sp}, Now: clk.Now, Metrics: NewMetrics(reg),
 		Scheduler: SchedulerConfig{MaxGrantAttempts: 3, MaxRevokeAttempts: 3, BaseBackoff: time.Second, MaxBackoff: 4 * time.Second, SlowRetry: time.Minute},
 		Notify:    ncfg,
 	})
@@ -166,16 +167,6 @@ func newWorkflowEnvDelivery(t *testing.T, src string, ncfg NotifyConfig, dcfg ou
 	}
 	return &env{svc: svc, store: st, clock: clk, prov: prov, users: users, outbox: ob}
 }
-
-// testSigner signs checkpoints with a fixed, readable text, so golden output
-// does not depend on a random key.
-type testSigner struct{}
-
-func (testSigner) Sign(size int64, head []byte) ([]byte, error) {
-	return fmt.Appendf(nil, "ajar-test-log\n%d\n%x\n\n— test-signer SIGNATURE\n", size, head), nil
-}
-
-func (testSigner) VerifierKey() string { return "test-signer+00000000+KEY" }
 
 // recordSink keeps what it is sent, and fails while down.
 type recordSink struct {
@@ -378,8 +369,8 @@ func TestScheduledRequest(t *testing.T) {
 	}
 }
 
-// issueCert certifies a fresh key for u's request and returns the certificate.
-func (e *env) issueCert(t *testing.T, user, id string) *ssh.Certificate {
+// newAuthorizedKey is a fresh public key in authorized_keys format.
+func newAuthorizedKey(t *testing.T) []byte {
 	t.Helper()
 	pub, _, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -389,7 +380,13 @@ func (e *env) issueCert(t *testing.T, user, id string) *ssh.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := e.svc.IssueSSHCert(t.Context(), e.users[user], id, ssh.MarshalAuthorizedKey(sp))
+	return ssh.MarshalAuthorizedKey(sp)
+}
+
+// issueCert certifies a fresh key for u's request and returns the certificate.
+func (e *env) issueCert(t *testing.T, user, id string) *ssh.Certificate {
+	t.Helper()
+	out, err := e.svc.IssueSSHCert(t.Context(), e.users[user], id, newAuthorizedKey(t))
 	if err != nil {
 		t.Fatalf("IssueSSHCert: %v", err)
 	}
@@ -600,14 +597,9 @@ func TestBreakglass(t *testing.T) {
 		t.Errorf("%d webhook calls with a bad signature", recv.badCount())
 	}
 
-	_, err = e.svc.ListReviews(ctx, e.users["bob"], ReviewsInput{})
-	wantCode(t, err, ajar.EFORBIDDEN)
-	open, err := reviewTasks(e.svc.ListReviews(ctx, e.users["root"], ReviewsInput{}))
+	open, err := e.reviews(t, true)
 	if err != nil || len(open) != 1 || open[0].RequestID != r.ID || open[0].Requester != "bob@example.com" || open[0].ClosedAt != nil {
 		t.Fatalf("open reviews: %+v, %v", open, err)
-	}
-	if v := gaugeValue(t, e.svc, "ajar_reviews_open"); v != 1 {
-		t.Errorf("ajar_reviews_open = %v, want 1", v)
 	}
 	_, err = e.svc.CloseReview(ctx, e.users["bob"], r.ID, "fine")
 	wantCode(t, err, ajar.EFORBIDDEN)
@@ -619,14 +611,11 @@ func TestBreakglass(t *testing.T) {
 	}
 	_, err = e.svc.CloseReview(ctx, e.users["root"], r.ID, "again")
 	wantCode(t, err, ajar.ECONFLICT)
-	if open, _ := reviewTasks(e.svc.ListReviews(ctx, e.users["root"], ReviewsInput{})); len(open) != 0 {
+	if open, _ := e.reviews(t, true); len(open) != 0 {
 		t.Errorf("open reviews after closing: %+v", open)
 	}
-	if all, _ := reviewTasks(e.svc.ListReviews(ctx, e.users["root"], ReviewsInput{State: "closed"})); len(all) != 1 {
-		t.Errorf("closed reviews: %+v", all)
-	}
-	if v := gaugeValue(t, e.svc, "ajar_reviews_open"); v != 0 {
-		t.Errorf("ajar_reviews_open = %v, want 0", v)
+	if all, _ := e.reviews(t, false); len(all) != 1 || all[0].ClosedAt == nil {
+		t.Errorf("reviews: %+v", all)
 	}
 	// An admin who used break-glass cannot close their own review.
 	r2, err := e.svc.Breakglass(ctx, e.users["root"], CreateInput{Target: "web", Reason: "me"})
@@ -652,22 +641,6 @@ func mustParse(t *testing.T, src string) *policy.Policy {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// gaugeValue reads an unlabelled gauge from the service's metrics.
-func gaugeValue(t *testing.T, svc *Service, name string) float64 {
-	t.Helper()
-	mfs, err := svc.metrics.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
 
 // TestNotificationsSurviveAnOutage: with the receiver down for 30s, events
@@ -829,40 +802,6 @@ func TestExpiryReminder(t *testing.T) {
 	}
 }
 
-// TestExplainService: the dry run names the rule, the outcome and why, is only
-// for admins on behalf of others, and checks the target's parameters.
-func TestExplainService(t *testing.T) {
-	e := newWorkflowEnv(t, "", NotifyConfig{})
-	ctx := t.Context()
-	ex, err := e.svc.Explain(ctx, e.users["alice"], ExplainInput{Target: "web", Duration: "5m", Reason: "x"})
-	if err != nil || ex.Outcome != policy.OutcomeAutoApproved || ex.Policy != "web" {
-		t.Fatalf("explain: %+v, %v", ex, err)
-	}
-	_, err = e.svc.Explain(ctx, e.users["alice"], ExplainInput{Target: "web", As: "bob@example.com"})
-	if ajar.ErrorCode(err) != ajar.EINVALID || ajar.ErrorField(err) != "as" {
-		t.Fatalf("--as by a non-admin: %v", err)
-	}
-	ex, err = e.svc.Explain(ctx, e.users["root"], ExplainInput{Target: "web", Duration: "1h", Reason: "friday", As: "alice@example.com"})
-	if err != nil || ex.User != "alice@example.com" || ex.Outcome != policy.OutcomeDenied || !strings.Contains(ex.Summary, "friday") {
-		t.Fatalf("explain as alice: %+v, %v", ex, err)
-	}
-	ex, err = e.svc.Explain(ctx, e.users["alice"], ExplainInput{Target: "ssh", Params: map[string]string{"nope": "1"}})
-	if err != nil || ex.Outcome != policy.OutcomeInvalid || ex.Error.Field != "params.nope" {
-		t.Fatalf("bad params: %+v, %v", ex, err)
-	}
-	_, err = e.svc.Explain(ctx, e.users["root"], ExplainInput{Target: "web", As: "nobody@example.com"})
-	wantCode(t, err, ajar.ENOTFOUND)
-	var n int
-	e.store.View(ctx, func(tx ajar.ReadTx) error {
-		rs, err := tx.ListRequests(ctx, ajar.RequestFilter{})
-		n = len(rs)
-		return err
-	})
-	if n != 0 {
-		t.Errorf("explain created %d requests", n)
-	}
-}
-
 // TestDriftNotifies: the drift check's audit events go out as drift.detected.
 func TestDriftNotifies(t *testing.T) {
 	sink := &recordSink{name: "sec", events: []string{policy.EventDriftDetected}}
@@ -884,28 +823,14 @@ func TestDriftNotifies(t *testing.T) {
 	}
 }
 
-// TestExplainListsMissingInputs: explaining before the reason or a required
-// parameter is filled in says what approval the request would need and lists
-// what is still missing, instead of answering "invalid".
-func TestExplainListsMissingInputs(t *testing.T) {
-	e := newWorkflowEnv(t, "", NotifyConfig{})
-	// "web" requires a reason; 30m needs one approval from sre.
-	ex, err := e.svc.Explain(t.Context(), e.users["alice"], ExplainInput{Target: "web", Duration: "30m"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ex.Outcome != policy.OutcomeNeedsApproval || ex.Error != nil || fmt.Sprint(ex.Missing) != "[reason]" ||
-		!strings.HasSuffix(ex.Summary, "; a request still needs: reason") {
-		t.Fatalf("explain web without a reason: %+v", ex)
-	}
-	// A required parameter not given is missing; one given wrong is not.
-	perr := ajar.FieldErrorf("params.source_ip", "required: this target pins the source address")
-	if !missingParam(perr, nil) || missingParam(perr, map[string]string{"source_ip": "x"}) || missingParam(ajar.FieldErrorf("reason", "x"), nil) {
-		t.Errorf("missingParam does not tell a missing parameter from a bad one")
-	}
-	// A parameter given wrong is invalid, not missing.
-	ex, err = e.svc.Explain(t.Context(), e.users["alice"], ExplainInput{Target: "ssh", Duration: "30m", Params: map[string]string{"source_ip": "not-an-ip"}})
-	if err != nil || ex.Outcome != policy.OutcomeInvalid || ex.Error == nil || ex.Error.Field != "params.source_ip" || len(ex.Missing) != 0 {
-		t.Fatalf("explain with a bad source_ip: %+v, %v", ex, err)
-	}
+// reviews lists the review tasks in the store, only the open ones if onlyOpen.
+func (e *env) reviews(t *testing.T, onlyOpen bool) ([]ajar.ReviewTask, error) {
+	t.Helper()
+	var out []ajar.ReviewTask
+	err := e.store.View(t.Context(), func(tx ajar.ReadTx) error {
+		var err error
+		out, err = tx.ListReviews(t.Context(), ajar.ReviewFilter{OnlyOpen: onlyOpen, Limit: 100})
+		return err
+	})
+	return out, err
 }

@@ -10,7 +10,7 @@ import (
 )
 
 const identityBase = `
-users: [{id: alice@example.com, groups: [admins]}]
+users: [{id: alice@example.com, groups: [admins]}, {id: lee@example.com, groups: [leads]}]
 targets: {web: {provider: ssh-cert, config: {principals: [ubuntu]}}}
 policies:
   - name: web
@@ -267,7 +267,7 @@ identity:
 
 func TestRequireMFA(t *testing.T) {
 	src := `
-users: [{id: alice@example.com}]
+users: [{id: alice@example.com}, {id: lee@example.com, groups: [leads]}, {id: sam@example.com, groups: [sre]}]
 targets: {web: {provider: ssh-cert, config: {principals: [ubuntu]}}}
 policies:
   - name: web

@@ -494,11 +494,11 @@ func TestBaseParses(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	p, err := Parse([]byte(`
-users: [{id: a@example.com}]
+users: [{id: a@example.com}, {id: b@example.com}]
 targets: {t: {provider: ssh-cert, config: {principals: [x]}}}
 policies:
   - {name: r, targets: [t], requesters: [a@example.com], default_duration: 1m, max_duration: 1m,
-     approval: {steps: [{approvers: [a@example.com], count: 1}]}}
+     approval: {steps: [{approvers: [b@example.com], count: 1}]}}
 `), fakeCheck)
 	if err != nil {
 		t.Fatal(err)

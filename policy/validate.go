@@ -40,7 +40,9 @@ func WithEnv(lookup func(name string) (string, bool)) Option {
 
 // Parse reads a policy file, validates all of it and compiles its conditions.
 // When anything is wrong it returns ajar.Problems listing every problem found,
-// each with its field path. check validates each target's provider config; a nil
+// each with its field path; an approval step that no request could complete
+// with the file's users is one (see Policy.Warnings for when users also come
+// from an identity provider). check validates each target's provider config; a nil
 // check accepts any provider and config (for tools that never grant anything).
 //
 // Unknown fields are errors, so a misspelt setting never silently means its
@@ -62,6 +64,13 @@ func Parse(data []byte, check CheckTarget, opts ...Option) (*Policy, error) {
 	p, probs := compile(cfg, check, o)
 	if len(probs) > 0 {
 		return nil, probs
+	}
+	if !identityConfigured(cfg) {
+		// Every user is in the file: a step nobody can complete is an error
+		// (approvable.go); with an identity provider, p.Warnings lists it.
+		if errs, _ := p.unapprovable(); len(errs) > 0 {
+			return nil, errs
+		}
 	}
 	return p, nil
 }

@@ -208,6 +208,10 @@ type Explanation struct {
 	// Breakglass names the rule under which the user may use break-glass on
 	// the target ("" when they may not).
 	Breakglass string `json:"breakglass,omitempty"`
+	// Warnings are the policy's warnings about the rule that applies
+	// ("field: problem", see Policy.Warnings), such as a step nobody can
+	// complete.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // AddMissing records an input a real request would still need (field, as
@@ -309,6 +313,7 @@ func (p *Policy) Explain(u ajar.User, in Input) *Explanation {
 		}
 	}
 	ex.Policy = r.Name
+	ex.Warnings = p.ruleWarnings(r) // approvable.go
 	ex.Limits = r.limits()
 	for _, st := range r.Approval.Steps {
 		se := StepExplained{Approvers: slices.Clone(st.Approvers), Count: st.Count, Eligible: p.Eligible(st.Approvers, u.ID)}

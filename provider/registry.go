@@ -16,6 +16,9 @@ import (
 	"github.com/ajar-dev/ajar/provider/awssg"
 	"github.com/ajar-dev/ajar/provider/awsssm"
 	"github.com/ajar-dev/ajar/provider/awssts"
+	"github.com/ajar-dev/ajar/provider/httpprovider"
+	"github.com/ajar-dev/ajar/provider/mysqluser"
+	"github.com/ajar-dev/ajar/provider/postgresrole"
 	"github.com/ajar-dev/ajar/provider/sshcert"
 	"github.com/ajar-dev/ajar/provider/testcounter"
 )
@@ -63,6 +66,36 @@ var Kinds = map[string]Kind{
 			p, err := sshcert.New(target, config, deps.SSHCA)
 			if err != nil {
 				return nil, err // not p: a nil *Provider in an interface is not nil
+			}
+			return p, nil
+		},
+	},
+	httpprovider.Name: {
+		Check: httpprovider.CheckConfig,
+		New: func(target string, config json.RawMessage, deps Deps) (ajar.Provider, error) {
+			p, err := httpprovider.New(target, config)
+			if err != nil {
+				return nil, err
+			}
+			return p, nil
+		},
+	},
+	mysqluser.Name: {
+		Check: mysqluser.CheckConfig,
+		New: func(target string, config json.RawMessage, deps Deps) (ajar.Provider, error) {
+			p, err := mysqluser.New(target, config)
+			if err != nil {
+				return nil, err
+			}
+			return p, nil
+		},
+	},
+	postgresrole.Name: {
+		Check: postgresrole.CheckConfig,
+		New: func(target string, config json.RawMessage, deps Deps) (ajar.Provider, error) {
+			p, err := postgresrole.New(target, config)
+			if err != nil {
+				return nil, err
 			}
 			return p, nil
 		},

@@ -107,7 +107,7 @@ func (s *Reader) SearchAudit(ctx context.Context, u ajar.User, q AuditQuery) (*A
 	if err != nil {
 		return nil, err
 	}
-	all := s.svc.Policy().IsAdmin(u)
+	all := s.pol.IsAdmin(u)
 	requests := map[string]*ajar.Request{} // subject -> request (nil: not a request)
 	lookup := func(tx ajar.ReadTx, subject string) (*ajar.Request, error) {
 		if r, ok := requests[subject]; ok {
@@ -128,7 +128,7 @@ func (s *Reader) SearchAudit(ctx context.Context, u ajar.User, q AuditQuery) (*A
 		f.Limit = MaxAuditSearchLimit
 		for {
 			var page []ajar.AuditEvent
-			err := s.svc.Store().View(ctx, func(tx ajar.ReadTx) error {
+			err := s.store.View(ctx, func(tx ajar.ReadTx) error {
 				var err error
 				if page, err = tx.ListAudit(ctx, f); err != nil {
 					return err
@@ -163,7 +163,7 @@ func (s *Reader) SearchAudit(ctx context.Context, u ajar.User, q AuditQuery) (*A
 	switch {
 	case q.Request != "":
 		if !all {
-			if _, err := s.svc.GetRequest(ctx, u, q.Request); err != nil {
+			if _, err := s.core.GetRequest(ctx, u, q.Request); err != nil {
 				return nil, err
 			}
 		}
@@ -171,7 +171,7 @@ func (s *Reader) SearchAudit(ctx context.Context, u ajar.User, q AuditQuery) (*A
 	case all:
 		err = scan(ajar.AuditFilter{}, keep)
 	default:
-		rs, err := s.svc.VisibleRequests(ctx, u)
+		rs, err := s.allRequests(ctx, u, ListInput{})
 		if err != nil {
 			return nil, err
 		}

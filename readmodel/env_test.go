@@ -127,7 +127,7 @@ type env struct {
 	store  *sqlite.Store
 	clock  *clock
 	pol    *policy.Policy
-	signer broker.CheckpointSigner
+	signer CheckpointSigner
 	users  map[string]ajar.User
 }
 
@@ -167,7 +167,7 @@ func newWorkflowEnv(t *testing.T, src string) *env {
 	})
 }
 
-func newEnvWith(t *testing.T, src string, signer broker.CheckpointSigner, providers func(*sqlite.Store) broker.Providers) *env {
+func newEnvWith(t *testing.T, src string, signer CheckpointSigner, providers func(*sqlite.Store) broker.Providers) *env {
 	t.Helper()
 	pol := mustParse(t, src)
 	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
@@ -189,13 +189,13 @@ func newEnvWith(t *testing.T, src string, signer broker.CheckpointSigner, provid
 func (e *env) setProviders(t *testing.T, provs broker.Providers) {
 	t.Helper()
 	svc, err := broker.New(broker.Config{
-		Store: e.store, Policy: e.pol, Providers: provs, Now: e.clock.Now, Signer: e.signer,
+		Store: e.store, Policy: e.pol, Providers: provs, Now: e.clock.Now,
 		Scheduler: broker.SchedulerConfig{MaxGrantAttempts: 3, MaxRevokeAttempts: 3, BaseBackoff: time.Second, MaxBackoff: 4 * time.Second, SlowRetry: time.Minute},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.svc, e.rm = svc, New(svc)
+	e.svc, e.rm = svc, New(Config{Core: svc, Store: e.store, Policy: e.pol, Providers: provs, Now: e.clock.Now, Signer: e.signer})
 }
 
 func (e *env) create(t *testing.T, user, target, dur string) *ajar.Request {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/audit"
-	"github.com/ajar-dev/ajar/broker"
 )
 
 // Evidence is the full story of one request for an auditor: the request and
@@ -106,14 +105,14 @@ func sessionEvent(action string) bool {
 // otherwise). The signed checkpoint is included for admins, who may read the
 // whole log.
 func (s *Reader) EvidenceReport(ctx context.Context, u ajar.User, id string) (*Evidence, error) {
-	r, err := s.svc.GetRequest(ctx, u, id)
+	r, err := s.core.GetRequest(ctx, u, id)
 	if err != nil {
 		return nil, err
 	}
 	ev := &Evidence{GeneratedBy: u.ID, Request: r, Extensions: []ajar.Extension{}, Certificates: []ajar.SSHCert{},
 		Sessions: []ajar.AuditEvent{}, Events: []ajar.AuditEvent{}}
 	var head int64
-	err = s.svc.Store().View(ctx, func(tx ajar.ReadTx) error {
+	err = s.store.View(ctx, func(tx ajar.ReadTx) error {
 		ev.GeneratedAt = tx.Now()
 		f := ajar.AuditFilter{Subject: id, Limit: 1000}
 		for {
@@ -166,14 +165,14 @@ func (s *Reader) EvidenceReport(ctx context.Context, u ajar.User, id string) (*E
 			break
 		}
 	}
-	if s.svc.Policy().IsAdmin(u) && s.svc.SignsCheckpoints() && head > 0 {
-		cp, err := s.svc.Checkpoint(ctx, u)
+	if s.pol.IsAdmin(u) && s.signer != nil && head > 0 {
+		cp, err := s.Checkpoint(ctx, u)
 		if err != nil {
 			return nil, fmt.Errorf("evidence for %s: checkpoint: %w", id, err)
 		}
 		ev.Integrity.Checkpoint = string(cp)
 		ev.Integrity.CheckpointSize = checkpointSize(cp, head)
-		ev.Integrity.VerifierKey = s.svc.AuditKey()
+		ev.Integrity.VerifierKey = s.AuditKey()
 		last := int64(0)
 		if n := len(ev.Events); n > 0 {
 			last = ev.Events[n-1].Seq
@@ -247,14 +246,14 @@ func (s *Reader) evidenceEnd(ctx context.Context, r *ajar.Request, events []ajar
 		}
 	}
 	if r.Handle != nil && len(r.Handle.Data) > 0 {
-		if prov, err := s.svc.Providers().ForHandle(*r.Handle); err == nil {
+		if prov, err := s.providers.ForHandle(*r.Handle); err == nil {
 			if v, ok := prov.(ajar.Verifier); ok {
-				vctx, cancel := context.WithTimeout(ctx, s.svc.ProviderTimeout())
+				vctx, cancel := context.WithTimeout(ctx, s.core.ProviderTimeout())
 				present, err := v.Verify(vctx, *r.Handle)
 				cancel()
 				end.Check = &EvidenceCheck{At: now, Present: present}
 				if err != nil {
-					end.Check.Error = broker.SafeError(err)
+					end.Check.Error = ajar.SafeMessage(err)
 				}
 			}
 		}
@@ -267,10 +266,10 @@ func (s *Reader) evidenceEnd(ctx context.Context, r *ajar.Request, events []ajar
 // (Integrity.Chain), since that means reading every event.
 func (s *Reader) Evidence(ctx context.Context, u ajar.User, id string) (*Evidence, error) {
 	ev, err := s.EvidenceReport(ctx, u, id)
-	if err != nil || !s.svc.Policy().IsAdmin(u) {
+	if err != nil || !s.pol.IsAdmin(u) {
 		return ev, err
 	}
-	res, err := audit.Verify(ctx, audit.StorePages(s.svc.Store(), 0))
+	res, err := audit.Verify(ctx, audit.StorePages(s.store, 0))
 	var bad *audit.BadEventError
 	var trunc *audit.TruncatedError
 	var rewritten *audit.RewrittenError

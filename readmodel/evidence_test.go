@@ -63,7 +63,7 @@ func TestEvidenceGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.advance(t, 10*time.Minute)
-	// A host agent reports the login (as broker/ssh.go records it).
+	// A host agent reports the login (as package sshhost records it).
 	details, err := json.Marshal(map[string]any{
 		"host": "web-1", "user": "ubuntu", "source": "203.0.113.7", "serial": cert.Info.Serial,
 		"fingerprint": ssh.FingerprintSHA256(pub), "known": true,

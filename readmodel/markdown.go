@@ -11,7 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 )
 
 // Markdown renders the report for people (ajar evidence -o markdown).
@@ -29,7 +28,7 @@ func (ev *Evidence) Markdown() string {
 	row("Requester", md(r.Requester))
 	row("Reason", mdOr(r.Reason))
 	row("Ticket", mdOr(r.Ticket))
-	row("Duration", broker.FmtDuration(r.Duration))
+	row("Duration", ajar.FormatDuration(r.Duration))
 	if len(r.Params) > 0 {
 		p, _ := json.Marshal(r.Params)
 		row("Parameters", "`"+mdCode(string(p))+"`")
@@ -72,7 +71,7 @@ func (ev *Evidence) Markdown() string {
 			for _, a := range x.Approvals {
 				ap = append(ap, fmt.Sprintf("%s %s (step %d)", a.Approver, a.Decision, a.Step+1))
 			}
-			w("| %d | %s | %s | %s | %s | %s | %s |\n", x.Seq, broker.FmtDuration(x.By), md(x.RequestedBy), mdTime(&x.RequestedAt),
+			w("| %d | %s | %s | %s | %s | %s | %s |\n", x.Seq, ajar.FormatDuration(x.By), md(x.RequestedBy), mdTime(&x.RequestedAt),
 				md(string(x.State)), mdTime(x.DecidedAt), mdOr(strings.Join(ap, "; ")))
 		}
 	}

@@ -39,6 +39,11 @@ type Review struct {
 	CanDeny    bool `json:"can_deny"`
 	// Blocked says why the user cannot approve ("" when CanApprove).
 	Blocked string `json:"blocked,omitempty"`
+	// Eligible are the people of the policy file who may still approve Step:
+	// its approvers, without the requester and those who already decided
+	// (what explain lists). Users from an identity provider are not known
+	// until they sign in, so they are not listed.
+	Eligible []string `json:"eligible"`
 	// NeedsMFA says the user could approve after proving a second factor
 	// (the step has require_mfa): the page offers a security key or SSO.
 	NeedsMFA bool `json:"needs_mfa,omitempty"`
@@ -53,7 +58,7 @@ func (s *Reader) review(u ajar.User, r *ajar.Request, ext *ajar.Extension, break
 	if ext != nil {
 		approvals = ext.Approvals
 	}
-	rule, ok := s.svc.Policy().Rule(r.Policy)
+	rule, ok := s.pol.Rule(r.Policy)
 	if ok {
 		rv.Steps = len(rule.Approval.Steps)
 		rv.Step = broker.StepOf(approvals, rule)
@@ -65,14 +70,19 @@ func (s *Reader) review(u ajar.User, r *ajar.Request, ext *ajar.Extension, break
 					rv.Approved++
 				}
 			}
+			for _, id := range s.pol.Eligible(st.Approvers, r.Requester) {
+				if !slices.ContainsFunc(approvals, func(a ajar.Approval) bool { return ajar.SameUser(a.Approver, id) }) {
+					rv.Eligible = append(rv.Eligible, id)
+				}
+			}
 		}
 		for i := range rule.Approval.Steps {
 			approver = approver || rule.CanApprove(i, u)
 		}
 	}
-	reason, err := s.svc.MayDecide(u, r, ext, breakglass, broker.VerbApprove, now)
+	reason, err := s.core.MayDecide(u, r, ext, breakglass, broker.VerbApprove, now)
 	rv.CanApprove = err == nil
-	_, errDeny := s.svc.MayDecide(u, r, ext, breakglass, broker.VerbDeny, now)
+	_, errDeny := s.core.MayDecide(u, r, ext, breakglass, broker.VerbDeny, now)
 	rv.CanDeny = errDeny == nil
 	if err != nil {
 		rv.Blocked = blockedSentence(reason, err, r, ext, rule, rv.Step, u)
@@ -111,7 +121,7 @@ func blockedSentence(reason string, err error, r *ajar.Request, ext *ajar.Extens
 		msg := fmt.Sprintf("Step %d of policy %s needs approval from %s, and you are not one of them.",
 			step+1, rule.Name, strings.Join(st.Approvers, ", "))
 		if rule.CanEscalate(step, u) {
-			msg += fmt.Sprintf(" You may decide too once it has waited %s (escalate_after).", broker.FmtDuration(st.EscalateAfter))
+			msg += fmt.Sprintf(" You may decide too once it has waited %s (escalate_after).", ajar.FormatDuration(st.EscalateAfter))
 		}
 		return msg
 	}
@@ -122,60 +132,100 @@ func blockedSentence(reason string, err error, r *ajar.Request, ext *ajar.Extens
 	return strings.ToUpper(msg[:1]) + msg[1:] + "."
 }
 
-// Inbox lists the pending requests u can decide on (u approves some step of
-// their policy) and u's own pending requests, longest waiting first, each with
+// Inbox lists the pending requests, and the active ones with an extension
+// waiting for approval, that u can decide on (u approves some step of their
+// policy) or made, longest waiting first, each with
 // what u may do about it. It reads every pending request, however many there
 // are (the open-request limit bounds them), so none is left out.
 func (s *Reader) Inbox(ctx context.Context, u ajar.User) ([]Review, error) {
 	var rs []*ajar.Request
-	err := s.svc.Store().View(ctx, func(tx ajar.ReadTx) error {
-		return broker.EachRequest(ctx, tx, ajar.RequestFilter{States: []ajar.State{ajar.StatePending}}, func(r *ajar.Request) {
-			rs = append(rs, r)
+	exts := map[string]*ajar.Extension{} // active request id: its pending extension
+	bgs := map[string]bool{}             // active request id: made with break-glass
+	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
+		var active []*ajar.Request
+		err := eachRequest(ctx, tx, ajar.RequestFilter{States: []ajar.State{ajar.StatePending, ajar.StateActive}}, func(r *ajar.Request) {
+			if r.State == ajar.StateActive {
+				active = append(active, r)
+			} else {
+				rs = append(rs, r)
+			}
 		})
+		if err != nil {
+			return err
+		}
+		// An active request is in the inbox while an extension of it waits
+		// for approval: that is what Approve and Deny decide.
+		for _, r := range active {
+			ext, bg, err := pendingExtension(ctx, tx, r.ID)
+			if err != nil {
+				return err
+			}
+			if ext != nil {
+				rs, exts[r.ID], bgs[r.ID] = append(rs, r), ext, bg
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("inbox: %w", err)
 	}
 	out := []Review{}
-	now := s.svc.Now()
+	now := s.now()
 	for _, r := range rs {
-		if rv, approver := s.review(u, r, nil, false, now); approver || rv.Own {
+		if rv, approver := s.review(u, r, exts[r.ID], bgs[r.ID], now); approver || rv.Own {
 			out = append(out, rv)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b Review) int { return a.Request.CreatedAt.Compare(b.Request.CreatedAt) })
+	slices.SortStableFunc(out, func(a, b Review) int { return a.waitingSince().Compare(b.waitingSince()) })
 	return out, nil
 }
 
 // Review returns a request u may see with what u may do about it; ENOTFOUND
 // otherwise.
 func (s *Reader) Review(ctx context.Context, u ajar.User, id string) (*Review, error) {
-	r, err := s.svc.GetRequest(ctx, u, id)
+	r, err := s.core.GetRequest(ctx, u, id)
 	if err != nil {
 		return nil, err
 	}
 	var ext *ajar.Extension
 	bg := false
 	if r.State == ajar.StateActive {
-		err := s.svc.Store().View(ctx, func(tx ajar.ReadTx) error {
-			exts, err := tx.ListExtensions(ctx, r.ID)
-			if err != nil {
-				return err
-			}
-			for i := len(exts) - 1; i >= 0 && ext == nil; i-- {
-				if exts[i].State == ajar.ExtensionPending {
-					ext = &exts[i]
-				}
-			}
-			bg, err = broker.RequestIsBreakglass(ctx, tx, r.ID)
+		err := s.store.View(ctx, func(tx ajar.ReadTx) (err error) {
+			ext, bg, err = pendingExtension(ctx, tx, r.ID)
 			return err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("review %s: %w", id, err)
 		}
 	}
-	rv, _ := s.review(u, r, ext, bg, s.svc.Now())
+	rv, _ := s.review(u, r, ext, bg, s.now())
 	return &rv, nil
+}
+
+// waitingSince is when what rv decides was asked for: the extension, or the
+// request.
+func (rv Review) waitingSince() time.Time {
+	if rv.Extension != nil {
+		return rv.Extension.RequestedAt
+	}
+	return rv.Request.CreatedAt
+}
+
+// pendingExtension returns the newest extension of active request id that
+// waits for approval (nil when none), and whether the request was made with
+// break-glass, which deciding on it needs to know.
+func pendingExtension(ctx context.Context, tx ajar.ReadTx, id string) (*ajar.Extension, bool, error) {
+	exts, err := tx.ListExtensions(ctx, id)
+	if err != nil {
+		return nil, false, err
+	}
+	for i := len(exts) - 1; i >= 0; i-- {
+		if exts[i].State == ajar.ExtensionPending {
+			bg, err := broker.RequestIsBreakglass(ctx, tx, id)
+			return &exts[i], bg, err
+		}
+	}
+	return nil, false, nil
 }
 
 // ParamInfo is a request parameter a target takes.
@@ -187,7 +237,7 @@ type ParamInfo struct {
 // TargetForm is what the form for requesting a target asks: the target's limits
 // and approvers, and the parameters its provider takes.
 type TargetForm struct {
-	broker.TargetInfo
+	TargetInfo
 	Params []ParamInfo `json:"params"`
 }
 
@@ -203,14 +253,14 @@ var wellKnownParams = []struct{ name, sample string }{
 // "target") for an unknown target, EFORBIDDEN (field "target") when no rule lets u
 // request it.
 func (s *Reader) TargetForm(ctx context.Context, u ajar.User, target string) (*TargetForm, error) {
-	pol := s.svc.Policy()
+	pol := s.pol
 	rule, err := pol.Match(u, target)
 	if err != nil {
 		return nil, err
 	}
 	t, _ := pol.Target(target)
-	form := &TargetForm{TargetInfo: broker.TargetInfoOf(policy.TargetView{Target: t, Rule: rule}), Params: []ParamInfo{}}
-	prov, err := s.svc.Providers().ForTarget(target)
+	form := &TargetForm{TargetInfo: targetInfo(policy.TargetView{Target: t, Rule: rule}), Params: []ParamInfo{}}
+	prov, err := s.providers.ForTarget(target)
 	if err != nil {
 		return nil, fmt.Errorf("provider for %s: %w", target, err)
 	}

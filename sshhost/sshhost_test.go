@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,13 +14,10 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
-	"github.com/ajar-dev/ajar/keys"
-	"github.com/ajar-dev/ajar/policy"
-	"github.com/ajar-dev/ajar/provider"
+	"github.com/ajar-dev/ajar/internal/sshtest"
 	"github.com/ajar-dev/ajar/provider/sshcert"
+	"github.com/ajar-dev/ajar/sshaccess"
 	"github.com/ajar-dev/ajar/sshhost/wire"
-	"github.com/ajar-dev/ajar/store/sqlite"
 )
 
 const sshTestPolicy = `
@@ -56,86 +52,29 @@ policies:
       auto_approve: 'request.duration <= duration("10m")'
 `
 
-// clock is a settable clock shared by the store and the core.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // sshEnv is the core (for requests and certificates) and the host-agent
 // protocol over one store, with the real ssh-cert provider and CA.
 type sshEnv struct {
-	svc   *broker.Service
+	*sshtest.Env
+	ssh   *sshaccess.Service // "ajar ssh", to make requests and certificates
 	hosts *Service
-	store *sqlite.Store
-	provs *provider.Set
-	clock *clock
-	users map[string]ajar.User
-	ca    *sshcert.CA
 }
 
 func newSSHEnv(t *testing.T) *sshEnv {
 	t.Helper()
-	pol, err := policy.Parse([]byte(sshTestPolicy), provider.CheckTarget)
+	e := sshtest.New(t, sshTestPolicy)
+	hosts, err := New(Config{Store: e.Store, Providers: e.Provs, Audit: e.Svc.AppendAudit, SSHCA: e.CA.AuthorizedKey, SSHKRL: e.CA.KRL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
-	st, err := sqlite.Open(t.Context(), t.TempDir()+"/ajar.db", sqlite.WithNow(clk.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ca, err := sshcert.LoadOrCreateCA(t.Context(), ajar.StoreKeys(st), mustMasterKey(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	targets := map[string]provider.Target{}
-	for _, name := range pol.TargetNames() {
-		tg, _ := pol.Target(name)
-		targets[name] = provider.Target{Provider: tg.Provider, Config: tg.Config}
-	}
-	provs, err := provider.NewSet(targets, provider.Deps{SSHCA: ca})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := broker.New(broker.Config{Store: st, Policy: pol, Providers: provs, Now: clk.Now, SSHCA: ca.AuthorizedKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hosts, err := New(Config{Store: st, Providers: provs, Audit: svc.AppendAudit, SSHCA: ca.AuthorizedKey, SSHKRL: ca.KRL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := map[string]ajar.User{}
-	for _, u := range pol.Users() {
-		users[u.ID[:len(u.ID)-len("@example.com")]] = u
-	}
-	return &sshEnv{svc: svc, hosts: hosts, store: st, provs: provs, clock: clk, users: users, ca: ca}
-}
-
-func newPublicKey(t *testing.T) string {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, _ := ssh.NewPublicKey(pub)
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+	return &sshEnv{Env: e, ssh: sshaccess.New(e.Svc, e.Store, e.Policy, e.Provs), hosts: hosts}
 }
 
 // access asks for SSH access to target as user with a new key.
-func (e *sshEnv) access(t *testing.T, user, target, dur string, params map[string]string) *broker.SSHAccessOutput {
+func (e *sshEnv) access(t *testing.T, user, target, dur string, params map[string]string) *sshaccess.Output {
 	t.Helper()
-	out, err := e.svc.SSHAccess(t.Context(), e.users[user], broker.SSHAccessInput{
-		Target: target, Duration: dur, Reason: "test", Params: params, PublicKey: newPublicKey(t),
+	out, err := e.ssh.SSHAccess(t.Context(), e.Users[user], sshaccess.Input{
+		Target: target, Duration: dur, Reason: "test", Params: params, PublicKey: sshtest.PublicKey(t),
 	})
 	if err != nil {
 		t.Fatalf("SSHAccess %s %s: %v", target, dur, err)
@@ -143,19 +82,10 @@ func (e *sshEnv) access(t *testing.T, user, target, dur string, params map[strin
 	return out
 }
 
-// advance moves the clock and runs everything that became due.
-func (e *sshEnv) advance(t *testing.T, d time.Duration) {
-	t.Helper()
-	e.clock.Add(d)
-	if _, err := e.svc.RunDue(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func (e *sshEnv) get(t *testing.T, id string) *ajar.Request {
 	t.Helper()
 	var r *ajar.Request
-	err := e.store.View(t.Context(), func(tx ajar.ReadTx) error {
+	err := e.Store.View(t.Context(), func(tx ajar.ReadTx) error {
 		var err error
 		r, err = tx.GetRequest(t.Context(), id)
 		return err
@@ -169,7 +99,7 @@ func (e *sshEnv) get(t *testing.T, id string) *ajar.Request {
 func (e *sshEnv) actions(t *testing.T, id string) []string {
 	t.Helper()
 	var out []string
-	err := e.store.View(t.Context(), func(tx ajar.ReadTx) error {
+	err := e.Store.View(t.Context(), func(tx ajar.ReadTx) error {
 		evs, err := tx.ListAudit(t.Context(), ajar.AuditFilter{Subject: id})
 		for _, ev := range evs {
 			out = append(out, ev.Action)
@@ -201,7 +131,7 @@ func wantCode(t *testing.T, err error, code string) {
 
 func TestNewRequiresAudit(t *testing.T) {
 	e := newSSHEnv(t)
-	if _, err := New(Config{Store: e.store, Providers: e.provs}); err == nil {
+	if _, err := New(Config{Store: e.Store, Providers: e.Provs}); err == nil {
 		t.Fatal("New without Audit succeeded: session reports would not be audited")
 	}
 }
@@ -220,10 +150,10 @@ func (e *sshEnv) krlSerials(t *testing.T) []uint64 {
 	if err != nil {
 		t.Fatalf("ParseKRL: %v", err)
 	}
-	if got := k.Serials(e.ca.PublicKey()); len(got) != out.Serials {
+	if got := k.Serials(e.CA.PublicKey()); len(got) != out.Serials {
 		t.Fatalf("KRL holds %d serials, output says %d", len(got), out.Serials)
 	}
-	return k.Serials(e.ca.PublicKey())
+	return k.Serials(e.CA.PublicKey())
 }
 
 var src = map[string]string{"source_ip": "127.0.0.1"}
@@ -248,7 +178,7 @@ func TestSSHKRL(t *testing.T) {
 	}
 
 	// Revoked early: its serial is revoked at once, the other one is not.
-	if _, err := e.svc.Revoke(t.Context(), e.users["alice"], a.Request.ID); err != nil {
+	if _, err := e.Svc.Revoke(t.Context(), e.Users["alice"], a.Request.ID); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.krlSerials(t); !slices.Equal(got, []uint64{a.Cert.Info.Serial}) {
@@ -257,7 +187,7 @@ func TestSSHKRL(t *testing.T) {
 
 	// Expired: b's serial is listed until krlSkew after its ValidBefore, for hosts
 	// with slow clocks; then both leave, so the list stays small.
-	e.advance(t, 5*time.Minute)
+	e.Advance(t, 5*time.Minute)
 	if st := e.get(t, b.Request.ID).State; st != ajar.StateExpired {
 		t.Fatalf("b is %s", st)
 	}
@@ -266,7 +196,7 @@ func TestSSHKRL(t *testing.T) {
 	if got := e.krlSerials(t); !slices.Equal(got, want) {
 		t.Fatalf("just after expiry: KRL = %v, want %v", got, want)
 	}
-	e.advance(t, krlSkew)
+	e.Advance(t, krlSkew)
 	if got := e.krlSerials(t); len(got) != 0 {
 		t.Fatalf("%s after the certificates expired the KRL still revokes %v", krlSkew, got)
 	}
@@ -274,7 +204,7 @@ func TestSSHKRL(t *testing.T) {
 
 func TestSSHKRLWithoutCA(t *testing.T) {
 	e := newSSHEnv(t)
-	hosts, err := New(Config{Store: e.store, Providers: e.provs, Audit: e.svc.AppendAudit})
+	hosts, err := New(Config{Store: e.Store, Providers: e.Provs, Audit: e.Svc.AppendAudit})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,12 +219,12 @@ func TestSSHAuthorizedKeys(t *testing.T) {
 	if out.Cert == nil || out.Cert.Certificate != "" || out.Cert.Info.PublicKey == "" {
 		t.Fatalf("authorized-keys access: %+v", out.Cert)
 	}
-	node := e.users["node-1"]
+	node := e.Users["node-1"]
 	lines, err := e.hosts.SSHAuthorizedKeys(ctx, node, "keys", "deploy")
 	if err != nil {
 		t.Fatal(err)
 	}
-	exp := e.clock.Now().Add(5 * time.Minute).UTC().Format("20060102150405")
+	exp := e.Clock.Now().Add(5 * time.Minute).UTC().Format("20060102150405")
 	if len(lines) != 1 || !strings.HasPrefix(lines[0], `expiry-time="`+exp+`Z",restrict,`) ||
 		!strings.Contains(lines[0], out.Cert.Info.PublicKey+" ajar:"+out.Request.ID+":alice@example.com") {
 		t.Fatalf("keys = %q", lines)
@@ -307,7 +237,7 @@ func TestSSHAuthorizedKeys(t *testing.T) {
 	if lines, _ := e.hosts.SSHAuthorizedKeys(ctx, node, "web", "ubuntu"); len(lines) != 0 {
 		t.Fatalf("certificate target printed keys: %q", lines)
 	}
-	for _, u := range []ajar.User{e.users["alice"], e.users["node-2"]} {
+	for _, u := range []ajar.User{e.Users["alice"], e.Users["node-2"]} {
 		_, err := e.hosts.SSHAuthorizedKeys(ctx, u, "keys", "deploy")
 		wantCode(t, err, ajar.EFORBIDDEN)
 	}
@@ -321,7 +251,7 @@ func TestSSHAuthorizedKeys(t *testing.T) {
 	}
 
 	// Revoked: gone at once.
-	if _, err := e.svc.Revoke(ctx, e.users["alice"], out.Request.ID); err != nil {
+	if _, err := e.Svc.Revoke(ctx, e.Users["alice"], out.Request.ID); err != nil {
 		t.Fatal(err)
 	}
 	if lines, _ := e.hosts.SSHAuthorizedKeys(ctx, node, "keys", "deploy"); len(lines) != 0 {
@@ -332,28 +262,28 @@ func TestSSHAuthorizedKeys(t *testing.T) {
 func TestReportSSHSessions(t *testing.T) {
 	e := newSSHEnv(t)
 	ctx := t.Context()
-	node := e.users["node-1"]
+	node := e.Users["node-1"]
 	web := e.access(t, "alice", "web", "5m", src)
 	db := e.access(t, "alice", "db", "5m", nil)
 	keys := e.access(t, "alice", "keys", "5m", nil)
-	certKey := func(out *broker.SSHAccessOutput) string { return out.Cert.Certificate }
+	certKey := func(out *sshaccess.Output) string { return out.Cert.Certificate }
 
 	// A certificate of another CA and a plain key ajar never saw are not ajar's.
-	otherCA, _ := sshcert.LoadOrCreateCA(ctx, newMemKeys(), mustMasterKey(t))
+	otherCA, _ := sshcert.LoadOrCreateCA(ctx, newMemKeys(), sshtest.MasterKey(t))
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	signer, _ := ssh.NewSignerFromKey(priv)
 	foreign, err := otherCA.Sign(sshcert.CertSpec{PublicKey: signer.PublicKey(), Serial: web.Cert.Info.Serial,
 		KeyID: "ajar:" + web.Request.ID + ":alice@example.com", Principals: []string{"ubuntu"},
-		ValidAfter: e.clock.Now().Add(-time.Hour), ValidBefore: e.clock.Now().Add(time.Hour)})
+		ValidAfter: e.Clock.Now().Add(-time.Hour), ValidBefore: e.Clock.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	started := e.clock.Now().Add(-time.Second)
+	started := e.Clock.Now().Add(-time.Second)
 	rep := wire.SSHSessionReport{Target: "web", Host: "web-1", Sessions: []wire.SSHSession{
 		{ID: "s-web", Event: wire.SessionOpened, User: "ubuntu", Key: certKey(web), Source: "127.0.0.1", PID: 42, Started: &started},
 		{ID: "s-db", Event: wire.SessionOpened, User: "ubuntu", Key: certKey(db), Source: "127.0.0.1"},
 		{ID: "s-foreign", Event: wire.SessionOpened, User: "ubuntu", Key: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(foreign)))},
-		{ID: "s-plain", Event: wire.SessionOpen, User: "ubuntu", Key: newPublicKey(t)},
+		{ID: "s-plain", Event: wire.SessionOpen, User: "ubuntu", Key: sshtest.PublicKey(t)},
 	}}
 	got, err := e.hosts.ReportSSHSessions(ctx, node, rep)
 	if err != nil {
@@ -417,7 +347,12 @@ func TestReportSSHSessions(t *testing.T) {
 	}
 	// The logins are in the audit log under their requests, with who, where and what.
 	var opened ajar.AuditEvent
-	evs, _ := e.svc.Audit(ctx, e.users["alice"], ajar.AuditFilter{Subject: web.Request.ID})
+	var evs []ajar.AuditEvent
+	e.Store.View(ctx, func(tx ajar.ReadTx) error {
+		var err error
+		evs, err = tx.ListAudit(ctx, ajar.AuditFilter{Subject: web.Request.ID})
+		return err
+	})
 	for _, ev := range evs {
 		if ev.Action == "ssh.session.opened" {
 			opened = ev
@@ -431,7 +366,7 @@ func TestReportSSHSessions(t *testing.T) {
 	}
 
 	// Revoked: the session must end, and the agent's report of ending it is audited.
-	if _, err := e.svc.Revoke(ctx, e.users["alice"], web.Request.ID); err != nil {
+	if _, err := e.Svc.Revoke(ctx, e.Users["alice"], web.Request.ID); err != nil {
 		t.Fatal(err)
 	}
 	rep.Sessions = rep.Sessions[:1]
@@ -460,16 +395,16 @@ func TestReportSSHSessions(t *testing.T) {
 	if s := got.Sessions[0]; !s.Known || s.End || s.RequestID != keys.Request.ID || s.EndsAt == nil {
 		t.Fatalf("plain key session: %+v", s)
 	}
-	e.advance(t, 5*time.Minute)
+	e.Advance(t, 5*time.Minute)
 	got, _ = e.hosts.ReportSSHSessions(ctx, node, plain)
 	if s := got.Sessions[0]; !s.Known || !s.End {
 		t.Fatalf("plain key session after expiry: %+v", s)
 	}
 
 	// Only the target's agents may report, and reports are checked at the edge.
-	_, err = e.hosts.ReportSSHSessions(ctx, e.users["node-2"], rep)
+	_, err = e.hosts.ReportSSHSessions(ctx, e.Users["node-2"], rep)
 	wantCode(t, err, ajar.EFORBIDDEN)
-	_, err = e.hosts.ReportSSHSessions(ctx, e.users["alice"], rep)
+	_, err = e.hosts.ReportSSHSessions(ctx, e.Users["alice"], rep)
 	wantCode(t, err, ajar.EFORBIDDEN)
 	for field, mod := range map[string]func(*wire.SSHSessionReport){
 		"host":               func(r *wire.SSHSessionReport) { r.Host = "web 1" },
@@ -519,17 +454,6 @@ func (m memKeys) GetKey(_ context.Context, name string) ([]byte, error) {
 func (m memKeys) PutKey(_ context.Context, name string, b []byte) error {
 	m[name] = b
 	return nil
-}
-
-func mustMasterKey(t *testing.T) *keys.MasterKey {
-	t.Helper()
-	raw := make([]byte, 32)
-	rand.Read(raw)
-	mk, err := keys.NewMasterKey(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return mk
 }
 
 func parseCertLine(t *testing.T, line string) *ssh.Certificate {

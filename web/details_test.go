@@ -23,3 +23,24 @@ func TestDetailsKeepNumbersExact(t *testing.T) {
 		t.Errorf("details of invalid JSON = %q, want it as it is", got)
 	}
 }
+
+// TestDetailFields: details read as key: value, in the order written, with
+// numbers exact and strings unescaped.
+func TestDetailFields(t *testing.T) {
+	raw := json.RawMessage(`{"serial": 10717434795369787645, "expr": "a \u003c= b", "params": {"source_ip": "127.0.0.1"}, "n": 1.50, "none": null}`)
+	got := detailFields(raw)
+	want := []detailField{{"serial", "10717434795369787645"}, {"expr", "a <= b"}, {"params", `{"source_ip":"127.0.0.1"}`}, {"n", "1.50"}, {"none", "null"}}
+	if len(got) != len(want) {
+		t.Fatalf("detailFields = %v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("field %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+	for _, bad := range []string{`not json`, `[1,2]`, `"text"`, ``} {
+		if f := detailFields(json.RawMessage(bad)); f != nil {
+			t.Errorf("detailFields(%q) = %v, want nil", bad, f)
+		}
+	}
+}

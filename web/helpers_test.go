@@ -90,7 +90,7 @@ func startServer(t testing.TB) *server {
 		t.Fatal(err)
 	}
 	svc, err := broker.New(broker.Config{
-		Store: st, Policy: pol, Providers: provs, Signer: signer, SSHCA: ca.AuthorizedKey,
+		Store: st, Policy: pol, Providers: provs, SSHCA: ca.AuthorizedKey,
 		Now: clk.Now, Scheduler: broker.SchedulerConfig{Poll: 200 * time.Millisecond},
 	})
 	if err != nil {
@@ -105,7 +105,7 @@ func startServer(t testing.TB) *server {
 	core := struct {
 		*broker.Service
 		*readmodel.Reader
-	}{svc, readmodel.New(svc)}
+	}{svc, readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clk.Now, Signer: signer})}
 	ids, err := identity.New(identity.Config{Store: st, Policy: pol, Sealer: mk, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)

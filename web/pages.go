@@ -284,7 +284,7 @@ func (h *Handler) handleInbox(w http.ResponseWriter, rq *req) {
 type accessPage struct {
 	Active  []*ajar.Request // holding access, or about to (approved)
 	Waiting []*ajar.Request // pending approval
-	History []*ajar.Request // ended, newest first (the newest broker.AccessHistory)
+	History []*ajar.Request // ended, newest first (the newest readmodel.AccessHistory)
 }
 
 func (h *Handler) handleAccess(w http.ResponseWriter, rq *req) {

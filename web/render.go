@@ -201,6 +201,7 @@ var funcs = template.FuncMap{
 	// as stored: never through float64, which rounds certificate serials
 	// (10717434795369787645 would read ...787000) that auditors match against
 	// sshd's log.
+	"fields": detailFields, // fields.go: details as key: value
 	"details": func(raw json.RawMessage) string {
 		var b bytes.Buffer
 		if len(raw) == 0 || json.Compact(&b, raw) != nil {

@@ -31,10 +31,10 @@ import (
 // pages map to statuses; any other error is shown as an internal error.
 type Core interface {
 	WhoAmI(ctx context.Context, u ajar.User) (broker.Identity, error)
-	Targets(ctx context.Context, u ajar.User) ([]broker.TargetInfo, error)
+	Targets(ctx context.Context, u ajar.User) ([]readmodel.TargetInfo, error)
 	TargetForm(ctx context.Context, u ajar.User, target string) (*readmodel.TargetForm, error)
 	CreateRequest(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error)
-	MyAccess(ctx context.Context, u ajar.User) (*broker.Access, error)
+	MyAccess(ctx context.Context, u ajar.User) (*readmodel.Access, error)
 	Review(ctx context.Context, u ajar.User, id string) (*readmodel.Review, error)
 	Inbox(ctx context.Context, u ajar.User) ([]readmodel.Review, error)
 	Approve(ctx context.Context, u ajar.User, id, comment string) (*ajar.Request, error)

@@ -367,7 +367,12 @@ func TestSelfApprovalInPage(t *testing.T) {
 	if resp.Status != http.StatusForbidden || !strings.Contains(resp.Body, "you cannot approve your own request") {
 		t.Errorf("self-approval: %d\n%s", resp.Status, resp.Body)
 	}
-	evs, err := s.Svc.Audit(context.Background(), s.user(t, "admin"), ajar.AuditFilter{Subject: r.ID})
+	var evs []ajar.AuditEvent
+	err := s.Store.View(context.Background(), func(tx ajar.ReadTx) error {
+		var err error
+		evs, err = tx.ListAudit(context.Background(), ajar.AuditFilter{Subject: r.ID})
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,6 +466,10 @@ func TestAuditPage(t *testing.T) {
 			t.Errorf("admin's audit page lacks %q", want)
 		}
 	}
+	// Details read as key: value, not raw JSON.
+	if !strings.Contains(page, "<dt>target</dt><dd>demo-ssh</dd>") || !strings.Contains(page, "<dt>reason</dt><dd>check</dd>") {
+		t.Errorf("admin's audit page lacks readable details\n%s", page)
+	}
 	page = alice.get("/audit").Body
 	if strings.Contains(page, "<code>token.created</code>") || !strings.Contains(page, "<code>request.created</code>") {
 		t.Errorf("alice's audit page shows other events, or not hers\n%s", page)
@@ -532,7 +541,14 @@ func TestExtensionDecisionInPage(t *testing.T) {
 	c.signIn(s.tokens["bob"])
 	page = c.get("/requests/" + r.ID).Body
 	if !strings.Contains(page, `action="/requests/`+r.ID+`/approve"`) || !strings.Contains(page, `action="/requests/`+r.ID+`/deny"`) ||
-		!strings.Contains(page, "<dt>Extension</dt>") || strings.Contains(page, "nothing left to decide") {
+		!strings.Contains(page, "<dt>Extension</dt>") || strings.Contains(page, "nothing left to decide") ||
+		!strings.Contains(page, "<dt>Can approve</dt><dd>bob@example.com</dd>") {
 		t.Errorf("bob's page of alice's extension\n%s", page)
+	}
+	// The extension is in bob's inbox, with approve and deny.
+	page = c.get("/inbox").Body
+	if !strings.Contains(page, `id="req-`+r.ID+`"`) || !strings.Contains(page, "<dt>Extension</dt><dd>30m more: “more”") ||
+		!strings.Contains(page, `action="/requests/`+r.ID+`/approve"`) || !strings.Contains(page, `action="/requests/`+r.ID+`/deny"`) {
+		t.Errorf("bob's inbox lacks alice's extension\n%s", page)
 	}
 }

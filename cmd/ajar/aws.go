@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/credentials"
 	"github.com/ajar-dev/ajar/internal/awsx"
 	"github.com/ajar-dev/ajar/provider"
 )
@@ -65,7 +65,7 @@ ajar stores none of them and audits only the access key id.
 
 // writeCredentialProcess prints the JSON the AWS CLI and SDKs read from a
 // credential_process.
-func writeCredentialProcess(e *cliEnv, c *broker.CredentialsOutput) error {
+func writeCredentialProcess(e *cliEnv, c *credentials.Output) error {
 	return writeJSON(e.stdout, struct {
 		Version         int    `json:"Version"`
 		AccessKeyID     string `json:"AccessKeyId"`
@@ -76,7 +76,7 @@ func writeCredentialProcess(e *cliEnv, c *broker.CredentialsOutput) error {
 }
 
 // writeCredentialEnv prints shell export lines, quoted for sh.
-func writeCredentialEnv(e *cliEnv, c *broker.CredentialsOutput) error {
+func writeCredentialEnv(e *cliEnv, c *credentials.Output) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# ajar: credentials for request %s (target %s), expire %s\n",
 		clean(c.RequestID), clean(c.Target), c.Expiration.UTC().Format(time.RFC3339))

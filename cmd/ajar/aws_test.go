@@ -10,21 +10,21 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/credentials"
 	"github.com/ajar-dev/ajar/internal/awsx"
 )
 
 // credsCore is the fake core with credential vending.
 type credsCore struct{ *fakeCore }
 
-func (c credsCore) IssueCredentials(ctx context.Context, u ajar.User, id string) (*broker.CredentialsOutput, error) {
+func (c credsCore) IssueCredentials(ctx context.Context, u ajar.User, id string) (*credentials.Output, error) {
 	if err := c.called("IssueCredentials " + id); err != nil {
 		return nil, err
 	}
 	if id != "r1" {
 		return nil, ajar.Errorf(ajar.ENOTFOUND, "no request %s", id)
 	}
-	return &broker.CredentialsOutput{RequestID: id, Target: "prod-readonly", Credentials: ajar.Credentials{
+	return &credentials.Output{RequestID: id, Target: "prod-readonly", Credentials: ajar.Credentials{
 		AccessKeyID: "ASIAEXAMPLEEXAMPLE", SecretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
 		SessionToken: "FwoGZXIvYXdzEBYaDE+it's/a=token", Expiration: testTime.Add(30 * time.Minute), Region: "us-east-1",
 	}}, nil

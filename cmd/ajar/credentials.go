@@ -11,10 +11,10 @@ import (
 	"time"
 )
 
-// credentials is what "ajar login" keeps so every client command can use it
+// storedCredentials is what "ajar login" keeps so every client command can use it
 // when AJAR_TOKEN is not set: the server and a session token for it. The file is
 // ${XDG_CONFIG_HOME:-~/.config}/ajar/credentials, mode 0600 in a 0700 directory.
-type credentials struct {
+type storedCredentials struct {
 	Server    string    `json:"server"`
 	Token     string    `json:"token"`
 	User      string    `json:"user"`
@@ -37,7 +37,7 @@ func (e *cliEnv) credentialsPath() string {
 
 // loadCredentials reads the credentials file; nil, nil when there is none. A file
 // that others may read is refused rather than used: its token may have leaked.
-func (e *cliEnv) loadCredentials() (*credentials, error) {
+func (e *cliEnv) loadCredentials() (*storedCredentials, error) {
 	path := e.credentialsPath()
 	if path == "" {
 		return nil, nil
@@ -56,7 +56,7 @@ func (e *cliEnv) loadCredentials() (*credentials, error) {
 	if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%s is readable by others (mode %v); run ajar logout and ajar login again", path, st.Mode().Perm())
 	}
-	var c credentials
+	var c storedCredentials
 	if err := json.NewDecoder(f).Decode(&c); err != nil || c.Server == "" || c.Token == "" {
 		return nil, fmt.Errorf("%s is not an ajar credentials file; run ajar login again", path)
 	}
@@ -64,7 +64,7 @@ func (e *cliEnv) loadCredentials() (*credentials, error) {
 }
 
 // saveCredentials writes the credentials file atomically, mode 0600.
-func (e *cliEnv) saveCredentials(c *credentials) (string, error) {
+func (e *cliEnv) saveCredentials(c *storedCredentials) (string, error) {
 	path := e.credentialsPath()
 	if path == "" {
 		return "", errors.New("cannot store credentials: neither XDG_CONFIG_HOME nor HOME is set")

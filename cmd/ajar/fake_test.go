@@ -9,6 +9,7 @@ import (
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 // fakeCore is a hand-written api.Core for the CLI tests, which run the real API
@@ -22,7 +23,7 @@ type fakeCore struct {
 	events   []ajar.AuditEvent
 	calls    []string
 	create   broker.CreateInput
-	list     broker.ListInput
+	list     readmodel.ListInput
 	paged    bool // ListRequests answers in two pages
 	filters  []ajar.AuditFilter
 	comment  string
@@ -83,14 +84,14 @@ func (f *fakeCore) Authenticate(ctx context.Context, token string) (ajar.User, e
 	return ajar.User{ID: "alice@example.com", Groups: []string{"engineers"}}, nil
 }
 
-func (f *fakeCore) Targets(ctx context.Context, u ajar.User) ([]broker.TargetInfo, error) {
+func (f *fakeCore) Targets(ctx context.Context, u ajar.User) ([]readmodel.TargetInfo, error) {
 	if err := f.called("Targets"); err != nil {
 		return nil, err
 	}
-	return []broker.TargetInfo{{
+	return []readmodel.TargetInfo{{
 		Name: "prod-web", Provider: "ssh-cert", Policy: "engineers-prod",
 		DefaultDuration: "30m", MaxDuration: "2h", ApprovalTimeout: "30m",
-		Steps: []broker.StepInfo{{Approvers: []string{"group:sre"}, Count: 1}},
+		Steps: []readmodel.StepInfo{{Approvers: []string{"group:sre"}, Count: 1}},
 	}}, nil
 }
 
@@ -120,7 +121,7 @@ func (f *fakeCore) GetRequest(ctx context.Context, u ajar.User, id string) (*aja
 
 // ListRequests returns r1; when paged is set, on a first page followed by a
 // second one (cursor "page2") holding a copy of r1 named r0.
-func (f *fakeCore) ListRequests(ctx context.Context, u ajar.User, in broker.ListInput) (*broker.RequestList, error) {
+func (f *fakeCore) ListRequests(ctx context.Context, u ajar.User, in readmodel.ListInput) (*readmodel.RequestList, error) {
 	if err := f.called("ListRequests"); err != nil {
 		return nil, err
 	}
@@ -131,13 +132,13 @@ func (f *fakeCore) ListRequests(ctx context.Context, u ajar.User, in broker.List
 	r, _ := f.get("r1")
 	switch {
 	case !paged:
-		return &broker.RequestList{Requests: []*ajar.Request{r}}, nil
+		return &readmodel.RequestList{Requests: []*ajar.Request{r}}, nil
 	case in.Cursor == "":
-		return &broker.RequestList{Requests: []*ajar.Request{r}, NextCursor: "page2"}, nil
+		return &readmodel.RequestList{Requests: []*ajar.Request{r}, NextCursor: "page2"}, nil
 	case in.Cursor == "page2":
 		r0 := *r
 		r0.ID = "r0"
-		return &broker.RequestList{Requests: []*ajar.Request{&r0}}, nil
+		return &readmodel.RequestList{Requests: []*ajar.Request{&r0}}, nil
 	}
 	return nil, ajar.FieldErrorf("cursor", "is not a cursor this server returned")
 }

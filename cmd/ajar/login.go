@@ -57,7 +57,7 @@ and used by every command when AJAR_TOKEN is not set; ajar logout ends it.`,
 			if err != nil {
 				return err
 			}
-			path, err := e.saveCredentials(&credentials{Server: c.BaseURL, Token: tok.Token, User: tok.User, ExpiresAt: tok.ExpiresAt})
+			path, err := e.saveCredentials(&storedCredentials{Server: c.BaseURL, Token: tok.Token, User: tok.User, ExpiresAt: tok.ExpiresAt})
 			if err != nil {
 				return err
 			}

@@ -201,13 +201,16 @@ with the API token in $AJAR_TOKEN; --server and --token override them.`,
 		newNodeCmd(e),
 		newVersionCmd(e), // version.go
 		newLoginCmd(e),   // login.go
+		newPolicyCmd(e),  // policycmd.go
 	)
 	audit := newAuditCmd(e)
 	audit.AddCommand(auditSubcommands(e)...)
 	root.AddCommand(audit)
 	root.AddCommand(workflowCommands(e)...) // workflow.go
 	root.AddCommand(awsCommands(e)...)      // aws.go
+	root.AddCommand(dbCommands(e)...)       // db.go
 	root.AddCommand(serverCommands(e)...)
+	addCompletions(e, root) // completion.go
 	return root
 }
 

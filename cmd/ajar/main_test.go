@@ -20,6 +20,7 @@ import (
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 // startServer runs the real API server around core.
@@ -278,7 +279,7 @@ func TestRequests(t *testing.T) {
 	r := runCLI(t, url, "requests", "--mine", "--state", "active")
 	r.want(t, exitOK)
 	core.locked(func() {
-		if want := (broker.ListInput{Mine: true, State: ajar.StateActive}); core.list != want {
+		if want := (readmodel.ListInput{Mine: true, State: ajar.StateActive}); core.list != want {
 			t.Errorf("core got %+v, want %+v", core.list, want)
 		}
 	})
@@ -330,7 +331,7 @@ func TestTargetsAndWhoAmI(t *testing.T) {
 	}
 	r = runCLI(t, url, "targets", "-o", "json")
 	r.want(t, exitOK)
-	var targets []broker.TargetInfo
+	var targets []readmodel.TargetInfo
 	if err := json.Unmarshal([]byte(r.stdout), &targets); err != nil || len(targets) != 1 {
 		t.Errorf("targets JSON: %v\n%s", err, r.stdout)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 // outputFormat is the value of -o/--output. Set rejects anything but the two
@@ -72,12 +72,15 @@ func clean(s string) string {
 }
 
 // cleanLines is clean for multi-line text of ajar's own (a policy file's
-// problems, one a line): line feeds stay, everything else clean escapes is
-// escaped.
+// problems, cobra's "Did you mean this?" list), one item a line: line feeds
+// stay, tabs that indent a line become two spaces each, trailing blank lines
+// go, and everything else clean escapes is escaped. Never use it for text from
+// the server: that is one line, escaped by clean.
 func cleanLines(s string) string {
-	lines := strings.Split(s, "\n")
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	for i, l := range lines {
-		lines[i] = clean(l)
+		rest := strings.TrimLeft(l, "\t")
+		lines[i] = strings.Repeat("  ", len(l)-len(rest)) + clean(rest)
 	}
 	return strings.Join(lines, "\n")
 }
@@ -250,10 +253,10 @@ func (e *cliEnv) printRequests(reqs []*ajar.Request, format outputFormat) error 
 }
 
 // printTargets prints the targets a user may request.
-func (e *cliEnv) printTargets(targets []broker.TargetInfo, format outputFormat) error {
+func (e *cliEnv) printTargets(targets []readmodel.TargetInfo, format outputFormat) error {
 	if format == outputJSON {
 		if targets == nil {
-			targets = []broker.TargetInfo{}
+			targets = []readmodel.TargetInfo{}
 		}
 		return writeJSON(e.stdout, targets)
 	}
@@ -269,7 +272,7 @@ func (e *cliEnv) printTargets(targets []broker.TargetInfo, format outputFormat) 
 
 // approvalSummary is who must approve: "1 of group:sre; 2 of alice,bob", with the
 // auto-approve condition if there is one.
-func approvalSummary(t broker.TargetInfo) string {
+func approvalSummary(t readmodel.TargetInfo) string {
 	var parts []string
 	for _, s := range t.Steps {
 		parts = append(parts, fmt.Sprintf("%d of %s", s.Count, strings.Join(s.Approvers, ",")))

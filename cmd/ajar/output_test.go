@@ -117,3 +117,33 @@ func TestOwnMultiLineErrors(t *testing.T) {
 		t.Errorf("describeError = %q, want %q", got, want)
 	}
 }
+
+// TestCobraSuggestionsOneALine: cobra's "Did you mean this?" list prints one
+// suggestion a line, indented, with no literal \t or \n, through the real error
+// path; the mistyped word is still escaped.
+func TestCobraSuggestionsOneALine(t *testing.T) {
+	r := runRaw(t, "requestz")
+	r.want(t, exitUsage, "error: unknown command \"requestz\" for \"ajar\"\n\nDid you mean this?\n  request\n  requests\nRun 'ajar --help' for usage.\n")
+	if strings.Contains(r.stderr, `\t`) || strings.Contains(r.stderr, `\n`) {
+		t.Errorf("escaped layout characters in %q", r.stderr)
+	}
+	r = runRaw(t, "request\x1b[2J")
+	r.want(t, exitUsage, `unknown command "request\x1b[2J"`)
+}
+
+// TestPolicyProblemsOneALine: a policy file's problems print one a line through
+// the real command (ajar serve refuses the file before opening anything).
+func TestPolicyProblemsOneALine(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bad.yaml")
+	bad := "users:\n  - {id: a@example.com, groups: [g]}\ntargets:\n  t: {provider: testonly-counter}\n" +
+		"policies:\n  - name: p\n    targets: [t, u]\n    requesters: [group:g]\n    default_duration: 5m\n    max_duration: 1m\n" +
+		"    approval: {steps: [{approvers: [a@example.com], count: 1}]}\n"
+	if err := os.WriteFile(file, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runRaw(t, "serve", "--config", file, "--data", t.TempDir())
+	r.want(t, exitError, "has 3 problem(s):\n  - targets.t.config.dir: must be an absolute directory path\n  - policies[0].targets[1]: no target named \"u\"\n  - policies[0].default_duration: 5m is longer than max_duration 1m\n")
+	if strings.Contains(r.stderr, `\n`) || strings.Contains(r.stderr, `\t`) {
+		t.Errorf("escaped layout characters in %q", r.stderr)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 func newRequestCmd(e *cliEnv) *cobra.Command {
@@ -152,23 +153,40 @@ func (e *cliEnv) waitActive(ctx context.Context, c *api.Client, req *ajar.Reques
 
 func newRequestsCmd(e *cliEnv) *cobra.Command {
 	var (
-		in    broker.ListInput
-		state string
-		out   outputFormat
+		in         readmodel.ListInput
+		state      string
+		awaitingMe bool
+		out        outputFormat
 	)
 	cmd := &cobra.Command{
-		Use:   "requests [--mine] [--state STATE] [--limit N] [--cursor C]",
+		Use:   "requests [--mine] [--state STATE] [--limit N] [--cursor C] | --awaiting-me",
 		Short: "List the requests you can see, newest first",
 		Long: "List the requests you can see, newest first: all of them, or with --limit one page\n" +
 			"of at most N, after which the command that shows the next page is printed on stderr.",
 		Args: argNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if awaitingMe {
+				for _, f := range []string{"mine", "state", "limit", "cursor"} {
+					if cmd.Flags().Changed(f) {
+						return usageErrorf("--"+f, "does not go with --awaiting-me")
+					}
+				}
+				c, err := e.client(true)
+				if err != nil {
+					return err
+				}
+				items, err := c.Inbox(cmd.Context())
+				if err != nil {
+					return err
+				}
+				return e.printAwaiting(items, out) // awaiting.go
+			}
 			in.State = ajar.State(state)
 			if state != "" && !in.State.Valid() {
 				return usageErrorf("--state", "unknown state %q (one of: %s)", state, stateNames())
 			}
-			if in.Limit < 0 || in.Limit > broker.MaxListLimit {
-				return usageErrorf("--limit", "must be between 1 and %d", broker.MaxListLimit)
+			if in.Limit < 0 || in.Limit > readmodel.MaxListLimit {
+				return usageErrorf("--limit", "must be between 1 and %d", readmodel.MaxListLimit)
 			}
 			c, err := e.client(true)
 			if err != nil {
@@ -195,15 +213,16 @@ func newRequestsCmd(e *cliEnv) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&in.Mine, "mine", false, "only your own requests")
+	cmd.Flags().BoolVar(&awaitingMe, "awaiting-me", false, "only the requests and extensions waiting for your approval now")
 	cmd.Flags().StringVar(&state, "state", "", "only requests in this state ("+stateNames()+")")
-	cmd.Flags().IntVar(&in.Limit, "limit", 0, fmt.Sprintf("show one page of at most this many (1 to %d); default: all", broker.MaxListLimit))
+	cmd.Flags().IntVar(&in.Limit, "limit", 0, fmt.Sprintf("show one page of at most this many (1 to %d); default: all", readmodel.MaxListLimit))
 	cmd.Flags().StringVar(&in.Cursor, "cursor", "", "start where the page before ended (printed after it with --limit)")
 	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 // listFlags repeats the filter flags of in, for the "more:" hint.
-func listFlags(in broker.ListInput) string {
+func listFlags(in readmodel.ListInput) string {
 	var b strings.Builder
 	if in.Mine {
 		b.WriteString(" --mine")
@@ -226,7 +245,7 @@ func newShowCmd(e *cliEnv) *cobra.Command {
 	var out outputFormat
 	cmd := &cobra.Command{
 		Use:   "show ID",
-		Short: "Show a request with its approvals",
+		Short: "Show a request with its approvals, and its extension waiting for approval",
 		Args:  argNames("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := e.client(true)
@@ -237,7 +256,11 @@ func newShowCmd(e *cliEnv) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return e.printRequest(req, out)
+			rv, err := pendingExtension(cmd.Context(), c, req) // awaiting.go
+			if err != nil {
+				return err
+			}
+			return e.printShown(req, rv, out)
 		},
 	}
 	addOutputFlag(cmd, &out)

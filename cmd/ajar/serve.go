@@ -17,15 +17,19 @@ import (
 	"github.com/ajar-dev/ajar/api"
 	"github.com/ajar-dev/ajar/audit"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/credentials"
 	"github.com/ajar-dev/ajar/identity"
 	"github.com/ajar-dev/ajar/identity/sso"
 	"github.com/ajar-dev/ajar/internal/awsx"
 	"github.com/ajar-dev/ajar/keys"
+	"github.com/ajar-dev/ajar/metrics"
 	"github.com/ajar-dev/ajar/notify/outbox"
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/provider"
 	"github.com/ajar-dev/ajar/provider/sshcert"
 	"github.com/ajar-dev/ajar/readmodel"
+	"github.com/ajar-dev/ajar/reconcile"
+	"github.com/ajar-dev/ajar/sshaccess"
 	"github.com/ajar-dev/ajar/sshhost"
 	"github.com/ajar-dev/ajar/store/postgres"
 	"github.com/ajar-dev/ajar/store/sqlite"
@@ -44,7 +48,9 @@ type serveOptions struct {
 	listen        string
 	masterKeyFile string
 	dev           bool
-	unsafeDev     bool // --unsafe-dev-config: --dev with --config, knowingly
+	unsafeDev     bool      // --unsafe-dev-config: --dev with --config, knowingly
+	logFormat     logFormat // logging.go
+	logLevel      logLevel
 }
 
 // devMode reports whether ajar runs its embedded demo policy and dev conveniences.
@@ -57,7 +63,7 @@ func newServeCmd(e *cliEnv) *cobra.Command {
 		Short: "Run the ajar server (with no --config: dev mode with the demo policy)",
 		Args:  argNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			log := newLogger(e.stderr, o.logFormat, o.logLevel.Level) // logging.go
 			a, err := openApp(cmd.Context(), o, e, log)
 			if err != nil {
 				return err
@@ -72,6 +78,9 @@ func newServeCmd(e *cliEnv) *cobra.Command {
 	cmd.Flags().StringVar(&o.listen, "listen", "", "listen address (default: the config's server.listen, or "+policy.DefaultListen+")")
 	cmd.Flags().StringVar(&o.masterKeyFile, "master-key-file", "", "file holding the base64 master key (or set "+keys.EnvMasterKey+")")
 	cmd.Flags().BoolVar(&o.dev, "dev", false, "dev mode: generate a master key file and API tokens for every configured user")
+	o.logFormat, o.logLevel.Level = "text", slog.LevelInfo
+	cmd.Flags().Var(&o.logFormat, "log-format", `log format: "text" or "json" (the start-up lines stay plain text)`)
+	cmd.Flags().Var(&o.logLevel, "log-level", "least level logged: debug (adds polling requests), info, warn or error")
 	cmd.Flags().BoolVar(&o.unsafeDev, "unsafe-dev-config", false, "allow --dev with --config: tokens for every user of a real policy, admins included, in a file (tests and trials only)")
 	return cmd
 }
@@ -228,6 +237,9 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
+	for _, w := range pol.Warnings() {
+		log.Warn("policy problem: some requests could never be approved", "field", w.Field, "problem", w.Message)
+	}
 	if err := os.MkdirAll(o.data, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -279,8 +291,11 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		return nil, err
 	}
 	sc := pol.Scheduler()
-	metrics := broker.NewMetrics(nil)
-	if err := registerBuildInfo(metrics.Registerer(), readBuildInfo()); err != nil {
+	reg, err := metrics.New(st) // what GET /metrics serves; each part registers its counters
+	if err != nil {
+		return nil, err
+	}
+	if err := registerBuildInfo(reg, readBuildInfo()); err != nil {
 		return nil, err
 	}
 	sinks, err := sinksFromPolicy(pol, e.getenv, log)
@@ -288,7 +303,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		return nil, err
 	}
 	delivery, err := outbox.New(outbox.Config{ // notification delivery (the notifications section)
-		Store: st, Sinks: sinks, Logger: log, Registerer: metrics.Registerer(),
+		Store: st, Sinks: sinks, Logger: log, Registerer: reg,
 		RetryBase: time.Duration(sc.NotifyRetry), RetryMax: time.Duration(sc.NotifyMaxRetry),
 		GiveUp: time.Duration(sc.NotifyGiveUp),
 	})
@@ -301,8 +316,8 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	}
 	ids := parts.IDs
 	svc, err := broker.New(broker.Config{
-		Store: st, Policy: pol, Providers: provs, Signer: signer, SSHCA: ca.AuthorizedKey,
-		Logger: log, Metrics: metrics, Now: clock, Users: ids.Lookup,
+		Store: st, Policy: pol, Providers: provs, SSHCA: ca.AuthorizedKey,
+		Logger: log, Metrics: broker.NewMetrics(reg), Now: clock, Users: ids.Lookup,
 		Scheduler: broker.SchedulerConfig{
 			Poll: time.Duration(sc.PollInterval), MaxGrantAttempts: sc.MaxGrantAttempts,
 			MaxRevokeAttempts: sc.MaxRevokeAttempts, SlowRetry: time.Duration(sc.SlowRetry),
@@ -317,21 +332,28 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	}
 	hosts, err := sshhost.New(sshhost.Config{ // the SSH host-agent protocol, beside the core
 		Store: st, Providers: provs, Audit: svc.AppendAudit, SSHCA: ca.AuthorizedKey, SSHKRL: ca.KRL,
-		Metrics: metrics.Registerer(),
+		Metrics: reg,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if _, err := svc.ReportOrphans(ctx); err != nil { // grants of users removed from the policy: log and metric
+	checks, err := reconcile.New(reconcile.Config{ // the drift check and grants of removed users
+		Store: st, Policy: pol, Providers: provs, Core: svc, Registerer: reg, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := checks.ReportOrphans(ctx); err != nil { // grants of users removed from the policy: log and metric
 		return nil, err
 	}
 	listen := o.listen
 	if listen == "" {
 		listen = pol.Server().Listen
 	}
-	c := core{Service: svc, Reader: readmodel.New(svc)}
+	c := core{Service: svc, SSH: sshaccess.New(svc, st, pol, provs), Creds: credentials.New(svc, st, provs, clock),
+		Reader: readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clock, Signer: signer})}
 	srv := api.NewServer(c, ids, api.Options{
-		Addr: listen, Logger: log, Metrics: metrics.Handler(), SSHHosts: hosts,
+		Addr: listen, Logger: log, Metrics: metrics.Handler(reg), SSHHosts: hosts,
 		Web:   web.New(c, ids, web.Options{Logger: log, Now: clock, Login: webLogin(parts.Login), MFA: webMFA(parts.MFA)}),
 		Login: apiLogin(parts.Login),
 		Ready: func(ctx context.Context) error {
@@ -347,6 +369,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		defer close(a.done)
 		var wg sync.WaitGroup
 		wg.Go(func() { delivery.Run(runCtx) }) // notify/outbox: outbox delivery
+		wg.Go(func() { checks.Run(runCtx) })   // reconcile: the drift check
 		svc.Run(runCtx)
 		wg.Wait()
 	}()
@@ -356,6 +379,11 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		mode = "dev mode, demo policy"
 	}
 	fmt.Fprintf(e.stderr, "ajar serving on %s (%s, %s, data in %s; %s)\n", srv.URL(), mode, storeDesc, o.data, readBuildInfo())
+	if !o.devMode() {
+		// A new deployment has no tokens yet: say how to mint one.
+		fmt.Fprintf(e.stderr, "API tokens (the first one too) are minted on this host: ajar token create --config %s --data %s --user USER_ID\n",
+			o.config, o.data)
+	}
 	if o.devMode() {
 		if err := writeDevTokens(ctx, ids, pol, o.data, srv.URL(), e); err != nil {
 			a.Close()
@@ -374,18 +402,41 @@ func (a *app) Close() error {
 }
 
 // core is what the HTTP layers serve: the broker's lifecycle and, beside it,
-// the read model (evidence, audit search, the web's view models).
+// the read model (the lists, explain, evidence, the audit log, the web's view
+// models), "ajar ssh"'s one round trip (sshaccess) and cloud credentials
+// (credentials).
 type core struct {
 	*broker.Service
 	*readmodel.Reader
+	SSH   *sshaccess.Service
+	Creds *credentials.Service
+}
+
+// IssueDBLogin gives a database login (package credentials).
+func (c core) IssueDBLogin(ctx context.Context, u ajar.User, id string) (*credentials.DBLoginOutput, error) {
+	return c.Creds.IssueDBLogin(ctx, u, id)
+}
+
+// IssueCredentials vends cloud credentials (package credentials).
+func (c core) IssueCredentials(ctx context.Context, u ajar.User, id string) (*credentials.Output, error) {
+	return c.Creds.IssueCredentials(ctx, u, id)
+}
+
+// SSHAccess is "ajar ssh"'s one round trip (package sshaccess).
+func (c core) SSHAccess(ctx context.Context, u ajar.User, in sshaccess.Input) (*sshaccess.Output, error) {
+	return c.SSH.SSHAccess(ctx, u, in)
 }
 
 var (
-	_ api.Core         = core{}
-	_ api.WorkflowCore = core{}
-	_ api.EvidenceCore = core{}
-	_ web.Core         = core{}
-	_ web.Extender     = core{}
+	_ api.Core            = core{}
+	_ api.WorkflowCore    = core{}
+	_ api.EvidenceCore    = core{}
+	_ api.InboxCore       = core{}
+	_ web.Core            = core{}
+	_ web.Extender        = core{}
+	_ api.SSHCore         = core{}
+	_ api.CredentialsCore = core{}
+	_ api.DBLoginCore     = core{}
 )
 
 // writeDevTokens mints a token for every configured user on the first dev start

@@ -25,6 +25,7 @@ import (
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
 	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/sshaccess"
 )
 
 // exitCodeError makes the CLI exit with code without printing anything: ajar ssh
@@ -50,7 +51,7 @@ func newSSHCmd(e *cliEnv) *cobra.Command {
 		Long: `Get SSH access to TARGET and run ssh with it, in one command.
 
 ajar ssh reuses your request for TARGET while it is active (or waits on your pending
-one); otherwise it asks for access with --for, --reason and --ticket, asking for a
+one, unless it is scheduled to start later: that one is skipped); otherwise it asks for access with --for, --reason and --ticket, asking for a
 reason on the terminal when the policy wants one. It waits for approval if needed,
 creates a new ed25519 key that only this ssh uses, gets a certificate for it (or, for
 authorized-keys targets, has the key authorized until the access ends), runs the system
@@ -158,7 +159,7 @@ func (e *cliEnv) runSSH(ctx context.Context, cmd *cobra.Command, o sshOptions, t
 	if err != nil {
 		return err
 	}
-	in := broker.SSHAccessInput{
+	in := sshaccess.Input{
 		Target: target, Duration: o.duration, Reason: o.reason, Ticket: o.ticket, Params: params,
 		PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))),
 	}
@@ -167,6 +168,10 @@ func (e *cliEnv) runSSH(ctx context.Context, cmd *cobra.Command, o sshOptions, t
 		return err
 	}
 	req := out.Request
+	for _, r := range out.Scheduled {
+		fmt.Fprintf(e.stderr, "ajar: skipped your request %s for %s: it starts at %s (%s), not now\n",
+			clean(r.ID), clean(target), fmtTimePtr(r.StartAt), relative(*r.StartAt, e.now()))
+	}
 	how := "new request"
 	if out.Reused {
 		how = "your request"
@@ -198,7 +203,7 @@ func (e *cliEnv) runSSH(ctx context.Context, cmd *cobra.Command, o sshOptions, t
 
 // sshAccess asks for access and, when the policy wants a reason (or ticket) that
 // was not given and a person is at the terminal, asks for it and tries again.
-func (e *cliEnv) sshAccess(ctx context.Context, c *api.Client, in broker.SSHAccessInput) (*broker.SSHAccessOutput, error) {
+func (e *cliEnv) sshAccess(ctx context.Context, c *api.Client, in sshaccess.Input) (*sshaccess.Output, error) {
 	asked := map[string]bool{}
 	var rd *bufio.Reader
 	for {

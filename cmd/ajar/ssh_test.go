@@ -6,10 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
-	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/sshaccess"
 )
 
 // sshFake adds POST /v1/ssh/access to fakeCore: it answers with request r1, active
@@ -17,12 +18,13 @@ import (
 type sshFake struct {
 	*fakeCore
 	pending bool
-	access  []broker.SSHAccessInput
+	later   *ajar.Request // returned as skipped (scheduled) when set
+	access  []sshaccess.Input
 }
 
 var _ api.SSHCore = (*sshFake)(nil)
 
-func (f *sshFake) SSHAccess(ctx context.Context, u ajar.User, in broker.SSHAccessInput) (*broker.SSHAccessOutput, error) {
+func (f *sshFake) SSHAccess(ctx context.Context, u ajar.User, in sshaccess.Input) (*sshaccess.Output, error) {
 	if err := f.called("SSHAccess"); err != nil {
 		return nil, err
 	}
@@ -35,10 +37,14 @@ func (f *sshFake) SSHAccess(ctx context.Context, u ajar.User, in broker.SSHAcces
 	}
 	if f.pending {
 		r.State = ajar.StatePending
-		return &broker.SSHAccessOutput{Request: r}, nil
+		return &sshaccess.Output{Request: r}, nil
 	}
 	cert, _ := f.IssueSSHCert(ctx, u, r.ID, []byte(in.PublicKey))
-	return &broker.SSHAccessOutput{Request: r, Cert: cert}, nil
+	out := &sshaccess.Output{Request: r, Cert: cert}
+	if f.later != nil {
+		out.Scheduled = []*ajar.Request{f.later}
+	}
+	return out, nil
 }
 
 // fakeSSH writes an ssh stand-in: "ssh -G" prints a config, anything else
@@ -110,6 +116,20 @@ func TestSSHCommandWaitsForApproval(t *testing.T) {
 	if !strings.Contains(strings.Join(core.Calls(), ","), "IssueSSHCert") {
 		t.Errorf("no certificate asked for after approval: %v", core.Calls())
 	}
+}
+
+// TestSSHCommandSaysScheduledSkipped: a request the server skipped because it
+// starts later is named, with its start, so the user knows why a new one was made.
+func TestSSHCommandSaysScheduledSkipped(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	start := time.Now().Add(20 * time.Hour).UTC().Truncate(time.Second)
+	core := &sshFake{fakeCore: newFakeCore(), later: &ajar.Request{ID: "r9", State: ajar.StateApproved, StartAt: &start}}
+	url := startServer(t, core)
+	sshBin, _ := fakeSSH(t)
+	r := runRaw(t, "--server", url, "--token", "alice-token", "ssh", "prod-web", "--for", "5m", "--ssh", sshBin,
+		"--", "u@127.0.0.1")
+	r.want(t, 7, "ajar: skipped your request r9 for prod-web: it starts at "+start.Format(time.RFC3339)+" (in 19h",
+		"ajar: new request r1 for prod-web: active")
 }
 
 func TestParseSSHConfig(t *testing.T) {

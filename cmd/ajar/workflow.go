@@ -12,6 +12,7 @@ import (
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/policy"
+	"github.com/ajar-dev/ajar/readmodel"
 )
 
 // workflowCommands returns extend, breakglass, reviews, review, explain and
@@ -199,7 +200,7 @@ func newReviewCmd(e *cliEnv) *cobra.Command {
 
 func newExplainCmd(e *cliEnv) *cobra.Command {
 	var (
-		in     broker.ExplainInput
+		in     readmodel.ExplainInput
 		start  string
 		params []string
 		out    outputFormat
@@ -307,6 +308,9 @@ func printExplanation(w io.Writer, ex *policy.Explanation) error {
 		row("Break-glass", "allowed for you under policy "+clean(ex.Breakglass))
 	} else {
 		row("Break-glass", "not allowed for you")
+	}
+	for _, w := range ex.Warnings {
+		row("Warning", clean(w))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -243,3 +243,15 @@ func ParseRoleARN(arn string) (partition, account, name string, ok bool) {
 	parts := strings.Split(arn, ":")
 	return parts[1], parts[4], m[3], true
 }
+
+// Bool returns a boolean field (false when missing).
+func (f *Fields) Bool(name string) bool {
+	if !f.Has(name) {
+		return false
+	}
+	var b bool
+	if err := json.Unmarshal(f.m[name], &b); err != nil {
+		f.Add(name, "must be true or false")
+	}
+	return b
+}

@@ -60,7 +60,8 @@
     var regions = document.querySelectorAll("[data-refresh][id]");
     if (stopped || inflight || regions.length === 0 || document.hidden) return;
     inflight = true;
-    fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+    // X-Ajar-Refresh: the server logs these polls at debug level.
+    fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html", "X-Ajar-Refresh": "1" } })
       .then(function (res) {
         // Signed out or gone: keep what is on screen and stop asking.
         if (!res.ok || res.redirected) { stopped = true; return null; }

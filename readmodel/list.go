@@ -1,4 +1,4 @@
-package broker
+package readmodel
 
 import (
 	"context"
@@ -30,6 +30,16 @@ const (
 	// reviewCursorPrefix marks a cursor of ListReviews.
 	reviewCursorPrefix = "v1."
 )
+
+// ListInput filters the requests a user can see and selects a page of them.
+type ListInput struct {
+	Mine  bool       `json:"mine"`  // only the caller's own requests
+	State ajar.State `json:"state"` // "" for any
+	// Limit is the most requests in the page (0: DefaultListLimit).
+	Limit int `json:"limit,omitempty"`
+	// Cursor is RequestList.NextCursor of the page before ("" for the first).
+	Cursor string `json:"cursor,omitempty"`
+}
 
 // RequestList is one page of ListRequests.
 type RequestList struct {
@@ -97,14 +107,39 @@ func pageLimit(limit int) (int, error) {
 	return limit, nil
 }
 
+// ReviewsInput filters review tasks: State is "open" (the default), "closed"
+// or "all"; Limit and Cursor select a page as in ListInput.
+type ReviewsInput struct {
+	State  string `json:"state"`
+	Limit  int    `json:"limit,omitempty"`
+	Cursor string `json:"cursor,omitempty"`
+}
+
 // ReviewList is one page of ListReviews; NextCursor as in RequestList.
 type ReviewList struct {
 	Reviews    []ajar.ReviewTask `json:"reviews"`
 	NextCursor string            `json:"next_cursor,omitempty"`
 }
 
+// ListReviews returns a page of break-glass review tasks, most recent first:
+// at most in.Limit (0: DefaultListLimit; at most MaxListLimit), from in.Cursor.
+// Admins only (EFORBIDDEN); EINVALID names a bad state, limit or cursor.
+func (s *Reader) ListReviews(ctx context.Context, u ajar.User, in ReviewsInput) (*ReviewList, error) {
+	if !s.pol.IsAdmin(u) {
+		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only admins can list reviews")
+	}
+	state := in.State
+	if state == "" {
+		state = "open"
+	}
+	if state != "open" && state != "closed" && state != "all" {
+		return nil, ajar.FieldErrorf("state", "must be open, closed or all, not %q", in.State)
+	}
+	return s.listReviews(ctx, state, in.Limit, in.Cursor)
+}
+
 // listReviews returns a page of the review tasks in state (open, closed or all).
-func (s *Service) listReviews(ctx context.Context, state string, limit int, cursor string) (*ReviewList, error) {
+func (s *Reader) listReviews(ctx context.Context, state string, limit int, cursor string) (*ReviewList, error) {
 	limit, err := pageLimit(limit)
 	if err != nil {
 		return nil, err
@@ -157,7 +192,7 @@ func (s *Service) listReviews(ctx context.Context, state string, limit int, curs
 // in.Cursor (a RequestList.NextCursor; "" for the first page). EINVALID names
 // the field for an unknown state, a bad limit or a cursor this server did not
 // make.
-func (s *Service) ListRequests(ctx context.Context, u ajar.User, in ListInput) (*RequestList, error) {
+func (s *Reader) ListRequests(ctx context.Context, u ajar.User, in ListInput) (*RequestList, error) {
 	if in.State != "" && !in.State.Valid() {
 		return nil, ajar.FieldErrorf("state", "unknown state %q", in.State)
 	}
@@ -184,7 +219,7 @@ func (s *Service) ListRequests(ctx context.Context, u ajar.User, in ListInput) (
 				return err
 			}
 			for _, r := range page {
-				if !s.canSee(u, r) {
+				if !s.core.CanSee(u, r) { // the broker's rule: requester, admin or approver
 					continue
 				}
 				if len(out.Requests) == limit {
@@ -211,7 +246,7 @@ func (s *Service) ListRequests(ctx context.Context, u ajar.User, in ListInput) (
 }
 
 // allRequests follows ListRequests' cursors to the end.
-func (s *Service) allRequests(ctx context.Context, u ajar.User, in ListInput) ([]*ajar.Request, error) {
+func (s *Reader) allRequests(ctx context.Context, u ajar.User, in ListInput) ([]*ajar.Request, error) {
 	var all []*ajar.Request
 	in.Limit = MaxListLimit
 	for {
@@ -264,7 +299,7 @@ type Access struct {
 // MyAccess returns u's own requests by where they stand. Active and Waiting are
 // complete, however many other requests anyone made, so nothing u holds or waits
 // for (and so nothing u may need to revoke or cancel) is ever left out.
-func (s *Service) MyAccess(ctx context.Context, u ajar.User) (*Access, error) {
+func (s *Reader) MyAccess(ctx context.Context, u ajar.User) (*Access, error) {
 	a := &Access{Active: []*ajar.Request{}, Waiting: []*ajar.Request{}, History: []*ajar.Request{}}
 	var held, ended []ajar.State
 	for _, st := range ajar.States {

@@ -1,4 +1,4 @@
-package broker
+package readmodel
 
 import (
 	"fmt"
@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/broker"
 )
 
 // TestAccessSurvivesFlood: 1,200 pending requests from one requester do not
-// push the flooder's own active grant out of her "My access" (readmodel's
-// TestInboxSurvivesFlood checks an approver's inbox).
+// push the flooder's own active grant out of her "My access"
+// (TestInboxSurvivesFlood checks an approver's inbox).
 func TestAccessSurvivesFlood(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
@@ -22,7 +23,7 @@ func TestAccessSurvivesFlood(t *testing.T) {
 	}
 	e.flood(t, "alice@example.com", 1200)
 
-	a, err := e.svc.MyAccess(ctx, e.users["alice"])
+	a, err := e.rm.MyAccess(ctx, e.users["alice"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func TestAccessSurvivesFlood(t *testing.T) {
 	if len(a.Waiting) != 1200 || len(a.History) != 0 {
 		t.Fatalf("alice's waiting %d, history %d", len(a.Waiting), len(a.History))
 	}
-	if a, err = e.svc.MyAccess(ctx, e.users["erin"]); err != nil || len(a.Waiting) != 1 || a.Waiting[0].ID != victim.ID {
+	if a, err = e.rm.MyAccess(ctx, e.users["erin"]); err != nil || len(a.Waiting) != 1 || a.Waiting[0].ID != victim.ID {
 		t.Fatalf("erin's access: %+v, %v", a, err)
 	}
 }
@@ -54,7 +55,7 @@ func TestListRequestsPages(t *testing.T) {
 			if pages > 2000 {
 				t.Fatal("paging does not end")
 			}
-			page, err := e.svc.ListRequests(ctx, e.users[user], in)
+			page, err := e.rm.ListRequests(ctx, e.users[user], in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +89,7 @@ func TestListRequestsPages(t *testing.T) {
 		t.Fatalf("erin sees %d", len(ids))
 	}
 
-	page, err := e.svc.ListRequests(ctx, e.users["bob"], ListInput{Limit: 1000})
+	page, err := e.rm.ListRequests(ctx, e.users["bob"], ListInput{Limit: 1000})
 	if err != nil || len(page.Requests) != 1000 || page.NextCursor == "" {
 		t.Fatalf("first page of 1000: %d, cursor %q, %v", len(page.Requests), page.NextCursor, err)
 	}
@@ -103,7 +104,7 @@ func TestListRequestsPages(t *testing.T) {
 		{ListInput{Limit: -1}, "limit"},
 		{ListInput{State: "sleeping"}, "state"},
 	} {
-		_, err := e.svc.ListRequests(ctx, e.users["bob"], in.in)
+		_, err := e.rm.ListRequests(ctx, e.users["bob"], in.in)
 		if ajar.ErrorCode(err) != ajar.EINVALID || ajar.ErrorField(err) != in.field {
 			t.Errorf("%+v: %v, want invalid %s", in.in, err, in.field)
 		}
@@ -119,14 +120,6 @@ func TestCursorRoundTrip(t *testing.T) {
 	}
 }
 
-// reviewTasks returns the tasks of a ListReviews page.
-func reviewTasks(l *ReviewList, err error) ([]ajar.ReviewTask, error) {
-	if l == nil {
-		return nil, err
-	}
-	return l.Reviews, err
-}
-
 // TestListReviewsPages: reviews page with a cursor, each once, the closed
 // filter skipping open ones without ending the list early.
 func TestListReviewsPages(t *testing.T) {
@@ -136,7 +129,7 @@ func TestListReviewsPages(t *testing.T) {
 		for i := range 25 {
 			at := e.clock.Now().Add(time.Duration(i/2) * time.Second) // pairs share a time
 			id := fmt.Sprintf("req_review%02d", i)
-			if err := tx.CreateReview(ctx, ajar.ReviewTask{RequestID: id, Kind: ReviewKindBreakglass, Requester: "bob@example.com", Target: "web", OpenedAt: at}); err != nil {
+			if err := tx.CreateReview(ctx, ajar.ReviewTask{RequestID: id, Kind: broker.ReviewKindBreakglass, Requester: "bob@example.com", Target: "web", OpenedAt: at}); err != nil {
 				return err
 			}
 			if i%5 == 0 {
@@ -161,7 +154,7 @@ func TestListReviewsPages(t *testing.T) {
 				if pages > 100 {
 					t.Fatal("paging does not end")
 				}
-				page, err := e.svc.ListReviews(ctx, e.users["root"], in)
+				page, err := e.rm.ListReviews(ctx, e.users["root"], in)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -181,8 +174,11 @@ func TestListReviewsPages(t *testing.T) {
 			}
 		}
 	}
-	for _, in := range []ReviewsInput{{Cursor: "garbage"}, {Cursor: encodeCursor(ajar.RequestKey{CreatedAt: e.clock.Now(), ID: "x"})}, {Limit: -1}} {
-		_, err := e.svc.ListReviews(ctx, e.users["root"], in)
+	if _, err := e.rm.ListReviews(ctx, e.users["bob"], ReviewsInput{}); ajar.ErrorCode(err) != ajar.EFORBIDDEN {
+		t.Errorf("bob lists reviews: %v", err)
+	}
+	for _, in := range []ReviewsInput{{State: "sleeping"}, {Cursor: "garbage"}, {Cursor: encodeCursor(ajar.RequestKey{CreatedAt: e.clock.Now(), ID: "x"})}, {Limit: -1}} {
+		_, err := e.rm.ListReviews(ctx, e.users["root"], in)
 		if ajar.ErrorCode(err) != ajar.EINVALID {
 			t.Errorf("%+v: %v", in, err)
 		}

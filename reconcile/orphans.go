@@ -1,4 +1,4 @@
-package broker
+package reconcile
 
 import (
 	"context"
@@ -34,7 +34,7 @@ const orphanScanLimit = 1 << 20
 // requester, target, state, expiry and the command to end it) and sets the
 // ajar_grants_orphaned gauge, which from then on counts those still open. It
 // returns how many it found. Call it once at start-up; it changes nothing.
-func (s *Service) ReportOrphans(ctx context.Context) (int, error) {
+func (s *Checker) ReportOrphans(ctx context.Context) (int, error) {
 	var ids []string
 	for _, st := range orphanStates {
 		var rs []*ajar.Request
@@ -50,7 +50,7 @@ func (s *Service) ReportOrphans(ctx context.Context) (int, error) {
 			s.log.ErrorContext(ctx, "too many open requests to check them all for removed users", "state", st, "checked", len(rs))
 		}
 		for _, r := range rs {
-			if _, ok := s.user(ctx, r.Requester); ok {
+			if _, ok := s.core.User(ctx, r.Requester); ok {
 				continue
 			}
 			end := "ajar revoke " + r.ID
@@ -72,7 +72,7 @@ func (s *Service) ReportOrphans(ctx context.Context) (int, error) {
 		s.log.WarnContext(ctx, "requests of users no longer in the policy keep their access until they end or are revoked",
 			"count", len(ids), "metric", "ajar_grants_orphaned")
 	}
-	s.metrics.orphans.set(ids)
+	s.orphans.set(ids)
 	return len(ids), nil
 }
 

@@ -1,4 +1,4 @@
-package broker
+package reconcile
 
 import (
 	"context"
@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/ajar-dev/ajar"
 )
 
 // The drift check. The store says which access should exist; a provider that is
-// an ajar.Verifier can say which does. Every reconcile.interval the broker asks
+// an ajar.Verifier can say which does. Every reconcile.interval the checker asks
 // about each active grant and each grant that ended within reconcile.lookback:
 //
 //   - access missing for an active request (a rule deleted by hand) is granted
@@ -24,17 +22,8 @@ import (
 // drift.repair_failed and tried again at the next check. Access another live
 // request shares (ajar.Sharer) is not drift.
 
-func newDriftCounter(reg *prometheus.Registry) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "ajar_drift_total",
-		Help: "Drift found by the periodic check, by target: access missing for an active request, or present for an ended one.",
-	}, []string{"target"})
-	reg.MustRegister(c)
-	return c
-}
-
-// runReconcile runs the drift check every reconcile.interval until ctx ends.
-func (s *Service) runReconcile(ctx context.Context) {
+// Run runs the drift check every reconcile.interval until ctx ends.
+func (s *Checker) Run(ctx context.Context) {
 	every := time.Duration(s.pol.Reconcile().Interval)
 	if every <= 0 {
 		return
@@ -57,8 +46,8 @@ func (s *Service) runReconcile(ctx context.Context) {
 	}
 }
 
-// ReconcileResult counts what one drift check did.
-type ReconcileResult struct {
+// Result counts what one drift check did.
+type Result struct {
 	Checked   int // grants the providers were asked about
 	Regranted int // access missing for an active request, granted again
 	Revoked   int // access present for an ended request, removed again
@@ -71,8 +60,8 @@ var driftEndedStates = []ajar.State{ajar.StateExpired, ajar.StateRevoked, ajar.S
 // Reconcile runs one drift check now (Run does it every reconcile.interval). It
 // returns an error only when the store cannot be read; provider failures are
 // counted, logged and audited.
-func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
-	var res ReconcileResult
+func (s *Checker) Reconcile(ctx context.Context) (Result, error) {
+	var res Result
 	lookback := time.Duration(s.pol.Reconcile().Lookback)
 	for _, name := range s.pol.TargetNames() {
 		prov, err := s.providers.ForTarget(name)
@@ -98,7 +87,7 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		}
 		// A grant about to expire is the scheduler's: re-granting it could race
 		// its revocation.
-		margin := 2*s.sched.ProviderTimeout + time.Second
+		margin := 2*s.timeout + time.Second
 		for _, r := range active {
 			if r.Handle == nil || len(r.Handle.Data) == 0 || r.ExpiresAt == nil || !now.Add(margin).Before(*r.ExpiresAt) {
 				continue
@@ -116,7 +105,7 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileResult, error) {
 }
 
 // verify asks r's provider whether r's access exists.
-func (s *Service) verify(ctx context.Context, r *ajar.Request) (ajar.Provider, bool, error) {
+func (s *Checker) verify(ctx context.Context, r *ajar.Request) (ajar.Provider, bool, error) {
 	prov, err := s.providers.ForHandle(*r.Handle)
 	if err != nil {
 		return nil, false, err
@@ -125,11 +114,11 @@ func (s *Service) verify(ctx context.Context, r *ajar.Request) (ajar.Provider, b
 	if !ok {
 		return prov, false, errNotVerifier
 	}
-	pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
+	pctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	present, err := v.Verify(pctx, *r.Handle)
 	if err != nil {
-		s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "verify").Inc()
+		s.core.CountProviderError(r.Handle.Provider, "verify")
 	}
 	return prov, present, err
 }
@@ -137,7 +126,7 @@ func (s *Service) verify(ctx context.Context, r *ajar.Request) (ajar.Provider, b
 var errNotVerifier = errors.New("provider cannot verify")
 
 // checkActive re-grants an active request's access if it is missing.
-func (s *Service) checkActive(ctx context.Context, r *ajar.Request, res *ReconcileResult) {
+func (s *Checker) checkActive(ctx context.Context, r *ajar.Request, res *Result) {
 	prov, present, err := s.verify(ctx, r)
 	if errors.Is(err, errNotVerifier) {
 		return
@@ -151,13 +140,13 @@ func (s *Service) checkActive(ctx context.Context, r *ajar.Request, res *Reconci
 	if present {
 		return
 	}
-	s.metrics.drift.WithLabelValues(r.Target).Inc()
-	h, gerr := s.providerGrant(ctx, prov, *r.Handle) // shared.go: under the lock of shared access
+	s.drift.WithLabelValues(r.Target).Inc()
+	h, gerr := s.core.ProviderGrant(ctx, prov, *r.Handle) // under the lock of shared access
 	if gerr != nil {
 		res.Errors++
-		s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "grant").Inc()
+		s.core.CountProviderError(r.Handle.Provider, "grant")
 		s.auditDrift(ctx, r.ID, "drift.repair_failed", map[string]any{
-			"target": r.Target, "drift": "access missing for an active request", "repair": "grant", "error": safeError(gerr),
+			"target": r.Target, "drift": "access missing for an active request", "repair": "grant", "error": ajar.SafeMessage(gerr),
 		})
 		return
 	}
@@ -185,21 +174,21 @@ func (s *Service) checkActive(ctx context.Context, r *ajar.Request, res *Reconci
 			late = cur
 			details["ended"] = cur.State
 		}
-		return s.audit(ctx, tx, ajar.ActorSystem, "drift.regranted", r.ID, details)
+		return s.core.AppendAudit(ctx, tx, ajar.ActorSystem, "drift.regranted", r.ID, details)
 	})
 	if err != nil {
 		s.log.Error("drift check: record re-grant", "request", r.ID, "err", err)
 	}
 	if late != nil {
 		late.Handle = &h
-		if err := s.providerRevoke(ctx, prov, late); err != nil {
+		if err := s.core.ProviderRevoke(ctx, prov, late); err != nil {
 			s.log.Error("drift check: revoke a re-grant that ended meanwhile", "request", r.ID, "err", err)
 		}
 	}
 }
 
 // checkEnded removes access that is back for a request that ended.
-func (s *Service) checkEnded(ctx context.Context, r *ajar.Request, res *ReconcileResult) {
+func (s *Checker) checkEnded(ctx context.Context, r *ajar.Request, res *Result) {
 	prov, present, err := s.verify(ctx, r)
 	if errors.Is(err, errNotVerifier) {
 		return
@@ -213,17 +202,17 @@ func (s *Service) checkEnded(ctx context.Context, r *ajar.Request, res *Reconcil
 	if !present {
 		return
 	}
-	// shared.go: the holder count and the revoke under the lock of shared access.
-	holders, rerr := s.revokeUnlessShared(ctx, prov, r)
+	// The holder count and the revoke under the lock of shared access.
+	holders, rerr := s.core.RevokeUnlessShared(ctx, prov, r)
 	if rerr == nil && len(holders) > 0 {
 		return // another live request's access, not drift
 	}
-	s.metrics.drift.WithLabelValues(r.Target).Inc()
+	s.drift.WithLabelValues(r.Target).Inc()
 	details := map[string]any{"target": r.Target, "drift": "access present after the request ended", "state": r.State, "ended_at": r.EndedAt}
 	if rerr != nil {
 		res.Errors++
-		s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "revoke").Inc()
-		details["repair"], details["error"] = "revoke", safeError(rerr)
+		s.core.CountProviderError(r.Handle.Provider, "revoke")
+		details["repair"], details["error"] = "revoke", ajar.SafeMessage(rerr)
 		s.auditDrift(ctx, r.ID, "drift.repair_failed", details)
 		return
 	}
@@ -232,9 +221,9 @@ func (s *Service) checkEnded(ctx context.Context, r *ajar.Request, res *Reconcil
 	s.auditDrift(ctx, r.ID, "drift.revoked", details)
 }
 
-func (s *Service) auditDrift(ctx context.Context, id, action string, details map[string]any) {
+func (s *Checker) auditDrift(ctx context.Context, id, action string, details map[string]any) {
 	err := s.store.Update(ctx, func(tx ajar.Tx) error {
-		return s.audit(ctx, tx, ajar.ActorSystem, action, id, details)
+		return s.core.AppendAudit(ctx, tx, ajar.ActorSystem, action, id, details)
 	})
 	if err != nil {
 		s.log.Error("drift check: audit", "request", id, "action", action, "err", err)

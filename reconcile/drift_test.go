@@ -1,24 +1,25 @@
-package broker
+package reconcile_test
 
 import (
 	"context"
 	"encoding/json"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/policy"
+	"github.com/ajar-dev/ajar/reconcile"
 	"github.com/ajar-dev/ajar/store/sqlite"
 )
 
 // accessFake is a provider whose access is a set of request ids, so a test can
 // make access vanish or come back as a person would by hand. With share set, one
-// requester's grants are one access (ajar.Sharer); it vends credentials too.
+// requester's grants are one access (ajar.Sharer).
 type accessFake struct {
 	share bool
 
@@ -73,10 +74,6 @@ func (f *accessFake) has(key string) bool {
 	return f.access[key]
 }
 
-func (f *accessFake) IssueCredentials(ctx context.Context, h ajar.Handle, now time.Time) (ajar.Credentials, error) {
-	return ajar.Credentials{AccessKeyID: "ASIAFAKE" + h.Grant.RequestID, SecretAccessKey: "s3cret", SessionToken: "t0ken", Expiration: h.Grant.ExpiresAt}, nil
-}
-
 type sharingFake struct{ *accessFake }
 
 func (f sharingFake) ShareKey(req ajar.GrantRequest) string { return f.key(req) }
@@ -87,10 +84,35 @@ func (f fakeSet) ForTarget(string) (ajar.Provider, error)      { return f.p, nil
 func (f fakeSet) ForHandle(ajar.Handle) (ajar.Provider, error) { return f.p, nil }
 func (f fakeSet) Kind(string) (string, error)                  { return "fake", nil }
 
+// testPolicy has a target granted at once (cloud) and one bob approves (db).
+const testPolicy = `
+users:
+  - {id: alice@example.com, groups: [eng]}
+  - {id: bob@example.com, groups: [eng, sre]}
+  - {id: carol@example.com, groups: [sre]}
+targets: {cloud: {provider: fake}, db: {provider: fake}}
+policies:
+  - {name: cloud, targets: [cloud], requesters: [group:eng], default_duration: 1h, max_duration: 2h, approval: {auto_approve: 'true'}}
+  - {name: db, targets: [db], requesters: [group:eng], default_duration: 1h, max_duration: 2h, approval: {steps: [{approvers: [group:sre], count: 1}]}}
+reconcile: {interval: 1m, lookback: 1h}
+`
+
+func parsePolicy(t *testing.T, src string) *policy.Policy {
+	t.Helper()
+	pol, err := policy.Parse([]byte(src), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pol
+}
+
 type driftEnv struct {
-	svc   *Service
+	svc   *broker.Service
+	check *reconcile.Checker
+	reg   *prometheus.Registry
 	store *sqlite.Store
 	now   *clock
+	pol   *policy.Policy
 	fake  *accessFake
 	alice ajar.User
 	bob   ajar.User
@@ -98,16 +120,7 @@ type driftEnv struct {
 
 func newDriftEnv(t *testing.T, share bool) *driftEnv {
 	t.Helper()
-	pol, err := policy.Parse([]byte(`
-users: [{id: alice@example.com}, {id: bob@example.com}]
-targets: {cloud: {provider: fake}}
-policies:
-  - {name: cloud, targets: [cloud], requesters: [alice@example.com, bob@example.com], default_duration: 1h, max_duration: 2h, approval: {auto_approve: 'true'}}
-reconcile: {interval: 1m, lookback: 1h}
-`), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pol := parsePolicy(t, testPolicy)
 	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
 	st, err := sqlite.Open(t.Context(), t.TempDir()+"/ajar.db", sqlite.WithNow(clk.Now))
 	if err != nil {
@@ -119,18 +132,23 @@ reconcile: {interval: 1m, lookback: 1h}
 	if share {
 		prov = sharingFake{fake}
 	}
-	svc, err := New(Config{Store: st, Policy: pol, Providers: fakeSet{prov}, Now: clk.Now})
+	svc, err := broker.New(broker.Config{Store: st, Policy: pol, Providers: fakeSet{prov}, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	check, err := reconcile.New(reconcile.Config{Store: st, Policy: pol, Providers: fakeSet{prov}, Core: svc, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	alice, _ := pol.User("alice@example.com")
 	bob, _ := pol.User("bob@example.com")
-	return &driftEnv{svc: svc, store: st, now: clk, fake: fake, alice: alice, bob: bob}
+	return &driftEnv{svc: svc, check: check, reg: reg, store: st, now: clk, pol: pol, fake: fake, alice: alice, bob: bob}
 }
 
 func (e *driftEnv) request(t *testing.T, u ajar.User) *ajar.Request {
 	t.Helper()
-	r, err := e.svc.CreateRequest(t.Context(), u, CreateInput{Target: "cloud", Duration: "30m", Reason: "drift test"})
+	r, err := e.svc.CreateRequest(t.Context(), u, broker.CreateInput{Target: "cloud", Duration: "30m", Reason: "drift test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,9 +180,9 @@ func (e *driftEnv) actions(t *testing.T, id string) []string {
 	return out
 }
 
-func (e *driftEnv) reconcile(t *testing.T) ReconcileResult {
+func (e *driftEnv) reconcile(t *testing.T) reconcile.Result {
 	t.Helper()
-	res, err := e.svc.Reconcile(t.Context())
+	res, err := e.check.Reconcile(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +202,7 @@ func TestReconcileRepairsDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if res := e.reconcile(t); res != (ReconcileResult{Checked: 3}) {
+	if res := e.reconcile(t); res != (reconcile.Result{Checked: 3}) {
 		t.Fatalf("no drift: %+v", res)
 	}
 
@@ -192,17 +210,13 @@ func TestReconcileRepairsDrift(t *testing.T) {
 	e.fake.set(active.ID, false)
 	e.fake.set(ended.ID, true)
 	res := e.reconcile(t)
-	if res != (ReconcileResult{Checked: 3, Regranted: 1, Revoked: 1}) {
+	if res != (reconcile.Result{Checked: 3, Regranted: 1, Revoked: 1}) {
 		t.Fatalf("drift: %+v", res)
 	}
 	if !e.fake.has(active.ID) || e.fake.has(ended.ID) {
 		t.Fatal("drift not repaired")
 	}
-	var m dto.Metric
-	if err := e.svc.metrics.drift.WithLabelValues("cloud").Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	if got := m.GetCounter().GetValue(); got != 2 {
+	if got := metricValue(t, e.reg, "ajar_drift_total"); got != 2 {
 		t.Fatalf("ajar_drift_total{target=cloud} = %v, want 2", got)
 	}
 	if acts := e.actions(t, active.ID); !slices.Contains(acts, "drift.regranted") {
@@ -212,7 +226,7 @@ func TestReconcileRepairsDrift(t *testing.T) {
 		t.Fatalf("ended request's audit: %v", acts)
 	}
 	// The re-grant's handle is stored.
-	cur, _ := e.svc.getRequest(ctx, active.ID)
+	cur, _ := e.svc.GetRequest(ctx, e.alice, active.ID)
 	if string(cur.Handle.Data) == string(active.Handle.Data) || cur.State != ajar.StateActive {
 		t.Fatalf("handle after re-grant: %s (was %s), state %s", cur.Handle.Data, active.Handle.Data, cur.State)
 	}
@@ -266,34 +280,29 @@ func TestSharedAccessStaysUntilTheLastHolderEnds(t *testing.T) {
 	_ = rb
 }
 
-func TestIssueCredentials(t *testing.T) {
-	e := newDriftEnv(t, false)
-	ctx := t.Context()
-	r := e.request(t, e.alice)
-	out, err := e.svc.IssueCredentials(ctx, e.alice, r.ID)
+// clock is a settable clock shared by the store and the broker.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// metricValue is the value of the first series of the counter or gauge name in reg.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.AccessKeyID != "ASIAFAKE"+r.ID || out.SecretAccessKey != "s3cret" || out.RequestID != r.ID || out.Target != "cloud" {
-		t.Fatalf("credentials = %+v", out)
-	}
-	evs := e.events(t, r.ID)
-	last := evs[len(evs)-1]
-	if last.Action != "credentials.issued" || last.Actor != "alice@example.com" || !strings.Contains(string(last.Details), out.AccessKeyID) {
-		t.Fatalf("last audit event %s %s %s", last.Action, last.Actor, last.Details)
-	}
-	for _, ev := range evs {
-		if strings.Contains(string(ev.Details), "s3cret") || strings.Contains(string(ev.Details), "t0ken") {
-			t.Fatalf("a secret is in the audit log: %s %s", ev.Action, ev.Details)
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			m := mf.GetMetric()[0]
+			return m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
-	if _, err := e.svc.IssueCredentials(ctx, e.bob, r.ID); ajar.ErrorCode(err) != ajar.ENOTFOUND && ajar.ErrorCode(err) != ajar.EFORBIDDEN {
-		t.Fatalf("bob gets alice's credentials: %v", err)
-	}
-	if _, err := e.svc.Revoke(ctx, e.alice, r.ID); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.svc.IssueCredentials(ctx, e.alice, r.ID); ajar.ErrorCode(err) != ajar.ECONFLICT {
-		t.Fatalf("credentials for a revoked request: %v", err)
-	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

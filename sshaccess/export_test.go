@@ -1,0 +1,4 @@
+package sshaccess
+
+// MinReuseLeft is minReuseLeft, for the tests.
+const MinReuseLeft = minReuseLeft
