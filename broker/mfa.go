@@ -51,8 +51,8 @@ func (s *Service) checkBreakglassMFA(u ajar.User, rule *policy.Rule, now time.Ti
 		return nil
 	}
 	return ajar.Errorf(ajar.EFORBIDDEN,
-		"break-glass under policy %s requires a second factor made in the last 5 minutes; use break-glass in the web page after verifying with a security key or a new single sign-on: %s",
-		rule.Name, s.pageURL("/keys"))
+		"break-glass under policy %s requires a second factor made in the last 5 minutes: run ajar login and confirm with a second factor at your identity provider, then use break-glass within 5 minutes",
+		rule.Name)
 }
 
 // pageURL is the web page at path, with server.public_url when the policy has one.

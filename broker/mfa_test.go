@@ -74,7 +74,7 @@ func TestMFABreakglass(t *testing.T) {
 	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	rule, _ := pol.Rule("db")
 	otto := ajar.User{ID: "otto@example.com", Groups: []string{"oncall"}}
-	if err := s.checkBreakglassMFA(otto, rule, now); ajar.ErrorCode(err) != ajar.EFORBIDDEN || !strings.Contains(err.Error(), "https://ajar.example.com/keys") {
+	if err := s.checkBreakglassMFA(otto, rule, now); ajar.ErrorCode(err) != ajar.EFORBIDDEN || !strings.Contains(err.Error(), "ajar login") {
 		t.Fatalf("break-glass without MFA: %v", err)
 	}
 	otto.MFAAt = now.Add(-time.Minute)

@@ -488,12 +488,33 @@ func (s *Service) Cancel(ctx context.Context, u ajar.User, id string) (*ajar.Req
 // revoking at once and reaches revoked once the provider confirms; Revoke waits a
 // little for that so the common case returns the final state.
 func (s *Service) Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Request, error) {
-	var heldAt time.Time
-	r, err := s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
-		now := tx.Now()
-		if !ajar.SameUser(r.Requester, u.ID) && !s.pol.IsAdmin(u) {
-			return false, ajar.Errorf(ajar.EFORBIDDEN, "only the requester or an admin can revoke request %s", r.ID)
+	return s.endEarly(ctx, id, u.ID, nil, func(_ ajar.ReadTx, r *ajar.Request) error {
+		if !s.canSee(u, r) {
+			return notFound(id)
 		}
+		if !ajar.SameUser(r.Requester, u.ID) && !s.pol.IsAdmin(u) {
+			return ajar.Errorf(ajar.EFORBIDDEN, "only the requester or an admin can revoke request %s", r.ID)
+		}
+		return nil
+	})
+}
+
+// endEarly ends request id's access early for actor, once allowed accepts the
+// request as read in the transaction; details go into request.revoking.
+func (s *Service) endEarly(ctx context.Context, id, actor string, details map[string]any, allowed func(ajar.ReadTx, *ajar.Request) error) (*ajar.Request, error) {
+	var heldAt time.Time
+	var r *ajar.Request
+	err := s.store.Update(ctx, func(tx ajar.Tx) error {
+		var err error
+		if r, err = tx.GetRequest(ctx, id); ajar.ErrorCode(err) == ajar.ENOTFOUND {
+			return notFound(id)
+		} else if err != nil {
+			return err
+		}
+		if err := allowed(tx, r); err != nil {
+			return err
+		}
+		now := tx.Now()
 		switch {
 		case r.State == ajar.StateActive:
 			s.hold(r, now)
@@ -505,20 +526,24 @@ func (s *Service) Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Req
 				r.NextAt = ptr(now)
 			}
 		case r.State == ajar.StatePending || r.State == ajar.StateApproved:
-			return false, ajar.Errorf(ajar.ECONFLICT, "request %s is %s and holds no access; cancel it instead", r.ID, r.State)
+			return ajar.Errorf(ajar.ECONFLICT, "request %s is %s and holds no access; cancel it instead", r.ID, r.State)
 		default:
-			return false, ajar.Errorf(ajar.ECONFLICT, "request %s is %s and cannot be revoked", r.ID, r.State)
+			return ajar.Errorf(ajar.ECONFLICT, "request %s is %s and cannot be revoked", r.ID, r.State)
 		}
 		if err := transition(r, ajar.StateRevoking, now); err != nil {
-			return false, err
+			return err
 		}
 		r.EndReason = ajar.EndRevoked
 		r.Attempts = 0
 		r.LastError = ""
 		if err := tx.UpdateRequest(ctx, r); err != nil {
-			return false, err
+			return err
 		}
-		return false, s.audit(ctx, tx, u.ID, "request.revoking", r.ID, nil)
+		var d any
+		if details != nil {
+			d = details
+		}
+		return s.audit(ctx, tx, actor, "request.revoking", r.ID, d)
 	})
 	if err != nil {
 		return nil, err

@@ -500,3 +500,74 @@ policies: [{name: p, targets: [t], requesters: [group:secops], default_duration:
 		}
 	})
 }
+
+// TestSSOOrphanedGrants: someone taken out of the group that let them request
+// keeps what they were granted, but it is listed by "ajar requests
+// --orphaned" within identity.refresh even while they do not use ajar; with
+// identity.revoke_on_loss the system ends it, audited.
+func TestSSOOrphanedGrants(t *testing.T) {
+	for _, revokeOnLoss := range []bool{false, true} {
+		t.Run(fmt.Sprintf("revoke_on_loss=%v", revokeOnLoss), func(t *testing.T) {
+			op := oidctest.Start(t)
+			op.SetUser(oidctest.User{Email: "alice@example.com", EmailVerified: true, Groups: []string{"engineers"}})
+			op.SetUser(oidctest.User{Email: "bob@example.com", EmailVerified: true, Groups: []string{"sre"}})
+			extra := ""
+			if revokeOnLoss {
+				extra = "  revoke_on_loss: true"
+			}
+			s := ssoServer(t, op, "2s", extra)
+			alice, bob := newCLIUser(t, s), newCLIUser(t, s)
+			alice.login(t, op, "alice@example.com")
+			bob.login(t, op, "bob@example.com")
+			var r ajar.Request
+			if err := json.Unmarshal([]byte(alice.ok(t, "request", "counted", "--reason", "deploy", "-o", "json")), &r); err != nil {
+				t.Fatal(err)
+			}
+			bob.ok(t, "approve", r.ID)
+			s.waitState(t, "admin", r.ID, ajar.StateActive, time.Minute)
+			if out := s.ok(t, "admin", "requests", "--orphaned", "-o", "json"); strings.Contains(out, r.ID) {
+				t.Fatalf("orphaned before anything changed:\n%s", out)
+			}
+			if r := bob.run(t, "requests", "--orphaned"); r.Code == 0 {
+				t.Fatalf("a non-admin lists orphaned grants: %+v", r)
+			}
+
+			// Alice leaves engineers at the IdP and does not touch ajar again.
+			op.SetUser(oidctest.User{Email: "alice@example.com", EmailVerified: true, Groups: []string{"marketing"}})
+			deadline := time.Now().Add(2 * time.Minute)
+			if !revokeOnLoss {
+				for {
+					var orphans []struct {
+						Request ajar.Request `json:"request"`
+						Why     string       `json:"why"`
+					}
+					if err := json.Unmarshal([]byte(s.ok(t, "admin", "requests", "--orphaned", "-o", "json")), &orphans); err != nil {
+						t.Fatal(err)
+					}
+					if len(orphans) == 1 && orphans[0].Request.ID == r.ID && strings.Contains(orphans[0].Why, "alice@example.com") {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("not listed as orphaned: %+v", orphans)
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
+				if st := s.request(t, "admin", "show", r.ID).State; st != ajar.StateActive {
+					t.Fatalf("without revoke_on_loss the grant is %s, want active (never ended silently)", st)
+				}
+				return
+			}
+			s.waitState(t, "admin", r.ID, ajar.StateRevoked, 2*time.Minute)
+			found := false
+			for _, ev := range s.auditEvents(t) {
+				if ev.Action == "request.revoking" && ev.Subject == r.ID && ev.Actor == ajar.ActorSystem &&
+					strings.Contains(string(ev.Details), "requester_lost_access") {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatal("no request.revoking by the system with reason requester_lost_access")
+			}
+		})
+	}
+}

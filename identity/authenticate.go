@@ -221,3 +221,37 @@ func nonNil(s []string) []string {
 	}
 	return s
 }
+
+// RefreshIdle re-reads, at the IdP, the groups of every live session whose
+// groups are older than Config.Refresh, so that the directory learns of a
+// person taken out of a group even while they do not use ajar (the orphan
+// check and identity.revoke_on_loss depend on it). A session the IdP no longer
+// vouches for is ended, as at Authenticate. It returns how many it read. A
+// no-op without an IdP.
+func (s *Service) RefreshIdle(ctx context.Context) (int, error) {
+	if s.groups == nil {
+		return 0, nil
+	}
+	var live []*ajar.Session
+	var now time.Time
+	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
+		now = tx.Now()
+		var err error
+		live, err = tx.ListSessions(ctx, ajar.SessionFilter{Kinds: []string{ajar.SessionWeb, ajar.SessionCLI}, Limit: 1 << 20})
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("refresh idle sessions: %w", err)
+	}
+	n := 0
+	for _, sess := range live {
+		if sess.Groups == nil || len(sess.Refresh) == 0 || now.Sub(sess.RefreshedAt) < s.refresh {
+			continue
+		}
+		if _, err := s.refreshGroups(ctx, sess); err != nil && ajar.ErrorCode(err) != ajar.EUNAUTH {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

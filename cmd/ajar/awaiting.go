@@ -10,6 +10,7 @@ import (
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
 	"github.com/ajar-dev/ajar/readmodel"
+	"github.com/ajar-dev/ajar/reconcile"
 )
 
 // What waits for a decision: ajar requests --awaiting-me, and a pending
@@ -143,4 +144,32 @@ func appendField(obj []byte, key string, val any) ([]byte, error) {
 	}
 	obj = append(append(append(obj, kb...), ':'), vb...)
 	return append(obj, '}'), nil
+}
+
+// printOrphans prints the open requests whose requester lost the right to
+// them, with why and what ends each.
+func (e *cliEnv) printOrphans(orphans []reconcile.Orphan, format outputFormat) error {
+	if format == outputJSON {
+		if orphans == nil {
+			orphans = []reconcile.Orphan{}
+		}
+		return writeJSON(e.stdout, orphans)
+	}
+	tw := newTable(e.stdout)
+	fmt.Fprintln(tw, "ID\tTARGET\tREQUESTER\tSTATE\tEXPIRES\tWHY")
+	for _, o := range orphans {
+		r := o.Request
+		exp := "-"
+		if r.ExpiresAt != nil {
+			exp = fmtTime(*r.ExpiresAt)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", orDash(r.ID), orDash(r.Target), orDash(r.Requester), r.State, exp, clean(o.Why))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(orphans) > 0 {
+		fmt.Fprintln(e.stderr, "end one with: ajar revoke ID (active) or ajar deny ID (pending); identity.revoke_on_loss ends them by itself")
+	}
+	return nil
 }

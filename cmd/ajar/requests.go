@@ -156,15 +156,32 @@ func newRequestsCmd(e *cliEnv) *cobra.Command {
 		in         readmodel.ListInput
 		state      string
 		awaitingMe bool
+		orphaned   bool
 		out        outputFormat
 	)
 	cmd := &cobra.Command{
-		Use:   "requests [--mine] [--state STATE] [--limit N] [--cursor C] | --awaiting-me",
+		Use:   "requests [--mine] [--state STATE] [--limit N] [--cursor C] | --awaiting-me | --orphaned",
 		Short: "List the requests you can see, newest first",
 		Long: "List the requests you can see, newest first: all of them, or with --limit one page\n" +
 			"of at most N, after which the command that shows the next page is printed on stderr.",
 		Args: argNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if orphaned {
+				for _, f := range []string{"mine", "state", "limit", "cursor", "awaiting-me"} {
+					if cmd.Flags().Changed(f) {
+						return usageErrorf("--"+f, "does not go with --orphaned")
+					}
+				}
+				c, err := e.client(true)
+				if err != nil {
+					return err
+				}
+				orphans, err := c.Orphans(cmd.Context())
+				if err != nil {
+					return err
+				}
+				return e.printOrphans(orphans, out)
+			}
 			if awaitingMe {
 				for _, f := range []string{"mine", "state", "limit", "cursor"} {
 					if cmd.Flags().Changed(f) {
@@ -214,6 +231,7 @@ func newRequestsCmd(e *cliEnv) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&in.Mine, "mine", false, "only your own requests")
 	cmd.Flags().BoolVar(&awaitingMe, "awaiting-me", false, "only the requests and extensions waiting for your approval now")
+	cmd.Flags().BoolVar(&orphaned, "orphaned", false, "admins: open requests whose requester lost the right to them (left a group, removed from the policy)")
 	cmd.Flags().StringVar(&state, "state", "", "only requests in this state ("+stateNames()+")")
 	cmd.Flags().IntVar(&in.Limit, "limit", 0, fmt.Sprintf("show one page of at most this many (1 to %d); default: all", readmodel.MaxListLimit))
 	cmd.Flags().StringVar(&in.Cursor, "cursor", "", "start where the page before ended (printed after it with --limit)")

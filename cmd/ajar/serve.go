@@ -350,7 +350,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if listen == "" {
 		listen = pol.Server().Listen
 	}
-	c := core{Service: svc, SSH: sshaccess.New(svc, st, pol, provs), Creds: credentials.New(svc, st, provs, clock),
+	c := core{Service: svc, SSH: sshaccess.New(svc, st, pol, provs), Creds: credentials.New(svc, st, provs, clock), Checks: checks,
 		Reader: readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clock, Signer: signer})}
 	srv := api.NewServer(c, ids, api.Options{
 		Addr: listen, Logger: log, Metrics: metrics.Handler(reg), SSHHosts: hosts,
@@ -368,8 +368,11 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	go func() {
 		defer close(a.done)
 		var wg sync.WaitGroup
-		wg.Go(func() { delivery.Run(runCtx) }) // notify/outbox: outbox delivery
-		wg.Go(func() { checks.Run(runCtx) })   // reconcile: the drift check
+		wg.Go(func() { delivery.Run(runCtx) })      // notify/outbox: outbox delivery
+		wg.Go(func() { checks.Run(runCtx) })        // reconcile: the drift check
+		if idc := pol.Identity(); idc.OIDC != nil { // groups change at the IdP: look again every identity.refresh
+			wg.Go(func() { checks.RunOrphans(runCtx, idc.Refresh, idc.RevokeOnLoss, ids.RefreshIdle) })
+		}
 		svc.Run(runCtx)
 		wg.Wait()
 	}()
@@ -408,8 +411,14 @@ func (a *app) Close() error {
 type core struct {
 	*broker.Service
 	*readmodel.Reader
-	SSH   *sshaccess.Service
-	Creds *credentials.Service
+	SSH    *sshaccess.Service
+	Creds  *credentials.Service
+	Checks *reconcile.Checker
+}
+
+// ListOrphans lists the grants whose requester lost the right (package reconcile).
+func (c core) ListOrphans(ctx context.Context, u ajar.User) ([]reconcile.Orphan, error) {
+	return c.Checks.ListOrphans(ctx, u)
 }
 
 // IssueDBLogin gives a database login (package credentials).
@@ -437,6 +446,7 @@ var (
 	_ api.SSHCore         = core{}
 	_ api.CredentialsCore = core{}
 	_ api.DBLoginCore     = core{}
+	_ api.OrphansCore     = core{}
 )
 
 // writeDevTokens mints a token for every configured user on the first dev start
