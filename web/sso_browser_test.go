@@ -1,0 +1,158 @@
+package web_test
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/internal/oidctest"
+)
+
+// TestBrowserSSOSignIn signs in with single sign-on in Chromium against a
+// real OP: the sign-in page's "Sign in with SSO" goes straight to the IdP and
+// back to the page asked for, signed in as the OP's user with the groups of
+// its claims, through which she approves a request.
+func TestBrowserSSOSignIn(t *testing.T) {
+	s, op := startSSO(t)
+	req := s.request(t, "alice", "demo-ssh", "deploy the fix")
+	page := "/requests/" + req.ID
+
+	tb := s.newTab(t, true)
+	nav := tb.recordNavigations()
+	tb.open(page)
+	tb.waitPath("/signin?next=" + url.QueryEscape(page))
+	if got := tb.text(`a[href^="/auth/oidc/start"]`); got != "Sign in with SSO" {
+		t.Fatalf("sign-in page: SSO link %q; page:\n%s", got, tb.text("main"))
+	}
+	nav.take()
+	tb.do(chromedp.Click(chromedp.CSS(`a[href^="/auth/oidc/start"]`), chromedp.NodeVisible))
+	tb.waitPath(page)
+
+	// Straight to the IdP: the start answers with a redirect to the OP, the
+	// OP's redirect comes back to the callback.
+	hops := nav.take()
+	if len(hops) < 2 || !strings.Contains(hops[0].URL, "/auth/oidc/start?next=") || hops[0].Status != 302 ||
+		!strings.HasPrefix(hops[1].URL, op.Issuer()+"/") {
+		t.Fatalf("the SSO link did not go straight to the IdP: %+v", hops)
+	}
+	if !hasHop(hops, s.URL+"/auth/oidc/callback?") {
+		t.Fatalf("no callback in %+v", hops)
+	}
+	if got := tb.text(".me"); got != carol {
+		t.Fatalf("signed in as %q, want %s", got, carol)
+	}
+	if ar := op.AuthRequests(); len(ar) != 1 || ar[0].CodeChallengeMethod != "S256" || ar[0].Nonce == "" || ar[0].RedirectURI != s.URL+"/auth/oidc/callback" {
+		t.Fatalf("authorization requests: %+v", ar)
+	}
+	signins := s.audit(t, "signin")
+	if len(signins) == 0 || signins[len(signins)-1].Subject != carol {
+		t.Fatalf("signin audit events: %+v", signins)
+	}
+
+	// sre, from the groups claim, makes carol an approver.
+	tb.fill("#approve-"+req.ID, "ok from SSO")
+	if status := tb.submit(fmt.Sprintf(`form[action="/requests/%s/approve"] button[type="submit"]`, req.ID)); status != 200 {
+		t.Fatalf("approve: status %d; page:\n%s", status, tb.text("main"))
+	}
+	if got := tb.text(".flash"); !strings.Contains(got, "You approved "+req.ID) {
+		t.Errorf("after approving: %q", got)
+	}
+	s.waitState(t, req.ID, ajar.StateActive)
+}
+
+// TestBrowserSSONext: next is honoured for a local path only.
+func TestBrowserSSONext(t *testing.T) {
+	s, _ := startSSO(t)
+	for _, c := range []struct{ next, want string }{
+		{"/inbox", "/inbox"},
+		{"https://evil.example/x", "/access"},
+		{"//evil.example/x", "/access"},
+		{"/\\evil.example", "/access"},
+	} {
+		tb := s.newTab(t, true)
+		tb.open("/auth/oidc/start?next=" + url.QueryEscape(c.next))
+		tb.waitPath(c.want)
+		if got := tb.text(".me"); got != carol {
+			t.Errorf("next %q: signed in as %q", c.next, got)
+		}
+	}
+}
+
+// TestBrowserSSORefused: a replayed callback URL and an ID token for another
+// audience are refused with "Sign-in refused", audited, and leave no session.
+func TestBrowserSSORefused(t *testing.T) {
+	s, op := startSSO(t)
+
+	// A good sign-in, whose callback URL is then replayed.
+	good := s.newTab(t, true)
+	nav := good.recordNavigations()
+	good.open("/auth/oidc/start?next=/inbox")
+	good.waitPath("/inbox")
+	var callback string
+	for _, h := range nav.take() {
+		if strings.HasPrefix(h.URL, s.URL+"/auth/oidc/callback?") {
+			callback = h.URL
+		}
+	}
+	if callback == "" {
+		t.Fatal("no callback URL seen")
+	}
+	refusedBefore := len(s.audit(t, "signin.refused"))
+	sessionsBefore := len(s.audit(t, "signin"))
+
+	for _, who := range []string{"same browser, signed out", "another browser"} {
+		tb := good
+		if who == "another browser" {
+			tb = s.newTab(t, true)
+		} else {
+			tb.submit(`form[action="/signout"] button[type="submit"]`)
+			if c := tb.cookie("ajar_session"); c != "" {
+				t.Fatal("signed out but the session cookie is still there")
+			}
+		}
+		tb.do(chromedp.Navigate(callback))
+		if got := tb.text("h1"); got != "Sign-in refused" {
+			t.Errorf("%s: replayed callback shows %q:\n%s", who, got, tb.text("main"))
+		}
+		if got := tb.text("main"); !strings.Contains(got, "already used or has expired") {
+			t.Errorf("%s: refusal says %q", who, got)
+		}
+		if c := tb.cookie("ajar_session"); c != "" {
+			t.Errorf("%s: a replayed callback set a session cookie", who)
+		}
+	}
+	refused := s.audit(t, "signin.refused")
+	if len(refused) != refusedBefore+2 {
+		t.Fatalf("%d signin.refused events after two replays, want %d", len(refused), refusedBefore+2)
+	}
+	if r := detail(t, refused[len(refused)-1], "reason"); !strings.Contains(r, "used or expired state") {
+		t.Errorf("refusal reason %q", r)
+	}
+
+	// An ID token for another client.
+	op.Tamper(func(c *oidctest.Claims) { c.Audience = []string{"someone-else"} })
+	tb := s.newTab(t, true)
+	tb.open("/signin")
+	tb.do(chromedp.Click(chromedp.CSS(`a[href^="/auth/oidc/start"]`), chromedp.NodeVisible))
+	tb.waitPath("/auth/oidc/callback")
+	if got := tb.text("h1"); got != "Sign-in refused" {
+		t.Errorf("wrong audience shows %q:\n%s", got, tb.text("main"))
+	}
+	if got := tb.text("main"); !strings.Contains(got, "audience") {
+		t.Errorf("wrong audience: refusal says %q", got)
+	}
+	if c := tb.cookie("ajar_session"); c != "" {
+		t.Error("an ID token for another audience set a session cookie")
+	}
+	refused = s.audit(t, "signin.refused")
+	if len(refused) != refusedBefore+3 || !strings.Contains(detail(t, refused[len(refused)-1], "reason"), "audience") {
+		t.Errorf("signin.refused after the wrong audience: %d events, last %s", len(refused), refused[len(refused)-1].Details)
+	}
+	if n := len(s.audit(t, "signin")); n != sessionsBefore {
+		t.Errorf("%d sign-ins after the refusals, want %d", n, sessionsBefore)
+	}
+}
