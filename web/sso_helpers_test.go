@@ -172,6 +172,24 @@ func (tb *tab) waitPath(want string) {
 	tb.t.Fatalf("browser: still on %q, want %q; the page shows:\n%s", got, want, tb.text("main"))
 }
 
+// waitFor waits until a JavaScript condition holds in a page that has
+// finished loading. Unlike waitUntil it outlasts navigations: the page may
+// reload itself (after a security key ceremony) while it waits.
+func (tb *tab) waitFor(cond string) {
+	tb.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(tb.ctx, 10*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.readyState === "complete" && !!(`+cond+`)`))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tb.t.Fatalf("browser: %s did not become true; the page shows:\n%s", cond, tb.text("main"))
+}
+
 // cookie returns the value of the tab's cookie for the server, "" if none.
 func (tb *tab) cookie(name string) string {
 	tb.t.Helper()
