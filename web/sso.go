@@ -31,6 +31,8 @@ import (
 type Login interface {
 	Start(ctx context.Context, b login.Begin) (string, error)
 	Finish(ctx context.Context, cb login.Callback) (*login.Done, error)
+	// AuthOrigin is the IdP's origin, where Start's URLs lead.
+	AuthOrigin() string
 }
 
 var _ Login = (*login.Service)(nil)
@@ -159,6 +161,11 @@ func (h *Handler) handleDevice(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) renderDevice(w http.ResponseWriter, r *http.Request, status int, p devicePage) {
+	// The form's answer redirects to the IdP: form-action must allow it, or
+	// the browser blocks the redirect.
+	if o := h.opts.Login.AuthOrigin(); o != "" && !strings.ContainsAny(o, " ;,'\"\r\n") {
+		w.Header().Set("Content-Security-Policy", strings.Replace(contentSecurityPolicy, "form-action 'self'", "form-action 'self' "+o, 1))
+	}
 	token := randomToken()
 	setCookie(w, r, signinCookie, token, 3600)
 	h.render(w, r, status, "device", &view{Title: "Sign in the ajar CLI", CSRF: token, Data: p})

@@ -1,14 +1,17 @@
 package web_test
 
 import (
+	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/api"
 	"github.com/ajar-dev/ajar/internal/oidctest"
 )
 
@@ -154,5 +157,70 @@ func TestBrowserSSORefused(t *testing.T) {
 	}
 	if n := len(s.audit(t, "signin")); n != sessionsBefore {
 		t.Errorf("%d sign-ins after the refusals, want %d", n, sessionsBefore)
+	}
+}
+
+// TestBrowserDeviceLogin: "ajar login --headless" through the device page.
+// The code link shows the form with the code; a wrong code is shown at its
+// field; the right one goes to the IdP and ends on /auth/device/done, and the
+// CLI's poll then yields a session of the OP's user.
+func TestBrowserDeviceLogin(t *testing.T) {
+	s, op := startSSO(t)
+	ctx := context.Background()
+	cli := api.NewClient(s.URL, "")
+	dev, err := cli.StartDevice(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dev.VerificationURIComplete != s.URL+"/auth/device?code="+dev.UserCode {
+		t.Fatalf("device login: %+v", dev)
+	}
+	if p, err := cli.PollDevice(ctx, dev.DeviceCode); err != nil || p.Status != "pending" || p.Token != nil {
+		t.Fatalf("poll before approval: %+v, %v", p, err)
+	}
+
+	tb := s.newTab(t, true)
+	nav := tb.recordNavigations()
+	tb.do(chromedp.Navigate(dev.VerificationURIComplete))
+	if got := eval[string](tb, `document.querySelector("#code").value`); got != dev.UserCode {
+		t.Fatalf("the code field holds %q, want %s", got, dev.UserCode)
+	}
+	// A code nobody is waiting for.
+	tb.fill("#code", "BCDF-GHJK")
+	if status := tb.submit(`form[action="/auth/device"] button[type="submit"]`); status != 400 {
+		t.Fatalf("an unknown code: status %d", status)
+	}
+	if got := tb.text("#code-error"); !strings.Contains(got, "no login is waiting for this code") {
+		t.Errorf("an unknown code: %q", got)
+	}
+	if len(op.AuthRequests()) != 0 {
+		t.Fatal("an unknown code went to the IdP")
+	}
+	tb.fill("#code", strings.ToLower(dev.UserCode))
+	nav.take()
+	tb.do(chromedp.Click(chromedp.CSS(`form[action="/auth/device"] button[type="submit"]`), chromedp.NodeVisible))
+	tb.waitPath("/auth/device/done")
+	if hops := nav.take(); len(hops) < 2 || !strings.HasSuffix(hops[0].URL, "/auth/device") || hops[0].Status != 303 ||
+		!strings.HasPrefix(hops[1].URL, op.Issuer()+"/") {
+		t.Errorf("the device form did not go straight to the IdP: %+v", hops)
+	}
+	if got := tb.text("main"); !strings.Contains(got, "go back to your terminal") {
+		t.Errorf("device done page: %q", got)
+	}
+	if c := tb.cookie("ajar_session"); c != "" {
+		t.Error("the device login signed the browser in")
+	}
+
+	p, err := cli.PollDevice(ctx, dev.DeviceCode)
+	if err != nil || p.Status != "approved" || p.Token == nil || p.Token.User != carol {
+		t.Fatalf("poll after approval: %+v, %v", p, err)
+	}
+	me, err := api.NewClient(s.URL, p.Token.Token).WhoAmI(ctx)
+	if err != nil || me.ID != carol || !slices.Contains(me.Groups, "sre") {
+		t.Fatalf("whoami with the device session: %+v, %v", me, err)
+	}
+	// One code, one session.
+	if _, err := cli.PollDevice(ctx, dev.DeviceCode); ajar.ErrorCode(err) != ajar.EUNAUTH {
+		t.Errorf("second poll: %v, want EUNAUTH", err)
 	}
 }

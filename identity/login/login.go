@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ajar-dev/ajar"
@@ -102,7 +103,8 @@ type Config struct {
 
 // Service runs the flows. Its methods are safe for concurrent use.
 type Service struct {
-	cfg Config
+	cfg    Config
+	origin func() string // AuthOrigin, worked out once
 }
 
 // New returns a Service.
@@ -114,8 +116,23 @@ func New(cfg Config) (*Service, error) {
 		cfg.Now = time.Now
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
-	return &Service{cfg: cfg}, nil
+	s := &Service{cfg: cfg}
+	s.origin = sync.OnceValue(func() string {
+		u, err := url.Parse(cfg.IdP.AuthURL("origin", "origin", "origin", false))
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			return ""
+		}
+		return u.Scheme + "://" + u.Host
+	})
+	return s, nil
 }
+
+// AuthOrigin is the origin (scheme://host[:port]) of the IdP's authorization
+// endpoint, where Start sends browsers; "" if AuthURL gives no absolute URL.
+// A page whose form leads there (the device page) must allow it in its
+// Content-Security-Policy's form-action, which browsers apply to a form's
+// redirects too.
+func (s *Service) AuthOrigin() string { return s.origin() }
 
 // Purpose is what a flow signs in for.
 type Purpose string

@@ -360,3 +360,15 @@ func TestUserCode(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthOrigin: the IdP's origin, for the device page's form-action, is the
+// authorization URL's scheme and host, and working it out starts no flow.
+func TestAuthOrigin(t *testing.T) {
+	fx := newFixture(t)
+	if got := fx.svc.AuthOrigin(); got != "https://idp.test" {
+		t.Fatalf("AuthOrigin() = %q, want https://idp.test", got)
+	}
+	if len(fx.flows.m) != 0 {
+		t.Fatalf("AuthOrigin stored flows: %v", fx.flows.m)
+	}
+}
