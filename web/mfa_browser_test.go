@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/api"
 	"github.com/ajar-dev/ajar/internal/oidctest"
 )
 
@@ -202,4 +203,51 @@ func TestBrowserSSOStepUp(t *testing.T) {
 		t.Fatalf("approve after the step-up: status %d; page:\n%s", status, tb.text("main"))
 	}
 	s.waitState(t, req.ID, ajar.StateActive)
+}
+
+// TestBrowserSSOScreenshots takes screenshots of the single sign-on and
+// security key pages at desktop and phone widths, with axe-core on each (no
+// serious or critical violation, every field labelled).
+func TestBrowserSSOScreenshots(t *testing.T) {
+	s, _ := startSSO(t)
+	req := s.request(t, "alice", "prod-ssh", "hotfix in prod")
+
+	out := s.newTab(t, true)
+	out.open("/signin")
+	out.capture("signin-sso")
+	dev, err := api.NewClient(s.URL, "").StartDevice(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.do(chromedp.Navigate(dev.VerificationURIComplete))
+	out.capture("device")
+	out.fill("#code", "BCDF-GHJK")
+	out.submit(`form[action="/auth/device"] button[type="submit"]`)
+	out.capture("device-error")
+	out.open("/auth/device/done")
+	out.capture("device-done")
+	out.open("/auth/oidc/callback?state=replayed&code=x")
+	if got := out.text("h1"); got != "Sign-in refused" {
+		t.Fatalf("callback without a flow: %q", got)
+	}
+	out.capture("signin-refused")
+
+	carolTab := s.newTab(t, true)
+	carolTab.ssoSignIn("/keys")
+	carolTab.capture("keys-empty")
+	carolTab.open("/requests/" + req.ID)
+	carolTab.capture("request-needs-mfa")
+	carolTab.addAuthenticator()
+	carolTab.open("/keys")
+	carolTab.do(chromedp.Click(chromedp.CSS("#add-key"), chromedp.NodeVisible))
+	carolTab.waitFor(`document.querySelector("table.list")`)
+	carolTab.capture("keys")
+	// Text for screen readers only is not shown; inputs get the form style.
+	if shown := eval[[]string](carolTab, `Array.from(document.querySelectorAll(".sr-only"))
+		.filter(e => e.getBoundingClientRect().width > 1).map(e => e.outerHTML)`); len(shown) != 0 {
+		t.Errorf("screen-reader-only text is visible: %v", shown)
+	}
+	if w := eval[float64](carolTab, `document.querySelector("#key-name").getBoundingClientRect().width`); w < 300 {
+		t.Errorf("the key name input is %vpx wide: unstyled", w)
+	}
 }
