@@ -153,6 +153,30 @@ func TestBrowserSecurityKey(t *testing.T) {
 		t.Errorf("after approving: %q", got)
 	}
 	s.waitState(t, req.ID, ajar.StateActive)
+
+	// The key is listed as used; removing it is audited, and it verifies
+	// nothing after.
+	tb.open("/keys")
+	if got := tb.text("table.list tbody"); strings.Contains(got, "never") {
+		t.Errorf("the key's last use is not shown: %q", got)
+	}
+	if status := tb.submit(`form[action^="/keys/"][action$="/remove"] button[type="submit"]`); status != 200 {
+		t.Fatalf("remove the key: status %d", status)
+	}
+	if got := tb.text(".flash"); got != "The key was removed." || tb.text("#no-keys") == "" {
+		t.Errorf("after removing the key: %q", tb.text("main"))
+	}
+	if removed := s.audit(t, "mfa.key_removed"); len(removed) != 1 || removed[0].Actor != carol {
+		t.Errorf("mfa.key_removed events: %+v", removed)
+	}
+	other := s.request(t, "alice", "prod-ssh", "second hotfix")
+	s.Clock.Advance(6 * time.Minute)
+	tb.open("/requests/" + other.ID)
+	tb.do(chromedp.Click(chromedp.CSS("#mfa-"+other.ID), chromedp.NodeVisible))
+	tb.waitFor(`document.querySelector("#mfa-status-` + other.ID + `.error")`)
+	if got := tb.text("#mfa-status-" + other.ID); !strings.Contains(got, "no security key registered") {
+		t.Errorf("Verify after removing the key: %q", got)
+	}
 }
 
 // TestBrowserSSOStepUp: "Sign in again with SSO" is a second factor when the

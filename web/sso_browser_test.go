@@ -85,8 +85,9 @@ func TestBrowserSSONext(t *testing.T) {
 	}
 }
 
-// TestBrowserSSORefused: a replayed callback URL and an ID token for another
-// audience are refused with "Sign-in refused", audited, and leave no session.
+// TestBrowserSSORefused: a replayed callback URL, an ID token for another
+// audience and a callback begun in another browser are refused with "Sign-in
+// refused", audited, and leave no session.
 func TestBrowserSSORefused(t *testing.T) {
 	s, op := startSSO(t)
 
@@ -154,6 +155,26 @@ func TestBrowserSSORefused(t *testing.T) {
 	refused = s.audit(t, "signin.refused")
 	if len(refused) != refusedBefore+3 || !strings.Contains(detail(t, refused[len(refused)-1], "reason"), "audience") {
 		t.Errorf("signin.refused after the wrong audience: %d events, last %s", len(refused), refused[len(refused)-1].Details)
+	}
+	// A sign-in begun by someone else (login CSRF: the attacker's own
+	// callback URL, opened by a victim's browser) is refused there.
+	attacker := newClient(t, s.URL)
+	start := attacker.get("/auth/oidc/start?next=/inbox")
+	theirs, err := op.Browse(start.Header.Get("Location"))
+	if start.Status != 302 || err != nil || !strings.HasPrefix(theirs.String(), s.URL+"/auth/oidc/callback?") {
+		t.Fatalf("the attacker's sign-in: %d %v %v", start.Status, theirs, err)
+	}
+	victim := s.newTab(t, true)
+	victim.do(chromedp.Navigate(theirs.String()))
+	if got := victim.text("main"); !strings.Contains(got, "Sign-in refused") || !strings.Contains(got, "started in another browser") {
+		t.Errorf("another browser's callback: %q", got)
+	}
+	if c := victim.cookie("ajar_session"); c != "" {
+		t.Error("another browser's callback set a session cookie")
+	}
+	refused = s.audit(t, "signin.refused")
+	if len(refused) != refusedBefore+4 || !strings.Contains(detail(t, refused[len(refused)-1], "reason"), "another browser") {
+		t.Errorf("signin.refused after another browser's callback: %d events, last %s", len(refused), refused[len(refused)-1].Details)
 	}
 	if n := len(s.audit(t, "signin")); n != sessionsBefore {
 		t.Errorf("%d sign-ins after the refusals, want %d", n, sessionsBefore)
