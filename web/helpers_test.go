@@ -214,7 +214,7 @@ func (s *server) createRequest(t testing.TB, name, duration, reason string) *aja
 // waitState polls a request until it reaches want.
 func (s *server) waitState(t testing.TB, id string, want ajar.State) *ajar.Request {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		r, err := s.Svc.GetRequest(context.Background(), s.user(t, "admin"), id)
 		if err != nil {

@@ -70,13 +70,17 @@ func TestBrowserSSOSignIn(t *testing.T) {
 // TestBrowserSSONext: next is honoured for a local path only.
 func TestBrowserSSONext(t *testing.T) {
 	s, _ := startSSO(t)
-	for _, c := range []struct{ next, want string }{
-		{"/inbox", "/inbox"},
-		{"https://evil.example/x", "/access"},
-		{"//evil.example/x", "/access"},
-		{"/\\evil.example", "/access"},
+	for _, c := range []struct {
+		next, want string
+		js         bool
+	}{
+		{"/inbox", "/inbox", true},
+		{"/audit?request=x", "/audit?request=x", false}, // the bounce back works without script
+		{"https://evil.example/x", "/access", true},
+		{"//evil.example/x", "/access", true},
+		{"/\\evil.example", "/access", true},
 	} {
-		tb := s.newTab(t, true)
+		tb := s.newTab(t, c.js)
 		tb.open("/auth/oidc/start?next=" + url.QueryEscape(c.next))
 		tb.waitPath(c.want)
 		if got := tb.text(".me"); got != carol {
