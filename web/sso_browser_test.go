@@ -3,15 +3,21 @@ package web_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
+	"github.com/ajar-dev/ajar/identity/login"
 	"github.com/ajar-dev/ajar/internal/oidctest"
 )
 
@@ -247,5 +253,65 @@ func TestBrowserDeviceLogin(t *testing.T) {
 	// One code, one session.
 	if _, err := cli.PollDevice(ctx, dev.DeviceCode); ajar.ErrorCode(err) != ajar.EUNAUTH {
 		t.Errorf("second poll: %v, want EUNAUTH", err)
+	}
+}
+
+// TestBrowserCLILogin: the web side of "ajar login" in Chromium. The sign-in
+// URL goes to the IdP and back to the CLI's loopback listener with a
+// one-time code, which only the CLI's PKCE verifier redeems.
+func TestBrowserCLILogin(t *testing.T) {
+	s, _ := startSSO(t)
+	got := make(chan url.Values, 1)
+	cliSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/callback" {
+			select {
+			case got <- r.URL.Query():
+			default:
+			}
+		}
+		io.WriteString(w, "<!doctype html><title>ajar login</title><p>You can close this page.</p>")
+	}))
+	defer cliSrv.Close()
+	port := cliSrv.Listener.Addr().(*net.TCPAddr).Port
+	verifier := login.NewVerifier()
+	state := "cli-state-0123456789"
+
+	tb := s.newTab(t, true)
+	tb.do(chromedp.Navigate(fmt.Sprintf("%s/auth/oidc/start?cli_port=%d&cli_challenge=%s&cli_state=%s", s.URL, port, login.Challenge(verifier), state)))
+	var q url.Values
+	select {
+	case q = <-got:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the CLI's listener got no callback; the tab shows %q", tb.text("body"))
+	}
+	if q.Get("state") != state || q.Get("code") == "" {
+		t.Fatalf("CLI callback: %v", q)
+	}
+	if c := tb.cookie("ajar_session"); c != "" {
+		t.Error("ajar login signed the browser in")
+	}
+	cli := api.NewClient(s.URL, "")
+	if _, err := cli.CLIToken(context.Background(), q.Get("code"), login.NewVerifier()); ajar.ErrorCode(err) != ajar.EUNAUTH {
+		t.Fatalf("the code with another verifier: %v, want EUNAUTH", err)
+	}
+	// The code went with that wrong try: one use.
+	if _, err := cli.CLIToken(context.Background(), q.Get("code"), verifier); ajar.ErrorCode(err) != ajar.EUNAUTH {
+		t.Fatalf("the code after a wrong verifier: %v, want EUNAUTH", err)
+	}
+
+	// Again, redeemed right.
+	tb.do(chromedp.Navigate(fmt.Sprintf("%s/auth/oidc/start?cli_port=%d&cli_challenge=%s&cli_state=%s", s.URL, port, login.Challenge(verifier), state)))
+	select {
+	case q = <-got:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the CLI's listener got no second callback; the tab shows %q", tb.text("body"))
+	}
+	tok, err := cli.CLIToken(context.Background(), q.Get("code"), verifier)
+	if err != nil || tok.User != carol {
+		t.Fatalf("CLI token: %+v, %v", tok, err)
+	}
+	me, err := api.NewClient(s.URL, tok.Token).WhoAmI(context.Background())
+	if err != nil || me.ID != carol || !slices.Contains(me.Groups, "sre") {
+		t.Fatalf("whoami with the CLI session: %+v, %v", me, err)
 	}
 }
