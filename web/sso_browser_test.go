@@ -96,8 +96,9 @@ func TestBrowserSSONext(t *testing.T) {
 }
 
 // TestBrowserSSORefused: a replayed callback URL, an ID token for another
-// audience and a callback begun in another browser are refused with "Sign-in
-// refused", audited, and leave no session.
+// audience, expired or with another nonce, an email the IdP has not
+// verified, and a callback begun in another browser are each refused with
+// "Sign-in refused" and the reason, audited, and leave no session.
 func TestBrowserSSORefused(t *testing.T) {
 	s, op := startSSO(t)
 
@@ -147,24 +148,42 @@ func TestBrowserSSORefused(t *testing.T) {
 		t.Errorf("refusal reason %q", r)
 	}
 
-	// An ID token for another client.
-	op.Tamper(func(c *oidctest.Claims) { c.Audience = []string{"someone-else"} })
-	tb := s.newTab(t, true)
-	tb.open("/signin")
-	tb.do(chromedp.Click(chromedp.CSS(`a[href^="/auth/oidc/start"]`), chromedp.NodeVisible))
-	tb.waitPath("/auth/oidc/callback")
-	if got := tb.text("h1"); got != "Sign-in refused" {
-		t.Errorf("wrong audience shows %q:\n%s", got, tb.text("main"))
-	}
-	if got := tb.text("main"); !strings.Contains(got, "audience") {
-		t.Errorf("wrong audience: refusal says %q", got)
-	}
-	if c := tb.cookie("ajar_session"); c != "" {
-		t.Error("an ID token for another audience set a session cookie")
-	}
-	refused = s.audit(t, "signin.refused")
-	if len(refused) != refusedBefore+3 || !strings.Contains(detail(t, refused[len(refused)-1], "reason"), "audience") {
-		t.Errorf("signin.refused after the wrong audience: %d events, last %s", len(refused), refused[len(refused)-1].Details)
+	// Bad answers from the IdP: each refused, clearly, audited, no session.
+	for i, c := range []struct {
+		name, says string
+		spoil      func()
+	}{
+		{"another audience", "another client (audience)", func() {
+			op.Tamper(func(c *oidctest.Claims) { c.Audience = []string{"someone-else"} })
+		}},
+		{"expired", "the ID token expired", func() {
+			op.Tamper(func(c *oidctest.Claims) { c.Expiry = time.Now().Add(-time.Hour) })
+		}},
+		{"another nonce", "nonce does not match", func() {
+			op.Tamper(func(c *oidctest.Claims) { c.Nonce = "another-nonce" })
+		}},
+		{"email not verified", "is not verified", func() {
+			op.SetUser(oidctest.User{Email: carol, EmailVerified: false, Groups: []string{"sre"}})
+		}},
+	} {
+		c.spoil()
+		tb := s.newTab(t, true)
+		tb.open("/signin")
+		tb.do(chromedp.Click(chromedp.CSS(`a[href^="/auth/oidc/start"]`), chromedp.NodeVisible))
+		tb.waitPath("/auth/oidc/callback")
+		if got := tb.text("h1"); got != "Sign-in refused" {
+			t.Errorf("%s: the callback shows %q:\n%s", c.name, got, tb.text("main"))
+		}
+		if got := tb.text("main"); !strings.Contains(got, c.says) {
+			t.Errorf("%s: refusal says %q, want %q", c.name, got, c.says)
+		}
+		if c := tb.cookie("ajar_session"); c != "" {
+			t.Errorf("%s: a session cookie was set", c)
+		}
+		refused = s.audit(t, "signin.refused")
+		if len(refused) != refusedBefore+3+i || !strings.Contains(detail(t, refused[len(refused)-1], "reason"), c.says) {
+			t.Errorf("%s: %d signin.refused events, last %s", c.name, len(refused), refused[len(refused)-1].Details)
+		}
 	}
 	// A sign-in begun by someone else (login CSRF: the attacker's own
 	// callback URL, opened by a victim's browser) is refused there.
@@ -183,7 +202,7 @@ func TestBrowserSSORefused(t *testing.T) {
 		t.Error("another browser's callback set a session cookie")
 	}
 	refused = s.audit(t, "signin.refused")
-	if len(refused) != refusedBefore+4 || !strings.Contains(detail(t, refused[len(refused)-1], "reason"), "another browser") {
+	if len(refused) != refusedBefore+7 || !strings.Contains(detail(t, refused[len(refused)-1], "reason"), "another browser") {
 		t.Errorf("signin.refused after another browser's callback: %d events, last %s", len(refused), refused[len(refused)-1].Details)
 	}
 	if n := len(s.audit(t, "signin")); n != sessionsBefore {
