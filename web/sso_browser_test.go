@@ -334,3 +334,36 @@ func TestBrowserCLILogin(t *testing.T) {
 		t.Fatalf("whoami with the CLI session: %+v, %v", me, err)
 	}
 }
+
+// TestBrowserSSOEndsPreviousSession: signing in with SSO in a browser that
+// was signed in (here with alice's token) ends that session, though the
+// navigation back from the IdP's sign-in page is cross-site and does not
+// carry its SameSite=Strict cookie.
+func TestBrowserSSOEndsPreviousSession(t *testing.T) {
+	s, op := startSSO(t)
+	// The person signs in on the IdP's own page, as with a real IdP: the
+	// navigation back to ajar starts there, on another site.
+	op.LoginAs("")
+	tb := s.newTab(t, true)
+	tb.open("/signin")
+	tb.signIn(s.tokens["alice"])
+	if got := tb.text(".me"); got != "alice@example.com" {
+		t.Fatalf("signed in as %q", got)
+	}
+	old := tb.cookie("ajar_session")
+	tb.open("/auth/oidc/start?next=/inbox")
+	tb.waitFor(`document.querySelector("#email")`)
+	tb.fill("#email", carol)
+	tb.do(chromedp.Click(chromedp.CSS("#signin"), chromedp.NodeVisible))
+	tb.waitPath("/inbox")
+	if got := tb.text(".me"); got != carol {
+		t.Fatalf("after SSO signed in as %q", got)
+	}
+	if _, err := s.IDs.Authenticate(context.Background(), old); ajar.ErrorCode(err) != ajar.EUNAUTH {
+		t.Errorf("the browser's previous session still works after the SSO sign-in: %v", err)
+	}
+	ended := s.audit(t, "session.ended")
+	if len(ended) != 1 || ended[0].Subject != "alice@example.com" || ended[0].Actor != "alice@example.com" || detail(t, ended[0], "reason") != "logout" {
+		t.Errorf("session.ended events: %+v", ended)
+	}
+}
