@@ -215,9 +215,14 @@ func TestBrowserSSOStepUp(t *testing.T) {
 		t.Fatalf("after a refused step-up: %q", tb.text("main"))
 	}
 
-	// With a hardware key at the IdP it is.
+	// With a hardware key at the IdP it is. (The person confirms on the
+	// IdP's own page this time: the way back is a cross-site navigation.)
 	op.SetUser(oidctest.User{Email: carol, EmailVerified: true, Groups: []string{"sre"}, AMR: []string{"pwd", "hwk"}})
+	op.LoginAs("")
 	tb.do(chromedp.Click(chromedp.CSS(again), chromedp.NodeVisible))
+	tb.waitFor(`document.querySelector("#email")`)
+	tb.fill("#email", carol)
+	tb.do(chromedp.Click(chromedp.CSS("#signin"), chromedp.NodeVisible))
 	tb.waitPath(page)
 	tb.waitFor(`document.querySelector('` + approveForm + `')`)
 	if n := len(s.audit(t, "session.mfa")); n != 1 {
