@@ -3,7 +3,9 @@ package web_test
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -19,6 +21,9 @@ import (
 	"github.com/ajar-dev/ajar/audit"
 	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/identity"
+	"github.com/ajar-dev/ajar/identity/login"
+	"github.com/ajar-dev/ajar/identity/sso"
+	"github.com/ajar-dev/ajar/internal/oidctest"
 	"github.com/ajar-dev/ajar/keys"
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/provider"
@@ -36,14 +41,16 @@ func (c *clock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.L
 
 func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
-// server is the real ajar server in this process: the demo policy, a SQLite
-// store, the broker with its scheduler, and the API server with the web pages
-// mounted, on a loopback port.
+// server is the real ajar server in this process: the demo policy (or a
+// test's), a SQLite store, the broker with its scheduler, and the API server
+// with the web pages mounted, on a loopback port; with an OP, single sign-on
+// and security keys too.
 type server struct {
 	URL    string
 	dir    string // the data directory: ajar.db
 	Svc    *broker.Service
 	IDs    *identity.Service
+	Login  *login.Service // nil without single sign-on
 	Store  *sqlite.Store
 	Clock  *clock
 	tokens map[string]string // "alice", "bob", "admin"
@@ -53,9 +60,54 @@ type server struct {
 // the test ends.
 func startServer(t testing.TB) *server {
 	t.Helper()
+	return startServerWith(t, serverConfig{})
+}
+
+// serverConfig is what a test changes of the server startServerWith makes.
+type serverConfig struct {
+	// Policy is the policy file's users, targets and rules (YAML); "" is the
+	// demo policy. With OP set, the helper adds server.public_url and
+	// identity.oidc for that OP in front of it.
+	Policy string
+	// OP, when set, is the identity provider: the server has single sign-on
+	// and security keys, as sso.Build makes them for cmd/ajar.
+	OP *oidctest.OP
+}
+
+// testClientSecretEnv names the variable the test policy reads the OP's
+// client secret from (through policy.WithEnv, never the process environment).
+const testClientSecretEnv = "AJAR_TEST_OIDC_SECRET"
+
+// startServerWith starts a server as cfg says. It listens on a loopback port
+// chosen first, so that server.public_url can name it: http://localhost:PORT,
+// a name, because an IP address cannot be a WebAuthn relying party id (and
+// Chromium resolves localhost to loopback).
+func startServerWith(t testing.TB, cfg serverConfig) *server {
+	t.Helper()
 	ctx := context.Background()
 	clk := &clock{}
-	pol, err := policy.DemoPolicy(provider.CheckTarget)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	base := "http://" + ln.Addr().String()
+	var pol *policy.Policy
+	switch {
+	case cfg.OP != nil:
+		base = fmt.Sprintf("http://localhost:%d", ln.Addr().(*net.TCPAddr).Port)
+		cfg.OP.AllowRedirect(base + "/auth/oidc/callback")
+		src := fmt.Sprintf("server: {public_url: %q}\nidentity:\n  oidc: {issuer: %q, client_id: %q, client_secret_env: %s, scopes: [openid, email, profile, groups]}\n",
+			base, cfg.OP.Issuer(), cfg.OP.ClientID(), testClientSecretEnv) + cfg.Policy
+		secret := cfg.OP.ClientSecret()
+		pol, err = policy.Parse([]byte(src), provider.CheckTarget, policy.WithEnv(func(name string) (string, bool) {
+			return secret, name == testClientSecretEnv
+		}))
+	case cfg.Policy != "":
+		pol, err = policy.Parse([]byte(cfg.Policy), provider.CheckTarget)
+	default:
+		pol, err = policy.DemoPolicy(provider.CheckTarget)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,9 +141,15 @@ func startServer(t testing.TB) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Sessions, single sign-on and security keys as cmd/ajar builds them.
+	parts, err := sso.Build(ctx, pol, st, mk, clk.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := parts.IDs
 	svc, err := broker.New(broker.Config{
 		Store: st, Policy: pol, Providers: provs, SSHCA: ca.AuthorizedKey,
-		Now: clk.Now, Scheduler: broker.SchedulerConfig{Poll: 200 * time.Millisecond},
+		Now: clk.Now, Scheduler: broker.SchedulerConfig{Poll: 200 * time.Millisecond}, Users: ids.Lookup,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -106,24 +164,27 @@ func startServer(t testing.TB) *server {
 		*broker.Service
 		*readmodel.Reader
 	}{svc, readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clk.Now, Signer: signer})}
-	ids, err := identity.New(identity.Config{Store: st, Policy: pol, Sealer: mk, Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
+	opts := web.Options{Now: clk.Now, Refresh: time.Second}
+	var apiLogin api.Login
+	if parts.Login != nil {
+		opts.Login, apiLogin = parts.Login, parts.Login
 	}
-	pages := web.New(core, ids, web.Options{Now: clk.Now, Refresh: time.Second})
-	srv := api.NewServer(core, ids, api.Options{Addr: "127.0.0.1:0", Web: pages, ShutdownTimeout: time.Second})
-	if err := srv.Open(); err != nil {
-		t.Fatal(err)
+	if parts.MFA != nil {
+		opts.MFA = parts.MFA
 	}
-	t.Cleanup(func() { srv.Close() })
+	pages := web.New(core, ids, opts)
+	apiSrv := api.NewServer(core, ids, api.Options{Web: pages, Login: apiLogin})
+	hs := &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
 
-	s := &server{URL: srv.URL(), dir: dir, Svc: svc, IDs: ids, Store: st, Clock: clk, tokens: map[string]string{}}
-	for _, name := range []string{"alice", "bob", "admin"} {
-		tok, _, err := ids.CreateToken(ctx, ajar.User{}, name+"@example.com", "test", 0)
+	s := &server{URL: base, dir: dir, Svc: svc, IDs: ids, Login: parts.Login, Store: st, Clock: clk, tokens: map[string]string{}}
+	for _, u := range pol.Users() {
+		tok, _, err := ids.CreateToken(ctx, ajar.User{}, u.ID, "test", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.tokens[name] = tok
+		s.tokens[strings.SplitN(u.ID, "@", 2)[0]] = tok
 	}
 	return s
 }
@@ -153,7 +214,7 @@ func (s *server) createRequest(t testing.TB, name, duration, reason string) *aja
 // waitState polls a request until it reaches want.
 func (s *server) waitState(t testing.TB, id string, want ajar.State) *ajar.Request {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		r, err := s.Svc.GetRequest(context.Background(), s.user(t, "admin"), id)
 		if err != nil {

@@ -31,6 +31,8 @@ import (
 type Login interface {
 	Start(ctx context.Context, b login.Begin) (string, error)
 	Finish(ctx context.Context, cb login.Callback) (*login.Done, error)
+	// AuthOrigin is the IdP's origin, where Start's URLs lead.
+	AuthOrigin() string
 }
 
 var _ Login = (*login.Service)(nil)
@@ -73,6 +75,11 @@ func (h *Handler) handleOIDCStart(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	b := login.Begin{Purpose: login.ForWeb, Next: localPath(q.Get("next"), "/access")}
+	if old := h.current(r); old != nil {
+		if u, err := h.ids.Authenticate(r.Context(), old.secret); err == nil {
+			b.Previous = ajar.User{ID: u.ID, Session: u.Session}
+		}
+	}
 	switch {
 	case q.Has("cli_port"):
 		port, err := strconv.Atoi(q.Get("cli_port"))
@@ -122,7 +129,7 @@ func (h *Handler) handleOIDCCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	switch done.Purpose {
 	case login.ForWeb:
-		h.signInBrowser(w, r, done.Secret)
+		h.signInBrowser(w, r, done.Secret, done.Previous)
 		h.bounce(w, r, localPath(done.Redirect, "/access"))
 	case login.ForCLI:
 		// The CLI's own loopback listener; login built it from a checked port.
@@ -159,6 +166,11 @@ func (h *Handler) handleDevice(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) renderDevice(w http.ResponseWriter, r *http.Request, status int, p devicePage) {
+	// The form's answer redirects to the IdP: form-action must allow it, or
+	// the browser blocks the redirect.
+	if o := h.opts.Login.AuthOrigin(); o != "" && !strings.ContainsAny(o, " ;,'\"\r\n") {
+		w.Header().Set("Content-Security-Policy", strings.Replace(contentSecurityPolicy, "form-action 'self'", "form-action 'self' "+o, 1))
+	}
 	token := randomToken()
 	setCookie(w, r, signinCookie, token, 3600)
 	h.render(w, r, status, "device", &view{Title: "Sign in the ajar CLI", CSRF: token, Data: p})
@@ -212,13 +224,18 @@ func ssoStartURL(next string) string {
 
 // signInBrowser gives the browser the cookie of a session the IdP vouched
 // for, ending the session it had, if any (no session fixation, no two sessions
-// in one browser).
-func (h *Handler) signInBrowser(w http.ResponseWriter, r *http.Request, secret string) {
-	if old := h.current(r); old != nil {
+// in one browser): prev, the one it had when the sign-in began (the callback,
+// a cross-site navigation from the IdP's page, usually comes without the
+// SameSite=Strict cookie), or the one its cookie names.
+func (h *Handler) signInBrowser(w http.ResponseWriter, r *http.Request, secret string, prev ajar.User) {
+	if old := h.current(r); prev.Session == "" && old != nil {
 		if ou, err := h.ids.Authenticate(r.Context(), old.secret); err == nil {
-			if err := h.ids.Logout(r.Context(), ou); err != nil {
-				h.log.WarnContext(r.Context(), "end the previous web session", "err", err)
-			}
+			prev = ou
+		}
+	}
+	if prev.Session != "" {
+		if err := h.ids.Logout(r.Context(), prev); err != nil && ajar.ErrorCode(err) != ajar.ECONFLICT {
+			h.log.WarnContext(r.Context(), "end the previous web session", "err", err)
 		}
 	}
 	setCookie(w, r, sessionCookie, secret, 0)

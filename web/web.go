@@ -142,7 +142,8 @@ func (h *Handler) routes() *http.ServeMux {
 }
 
 // contentSecurityPolicy allows only the pages' own script, styles and images:
-// no inline script or event handler, no framing, forms post only here.
+// no inline script or event handler, no framing, forms post only here (the
+// device page's form may also lead on to the IdP: sso.go).
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 

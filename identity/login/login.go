@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ajar-dev/ajar"
@@ -102,7 +103,8 @@ type Config struct {
 
 // Service runs the flows. Its methods are safe for concurrent use.
 type Service struct {
-	cfg Config
+	cfg    Config
+	origin func() string // AuthOrigin, worked out once
 }
 
 // New returns a Service.
@@ -114,8 +116,23 @@ func New(cfg Config) (*Service, error) {
 		cfg.Now = time.Now
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
-	return &Service{cfg: cfg}, nil
+	s := &Service{cfg: cfg}
+	s.origin = sync.OnceValue(func() string {
+		u, err := url.Parse(cfg.IdP.AuthURL("origin", "origin", "origin", false))
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			return ""
+		}
+		return u.Scheme + "://" + u.Host
+	})
+	return s, nil
 }
+
+// AuthOrigin is the origin (scheme://host[:port]) of the IdP's authorization
+// endpoint, where Start sends browsers; "" if AuthURL gives no absolute URL.
+// A page whose form leads there (the device page) must allow it in its
+// Content-Security-Policy's form-action, which browsers apply to a form's
+// redirects too.
+func (s *Service) AuthOrigin() string { return s.origin() }
 
 // Purpose is what a flow signs in for.
 type Purpose string
@@ -135,6 +152,10 @@ type Begin struct {
 	Binding string
 	// Next is the local path to return to (web, step-up).
 	Next string
+	// Previous is the session the browser was signed in with when it began
+	// (web; zero if none), to be ended when the sign-in succeeds: the IdP's
+	// cross-site redirect back does not bring its cookie.
+	Previous ajar.User
 	// CLI: the loopback port, the CLI's PKCE challenge (S256) and its state.
 	CLIPort      int
 	CLIChallenge string
@@ -152,6 +173,8 @@ type state struct {
 	Nonce        string  `json:"nonce"`
 	Verifier     string  `json:"verifier"`
 	Next         string  `json:"next,omitempty"`
+	PrevSession  string  `json:"prev_session,omitempty"`
+	PrevUser     string  `json:"prev_user,omitempty"`
 	CLIPort      int     `json:"cli_port,omitempty"`
 	CLIChallenge string  `json:"cli_challenge,omitempty"`
 	CLIState     string  `json:"cli_state,omitempty"`
@@ -169,7 +192,7 @@ func (s *Service) Start(ctx context.Context, b Begin) (string, error) {
 	st := state{Purpose: b.Purpose, Binding: hash(b.Binding), Nonce: random(), Verifier: random()}
 	switch b.Purpose {
 	case ForWeb:
-		st.Next = b.Next
+		st.Next, st.PrevSession, st.PrevUser = b.Next, b.Previous.Session, b.Previous.ID
 	case ForCLI:
 		if b.CLIPort < 1024 || b.CLIPort > 65535 {
 			return "", ajar.FieldErrorf("cli_port", "must be a port between 1024 and 65535, the CLI's loopback listener")
@@ -235,6 +258,8 @@ type Done struct {
 	// CLI's loopback URL with its one-time code.
 	Redirect string
 	UserID   string
+	// Previous is Begin.Previous (web): the caller ends that session.
+	Previous ajar.User
 }
 
 // Finish ends a flow at the callback. Every refusal is audited (signin.refused)
@@ -281,7 +306,8 @@ func (s *Service) Finish(ctx context.Context, cb Callback) (*Done, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Done{Purpose: ForWeb, Secret: secret, Expires: exp, Redirect: st.Next, UserID: id.UserID}, nil
+		return &Done{Purpose: ForWeb, Secret: secret, Expires: exp, Redirect: st.Next, UserID: id.UserID,
+			Previous: ajar.User{ID: st.PrevUser, Session: st.PrevSession}}, nil
 	case ForCLI:
 		code := random()
 		data, err := json.Marshal(cliCode{Challenge: st.CLIChallenge, Identity: *id, MFA: s.cfg.IdP.HasSecondFactor(id.AMR)})

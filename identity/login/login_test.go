@@ -165,13 +165,14 @@ func (fx *fixture) begin(t *testing.T, b Begin) string {
 
 func TestWebSignInAndReplayedState(t *testing.T) {
 	fx := newFixture(t)
-	state := fx.begin(t, Begin{Purpose: ForWeb, Next: "/inbox"})
+	prev := ajar.User{ID: "bob@example.com", Session: "ses_previous"}
+	state := fx.begin(t, Begin{Purpose: ForWeb, Next: "/inbox", Previous: prev})
 	cb := Callback{State: state, Code: fx.idp.codeFor(state), Binding: binding}
 	done, err := fx.svc.Finish(t.Context(), cb)
 	if err != nil {
 		t.Fatalf("Finish: %v", err)
 	}
-	if done.Secret != "secret-web-alice@example.com" || done.Redirect != "/inbox" {
+	if done.Secret != "secret-web-alice@example.com" || done.Redirect != "/inbox" || done.Previous.ID != prev.ID || done.Previous.Session != prev.Session {
 		t.Fatalf("done = %+v", done)
 	}
 	// The same state again (a replayed callback) is refused and audited.
@@ -358,5 +359,17 @@ func TestUserCode(t *testing.T) {
 		if _, ok := normalizeUserCode(bad); ok {
 			t.Errorf("normalizeUserCode(%q) accepted", bad)
 		}
+	}
+}
+
+// TestAuthOrigin: the IdP's origin, for the device page's form-action, is the
+// authorization URL's scheme and host, and working it out starts no flow.
+func TestAuthOrigin(t *testing.T) {
+	fx := newFixture(t)
+	if got := fx.svc.AuthOrigin(); got != "https://idp.test" {
+		t.Fatalf("AuthOrigin() = %q, want https://idp.test", got)
+	}
+	if len(fx.flows.m) != 0 {
+		t.Fatalf("AuthOrigin stored flows: %v", fx.flows.m)
 	}
 }
