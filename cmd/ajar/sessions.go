@@ -223,30 +223,20 @@ func newLogoutCmd(e *cliEnv) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.Logout(cmd.Context()); err != nil {
+			err = c.Logout(cmd.Context())
+			if err != nil && !(ajar.ErrorCode(err) == ajar.EUNAUTH && e.storedSession != "") {
 				return err
 			}
-			if path := credentialsPath(e); path != "" {
-				if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return err
-				}
+			// A stored session the server no longer accepts is forgotten too.
+			if rerr := e.removeCredentials(); rerr != nil {
+				return rerr
+			}
+			if err != nil {
+				fmt.Fprintln(e.stderr, "the session had already ended; stored credentials removed")
+				return nil
 			}
 			fmt.Fprintln(e.stderr, "logged out")
 			return nil
 		},
 	}
-}
-
-// credentialsPath is where "ajar login" stores the server and session:
-// ${XDG_CONFIG_HOME:-~/.config}/ajar/credentials ("" when neither is known).
-func credentialsPath(e *cliEnv) string {
-	dir := e.getenv("XDG_CONFIG_HOME")
-	if dir == "" {
-		home := e.getenv("HOME")
-		if home == "" {
-			return ""
-		}
-		dir = filepath.Join(home, ".config")
-	}
-	return filepath.Join(dir, "ajar", "credentials")
 }
