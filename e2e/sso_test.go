@@ -317,6 +317,14 @@ func TestSSOLoginGroupsAndLogout(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// His stored session is dead: logout still forgets it.
+	if r := bob.run(t, "logout"); r.Code != 0 || !strings.Contains(r.Stderr, "already ended") {
+		t.Fatalf("logout of an ended session: %+v", r)
+	}
+	if _, err := os.Stat(bob.credentialsPath()); !os.IsNotExist(err) {
+		t.Fatalf("bob's credentials file after logout: %v", err)
+	}
+
 	// Logout ends the session on the server at once and deletes the file.
 	token := alice.storedToken(t)
 	alice.ok(t, "logout")
