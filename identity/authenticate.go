@@ -156,7 +156,7 @@ func (s *Service) refreshGroups(ctx context.Context, sess *ajar.Session) (*ajar.
 			return nil, ctx.Err() // the caller went away: not the IdP's answer
 		}
 		reason := "the identity provider no longer vouches for the user: " + err.Error()
-		if eerr := s.end(ctx, sess.ID, ajar.ActorSystem, "refresh_failed", reason); eerr != nil {
+		if eerr := s.endRefused(ctx, sess, reason); eerr != nil {
 			return nil, fmt.Errorf("end session %s: %w", sess.ID, eerr)
 		}
 		s.log.InfoContext(ctx, "session ended: group refresh failed", "session", sess.ID, "user", sess.UserID, "err", err)
@@ -203,6 +203,28 @@ func (s *Service) refreshGroups(ctx context.Context, sess *ajar.Session) (*ajar.
 		return nil, fmt.Errorf("authenticate: %w", err)
 	}
 	return out, nil
+}
+
+// endRefused ends sess, whose groups the IdP refused to confirm, and makes the
+// directory forget what the IdP last said about its user, in one transaction:
+// else an API token made for that person would go on working with their last
+// groups (Lookup) long after the IdP dropped them. Their other sessions keep
+// their own groups until their own refresh; a later sign-in or successful
+// refresh vouches for them again.
+func (s *Service) endRefused(ctx context.Context, sess *ajar.Session, reason string) error {
+	return s.store.Update(ctx, func(tx ajar.Tx) error {
+		cur, err := tx.GetSessionByID(ctx, sess.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Ended(tx.Now()) {
+			return nil
+		}
+		if err := tx.PutIdentity(ctx, ajar.Identity{UserID: cur.UserID, Groups: []string{}, Source: sourceRefused, UpdatedAt: tx.Now()}); err != nil {
+			return err
+		}
+		return s.endTx(ctx, tx, cur, ajar.ActorSystem, "refresh_failed", reason)
+	})
 }
 
 // refreshKeyName binds a sealed refresh token to its session.

@@ -526,3 +526,45 @@ func TestNoRefreshTokenShortSession(t *testing.T) {
 		t.Fatalf("after refresh: %v, want EUNAUTH", err)
 	}
 }
+
+// TestTokenOfUserDroppedByIdP: an API token made for an SSO person stops
+// working once the IdP refuses to confirm them at a session's refresh (it
+// went on with their last groups forever before), and works again when the
+// IdP vouches for them again.
+func TestTokenOfUserDroppedByIdP(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	e.groups.groups["zoe@example.com"] = []string{"sre"}
+	_, _, err := e.ids.SignIn(ctx, identity.SignIn{Kind: ajar.SessionWeb, UserID: "zoe@example.com",
+		Groups: []string{"sre"}, RefreshToken: "rt1", Source: "oidc", Name: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := e.ids.CreateToken(ctx, e.root, "zoe@example.com", "ci", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := e.ids.Authenticate(ctx, tok); err != nil || !slices.Equal(u.Groups, []string{"sre"}) {
+		t.Fatalf("token before: %+v, %v", u, err)
+	}
+	// The IdP drops zoe; the idle session's refresh finds out.
+	delete(e.groups.groups, "zoe@example.com")
+	e.clock.Advance(10 * time.Minute)
+	if n, err := e.ids.RefreshIdle(ctx); err != nil || n != 1 {
+		t.Fatalf("RefreshIdle = %d, %v", n, err)
+	}
+	if u, err := e.ids.Authenticate(ctx, tok); ajar.ErrorCode(err) != ajar.EUNAUTH {
+		t.Fatalf("the token of a person the IdP dropped still works: %+v, %v", u, err)
+	}
+	if _, ok, err := e.ids.Lookup(ctx, "zoe@example.com"); ok || err != nil {
+		t.Errorf("Lookup after the IdP dropped zoe: %v, %v", ok, err)
+	}
+	// The IdP vouches again at a new sign-in: the token works again.
+	if _, _, err := e.ids.SignIn(ctx, identity.SignIn{Kind: ajar.SessionWeb, UserID: "zoe@example.com",
+		Groups: []string{"ops"}, RefreshToken: "rt2", Source: "oidc", Name: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := e.ids.Authenticate(ctx, tok); err != nil || !slices.Equal(u.Groups, []string{"ops"}) {
+		t.Fatalf("token after signing in again: %+v, %v", u, err)
+	}
+}
