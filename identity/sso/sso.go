@@ -98,7 +98,7 @@ func (a idpAdapter) Exchange(ctx context.Context, code, verifier, nonce string) 
 	if err != nil {
 		return nil, err
 	}
-	return &login.Identity{UserID: id.UserID, Groups: id.Groups, AMR: id.AMR, RefreshToken: id.RefreshToken}, nil
+	return &login.Identity{UserID: id.UserID, Groups: id.Groups, AMR: id.AMR, AuthTime: id.AuthTime, RefreshToken: id.RefreshToken}, nil
 }
 
 func (a idpAdapter) HasSecondFactor(amr []string) bool { return oidc.HasSecondFactor(amr) }
