@@ -440,6 +440,17 @@ func TestMarkMFAAndFlows(t *testing.T) {
 	if u, _ = e.ids.Authenticate(ctx, secret); !u.MFAAt.Equal(e.clock.Now()) || u.Session != sess.ID {
 		t.Fatalf("after MarkMFA: %+v", u)
 	}
+	// An API token (its holder may put it in a browser's cookie and verify a
+	// key there) never carries a second factor.
+	tok, _, err := e.ids.CreateToken(ctx, e.root, "bob@example.com", "ci", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tu, _ := e.ids.Authenticate(ctx, tok)
+	wantCode(t, e.ids.MarkMFA(ctx, tu), ajar.EFORBIDDEN)
+	if tu, _ = e.ids.Authenticate(ctx, tok); !tu.MFAAt.IsZero() {
+		t.Fatalf("an API token carries a second factor: %+v", tu)
+	}
 	if err := e.ids.PutFlow(ctx, "oidc_state", "state-1", []byte(`{"n":1}`), 10*time.Minute); err != nil {
 		t.Fatal(err)
 	}

@@ -309,7 +309,8 @@ func (s *Service) endTx(ctx context.Context, tx ajar.Tx, cur *ajar.Session, acto
 
 // MarkMFA records an MFA step-up now in the session u was authenticated
 // with (audited "session.mfa"). EINVALID when u has none; EUNAUTH when it
-// ended.
+// ended; EFORBIDDEN when it is an API token (docs/security.md: tokens never
+// carry a second factor).
 func (s *Service) MarkMFA(ctx context.Context, u ajar.User) error {
 	if u.Session == "" {
 		return ajar.Errorf(ajar.EINVALID, "not signed in with a session")
@@ -321,6 +322,11 @@ func (s *Service) MarkMFA(ctx context.Context, u ajar.User) error {
 		}
 		if err := usable(cur, tx.Now()); err != nil {
 			return err
+		}
+		if cur.Kind == ajar.SessionToken {
+			// A token put in a browser's cookie by its holder: a bearer secret
+			// that lives for months never carries a second factor.
+			return ajar.Errorf(ajar.EFORBIDDEN, "an API token cannot carry a second factor; sign in to the web page")
 		}
 		cur.MFAAt = tx.Now()
 		if err := tx.UpdateSession(ctx, *cur); err != nil {
