@@ -8,6 +8,7 @@ package sso
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -76,7 +77,7 @@ func Build(ctx context.Context, pol *policy.Policy, st ajar.Store, sealer ajar.S
 		if err != nil {
 			return nil, err
 		}
-		parts.MFA = &Keys{Service: keys, ids: ids}
+		parts.MFA = &Keys{Service: keys, ids: ids, sso: client != nil}
 	}
 	return parts, nil
 }
@@ -204,6 +205,42 @@ func (k storeKeys) DeleteWebAuthnCredential(ctx context.Context, userID string, 
 type Keys struct {
 	*mfa.Service
 	ids *identity.Service
+	sso bool // the server has single sign-on
+}
+
+// BeginRegistration is mfa.Service's, under mayRegister.
+func (m *Keys) BeginRegistration(ctx context.Context, u ajar.User) (json.RawMessage, error) {
+	if err := m.mayRegister(ctx, u); err != nil {
+		return nil, err
+	}
+	return m.Service.BeginRegistration(ctx, u)
+}
+
+// FinishRegistration is mfa.Service's, under mayRegister.
+func (m *Keys) FinishRegistration(ctx context.Context, u ajar.User, name string, credential []byte) (*mfa.Key, error) {
+	if err := m.mayRegister(ctx, u); err != nil {
+		return nil, err
+	}
+	return m.Service.FinishRegistration(ctx, u, name, credential)
+}
+
+// mayRegister: on a server with single sign-on, keys are registered only from
+// a session the IdP vouched for, not from an API token or a web session
+// signed in with one (EFORBIDDEN). Otherwise whoever holds a person's token
+// (made for a script, say) could register a key of their own as that person's
+// first one and pass require_mfa steps as them (docs/security.md).
+func (m *Keys) mayRegister(ctx context.Context, u ajar.User) error {
+	if !m.sso {
+		return nil
+	}
+	sess, err := m.ids.Current(ctx, u)
+	if err != nil {
+		return err
+	}
+	if sess.Kind == ajar.SessionToken || sess.Parent != "" {
+		return ajar.Errorf(ajar.EFORBIDDEN, "security keys are added from a session signed in with SSO, not with an API token; sign out and use Sign in with SSO")
+	}
+	return nil
 }
 
 // MarkMFA records the second factor on u's session.
