@@ -579,3 +579,50 @@ func TestTokenOfUserDroppedByIdP(t *testing.T) {
 		t.Fatalf("token after signing in again: %+v, %v", u, err)
 	}
 }
+
+// cancellingGroups is an IdP whose answer comes after the caller went away
+// (it cancels the caller's context first, as a dropped HTTP request does).
+type cancellingGroups struct {
+	cancel context.CancelFunc
+	groups []string
+}
+
+func (c *cancellingGroups) Refresh(ctx context.Context, _, rt string) ([]string, string, error) {
+	c.cancel()
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+	return c.groups, rt, nil
+}
+
+// TestRefreshSurvivesDroppedRequest: someone taken out of a group cannot keep
+// it by dropping their request while its refresh is at the IdP. The refresh
+// used to stop there with the claim moved on, so the old groups stayed for
+// another identity.refresh, and again at the next one.
+func TestRefreshSurvivesDroppedRequest(t *testing.T) {
+	e := newEnv(t)
+	cg := &cancellingGroups{groups: []string{"marketing"}}
+	pol, _ := policy.Parse([]byte(testPolicy), func(string, json.RawMessage) ajar.Problems { return nil })
+	key := make([]byte, keys.KeySize)
+	rand.Read(key)
+	mk, _ := keys.NewMasterKey(key)
+	ids, err := identity.New(identity.Config{Store: e.st, Policy: pol, Sealer: mk, Groups: cg, Now: e.clock.Now,
+		Refresh: 10 * time.Minute, SessionTTL: 12 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _, err := ids.SignIn(t.Context(), identity.SignIn{Kind: ajar.SessionCLI, UserID: "zoe@example.com",
+		Groups: []string{"sre"}, RefreshToken: "rt1", Source: "oidc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(10 * time.Minute)
+	ctx, cancel := context.WithCancel(t.Context())
+	cg.cancel = cancel
+	ids.Authenticate(ctx, secret) // the request is dropped mid-refresh: its answer does not matter
+	cg.cancel = func() {}
+	u, err := ids.Authenticate(t.Context(), secret)
+	if err != nil || !slices.Equal(u.Groups, []string{"marketing"}) {
+		t.Fatalf("after a request dropped during the refresh: %+v, %v; want the IdP's new groups [marketing]", u, err)
+	}
+}
