@@ -274,21 +274,6 @@ func (s *Service) Logout(ctx context.Context, u ajar.User) error {
 	return nil
 }
 
-// end ends session id for reason, in its own transaction (nothing if it
-// already ended).
-func (s *Service) end(ctx context.Context, id, actor, reason, message string) error {
-	return s.store.Update(ctx, func(tx ajar.Tx) error {
-		cur, err := tx.GetSessionByID(ctx, id)
-		if err != nil {
-			return err
-		}
-		if cur.Ended(tx.Now()) {
-			return nil
-		}
-		return s.endTx(ctx, tx, cur, actor, reason, message)
-	})
-}
-
 // endTx revokes cur in tx and audits it: "token.revoked" for a token,
 // "session.ended" for a sign-in.
 func (s *Service) endTx(ctx context.Context, tx ajar.Tx, cur *ajar.Session, actor, reason, message string) error {
