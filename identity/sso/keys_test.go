@@ -64,7 +64,7 @@ func TestKeysFromTokenRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := &Keys{Service: svc, ids: ids, sso: true}
+	keys := &Keys{Service: svc, ids: ids, sso: true, now: clock}
 
 	const zoe = "zoe@example.com"
 	own, _, err := ids.SignIn(ctx, identity.SignIn{Kind: ajar.SessionWeb, UserID: zoe, Groups: []string{"sre"}, Source: "oidc"})
@@ -102,5 +102,28 @@ func TestKeysFromTokenRefused(t *testing.T) {
 	}
 	if _, err := keys.BeginRegistration(ctx, u); err != nil {
 		t.Errorf("zoe's own SSO session: %v", err)
+	}
+	// An old session (a cookie someone copied) no longer adds keys, unless
+	// it just made a second factor; a new sign-in does.
+	now = now.Add(6 * time.Minute)
+	if u, err = ids.Authenticate(ctx, own); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.BeginRegistration(ctx, u); ajar.ErrorCode(err) != ajar.EFORBIDDEN {
+		t.Errorf("a 6-minute-old SSO session: BeginRegistration = %v, want forbidden", err)
+	}
+	u.MFAAt = now.Add(-time.Minute)
+	if _, err := keys.BeginRegistration(ctx, u); err != nil {
+		t.Errorf("an old session that just made a second factor: %v", err)
+	}
+	again, _, err := ids.SignIn(ctx, identity.SignIn{Kind: ajar.SessionWeb, UserID: zoe, Groups: []string{"sre"}, Source: "oidc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err = ids.Authenticate(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.BeginRegistration(ctx, u); err != nil {
+		t.Errorf("a new SSO sign-in: %v", err)
 	}
 }

@@ -77,7 +77,7 @@ func Build(ctx context.Context, pol *policy.Policy, st ajar.Store, sealer ajar.S
 		if err != nil {
 			return nil, err
 		}
-		parts.MFA = &Keys{Service: keys, ids: ids, sso: client != nil}
+		parts.MFA = &Keys{Service: keys, ids: ids, sso: client != nil, now: clock}
 	}
 	return parts, nil
 }
@@ -205,7 +205,8 @@ func (k storeKeys) DeleteWebAuthnCredential(ctx context.Context, userID string, 
 type Keys struct {
 	*mfa.Service
 	ids *identity.Service
-	sso bool // the server has single sign-on
+	sso bool             // the server has single sign-on
+	now func() time.Time // nil: time.Now
 }
 
 // BeginRegistration is mfa.Service's, under mayRegister.
@@ -226,9 +227,12 @@ func (m *Keys) FinishRegistration(ctx context.Context, u ajar.User, name string,
 
 // mayRegister: on a server with single sign-on, keys are registered only from
 // a session the IdP vouched for, not from an API token or a web session
-// signed in with one (EFORBIDDEN). Otherwise whoever holds a person's token
-// (made for a script, say) could register a key of their own as that person's
-// first one and pass require_mfa steps as them (docs/security.md).
+// signed in with one, and only within login.MFAFresh of that sign-in or of a
+// second factor (EFORBIDDEN). Otherwise whoever holds a person's token (made
+// for a script, say) or an old session cookie of theirs could register a key
+// of their own as that person's first one and pass require_mfa steps as them
+// (docs/security.md). Someone who holds only the cookie cannot sign in at the
+// IdP again.
 func (m *Keys) mayRegister(ctx context.Context, u ajar.User) error {
 	if !m.sso {
 		return nil
@@ -239,6 +243,16 @@ func (m *Keys) mayRegister(ctx context.Context, u ajar.User) error {
 	}
 	if sess.Kind == ajar.SessionToken || sess.Parent != "" {
 		return ajar.Errorf(ajar.EFORBIDDEN, "security keys are added from a session signed in with SSO, not with an API token; sign out and use Sign in with SSO")
+	}
+	now := time.Now()
+	if m.now != nil {
+		now = m.now()
+	}
+	recent := func(t time.Time) bool {
+		return !t.IsZero() && !t.After(now.Add(time.Minute)) && now.Sub(t) <= login.MFAFresh
+	}
+	if !recent(sess.CreatedAt) && !recent(u.MFAAt) {
+		return ajar.Errorf(ajar.EFORBIDDEN, "security keys are added within 5 minutes of signing in: sign out, sign in with SSO again and add the key then")
 	}
 	return nil
 }
