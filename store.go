@@ -130,7 +130,8 @@ type Tx interface {
 	// PutIdentity creates or replaces what the IdP said about i.UserID.
 	PutIdentity(ctx context.Context, i Identity) error
 	// PutAuthFlow stores a sign-in step. Kind and KeyHash are required;
-	// ECONFLICT if (Kind, KeyHash) exists.
+	// ECONFLICT if (Kind, KeyHash) exists. It first deletes every step (of any
+	// kind) that has expired at Now, so abandoned steps do not accumulate.
 	PutAuthFlow(ctx context.Context, f AuthFlow) error
 	// TakeAuthFlow deletes and returns the step (kind, keyHash): each is used
 	// once. ENOTFOUND when absent or expired (ExpiresAt at or before Now), so a

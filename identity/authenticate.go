@@ -128,6 +128,12 @@ func (s *Service) userOf(ctx context.Context, sess *ajar.Session) (ajar.User, er
 // with what they read. When the IdP refuses, the session is ended and the
 // error is EUNAUTH.
 func (s *Service) refreshGroups(ctx context.Context, sess *ajar.Session) (*ajar.Session, error) {
+	// Once claimed, the refresh is finished even if the caller goes away: a
+	// request dropped mid-refresh would otherwise leave the claim moved on
+	// and the old groups in place for another identity.refresh, and someone
+	// taken out of a group could keep it by dropping a request each time the
+	// refresh came due. (The IdP's HTTP client bounds the call.)
+	ctx = context.WithoutCancel(ctx)
 	var claimed bool
 	err := s.store.Update(ctx, func(tx ajar.Tx) error {
 		var err error
@@ -152,11 +158,8 @@ func (s *Service) refreshGroups(ctx context.Context, sess *ajar.Session) (*ajar.
 		groups, rotated, err = s.groups.Refresh(ctx, sess.UserID, string(rt))
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err() // the caller went away: not the IdP's answer
-		}
 		reason := "the identity provider no longer vouches for the user: " + err.Error()
-		if eerr := s.end(ctx, sess.ID, ajar.ActorSystem, "refresh_failed", reason); eerr != nil {
+		if eerr := s.endRefused(ctx, sess, reason); eerr != nil {
 			return nil, fmt.Errorf("end session %s: %w", sess.ID, eerr)
 		}
 		s.log.InfoContext(ctx, "session ended: group refresh failed", "session", sess.ID, "user", sess.UserID, "err", err)
@@ -205,6 +208,28 @@ func (s *Service) refreshGroups(ctx context.Context, sess *ajar.Session) (*ajar.
 	return out, nil
 }
 
+// endRefused ends sess, whose groups the IdP refused to confirm, and makes the
+// directory forget what the IdP last said about its user, in one transaction:
+// else an API token made for that person would go on working with their last
+// groups (Lookup) long after the IdP dropped them. Their other sessions keep
+// their own groups until their own refresh; a later sign-in or successful
+// refresh vouches for them again.
+func (s *Service) endRefused(ctx context.Context, sess *ajar.Session, reason string) error {
+	return s.store.Update(ctx, func(tx ajar.Tx) error {
+		cur, err := tx.GetSessionByID(ctx, sess.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Ended(tx.Now()) {
+			return nil
+		}
+		if err := tx.PutIdentity(ctx, ajar.Identity{UserID: cur.UserID, Groups: []string{}, Source: sourceRefused, UpdatedAt: tx.Now()}); err != nil {
+			return err
+		}
+		return s.endTx(ctx, tx, cur, ajar.ActorSystem, "refresh_failed", reason)
+	})
+}
+
 // refreshKeyName binds a sealed refresh token to its session.
 func refreshKeyName(id string) string { return "session-refresh:" + id }
 
@@ -245,6 +270,9 @@ func (s *Service) RefreshIdle(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, sess := range live {
+		if err := ctx.Err(); err != nil {
+			return n, err // shutting down: each refresh itself runs to its end
+		}
 		if sess.Groups == nil || len(sess.Refresh) == 0 || now.Sub(sess.RefreshedAt) < s.refresh {
 			continue
 		}

@@ -160,9 +160,14 @@ func union(a, b []string) []string {
 	return out
 }
 
+// sourceRefused is the ajar.Identity.Source recorded when the IdP refused to
+// confirm someone's groups: Lookup then knows them only from the policy file.
+const sourceRefused = "oidc_refused"
+
 // Lookup is the user directory: a user is known when the policy file lists
 // them or the IdP vouched for them (a stored ajar.Identity); their groups are
-// the static ones and the IdP's last known ones. ok is false for an unknown
+// the static ones and the IdP's last known ones (none once the IdP refused to
+// confirm them at a session's refresh, until it vouches again). ok is false for an unknown
 // user; err only for a store failure. Without an IdP (Config.Groups nil) only
 // the policy file is asked: no store read, so the broker may call it inside
 // its transactions at no cost.
@@ -185,6 +190,7 @@ func (s *Service) Lookup(ctx context.Context, userID string) (ajar.User, bool, e
 	case ajar.ErrorCode(err) == ajar.ENOTFOUND:
 	case err != nil:
 		return ajar.User{}, false, err
+	case ident.Source == sourceRefused: // the IdP's last word: it no longer vouches for them
 	default:
 		known = true
 		static.Groups = union(static.Groups, ident.Groups)

@@ -440,6 +440,17 @@ func TestMarkMFAAndFlows(t *testing.T) {
 	if u, _ = e.ids.Authenticate(ctx, secret); !u.MFAAt.Equal(e.clock.Now()) || u.Session != sess.ID {
 		t.Fatalf("after MarkMFA: %+v", u)
 	}
+	// An API token (its holder may put it in a browser's cookie and verify a
+	// key there) never carries a second factor.
+	tok, _, err := e.ids.CreateToken(ctx, e.root, "bob@example.com", "ci", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tu, _ := e.ids.Authenticate(ctx, tok)
+	wantCode(t, e.ids.MarkMFA(ctx, tu), ajar.EFORBIDDEN)
+	if tu, _ = e.ids.Authenticate(ctx, tok); !tu.MFAAt.IsZero() {
+		t.Fatalf("an API token carries a second factor: %+v", tu)
+	}
 	if err := e.ids.PutFlow(ctx, "oidc_state", "state-1", []byte(`{"n":1}`), 10*time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -524,5 +535,94 @@ func TestNoRefreshTokenShortSession(t *testing.T) {
 	e.clock.Advance(10 * time.Minute)
 	if _, err := e.ids.Authenticate(ctx, secret); ajar.ErrorCode(err) != ajar.EUNAUTH {
 		t.Fatalf("after refresh: %v, want EUNAUTH", err)
+	}
+}
+
+// TestTokenOfUserDroppedByIdP: an API token made for an SSO person stops
+// working once the IdP refuses to confirm them at a session's refresh (it
+// went on with their last groups forever before), and works again when the
+// IdP vouches for them again.
+func TestTokenOfUserDroppedByIdP(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	e.groups.groups["zoe@example.com"] = []string{"sre"}
+	_, _, err := e.ids.SignIn(ctx, identity.SignIn{Kind: ajar.SessionWeb, UserID: "zoe@example.com",
+		Groups: []string{"sre"}, RefreshToken: "rt1", Source: "oidc", Name: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := e.ids.CreateToken(ctx, e.root, "zoe@example.com", "ci", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := e.ids.Authenticate(ctx, tok); err != nil || !slices.Equal(u.Groups, []string{"sre"}) {
+		t.Fatalf("token before: %+v, %v", u, err)
+	}
+	// The IdP drops zoe; the idle session's refresh finds out.
+	delete(e.groups.groups, "zoe@example.com")
+	e.clock.Advance(10 * time.Minute)
+	if n, err := e.ids.RefreshIdle(ctx); err != nil || n != 1 {
+		t.Fatalf("RefreshIdle = %d, %v", n, err)
+	}
+	if u, err := e.ids.Authenticate(ctx, tok); ajar.ErrorCode(err) != ajar.EUNAUTH {
+		t.Fatalf("the token of a person the IdP dropped still works: %+v, %v", u, err)
+	}
+	if _, ok, err := e.ids.Lookup(ctx, "zoe@example.com"); ok || err != nil {
+		t.Errorf("Lookup after the IdP dropped zoe: %v, %v", ok, err)
+	}
+	// The IdP vouches again at a new sign-in: the token works again.
+	if _, _, err := e.ids.SignIn(ctx, identity.SignIn{Kind: ajar.SessionWeb, UserID: "zoe@example.com",
+		Groups: []string{"ops"}, RefreshToken: "rt2", Source: "oidc", Name: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := e.ids.Authenticate(ctx, tok); err != nil || !slices.Equal(u.Groups, []string{"ops"}) {
+		t.Fatalf("token after signing in again: %+v, %v", u, err)
+	}
+}
+
+// cancellingGroups is an IdP whose answer comes after the caller went away
+// (it cancels the caller's context first, as a dropped HTTP request does).
+type cancellingGroups struct {
+	cancel context.CancelFunc
+	groups []string
+}
+
+func (c *cancellingGroups) Refresh(ctx context.Context, _, rt string) ([]string, string, error) {
+	c.cancel()
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+	return c.groups, rt, nil
+}
+
+// TestRefreshSurvivesDroppedRequest: someone taken out of a group cannot keep
+// it by dropping their request while its refresh is at the IdP. The refresh
+// used to stop there with the claim moved on, so the old groups stayed for
+// another identity.refresh, and again at the next one.
+func TestRefreshSurvivesDroppedRequest(t *testing.T) {
+	e := newEnv(t)
+	cg := &cancellingGroups{groups: []string{"marketing"}}
+	pol, _ := policy.Parse([]byte(testPolicy), func(string, json.RawMessage) ajar.Problems { return nil })
+	key := make([]byte, keys.KeySize)
+	rand.Read(key)
+	mk, _ := keys.NewMasterKey(key)
+	ids, err := identity.New(identity.Config{Store: e.st, Policy: pol, Sealer: mk, Groups: cg, Now: e.clock.Now,
+		Refresh: 10 * time.Minute, SessionTTL: 12 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _, err := ids.SignIn(t.Context(), identity.SignIn{Kind: ajar.SessionCLI, UserID: "zoe@example.com",
+		Groups: []string{"sre"}, RefreshToken: "rt1", Source: "oidc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(10 * time.Minute)
+	ctx, cancel := context.WithCancel(t.Context())
+	cg.cancel = cancel
+	ids.Authenticate(ctx, secret) // the request is dropped mid-refresh: its answer does not matter
+	cg.cancel = func() {}
+	u, err := ids.Authenticate(t.Context(), secret)
+	if err != nil || !slices.Equal(u.Groups, []string{"marketing"}) {
+		t.Fatalf("after a request dropped during the refresh: %+v, %v; want the IdP's new groups [marketing]", u, err)
 	}
 }

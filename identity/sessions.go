@@ -274,21 +274,6 @@ func (s *Service) Logout(ctx context.Context, u ajar.User) error {
 	return nil
 }
 
-// end ends session id for reason, in its own transaction (nothing if it
-// already ended).
-func (s *Service) end(ctx context.Context, id, actor, reason, message string) error {
-	return s.store.Update(ctx, func(tx ajar.Tx) error {
-		cur, err := tx.GetSessionByID(ctx, id)
-		if err != nil {
-			return err
-		}
-		if cur.Ended(tx.Now()) {
-			return nil
-		}
-		return s.endTx(ctx, tx, cur, actor, reason, message)
-	})
-}
-
 // endTx revokes cur in tx and audits it: "token.revoked" for a token,
 // "session.ended" for a sign-in.
 func (s *Service) endTx(ctx context.Context, tx ajar.Tx, cur *ajar.Session, actor, reason, message string) error {
@@ -309,7 +294,8 @@ func (s *Service) endTx(ctx context.Context, tx ajar.Tx, cur *ajar.Session, acto
 
 // MarkMFA records an MFA step-up now in the session u was authenticated
 // with (audited "session.mfa"). EINVALID when u has none; EUNAUTH when it
-// ended.
+// ended; EFORBIDDEN when it is an API token (docs/security.md: tokens never
+// carry a second factor).
 func (s *Service) MarkMFA(ctx context.Context, u ajar.User) error {
 	if u.Session == "" {
 		return ajar.Errorf(ajar.EINVALID, "not signed in with a session")
@@ -321,6 +307,11 @@ func (s *Service) MarkMFA(ctx context.Context, u ajar.User) error {
 		}
 		if err := usable(cur, tx.Now()); err != nil {
 			return err
+		}
+		if cur.Kind == ajar.SessionToken {
+			// A token put in a browser's cookie by its holder: a bearer secret
+			// that lives for months never carries a second factor.
+			return ajar.Errorf(ajar.EFORBIDDEN, "an API token cannot carry a second factor; sign in to the web page")
 		}
 		cur.MFAAt = tx.Now()
 		if err := tx.UpdateSession(ctx, *cur); err != nil {

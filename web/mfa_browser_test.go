@@ -122,6 +122,20 @@ func TestBrowserSecurityKey(t *testing.T) {
 	if added := s.audit(t, "mfa.key_added"); len(added) != 1 || added[0].Actor != carol || detail(t, added[0], "name") != "Test key" {
 		t.Fatalf("mfa.key_added events: %+v", added)
 	}
+	// A second key needs a second factor first: whoever holds the session
+	// alone cannot swap in a key of their own.
+	tb.fill("#key-name", "Thief's key")
+	tb.do(chromedp.Click(chromedp.CSS("#add-key"), chromedp.NodeVisible))
+	tb.waitFor(`document.querySelector("#key-status.error")`)
+	if got := tb.text("#key-status"); !strings.Contains(got, "first verify with one of your security keys") {
+		t.Errorf("adding a second key without a second factor: %q", got)
+	}
+	if tb.text("#verify-key") != "Verify with a security key" {
+		t.Errorf("the keys page offers no Verify: %q", tb.text("main"))
+	}
+	if added := s.audit(t, "mfa.key_added"); len(added) != 1 {
+		t.Fatalf("a second key was added without a second factor: %+v", added)
+	}
 
 	// Verify with it: the page offers Approve.
 	tb.open(page)

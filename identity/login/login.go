@@ -52,10 +52,14 @@ const (
 
 // Identity is what the identity provider vouched for at the end of a flow.
 type Identity struct {
-	UserID       string   // canonical (lower-cased) id
-	Groups       []string // from the groups claim
-	AMR          []string // authentication methods (RFC 8176)
-	RefreshToken string   // empty when the IdP gave none
+	UserID string   // canonical (lower-cased) id
+	Groups []string // from the groups claim
+	AMR    []string // authentication methods (RFC 8176)
+	// AuthTime is when the IdP last authenticated the person (auth_time);
+	// zero when it did not say. The AMR's second factor counts only if this
+	// is recent (secondFactor).
+	AuthTime     time.Time
+	RefreshToken string // empty when the IdP gave none
 }
 
 // IdP is the OIDC client (identity/oidc.Client, adapted by the composition root).
@@ -302,7 +306,7 @@ func (s *Service) Finish(ctx context.Context, cb Callback) (*Done, error) {
 	}
 	switch st.Purpose {
 	case ForWeb:
-		secret, exp, err := s.cfg.Sessions.SignIn(ctx, "web", "web sign-in", id, s.cfg.IdP.HasSecondFactor(id.AMR))
+		secret, exp, err := s.cfg.Sessions.SignIn(ctx, "web", "web sign-in", id, s.secondFactor(id))
 		if err != nil {
 			return nil, err
 		}
@@ -310,7 +314,7 @@ func (s *Service) Finish(ctx context.Context, cb Callback) (*Done, error) {
 			Previous: ajar.User{ID: st.PrevUser, Session: st.PrevSession}}, nil
 	case ForCLI:
 		code := random()
-		data, err := json.Marshal(cliCode{Challenge: st.CLIChallenge, Identity: *id, MFA: s.cfg.IdP.HasSecondFactor(id.AMR)})
+		data, err := json.Marshal(cliCode{Challenge: st.CLIChallenge, Identity: *id, MFA: s.secondFactor(id)})
 		if err != nil {
 			return nil, err
 		}
@@ -328,7 +332,7 @@ func (s *Service) Finish(ctx context.Context, cb Callback) (*Done, error) {
 			if d.Identity != nil {
 				return nil, ajar.Errorf(ajar.ECONFLICT, "this code was already used to sign in")
 			}
-			d.Identity, d.MFA = id, s.cfg.IdP.HasSecondFactor(id.AMR)
+			d.Identity, d.MFA = id, s.secondFactor(id)
 			b, err := json.Marshal(d)
 			if err != nil {
 				return nil, err
@@ -354,12 +358,27 @@ func (s *Service) Finish(ctx context.Context, cb Callback) (*Done, error) {
 			return nil, s.refuse(ctx, id.UserID, "the identity provider reported no second factor", details,
 				ajar.Errorf(ajar.EFORBIDDEN, "your identity provider did not report a second factor for this sign-in (amr %v); use a security key instead", id.AMR))
 		}
+		if !s.secondFactor(id) {
+			details["auth_time"] = id.AuthTime
+			return nil, s.refuse(ctx, id.UserID, "the identity provider did not authenticate the person again (stale or missing auth_time)", details,
+				ajar.Errorf(ajar.EFORBIDDEN, "your identity provider did not ask for your second factor again (it reported no recent auth_time); use a security key instead"))
+		}
 		if err := s.cfg.Sessions.MarkMFA(ctx, st.SessionID, st.UserID); err != nil {
 			return nil, err
 		}
 		return &Done{Purpose: ForStepUp, Redirect: st.Next, UserID: id.UserID}, nil
 	}
 	return nil, fmt.Errorf("login: unknown purpose %q", st.Purpose)
+}
+
+// secondFactor reports whether the IdP vouched for a second factor made
+// within MFAFresh: amr names one and auth_time is that recent. An IdP keeps
+// the amr of the sign-in that opened its own session, possibly hours ago, and
+// may ignore max_age=0: without the auth_time check, a second factor made in
+// the morning would count as a fresh one all day (docs/security.md).
+func (s *Service) secondFactor(id *Identity) bool {
+	now, at := s.cfg.Now(), id.AuthTime
+	return s.cfg.IdP.HasSecondFactor(id.AMR) && !at.IsZero() && !at.After(now.Add(time.Minute)) && now.Sub(at) <= MFAFresh
 }
 
 // cliCode is the one-time code record a CLI redeems.

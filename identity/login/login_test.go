@@ -94,14 +94,16 @@ func (p *fakeIdP) HasSecondFactor(amr []string) bool { return slices.Contains(am
 type fakeSessions struct {
 	mu      sync.Mutex
 	signins []string // kind:user
+	mfaIn   []bool   // the mfa flag of each sign-in
 	refused []string
 	mfa     []string
 }
 
-func (s *fakeSessions) SignIn(_ context.Context, kind, _ string, id *Identity, _ bool) (string, time.Time, error) {
+func (s *fakeSessions) SignIn(_ context.Context, kind, _ string, id *Identity, mfa bool) (string, time.Time, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.signins = append(s.signins, kind+":"+id.UserID)
+	s.mfaIn = append(s.mfaIn, mfa)
 	return "secret-" + kind + "-" + id.UserID, time.Unix(1e9, 0), nil
 }
 
@@ -332,7 +334,19 @@ func TestStepUp(t *testing.T) {
 	if _, err := fx.svc.Finish(t.Context(), Callback{State: state, Code: fx.idp.codeFor(state), Binding: binding}); ajar.ErrorCode(err) != ajar.EUNAUTH {
 		t.Fatalf("step-up as another person: %v", err)
 	}
-	fx.idp.identity = &Identity{UserID: "Alice@Example.com", AMR: []string{"pwd", "hwk"}}
+	// A second factor the IdP remembers from hours ago (it ignored max_age=0),
+	// or with no auth_time at all: refused, nothing marked.
+	for _, at := range []time.Time{fx.now.Add(-3 * time.Hour), {}} {
+		fx.idp.identity = &Identity{UserID: "alice@example.com", AMR: []string{"pwd", "hwk"}, AuthTime: at}
+		state = fx.begin(t, Begin{Purpose: ForStepUp, SessionID: "ses_1", UserID: "alice@example.com", Next: "/"})
+		if _, err := fx.svc.Finish(t.Context(), Callback{State: state, Code: fx.idp.codeFor(state), Binding: binding}); ajar.ErrorCode(err) != ajar.EFORBIDDEN {
+			t.Fatalf("step-up with auth_time %v: %v, want forbidden", at, err)
+		}
+	}
+	if len(fx.sess.mfa) != 0 {
+		t.Fatalf("a stale second factor was recorded: %v", fx.sess.mfa)
+	}
+	fx.idp.identity = &Identity{UserID: "Alice@Example.com", AMR: []string{"pwd", "hwk"}, AuthTime: fx.now.Add(-10 * time.Second)}
 	state = fx.begin(t, Begin{Purpose: ForStepUp, SessionID: "ses_1", UserID: "alice@example.com", Next: "/requests/R1"})
 	done, err := fx.svc.Finish(t.Context(), Callback{State: state, Code: fx.idp.codeFor(state), Binding: binding})
 	if err != nil || done.Redirect != "/requests/R1" {
@@ -340,6 +354,27 @@ func TestStepUp(t *testing.T) {
 	}
 	if !slices.Equal(fx.sess.mfa, []string{"ses_1:alice@example.com"}) || len(fx.sess.signins) != 0 {
 		t.Fatalf("mfa %v signins %v", fx.sess.mfa, fx.sess.signins)
+	}
+}
+
+// TestSignInSecondFactorIsFresh: a sign-in (web, CLI, device) counts as a
+// second factor (break-glass with require_mfa) only when the IdP authenticated
+// the person with one just now, not when it reuses the amr of its own
+// session opened hours ago.
+func TestSignInSecondFactorIsFresh(t *testing.T) {
+	fx := newFixture(t)
+	for _, c := range []struct {
+		at   time.Time
+		want bool
+	}{{fx.now.Add(-time.Minute), true}, {fx.now.Add(-3 * time.Hour), false}, {time.Time{}, false}} {
+		fx.idp.identity = &Identity{UserID: "alice@example.com", AMR: []string{"pwd", "hwk"}, AuthTime: c.at}
+		state := fx.begin(t, Begin{Purpose: ForWeb, Next: "/"})
+		if _, err := fx.svc.Finish(t.Context(), Callback{State: state, Code: fx.idp.codeFor(state), Binding: binding}); err != nil {
+			t.Fatal(err)
+		}
+		if got := fx.sess.mfaIn[len(fx.sess.mfaIn)-1]; got != c.want {
+			t.Errorf("sign-in with hwk and auth_time %v: mfa %v, want %v", c.at, got, c.want)
+		}
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/identity/login"
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
 )
@@ -132,13 +133,33 @@ func (s *Service) List(ctx context.Context, u ajar.User) ([]Key, error) {
 	return out, nil
 }
 
-// Remove deletes one of u's keys, named by List's id.
+// Remove deletes one of u's keys, named by List's id. It needs a second factor
+// made within login.MFAFresh (see mayChangeKeys); else EFORBIDDEN.
 func (s *Service) Remove(ctx context.Context, u ajar.User, id string) error {
 	raw, err := base64.RawURLEncoding.DecodeString(id)
 	if err != nil || len(raw) == 0 || len(raw) > 1023 {
 		return ajar.FieldErrorf("id", "is not a key id")
 	}
+	if err := s.mayChangeKeys(u, 1, "remove a key"); err != nil {
+		return err
+	}
 	return s.keys.DeleteWebAuthnCredential(ctx, u.ID, raw)
+}
+
+// mayChangeKeys is the one rule for changing someone's keys: a person who
+// has keys (have > 0) adds or removes one only with a second factor made
+// within login.MFAFresh (a key's assertion, or an SSO re-authentication whose
+// amr names one). Otherwise whoever holds their session cookie, or an API
+// token that signs in to the web, could swap in a key of their own and then
+// pass every require_mfa step as them (docs/security.md). The first key is
+// trust on first use. EFORBIDDEN, saying what to do, when not allowed.
+func (s *Service) mayChangeKeys(u ajar.User, have int, what string) error {
+	now := s.now()
+	if have == 0 || !u.MFAAt.IsZero() && !u.MFAAt.After(now.Add(time.Minute)) && now.Sub(u.MFAAt) <= login.MFAFresh {
+		return nil
+	}
+	return ajar.Errorf(ajar.EFORBIDDEN,
+		"to %s, first verify with one of your security keys (Verify on the Security keys page) or sign in again with SSO using a second factor; it counts for 5 minutes", what)
 }
 
 func (s *Service) flowKey(purpose string, u ajar.User) []byte {
@@ -171,6 +192,8 @@ func (s *Service) takeCeremony(ctx context.Context, kind string, u ajar.User) (*
 }
 
 // BeginRegistration returns the options for navigator.credentials.create.
+// Someone who has a key needs a recent second factor to add another
+// (mayChangeKeys): EFORBIDDEN.
 func (s *Service) BeginRegistration(ctx context.Context, u ajar.User) (json.RawMessage, error) {
 	p, stored, err := s.load(ctx, u)
 	if err != nil {
@@ -178,6 +201,9 @@ func (s *Service) BeginRegistration(ctx context.Context, u ajar.User) (json.RawM
 	}
 	if len(stored) >= maxKeys {
 		return nil, ajar.Errorf(ajar.ETOOMANY, "you have %d security keys, the most one person may register; remove one first", maxKeys)
+	}
+	if err := s.mayChangeKeys(u, len(stored), "add another key"); err != nil {
+		return nil, err
 	}
 	exclude := make([]protocol.CredentialDescriptor, 0, len(p.keys))
 	for _, k := range p.keys {
@@ -196,13 +222,21 @@ func (s *Service) BeginRegistration(ctx context.Context, u ajar.User) (json.RawM
 	return json.Marshal(opts)
 }
 
-// FinishRegistration checks the browser's answer and stores the new key.
+// FinishRegistration checks the browser's answer and stores the new key, under
+// BeginRegistration's rule, checked again.
 func (s *Service) FinishRegistration(ctx context.Context, u ajar.User, name string, body []byte) (*Key, error) {
 	if err := ajar.CheckText("name", name, 60); err != nil {
 		return nil, err
 	}
 	if name == "" {
 		name = "Security key"
+	}
+	p, stored, err := s.load(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.mayChangeKeys(u, len(stored), "add another key"); err != nil {
+		return nil, err // a key was added, or the second factor went stale, since the prompt
 	}
 	sd, err := s.takeCeremony(ctx, "webauthn_register", u)
 	if err != nil {
@@ -211,10 +245,6 @@ func (s *Service) FinishRegistration(ctx context.Context, u ajar.User, name stri
 	parsed, err := protocol.ParseCredentialCreationResponseBytes(body)
 	if err != nil {
 		return nil, ajar.Errorf(ajar.EINVALID, "the browser's answer is not a WebAuthn registration: %s", webauthnReason(err))
-	}
-	p, _, err := s.load(ctx, u)
-	if err != nil {
-		return nil, err
 	}
 	cred, err := s.wa.CreateCredential(p, *sd, parsed)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -430,6 +431,10 @@ func checkUserID(id string) error {
 	switch {
 	case strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r == 0x7f }):
 		return unauth("the user claim %q contains spaces or control characters", id)
+	case strings.ContainsFunc(id, func(r rune) bool { return r > unicode.MaxASCII && unicode.ToLower(r) <= unicode.MaxASCII }):
+		// The canonical id is lower-cased: U+212A (Kelvin) would become k and
+		// U+0130 i, making someone else's id (kate@, admin@).
+		return unauth("the user claim %q has a character that lower-cases to a plain letter: it would name someone else", id)
 	case strings.HasPrefix(strings.ToLower(id), "group:"):
 		return unauth("the user claim %q starts with \"group:\", which names a group", id)
 	case len(id) > 320:

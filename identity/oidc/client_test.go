@@ -170,6 +170,10 @@ func TestBadIDTokens(t *testing.T) {
 		{"groups not strings", func(c *oidctest.Claims) { c.Other["groups"] = []any{"a", 1} }, "list of strings"},
 		{"user id with a space", func(c *oidctest.Claims) { c.Other["email"] = "alice @example.com" }, "spaces"},
 		{"user id naming a group", func(c *oidctest.Claims) { c.Other["email"] = "group:admins" }, "names a group"},
+		// Lower-cased, these would be the ids of other people (KELVIN SIGN is
+		// k, DOTTED CAPITAL I is i): kate@ and admin@ would sign in as them.
+		{"user id with a Kelvin sign", func(c *oidctest.Claims) { c.Other["email"] = "\u212Aate@example.com" }, "lower-cases to"},
+		{"user id with a dotted capital I", func(c *oidctest.Claims) { c.Other["email"] = "adm\u0130n@example.com" }, "lower-cases to"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			op, c := setup(t, oidctest.Options{}, oidc.Config{})

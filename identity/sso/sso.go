@@ -8,6 +8,7 @@ package sso
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -76,7 +77,7 @@ func Build(ctx context.Context, pol *policy.Policy, st ajar.Store, sealer ajar.S
 		if err != nil {
 			return nil, err
 		}
-		parts.MFA = &Keys{Service: keys, ids: ids}
+		parts.MFA = &Keys{Service: keys, ids: ids, sso: client != nil, now: clock}
 	}
 	return parts, nil
 }
@@ -98,7 +99,7 @@ func (a idpAdapter) Exchange(ctx context.Context, code, verifier, nonce string) 
 	if err != nil {
 		return nil, err
 	}
-	return &login.Identity{UserID: id.UserID, Groups: id.Groups, AMR: id.AMR, RefreshToken: id.RefreshToken}, nil
+	return &login.Identity{UserID: id.UserID, Groups: id.Groups, AMR: id.AMR, AuthTime: id.AuthTime, RefreshToken: id.RefreshToken}, nil
 }
 
 func (a idpAdapter) HasSecondFactor(amr []string) bool { return oidc.HasSecondFactor(amr) }
@@ -204,6 +205,56 @@ func (k storeKeys) DeleteWebAuthnCredential(ctx context.Context, userID string, 
 type Keys struct {
 	*mfa.Service
 	ids *identity.Service
+	sso bool             // the server has single sign-on
+	now func() time.Time // nil: time.Now
+}
+
+// BeginRegistration is mfa.Service's, under mayRegister.
+func (m *Keys) BeginRegistration(ctx context.Context, u ajar.User) (json.RawMessage, error) {
+	if err := m.mayRegister(ctx, u); err != nil {
+		return nil, err
+	}
+	return m.Service.BeginRegistration(ctx, u)
+}
+
+// FinishRegistration is mfa.Service's, under mayRegister.
+func (m *Keys) FinishRegistration(ctx context.Context, u ajar.User, name string, credential []byte) (*mfa.Key, error) {
+	if err := m.mayRegister(ctx, u); err != nil {
+		return nil, err
+	}
+	return m.Service.FinishRegistration(ctx, u, name, credential)
+}
+
+// mayRegister: on a server with single sign-on, keys are registered only from
+// a session the IdP vouched for, not from an API token or a web session
+// signed in with one, and only within login.MFAFresh of that sign-in or of a
+// second factor (EFORBIDDEN). Otherwise whoever holds a person's token (made
+// for a script, say) or an old session cookie of theirs could register a key
+// of their own as that person's first one and pass require_mfa steps as them
+// (docs/security.md). Someone who holds only the cookie cannot sign in at the
+// IdP again.
+func (m *Keys) mayRegister(ctx context.Context, u ajar.User) error {
+	if !m.sso {
+		return nil
+	}
+	sess, err := m.ids.Current(ctx, u)
+	if err != nil {
+		return err
+	}
+	if sess.Kind == ajar.SessionToken || sess.Parent != "" {
+		return ajar.Errorf(ajar.EFORBIDDEN, "security keys are added from a session signed in with SSO, not with an API token; sign out and use Sign in with SSO")
+	}
+	now := time.Now()
+	if m.now != nil {
+		now = m.now()
+	}
+	recent := func(t time.Time) bool {
+		return !t.IsZero() && !t.After(now.Add(time.Minute)) && now.Sub(t) <= login.MFAFresh
+	}
+	if !recent(sess.CreatedAt) && !recent(u.MFAAt) {
+		return ajar.Errorf(ajar.EFORBIDDEN, "security keys are added within 5 minutes of signing in: sign out, sign in with SSO again and add the key then")
+	}
+	return nil
 }
 
 // MarkMFA records the second factor on u's session.

@@ -33,9 +33,10 @@ const (
 	qPutIdentity  = `INSERT INTO identities (user_id, group_names, source, updated_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (user_id) DO UPDATE SET group_names = EXCLUDED.group_names, source = EXCLUDED.source,
 		updated_at = EXCLUDED.updated_at`
-	qPutFlow  = `INSERT INTO auth_flows (kind, key_hash, data, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`
-	qTakeFlow = `DELETE FROM auth_flows WHERE kind = $1 AND key_hash = $2 RETURNING data, expires_at`
-	qPutCred  = `INSERT INTO webauthn_credentials (id, user_id, name, data, created_at, last_used_at)
+	qPutFlow    = `INSERT INTO auth_flows (kind, key_hash, data, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`
+	qTakeFlow   = `DELETE FROM auth_flows WHERE kind = $1 AND key_hash = $2 RETURNING data, expires_at`
+	qPurgeFlows = `DELETE FROM auth_flows WHERE expires_at <= $1`
+	qPutCred    = `INSERT INTO webauthn_credentials (id, user_id, name, data, created_at, last_used_at)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`
 	qListCreds = `SELECT id, user_id, name, data, created_at, last_used_at FROM webauthn_credentials
 		WHERE user_id = $1 ORDER BY created_at, id`
@@ -245,6 +246,15 @@ func (t *tx) PutIdentity(ctx context.Context, i ajar.Identity) error {
 func (t *tx) PutAuthFlow(ctx context.Context, f ajar.AuthFlow) error {
 	args, err := sqlcodec.AuthFlowArgs(&f)
 	if err != nil {
+		return err
+	}
+	// Expired steps go as new ones come, so that flows nobody finished (and
+	// unauthenticated starts such as POST /v1/auth/device) do not pile up.
+	now, err := sqlcodec.FormatTime("now", t.now)
+	if err != nil {
+		return err
+	}
+	if _, err := t.exec(ctx, "purge expired auth flows", qPurgeFlows, now); err != nil {
 		return err
 	}
 	tag, err := t.exec(ctx, "put auth flow", qPutFlow, args...)

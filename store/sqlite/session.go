@@ -31,9 +31,10 @@ const (
 	qPutIdentity  = `INSERT INTO identities (user_id, group_names, source, updated_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (user_id) DO UPDATE SET group_names = excluded.group_names, source = excluded.source,
 		updated_at = excluded.updated_at`
-	qPutFlow  = `INSERT INTO auth_flows (kind, key_hash, data, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`
-	qTakeFlow = `DELETE FROM auth_flows WHERE kind = ? AND key_hash = ? RETURNING data, expires_at`
-	qPutCred  = `INSERT INTO webauthn_credentials (id, user_id, name, data, created_at, last_used_at)
+	qPutFlow    = `INSERT INTO auth_flows (kind, key_hash, data, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	qTakeFlow   = `DELETE FROM auth_flows WHERE kind = ? AND key_hash = ? RETURNING data, expires_at`
+	qPurgeFlows = `DELETE FROM auth_flows WHERE expires_at <= ?`
+	qPutCred    = `INSERT INTO webauthn_credentials (id, user_id, name, data, created_at, last_used_at)
 		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
 	qListCreds = `SELECT id, user_id, name, data, created_at, last_used_at FROM webauthn_credentials
 		WHERE user_id = ? ORDER BY created_at, id`
@@ -291,6 +292,19 @@ func (t *tx) PutAuthFlow(ctx context.Context, f ajar.AuthFlow) error {
 	args, err := sqlcodec.AuthFlowArgs(&f)
 	if err != nil {
 		return err
+	}
+	// Expired steps go as new ones come, so that flows nobody finished (and
+	// unauthenticated starts such as POST /v1/auth/device) do not pile up.
+	now, err := sqlcodec.FormatTime("now", t.now)
+	if err != nil {
+		return err
+	}
+	purge, err := t.prepared(ctx, qPurgeFlows)
+	if err != nil {
+		return err
+	}
+	if _, err := purge.ExecContext(ctx, now); err != nil {
+		return t.fail(fmt.Errorf("sqlite: purge expired auth flows: %w", err))
 	}
 	st, err := t.prepared(ctx, qPutFlow)
 	if err != nil {

@@ -315,6 +315,37 @@ func testAuthFlows(t *testing.T, h *harness) {
 	if f, err := take("cli_code", other.KeyHash); err != nil || !bytes.Equal(f.Data, other.Data) {
 		t.Errorf("the same key of another kind: %+v, %v", f, err)
 	}
+	testAuthFlowsPurged(t, h)
+}
+
+// testAuthFlowsPurged: steps nobody takes (abandoned sign-ins, unauthenticated
+// device starts) are deleted once expired, when the next step is stored, so
+// they cannot fill the store.
+func testAuthFlowsPurged(t *testing.T, h *harness) {
+	h.clock.Set(t0)
+	h.update(t, func(tx ajar.Tx) error {
+		for i := range 50 {
+			f := ajar.AuthFlow{Kind: "device", KeyHash: []byte{0xab, byte(i)}, Data: []byte(`{}`), ExpiresAt: t0.Add(10 * time.Minute)}
+			if err := tx.PutAuthFlow(t.Context(), f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	h.clock.Set(t0.Add(10 * time.Minute)) // all of them expired
+	h.update(t, func(tx ajar.Tx) error {
+		return tx.PutAuthFlow(t.Context(), ajar.AuthFlow{Kind: "oidc_state", KeyHash: []byte{0xcd}, Data: []byte(`{}`), ExpiresAt: t0.Add(20 * time.Minute)})
+	})
+	h.clock.Set(t0) // back before their expiry: a row still stored would be found
+	for i := range 50 {
+		err := h.s.Update(t.Context(), func(tx ajar.Tx) error {
+			_, err := tx.TakeAuthFlow(t.Context(), "device", []byte{0xab, byte(i)})
+			return err
+		})
+		if ajar.ErrorCode(err) != ajar.ENOTFOUND {
+			t.Fatalf("expired step %d still stored after a new step was put (err %v)", i, err)
+		}
+	}
 }
 
 func testWebAuthnCredentials(t *testing.T, h *harness) {
