@@ -15,6 +15,8 @@ type User struct {
 	Session string `json:"-"`
 	// MFAAt is the last MFA step-up in that session (zero: never).
 	MFAAt time.Time `json:"-"`
+	// SessionKind is that session's kind (SessionWeb, SessionCLI, SessionToken).
+	SessionKind string `json:"-"`
 }
 
 // InGroup reports whether u is a member of group.

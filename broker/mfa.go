@@ -35,8 +35,12 @@ func stepNeedsMFA(rule *policy.Rule, step int) bool {
 
 // mfaRefusal is the refusal of an approval that needs a second factor u has
 // not made recently; nil when none is needed or u has one.
+//
+// Only a web session's second factor counts for approvals: the approver sees
+// the request's page and confirms there (a CLI or API approval of such a step
+// is refused with that page's URL).
 func (s *Service) mfaRefusal(u ajar.User, d decision, rule *policy.Rule, step int, now time.Time) *refusal {
-	if d.verb != verbApprove || !stepNeedsMFA(rule, step) || freshMFA(u, now) {
+	if d.verb != verbApprove || !stepNeedsMFA(rule, step) || (u.SessionKind == ajar.SessionWeb && freshMFA(u, now)) {
 		return nil
 	}
 	return refuse(refusedMFA, ajar.EFORBIDDEN,

@@ -42,12 +42,16 @@ func TestMFARequiredStep(t *testing.T) {
 		{"second factor too old", now.Add(-MFAFresh - time.Second), verbApprove, false},
 		{"second factor from the future", now.Add(2 * time.Minute), verbApprove, false},
 		{"fresh second factor", now.Add(-MFAFresh + time.Second), verbApprove, true},
+		{"fresh second factor in a CLI session", now.Add(-time.Second), verbApprove, false},
 		{"deny needs none", time.Time{}, verbDeny, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			u := dave
-			u.MFAAt = c.mfaAt
+			u.MFAAt, u.SessionKind = c.mfaAt, ajar.SessionWeb
+			if strings.Contains(c.name, "CLI") {
+				u.SessionKind = ajar.SessionCLI
+			}
 			_, step, f := s.mayDecide(u, decision{verb: c.verb, r: r}, now)
 			if c.ok {
 				if f != nil {

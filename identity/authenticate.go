@@ -119,7 +119,7 @@ func (s *Service) userOf(ctx context.Context, sess *ajar.Session) (ajar.User, er
 	if !known {
 		return ajar.User{}, ajar.Errorf(ajar.EUNAUTH, "the %s's user %s is no longer known", what(sess), sess.UserID)
 	}
-	u.Session, u.MFAAt = sess.ID, sess.MFAAt
+	u.Session, u.MFAAt, u.SessionKind = sess.ID, sess.MFAAt, sess.Kind
 	return u, nil
 }
 
