@@ -89,6 +89,7 @@ type view struct {
 	Refresh int // seconds between list refreshes in the browser
 	Asset   string
 	Extend  bool // the core can extend grants
+	Waiting int  // what waits for the user's decision: the badge on "Inbox"
 	Data    any
 }
 
@@ -124,8 +125,24 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 func (h *Handler) newView(rq *req, title, nav string) *view {
 	return &view{
 		Title: title, Nav: nav, Me: &rq.me, CSRF: rq.session.csrf,
-		Flash: h.popFlash(rq), Now: h.opts.Now(),
+		Flash: h.popFlash(rq), Now: h.opts.Now(), Waiting: h.awaiting(rq),
 	}
+}
+
+// awaiting is how many requests and extensions wait for the user's decision,
+// for the navigation's badge and where sign-in lands; 0 when the core cannot
+// count them. A failure to count is logged, not shown: the badge is a hint,
+// and the inbox itself reports the error.
+func (h *Handler) awaiting(rq *req) int {
+	if h.counter == nil {
+		return 0
+	}
+	n, err := h.counter.Awaiting(rq.Context(), rq.me.User)
+	if err != nil {
+		h.log.ErrorContext(rq.Context(), "count awaiting", "err", err)
+		return 0
+	}
+	return n
 }
 
 // statusOf maps an error code to the status of the page that reports it: the

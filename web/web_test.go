@@ -206,7 +206,7 @@ func TestSignIn(t *testing.T) {
 		c := newClient(t, s.URL)
 		page := c.get("/signin")
 		resp := c.post("/signin", url.Values{"csrf": {csrf(t, page.Body)}, "token": {s.tokens["bob"]}, "next": {next}})
-		if loc := resp.Header.Get("Location"); loc != "/access" {
+		if loc := resp.Header.Get("Location"); loc != "/" {
 			t.Errorf("next=%q: redirected to %q", next, loc)
 		}
 	}

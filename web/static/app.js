@@ -57,7 +57,8 @@
   var stopped = false, inflight = false;
 
   function refresh() {
-    var regions = document.querySelectorAll("[data-refresh][id]");
+    // The lists, and the count on "Inbox" in the navigation (data-live).
+    var regions = document.querySelectorAll("[data-refresh][id], [data-live][id]");
     if (stopped || inflight || regions.length === 0 || document.hidden) return;
     inflight = true;
     // X-Ajar-Refresh: the server logs these polls at debug level.
