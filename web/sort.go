@@ -40,6 +40,18 @@ func (s sortOrder) Link(key string) string {
 	return s.Path + "?sort=" + url.QueryEscape(key)
 }
 
+// Here is the page as sorted now: where its forms return to.
+func (s sortOrder) Here() string {
+	if s.Key == "" {
+		return s.Path
+	}
+	key := s.Key
+	if s.Desc {
+		key = "-" + key
+	}
+	return s.Path + "?sort=" + url.QueryEscape(key)
+}
+
 // Aria is the column's aria-sort value ("" when the list is not sorted by key).
 func (s sortOrder) Aria(key string) string {
 	switch {
