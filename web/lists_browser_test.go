@@ -38,6 +38,11 @@ func TestBrowserListsDesktopAndPhone(t *testing.T) {
 	if got := count(alice); got != "" {
 		t.Errorf("alice's inbox count: %q, want none", got)
 	}
+	// Her request's page names who can approve it.
+	alice.open("/requests/" + short.ID)
+	if got := alice.text("dl.facts"); !strings.Contains(got, "Can approve\nbob@example.com") {
+		t.Errorf("alice's request page does not name its approvers: %q", got)
+	}
 
 	// bob approves alice's requests: he lands on the inbox, counted 2.
 	bob := s.newTab(t, false)

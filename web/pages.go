@@ -32,7 +32,7 @@ func (h *Handler) handleHome(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	to := "/access"
-	if h.awaiting(rq) > 0 {
+	if h.awaiting(r.Context(), rq.me.User) > 0 {
 		to = "/inbox"
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
@@ -295,6 +295,14 @@ func (h *Handler) handleInbox(w http.ResponseWriter, rq *req) {
 	}
 	p := inboxPage{Items: items, Sort: parseSort("/inbox", rq.URL.Query().Get("sort"), inboxSortKeys, sortOrder{Key: "waiting"})}
 	sortBy(p.Items, p.Sort, inboxSortKey)
+	// The count on "Inbox", from the inbox just read rather than another read
+	// (what readmodel's Awaiting counts).
+	for _, rv := range items {
+		if !rv.Own && (rv.CanApprove || rv.CanDeny) {
+			v.Waiting++
+		}
+	}
+	v.Counted = h.counter != nil
 	v.Data = p
 	h.render(w, rq.Request, http.StatusOK, "inbox", v)
 }
