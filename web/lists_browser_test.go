@@ -127,6 +127,32 @@ func TestBrowserListsDesktopAndPhone(t *testing.T) {
 		t.Errorf("by duration, descending %v, want %v", got, want)
 	}
 
+	// With script, a heading sorts the list in place: no page load.
+	carol := s.newTab(t, true)
+	carol.signIn(s.tokens["bob"])
+	carol.open("/inbox")
+	eval[int](carol, `window.stayed = 1`)
+	carol.do(chromedp.Click(chromedp.CSS(`#inbox th a[href="/inbox?sort=-waiting"]`), chromedp.NodeVisible))
+	carol.waitUntil(`location.search === "?sort=-waiting"`, 30e9)
+	if got, want := rowsOf(carol), []string{long.ID, short.ID}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("sorted in place, newest first: %v, want %v", got, want)
+	}
+	if !eval[bool](carol, `window.stayed === 1`) {
+		t.Error("sorting with script loaded a new page")
+	}
+	if got := eval[string](carol, `document.activeElement.getAttribute("data-key")`); got != "waiting" {
+		t.Errorf("after sorting the focus is on %q, want the Waiting heading", got)
+	}
+	// The list goes on refreshing itself, the focus kept on the heading.
+	was := eval[string](carol, `document.getElementById("inbox").getAttribute("data-refreshed") || ""`)
+	carol.waitUntil(fmt.Sprintf(`(document.getElementById("inbox").getAttribute("data-refreshed") || "") !== %q`, was), 30e9)
+	if got := eval[string](carol, `document.activeElement.getAttribute("data-key")`); got != "waiting" {
+		t.Errorf("after a refresh the focus is on %q, want the Waiting heading", got)
+	}
+	if got, want := rowsOf(carol), []string{long.ID, short.ID}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("refreshed: %v, want %v (still newest first)", got, want)
+	}
+
 	// Approving in the row: the count goes down to 1 and the sort stays.
 	if status := bob.submit(fmt.Sprintf(`form[action="/requests/%s/approve"] button`, long.ID)); status != 200 {
 		t.Fatalf("approve: status %d", status)
