@@ -555,7 +555,7 @@ func TestExtensionDecisionInPage(t *testing.T) {
 		t.Errorf("bob's inbox lacks alice's extension\n%s", page)
 	}
 	// It is counted on "Inbox" in the navigation, on every page.
-	if page := c.get("/audit").Body; !strings.Contains(page, `<span class="count">1<span class="sr-only"> waiting for you</span>`) {
+	if page := c.get("/audit").Body; !strings.Contains(page, `<span class="nav-count">1<span class="sr-only"> waiting for you</span>`) {
 		t.Errorf("the extension is not counted on Inbox\n%s", page)
 	}
 }
