@@ -16,9 +16,10 @@ import (
 // descending), so sorting works without JavaScript and the lists' refresh in
 // the browser (which reloads the same URL) keeps it.
 type sortOrder struct {
-	Path string // the page, for the column links
-	Key  string
-	Desc bool
+	Path  string // the page, for the column links
+	Key   string
+	Desc  bool
+	Asked bool // the URL asked for this order (else it is the page's default)
 }
 
 // parseSort reads the "sort" parameter; an unknown key gives def.
@@ -28,7 +29,7 @@ func parseSort(path, param string, keys []string, def sortOrder) sortOrder {
 	if !slices.Contains(keys, key) {
 		return def
 	}
-	return sortOrder{Path: path, Key: key, Desc: desc}
+	return sortOrder{Path: path, Key: key, Desc: desc, Asked: true}
 }
 
 // Link is the URL that sorts by key: ascending, or the other way round when
@@ -42,7 +43,7 @@ func (s sortOrder) Link(key string) string {
 
 // Here is the page as sorted now: where its forms return to.
 func (s sortOrder) Here() string {
-	if s.Key == "" {
+	if !s.Asked {
 		return s.Path
 	}
 	key := s.Key
