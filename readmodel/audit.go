@@ -20,6 +20,10 @@ type AuditQuery struct {
 	From    time.Time // events at or after
 	To      time.Time // events before
 	Limit   int       // the newest Limit matches; 0 means DefaultAuditSearchLimit
+	// Before, when positive, selects events older than the event of that Seq:
+	// the next page of a search is the same query with Before set to the Seq
+	// of the last (oldest) record of this one.
+	Before int64
 }
 
 // Audit search limits.
@@ -55,6 +59,9 @@ func (q AuditQuery) validate() (AuditQuery, error) {
 	if !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To) {
 		return q, ajar.FieldErrorf("to", "must be after from")
 	}
+	if q.Before < 0 {
+		return q, ajar.FieldErrorf("before", "must not be negative")
+	}
 	switch {
 	case q.Limit < 0:
 		return q, ajar.FieldErrorf("limit", "must not be negative")
@@ -71,6 +78,7 @@ func (q AuditQuery) validate() (AuditQuery, error) {
 func (q AuditQuery) match(e *ajar.AuditEvent, r *ajar.Request) bool {
 	switch {
 	case q.Request != "" && e.Subject != q.Request,
+		q.Before > 0 && e.Seq >= q.Before,
 		q.Action != "" && e.Action != q.Action && !(strings.HasSuffix(q.Action, ".") && strings.HasPrefix(e.Action, q.Action)),
 		!q.From.IsZero() && e.Time.Before(q.From),
 		!q.To.IsZero() && !e.Time.Before(q.To),

@@ -423,7 +423,7 @@ func TestBrowserFlow(t *testing.T) {
 
 	// bob's inbox shows the request by itself, without a reload.
 	bob.waitUntil(fmt.Sprintf(`document.getElementById("req-%s")`, id), 10*time.Second)
-	for _, want := range []string{"alice@example.com", "debug the deploy", "Duration\n30m", "demo-ssh"} {
+	for _, want := range []string{"alice@example.com", "debug the deploy", "\t30m\t", "demo-ssh"} {
 		if got := bob.text(card); !strings.Contains(got, want) {
 			t.Errorf("bob's inbox card lacks %q: %q", want, got)
 		}

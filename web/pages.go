@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,12 +20,22 @@ import (
 // maxField bounds a form or query value before it reaches the core.
 const maxField = 4000
 
+// handleHome is where people land, after signing in too: the inbox when
+// something waits for their decision, else "My access".
 func (h *Handler) handleHome(w http.ResponseWriter, r *http.Request) {
 	if h.current(r) == nil {
 		http.Redirect(w, r, "/signin", http.StatusSeeOther)
 		return
 	}
-	http.Redirect(w, r, "/access", http.StatusSeeOther)
+	rq, ok := h.signedIn(w, r)
+	if !ok {
+		return
+	}
+	to := "/access"
+	if h.awaiting(r.Context(), rq.me.User) > 0 {
+		to = "/inbox"
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
 }
 
 func (h *Handler) handleNotFound(w http.ResponseWriter, r *http.Request) {
@@ -40,7 +51,7 @@ type signinPage struct {
 }
 
 func (h *Handler) handleSignin(w http.ResponseWriter, r *http.Request) {
-	next := localPath(r.URL.Query().Get("next"), "/access")
+	next := localPath(r.URL.Query().Get("next"), "/")
 	if ss := h.current(r); ss != nil {
 		if _, err := h.ids.Authenticate(r.Context(), ss.secret); err == nil {
 			http.Redirect(w, r, next, http.StatusSeeOther)
@@ -71,7 +82,7 @@ func (h *Handler) handleSigninPost(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, "This sign-in form is missing its security token or it has expired. Reload the page and try again.")
 		return
 	}
-	next := localPath(r.PostForm.Get("next"), "/access")
+	next := localPath(r.PostForm.Get("next"), "/")
 	token := strings.TrimSpace(r.PostForm.Get("token"))
 	if token == "" {
 		h.renderSignin(w, r, http.StatusBadRequest, signinPage{Next: next, Error: "Enter your API token."})
@@ -269,6 +280,12 @@ func (h *Handler) handleCreate(w http.ResponseWriter, rq *req) {
 	http.Redirect(w, rq.Request, "/requests/"+url.PathEscape(r.ID), http.StatusSeeOther)
 }
 
+// inboxPage is the inbox: what waits for a decision, sorted as asked.
+type inboxPage struct {
+	Items []readmodel.Review
+	Sort  sortOrder
+}
+
 func (h *Handler) handleInbox(w http.ResponseWriter, rq *req) {
 	v := h.newView(rq, "Approver inbox", "inbox")
 	items, err := h.core.Inbox(rq.Context(), rq.me.User)
@@ -276,7 +293,17 @@ func (h *Handler) handleInbox(w http.ResponseWriter, rq *req) {
 		h.fail(w, rq.Request, v, err)
 		return
 	}
-	v.Data = items
+	p := inboxPage{Items: items, Sort: parseSort("/inbox", rq.URL.Query().Get("sort"), inboxSortKeys, sortOrder{Key: "waiting"})}
+	sortBy(p.Items, p.Sort, inboxSortKey)
+	// The count on "Inbox", from the inbox just read rather than another read
+	// (what readmodel's Awaiting counts).
+	for _, rv := range items {
+		if !rv.Own && (rv.CanApprove || rv.CanDeny) {
+			v.Waiting++
+		}
+	}
+	v.Counted = h.counter != nil
+	v.Data = p
 	h.render(w, rq.Request, http.StatusOK, "inbox", v)
 }
 
@@ -285,6 +312,7 @@ type accessPage struct {
 	Active  []*ajar.Request // holding access, or about to (approved)
 	Waiting []*ajar.Request // pending approval
 	History []*ajar.Request // ended, newest first (the newest readmodel.AccessHistory)
+	Sort    sortOrder       // of each of the three; by default newest first
 }
 
 func (h *Handler) handleAccess(w http.ResponseWriter, rq *req) {
@@ -294,7 +322,14 @@ func (h *Handler) handleAccess(w http.ResponseWriter, rq *req) {
 		h.fail(w, rq.Request, v, err)
 		return
 	}
-	v.Data = accessPage{Active: a.Active, Waiting: a.Waiting, History: a.History}
+	p := accessPage{Active: a.Active, Waiting: a.Waiting, History: a.History,
+		Sort: parseSort("/access", rq.URL.Query().Get("sort"), accessSortKeys, sortOrder{})}
+	if p.Sort.Key != "" { // else as the read model gives them: newest first
+		for _, l := range [][]*ajar.Request{p.Active, p.Waiting, p.History} {
+			sortBy(l, p.Sort, accessSortKey)
+		}
+	}
+	v.Data = p
 	h.render(w, rq.Request, http.StatusOK, "access", v)
 }
 
@@ -395,7 +430,13 @@ type auditPage struct {
 	Errors  map[string]string
 	Result  *readmodel.AuditSearch
 	Actions []string
+	Older   string // the link to the next (older) page of events; "" on the last
+	Paged   bool   // this is not the first page: offer the newest again
+	Newest  string // the link to the first page
 }
+
+// auditPageSize is how many events one page of the audit search shows.
+const auditPageSize = 50
 
 // auditActions are offered as suggestions in the action filter.
 var auditActions = []string{
@@ -417,6 +458,19 @@ func parseWhen(field, s string) (time.Time, error) {
 	return *t, nil
 }
 
+// parseBefore reads the audit page's "before" (the Seq the page ends above); 0
+// for the first page.
+func parseBefore(s string) (int64, error) {
+	if s = strings.TrimSpace(s); s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, ajar.FieldErrorf("request", "this page link is broken (before=%q): search again", s)
+	}
+	return n, nil
+}
+
 func (h *Handler) handleAudit(w http.ResponseWriter, rq *req) {
 	v := h.newView(rq, "Audit", "audit")
 	values := rq.URL.Query()
@@ -424,9 +478,12 @@ func (h *Handler) handleAudit(w http.ResponseWriter, rq *req) {
 	for _, k := range []string{"request", "user", "target", "action", "from", "to"} {
 		p.Query[k] = strings.TrimSpace(values.Get(k))
 	}
-	q := readmodel.AuditQuery{Request: p.Query["request"], User: p.Query["user"], Target: p.Query["target"], Action: p.Query["action"]}
+	q := readmodel.AuditQuery{Request: p.Query["request"], User: p.Query["user"], Target: p.Query["target"], Action: p.Query["action"], Limit: auditPageSize}
 	var err error
-	if q.From, err = parseWhen("from", p.Query["from"]); err == nil {
+	if q.Before, err = parseBefore(values.Get("before")); err == nil {
+		q.From, err = parseWhen("from", p.Query["from"])
+	}
+	if err == nil {
 		if q.To, err = parseWhen("to", p.Query["to"]); err == nil {
 			p.Result, err = h.core.SearchAudit(rq.Context(), rq.me.User, q)
 		}
@@ -444,6 +501,18 @@ func (h *Handler) handleAudit(w http.ResponseWriter, rq *req) {
 			field = "request"
 		}
 		p.Errors[field] = ajar.ErrorMessage(err)
+	}
+	search := url.Values{}
+	for k, val := range p.Query {
+		if val != "" {
+			search.Set(k, val)
+		}
+	}
+	p.Newest = "/audit?" + search.Encode()
+	p.Paged = q.Before > 0
+	if r := p.Result; r != nil && r.More && len(r.Records) > 0 {
+		search.Set("before", strconv.FormatInt(r.Records[len(r.Records)-1].Seq, 10))
+		p.Older = "/audit?" + search.Encode()
 	}
 	v.Data = p
 	h.render(w, rq.Request, status, "audit", v)

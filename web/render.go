@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -89,6 +90,8 @@ type view struct {
 	Refresh int // seconds between list refreshes in the browser
 	Asset   string
 	Extend  bool // the core can extend grants
+	Waiting int  // what waits for the user's decision: the count on "Inbox"
+	Counted bool // Waiting is set (else render counts it for a signed-in page)
 	Data    any
 }
 
@@ -109,6 +112,9 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 	}
 	v.Refresh = max(1, int(h.opts.Refresh/time.Second))
 	v.Extend = h.extender != nil
+	if v.Me != nil && !v.Counted {
+		v.Waiting, v.Counted = h.awaiting(r.Context(), v.Me.User), true
+	}
 	var buf bytes.Buffer
 	if err := h.pages.byName[name].ExecuteTemplate(&buf, "layout", v); err != nil {
 		h.log.ErrorContext(r.Context(), "render page", "page", name, "err", err)
@@ -126,6 +132,22 @@ func (h *Handler) newView(rq *req, title, nav string) *view {
 		Title: title, Nav: nav, Me: &rq.me, CSRF: rq.session.csrf,
 		Flash: h.popFlash(rq), Now: h.opts.Now(),
 	}
+}
+
+// awaiting is how many requests and extensions wait for the user's decision,
+// for the navigation's badge and where sign-in lands; 0 when the core cannot
+// count them. A failure to count is logged, not shown: the badge is a hint,
+// and the inbox itself reports the error.
+func (h *Handler) awaiting(ctx context.Context, u ajar.User) int {
+	if h.counter == nil {
+		return 0
+	}
+	n, err := h.counter.Awaiting(ctx, u)
+	if err != nil {
+		h.log.ErrorContext(ctx, "count awaiting", "err", err)
+		return 0
+	}
+	return n
 }
 
 // statusOf maps an error code to the status of the page that reports it: the

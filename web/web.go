@@ -52,6 +52,13 @@ type Extender interface {
 	Extend(ctx context.Context, u ajar.User, id string, in broker.ExtendInput) (*broker.ExtendOutput, error)
 }
 
+// Counter counts what waits for a user's decision (readmodel.Reader.Awaiting).
+// When the Core passed to New implements it, the navigation shows the count
+// on "Inbox" and signing in lands on the inbox when it is not zero.
+type Counter interface {
+	Awaiting(ctx context.Context, u ajar.User) (int, error)
+}
+
 // Options configures the pages. The zero value works.
 type Options struct {
 	// Logger receives internal errors. Nil discards them.
@@ -73,6 +80,7 @@ type Handler struct {
 	core     Core
 	ids      Identity
 	extender Extender // nil when the core cannot extend
+	counter  Counter  // nil when the core cannot count what waits
 	opts     Options
 	log      *slog.Logger
 	pages    *pages
@@ -112,6 +120,7 @@ func New(core Core, ids Identity, opts Options) *Handler {
 		pages: loadPages(),
 	}
 	h.extender, _ = core.(Extender)
+	h.counter, _ = core.(Counter)
 	h.mux = h.routes()
 	return h
 }

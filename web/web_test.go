@@ -3,10 +3,13 @@ package web_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"html"
 	"net/http"
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -206,7 +209,7 @@ func TestSignIn(t *testing.T) {
 		c := newClient(t, s.URL)
 		page := c.get("/signin")
 		resp := c.post("/signin", url.Values{"csrf": {csrf(t, page.Body)}, "token": {s.tokens["bob"]}, "next": {next}})
-		if loc := resp.Header.Get("Location"); loc != "/access" {
+		if loc := resp.Header.Get("Location"); loc != "/" {
 			t.Errorf("next=%q: redirected to %q", next, loc)
 		}
 	}
@@ -547,8 +550,78 @@ func TestExtensionDecisionInPage(t *testing.T) {
 	}
 	// The extension is in bob's inbox, with approve and deny.
 	page = c.get("/inbox").Body
-	if !strings.Contains(page, `id="req-`+r.ID+`"`) || !strings.Contains(page, "<dt>Extension</dt><dd>30m more: “more”") ||
+	if !strings.Contains(page, `id="req-`+r.ID+`"`) || !strings.Contains(page, "extension</span>") || !strings.Contains(page, "30m more: “more”") ||
 		!strings.Contains(page, `action="/requests/`+r.ID+`/approve"`) || !strings.Contains(page, `action="/requests/`+r.ID+`/deny"`) {
 		t.Errorf("bob's inbox lacks alice's extension\n%s", page)
+	}
+	// It is counted on "Inbox" in the navigation, on every page.
+	if page := c.get("/audit").Body; !strings.Contains(page, `<span class="nav-count">1<span class="sr-only"> waiting for you</span>`) {
+		t.Errorf("the extension is not counted on Inbox\n%s", page)
+	}
+}
+
+// TestAuditPaged: the audit search shows its events a page at a time, newest
+// first, with a link to the older ones (the next page starts below the last
+// event of this one) until the oldest; following the links shows every event
+// once.
+func TestAuditPaged(t *testing.T) {
+	s := startServer(t)
+	alice := s.user(t, "alice")
+	for i := range 40 { // each: request.created, request.cancelled
+		if i == 20 {
+			s.Clock.Advance(2 * time.Minute) // past limits.requests_per_minute_per_user
+		}
+		r := s.createRequest(t, "alice", "30m", fmt.Sprintf("page %d", i))
+		if _, err := s.Svc.Cancel(context.Background(), alice, r.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newClient(t, s.URL)
+	c.signIn(s.tokens["admin"])
+	seqRE := regexp.MustCompile(`<td data-label="#">(\d+)</td>`)
+	olderRE := regexp.MustCompile(`<a href="([^"]+)" rel="next">Older events</a>`)
+	var seqs []int
+	pages := 0
+	for next := "/audit?action=request."; next != ""; pages++ {
+		if pages > 10 {
+			t.Fatalf("more than %d pages", pages)
+		}
+		page := c.get(next)
+		if page.Status != http.StatusOK {
+			t.Fatalf("%s: status %d\n%s", next, page.Status, page.Body)
+		}
+		rows := seqRE.FindAllStringSubmatch(page.Body, -1)
+		if len(rows) == 0 || len(rows) > 50 {
+			t.Fatalf("%s: %d events on the page, want 1 to 50", next, len(rows))
+		}
+		for _, m := range rows {
+			n, _ := strconv.Atoi(m[1])
+			seqs = append(seqs, n)
+		}
+		if pages > 0 && !strings.Contains(page.Body, `">Newest events</a>`) {
+			t.Errorf("%s: no link back to the newest events", next)
+		}
+		next = ""
+		if m := olderRE.FindStringSubmatch(page.Body); m != nil {
+			next = html.UnescapeString(m[1])
+			if !strings.Contains(next, "action=request.") {
+				t.Errorf("the link to older events %q drops the search", next)
+			}
+		}
+	}
+	if pages < 2 {
+		t.Errorf("%d page(s) of %d events, want them paged 50 at a time", pages, len(seqs))
+	}
+	if len(seqs) != 80 {
+		t.Errorf("%d events over %d pages, want the 80 request events", len(seqs), pages)
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] >= seqs[i-1] {
+			t.Fatalf("event %d after %d: not newest first, or shown twice", seqs[i], seqs[i-1])
+		}
+	}
+	// A broken page link is an error on the page, not every event.
+	if page := c.get("/audit?before=x"); page.Status != http.StatusBadRequest || !strings.Contains(page.Body, "page link is broken") {
+		t.Errorf("before=x: status %d", page.Status)
 	}
 }

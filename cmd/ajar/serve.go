@@ -443,6 +443,7 @@ var (
 	_ api.InboxCore       = core{}
 	_ web.Core            = core{}
 	_ web.Extender        = core{}
+	_ web.Counter         = core{}
 	_ api.SSHCore         = core{}
 	_ api.CredentialsCore = core{}
 	_ api.DBLoginCore     = core{}

@@ -44,7 +44,8 @@
   // busy reports whether the user is working in a region: replacing it would
   // lose their focus or what they typed.
   function busy(region) {
-    if (region.contains(document.activeElement) && document.activeElement !== document.body) return true;
+    var active = document.activeElement;
+    if (region.contains(active) && active !== document.body && !active.matches("a.sort")) return true;
     var fields = region.querySelectorAll("input, textarea, select");
     for (var i = 0; i < fields.length; i++) {
       var f = fields[i];
@@ -54,10 +55,23 @@
     return false;
   }
 
+  // replace puts fresh's content in region, keeping the focus on a column
+  // heading's link (the only thing in a list that may have it: see busy).
+  function replace(region, fresh) {
+    var active = document.activeElement, key = null;
+    if (region.contains(active) && active.matches("a.sort")) key = active.getAttribute("data-key");
+    region.innerHTML = fresh.innerHTML;
+    if (key !== null) {
+      var again = region.querySelector('a.sort[data-key="' + CSS.escape(key) + '"]');
+      if (again) again.focus();
+    }
+  }
+
   var stopped = false, inflight = false;
 
   function refresh() {
-    var regions = document.querySelectorAll("[data-refresh][id]");
+    // The lists, and the count on "Inbox" in the navigation (data-live).
+    var regions = document.querySelectorAll("[data-refresh][id], [data-live][id]");
     if (stopped || inflight || regions.length === 0 || document.hidden) return;
     inflight = true;
     // X-Ajar-Refresh: the server logs these polls at debug level.
@@ -73,7 +87,7 @@
         regions.forEach(function (region) {
           var fresh = doc.getElementById(region.id);
           if (fresh && !busy(region)) {
-            region.innerHTML = fresh.innerHTML;
+            replace(region, fresh);
             region.setAttribute("data-refreshed", String(Date.now()));
           }
         });
@@ -83,7 +97,32 @@
       .then(function () { inflight = false; });
   }
 
+  // A column heading's link sorts the list on the server; with this script
+  // the list is fetched and replaced in place, without reloading the page.
+  function sortInPlace(ev) {
+    var a = ev.target.closest && ev.target.closest("a.sort");
+    if (!a || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
+    var region = a.closest("[data-refresh][id]");
+    if (!region) return;
+    ev.preventDefault();
+    fetch(a.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (res) {
+        if (!res.ok || res.redirected) throw new Error("status " + res.status);
+        return res.text();
+      })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById(region.id);
+        if (!fresh) throw new Error("no list");
+        a.focus();
+        replace(region, fresh);
+        history.replaceState(null, "", a.href);
+        tick();
+      })
+      .catch(function () { location.href = a.href; });
+  }
+
   function start() {
+    document.addEventListener("click", sortInPlace);
     tick();
     setInterval(function () {
       tick();
