@@ -248,7 +248,7 @@ func TestAttackOrphanedGrants(t *testing.T) {
 	s = startEdgeServer(t, dir, gone)
 	s.tokens = tokens
 	logs := s.logs()
-	if !strings.Contains(logs, "open request of a user no longer in the policy") || !strings.Contains(logs, "request="+r.ID) ||
+	if !strings.Contains(logs, "open request of a requester who may no longer have it") || !strings.Contains(logs, "request="+r.ID) ||
 		!strings.Contains(logs, "requester=alice@example.com") {
 		t.Errorf("the log does not name alice's grant %s:\n%s", r.ID, logs)
 	}

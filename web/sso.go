@@ -74,7 +74,7 @@ func (h *Handler) handleOIDCStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	b := login.Begin{Purpose: login.ForWeb, Next: localPath(q.Get("next"), "/access")}
+	b := login.Begin{Purpose: login.ForWeb, Next: localPath(q.Get("next"), "/")}
 	if old := h.current(r); old != nil {
 		if u, err := h.ids.Authenticate(r.Context(), old.secret); err == nil {
 			b.Previous = ajar.User{ID: u.ID, Session: u.Session}
