@@ -124,7 +124,7 @@ func BenchmarkRequestToCertificate(b *testing.B) {
 		var mine []time.Duration
 		for pb.Next() {
 			t0 := time.Now()
-			r, err := c.CreateRequest(ctx, broker.CreateInput{Target: "demo-ssh", Duration: "5m", Reason: "bench",
+			r, err := c.CreateRequest(ctx, ajar.CreateInput{Target: "demo-ssh", Duration: "5m", Reason: "bench",
 				Params: map[string]string{"source_ip": "127.0.0.1"}})
 			if err == nil && r.State == ajar.StateActive {
 				_, err = c.IssueSSHCert(ctx, r.ID, pubLine)

@@ -183,7 +183,7 @@ func extendEnv(t *testing.T, sink *recordSink) (*env, *ajar.Request) {
 			t.Fatal(err)
 		}
 	}
-	if out, err := e.svc.Extend(t.Context(), e.users["alice"], r.ID, ExtendInput{By: "30m", Reason: "more"}); err != nil || out.Extension.State != ajar.ExtensionPending {
+	if out, err := e.svc.Extend(t.Context(), e.users["alice"], r.ID, ajar.ExtendInput{By: "30m", Reason: "more"}); err != nil || out.Extension.State != ajar.ExtensionPending {
 		t.Fatalf("extend: %+v, %v", out, err)
 	}
 	return e, e.get(t, r.ID)
@@ -310,7 +310,7 @@ func TestExtendRechecksRequester(t *testing.T) {
 	if _, err := e.svc.Deny(t.Context(), e.users["bob"], r.ID, "no"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = later.Extend(t.Context(), e.users["alice"], r.ID, ExtendInput{By: "30m"})
+	_, err = later.Extend(t.Context(), e.users["alice"], r.ID, ajar.ExtendInput{By: "30m"})
 	wantCode(t, err, ajar.EFORBIDDEN)
 	if exts := e.extensions(t, r.ID); len(exts) != 1 {
 		t.Errorf("extensions: %+v", exts)
@@ -318,7 +318,7 @@ func TestExtendRechecksRequester(t *testing.T) {
 	if n := count(e.actions(t, r.ID), "extension.refused"); n != 1 {
 		t.Errorf("%d extension.refused events, want 1", n)
 	}
-	if _, err := e.svc.Extend(t.Context(), e.users["alice"], r.ID, ExtendInput{By: "30m"}); err != nil {
+	if _, err := e.svc.Extend(t.Context(), e.users["alice"], r.ID, ajar.ExtendInput{By: "30m"}); err != nil {
 		t.Errorf("under the old policy: %v", err)
 	}
 }
@@ -330,14 +330,14 @@ func TestBreakglassExtension(t *testing.T) {
 	sink := &recordSink{name: "chat", events: []string{policy.EventBreakglassUsed, policy.EventBreakglassExtended}}
 	e := newWorkflowEnv(t, authzPolicy, NotifyConfig{Sinks: []notify.Sink{sink}})
 	ctx := t.Context()
-	r, err := e.svc.Breakglass(ctx, e.users["otto"], CreateInput{Target: "db", Duration: "30m", Reason: "INC-7"})
+	r, err := e.svc.Breakglass(ctx, e.users["otto"], ajar.CreateInput{Target: "db", Duration: "30m", Reason: "INC-7"})
 	if err != nil || r.State != ajar.StateActive {
 		t.Fatalf("break-glass: %+v, %v", r, err)
 	}
 	later := e.withPolicy(t, authzPolicyLater)
-	_, err = later.Extend(ctx, e.users["otto"], r.ID, ExtendInput{By: "30m", Reason: "still down"})
+	_, err = later.Extend(ctx, e.users["otto"], r.ID, ajar.ExtendInput{By: "30m", Reason: "still down"})
 	wantCode(t, err, ajar.EFORBIDDEN)
-	out, err := e.svc.Extend(ctx, e.users["otto"], r.ID, ExtendInput{By: "30m", Reason: "still down"})
+	out, err := e.svc.Extend(ctx, e.users["otto"], r.ID, ajar.ExtendInput{By: "30m", Reason: "still down"})
 	if err != nil || out.Extension.State != ajar.ExtensionPending {
 		t.Fatalf("extend: %+v, %v", out, err)
 	}
@@ -359,7 +359,7 @@ func TestBreakglassExtension(t *testing.T) {
 	}
 	// Denying follows the same rules: otto is no requester, but break-glass
 	// access is his to extend, so an approver decides.
-	if _, err := e.svc.Extend(ctx, e.users["otto"], r.ID, ExtendInput{By: "30m", Reason: "again"}); err != nil {
+	if _, err := e.svc.Extend(ctx, e.users["otto"], r.ID, ajar.ExtendInput{By: "30m", Reason: "again"}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = later.Deny(ctx, e.users["carol"], r.ID, "no")

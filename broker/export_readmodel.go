@@ -65,7 +65,7 @@ func (s *Service) CanSee(u ajar.User, r *ajar.Request) bool { return s.canSee(u,
 // ValidateCreate checks the fields of a new request as CreateRequest does
 // before it asks the policy, and returns its duration (0: the policy's
 // default). EINVALID names the field.
-func ValidateCreate(in CreateInput) (time.Duration, error) { return validateCreate(in) }
+func ValidateCreate(in ajar.CreateInput) (time.Duration, error) { return validateCreate(in) }
 
 // CheckParams checks a request's parameters with its target's provider, as
 // CreateRequest does. EINVALID names the parameter.

@@ -40,7 +40,7 @@ func TestSelfApprovalIgnoresCase(t *testing.T) {
 	// As stored before canonical ids: the policy file's spelling.
 	legacy := ajar.User{ID: "Alice@Example.com", Groups: alice.Groups}
 	for _, requester := range []ajar.User{alice, legacy} {
-		r, err := e.svc.CreateRequest(ctx, requester, CreateInput{Target: "web", Duration: "30m", Reason: "deploy"})
+		r, err := e.svc.CreateRequest(ctx, requester, ajar.CreateInput{Target: "web", Duration: "30m", Reason: "deploy"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,7 +10,7 @@ import "github.com/ajar-dev/ajar"
 
 // checkCreateText checks the free text of a new request (also a break-glass
 // request and an explanation). Errors are EINVALID naming the field.
-func checkCreateText(in CreateInput) error {
+func checkCreateText(in ajar.CreateInput) error {
 	if err := ajar.CheckText("target", in.Target, maxTargetLen); err != nil {
 		return err
 	}

@@ -18,16 +18,16 @@ func TestFreeTextRefusedAtEdge(t *testing.T) {
 			t.Fatalf("error %v, want EINVALID on field %s", err, field)
 		}
 	}
-	_, err := e.svc.CreateRequest(ctx, e.users["alice"], CreateInput{Target: "web", Duration: "30m", Reason: "fix \x1b[2J\x1b[Happroved by root"})
+	_, err := e.svc.CreateRequest(ctx, e.users["alice"], ajar.CreateInput{Target: "web", Duration: "30m", Reason: "fix \x1b[2J\x1b[Happroved by root"})
 	wantField(t, err, "reason")
-	_, err = e.svc.CreateRequest(ctx, e.users["alice"], CreateInput{Target: "web", Duration: "30m", Reason: "ok", Ticket: "OPS-\u202e7"})
+	_, err = e.svc.CreateRequest(ctx, e.users["alice"], ajar.CreateInput{Target: "web", Duration: "30m", Reason: "ok", Ticket: "OPS-\u202e7"})
 	wantField(t, err, "ticket")
-	_, err = e.svc.CreateRequest(ctx, e.users["alice"], CreateInput{Target: "web", Duration: "30m", Reason: "bad \xff utf-8"})
+	_, err = e.svc.CreateRequest(ctx, e.users["alice"], ajar.CreateInput{Target: "web", Duration: "30m", Reason: "bad \xff utf-8"})
 	wantField(t, err, "reason")
-	_, err = e.svc.Breakglass(ctx, e.users["bob"], CreateInput{Target: "web", Duration: "30m", Reason: "outage \u2066hidden\u2069"})
+	_, err = e.svc.Breakglass(ctx, e.users["bob"], ajar.CreateInput{Target: "web", Duration: "30m", Reason: "outage \u2066hidden\u2069"})
 	wantField(t, err, "reason")
 
-	r := e.createIn(t, "alice", CreateInput{Target: "web", Duration: "30m", Reason: "line one\r\nline two\n\tindented"})
+	r := e.createIn(t, "alice", ajar.CreateInput{Target: "web", Duration: "30m", Reason: "line one\r\nline two\n\tindented"})
 	_, err = e.svc.Approve(ctx, e.users["bob"], r.ID, "ok \x1b]8;;https://evil.example\x07link")
 	wantField(t, err, "comment")
 	_, err = e.svc.Deny(ctx, e.users["bob"], r.ID, "no \u202e")
@@ -38,10 +38,10 @@ func TestFreeTextRefusedAtEdge(t *testing.T) {
 	if st := e.get(t, r.ID).State; st != ajar.StateActive {
 		t.Fatalf("state %s", st)
 	}
-	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "10m", Reason: "more \u009b31m"})
+	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "10m", Reason: "more \u009b31m"})
 	wantField(t, err, "reason")
 
-	bg, err := e.svc.Breakglass(ctx, e.users["bob"], CreateInput{Target: "web", Duration: "30m", Reason: "outage"})
+	bg, err := e.svc.Breakglass(ctx, e.users["bob"], ajar.CreateInput{Target: "web", Duration: "30m", Reason: "outage"})
 	if err != nil {
 		t.Fatal(err)
 	}

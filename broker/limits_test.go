@@ -53,7 +53,7 @@ func (e *env) auditSize(t *testing.T) int64 {
 func TestLimitsOnCreate(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	db := CreateInput{Target: "db", Reason: "flood"}
+	db := ajar.CreateInput{Target: "db", Reason: "flood"}
 	for i := range 30 {
 		if _, err := e.svc.CreateRequest(ctx, e.users["alice"], db); err != nil {
 			t.Fatalf("request %d: %v", i+1, err)

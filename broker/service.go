@@ -120,8 +120,8 @@ const (
 )
 
 // WhoAmI returns u with whether it is an admin.
-func (s *Service) WhoAmI(ctx context.Context, u ajar.User) (Identity, error) {
-	return Identity{User: u, Admin: s.pol.IsAdmin(u)}, nil
+func (s *Service) WhoAmI(ctx context.Context, u ajar.User) (ajar.Caller, error) {
+	return ajar.Caller{User: u, Admin: s.pol.IsAdmin(u)}, nil
 }
 
 func newRequestID() string {
@@ -132,7 +132,7 @@ func newRequestID() string {
 	return "req_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }
 
-func validateCreate(in CreateInput) (time.Duration, error) {
+func validateCreate(in ajar.CreateInput) (time.Duration, error) {
 	if strings.TrimSpace(in.Target) == "" {
 		return 0, ajar.FieldErrorf("target", "a target is required")
 	}
@@ -184,7 +184,7 @@ func CheckStart(start *time.Time, now time.Time) error {
 // CreateRequest validates a request against policy and stores it, with its audit
 // events, in one transaction. A request that is auto-approved and due now is granted
 // before CreateRequest returns, so the caller usually sees it active.
-func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in CreateInput) (*ajar.Request, error) {
+func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in ajar.CreateInput) (*ajar.Request, error) {
 	d, err := validateCreate(in)
 	if err != nil {
 		return nil, err
@@ -558,7 +558,7 @@ func (s *Service) endEarly(ctx context.Context, id, actor string, details map[st
 
 // IssueSSHCert certifies publicKey for u's own active request. The certificate is
 // recorded and audited before it is returned.
-func (s *Service) IssueSSHCert(ctx context.Context, u ajar.User, id string, publicKey []byte) (*SSHCertOutput, error) {
+func (s *Service) IssueSSHCert(ctx context.Context, u ajar.User, id string, publicKey []byte) (*ajar.SSHCertOutput, error) {
 	if len(publicKey) == 0 {
 		return nil, ajar.FieldErrorf("public_key", "a public key is required")
 	}
@@ -583,7 +583,7 @@ func (s *Service) IssueSSHCert(ctx context.Context, u ajar.User, id string, publ
 	if !ok {
 		return nil, ajar.Errorf(ajar.EINVALID, "target %s does not issue SSH certificates", r.Target)
 	}
-	var out SSHCertOutput
+	var out ajar.SSHCertOutput
 	err = s.store.Update(ctx, func(tx ajar.Tx) error {
 		now := tx.Now()
 		cur, err := tx.GetRequest(ctx, id)
@@ -603,7 +603,7 @@ func (s *Service) IssueSSHCert(ctx context.Context, u ajar.User, id string, publ
 		if err := s.checkCertLimit(ctx, tx, u.ID, id); err != nil {
 			return err
 		}
-		out = SSHCertOutput{Certificate: strings.TrimSpace(string(cert)), Info: info}
+		out = ajar.SSHCertOutput{Certificate: strings.TrimSpace(string(cert)), Info: info}
 		return s.audit(ctx, tx, u.ID, "ssh_cert.issued", id, map[string]any{
 			"serial": info.Serial, "key_id": info.KeyID, "principals": info.Principals,
 			"fingerprint": info.Fingerprint, "valid_before": info.ValidBefore,

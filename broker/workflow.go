@@ -15,26 +15,13 @@ import (
 // break-glass with its review, escalation of approval steps that wait too
 // long, and explaining what the policy would do with a request.
 
-// ExtendInput asks for more time on an active request.
-type ExtendInput struct {
-	By     string `json:"by"` // Go syntax ("30m")
-	Reason string `json:"reason,omitempty"`
-}
-
-// ExtendOutput is the request after Extend and the extension it made: applied
-// (the request's expires_at is already the new one) or pending approval.
-type ExtendOutput struct {
-	Request   *ajar.Request  `json:"request"`
-	Extension ajar.Extension `json:"extension"`
-}
-
 // ReviewKindBreakglass is the kind of a break-glass review task.
 const ReviewKindBreakglass = "breakglass"
 
 // fmtDuration prints a duration the way users type it: "30m", "2h", "1h30m".
 func fmtDuration(d time.Duration) string { return ajar.FormatDuration(d) }
 
-// Extend asks for ExtendInput.By more on u's own active request, within the
+// Extend asks for ajar.ExtendInput.By more on u's own active request, within the
 // policy's extend rules (see policy.EvaluateExtension). When the rule says
 // extend.approval: none, or its auto_approve condition holds for the whole
 // extended window, the window grows at once: the new expiry, the handle's
@@ -49,7 +36,7 @@ func fmtDuration(d time.Duration) string { return ajar.FormatDuration(d) }
 // extend.max_total; EFORBIDDEN when u is not the requester or the rule allows
 // no (more) extensions; ECONFLICT when the request is not active or an
 // extension already waits.
-func (s *Service) Extend(ctx context.Context, u ajar.User, id string, in ExtendInput) (*ExtendOutput, error) {
+func (s *Service) Extend(ctx context.Context, u ajar.User, id string, in ajar.ExtendInput) (*ajar.ExtendOutput, error) {
 	by, err := time.ParseDuration(strings.TrimSpace(in.By))
 	if err != nil || strings.TrimSpace(in.By) == "" {
 		return nil, ajar.FieldErrorf("by", "%q is not a duration (use Go syntax, e.g. 30m or 1h)", in.By)
@@ -63,7 +50,7 @@ func (s *Service) Extend(ctx context.Context, u ajar.User, id string, in ExtendI
 	if err := ajar.CheckLines("reason", in.Reason, maxReasonLen); err != nil {
 		return nil, err
 	}
-	var out ExtendOutput
+	var out ajar.ExtendOutput
 	applied := false
 	r, err := s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
 		now := tx.Now()
@@ -301,7 +288,7 @@ func (s *Service) denyExtension(ctx context.Context, tx ajar.Tx, u ajar.User, r 
 // breakglass.used event (and its notification) and the grant intent commit
 // together; the grant is made before Breakglass returns. The review stays
 // open until an admin other than u closes it with CloseReview.
-func (s *Service) Breakglass(ctx context.Context, u ajar.User, in CreateInput) (*ajar.Request, error) {
+func (s *Service) Breakglass(ctx context.Context, u ajar.User, in ajar.CreateInput) (*ajar.Request, error) {
 	d, err := validateCreate(in)
 	if err != nil {
 		return nil, err

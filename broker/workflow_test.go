@@ -230,7 +230,7 @@ func (e *env) deliver(t *testing.T) int {
 	return n
 }
 
-func (e *env) createIn(t *testing.T, user string, in CreateInput) *ajar.Request {
+func (e *env) createIn(t *testing.T, user string, in ajar.CreateInput) *ajar.Request {
 	t.Helper()
 	r, err := e.svc.CreateRequest(t.Context(), e.users[user], in)
 	if err != nil {
@@ -316,15 +316,15 @@ func TestMultiStepApprovalTable(t *testing.T) {
 func TestConditionsAtCreate(t *testing.T) {
 	e := newWorkflowEnv(t, "", NotifyConfig{})
 	ctx := t.Context()
-	_, err := e.svc.CreateRequest(ctx, e.users["alice"], CreateInput{Target: "web", Duration: "5m", Reason: "friday deploy"})
+	_, err := e.svc.CreateRequest(ctx, e.users["alice"], ajar.CreateInput{Target: "web", Duration: "5m", Reason: "friday deploy"})
 	if ajar.ErrorCode(err) != ajar.EFORBIDDEN || !strings.Contains(ajar.ErrorMessage(err), "no changes on a friday") {
 		t.Fatalf("deny: %v", err)
 	}
-	_, err = e.svc.CreateRequest(ctx, e.users["alice"], CreateInput{Target: "web", Duration: "2h", Reason: "long"})
+	_, err = e.svc.CreateRequest(ctx, e.users["alice"], ajar.CreateInput{Target: "web", Duration: "2h", Reason: "long"})
 	if ajar.ErrorCode(err) != ajar.EINVALID || ajar.ErrorField(err) != "ticket" {
 		t.Fatalf("require: %v", err)
 	}
-	if r := e.createIn(t, "alice", CreateInput{Target: "web", Duration: "2h", Reason: "long", Ticket: "OPS-1"}); r.State != ajar.StatePending {
+	if r := e.createIn(t, "alice", ajar.CreateInput{Target: "web", Duration: "2h", Reason: "long", Ticket: "OPS-1"}); r.State != ajar.StatePending {
 		t.Fatalf("with a ticket: %s", r.State)
 	}
 	var n int
@@ -343,7 +343,7 @@ func TestConditionsAtCreate(t *testing.T) {
 func TestScheduledRequest(t *testing.T) {
 	e := newWorkflowEnv(t, "", NotifyConfig{})
 	start := e.clock.Now().Add(10 * time.Second)
-	r := e.createIn(t, "alice", CreateInput{Target: "web", Duration: "5m", Reason: "later", Start: &start})
+	r := e.createIn(t, "alice", ajar.CreateInput{Target: "web", Duration: "5m", Reason: "later", Start: &start})
 	if r.State != ajar.StateApproved || r.Handle != nil {
 		t.Fatalf("at once: %s (handle %v), want approved and not granted", r.State, r.Handle)
 	}
@@ -412,9 +412,9 @@ func TestExtendSSH(t *testing.T) {
 		t.Fatalf("first certificate valid before %v, want %v", time.Unix(int64(c.ValidBefore), 0), exp1)
 	}
 	e.advance(t, 50*time.Minute)
-	_, err := e.svc.Extend(ctx, e.users["bob"], r.ID, ExtendInput{By: "30m"})
+	_, err := e.svc.Extend(ctx, e.users["bob"], r.ID, ajar.ExtendInput{By: "30m"})
 	wantCode(t, err, ajar.ENOTFOUND) // bob cannot even see it
-	out, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "30m", Reason: "not done"})
+	out, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "30m", Reason: "not done"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,14 +432,14 @@ func TestExtendSSH(t *testing.T) {
 		t.Fatalf("after the first expiry: %s", got.State)
 	}
 	e.issueCert(t, "alice", r.ID)
-	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "31m"})
+	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "31m"})
 	if ajar.ErrorCode(err) != ajar.EINVALID || ajar.ErrorField(err) != "by" || !strings.Contains(ajar.ErrorMessage(err), "extend.max_total 2h") {
 		t.Fatalf("past max_total: %v", err)
 	}
-	if _, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "30m"}); err != nil {
+	if _, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "30m"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "1m"})
+	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "1m"})
 	if ajar.ErrorCode(err) != ajar.EFORBIDDEN || !strings.Contains(ajar.ErrorMessage(err), "extend.max_extensions") {
 		t.Fatalf("a third extension: %v", err)
 	}
@@ -455,7 +455,7 @@ func TestExtendSSH(t *testing.T) {
 	if count(acts, "request.extended") != 2 || count(acts, "revoke.error") != 0 || count(acts, "request.expired") != 1 {
 		t.Errorf("audit: %v", acts)
 	}
-	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "1m"})
+	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "1m"})
 	wantCode(t, err, ajar.ECONFLICT)
 }
 
@@ -467,16 +467,16 @@ func TestExtendWithApproval(t *testing.T) {
 	e := newWorkflowEnv(t, "", NotifyConfig{Sinks: []notify.Sink{sink}})
 	ctx := t.Context()
 	// The ticket: the require condition sees the whole window, 1h30m once extended.
-	r := e.createIn(t, "alice", CreateInput{Target: "web", Duration: "1h", Reason: "deploy", Ticket: "OPS-1"})
+	r := e.createIn(t, "alice", ajar.CreateInput{Target: "web", Duration: "1h", Reason: "deploy", Ticket: "OPS-1"})
 	if _, err := e.svc.Approve(ctx, e.users["bob"], r.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	exp := *e.get(t, r.ID).ExpiresAt
-	out, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "30m", Reason: "more"})
+	out, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "30m", Reason: "more"})
 	if err != nil || out.Extension.State != ajar.ExtensionPending || !out.Request.ExpiresAt.Equal(exp) {
 		t.Fatalf("extension needing approval: %+v, %v", out, err)
 	}
-	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "30m"})
+	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "30m"})
 	wantCode(t, err, ajar.ECONFLICT) // one at a time
 	_, err = e.svc.Approve(ctx, e.users["alice"], r.ID, "")
 	wantCode(t, err, ajar.EFORBIDDEN)
@@ -486,7 +486,7 @@ func TestExtendWithApproval(t *testing.T) {
 	if err != nil || got.State != ajar.StateActive || !got.ExpiresAt.Equal(exp.Add(30*time.Minute)) {
 		t.Fatalf("carol approves the extension: %+v, %v", got, err)
 	}
-	if _, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "30m", Reason: "again"}); err != nil {
+	if _, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "30m", Reason: "again"}); err != nil {
 		t.Fatal(err)
 	}
 	got, err = e.svc.Deny(ctx, e.users["bob"], r.ID, "enough")
@@ -573,15 +573,15 @@ func TestBreakglass(t *testing.T) {
 	e := newWorkflowEnv(t, "", NotifyConfig{Sinks: sinks})
 	ctx := t.Context()
 
-	_, err := e.svc.Breakglass(ctx, e.users["alice"], CreateInput{Target: "web", Duration: "30m", Reason: "x"})
+	_, err := e.svc.Breakglass(ctx, e.users["alice"], ajar.CreateInput{Target: "web", Duration: "30m", Reason: "x"})
 	wantCode(t, err, ajar.EFORBIDDEN) // engineers may not
-	_, err = e.svc.Breakglass(ctx, e.users["bob"], CreateInput{Target: "web", Duration: "30m"})
+	_, err = e.svc.Breakglass(ctx, e.users["bob"], ajar.CreateInput{Target: "web", Duration: "30m"})
 	if ajar.ErrorField(err) != "reason" {
 		t.Fatalf("no reason: %v", err)
 	}
 	// bob is no requester of web, the request is on a friday (deny skips
 	// break-glass), and nobody approves anything.
-	r, err := e.svc.Breakglass(ctx, e.users["bob"], CreateInput{Target: "web", Duration: "30m", Reason: "site down, friday night"})
+	r, err := e.svc.Breakglass(ctx, e.users["bob"], ajar.CreateInput{Target: "web", Duration: "30m", Reason: "site down, friday night"})
 	if err != nil || r.State != ajar.StateActive || len(r.Approvals) != 0 {
 		t.Fatalf("break-glass: %+v, %v", r, err)
 	}
@@ -618,7 +618,7 @@ func TestBreakglass(t *testing.T) {
 		t.Errorf("reviews: %+v", all)
 	}
 	// An admin who used break-glass cannot close their own review.
-	r2, err := e.svc.Breakglass(ctx, e.users["root"], CreateInput{Target: "web", Reason: "me"})
+	r2, err := e.svc.Breakglass(ctx, e.users["root"], ajar.CreateInput{Target: "web", Reason: "me"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -739,7 +739,7 @@ func TestEscalation(t *testing.T) {
 	sink := &recordSink{name: "chat", events: []string{policy.EventRequestEscalated}}
 	e := newWorkflowEnv(t, "", NotifyConfig{Sinks: []notify.Sink{sink}})
 	ctx := t.Context()
-	r := e.createIn(t, "alice", CreateInput{Target: "web", Duration: "1h", Reason: "deploy"})
+	r := e.createIn(t, "alice", ajar.CreateInput{Target: "web", Duration: "1h", Reason: "deploy"})
 	if !e.get(t, r.ID).NextAt.Equal(r.CreatedAt.Add(10 * time.Minute)) {
 		t.Errorf("next look at %v, want the escalation", e.get(t, r.ID).NextAt)
 	}
@@ -789,7 +789,7 @@ func TestExpiryReminder(t *testing.T) {
 	if len(got) != 1 || got[0].Request.ID != r.ID || !slices.ContainsFunc(got[0].Actions, func(a notify.Action) bool { return a.Command == "ajar extend "+r.ID+" --by 30m" }) {
 		t.Fatalf("reminders: %+v", got)
 	}
-	if _, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "30m"}); err != nil {
+	if _, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "30m"}); err != nil {
 		t.Fatal(err)
 	}
 	e.advance(t, 29*time.Minute)

@@ -200,10 +200,10 @@ func (e *env) setProviders(t *testing.T, provs broker.Providers) {
 
 func (e *env) create(t *testing.T, user, target, dur string) *ajar.Request {
 	t.Helper()
-	return e.createIn(t, user, broker.CreateInput{Target: target, Duration: dur, Reason: "test"})
+	return e.createIn(t, user, ajar.CreateInput{Target: target, Duration: dur, Reason: "test"})
 }
 
-func (e *env) createIn(t *testing.T, user string, in broker.CreateInput) *ajar.Request {
+func (e *env) createIn(t *testing.T, user string, in ajar.CreateInput) *ajar.Request {
 	t.Helper()
 	r, err := e.svc.CreateRequest(t.Context(), e.users[user], in)
 	if err != nil {

@@ -30,7 +30,7 @@ type ExplainInput struct {
 // only admins may. Only malformed input is an error (EINVALID); a request the
 // policy would refuse is an explanation with outcome "denied" or "invalid".
 func (s *Reader) Explain(ctx context.Context, u ajar.User, in ExplainInput) (*policy.Explanation, error) {
-	d, err := broker.ValidateCreate(broker.CreateInput{Target: in.Target, Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params})
+	d, err := broker.ValidateCreate(ajar.CreateInput{Target: in.Target, Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params})
 	if err != nil {
 		return nil, err
 	}

@@ -36,7 +36,7 @@ const minReuseLeft = 30 * time.Second
 
 // Input asks for SSH access to a target in one round trip: reuse the
 // caller's request for it or create one, and certify PublicKey if the request is
-// active. The request fields are broker.CreateInput's.
+// active. The request fields are ajar.CreateInput's.
 type Input struct {
 	Target    string            `json:"target"`
 	Duration  string            `json:"duration,omitempty"`
@@ -49,9 +49,9 @@ type Input struct {
 // Output is the request SSHAccess found or created and, when it is
 // active and a public key was sent, the certificate (or authorized key) for it.
 type Output struct {
-	Request *ajar.Request         `json:"request"`
-	Reused  bool                  `json:"reused"`
-	Cert    *broker.SSHCertOutput `json:"ssh_cert,omitempty"`
+	Request *ajar.Request       `json:"request"`
+	Reused  bool                `json:"reused"`
+	Cert    *ajar.SSHCertOutput `json:"ssh_cert,omitempty"`
 	// Scheduled are the caller's requests for the target that would have been
 	// reused but start later (approved or pending for a future start): they
 	// were skipped, so the caller can say why a new request was made.
@@ -66,7 +66,7 @@ type Output struct {
 // IssueSSHCert. Nothing is stored if the target does not issue SSH certificates or the
 // key is malformed.
 func (s *Service) SSHAccess(ctx context.Context, u ajar.User, in Input) (*Output, error) {
-	create := broker.CreateInput{Target: in.Target, Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params}
+	create := ajar.CreateInput{Target: in.Target, Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params}
 	if _, err := broker.ValidateCreate(create); err != nil {
 		return nil, err
 	}

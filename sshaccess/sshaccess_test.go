@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/internal/sshtest"
 	"github.com/ajar-dev/ajar/sshaccess"
 )
@@ -146,7 +145,7 @@ func TestSSHAccessSkipsScheduled(t *testing.T) {
 	e := newSSHEnv(t)
 	ctx := t.Context()
 	start := e.Clock.Now().Add(20 * time.Hour)
-	later, err := e.Svc.CreateRequest(ctx, e.Users["alice"], broker.CreateInput{
+	later, err := e.Svc.CreateRequest(ctx, e.Users["alice"], ajar.CreateInput{
 		Target: "web", Duration: "5m", Reason: "tomorrow", Params: src, Start: &start,
 	})
 	if err != nil {

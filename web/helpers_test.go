@@ -202,7 +202,7 @@ func (s *server) user(t testing.TB, name string) ajar.User {
 // createRequest files a request through the core, as the CLI would.
 func (s *server) createRequest(t testing.TB, name, duration, reason string) *ajar.Request {
 	t.Helper()
-	r, err := s.Svc.CreateRequest(context.Background(), s.user(t, name), broker.CreateInput{
+	r, err := s.Svc.CreateRequest(context.Background(), s.user(t, name), ajar.CreateInput{
 		Target: "demo-ssh", Duration: duration, Reason: reason, Params: map[string]string{"source_ip": "127.0.0.1"},
 	})
 	if err != nil {
