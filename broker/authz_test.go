@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/events"
 	"github.com/ajar-dev/ajar/notify"
 	"github.com/ajar-dev/ajar/policy"
 )
@@ -176,7 +177,7 @@ func cmpOr(a, b string) string {
 // ask to extend it by 30m.
 func extendEnv(t *testing.T, sink *recordSink) (*env, *ajar.Request) {
 	t.Helper()
-	e := newWorkflowEnv(t, authzPolicy, NotifyConfig{Sinks: []notify.Sink{sink}})
+	e := newWorkflowEnv(t, authzPolicy, events.NotifyConfig{Sinks: []notify.Sink{sink}})
 	r := e.create(t, "alice", "db", "30m")
 	for _, a := range []string{"bob", "dave"} {
 		if _, err := e.svc.Approve(t.Context(), e.users[a], r.ID, ""); err != nil {
@@ -279,7 +280,7 @@ func TestDecideExtension(t *testing.T) {
 // or denies, even before the scheduler gets to the request; then it times out.
 // (readmodel's TestReviewAfterDeadline checks the web's review says so.)
 func TestDecideAfterDeadline(t *testing.T) {
-	e := newWorkflowEnv(t, authzPolicy, NotifyConfig{})
+	e := newWorkflowEnv(t, authzPolicy, events.NotifyConfig{})
 	r := e.create(t, "alice", "db", "30m")
 	e.clock.Add(time.Hour)
 	for _, u := range []string{"bob", "carol", "mia"} {
@@ -328,7 +329,7 @@ func TestExtendRechecksRequester(t *testing.T) {
 // the user to still be allowed break-glass, when asked and when approved.
 func TestBreakglassExtension(t *testing.T) {
 	sink := &recordSink{name: "chat", events: []string{policy.EventBreakglassUsed, policy.EventBreakglassExtended}}
-	e := newWorkflowEnv(t, authzPolicy, NotifyConfig{Sinks: []notify.Sink{sink}})
+	e := newWorkflowEnv(t, authzPolicy, events.NotifyConfig{Sinks: []notify.Sink{sink}})
 	ctx := t.Context()
 	r, err := e.svc.Breakglass(ctx, e.users["otto"], ajar.CreateInput{Target: "db", Duration: "30m", Reason: "INC-7"})
 	if err != nil || r.State != ajar.StateActive {

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/events"
 )
 
 // caseSelfPolicy names alice with capitals; she is both a requester and an
@@ -31,7 +32,7 @@ policies:
 // for ALICE@EXAMPLE.COM authenticates as alice@example.com is tested in
 // package identity.)
 func TestSelfApprovalIgnoresCase(t *testing.T) {
-	e := newWorkflowEnv(t, caseSelfPolicy, NotifyConfig{})
+	e := newWorkflowEnv(t, caseSelfPolicy, events.NotifyConfig{})
 	ctx := t.Context()
 	alice := e.users["alice"]
 	if alice.ID != "alice@example.com" {

@@ -4,13 +4,14 @@ import (
 	"testing"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/events"
 )
 
 // TestFreeTextRefusedAtEdge checks that every method taking free text refuses
 // control characters, bidirectional controls and invalid UTF-8 with an
 // EINVALID naming the field, while multi-line text from a textarea passes.
 func TestFreeTextRefusedAtEdge(t *testing.T) {
-	e := newWorkflowEnv(t, "", NotifyConfig{})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{})
 	ctx := t.Context()
 	wantField := func(t *testing.T, err error, field string) {
 		t.Helper()

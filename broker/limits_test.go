@@ -8,6 +8,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/events"
 )
 
 func (e *env) countRequests(t *testing.T, requester string) int {
@@ -113,7 +114,7 @@ func TestLimitsOnCreate(t *testing.T) {
 // TestLimitCertificatesPerRequest: one request gets 20 certificates (the
 // default), and the 21st is refused with nothing stored or audited.
 func TestLimitCertificatesPerRequest(t *testing.T) {
-	e := newWorkflowEnv(t, "", NotifyConfig{})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{})
 	r := e.create(t, "alice", "ssh", "") // auto-approved: active
 	for range 20 {
 		e.issueCert(t, "alice", r.ID)

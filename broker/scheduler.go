@@ -120,13 +120,13 @@ func (s *Service) RunDue(ctx context.Context) (int, error) {
 }
 
 // Kick wakes the scheduler to look at the store now, and the notification
-// delivery workers (NotifyConfig.Wake).
+// delivery workers (events.NotifyConfig.Wake).
 func (s *Service) Kick() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
-	s.notify.kick()
+	s.notify.Wake()
 }
 
 // storeClock is the store's clock as read when a request was claimed, moved on
@@ -520,7 +520,7 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) e
 		// Claimed early (a lease ran out, or clocks): come back at expiry.
 		return s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
 			if cur.ExpiresAt.After(now) {
-				if err := s.remindExpiring(ctx, tx, cur, now); err != nil { // events.go
+				if err := s.notify.RemindExpiring(ctx, tx, cur, now); err != nil {
 					return err
 				}
 				cur.NextAt = s.activeNextAt(cur, now)

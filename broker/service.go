@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/events"
 	"github.com/ajar-dev/ajar/internal/throttle"
 	"github.com/ajar-dev/ajar/policy"
 )
@@ -41,8 +42,8 @@ type Config struct {
 	Logger    *slog.Logger
 	Metrics   *Metrics
 	Scheduler SchedulerConfig
-	// Notify configures event notifications (see NotifyConfig); zero: none.
-	Notify NotifyConfig
+	// Notify configures event notifications (see events.NotifyConfig); zero: none.
+	Notify events.NotifyConfig
 	// Now is the clock for checks made outside a store transaction; it must be the
 	// store's clock (the composition root passes the same function to both).
 	Now func() time.Time
@@ -62,7 +63,7 @@ type Service struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	sched     SchedulerConfig
-	notify    *notifier
+	notify    *events.Notifier
 	kick      chan struct{}
 	now       func() time.Time
 	users     func(ctx context.Context, id string) (ajar.User, bool, error)
@@ -98,10 +99,13 @@ func New(cfg Config) (*Service, error) {
 		log:       cfg.Logger,
 		metrics:   cfg.Metrics,
 		sched:     cfg.Scheduler.withDefaults(),
-		notify:    newNotifier(cfg.Notify, cfg.Policy, cfg.Providers),
-		kick:      make(chan struct{}, 1),
-		now:       cfg.Now,
-		users:     cfg.Users,
+		notify: events.NewNotifier(cfg.Notify, cfg.Providers.Kind, func(name string) bool {
+			rule, ok := cfg.Policy.Rule(name)
+			return ok && rule.Extend != nil
+		}),
+		kick:  make(chan struct{}, 1),
+		now:   cfg.Now,
+		users: cfg.Users,
 	}, nil
 }
 
@@ -640,7 +644,7 @@ func (s *Service) audit(ctx context.Context, tx ajar.Tx, actor, action, subject 
 	if err := appendAudit(ctx, tx, actor, action, subject, details); err != nil {
 		return err
 	}
-	return s.notifyAudit(ctx, tx, actor, action, subject, details) // the outbox, same transaction
+	return s.notify.Audit(ctx, tx, actor, action, subject, details) // the outbox, same transaction
 }
 
 // appendAudit appends one audit event in tx (see ajar.AppendAudit), without

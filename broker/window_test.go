@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/events"
 )
 
 // overflowBy wrapped window + by to a negative duration: the extension was
@@ -16,7 +17,7 @@ const overflowBy = "2562047h47m16s"
 // TestExtendOverflow: a huge extension is refused with a field error, nothing
 // is stored, and the expiry and certificates stay within start + max_total.
 func TestExtendOverflow(t *testing.T) {
-	e := newWorkflowEnv(t, "", NotifyConfig{})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{})
 	ctx := t.Context()
 	r := e.create(t, "alice", "ssh", "1h")
 	if r.State != ajar.StateActive {
@@ -55,7 +56,7 @@ func TestExtendOverflow(t *testing.T) {
 // holds even when the policy (or a tampered expiry) would allow more: an
 // extension past it is refused, and a certificate never outlives it.
 func TestNotAfterBoundsExtensionsAndCerts(t *testing.T) {
-	e := newWorkflowEnv(t, "", NotifyConfig{})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{})
 	ctx := t.Context()
 	r := e.create(t, "alice", "ssh", "1h")
 	start := e.clock.Now()
@@ -114,7 +115,7 @@ policies:
 // TestConditionsSeeGrantTime: conditions are about the window, not the time
 // of asking. The clock starts at 09:00 UTC.
 func TestConditionsSeeGrantTime(t *testing.T) {
-	e := newWorkflowEnv(t, windowPolicy, NotifyConfig{})
+	e := newWorkflowEnv(t, windowPolicy, events.NotifyConfig{})
 	ctx := context.Background()
 	now := e.clock.Now()
 	night := now.Add(17 * time.Hour) // 02:00 tomorrow

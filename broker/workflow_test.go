@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/events"
 	"github.com/ajar-dev/ajar/keys"
 	"github.com/ajar-dev/ajar/notify"
 	"github.com/ajar-dev/ajar/notify/outbox"
@@ -111,14 +112,14 @@ func (p sshFakeProviders) Kind(t string) (string, error) {
 
 // newWorkflowEnv is newEnv with workflowPolicy (or src), the real ssh-cert
 // provider for target "ssh", and notifications to sinks.
-func newWorkflowEnv(t *testing.T, src string, ncfg NotifyConfig) *env {
+func newWorkflowEnv(t *testing.T, src string, ncfg events.NotifyConfig) *env {
 	t.Helper()
 	return newWorkflowEnvDelivery(t, src, ncfg, outbox.Config{})
 }
 
 // newWorkflowEnvDelivery is newWorkflowEnv with notifications delivered to
 // ncfg.Sinks as dcfg says.
-func newWorkflowEnvDelivery(t *testing.T, src string, ncfg NotifyConfig, dcfg outbox.Config) *env {
+func newWorkflowEnvDelivery(t *testing.T, src string, ncfg events.NotifyConfig, dcfg outbox.Config) *env {
 	t.Helper()
 	if src == "" {
 		src = workflowPolicy
@@ -289,7 +290,7 @@ func TestMultiStepApprovalTable(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newWorkflowEnv(t, "", NotifyConfig{})
+			e := newWorkflowEnv(t, "", events.NotifyConfig{})
 			r := e.create(t, tc.requester, "db", "1h")
 			for i, a := range tc.acts {
 				var err error
@@ -314,7 +315,7 @@ func TestMultiStepApprovalTable(t *testing.T) {
 
 // TestConditionsAtCreate: deny and require decide before anything is stored.
 func TestConditionsAtCreate(t *testing.T) {
-	e := newWorkflowEnv(t, "", NotifyConfig{})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{})
 	ctx := t.Context()
 	_, err := e.svc.CreateRequest(ctx, e.users["alice"], ajar.CreateInput{Target: "web", Duration: "5m", Reason: "friday deploy"})
 	if ajar.ErrorCode(err) != ajar.EFORBIDDEN || !strings.Contains(ajar.ErrorMessage(err), "no changes on a friday") {
@@ -341,7 +342,7 @@ func TestConditionsAtCreate(t *testing.T) {
 // TestScheduledRequest: a start 10s ahead is approved at once, becomes active
 // at the start (not before) and expires at start + duration.
 func TestScheduledRequest(t *testing.T) {
-	e := newWorkflowEnv(t, "", NotifyConfig{})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{})
 	start := e.clock.Now().Add(10 * time.Second)
 	r := e.createIn(t, "alice", ajar.CreateInput{Target: "web", Duration: "5m", Reason: "later", Start: &start})
 	if r.State != ajar.StateApproved || r.Handle != nil {
@@ -401,7 +402,7 @@ func (e *env) issueCert(t *testing.T, user, id string) *ssh.Certificate {
 // and the new certificate has the new valid-before; past max_total is refused
 // naming the limit.
 func TestExtendSSH(t *testing.T) {
-	e := newWorkflowEnv(t, "", NotifyConfig{})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{})
 	ctx := t.Context()
 	r := e.create(t, "alice", "ssh", "1h")
 	if r.State != ajar.StateActive {
@@ -464,7 +465,7 @@ func TestExtendSSH(t *testing.T) {
 // the request, which stays active meanwhile.
 func TestExtendWithApproval(t *testing.T) {
 	sink := &recordSink{name: "chat"}
-	e := newWorkflowEnv(t, "", NotifyConfig{Sinks: []notify.Sink{sink}})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{Sinks: []notify.Sink{sink}})
 	ctx := t.Context()
 	// The ticket: the require condition sees the whole window, 1h30m once extended.
 	r := e.createIn(t, "alice", ajar.CreateInput{Target: "web", Duration: "1h", Reason: "deploy", Ticket: "OPS-1"})
@@ -570,7 +571,7 @@ func (w *webhookReceiver) received() []notify.Event {
 func TestBreakglass(t *testing.T) {
 	recv := newWebhookReceiver(t, "s3cret")
 	sinks := []notify.Sink{notify.NewWebhook("hook", []string{policy.EventBreakglassUsed, policy.EventReviewClosed}, recv.srv.URL, []byte("s3cret"), notify.NewHTTPClient())}
-	e := newWorkflowEnv(t, "", NotifyConfig{Sinks: sinks})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{Sinks: sinks})
 	ctx := t.Context()
 
 	_, err := e.svc.Breakglass(ctx, e.users["alice"], ajar.CreateInput{Target: "web", Duration: "30m", Reason: "x"})
@@ -649,7 +650,7 @@ func mustParse(t *testing.T, src string) *policy.Policy {
 func TestNotificationsSurviveAnOutage(t *testing.T) {
 	flaky := &recordSink{name: "flaky"}
 	dead := &recordSink{name: "dead", down: true}
-	e := newWorkflowEnvDelivery(t, "", NotifyConfig{Sinks: []notify.Sink{flaky, dead}}, outbox.Config{RetryBase: time.Second, RetryMax: 4 * time.Second})
+	e := newWorkflowEnvDelivery(t, "", events.NotifyConfig{Sinks: []notify.Sink{flaky, dead}}, outbox.Config{RetryBase: time.Second, RetryMax: 4 * time.Second})
 	ctx := t.Context()
 	flaky.setDown(true)
 
@@ -715,7 +716,7 @@ func TestNotificationsSurviveAnOutage(t *testing.T) {
 // GiveUp is dropped, audited, and the sink's next events go.
 func TestNotificationGivesUp(t *testing.T) {
 	sink := &recordSink{name: "hook", events: []string{policy.EventRequestCreated}, down: true}
-	e := newWorkflowEnvDelivery(t, "", NotifyConfig{Sinks: []notify.Sink{sink}}, outbox.Config{RetryBase: time.Second, RetryMax: time.Minute, GiveUp: 10 * time.Minute})
+	e := newWorkflowEnvDelivery(t, "", events.NotifyConfig{Sinks: []notify.Sink{sink}}, outbox.Config{RetryBase: time.Second, RetryMax: time.Minute, GiveUp: 10 * time.Minute})
 	r1 := e.create(t, "alice", "web", "1h")
 	e.deliver(t)
 	for range 11 {
@@ -737,7 +738,7 @@ func TestNotificationGivesUp(t *testing.T) {
 // once, and they may then decide.
 func TestEscalation(t *testing.T) {
 	sink := &recordSink{name: "chat", events: []string{policy.EventRequestEscalated}}
-	e := newWorkflowEnv(t, "", NotifyConfig{Sinks: []notify.Sink{sink}})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{Sinks: []notify.Sink{sink}})
 	ctx := t.Context()
 	r := e.createIn(t, "alice", ajar.CreateInput{Target: "web", Duration: "1h", Reason: "deploy"})
 	if !e.get(t, r.ID).NextAt.Equal(r.CreatedAt.Add(10 * time.Minute)) {
@@ -773,7 +774,7 @@ func TestEscalation(t *testing.T) {
 // expiry, and again for an extended window.
 func TestExpiryReminder(t *testing.T) {
 	sink := &recordSink{name: "chat", events: []string{policy.EventRequestExpiring}}
-	e := newWorkflowEnv(t, "", NotifyConfig{Sinks: []notify.Sink{sink}, ExpiryReminder: 10 * time.Minute})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{Sinks: []notify.Sink{sink}, ExpiryReminder: 10 * time.Minute})
 	ctx := t.Context()
 	r := e.create(t, "alice", "ssh", "30m")
 	short := e.create(t, "alice", "ssh", "5m") // shorter than the reminder: none
@@ -805,7 +806,7 @@ func TestExpiryReminder(t *testing.T) {
 // TestDriftNotifies: the drift check's audit events go out as drift.detected.
 func TestDriftNotifies(t *testing.T) {
 	sink := &recordSink{name: "sec", events: []string{policy.EventDriftDetected}}
-	e := newWorkflowEnv(t, "", NotifyConfig{Sinks: []notify.Sink{sink}})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{Sinks: []notify.Sink{sink}})
 	ctx := t.Context()
 	r := e.create(t, "alice", "web", "5m")
 	err := e.store.Update(ctx, func(tx ajar.Tx) error {

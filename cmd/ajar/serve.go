@@ -18,6 +18,7 @@ import (
 	"github.com/ajar-dev/ajar/audit"
 	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/credentials"
+	"github.com/ajar-dev/ajar/events"
 	"github.com/ajar-dev/ajar/identity"
 	"github.com/ajar-dev/ajar/identity/sso"
 	"github.com/ajar-dev/ajar/internal/awsx"
@@ -322,7 +323,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 			Poll: time.Duration(sc.PollInterval), MaxGrantAttempts: sc.MaxGrantAttempts,
 			MaxRevokeAttempts: sc.MaxRevokeAttempts, SlowRetry: time.Duration(sc.SlowRetry),
 		},
-		Notify: broker.NotifyConfig{ // the notifications section
+		Notify: events.NotifyConfig{ // the notifications section
 			Sinks: sinks, BaseURL: pol.Server().PublicURL, ExpiryReminder: time.Duration(sc.ExpiryReminder),
 			Wake: delivery.Kick,
 		},
