@@ -8,7 +8,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/events"
 )
 
 func (e *env) countRequests(t *testing.T, requester string) int {
@@ -108,33 +107,5 @@ func TestLimitsOnCreate(t *testing.T) {
 	}
 	if _, err := e.svc.CreateRequest(ctx, e.users["alice"], db); err != nil {
 		t.Fatalf("after a cancel: %v", err)
-	}
-}
-
-// TestLimitCertificatesPerRequest: one request gets 20 certificates (the
-// default), and the 21st is refused with nothing stored or audited.
-func TestLimitCertificatesPerRequest(t *testing.T) {
-	e := newWorkflowEnv(t, "", events.NotifyConfig{})
-	r := e.create(t, "alice", "ssh", "") // auto-approved: active
-	for range 20 {
-		e.issueCert(t, "alice", r.ID)
-	}
-	head := e.auditSize(t)
-	_, err := e.svc.IssueSSHCert(t.Context(), e.users["alice"], r.ID, newAuthorizedKey(t))
-	wantCode(t, err, ajar.ETOOMANY)
-	if !strings.Contains(err.Error(), "limits.certificates_per_request") {
-		t.Errorf("refusal does not name the limit: %v", err)
-	}
-	var certs []ajar.SSHCert
-	err = e.store.View(t.Context(), func(tx ajar.ReadTx) error {
-		var err error
-		certs, err = tx.ListSSHCerts(t.Context(), r.ID)
-		return err
-	})
-	if err != nil || len(certs) != 20 {
-		t.Fatalf("%d certificates stored (%v), want 20", len(certs), err)
-	}
-	if got := e.auditSize(t); got != head {
-		t.Errorf("a refused certificate wrote %d audit events", got-head)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,8 +36,6 @@ type Config struct {
 	Store     ajar.Store
 	Policy    *policy.Policy
 	Providers Providers
-	// SSHCA returns the SSH CA public key line; nil when no CA is configured.
-	SSHCA     func() string
 	Logger    *slog.Logger
 	Metrics   *Metrics
 	Scheduler SchedulerConfig
@@ -59,7 +56,6 @@ type Service struct {
 	store     ajar.Store
 	pol       *policy.Policy
 	providers Providers
-	sshCA     func() string
 	log       *slog.Logger
 	metrics   *Metrics
 	sched     SchedulerConfig
@@ -95,7 +91,6 @@ func New(cfg Config) (*Service, error) {
 		store:     cfg.Store,
 		pol:       cfg.Policy,
 		providers: cfg.Providers,
-		sshCA:     cfg.SSHCA,
 		log:       cfg.Logger,
 		metrics:   cfg.Metrics,
 		sched:     cfg.Scheduler.withDefaults(),
@@ -558,85 +553,6 @@ func (s *Service) endEarly(ctx context.Context, id, actor string, details map[st
 	}
 	s.runHeld(r, heldAt)
 	return s.getRequest(ctx, r.ID)
-}
-
-// IssueSSHCert certifies publicKey for u's own active request. The certificate is
-// recorded and audited before it is returned.
-func (s *Service) IssueSSHCert(ctx context.Context, u ajar.User, id string, publicKey []byte) (*ajar.SSHCertOutput, error) {
-	if len(publicKey) == 0 {
-		return nil, ajar.FieldErrorf("public_key", "a public key is required")
-	}
-	if len(publicKey) > 16<<10 {
-		return nil, ajar.FieldErrorf("public_key", "too large")
-	}
-	r, err := s.GetRequest(ctx, u, id)
-	if err != nil {
-		return nil, err
-	}
-	if !ajar.SameUser(r.Requester, u.ID) {
-		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only the requester can get a certificate for request %s", r.ID)
-	}
-	if r.State != ajar.StateActive || r.Handle == nil {
-		return nil, ajar.Errorf(ajar.ECONFLICT, "request %s is %s, not active", r.ID, r.State)
-	}
-	prov, err := s.providers.ForHandle(*r.Handle)
-	if err != nil {
-		return nil, err
-	}
-	issuer, ok := prov.(ajar.SSHCertIssuer)
-	if !ok {
-		return nil, ajar.Errorf(ajar.EINVALID, "target %s does not issue SSH certificates", r.Target)
-	}
-	var out ajar.SSHCertOutput
-	err = s.store.Update(ctx, func(tx ajar.Tx) error {
-		now := tx.Now()
-		cur, err := tx.GetRequest(ctx, id)
-		if err != nil {
-			return err
-		}
-		if cur.State != ajar.StateActive || cur.ExpiresAt == nil || !now.Before(*cur.ExpiresAt) {
-			return ajar.Errorf(ajar.ECONFLICT, "request %s is no longer active", id)
-		}
-		cert, info, err := issuer.SignCert(*cur.Handle, publicKey, randomSerial(), now)
-		if err != nil {
-			return err
-		}
-		if err := tx.InsertSSHCert(ctx, info); err != nil {
-			return err
-		}
-		if err := s.checkCertLimit(ctx, tx, u.ID, id); err != nil {
-			return err
-		}
-		out = ajar.SSHCertOutput{Certificate: strings.TrimSpace(string(cert)), Info: info}
-		return s.audit(ctx, tx, u.ID, "ssh_cert.issued", id, map[string]any{
-			"serial": info.Serial, "key_id": info.KeyID, "principals": info.Principals,
-			"fingerprint": info.Fingerprint, "valid_before": info.ValidBefore,
-		})
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &out, nil
-}
-
-func randomSerial() uint64 {
-	var b [8]byte
-	for {
-		if _, err := rand.Read(b[:]); err != nil {
-			panic(err)
-		}
-		if v := binary.BigEndian.Uint64(b[:]); v != 0 {
-			return v
-		}
-	}
-}
-
-// SSHCA returns the SSH CA public key in authorized_keys format.
-func (s *Service) SSHCA(ctx context.Context) (string, error) {
-	if s.sshCA == nil {
-		return "", ajar.Errorf(ajar.ENOTFOUND, "this server has no SSH CA")
-	}
-	return s.sshCA(), nil
 }
 
 // audit appends one event in tx. An audit write that fails fails the operation.

@@ -384,14 +384,27 @@ func newAuthorizedKey(t *testing.T) []byte {
 	return ssh.MarshalAuthorizedKey(sp)
 }
 
-// issueCert certifies a fresh key for u's request and returns the certificate.
+// issueCert certifies a fresh key for u's active request with its provider
+// (package sshaccess issues certificates the same way) and returns the
+// certificate: what the request's handle lets the signer put in it.
 func (e *env) issueCert(t *testing.T, user, id string) *ssh.Certificate {
 	t.Helper()
-	out, err := e.svc.IssueSSHCert(t.Context(), e.users[user], id, newAuthorizedKey(t))
+	r, err := e.svc.GetRequest(t.Context(), e.users[user], id)
 	if err != nil {
-		t.Fatalf("IssueSSHCert: %v", err)
+		t.Fatal(err)
 	}
-	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(out.Certificate))
+	if r.State != ajar.StateActive || r.Handle == nil {
+		t.Fatalf("request %s is %s, not active", id, r.State)
+	}
+	prov, err := e.svc.providers.ForHandle(*r.Handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, err := prov.(ajar.SSHCertIssuer).SignCert(*r.Handle, newAuthorizedKey(t), 1, e.clock.Now())
+	if err != nil {
+		t.Fatalf("SignCert: %v", err)
+	}
+	k, _, _, _, err := ssh.ParseAuthorizedKey(line)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/sshaccess"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -57,7 +58,7 @@ func TestEvidenceGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := e.svc.IssueSSHCert(ctx, e.users["alice"], r.ID, ssh.MarshalAuthorizedKey(pub))
+	cert, err := sshaccess.New(e.svc, e.store, e.pol, e.provs, nil).IssueSSHCert(ctx, e.users["alice"], r.ID, ssh.MarshalAuthorizedKey(pub))
 	if err != nil {
 		t.Fatal(err)
 	}

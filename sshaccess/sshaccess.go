@@ -1,7 +1,8 @@
 // Package sshaccess is the one round trip that "ajar ssh" makes: reuse the
 // caller's request for a target or create one, and certify their key if the
-// request is active. It composes the core's CreateRequest and IssueSSHCert
-// and decides nothing itself (see docs/architecture.md); what SSH hosts and
+// request is active; and the certificates for an active request
+// (IssueSSHCert, cert.go). It composes the core's CreateRequest, GetRequest
+// and CheckCertLimit and decides nothing itself (see docs/architecture.md); what SSH hosts and
 // their agents fetch and report is package sshhost.
 package sshaccess
 
@@ -22,12 +23,14 @@ type Service struct {
 	store     ajar.Store
 	pol       *policy.Policy
 	providers broker.Providers
+	ca        func() string
 }
 
 // New returns a Service over the core and the store, policy and providers
-// it was built with (cmd/ajar wires the same ones).
-func New(core *broker.Service, st ajar.Store, pol *policy.Policy, provs broker.Providers) *Service {
-	return &Service{core: core, store: st, pol: pol, providers: provs}
+// it was built with (cmd/ajar wires the same ones); ca returns the SSH CA's
+// public key line, nil when no CA is configured.
+func New(core *broker.Service, st ajar.Store, pol *policy.Policy, provs broker.Providers, ca func() string) *Service {
+	return &Service{core: core, store: st, pol: pol, providers: provs, ca: ca}
 }
 
 // minReuseLeft is the least time an active request must have left for "ajar
@@ -62,7 +65,7 @@ type Output struct {
 // (active with at least minReuseLeft to go, else pending or approved without a
 // start in the future: those are returned in Scheduled, never waited on) and whose
 // parameters equal in.Params, or creates one exactly as CreateRequest does. If the
-// request is active and in.PublicKey is set, it certifies the key with broker's
+// request is active and in.PublicKey is set, it certifies the key with
 // IssueSSHCert. Nothing is stored if the target does not issue SSH certificates or the
 // key is malformed.
 func (s *Service) SSHAccess(ctx context.Context, u ajar.User, in Input) (*Output, error) {
@@ -100,7 +103,7 @@ func (s *Service) SSHAccess(ctx context.Context, u ajar.User, in Input) (*Output
 		return nil, err
 	}
 	if out.Request.State == ajar.StateActive && in.PublicKey != "" {
-		if out.Cert, err = s.core.IssueSSHCert(ctx, u, out.Request.ID, []byte(in.PublicKey)); err != nil {
+		if out.Cert, err = s.IssueSSHCert(ctx, u, out.Request.ID, []byte(in.PublicKey)); err != nil {
 			return nil, err
 		}
 	}

@@ -40,7 +40,7 @@ type sshEnv struct {
 func newSSHEnv(t *testing.T) *sshEnv {
 	t.Helper()
 	e := sshtest.New(t, sshTestPolicy)
-	return &sshEnv{Env: e, ssh: sshaccess.New(e.Svc, e.Store, e.Policy, e.Provs)}
+	return &sshEnv{Env: e, ssh: sshaccess.New(e.Svc, e.Store, e.Policy, e.Provs, e.CA.AuthorizedKey)}
 }
 
 // requests counts user's requests in the store.
@@ -121,7 +121,7 @@ func TestSSHAccessReuse(t *testing.T) {
 	}
 }
 
-// TestSSHAccessAtTheCertificateLimit: SSHAccess certifies through the core's
+// TestSSHAccessAtTheCertificateLimit: SSHAccess certifies through
 // IssueSSHCert, so the policy's certificates_per_request (20 by default)
 // refuses the 21st key for one request.
 func TestSSHAccessAtTheCertificateLimit(t *testing.T) {
