@@ -85,34 +85,34 @@ func TestMayDecide(t *testing.T) {
 		step    int // when allowed
 	}{
 		{name: "approver of the first step", user: "bob", at: time.Minute, step: 0},
-		{name: "the requester", user: "alice", at: time.Minute, refusal: refusedSelf, code: ajar.EFORBIDDEN},
-		{name: "the requester who approves the step", setup: setup{requester: "erin"}, user: "erin", at: time.Minute, refusal: refusedSelf, code: ajar.EFORBIDDEN},
-		{name: "an admin who approves nothing", user: "root", at: time.Minute, refusal: refusedNotApprover, code: ajar.EFORBIDDEN},
-		{name: "approver of a later step, early", user: "dave", at: time.Minute, refusal: refusedNotApprover, code: ajar.EFORBIDDEN},
+		{name: "the requester", user: "alice", at: time.Minute, refusal: RefusedSelf, code: ajar.EFORBIDDEN},
+		{name: "the requester who approves the step", setup: setup{requester: "erin"}, user: "erin", at: time.Minute, refusal: RefusedSelf, code: ajar.EFORBIDDEN},
+		{name: "an admin who approves nothing", user: "root", at: time.Minute, refusal: RefusedNotApprover, code: ajar.EFORBIDDEN},
+		{name: "approver of a later step, early", user: "dave", at: time.Minute, refusal: RefusedNotApprover, code: ajar.EFORBIDDEN},
 		{name: "approver of a later step once reached", setup: setup{approvals: []ajar.Approval{approve("bob", 0, time.Minute)}}, user: "dave", at: 2 * time.Minute, step: 1},
-		{name: "approver of an earlier step, too late", setup: setup{approvals: []ajar.Approval{approve("bob", 0, time.Minute)}}, user: "carol", at: 2 * time.Minute, refusal: refusedNotApprover, code: ajar.EFORBIDDEN},
-		{name: "already decided", setup: setup{approvals: []ajar.Approval{approve("bob", 0, time.Minute)}}, user: "bob", at: 2 * time.Minute, refusal: refusedAlready, code: ajar.ECONFLICT},
-		{name: "escalate_to before the escalation", user: "mia", at: 10*time.Minute - time.Second, refusal: refusedNotApprover, code: ajar.EFORBIDDEN},
+		{name: "approver of an earlier step, too late", setup: setup{approvals: []ajar.Approval{approve("bob", 0, time.Minute)}}, user: "carol", at: 2 * time.Minute, refusal: RefusedNotApprover, code: ajar.EFORBIDDEN},
+		{name: "already decided", setup: setup{approvals: []ajar.Approval{approve("bob", 0, time.Minute)}}, user: "bob", at: 2 * time.Minute, refusal: RefusedAlready, code: ajar.ECONFLICT},
+		{name: "escalate_to before the escalation", user: "mia", at: 10*time.Minute - time.Second, refusal: RefusedNotApprover, code: ajar.EFORBIDDEN},
 		{name: "escalate_to once escalated", user: "mia", at: 10 * time.Minute, step: 0},
-		{name: "escalate_to of another step", setup: setup{approvals: []ajar.Approval{approve("bob", 0, time.Minute)}}, user: "mia", at: 30 * time.Minute, refusal: refusedNotApprover, code: ajar.EFORBIDDEN},
+		{name: "escalate_to of another step", setup: setup{approvals: []ajar.Approval{approve("bob", 0, time.Minute)}}, user: "mia", at: 30 * time.Minute, refusal: RefusedNotApprover, code: ajar.EFORBIDDEN},
 		{name: "just before the deadline", user: "bob", at: time.Hour - time.Second, step: 0},
-		{name: "at the deadline", user: "bob", at: time.Hour, refusal: refusedDeadline, code: ajar.ECONFLICT},
-		{name: "escalate_to after the deadline", user: "mia", at: 2 * time.Hour, refusal: refusedDeadline, code: ajar.ECONFLICT},
-		{name: "decided already", setup: setup{decided: true}, user: "bob", at: time.Minute, refusal: refusedNotPending, code: ajar.ECONFLICT},
-		{name: "policy gone", setup: setup{policy: "gone"}, user: "bob", at: time.Minute, refusal: refusedPolicyMissing, code: ajar.EFORBIDDEN},
-		{name: "target no longer in the rule", setup: setup{target: "web"}, user: "bob", at: time.Minute, refusal: refusedRequester, code: ajar.EFORBIDDEN},
-		{name: "requester no longer a requester", setup: setup{requester: "gus"}, user: "bob", at: time.Minute, refusal: refusedRequester, code: ajar.EFORBIDDEN},
-		{name: "requester no longer in the file", setup: setup{requester: "left"}, user: "bob", at: time.Minute, refusal: refusedRequester, code: ajar.EFORBIDDEN},
+		{name: "at the deadline", user: "bob", at: time.Hour, refusal: RefusedDeadline, code: ajar.ECONFLICT},
+		{name: "escalate_to after the deadline", user: "mia", at: 2 * time.Hour, refusal: RefusedDeadline, code: ajar.ECONFLICT},
+		{name: "decided already", setup: setup{decided: true}, user: "bob", at: time.Minute, refusal: RefusedNotPending, code: ajar.ECONFLICT},
+		{name: "policy gone", setup: setup{policy: "gone"}, user: "bob", at: time.Minute, refusal: RefusedPolicyMissing, code: ajar.EFORBIDDEN},
+		{name: "target no longer in the rule", setup: setup{target: "web"}, user: "bob", at: time.Minute, refusal: RefusedRequester, code: ajar.EFORBIDDEN},
+		{name: "requester no longer a requester", setup: setup{requester: "gus"}, user: "bob", at: time.Minute, refusal: RefusedRequester, code: ajar.EFORBIDDEN},
+		{name: "requester no longer in the file", setup: setup{requester: "left"}, user: "bob", at: time.Minute, refusal: RefusedRequester, code: ajar.EFORBIDDEN},
 		{name: "break-glass requester", only: "extension", setup: setup{requester: "otto", breakglass: true}, user: "bob", at: time.Minute, step: 0},
-		{name: "break-glass requester no longer allowed", only: "extension", setup: setup{breakglass: true}, user: "bob", at: time.Minute, refusal: refusedRequester, code: ajar.EFORBIDDEN},
-		{name: "break-glass user as a requester", setup: setup{requester: "otto"}, user: "bob", at: time.Minute, refusal: refusedRequester, code: ajar.EFORBIDDEN},
+		{name: "break-glass requester no longer allowed", only: "extension", setup: setup{breakglass: true}, user: "bob", at: time.Minute, refusal: RefusedRequester, code: ajar.EFORBIDDEN},
+		{name: "break-glass user as a requester", setup: setup{requester: "otto"}, user: "bob", at: time.Minute, refusal: RefusedRequester, code: ajar.EFORBIDDEN},
 	}
 	for _, tt := range tests {
 		for _, what := range []string{"request", "extension"} {
 			if tt.only != "" && tt.only != what {
 				continue
 			}
-			for _, verb := range []string{verbApprove, verbDeny} {
+			for _, verb := range []string{VerbApprove, VerbDeny} {
 				t.Run(fmt.Sprintf("%s/%s/%s", tt.name, what, verb), func(t *testing.T) {
 					su := tt.setup
 					r := &ajar.Request{
@@ -194,7 +194,7 @@ func extendEnv(t *testing.T, sink *recordSink) (*env, *ajar.Request) {
 func (e *env) decide(t *testing.T, user, verb, id string) string {
 	t.Helper()
 	var err error
-	if verb == verbApprove {
+	if verb == VerbApprove {
 		_, err = e.svc.Approve(t.Context(), e.users[user], id, "ok")
 	} else {
 		_, err = e.svc.Deny(t.Context(), e.users[user], id, "no")
@@ -233,7 +233,7 @@ func (e *env) withPolicy(t *testing.T, src string) *Service {
 // Nobody decides their own extension (audited), escalate_to decides neither
 // way before the step escalates, a later step's approver waits for it.
 func TestDecideExtension(t *testing.T) {
-	for _, verb := range []string{verbApprove, verbDeny} {
+	for _, verb := range []string{VerbApprove, VerbDeny} {
 		t.Run(verb, func(t *testing.T) {
 			e, r := extendEnv(t, &recordSink{name: "chat"})
 			for _, c := range []struct{ user, code string }{
@@ -257,7 +257,7 @@ func TestDecideExtension(t *testing.T) {
 				t.Fatalf("mia %s once escalated: %s", verb, code)
 			}
 			want := ajar.ExtensionDenied
-			if verb == verbApprove {
+			if verb == VerbApprove {
 				if ext := e.extensions(t, r.ID)[0]; ext.State != ajar.ExtensionPending {
 					t.Fatalf("after step 1: %s, want pending (step 2 waits for leads)", ext.State)
 				}
@@ -284,7 +284,7 @@ func TestDecideAfterDeadline(t *testing.T) {
 	r := e.create(t, "alice", "db", "30m")
 	e.clock.Add(time.Hour)
 	for _, u := range []string{"bob", "carol", "mia"} {
-		for _, verb := range []string{verbApprove, verbDeny} {
+		for _, verb := range []string{VerbApprove, VerbDeny} {
 			if code := e.decide(t, u, verb, r.ID); code != ajar.ECONFLICT {
 				t.Errorf("%s %s after the deadline: %q", u, verb, code)
 			}

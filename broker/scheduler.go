@@ -296,7 +296,7 @@ func (s *Service) grant(ctx context.Context, r *ajar.Request, clk storeClock) er
 	if err != nil {
 		return s.failGrant(ctx, r, clk, err, true)
 	}
-	h, err := s.providerGrant(ctx, prov, *r.Handle) // shared.go: under the lock of shared access
+	h, err := s.ProviderGrant(ctx, prov, *r.Handle) // shared.go: under the lock of shared access
 	if errors.Is(err, errShareBusy) {
 		return s.shareBusy(ctx, r)
 	}
@@ -451,7 +451,7 @@ func (s *Service) revokeOrphan(ctx context.Context, id string, h ajar.Handle) er
 	prov, err := s.providers.ForHandle(h)
 	orphan := &ajar.Request{ID: id, Requester: h.Grant.Requester, Handle: &h}
 	for attempt := 1; err == nil && attempt <= s.sched.MaxRevokeAttempts; attempt++ {
-		err = s.providerRevoke(ctx, prov, orphan) // shared.go: keeps access other requests share
+		err = s.ProviderRevoke(ctx, prov, orphan) // shared.go: keeps access other requests share
 		if err == nil {
 			break
 		}
@@ -541,7 +541,7 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) e
 		}
 		prov, err := s.providers.ForHandle(*r.Handle)
 		if err == nil {
-			err = s.providerRevoke(ctx, prov, r) // shared.go: keeps access other requests share
+			err = s.ProviderRevoke(ctx, prov, r) // shared.go: keeps access other requests share
 		}
 		if err != nil && !errors.Is(err, errShareBusy) {
 			s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "revoke").Inc()

@@ -131,7 +131,10 @@ func newRequestID() string {
 	return "req_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }
 
-func validateCreate(in ajar.CreateInput) (time.Duration, error) {
+// ValidateCreate checks the fields of a new request as CreateRequest does
+// before it asks the policy (sshaccess asks it too), and returns its duration
+// (0: the policy's default). EINVALID names the field.
+func ValidateCreate(in ajar.CreateInput) (time.Duration, error) {
 	if strings.TrimSpace(in.Target) == "" {
 		return 0, ajar.FieldErrorf("target", "a target is required")
 	}
@@ -184,7 +187,7 @@ func CheckStart(start *time.Time, now time.Time) error {
 // events, in one transaction. A request that is auto-approved and due now is granted
 // before CreateRequest returns, so the caller usually sees it active.
 func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in ajar.CreateInput) (*ajar.Request, error) {
-	d, err := validateCreate(in)
+	d, err := ValidateCreate(in)
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +202,7 @@ func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in ajar.Create
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkParams(in.Target, in.Params); err != nil { // workflow.go
+	if err := s.CheckParams(in.Target, in.Params); err != nil { // workflow.go
 		return nil, err
 	}
 
@@ -295,8 +298,8 @@ func (s *Service) getRequest(ctx context.Context, id string) (*ajar.Request, err
 	return r, err
 }
 
-// canSee reports whether u may read r: its requester, an admin, or one of its approvers.
-func (s *Service) canSee(u ajar.User, r *ajar.Request) bool {
+// CanSee reports whether u may read r: its requester, an admin, or one of its approvers.
+func (s *Service) CanSee(u ajar.User, r *ajar.Request) bool {
 	if ajar.SameUser(r.Requester, u.ID) || s.pol.IsAdmin(u) {
 		return true
 	}
@@ -312,7 +315,7 @@ func notFound(id string) error { return ajar.Errorf(ajar.ENOTFOUND, "no request 
 // GetRequest returns a request u may see; ENOTFOUND otherwise (so ids do not leak).
 func (s *Service) GetRequest(ctx context.Context, u ajar.User, id string) (*ajar.Request, error) {
 	r, err := s.getRequest(ctx, id)
-	if ajar.ErrorCode(err) == ajar.ENOTFOUND || (err == nil && !s.canSee(u, r)) {
+	if ajar.ErrorCode(err) == ajar.ENOTFOUND || (err == nil && !s.CanSee(u, r)) {
 		return nil, notFound(id)
 	} else if err != nil {
 		return nil, err
@@ -322,7 +325,7 @@ func (s *Service) GetRequest(ctx context.Context, u ajar.User, id string) (*ajar
 
 // currentStep returns the index of the first approval step whose count is not met,
 // or len(steps) when all are.
-func currentStep(r *ajar.Request, rule *policy.Rule) int { return stepOf(r.Approvals, rule) }
+func currentStep(r *ajar.Request, rule *policy.Rule) int { return StepOf(r.Approvals, rule) }
 
 // mutate runs fn on the current request id in a write transaction. fn returns the
 // error to give the caller; when keep is true the transaction commits even though fn
@@ -332,7 +335,7 @@ func (s *Service) mutate(ctx context.Context, u ajar.User, id string, fn func(tx
 	var out *ajar.Request
 	err := s.store.Update(ctx, func(tx ajar.Tx) error {
 		r, err := tx.GetRequest(ctx, id)
-		if ajar.ErrorCode(err) == ajar.ENOTFOUND || (err == nil && !s.canSee(u, r)) {
+		if ajar.ErrorCode(err) == ajar.ENOTFOUND || (err == nil && !s.CanSee(u, r)) {
 			return notFound(id)
 		} else if err != nil {
 			return err
@@ -389,7 +392,7 @@ func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) 
 		if r.State == ajar.StateActive {
 			return s.approveExtension(ctx, tx, u, r, comment, &extended) // workflow.go
 		}
-		d := decision{verb: verbApprove, r: r}
+		d := decision{verb: VerbApprove, r: r}
 		rule, step, f := s.mayDecide(u, d, now)
 		if f != nil {
 			return s.refused(ctx, tx, u, d, f)
@@ -444,7 +447,7 @@ func (s *Service) Deny(ctx context.Context, u ajar.User, id, reason string) (*aj
 		if r.State == ajar.StateActive {
 			return s.denyExtension(ctx, tx, u, r, reason) // workflow.go
 		}
-		d := decision{verb: verbDeny, r: r}
+		d := decision{verb: VerbDeny, r: r}
 		_, step, f := s.mayDecide(u, d, now)
 		if f != nil {
 			return s.refused(ctx, tx, u, d, f)
@@ -488,7 +491,7 @@ func (s *Service) Cancel(ctx context.Context, u ajar.User, id string) (*ajar.Req
 // little for that so the common case returns the final state.
 func (s *Service) Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Request, error) {
 	return s.endEarly(ctx, id, u.ID, nil, func(_ ajar.ReadTx, r *ajar.Request) error {
-		if !s.canSee(u, r) {
+		if !s.CanSee(u, r) {
 			return notFound(id)
 		}
 		if !ajar.SameUser(r.Requester, u.ID) && !s.pol.IsAdmin(u) {

@@ -205,9 +205,9 @@ func pendingExtension(ctx context.Context, tx ajar.Tx, r *ajar.Request) (*ajar.E
 	return nil, ajar.Errorf(ajar.ECONFLICT, "request %s is %s and has no extension waiting for approval", r.ID, r.State)
 }
 
-// stepOf returns the first approval step whose count approvals do not meet, or
+// StepOf returns the first approval step whose count approvals do not meet, or
 // len(steps) when all are met.
-func stepOf(approvals []ajar.Approval, rule *policy.Rule) int {
+func StepOf(approvals []ajar.Approval, rule *policy.Rule) int {
 	for i, st := range rule.Approval.Steps {
 		n := 0
 		for _, a := range approvals {
@@ -232,17 +232,17 @@ func (s *Service) approveExtension(ctx context.Context, tx ajar.Tx, u ajar.User,
 	if err != nil {
 		return false, err
 	}
-	bg, err := requestIsBreakglass(ctx, tx, r.ID)
+	bg, err := RequestIsBreakglass(ctx, tx, r.ID)
 	if err != nil {
 		return false, err
 	}
-	d := decision{verb: verbApprove, r: r, ext: ext, breakglass: bg}
+	d := decision{verb: VerbApprove, r: r, ext: ext, breakglass: bg}
 	rule, step, f := s.mayDecide(u, d, now)
 	if f != nil {
 		return s.refused(ctx, tx, u, d, f)
 	}
 	ext.Approvals = append(ext.Approvals, ajar.Approval{Approver: u.ID, Step: step, Decision: ajar.DecisionApprove, Comment: comment, At: now})
-	if stepOf(ext.Approvals, rule) < len(rule.Approval.Steps) {
+	if StepOf(ext.Approvals, rule) < len(rule.Approval.Steps) {
 		if err := tx.UpdateExtension(ctx, ext); err != nil {
 			return false, err
 		}
@@ -264,11 +264,11 @@ func (s *Service) denyExtension(ctx context.Context, tx ajar.Tx, u ajar.User, r 
 	if err != nil {
 		return false, err
 	}
-	bg, err := requestIsBreakglass(ctx, tx, r.ID)
+	bg, err := RequestIsBreakglass(ctx, tx, r.ID)
 	if err != nil {
 		return false, err
 	}
-	d := decision{verb: verbDeny, r: r, ext: ext, breakglass: bg}
+	d := decision{verb: VerbDeny, r: r, ext: ext, breakglass: bg}
 	_, step, f := s.mayDecide(u, d, now)
 	if f != nil {
 		return s.refused(ctx, tx, u, d, f)
@@ -289,7 +289,7 @@ func (s *Service) denyExtension(ctx context.Context, tx ajar.Tx, u ajar.User, r 
 // together; the grant is made before Breakglass returns. The review stays
 // open until an admin other than u closes it with CloseReview.
 func (s *Service) Breakglass(ctx context.Context, u ajar.User, in ajar.CreateInput) (*ajar.Request, error) {
-	d, err := validateCreate(in)
+	d, err := ValidateCreate(in)
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +305,7 @@ func (s *Service) Breakglass(ctx context.Context, u ajar.User, in ajar.CreateInp
 	if err := s.checkBreakglassMFA(u, dec.Rule, s.now()); err != nil { // mfa.go
 		return nil, err
 	}
-	if err := s.checkParams(in.Target, in.Params); err != nil {
+	if err := s.CheckParams(in.Target, in.Params); err != nil {
 		return nil, err
 	}
 	r := &ajar.Request{
@@ -351,8 +351,9 @@ func (s *Service) Breakglass(ctx context.Context, u ajar.User, in ajar.CreateInp
 	return s.getRequest(ctx, r.ID)
 }
 
-// checkParams validates request parameters with the target's provider.
-func (s *Service) checkParams(target string, params map[string]string) error {
+// CheckParams validates request parameters with the target's provider (the
+// read model's forms ask it too). EINVALID names the parameter.
+func (s *Service) CheckParams(target string, params map[string]string) error {
 	prov, err := s.providers.ForTarget(target)
 	if err != nil {
 		return fmt.Errorf("provider for %s: %w", target, err)
