@@ -1,6 +1,9 @@
 package ajar
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // The inputs and outputs of the core's operations that are not domain types
 // themselves. The HTTP API, its Go client (the CLI's, and the host agent's)
@@ -16,6 +19,86 @@ type CreateInput struct {
 	Ticket   string            `json:"ticket,omitempty"`
 	Start    *time.Time        `json:"start,omitempty"`
 	Params   map[string]string `json:"params,omitempty"`
+}
+
+// Limits on a request's fields, checked at the edge: by Validate, and by the
+// core for reasons and comments.
+const (
+	MaxTargetLen  = 200
+	MaxReasonLen  = 2000
+	MaxTicketLen  = 200
+	MaxCommentLen = 2000
+	MaxParams     = 16
+	MaxParamLen   = 256
+	MaxStartAhead = 90 * 24 * time.Hour // CheckStart
+)
+
+// Validate checks the fields of a new request (also a break-glass request
+// and an explanation) before anyone asks the policy, and returns its duration
+// (0: the policy's default). Free text is checked with CheckText and
+// CheckLines (see docs/security.md, "Free text"). EINVALID names the field.
+func (in CreateInput) Validate() (time.Duration, error) {
+	if strings.TrimSpace(in.Target) == "" {
+		return 0, FieldErrorf("target", "a target is required")
+	}
+	if len(in.Target) > MaxTargetLen {
+		return 0, FieldErrorf("target", "longer than %d characters", MaxTargetLen)
+	}
+	var d time.Duration
+	if in.Duration != "" {
+		var err error
+		d, err = time.ParseDuration(in.Duration)
+		if err != nil {
+			return 0, FieldErrorf("duration", "%q is not a duration (use Go syntax, e.g. 90s or 30m)", in.Duration)
+		}
+		if d <= 0 {
+			return 0, FieldErrorf("duration", "must be positive")
+		}
+	}
+	if err := CheckText("target", in.Target, MaxTargetLen); err != nil {
+		return 0, err
+	}
+	if err := CheckLines("reason", in.Reason, MaxReasonLen); err != nil {
+		return 0, err
+	}
+	if err := CheckText("ticket", in.Ticket, MaxTicketLen); err != nil {
+		return 0, err
+	}
+	for k, v := range in.Params {
+		if err := CheckText("params", k, 64); err != nil {
+			return 0, err
+		}
+		if err := CheckText("params."+k, v, MaxParamLen); err != nil {
+			return 0, err
+		}
+	}
+	if len(in.Params) > MaxParams {
+		return 0, FieldErrorf("params", "at most %d parameters", MaxParams)
+	}
+	for k, v := range in.Params {
+		if k == "" || len(k) > 64 || strings.ContainsAny(k, " \t\r\n=") {
+			return 0, FieldErrorf("params", "bad parameter name %q", k)
+		}
+		if len(v) > MaxParamLen || strings.ContainsAny(v, "\r\n\x00") {
+			return 0, FieldErrorf("params."+k, "value too long or contains control characters")
+		}
+	}
+	return d, nil
+}
+
+// CheckStart checks the start of a new request at now: EINVALID (field
+// "start") when it is in the past or more than MaxStartAhead ahead; nil for
+// none.
+func CheckStart(start *time.Time, now time.Time) error {
+	switch {
+	case start == nil:
+		return nil
+	case start.Before(now.Add(-time.Minute)):
+		return FieldErrorf("start", "is in the past")
+	case start.After(now.Add(MaxStartAhead)):
+		return FieldErrorf("start", "is more than %s ahead", MaxStartAhead)
+	}
+	return nil
 }
 
 // ExtendInput asks for more time on an active request.

@@ -9,7 +9,7 @@ import (
 
 // What the packages beside and above the core need of it besides the
 // lifecycle: readmodel (MayDecide, CanSee, StepOf, RequestIsBreakglass,
-// CheckParams), sshaccess (ValidateCreate, CheckCertLimit), reconcile
+// CheckParams), sshaccess (CheckCertLimit), reconcile
 // (ProviderGrant, RevokeUnlessShared, ProviderRevoke), credentials and
 // reconcile (ProviderTimeout, CountProviderError) and sshhost (AppendAudit).
 // cmd/ajar gives them the store, the policy, the providers and the clock.

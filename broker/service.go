@@ -107,17 +107,6 @@ func New(cfg Config) (*Service, error) {
 // Policy returns the policy the service enforces.
 func (s *Service) Policy() *policy.Policy { return s.pol }
 
-// Limits on free-text input, checked at the edge.
-const (
-	maxReasonLen  = 2000
-	maxTicketLen  = 200
-	maxCommentLen = 2000
-	maxParams     = 16
-	maxParamLen   = 256
-	maxTargetLen  = 200
-	maxStartAhead = 90 * 24 * time.Hour
-)
-
 // WhoAmI returns u with whether it is an admin.
 func (s *Service) WhoAmI(ctx context.Context, u ajar.User) (ajar.Caller, error) {
 	return ajar.Caller{User: u, Admin: s.pol.IsAdmin(u)}, nil
@@ -131,68 +120,16 @@ func newRequestID() string {
 	return "req_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }
 
-// ValidateCreate checks the fields of a new request as CreateRequest does
-// before it asks the policy (sshaccess asks it too), and returns its duration
-// (0: the policy's default). EINVALID names the field.
-func ValidateCreate(in ajar.CreateInput) (time.Duration, error) {
-	if strings.TrimSpace(in.Target) == "" {
-		return 0, ajar.FieldErrorf("target", "a target is required")
-	}
-	if len(in.Target) > maxTargetLen {
-		return 0, ajar.FieldErrorf("target", "longer than %d characters", maxTargetLen)
-	}
-	var d time.Duration
-	if in.Duration != "" {
-		var err error
-		d, err = time.ParseDuration(in.Duration)
-		if err != nil {
-			return 0, ajar.FieldErrorf("duration", "%q is not a duration (use Go syntax, e.g. 90s or 30m)", in.Duration)
-		}
-		if d <= 0 {
-			return 0, ajar.FieldErrorf("duration", "must be positive")
-		}
-	}
-	if err := checkCreateText(in); err != nil { // input.go
-		return 0, err
-	}
-	if len(in.Params) > maxParams {
-		return 0, ajar.FieldErrorf("params", "at most %d parameters", maxParams)
-	}
-	for k, v := range in.Params {
-		if k == "" || len(k) > 64 || strings.ContainsAny(k, " \t\r\n=") {
-			return 0, ajar.FieldErrorf("params", "bad parameter name %q", k)
-		}
-		if len(v) > maxParamLen || strings.ContainsAny(v, "\r\n\x00") {
-			return 0, ajar.FieldErrorf("params."+k, "value too long or contains control characters")
-		}
-	}
-	return d, nil
-}
-
-// CheckStart checks the start of a new request at now: EINVALID (field
-// "start") when it is in the past or more than 90 days ahead; nil for none.
-func CheckStart(start *time.Time, now time.Time) error {
-	switch {
-	case start == nil:
-		return nil
-	case start.Before(now.Add(-time.Minute)):
-		return ajar.FieldErrorf("start", "is in the past")
-	case start.After(now.Add(maxStartAhead)):
-		return ajar.FieldErrorf("start", "is more than %s ahead", maxStartAhead)
-	}
-	return nil
-}
-
 // CreateRequest validates a request against policy and stores it, with its audit
 // events, in one transaction. A request that is auto-approved and due now is granted
 // before CreateRequest returns, so the caller usually sees it active.
 func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in ajar.CreateInput) (*ajar.Request, error) {
-	d, err := ValidateCreate(in)
+	d, err := in.Validate()
 	if err != nil {
 		return nil, err
 	}
 	now := s.now()
-	if err := CheckStart(in.Start, now); err != nil {
+	if err := ajar.CheckStart(in.Start, now); err != nil {
 		return nil, err
 	}
 	dec, err := s.pol.Evaluate(u, policy.Input{
@@ -309,6 +246,11 @@ func (s *Service) CanSee(u ajar.User, r *ajar.Request) bool {
 	}
 	return rule.Approves(u) // approvers of any step, escalation included
 }
+
+// checkComment checks an approver's comment, or the reason of a denial or an
+// extension (field names it): free text, see ajar.CheckLines. EINVALID naming
+// field.
+func checkComment(field, s string) error { return ajar.CheckLines(field, s, ajar.MaxCommentLen) }
 
 func notFound(id string) error { return ajar.Errorf(ajar.ENOTFOUND, "no request %s", id) }
 

@@ -47,7 +47,7 @@ func (s *Service) Extend(ctx context.Context, u ajar.User, id string, in ajar.Ex
 	if by > ajar.MaxWindow {
 		return nil, ajar.FieldErrorf("by", "%s is longer than the hard limit %s on any access window", fmtDuration(by), fmtDuration(ajar.MaxWindow))
 	}
-	if err := ajar.CheckLines("reason", in.Reason, maxReasonLen); err != nil {
+	if err := ajar.CheckLines("reason", in.Reason, ajar.MaxReasonLen); err != nil {
 		return nil, err
 	}
 	var out ajar.ExtendOutput
@@ -289,7 +289,7 @@ func (s *Service) denyExtension(ctx context.Context, tx ajar.Tx, u ajar.User, r 
 // together; the grant is made before Breakglass returns. The review stays
 // open until an admin other than u closes it with CloseReview.
 func (s *Service) Breakglass(ctx context.Context, u ajar.User, in ajar.CreateInput) (*ajar.Request, error) {
-	d, err := ValidateCreate(in)
+	d, err := in.Validate()
 	if err != nil {
 		return nil, err
 	}

@@ -70,7 +70,7 @@ type Output struct {
 // key is malformed.
 func (s *Service) SSHAccess(ctx context.Context, u ajar.User, in Input) (*Output, error) {
 	create := ajar.CreateInput{Target: in.Target, Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params}
-	if _, err := broker.ValidateCreate(create); err != nil {
+	if _, err := create.Validate(); err != nil {
 		return nil, err
 	}
 	if _, err := s.pol.Match(u, in.Target); err != nil {
