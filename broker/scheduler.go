@@ -129,6 +129,15 @@ func (s *Service) Kick() {
 	s.notify.Wake()
 }
 
+// activeNextAt is when the scheduler must look at an active request next: at
+// its expiry, or before it to send the expiry reminder (events.Notifier).
+func (s *Service) activeNextAt(r *ajar.Request, now time.Time) *time.Time {
+	if at, ok := s.notify.ReminderAt(r); ok && now.Before(at) {
+		return ptr(at)
+	}
+	return ptr(*r.ExpiresAt)
+}
+
 // storeClock is the store's clock as read when a request was claimed, moved on
 // by the local monotonic clock. Decisions about a claimed request use it, never
 // the local wall clock, so a replica with a skewed clock neither revokes early nor

@@ -59,7 +59,7 @@ type Service struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	sched     SchedulerConfig
-	notify    *events.Notifier
+	notify    *events.Notifier // the outbox write in the audit write's transaction (audit)
 	kick      chan struct{}
 	now       func() time.Time
 	users     func(ctx context.Context, id string) (ajar.User, bool, error)
