@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/readmodel"
 )
 
@@ -68,7 +67,7 @@ func (c *Client) Targets(ctx context.Context) ([]readmodel.TargetInfo, error) {
 }
 
 // CreateRequest asks for access. An auto-approved request comes back active.
-func (c *Client) CreateRequest(ctx context.Context, in broker.CreateInput) (*ajar.Request, error) {
+func (c *Client) CreateRequest(ctx context.Context, in ajar.CreateInput) (*ajar.Request, error) {
 	var out ajar.Request
 	if err := c.do(ctx, http.MethodPost, "/v1/requests", nil, in, &out); err != nil {
 		return nil, err
@@ -157,12 +156,12 @@ func (c *Client) Cancel(ctx context.Context, id string) (*ajar.Request, error) {
 }
 
 // IssueSSHCert certifies publicKey (authorized_keys format) for the caller's active request id.
-func (c *Client) IssueSSHCert(ctx context.Context, id string, publicKey []byte) (*broker.SSHCertOutput, error) {
+func (c *Client) IssueSSHCert(ctx context.Context, id string, publicKey []byte) (*ajar.SSHCertOutput, error) {
 	path, err := requestPath(id, "ssh-cert")
 	if err != nil {
 		return nil, err
 	}
-	var out broker.SSHCertOutput
+	var out ajar.SSHCertOutput
 	if err := c.do(ctx, http.MethodPost, path, nil, sshCertBody{PublicKey: string(publicKey)}, &out); err != nil {
 		return nil, err
 	}

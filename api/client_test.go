@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/readmodel"
 )
 
@@ -41,7 +40,7 @@ func TestClientRoundTrip(t *testing.T) {
 	}
 
 	start := time.Date(2026, 1, 2, 16, 0, 0, 0, time.UTC)
-	in := broker.CreateInput{Target: "prod-web", Duration: "30m", Reason: "deploy", Ticket: "OPS-1",
+	in := ajar.CreateInput{Target: "prod-web", Duration: "30m", Reason: "deploy", Ticket: "OPS-1",
 		Start: &start, Params: map[string]string{"source_ip": "203.0.113.7"}}
 	req, err := c.CreateRequest(ctx, in)
 	if err != nil {

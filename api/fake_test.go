@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/readmodel"
 )
 
@@ -26,7 +25,7 @@ type fakeCore struct {
 
 	// What the last call received.
 	user      ajar.User
-	create    broker.CreateInput
+	create    ajar.CreateInput
 	list      readmodel.ListInput
 	filter    ajar.AuditFilter
 	comment   string
@@ -97,7 +96,7 @@ func (f *fakeCore) Targets(ctx context.Context, u ajar.User) ([]readmodel.Target
 	}}, nil
 }
 
-func (f *fakeCore) CreateRequest(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error) {
+func (f *fakeCore) CreateRequest(ctx context.Context, u ajar.User, in ajar.CreateInput) (*ajar.Request, error) {
 	if err := f.called("CreateRequest", u); err != nil {
 		return nil, err
 	}
@@ -171,7 +170,7 @@ func (f *fakeCore) Cancel(ctx context.Context, u ajar.User, id string) (*ajar.Re
 	return f.decide("Cancel", u, id, ajar.StateCancelled)
 }
 
-func (f *fakeCore) IssueSSHCert(ctx context.Context, u ajar.User, id string, publicKey []byte) (*broker.SSHCertOutput, error) {
+func (f *fakeCore) IssueSSHCert(ctx context.Context, u ajar.User, id string, publicKey []byte) (*ajar.SSHCertOutput, error) {
 	if err := f.called("IssueSSHCert", u); err != nil {
 		return nil, err
 	}
@@ -181,7 +180,7 @@ func (f *fakeCore) IssueSSHCert(ctx context.Context, u ajar.User, id string, pub
 	f.mu.Lock()
 	f.publicKey = string(publicKey)
 	f.mu.Unlock()
-	return &broker.SSHCertOutput{
+	return &ajar.SSHCertOutput{
 		Certificate: "ssh-ed25519-cert-v01@openssh.com AAAAFakeCert",
 		Info:        ajar.SSHCert{Serial: 7, RequestID: id, KeyID: "alice@example.com/" + id, Principals: []string{"ubuntu"}},
 	}, nil
@@ -223,11 +222,11 @@ func (f *fakeCore) Checkpoint(ctx context.Context, u ajar.User) ([]byte, error) 
 
 func (f *fakeCore) AuditKey() string { return f.auditKey }
 
-func (f *fakeCore) WhoAmI(ctx context.Context, u ajar.User) (broker.Identity, error) {
+func (f *fakeCore) WhoAmI(ctx context.Context, u ajar.User) (ajar.Caller, error) {
 	if err := f.called("WhoAmI", u); err != nil {
-		return broker.Identity{}, err
+		return ajar.Caller{}, err
 	}
-	return broker.Identity{User: u}, nil
+	return ajar.Caller{User: u}, nil
 }
 
 // fakeIDs is the fake's Identity: fakeCore's tokens authenticate; handler

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/readmodel"
 )
 
@@ -228,7 +227,7 @@ func (s *Server) handleCreateRequest(w http.ResponseWriter, r *http.Request, u a
 		s.handleDryRun(w, r, u) // api/workflow.go: ?dry_run=true explains instead
 		return
 	}
-	var in broker.CreateInput
+	var in ajar.CreateInput
 	if err := decodeJSON(w, r, &in); err != nil {
 		s.writeError(w, r, err)
 		return

@@ -1,6 +1,6 @@
 // Package api is ajar's HTTP API: the server that exposes the broker under /v1 and
 // the Go client that the CLI (and anything else) uses to talk to it. Both share the
-// broker's input and output types, so the JSON on the wire is theirs.
+// root package's input and output types (wire.go), so the JSON on the wire is theirs.
 //
 // The server decodes and validates input at the edge, calls the core, and renders
 // the result; it holds no business rules. It alone maps error codes to HTTP statuses.
@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/readmodel"
 )
 
@@ -28,19 +27,19 @@ import (
 // maps to a status; any other error is reported as internal.
 type Core interface {
 	Targets(ctx context.Context, u ajar.User) ([]readmodel.TargetInfo, error)
-	CreateRequest(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error)
+	CreateRequest(ctx context.Context, u ajar.User, in ajar.CreateInput) (*ajar.Request, error)
 	GetRequest(ctx context.Context, u ajar.User, id string) (*ajar.Request, error)
 	ListRequests(ctx context.Context, u ajar.User, in readmodel.ListInput) (*readmodel.RequestList, error)
 	Approve(ctx context.Context, u ajar.User, id, comment string) (*ajar.Request, error)
 	Deny(ctx context.Context, u ajar.User, id, reason string) (*ajar.Request, error)
 	Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Request, error)
 	Cancel(ctx context.Context, u ajar.User, id string) (*ajar.Request, error)
-	IssueSSHCert(ctx context.Context, u ajar.User, id string, publicKey []byte) (*broker.SSHCertOutput, error)
+	IssueSSHCert(ctx context.Context, u ajar.User, id string, publicKey []byte) (*ajar.SSHCertOutput, error)
 	SSHCA(ctx context.Context) (string, error)
 	Audit(ctx context.Context, u ajar.User, f ajar.AuditFilter) ([]ajar.AuditEvent, error)
 	Checkpoint(ctx context.Context, u ajar.User) ([]byte, error)
 	AuditKey() string
-	WhoAmI(ctx context.Context, u ajar.User) (broker.Identity, error)
+	WhoAmI(ctx context.Context, u ajar.User) (ajar.Caller, error)
 }
 
 // DefaultAddr is where the server listens when Options.Addr is empty.

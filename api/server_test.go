@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/readmodel"
 )
 
@@ -134,7 +133,7 @@ func TestAuth(t *testing.T) {
 	if w.Code != http.StatusOK {
 		t.Fatalf("whoami with a good token: %d %s", w.Code, w.Body)
 	}
-	var id broker.Identity
+	var id ajar.Caller
 	if err := json.Unmarshal(w.Body.Bytes(), &id); err != nil || id.ID != "alice@example.com" {
 		t.Fatalf("whoami = %s (%v)", w.Body, err)
 	}
@@ -254,7 +253,7 @@ func TestCreateRequest(t *testing.T) {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
 	start := time.Date(2026, 1, 2, 16, 0, 0, 0, time.UTC)
-	want := broker.CreateInput{
+	want := ajar.CreateInput{
 		Target: "prod-web", Duration: "45m", Reason: "deploy hotfix", Ticket: "OPS-42",
 		Start: &start, Params: map[string]string{"source_ip": "203.0.113.7"},
 	}
@@ -419,7 +418,7 @@ func TestActionsPassInput(t *testing.T) {
 	if core.publicKey != "ssh-ed25519 AAAAkey alice" {
 		t.Errorf("ssh-cert: core got %q", core.publicKey)
 	}
-	var out broker.SSHCertOutput
+	var out ajar.SSHCertOutput
 	if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil || out.Info.Serial != 7 || out.Certificate == "" {
 		t.Errorf("ssh-cert response %s (%v)", w.Body, err)
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/sshaccess"
 	"github.com/ajar-dev/ajar/sshhost"
 	"github.com/ajar-dev/ajar/sshhost/wire"
@@ -36,7 +35,7 @@ func (f *fakeSSHCore) SSHAccess(ctx context.Context, u ajar.User, in sshaccess.I
 	f.access = in
 	r, _ := f.lookup("r1")
 	return &sshaccess.Output{Request: r, Reused: true,
-		Cert: &broker.SSHCertOutput{Certificate: "ssh-ed25519-cert-v01@openssh.com AAAA", Info: ajar.SSHCert{Serial: 9}}}, nil
+		Cert: &ajar.SSHCertOutput{Certificate: "ssh-ed25519-cert-v01@openssh.com AAAA", Info: ajar.SSHCert{Serial: 9}}}, nil
 }
 
 func (f *fakeSSHCore) SSHAuthorizedKeys(ctx context.Context, node ajar.User, target, user string) ([]string, error) {

@@ -8,7 +8,6 @@ import (
 	"net/url"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/readmodel"
 )
@@ -18,8 +17,8 @@ import (
 // are the read model's (readmodel.Reader).
 // The server serves those routes only when its Core also implements it.
 type WorkflowCore interface {
-	Extend(ctx context.Context, u ajar.User, id string, in broker.ExtendInput) (*broker.ExtendOutput, error)
-	Breakglass(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error)
+	Extend(ctx context.Context, u ajar.User, id string, in ajar.ExtendInput) (*ajar.ExtendOutput, error)
+	Breakglass(ctx context.Context, u ajar.User, in ajar.CreateInput) (*ajar.Request, error)
 	ListReviews(ctx context.Context, u ajar.User, in readmodel.ReviewsInput) (*readmodel.ReviewList, error)
 	CloseReview(ctx context.Context, u ajar.User, id, comment string) (*ajar.ReviewTask, error)
 	Explain(ctx context.Context, u ajar.User, in readmodel.ExplainInput) (*policy.Explanation, error)
@@ -62,7 +61,7 @@ func (s *Server) workflowRoutes(mux *http.ServeMux) {
 		return
 	}
 	mux.HandleFunc("POST /v1/requests/{id}/extend", s.authed(func(w http.ResponseWriter, r *http.Request, u ajar.User) {
-		var body broker.ExtendInput
+		var body ajar.ExtendInput
 		id, ok := s.actionInput(w, r, &body)
 		if !ok {
 			return
@@ -79,7 +78,7 @@ func (s *Server) workflowRoutes(mux *http.ServeMux) {
 		s.writeJSON(w, r, http.StatusOK, out)
 	}))
 	mux.HandleFunc("POST /v1/breakglass", s.authed(func(w http.ResponseWriter, r *http.Request, u ajar.User) {
-		var in broker.CreateInput
+		var in ajar.CreateInput
 		if err := decodeJSON(w, r, &in); err != nil {
 			s.writeError(w, r, err)
 			return
@@ -205,7 +204,7 @@ func (s *Server) handleDryRun(w http.ResponseWriter, r *http.Request, u ajar.Use
 		s.writeError(w, r, ajar.Errorf(ajar.ENOTFOUND, "this server cannot explain requests"))
 		return
 	}
-	var in broker.CreateInput
+	var in ajar.CreateInput
 	if err := decodeJSON(w, r, &in); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -230,12 +229,12 @@ func (s *Server) renderExplanation(w http.ResponseWriter, r *http.Request) func(
 }
 
 // Extend asks for more time on the caller's active request id.
-func (c *Client) Extend(ctx context.Context, id string, in broker.ExtendInput) (*broker.ExtendOutput, error) {
+func (c *Client) Extend(ctx context.Context, id string, in ajar.ExtendInput) (*ajar.ExtendOutput, error) {
 	path, err := requestPath(id, "extend")
 	if err != nil {
 		return nil, err
 	}
-	var out broker.ExtendOutput
+	var out ajar.ExtendOutput
 	if err := c.do(ctx, http.MethodPost, path, nil, in, &out); err != nil {
 		return nil, err
 	}
@@ -244,7 +243,7 @@ func (c *Client) Extend(ctx context.Context, id string, in broker.ExtendInput) (
 
 // Breakglass takes access at once, without approval, where the policy allows
 // the caller to.
-func (c *Client) Breakglass(ctx context.Context, in broker.CreateInput) (*ajar.Request, error) {
+func (c *Client) Breakglass(ctx context.Context, in ajar.CreateInput) (*ajar.Request, error) {
 	var out ajar.Request
 	if err := c.do(ctx, http.MethodPost, "/v1/breakglass", nil, in, &out); err != nil {
 		return nil, err

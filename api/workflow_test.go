@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/readmodel"
 )
@@ -18,11 +17,11 @@ type workflowFake struct {
 	explained readmodel.ExplainInput
 }
 
-func (f *workflowFake) Extend(ctx context.Context, u ajar.User, id string, in broker.ExtendInput) (*broker.ExtendOutput, error) {
+func (f *workflowFake) Extend(ctx context.Context, u ajar.User, id string, in ajar.ExtendInput) (*ajar.ExtendOutput, error) {
 	return nil, ajar.FieldErrorf("by", "too long")
 }
 
-func (f *workflowFake) Breakglass(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error) {
+func (f *workflowFake) Breakglass(ctx context.Context, u ajar.User, in ajar.CreateInput) (*ajar.Request, error) {
 	return &ajar.Request{ID: "req_bg", State: ajar.StateActive}, nil
 }
 

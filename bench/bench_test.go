@@ -31,6 +31,7 @@ import (
 	"github.com/ajar-dev/ajar/provider"
 	"github.com/ajar-dev/ajar/provider/sshcert"
 	"github.com/ajar-dev/ajar/readmodel"
+	"github.com/ajar-dev/ajar/sshaccess"
 	"github.com/ajar-dev/ajar/store/sqlite"
 )
 
@@ -76,7 +77,7 @@ func setup(b *testing.B) *fixture {
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc, err := broker.New(broker.Config{Store: st, Policy: pol, Providers: provs, SSHCA: ca.AuthorizedKey})
+	svc, err := broker.New(broker.Config{Store: st, Policy: pol, Providers: provs})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -91,7 +92,8 @@ func setup(b *testing.B) *fixture {
 	core := struct { // the broker with the read model beside it, as cmd/ajar serves them
 		*broker.Service
 		*readmodel.Reader
-	}{svc, readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Signer: signer})}
+		*sshCerts
+	}{svc, readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Signer: signer}), sshaccess.New(svc, st, pol, provs, ca.AuthorizedKey)}
 	srv := api.NewServer(core, ids, api.Options{Addr: "127.0.0.1:0"})
 	if err := srv.Open(); err != nil {
 		b.Fatal(err)
@@ -124,7 +126,7 @@ func BenchmarkRequestToCertificate(b *testing.B) {
 		var mine []time.Duration
 		for pb.Next() {
 			t0 := time.Now()
-			r, err := c.CreateRequest(ctx, broker.CreateInput{Target: "demo-ssh", Duration: "5m", Reason: "bench",
+			r, err := c.CreateRequest(ctx, ajar.CreateInput{Target: "demo-ssh", Duration: "5m", Reason: "bench",
 				Params: map[string]string{"source_ip": "127.0.0.1"}})
 			if err == nil && r.State == ajar.StateActive {
 				_, err = c.IssueSSHCert(ctx, r.ID, pubLine)
@@ -277,3 +279,7 @@ func rssMB(b *testing.B) float64 {
 	b.Fatal("no VmRSS in /proc/self/status")
 	return 0
 }
+
+// sshCerts is sshaccess.Service (SSH certificates), embedded beside
+// *broker.Service under a name of its own, as cmd/ajar serves them.
+type sshCerts = sshaccess.Service

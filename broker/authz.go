@@ -13,25 +13,25 @@ import (
 // Who may decide. One function, mayDecide, says whether a person may approve
 // or deny a pending request's current approval step or the pending extension
 // of an active request. Approve, Deny, their extension paths and the web's
-// review (package readmodel, through MayDecide in export_readmodel.go) all ask
+// review (package readmodel, through MayDecide in export.go) all ask
 // it, so the page says exactly what the API does, and the CLI and chat, which
 // go through the API, follow. See docs/security.md.
 
 // Verbs of a decision.
 const (
-	verbApprove = "approve"
-	verbDeny    = "deny"
+	VerbApprove = "approve"
+	VerbDeny    = "deny"
 )
 
 // Reasons mayDecide refuses, as audited in approval.refused (details.reason).
 const (
-	refusedNotPending    = "not-pending"           // nothing waits for a decision (ECONFLICT)
-	refusedDeadline      = "deadline-passed"       // the approval deadline or the access's expiry passed (ECONFLICT)
-	refusedSelf          = "self"                  // the requester decides on their own request (EFORBIDDEN)
-	refusedPolicyMissing = "policy-missing"        // the request's rule is gone from the policy (EFORBIDDEN)
-	refusedRequester     = "requester-not-allowed" // the rule no longer lets the requester have the target (EFORBIDDEN)
-	refusedAlready       = "already-decided"       // the person decided on it already (ECONFLICT)
-	refusedNotApprover   = "not-an-approver"       // not an approver of the current step, nor its escalation once due (EFORBIDDEN)
+	RefusedNotPending    = "not-pending"           // nothing waits for a decision (ECONFLICT)
+	RefusedDeadline      = "deadline-passed"       // the approval deadline or the access's expiry passed (ECONFLICT)
+	RefusedSelf          = "self"                  // the requester decides on their own request (EFORBIDDEN)
+	RefusedPolicyMissing = "policy-missing"        // the request's rule is gone from the policy (EFORBIDDEN)
+	RefusedRequester     = "requester-not-allowed" // the rule no longer lets the requester have the target (EFORBIDDEN)
+	RefusedAlready       = "already-decided"       // the person decided on it already (ECONFLICT)
+	RefusedNotApprover   = "not-an-approver"       // not an approver of the current step, nor its escalation once due (EFORBIDDEN)
 )
 
 // refusal is why mayDecide refuses: a stable reason (refused*) and the error
@@ -51,10 +51,10 @@ func refuse(reason, code, format string, args ...any) *refusal {
 	return &refusal{reason: reason, err: ajar.Errorf(code, format, args...)}
 }
 
-// decision is one decision someone asks to make: verb (verbApprove or
-// verbDeny) on request r, or on ext, the extension of r waiting for approval,
+// decision is one decision someone asks to make: verb (VerbApprove or
+// VerbDeny) on request r, or on ext, the extension of r waiting for approval,
 // when ext is not nil. breakglass says r was made with break-glass (it has a
-// break-glass review task, see requestIsBreakglass).
+// break-glass review task, see RequestIsBreakglass).
 type decision struct {
 	verb       string
 	r          *ajar.Request
@@ -100,42 +100,42 @@ func (s *Service) mayDecide(u ajar.User, d decision, now time.Time) (*policy.Rul
 	r := d.r
 	if d.ext == nil {
 		if r.State != ajar.StatePending {
-			return nil, 0, refuse(refusedNotPending, ajar.ECONFLICT, "request %s is %s, not pending", r.ID, r.State)
+			return nil, 0, refuse(RefusedNotPending, ajar.ECONFLICT, "request %s is %s, not pending", r.ID, r.State)
 		}
 		if !now.Before(r.ApprovalDeadline) {
-			return nil, 0, refuse(refusedDeadline, ajar.ECONFLICT, "the approval deadline of request %s passed at %s; it times out",
+			return nil, 0, refuse(RefusedDeadline, ajar.ECONFLICT, "the approval deadline of request %s passed at %s; it times out",
 				r.ID, r.ApprovalDeadline.UTC().Format(time.RFC3339))
 		}
 	} else {
 		if r.State != ajar.StateActive || d.ext.State != ajar.ExtensionPending {
-			return nil, 0, refuse(refusedNotPending, ajar.ECONFLICT, "%s is %s, not pending", d.what(), d.ext.State)
+			return nil, 0, refuse(RefusedNotPending, ajar.ECONFLICT, "%s is %s, not pending", d.what(), d.ext.State)
 		}
 		if r.ExpiresAt == nil || !now.Before(*r.ExpiresAt) {
-			return nil, 0, refuse(refusedDeadline, ajar.ECONFLICT, "request %s reached its expiry before extension %d was decided", r.ID, d.ext.Seq)
+			return nil, 0, refuse(RefusedDeadline, ajar.ECONFLICT, "request %s reached its expiry before extension %d was decided", r.ID, d.ext.Seq)
 		}
 	}
 	if ajar.SameUser(r.Requester, u.ID) {
 		switch {
 		case d.ext != nil:
-			return nil, 0, refuse(refusedSelf, ajar.EFORBIDDEN, "you cannot %s the extension of your own request", d.verb)
-		case d.verb == verbDeny:
-			return nil, 0, refuse(refusedSelf, ajar.EFORBIDDEN, "you cannot decide on your own request; cancel it instead")
+			return nil, 0, refuse(RefusedSelf, ajar.EFORBIDDEN, "you cannot %s the extension of your own request", d.verb)
+		case d.verb == VerbDeny:
+			return nil, 0, refuse(RefusedSelf, ajar.EFORBIDDEN, "you cannot decide on your own request; cancel it instead")
 		}
-		return nil, 0, refuse(refusedSelf, ajar.EFORBIDDEN, "you cannot approve your own request")
+		return nil, 0, refuse(RefusedSelf, ajar.EFORBIDDEN, "you cannot approve your own request")
 	}
 	rule, ok := s.pol.Rule(r.Policy)
 	if !ok {
-		return nil, 0, refuse(refusedPolicyMissing, ajar.EFORBIDDEN, "policy %q no longer exists; nobody can decide on %s", r.Policy, d.what())
+		return nil, 0, refuse(RefusedPolicyMissing, ajar.EFORBIDDEN, "policy %q no longer exists; nobody can decide on %s", r.Policy, d.what())
 	}
 	if err := s.mayHave(r, rule, d.breakglass); err != nil {
-		return nil, 0, refuse(refusedRequester, ajar.EFORBIDDEN, "%s; nobody can approve or deny %s", ajar.ErrorMessage(err), d.what())
+		return nil, 0, refuse(RefusedRequester, ajar.EFORBIDDEN, "%s; nobody can approve or deny %s", ajar.ErrorMessage(err), d.what())
 	}
 	if slices.ContainsFunc(d.approvals(), func(a ajar.Approval) bool { return ajar.SameUser(a.Approver, u.ID) }) {
-		return nil, 0, refuse(refusedAlready, ajar.ECONFLICT, "you have already decided on %s", d.what())
+		return nil, 0, refuse(RefusedAlready, ajar.ECONFLICT, "you have already decided on %s", d.what())
 	}
-	step := stepOf(d.approvals(), rule)
+	step := StepOf(d.approvals(), rule)
 	if !rule.CanApprove(step, u) && !(rule.CanEscalate(step, u) && s.stepEscalated(d, rule, step, now)) {
-		return nil, 0, refuse(refusedNotApprover, ajar.EFORBIDDEN, "you are not an approver for step %d of policy %s", step+1, rule.Name)
+		return nil, 0, refuse(RefusedNotApprover, ajar.EFORBIDDEN, "you are not an approver for step %d of policy %s", step+1, rule.Name)
 	}
 	if f := s.mfaRefusal(u, d, rule, step, now); f != nil { // mfa.go
 		return nil, 0, f
@@ -181,9 +181,9 @@ func (s *Service) mayHave(r *ajar.Request, rule *policy.Rule, breakglass bool) e
 	return err
 }
 
-// requestIsBreakglass reports whether request id was made with break-glass:
+// RequestIsBreakglass reports whether request id was made with break-glass:
 // whether it has a break-glass review task.
-func requestIsBreakglass(ctx context.Context, tx ajar.ReadTx, id string) (bool, error) {
+func RequestIsBreakglass(ctx context.Context, tx ajar.ReadTx, id string) (bool, error) {
 	rv, err := tx.GetReview(ctx, id)
 	switch {
 	case ajar.ErrorCode(err) == ajar.ENOTFOUND:
@@ -221,7 +221,7 @@ func (s *Service) mayExtend(ctx context.Context, tx ajar.ReadTx, r *ajar.Request
 	if !ok {
 		return false, ajar.Errorf(ajar.ECONFLICT, "policy %q no longer exists, so the request cannot be extended", r.Policy)
 	}
-	if breakglass, err = requestIsBreakglass(ctx, tx, r.ID); err != nil {
+	if breakglass, err = RequestIsBreakglass(ctx, tx, r.ID); err != nil {
 		return false, err
 	}
 	return breakglass, s.mayHave(r, rule, breakglass)
@@ -232,7 +232,7 @@ func (s *Service) mayExtend(ctx context.Context, tx ajar.ReadTx, r *ajar.Request
 // caller (keep is true: the audit event commits).
 func (s *Service) refuseExtend(ctx context.Context, tx ajar.Tx, u ajar.User, r *ajar.Request, breakglass bool, refusal error) (keep bool, err error) {
 	if err := s.audit(ctx, tx, u.ID, "extension.refused", r.ID, map[string]any{
-		"reason": refusedRequester, "breakglass": breakglass, "message": ajar.ErrorMessage(refusal),
+		"reason": RefusedRequester, "breakglass": breakglass, "message": ajar.ErrorMessage(refusal),
 	}); err != nil {
 		return false, err
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/events"
 	"github.com/ajar-dev/ajar/notify"
 	"github.com/ajar-dev/ajar/policy"
 )
@@ -84,34 +85,34 @@ func TestMayDecide(t *testing.T) {
 		step    int // when allowed
 	}{
 		{name: "approver of the first step", user: "bob", at: time.Minute, step: 0},
-		{name: "the requester", user: "alice", at: time.Minute, refusal: refusedSelf, code: ajar.EFORBIDDEN},
-		{name: "the requester who approves the step", setup: setup{requester: "erin"}, user: "erin", at: time.Minute, refusal: refusedSelf, code: ajar.EFORBIDDEN},
-		{name: "an admin who approves nothing", user: "root", at: time.Minute, refusal: refusedNotApprover, code: ajar.EFORBIDDEN},
-		{name: "approver of a later step, early", user: "dave", at: time.Minute, refusal: refusedNotApprover, code: ajar.EFORBIDDEN},
+		{name: "the requester", user: "alice", at: time.Minute, refusal: RefusedSelf, code: ajar.EFORBIDDEN},
+		{name: "the requester who approves the step", setup: setup{requester: "erin"}, user: "erin", at: time.Minute, refusal: RefusedSelf, code: ajar.EFORBIDDEN},
+		{name: "an admin who approves nothing", user: "root", at: time.Minute, refusal: RefusedNotApprover, code: ajar.EFORBIDDEN},
+		{name: "approver of a later step, early", user: "dave", at: time.Minute, refusal: RefusedNotApprover, code: ajar.EFORBIDDEN},
 		{name: "approver of a later step once reached", setup: setup{approvals: []ajar.Approval{approve("bob", 0, time.Minute)}}, user: "dave", at: 2 * time.Minute, step: 1},
-		{name: "approver of an earlier step, too late", setup: setup{approvals: []ajar.Approval{approve("bob", 0, time.Minute)}}, user: "carol", at: 2 * time.Minute, refusal: refusedNotApprover, code: ajar.EFORBIDDEN},
-		{name: "already decided", setup: setup{approvals: []ajar.Approval{approve("bob", 0, time.Minute)}}, user: "bob", at: 2 * time.Minute, refusal: refusedAlready, code: ajar.ECONFLICT},
-		{name: "escalate_to before the escalation", user: "mia", at: 10*time.Minute - time.Second, refusal: refusedNotApprover, code: ajar.EFORBIDDEN},
+		{name: "approver of an earlier step, too late", setup: setup{approvals: []ajar.Approval{approve("bob", 0, time.Minute)}}, user: "carol", at: 2 * time.Minute, refusal: RefusedNotApprover, code: ajar.EFORBIDDEN},
+		{name: "already decided", setup: setup{approvals: []ajar.Approval{approve("bob", 0, time.Minute)}}, user: "bob", at: 2 * time.Minute, refusal: RefusedAlready, code: ajar.ECONFLICT},
+		{name: "escalate_to before the escalation", user: "mia", at: 10*time.Minute - time.Second, refusal: RefusedNotApprover, code: ajar.EFORBIDDEN},
 		{name: "escalate_to once escalated", user: "mia", at: 10 * time.Minute, step: 0},
-		{name: "escalate_to of another step", setup: setup{approvals: []ajar.Approval{approve("bob", 0, time.Minute)}}, user: "mia", at: 30 * time.Minute, refusal: refusedNotApprover, code: ajar.EFORBIDDEN},
+		{name: "escalate_to of another step", setup: setup{approvals: []ajar.Approval{approve("bob", 0, time.Minute)}}, user: "mia", at: 30 * time.Minute, refusal: RefusedNotApprover, code: ajar.EFORBIDDEN},
 		{name: "just before the deadline", user: "bob", at: time.Hour - time.Second, step: 0},
-		{name: "at the deadline", user: "bob", at: time.Hour, refusal: refusedDeadline, code: ajar.ECONFLICT},
-		{name: "escalate_to after the deadline", user: "mia", at: 2 * time.Hour, refusal: refusedDeadline, code: ajar.ECONFLICT},
-		{name: "decided already", setup: setup{decided: true}, user: "bob", at: time.Minute, refusal: refusedNotPending, code: ajar.ECONFLICT},
-		{name: "policy gone", setup: setup{policy: "gone"}, user: "bob", at: time.Minute, refusal: refusedPolicyMissing, code: ajar.EFORBIDDEN},
-		{name: "target no longer in the rule", setup: setup{target: "web"}, user: "bob", at: time.Minute, refusal: refusedRequester, code: ajar.EFORBIDDEN},
-		{name: "requester no longer a requester", setup: setup{requester: "gus"}, user: "bob", at: time.Minute, refusal: refusedRequester, code: ajar.EFORBIDDEN},
-		{name: "requester no longer in the file", setup: setup{requester: "left"}, user: "bob", at: time.Minute, refusal: refusedRequester, code: ajar.EFORBIDDEN},
+		{name: "at the deadline", user: "bob", at: time.Hour, refusal: RefusedDeadline, code: ajar.ECONFLICT},
+		{name: "escalate_to after the deadline", user: "mia", at: 2 * time.Hour, refusal: RefusedDeadline, code: ajar.ECONFLICT},
+		{name: "decided already", setup: setup{decided: true}, user: "bob", at: time.Minute, refusal: RefusedNotPending, code: ajar.ECONFLICT},
+		{name: "policy gone", setup: setup{policy: "gone"}, user: "bob", at: time.Minute, refusal: RefusedPolicyMissing, code: ajar.EFORBIDDEN},
+		{name: "target no longer in the rule", setup: setup{target: "web"}, user: "bob", at: time.Minute, refusal: RefusedRequester, code: ajar.EFORBIDDEN},
+		{name: "requester no longer a requester", setup: setup{requester: "gus"}, user: "bob", at: time.Minute, refusal: RefusedRequester, code: ajar.EFORBIDDEN},
+		{name: "requester no longer in the file", setup: setup{requester: "left"}, user: "bob", at: time.Minute, refusal: RefusedRequester, code: ajar.EFORBIDDEN},
 		{name: "break-glass requester", only: "extension", setup: setup{requester: "otto", breakglass: true}, user: "bob", at: time.Minute, step: 0},
-		{name: "break-glass requester no longer allowed", only: "extension", setup: setup{breakglass: true}, user: "bob", at: time.Minute, refusal: refusedRequester, code: ajar.EFORBIDDEN},
-		{name: "break-glass user as a requester", setup: setup{requester: "otto"}, user: "bob", at: time.Minute, refusal: refusedRequester, code: ajar.EFORBIDDEN},
+		{name: "break-glass requester no longer allowed", only: "extension", setup: setup{breakglass: true}, user: "bob", at: time.Minute, refusal: RefusedRequester, code: ajar.EFORBIDDEN},
+		{name: "break-glass user as a requester", setup: setup{requester: "otto"}, user: "bob", at: time.Minute, refusal: RefusedRequester, code: ajar.EFORBIDDEN},
 	}
 	for _, tt := range tests {
 		for _, what := range []string{"request", "extension"} {
 			if tt.only != "" && tt.only != what {
 				continue
 			}
-			for _, verb := range []string{verbApprove, verbDeny} {
+			for _, verb := range []string{VerbApprove, VerbDeny} {
 				t.Run(fmt.Sprintf("%s/%s/%s", tt.name, what, verb), func(t *testing.T) {
 					su := tt.setup
 					r := &ajar.Request{
@@ -176,14 +177,14 @@ func cmpOr(a, b string) string {
 // ask to extend it by 30m.
 func extendEnv(t *testing.T, sink *recordSink) (*env, *ajar.Request) {
 	t.Helper()
-	e := newWorkflowEnv(t, authzPolicy, NotifyConfig{Sinks: []notify.Sink{sink}})
+	e := newWorkflowEnv(t, authzPolicy, events.NotifyConfig{Sinks: []notify.Sink{sink}})
 	r := e.create(t, "alice", "db", "30m")
 	for _, a := range []string{"bob", "dave"} {
 		if _, err := e.svc.Approve(t.Context(), e.users[a], r.ID, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if out, err := e.svc.Extend(t.Context(), e.users["alice"], r.ID, ExtendInput{By: "30m", Reason: "more"}); err != nil || out.Extension.State != ajar.ExtensionPending {
+	if out, err := e.svc.Extend(t.Context(), e.users["alice"], r.ID, ajar.ExtendInput{By: "30m", Reason: "more"}); err != nil || out.Extension.State != ajar.ExtensionPending {
 		t.Fatalf("extend: %+v, %v", out, err)
 	}
 	return e, e.get(t, r.ID)
@@ -193,7 +194,7 @@ func extendEnv(t *testing.T, sink *recordSink) (*env, *ajar.Request) {
 func (e *env) decide(t *testing.T, user, verb, id string) string {
 	t.Helper()
 	var err error
-	if verb == verbApprove {
+	if verb == VerbApprove {
 		_, err = e.svc.Approve(t.Context(), e.users[user], id, "ok")
 	} else {
 		_, err = e.svc.Deny(t.Context(), e.users[user], id, "no")
@@ -232,7 +233,7 @@ func (e *env) withPolicy(t *testing.T, src string) *Service {
 // Nobody decides their own extension (audited), escalate_to decides neither
 // way before the step escalates, a later step's approver waits for it.
 func TestDecideExtension(t *testing.T) {
-	for _, verb := range []string{verbApprove, verbDeny} {
+	for _, verb := range []string{VerbApprove, VerbDeny} {
 		t.Run(verb, func(t *testing.T) {
 			e, r := extendEnv(t, &recordSink{name: "chat"})
 			for _, c := range []struct{ user, code string }{
@@ -256,7 +257,7 @@ func TestDecideExtension(t *testing.T) {
 				t.Fatalf("mia %s once escalated: %s", verb, code)
 			}
 			want := ajar.ExtensionDenied
-			if verb == verbApprove {
+			if verb == VerbApprove {
 				if ext := e.extensions(t, r.ID)[0]; ext.State != ajar.ExtensionPending {
 					t.Fatalf("after step 1: %s, want pending (step 2 waits for leads)", ext.State)
 				}
@@ -279,11 +280,11 @@ func TestDecideExtension(t *testing.T) {
 // or denies, even before the scheduler gets to the request; then it times out.
 // (readmodel's TestReviewAfterDeadline checks the web's review says so.)
 func TestDecideAfterDeadline(t *testing.T) {
-	e := newWorkflowEnv(t, authzPolicy, NotifyConfig{})
+	e := newWorkflowEnv(t, authzPolicy, events.NotifyConfig{})
 	r := e.create(t, "alice", "db", "30m")
 	e.clock.Add(time.Hour)
 	for _, u := range []string{"bob", "carol", "mia"} {
-		for _, verb := range []string{verbApprove, verbDeny} {
+		for _, verb := range []string{VerbApprove, VerbDeny} {
 			if code := e.decide(t, u, verb, r.ID); code != ajar.ECONFLICT {
 				t.Errorf("%s %s after the deadline: %q", u, verb, code)
 			}
@@ -310,7 +311,7 @@ func TestExtendRechecksRequester(t *testing.T) {
 	if _, err := e.svc.Deny(t.Context(), e.users["bob"], r.ID, "no"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = later.Extend(t.Context(), e.users["alice"], r.ID, ExtendInput{By: "30m"})
+	_, err = later.Extend(t.Context(), e.users["alice"], r.ID, ajar.ExtendInput{By: "30m"})
 	wantCode(t, err, ajar.EFORBIDDEN)
 	if exts := e.extensions(t, r.ID); len(exts) != 1 {
 		t.Errorf("extensions: %+v", exts)
@@ -318,7 +319,7 @@ func TestExtendRechecksRequester(t *testing.T) {
 	if n := count(e.actions(t, r.ID), "extension.refused"); n != 1 {
 		t.Errorf("%d extension.refused events, want 1", n)
 	}
-	if _, err := e.svc.Extend(t.Context(), e.users["alice"], r.ID, ExtendInput{By: "30m"}); err != nil {
+	if _, err := e.svc.Extend(t.Context(), e.users["alice"], r.ID, ajar.ExtendInput{By: "30m"}); err != nil {
 		t.Errorf("under the old policy: %v", err)
 	}
 }
@@ -328,16 +329,16 @@ func TestExtendRechecksRequester(t *testing.T) {
 // the user to still be allowed break-glass, when asked and when approved.
 func TestBreakglassExtension(t *testing.T) {
 	sink := &recordSink{name: "chat", events: []string{policy.EventBreakglassUsed, policy.EventBreakglassExtended}}
-	e := newWorkflowEnv(t, authzPolicy, NotifyConfig{Sinks: []notify.Sink{sink}})
+	e := newWorkflowEnv(t, authzPolicy, events.NotifyConfig{Sinks: []notify.Sink{sink}})
 	ctx := t.Context()
-	r, err := e.svc.Breakglass(ctx, e.users["otto"], CreateInput{Target: "db", Duration: "30m", Reason: "INC-7"})
+	r, err := e.svc.Breakglass(ctx, e.users["otto"], ajar.CreateInput{Target: "db", Duration: "30m", Reason: "INC-7"})
 	if err != nil || r.State != ajar.StateActive {
 		t.Fatalf("break-glass: %+v, %v", r, err)
 	}
 	later := e.withPolicy(t, authzPolicyLater)
-	_, err = later.Extend(ctx, e.users["otto"], r.ID, ExtendInput{By: "30m", Reason: "still down"})
+	_, err = later.Extend(ctx, e.users["otto"], r.ID, ajar.ExtendInput{By: "30m", Reason: "still down"})
 	wantCode(t, err, ajar.EFORBIDDEN)
-	out, err := e.svc.Extend(ctx, e.users["otto"], r.ID, ExtendInput{By: "30m", Reason: "still down"})
+	out, err := e.svc.Extend(ctx, e.users["otto"], r.ID, ajar.ExtendInput{By: "30m", Reason: "still down"})
 	if err != nil || out.Extension.State != ajar.ExtensionPending {
 		t.Fatalf("extend: %+v, %v", out, err)
 	}
@@ -359,7 +360,7 @@ func TestBreakglassExtension(t *testing.T) {
 	}
 	// Denying follows the same rules: otto is no requester, but break-glass
 	// access is his to extend, so an approver decides.
-	if _, err := e.svc.Extend(ctx, e.users["otto"], r.ID, ExtendInput{By: "30m", Reason: "again"}); err != nil {
+	if _, err := e.svc.Extend(ctx, e.users["otto"], r.ID, ajar.ExtendInput{By: "30m", Reason: "again"}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = later.Deny(ctx, e.users["carol"], r.ID, "no")

@@ -153,7 +153,7 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) create(t *testing.T, user, target, dur string) *ajar.Request {
 	t.Helper()
-	r, err := e.svc.CreateRequest(t.Context(), e.users[user], CreateInput{Target: target, Duration: dur, Reason: "test"})
+	r, err := e.svc.CreateRequest(t.Context(), e.users[user], ajar.CreateInput{Target: target, Duration: dur, Reason: "test"})
 	if err != nil {
 		t.Fatalf("create %s %s: %v", target, dur, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/events"
 )
 
 // caseSelfPolicy names alice with capitals; she is both a requester and an
@@ -31,7 +32,7 @@ policies:
 // for ALICE@EXAMPLE.COM authenticates as alice@example.com is tested in
 // package identity.)
 func TestSelfApprovalIgnoresCase(t *testing.T) {
-	e := newWorkflowEnv(t, caseSelfPolicy, NotifyConfig{})
+	e := newWorkflowEnv(t, caseSelfPolicy, events.NotifyConfig{})
 	ctx := t.Context()
 	alice := e.users["alice"]
 	if alice.ID != "alice@example.com" {
@@ -40,7 +41,7 @@ func TestSelfApprovalIgnoresCase(t *testing.T) {
 	// As stored before canonical ids: the policy file's spelling.
 	legacy := ajar.User{ID: "Alice@Example.com", Groups: alice.Groups}
 	for _, requester := range []ajar.User{alice, legacy} {
-		r, err := e.svc.CreateRequest(ctx, requester, CreateInput{Target: "web", Duration: "30m", Reason: "deploy"})
+		r, err := e.svc.CreateRequest(ctx, requester, ajar.CreateInput{Target: "web", Duration: "30m", Reason: "deploy"})
 		if err != nil {
 			t.Fatal(err)
 		}

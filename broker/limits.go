@@ -65,10 +65,11 @@ func (s *Service) checkCreateLimits(ctx context.Context, tx ajar.Tx, r *ajar.Req
 	return nil
 }
 
-// checkCertLimit refuses with ETOOMANY the certificate for request id that tx
-// has just inserted if the request now has more than the policy allows. Call it
-// after tx.InsertSSHCert.
-func (s *Service) checkCertLimit(ctx context.Context, tx ajar.Tx, requester, id string) error {
+// CheckCertLimit refuses with ETOOMANY the certificate for request id that tx
+// has just inserted if the request now has more than the policy allows
+// (counted and logged as other limits are). Package sshaccess, which issues
+// the certificates, calls it after tx.InsertSSHCert.
+func (s *Service) CheckCertLimit(ctx context.Context, tx ajar.Tx, requester, id string) error {
 	max := s.pol.Limits().CertificatesPerRequest
 	certs, err := tx.ListSSHCerts(ctx, id)
 	if err != nil {

@@ -29,7 +29,7 @@ func (s *Service) LostAccess(ctx context.Context, r *ajar.Request) (why string, 
 	var bg bool
 	if err := s.store.View(ctx, func(tx ajar.ReadTx) error {
 		var err error
-		bg, err = requestIsBreakglass(ctx, tx, r.ID)
+		bg, err = RequestIsBreakglass(ctx, tx, r.ID)
 		return err
 	}); err != nil {
 		return "", false, err
@@ -54,7 +54,7 @@ func (s *Service) RevokeLost(ctx context.Context, id, why string) (*ajar.Request
 		if !ok {
 			return nil
 		}
-		bg, err := requestIsBreakglass(ctx, tx, r.ID)
+		bg, err := RequestIsBreakglass(ctx, tx, r.ID)
 		if err != nil {
 			return err
 		}

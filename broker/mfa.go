@@ -19,8 +19,8 @@ import (
 // MFAFresh is how long a second factor counts.
 const MFAFresh = 5 * time.Minute
 
-// refusedMFA: the step or break-glass needs a recent second factor (EFORBIDDEN).
-const refusedMFA = "mfa-required"
+// RefusedMFA: the step or break-glass needs a recent second factor (EFORBIDDEN).
+const RefusedMFA = "mfa-required"
 
 // freshMFA reports whether u proved a second factor within MFAFresh before now.
 // A time in the future (a skewed replica) counts only up to a minute ahead.
@@ -40,10 +40,10 @@ func stepNeedsMFA(rule *policy.Rule, step int) bool {
 // the request's page and confirms there (a CLI or API approval of such a step
 // is refused with that page's URL).
 func (s *Service) mfaRefusal(u ajar.User, d decision, rule *policy.Rule, step int, now time.Time) *refusal {
-	if d.verb != verbApprove || !stepNeedsMFA(rule, step) || (u.SessionKind == ajar.SessionWeb && freshMFA(u, now)) {
+	if d.verb != VerbApprove || !stepNeedsMFA(rule, step) || (u.SessionKind == ajar.SessionWeb && freshMFA(u, now)) {
 		return nil
 	}
-	return refuse(refusedMFA, ajar.EFORBIDDEN,
+	return refuse(RefusedMFA, ajar.EFORBIDDEN,
 		"step %d of policy %s requires a second factor made in the last 5 minutes; approve %s in the web page with a security key or a new single sign-on: %s",
 		step+1, rule.Name, d.what(), s.pageURL("/requests/"+d.r.ID))
 }

@@ -28,7 +28,7 @@ func TestMFARequiredStep(t *testing.T) {
 	bob := ajar.User{ID: "bob@example.com", Groups: []string{"sre"}}
 
 	// Step 1 has no require_mfa: bob approves without a second factor.
-	if _, _, f := s.mayDecide(bob, decision{verb: verbApprove, r: r}, now); f != nil {
+	if _, _, f := s.mayDecide(bob, decision{verb: VerbApprove, r: r}, now); f != nil {
 		t.Fatalf("step 1 without MFA: %v", f)
 	}
 	r.Approvals = []ajar.Approval{{Approver: bob.ID, Step: 0, Decision: ajar.DecisionApprove, At: now}}
@@ -38,12 +38,12 @@ func TestMFARequiredStep(t *testing.T) {
 		verb  string
 		ok    bool
 	}{
-		{"no second factor", time.Time{}, verbApprove, false},
-		{"second factor too old", now.Add(-MFAFresh - time.Second), verbApprove, false},
-		{"second factor from the future", now.Add(2 * time.Minute), verbApprove, false},
-		{"fresh second factor", now.Add(-MFAFresh + time.Second), verbApprove, true},
-		{"fresh second factor in a CLI session", now.Add(-time.Second), verbApprove, false},
-		{"deny needs none", time.Time{}, verbDeny, true},
+		{"no second factor", time.Time{}, VerbApprove, false},
+		{"second factor too old", now.Add(-MFAFresh - time.Second), VerbApprove, false},
+		{"second factor from the future", now.Add(2 * time.Minute), VerbApprove, false},
+		{"fresh second factor", now.Add(-MFAFresh + time.Second), VerbApprove, true},
+		{"fresh second factor in a CLI session", now.Add(-time.Second), VerbApprove, false},
+		{"deny needs none", time.Time{}, VerbDeny, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -62,8 +62,8 @@ func TestMFARequiredStep(t *testing.T) {
 				}
 				return
 			}
-			if f == nil || f.reason != refusedMFA || ajar.ErrorCode(f.err) != ajar.EFORBIDDEN {
-				t.Fatalf("refusal = %v, want %s (EFORBIDDEN)", f, refusedMFA)
+			if f == nil || f.reason != RefusedMFA || ajar.ErrorCode(f.err) != ajar.EFORBIDDEN {
+				t.Fatalf("refusal = %v, want %s (EFORBIDDEN)", f, RefusedMFA)
 			}
 			if !strings.Contains(f.Error(), "https://ajar.example.com/requests/R1") {
 				t.Fatalf("refusal does not name the page: %v", f)

@@ -120,13 +120,22 @@ func (s *Service) RunDue(ctx context.Context) (int, error) {
 }
 
 // Kick wakes the scheduler to look at the store now, and the notification
-// delivery workers (NotifyConfig.Wake).
+// delivery workers (events.NotifyConfig.Wake).
 func (s *Service) Kick() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
-	s.notify.kick()
+	s.notify.Wake()
+}
+
+// activeNextAt is when the scheduler must look at an active request next: at
+// its expiry, or before it to send the expiry reminder (events.Notifier).
+func (s *Service) activeNextAt(r *ajar.Request, now time.Time) *time.Time {
+	if at, ok := s.notify.ReminderAt(r); ok && now.Before(at) {
+		return ptr(at)
+	}
+	return ptr(*r.ExpiresAt)
 }
 
 // storeClock is the store's clock as read when a request was claimed, moved on
@@ -296,7 +305,7 @@ func (s *Service) grant(ctx context.Context, r *ajar.Request, clk storeClock) er
 	if err != nil {
 		return s.failGrant(ctx, r, clk, err, true)
 	}
-	h, err := s.providerGrant(ctx, prov, *r.Handle) // shared.go: under the lock of shared access
+	h, err := s.ProviderGrant(ctx, prov, *r.Handle) // shared.go: under the lock of shared access
 	if errors.Is(err, errShareBusy) {
 		return s.shareBusy(ctx, r)
 	}
@@ -451,7 +460,7 @@ func (s *Service) revokeOrphan(ctx context.Context, id string, h ajar.Handle) er
 	prov, err := s.providers.ForHandle(h)
 	orphan := &ajar.Request{ID: id, Requester: h.Grant.Requester, Handle: &h}
 	for attempt := 1; err == nil && attempt <= s.sched.MaxRevokeAttempts; attempt++ {
-		err = s.providerRevoke(ctx, prov, orphan) // shared.go: keeps access other requests share
+		err = s.ProviderRevoke(ctx, prov, orphan) // shared.go: keeps access other requests share
 		if err == nil {
 			break
 		}
@@ -520,7 +529,7 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) e
 		// Claimed early (a lease ran out, or clocks): come back at expiry.
 		return s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
 			if cur.ExpiresAt.After(now) {
-				if err := s.remindExpiring(ctx, tx, cur, now); err != nil { // events.go
+				if err := s.notify.RemindExpiring(ctx, tx, cur, now); err != nil {
 					return err
 				}
 				cur.NextAt = s.activeNextAt(cur, now)
@@ -541,7 +550,7 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) e
 		}
 		prov, err := s.providers.ForHandle(*r.Handle)
 		if err == nil {
-			err = s.providerRevoke(ctx, prov, r) // shared.go: keeps access other requests share
+			err = s.ProviderRevoke(ctx, prov, r) // shared.go: keeps access other requests share
 		}
 		if err != nil && !errors.Is(err, errShareBusy) {
 			s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "revoke").Inc()

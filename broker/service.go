@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/events"
 	"github.com/ajar-dev/ajar/internal/throttle"
 	"github.com/ajar-dev/ajar/policy"
 )
@@ -36,13 +36,11 @@ type Config struct {
 	Store     ajar.Store
 	Policy    *policy.Policy
 	Providers Providers
-	// SSHCA returns the SSH CA public key line; nil when no CA is configured.
-	SSHCA     func() string
 	Logger    *slog.Logger
 	Metrics   *Metrics
 	Scheduler SchedulerConfig
-	// Notify configures event notifications (see NotifyConfig); zero: none.
-	Notify NotifyConfig
+	// Notify configures event notifications (see events.NotifyConfig); zero: none.
+	Notify events.NotifyConfig
 	// Now is the clock for checks made outside a store transaction; it must be the
 	// store's clock (the composition root passes the same function to both).
 	Now func() time.Time
@@ -58,11 +56,10 @@ type Service struct {
 	store     ajar.Store
 	pol       *policy.Policy
 	providers Providers
-	sshCA     func() string
 	log       *slog.Logger
 	metrics   *Metrics
 	sched     SchedulerConfig
-	notify    *notifier
+	notify    *events.Notifier // the outbox write in the audit write's transaction (audit)
 	kick      chan struct{}
 	now       func() time.Time
 	users     func(ctx context.Context, id string) (ajar.User, bool, error)
@@ -94,34 +91,25 @@ func New(cfg Config) (*Service, error) {
 		store:     cfg.Store,
 		pol:       cfg.Policy,
 		providers: cfg.Providers,
-		sshCA:     cfg.SSHCA,
 		log:       cfg.Logger,
 		metrics:   cfg.Metrics,
 		sched:     cfg.Scheduler.withDefaults(),
-		notify:    newNotifier(cfg.Notify, cfg.Policy, cfg.Providers),
-		kick:      make(chan struct{}, 1),
-		now:       cfg.Now,
-		users:     cfg.Users,
+		notify: events.NewNotifier(cfg.Notify, cfg.Providers.Kind, func(name string) bool {
+			rule, ok := cfg.Policy.Rule(name)
+			return ok && rule.Extend != nil
+		}),
+		kick:  make(chan struct{}, 1),
+		now:   cfg.Now,
+		users: cfg.Users,
 	}, nil
 }
 
 // Policy returns the policy the service enforces.
 func (s *Service) Policy() *policy.Policy { return s.pol }
 
-// Limits on free-text input, checked at the edge.
-const (
-	maxReasonLen  = 2000
-	maxTicketLen  = 200
-	maxCommentLen = 2000
-	maxParams     = 16
-	maxParamLen   = 256
-	maxTargetLen  = 200
-	maxStartAhead = 90 * 24 * time.Hour
-)
-
 // WhoAmI returns u with whether it is an admin.
-func (s *Service) WhoAmI(ctx context.Context, u ajar.User) (Identity, error) {
-	return Identity{User: u, Admin: s.pol.IsAdmin(u)}, nil
+func (s *Service) WhoAmI(ctx context.Context, u ajar.User) (ajar.Caller, error) {
+	return ajar.Caller{User: u, Admin: s.pol.IsAdmin(u)}, nil
 }
 
 func newRequestID() string {
@@ -132,65 +120,16 @@ func newRequestID() string {
 	return "req_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }
 
-func validateCreate(in CreateInput) (time.Duration, error) {
-	if strings.TrimSpace(in.Target) == "" {
-		return 0, ajar.FieldErrorf("target", "a target is required")
-	}
-	if len(in.Target) > maxTargetLen {
-		return 0, ajar.FieldErrorf("target", "longer than %d characters", maxTargetLen)
-	}
-	var d time.Duration
-	if in.Duration != "" {
-		var err error
-		d, err = time.ParseDuration(in.Duration)
-		if err != nil {
-			return 0, ajar.FieldErrorf("duration", "%q is not a duration (use Go syntax, e.g. 90s or 30m)", in.Duration)
-		}
-		if d <= 0 {
-			return 0, ajar.FieldErrorf("duration", "must be positive")
-		}
-	}
-	if err := checkCreateText(in); err != nil { // input.go
-		return 0, err
-	}
-	if len(in.Params) > maxParams {
-		return 0, ajar.FieldErrorf("params", "at most %d parameters", maxParams)
-	}
-	for k, v := range in.Params {
-		if k == "" || len(k) > 64 || strings.ContainsAny(k, " \t\r\n=") {
-			return 0, ajar.FieldErrorf("params", "bad parameter name %q", k)
-		}
-		if len(v) > maxParamLen || strings.ContainsAny(v, "\r\n\x00") {
-			return 0, ajar.FieldErrorf("params."+k, "value too long or contains control characters")
-		}
-	}
-	return d, nil
-}
-
-// CheckStart checks the start of a new request at now: EINVALID (field
-// "start") when it is in the past or more than 90 days ahead; nil for none.
-func CheckStart(start *time.Time, now time.Time) error {
-	switch {
-	case start == nil:
-		return nil
-	case start.Before(now.Add(-time.Minute)):
-		return ajar.FieldErrorf("start", "is in the past")
-	case start.After(now.Add(maxStartAhead)):
-		return ajar.FieldErrorf("start", "is more than %s ahead", maxStartAhead)
-	}
-	return nil
-}
-
 // CreateRequest validates a request against policy and stores it, with its audit
 // events, in one transaction. A request that is auto-approved and due now is granted
 // before CreateRequest returns, so the caller usually sees it active.
-func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in CreateInput) (*ajar.Request, error) {
-	d, err := validateCreate(in)
+func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in ajar.CreateInput) (*ajar.Request, error) {
+	d, err := in.Validate()
 	if err != nil {
 		return nil, err
 	}
 	now := s.now()
-	if err := CheckStart(in.Start, now); err != nil {
+	if err := ajar.CheckStart(in.Start, now); err != nil {
 		return nil, err
 	}
 	dec, err := s.pol.Evaluate(u, policy.Input{
@@ -200,7 +139,7 @@ func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in CreateInput
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkParams(in.Target, in.Params); err != nil { // workflow.go
+	if err := s.CheckParams(in.Target, in.Params); err != nil { // workflow.go
 		return nil, err
 	}
 
@@ -296,8 +235,8 @@ func (s *Service) getRequest(ctx context.Context, id string) (*ajar.Request, err
 	return r, err
 }
 
-// canSee reports whether u may read r: its requester, an admin, or one of its approvers.
-func (s *Service) canSee(u ajar.User, r *ajar.Request) bool {
+// CanSee reports whether u may read r: its requester, an admin, or one of its approvers.
+func (s *Service) CanSee(u ajar.User, r *ajar.Request) bool {
 	if ajar.SameUser(r.Requester, u.ID) || s.pol.IsAdmin(u) {
 		return true
 	}
@@ -308,12 +247,17 @@ func (s *Service) canSee(u ajar.User, r *ajar.Request) bool {
 	return rule.Approves(u) // approvers of any step, escalation included
 }
 
+// checkComment checks an approver's comment, or the reason of a denial or an
+// extension (field names it): free text, see ajar.CheckLines. EINVALID naming
+// field.
+func checkComment(field, s string) error { return ajar.CheckLines(field, s, ajar.MaxCommentLen) }
+
 func notFound(id string) error { return ajar.Errorf(ajar.ENOTFOUND, "no request %s", id) }
 
 // GetRequest returns a request u may see; ENOTFOUND otherwise (so ids do not leak).
 func (s *Service) GetRequest(ctx context.Context, u ajar.User, id string) (*ajar.Request, error) {
 	r, err := s.getRequest(ctx, id)
-	if ajar.ErrorCode(err) == ajar.ENOTFOUND || (err == nil && !s.canSee(u, r)) {
+	if ajar.ErrorCode(err) == ajar.ENOTFOUND || (err == nil && !s.CanSee(u, r)) {
 		return nil, notFound(id)
 	} else if err != nil {
 		return nil, err
@@ -323,7 +267,7 @@ func (s *Service) GetRequest(ctx context.Context, u ajar.User, id string) (*ajar
 
 // currentStep returns the index of the first approval step whose count is not met,
 // or len(steps) when all are.
-func currentStep(r *ajar.Request, rule *policy.Rule) int { return stepOf(r.Approvals, rule) }
+func currentStep(r *ajar.Request, rule *policy.Rule) int { return StepOf(r.Approvals, rule) }
 
 // mutate runs fn on the current request id in a write transaction. fn returns the
 // error to give the caller; when keep is true the transaction commits even though fn
@@ -333,7 +277,7 @@ func (s *Service) mutate(ctx context.Context, u ajar.User, id string, fn func(tx
 	var out *ajar.Request
 	err := s.store.Update(ctx, func(tx ajar.Tx) error {
 		r, err := tx.GetRequest(ctx, id)
-		if ajar.ErrorCode(err) == ajar.ENOTFOUND || (err == nil && !s.canSee(u, r)) {
+		if ajar.ErrorCode(err) == ajar.ENOTFOUND || (err == nil && !s.CanSee(u, r)) {
 			return notFound(id)
 		} else if err != nil {
 			return err
@@ -390,7 +334,7 @@ func (s *Service) Approve(ctx context.Context, u ajar.User, id, comment string) 
 		if r.State == ajar.StateActive {
 			return s.approveExtension(ctx, tx, u, r, comment, &extended) // workflow.go
 		}
-		d := decision{verb: verbApprove, r: r}
+		d := decision{verb: VerbApprove, r: r}
 		rule, step, f := s.mayDecide(u, d, now)
 		if f != nil {
 			return s.refused(ctx, tx, u, d, f)
@@ -445,7 +389,7 @@ func (s *Service) Deny(ctx context.Context, u ajar.User, id, reason string) (*aj
 		if r.State == ajar.StateActive {
 			return s.denyExtension(ctx, tx, u, r, reason) // workflow.go
 		}
-		d := decision{verb: verbDeny, r: r}
+		d := decision{verb: VerbDeny, r: r}
 		_, step, f := s.mayDecide(u, d, now)
 		if f != nil {
 			return s.refused(ctx, tx, u, d, f)
@@ -489,7 +433,7 @@ func (s *Service) Cancel(ctx context.Context, u ajar.User, id string) (*ajar.Req
 // little for that so the common case returns the final state.
 func (s *Service) Revoke(ctx context.Context, u ajar.User, id string) (*ajar.Request, error) {
 	return s.endEarly(ctx, id, u.ID, nil, func(_ ajar.ReadTx, r *ajar.Request) error {
-		if !s.canSee(u, r) {
+		if !s.CanSee(u, r) {
 			return notFound(id)
 		}
 		if !ajar.SameUser(r.Requester, u.ID) && !s.pol.IsAdmin(u) {
@@ -556,91 +500,12 @@ func (s *Service) endEarly(ctx context.Context, id, actor string, details map[st
 	return s.getRequest(ctx, r.ID)
 }
 
-// IssueSSHCert certifies publicKey for u's own active request. The certificate is
-// recorded and audited before it is returned.
-func (s *Service) IssueSSHCert(ctx context.Context, u ajar.User, id string, publicKey []byte) (*SSHCertOutput, error) {
-	if len(publicKey) == 0 {
-		return nil, ajar.FieldErrorf("public_key", "a public key is required")
-	}
-	if len(publicKey) > 16<<10 {
-		return nil, ajar.FieldErrorf("public_key", "too large")
-	}
-	r, err := s.GetRequest(ctx, u, id)
-	if err != nil {
-		return nil, err
-	}
-	if !ajar.SameUser(r.Requester, u.ID) {
-		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only the requester can get a certificate for request %s", r.ID)
-	}
-	if r.State != ajar.StateActive || r.Handle == nil {
-		return nil, ajar.Errorf(ajar.ECONFLICT, "request %s is %s, not active", r.ID, r.State)
-	}
-	prov, err := s.providers.ForHandle(*r.Handle)
-	if err != nil {
-		return nil, err
-	}
-	issuer, ok := prov.(ajar.SSHCertIssuer)
-	if !ok {
-		return nil, ajar.Errorf(ajar.EINVALID, "target %s does not issue SSH certificates", r.Target)
-	}
-	var out SSHCertOutput
-	err = s.store.Update(ctx, func(tx ajar.Tx) error {
-		now := tx.Now()
-		cur, err := tx.GetRequest(ctx, id)
-		if err != nil {
-			return err
-		}
-		if cur.State != ajar.StateActive || cur.ExpiresAt == nil || !now.Before(*cur.ExpiresAt) {
-			return ajar.Errorf(ajar.ECONFLICT, "request %s is no longer active", id)
-		}
-		cert, info, err := issuer.SignCert(*cur.Handle, publicKey, randomSerial(), now)
-		if err != nil {
-			return err
-		}
-		if err := tx.InsertSSHCert(ctx, info); err != nil {
-			return err
-		}
-		if err := s.checkCertLimit(ctx, tx, u.ID, id); err != nil {
-			return err
-		}
-		out = SSHCertOutput{Certificate: strings.TrimSpace(string(cert)), Info: info}
-		return s.audit(ctx, tx, u.ID, "ssh_cert.issued", id, map[string]any{
-			"serial": info.Serial, "key_id": info.KeyID, "principals": info.Principals,
-			"fingerprint": info.Fingerprint, "valid_before": info.ValidBefore,
-		})
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &out, nil
-}
-
-func randomSerial() uint64 {
-	var b [8]byte
-	for {
-		if _, err := rand.Read(b[:]); err != nil {
-			panic(err)
-		}
-		if v := binary.BigEndian.Uint64(b[:]); v != 0 {
-			return v
-		}
-	}
-}
-
-// SSHCA returns the SSH CA public key in authorized_keys format.
-func (s *Service) SSHCA(ctx context.Context) (string, error) {
-	if s.sshCA == nil {
-		return "", ajar.Errorf(ajar.ENOTFOUND, "this server has no SSH CA")
-	}
-	return s.sshCA(), nil
-}
-
 // audit appends one event in tx. An audit write that fails fails the operation.
 func (s *Service) audit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {
 	if err := appendAudit(ctx, tx, actor, action, subject, details); err != nil {
 		return err
 	}
-	return s.notifyAudit(ctx, tx, actor, action, subject, details) // the outbox, same transaction
+	return s.notify.Audit(ctx, tx, actor, action, subject, details) // the outbox, same transaction
 }
 
 // appendAudit appends one audit event in tx (see ajar.AppendAudit), without

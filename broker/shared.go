@@ -139,9 +139,9 @@ func (s *Service) withShareLock(ctx context.Context, prov ajar.Provider, h ajar.
 	return err
 }
 
-// providerGrant calls prov.Grant for h's grant (bounded by ProviderTimeout)
+// ProviderGrant calls prov.Grant for h's grant (bounded by ProviderTimeout)
 // under the lock of its access, if shared.
-func (s *Service) providerGrant(ctx context.Context, prov ajar.Provider, h ajar.Handle) (ajar.Handle, error) {
+func (s *Service) ProviderGrant(ctx context.Context, prov ajar.Provider, h ajar.Handle) (ajar.Handle, error) {
 	var out ajar.Handle
 	err := s.withShareLock(ctx, prov, h, func(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, s.sched.ProviderTimeout)
@@ -190,11 +190,11 @@ func (s *Service) sharedHolders(ctx context.Context, prov ajar.Provider, r *ajar
 	return ids, nil
 }
 
-// revokeUnlessShared, under the lock of r's access, counts the other live
+// RevokeUnlessShared, under the lock of r's access, counts the other live
 // requests holding it (ajar.Sharer) and calls prov.Revoke (bounded by
 // ProviderTimeout) only when there are none. It returns the holders that keep
 // the access.
-func (s *Service) revokeUnlessShared(ctx context.Context, prov ajar.Provider, r *ajar.Request) ([]string, error) {
+func (s *Service) RevokeUnlessShared(ctx context.Context, prov ajar.Provider, r *ajar.Request) ([]string, error) {
 	var holders []string
 	err := s.withShareLock(ctx, prov, *r.Handle, func(ctx context.Context) error {
 		var err error
@@ -208,11 +208,11 @@ func (s *Service) revokeUnlessShared(ctx context.Context, prov ajar.Provider, r 
 	return holders, err
 }
 
-// providerRevoke removes r's access (r.Handle must be set), unless other live
+// ProviderRevoke removes r's access (r.Handle must be set), unless other live
 // requests hold the same shared access: then the access stays for them, which is
 // audited, and r's part in it is over.
-func (s *Service) providerRevoke(ctx context.Context, prov ajar.Provider, r *ajar.Request) error {
-	holders, err := s.revokeUnlessShared(ctx, prov, r)
+func (s *Service) ProviderRevoke(ctx context.Context, prov ajar.Provider, r *ajar.Request) error {
+	holders, err := s.RevokeUnlessShared(ctx, prov, r)
 	if err != nil || len(holders) == 0 {
 		return err
 	}

@@ -126,7 +126,7 @@ func TestSharedAccessLockedAcrossServices(t *testing.T) {
 		}
 	}
 	create := func(svc *Service) (*ajar.Request, error) {
-		return svc.CreateRequest(context.Background(), alice, CreateInput{Target: "web", Duration: "5m", Reason: "shared"})
+		return svc.CreateRequest(context.Background(), alice, ajar.CreateInput{Target: "web", Duration: "5m", Reason: "shared"})
 	}
 	x, err := create(svcs[0])
 	if err != nil || x.State != ajar.StateActive || !prov.held(x.ID) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/events"
 )
 
 // overflowBy wrapped window + by to a negative duration: the extension was
@@ -16,7 +17,7 @@ const overflowBy = "2562047h47m16s"
 // TestExtendOverflow: a huge extension is refused with a field error, nothing
 // is stored, and the expiry and certificates stay within start + max_total.
 func TestExtendOverflow(t *testing.T) {
-	e := newWorkflowEnv(t, "", NotifyConfig{})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{})
 	ctx := t.Context()
 	r := e.create(t, "alice", "ssh", "1h")
 	if r.State != ajar.StateActive {
@@ -27,7 +28,7 @@ func TestExtendOverflow(t *testing.T) {
 		t.Errorf("NotAfter %v, want start + max_total %v", r.Handle.Grant.NotAfter, want)
 	}
 	for _, by := range []string{overflowBy, "8785h", "2h"} {
-		_, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: by})
+		_, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: by})
 		if ajar.ErrorCode(err) != ajar.EINVALID || ajar.ErrorField(err) != "by" {
 			t.Fatalf("extend by %s: %v, want a field error on by", by, err)
 		}
@@ -55,7 +56,7 @@ func TestExtendOverflow(t *testing.T) {
 // holds even when the policy (or a tampered expiry) would allow more: an
 // extension past it is refused, and a certificate never outlives it.
 func TestNotAfterBoundsExtensionsAndCerts(t *testing.T) {
-	e := newWorkflowEnv(t, "", NotifyConfig{})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{})
 	ctx := t.Context()
 	r := e.create(t, "alice", "ssh", "1h")
 	start := e.clock.Now()
@@ -75,11 +76,11 @@ func TestNotAfterBoundsExtensionsAndCerts(t *testing.T) {
 		}
 	}
 	setHandle(func(h *ajar.Handle) { h.Grant.NotAfter = notAfter })
-	_, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "45m"})
+	_, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "45m"})
 	if ajar.ErrorCode(err) != ajar.EINVALID || ajar.ErrorField(err) != "by" || !strings.Contains(ajar.ErrorMessage(err), "latest possible end") {
 		t.Fatalf("extend past NotAfter: %v", err)
 	}
-	out, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "30m"})
+	out, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "30m"})
 	if err != nil || !out.Request.ExpiresAt.Equal(notAfter) {
 		t.Fatalf("extend up to NotAfter: %+v, %v", out, err)
 	}
@@ -114,16 +115,16 @@ policies:
 // TestConditionsSeeGrantTime: conditions are about the window, not the time
 // of asking. The clock starts at 09:00 UTC.
 func TestConditionsSeeGrantTime(t *testing.T) {
-	e := newWorkflowEnv(t, windowPolicy, NotifyConfig{})
+	e := newWorkflowEnv(t, windowPolicy, events.NotifyConfig{})
 	ctx := context.Background()
 	now := e.clock.Now()
 	night := now.Add(17 * time.Hour) // 02:00 tomorrow
-	_, err := e.svc.CreateRequest(ctx, e.users["alice"], CreateInput{Target: "web", Reason: "x", Start: &night})
+	_, err := e.svc.CreateRequest(ctx, e.users["alice"], ajar.CreateInput{Target: "web", Reason: "x", Start: &night})
 	if ajar.ErrorCode(err) != ajar.EFORBIDDEN || !strings.Contains(ajar.ErrorMessage(err), "business hours") {
 		t.Fatalf("made at 09:00 for 02:00: %v, want denied", err)
 	}
 	// Made and approved in hours: granted.
-	ok := e.createIn(t, "alice", CreateInput{Target: "web", Reason: "x"})
+	ok := e.createIn(t, "alice", ajar.CreateInput{Target: "web", Reason: "x"})
 	if _, err := e.svc.Approve(ctx, e.users["bob"], ok.ID, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +133,7 @@ func TestConditionsSeeGrantTime(t *testing.T) {
 	}
 	// Made for 17:30, approved at 18:30: the grant would begin out of hours.
 	late := now.Add(8*time.Hour + 30*time.Minute)
-	r := e.createIn(t, "alice", CreateInput{Target: "web", Reason: "x", Duration: "2h", Start: &late})
+	r := e.createIn(t, "alice", ajar.CreateInput{Target: "web", Reason: "x", Duration: "2h", Start: &late})
 	if r.State != ajar.StatePending {
 		t.Fatalf("made at 09:00 for 17:30: %s", r.State)
 	}

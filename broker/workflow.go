@@ -15,26 +15,13 @@ import (
 // break-glass with its review, escalation of approval steps that wait too
 // long, and explaining what the policy would do with a request.
 
-// ExtendInput asks for more time on an active request.
-type ExtendInput struct {
-	By     string `json:"by"` // Go syntax ("30m")
-	Reason string `json:"reason,omitempty"`
-}
-
-// ExtendOutput is the request after Extend and the extension it made: applied
-// (the request's expires_at is already the new one) or pending approval.
-type ExtendOutput struct {
-	Request   *ajar.Request  `json:"request"`
-	Extension ajar.Extension `json:"extension"`
-}
-
 // ReviewKindBreakglass is the kind of a break-glass review task.
 const ReviewKindBreakglass = "breakglass"
 
 // fmtDuration prints a duration the way users type it: "30m", "2h", "1h30m".
 func fmtDuration(d time.Duration) string { return ajar.FormatDuration(d) }
 
-// Extend asks for ExtendInput.By more on u's own active request, within the
+// Extend asks for ajar.ExtendInput.By more on u's own active request, within the
 // policy's extend rules (see policy.EvaluateExtension). When the rule says
 // extend.approval: none, or its auto_approve condition holds for the whole
 // extended window, the window grows at once: the new expiry, the handle's
@@ -49,7 +36,7 @@ func fmtDuration(d time.Duration) string { return ajar.FormatDuration(d) }
 // extend.max_total; EFORBIDDEN when u is not the requester or the rule allows
 // no (more) extensions; ECONFLICT when the request is not active or an
 // extension already waits.
-func (s *Service) Extend(ctx context.Context, u ajar.User, id string, in ExtendInput) (*ExtendOutput, error) {
+func (s *Service) Extend(ctx context.Context, u ajar.User, id string, in ajar.ExtendInput) (*ajar.ExtendOutput, error) {
 	by, err := time.ParseDuration(strings.TrimSpace(in.By))
 	if err != nil || strings.TrimSpace(in.By) == "" {
 		return nil, ajar.FieldErrorf("by", "%q is not a duration (use Go syntax, e.g. 30m or 1h)", in.By)
@@ -60,10 +47,10 @@ func (s *Service) Extend(ctx context.Context, u ajar.User, id string, in ExtendI
 	if by > ajar.MaxWindow {
 		return nil, ajar.FieldErrorf("by", "%s is longer than the hard limit %s on any access window", fmtDuration(by), fmtDuration(ajar.MaxWindow))
 	}
-	if err := ajar.CheckLines("reason", in.Reason, maxReasonLen); err != nil {
+	if err := ajar.CheckLines("reason", in.Reason, ajar.MaxReasonLen); err != nil {
 		return nil, err
 	}
-	var out ExtendOutput
+	var out ajar.ExtendOutput
 	applied := false
 	r, err := s.mutate(ctx, u, id, func(tx ajar.Tx, r *ajar.Request) (bool, error) {
 		now := tx.Now()
@@ -218,9 +205,9 @@ func pendingExtension(ctx context.Context, tx ajar.Tx, r *ajar.Request) (*ajar.E
 	return nil, ajar.Errorf(ajar.ECONFLICT, "request %s is %s and has no extension waiting for approval", r.ID, r.State)
 }
 
-// stepOf returns the first approval step whose count approvals do not meet, or
+// StepOf returns the first approval step whose count approvals do not meet, or
 // len(steps) when all are met.
-func stepOf(approvals []ajar.Approval, rule *policy.Rule) int {
+func StepOf(approvals []ajar.Approval, rule *policy.Rule) int {
 	for i, st := range rule.Approval.Steps {
 		n := 0
 		for _, a := range approvals {
@@ -245,17 +232,17 @@ func (s *Service) approveExtension(ctx context.Context, tx ajar.Tx, u ajar.User,
 	if err != nil {
 		return false, err
 	}
-	bg, err := requestIsBreakglass(ctx, tx, r.ID)
+	bg, err := RequestIsBreakglass(ctx, tx, r.ID)
 	if err != nil {
 		return false, err
 	}
-	d := decision{verb: verbApprove, r: r, ext: ext, breakglass: bg}
+	d := decision{verb: VerbApprove, r: r, ext: ext, breakglass: bg}
 	rule, step, f := s.mayDecide(u, d, now)
 	if f != nil {
 		return s.refused(ctx, tx, u, d, f)
 	}
 	ext.Approvals = append(ext.Approvals, ajar.Approval{Approver: u.ID, Step: step, Decision: ajar.DecisionApprove, Comment: comment, At: now})
-	if stepOf(ext.Approvals, rule) < len(rule.Approval.Steps) {
+	if StepOf(ext.Approvals, rule) < len(rule.Approval.Steps) {
 		if err := tx.UpdateExtension(ctx, ext); err != nil {
 			return false, err
 		}
@@ -277,11 +264,11 @@ func (s *Service) denyExtension(ctx context.Context, tx ajar.Tx, u ajar.User, r 
 	if err != nil {
 		return false, err
 	}
-	bg, err := requestIsBreakglass(ctx, tx, r.ID)
+	bg, err := RequestIsBreakglass(ctx, tx, r.ID)
 	if err != nil {
 		return false, err
 	}
-	d := decision{verb: verbDeny, r: r, ext: ext, breakglass: bg}
+	d := decision{verb: VerbDeny, r: r, ext: ext, breakglass: bg}
 	_, step, f := s.mayDecide(u, d, now)
 	if f != nil {
 		return s.refused(ctx, tx, u, d, f)
@@ -301,8 +288,8 @@ func (s *Service) denyExtension(ctx context.Context, tx ajar.Tx, u ajar.User, r 
 // breakglass.used event (and its notification) and the grant intent commit
 // together; the grant is made before Breakglass returns. The review stays
 // open until an admin other than u closes it with CloseReview.
-func (s *Service) Breakglass(ctx context.Context, u ajar.User, in CreateInput) (*ajar.Request, error) {
-	d, err := validateCreate(in)
+func (s *Service) Breakglass(ctx context.Context, u ajar.User, in ajar.CreateInput) (*ajar.Request, error) {
+	d, err := in.Validate()
 	if err != nil {
 		return nil, err
 	}
@@ -318,7 +305,7 @@ func (s *Service) Breakglass(ctx context.Context, u ajar.User, in CreateInput) (
 	if err := s.checkBreakglassMFA(u, dec.Rule, s.now()); err != nil { // mfa.go
 		return nil, err
 	}
-	if err := s.checkParams(in.Target, in.Params); err != nil {
+	if err := s.CheckParams(in.Target, in.Params); err != nil {
 		return nil, err
 	}
 	r := &ajar.Request{
@@ -364,8 +351,9 @@ func (s *Service) Breakglass(ctx context.Context, u ajar.User, in CreateInput) (
 	return s.getRequest(ctx, r.ID)
 }
 
-// checkParams validates request parameters with the target's provider.
-func (s *Service) checkParams(target string, params map[string]string) error {
+// CheckParams validates request parameters with the target's provider (the
+// read model's forms ask it too). EINVALID names the parameter.
+func (s *Service) CheckParams(target string, params map[string]string) error {
 	prov, err := s.providers.ForTarget(target)
 	if err != nil {
 		return fmt.Errorf("provider for %s: %w", target, err)

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/events"
 	"github.com/ajar-dev/ajar/keys"
 	"github.com/ajar-dev/ajar/notify"
 	"github.com/ajar-dev/ajar/notify/outbox"
@@ -111,14 +112,14 @@ func (p sshFakeProviders) Kind(t string) (string, error) {
 
 // newWorkflowEnv is newEnv with workflowPolicy (or src), the real ssh-cert
 // provider for target "ssh", and notifications to sinks.
-func newWorkflowEnv(t *testing.T, src string, ncfg NotifyConfig) *env {
+func newWorkflowEnv(t *testing.T, src string, ncfg events.NotifyConfig) *env {
 	t.Helper()
 	return newWorkflowEnvDelivery(t, src, ncfg, outbox.Config{})
 }
 
 // newWorkflowEnvDelivery is newWorkflowEnv with notifications delivered to
 // ncfg.Sinks as dcfg says.
-func newWorkflowEnvDelivery(t *testing.T, src string, ncfg NotifyConfig, dcfg outbox.Config) *env {
+func newWorkflowEnvDelivery(t *testing.T, src string, ncfg events.NotifyConfig, dcfg outbox.Config) *env {
 	t.Helper()
 	if src == "" {
 		src = workflowPolicy
@@ -230,7 +231,7 @@ func (e *env) deliver(t *testing.T) int {
 	return n
 }
 
-func (e *env) createIn(t *testing.T, user string, in CreateInput) *ajar.Request {
+func (e *env) createIn(t *testing.T, user string, in ajar.CreateInput) *ajar.Request {
 	t.Helper()
 	r, err := e.svc.CreateRequest(t.Context(), e.users[user], in)
 	if err != nil {
@@ -289,7 +290,7 @@ func TestMultiStepApprovalTable(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newWorkflowEnv(t, "", NotifyConfig{})
+			e := newWorkflowEnv(t, "", events.NotifyConfig{})
 			r := e.create(t, tc.requester, "db", "1h")
 			for i, a := range tc.acts {
 				var err error
@@ -314,17 +315,17 @@ func TestMultiStepApprovalTable(t *testing.T) {
 
 // TestConditionsAtCreate: deny and require decide before anything is stored.
 func TestConditionsAtCreate(t *testing.T) {
-	e := newWorkflowEnv(t, "", NotifyConfig{})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{})
 	ctx := t.Context()
-	_, err := e.svc.CreateRequest(ctx, e.users["alice"], CreateInput{Target: "web", Duration: "5m", Reason: "friday deploy"})
+	_, err := e.svc.CreateRequest(ctx, e.users["alice"], ajar.CreateInput{Target: "web", Duration: "5m", Reason: "friday deploy"})
 	if ajar.ErrorCode(err) != ajar.EFORBIDDEN || !strings.Contains(ajar.ErrorMessage(err), "no changes on a friday") {
 		t.Fatalf("deny: %v", err)
 	}
-	_, err = e.svc.CreateRequest(ctx, e.users["alice"], CreateInput{Target: "web", Duration: "2h", Reason: "long"})
+	_, err = e.svc.CreateRequest(ctx, e.users["alice"], ajar.CreateInput{Target: "web", Duration: "2h", Reason: "long"})
 	if ajar.ErrorCode(err) != ajar.EINVALID || ajar.ErrorField(err) != "ticket" {
 		t.Fatalf("require: %v", err)
 	}
-	if r := e.createIn(t, "alice", CreateInput{Target: "web", Duration: "2h", Reason: "long", Ticket: "OPS-1"}); r.State != ajar.StatePending {
+	if r := e.createIn(t, "alice", ajar.CreateInput{Target: "web", Duration: "2h", Reason: "long", Ticket: "OPS-1"}); r.State != ajar.StatePending {
 		t.Fatalf("with a ticket: %s", r.State)
 	}
 	var n int
@@ -341,9 +342,9 @@ func TestConditionsAtCreate(t *testing.T) {
 // TestScheduledRequest: a start 10s ahead is approved at once, becomes active
 // at the start (not before) and expires at start + duration.
 func TestScheduledRequest(t *testing.T) {
-	e := newWorkflowEnv(t, "", NotifyConfig{})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{})
 	start := e.clock.Now().Add(10 * time.Second)
-	r := e.createIn(t, "alice", CreateInput{Target: "web", Duration: "5m", Reason: "later", Start: &start})
+	r := e.createIn(t, "alice", ajar.CreateInput{Target: "web", Duration: "5m", Reason: "later", Start: &start})
 	if r.State != ajar.StateApproved || r.Handle != nil {
 		t.Fatalf("at once: %s (handle %v), want approved and not granted", r.State, r.Handle)
 	}
@@ -383,14 +384,27 @@ func newAuthorizedKey(t *testing.T) []byte {
 	return ssh.MarshalAuthorizedKey(sp)
 }
 
-// issueCert certifies a fresh key for u's request and returns the certificate.
+// issueCert certifies a fresh key for u's active request with its provider
+// (package sshaccess issues certificates the same way) and returns the
+// certificate: what the request's handle lets the signer put in it.
 func (e *env) issueCert(t *testing.T, user, id string) *ssh.Certificate {
 	t.Helper()
-	out, err := e.svc.IssueSSHCert(t.Context(), e.users[user], id, newAuthorizedKey(t))
+	r, err := e.svc.GetRequest(t.Context(), e.users[user], id)
 	if err != nil {
-		t.Fatalf("IssueSSHCert: %v", err)
+		t.Fatal(err)
 	}
-	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(out.Certificate))
+	if r.State != ajar.StateActive || r.Handle == nil {
+		t.Fatalf("request %s is %s, not active", id, r.State)
+	}
+	prov, err := e.svc.providers.ForHandle(*r.Handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, err := prov.(ajar.SSHCertIssuer).SignCert(*r.Handle, newAuthorizedKey(t), 1, e.clock.Now())
+	if err != nil {
+		t.Fatalf("SignCert: %v", err)
+	}
+	k, _, _, _, err := ssh.ParseAuthorizedKey(line)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +415,7 @@ func (e *env) issueCert(t *testing.T, user, id string) *ssh.Certificate {
 // and the new certificate has the new valid-before; past max_total is refused
 // naming the limit.
 func TestExtendSSH(t *testing.T) {
-	e := newWorkflowEnv(t, "", NotifyConfig{})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{})
 	ctx := t.Context()
 	r := e.create(t, "alice", "ssh", "1h")
 	if r.State != ajar.StateActive {
@@ -412,9 +426,9 @@ func TestExtendSSH(t *testing.T) {
 		t.Fatalf("first certificate valid before %v, want %v", time.Unix(int64(c.ValidBefore), 0), exp1)
 	}
 	e.advance(t, 50*time.Minute)
-	_, err := e.svc.Extend(ctx, e.users["bob"], r.ID, ExtendInput{By: "30m"})
+	_, err := e.svc.Extend(ctx, e.users["bob"], r.ID, ajar.ExtendInput{By: "30m"})
 	wantCode(t, err, ajar.ENOTFOUND) // bob cannot even see it
-	out, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "30m", Reason: "not done"})
+	out, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "30m", Reason: "not done"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,14 +446,14 @@ func TestExtendSSH(t *testing.T) {
 		t.Fatalf("after the first expiry: %s", got.State)
 	}
 	e.issueCert(t, "alice", r.ID)
-	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "31m"})
+	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "31m"})
 	if ajar.ErrorCode(err) != ajar.EINVALID || ajar.ErrorField(err) != "by" || !strings.Contains(ajar.ErrorMessage(err), "extend.max_total 2h") {
 		t.Fatalf("past max_total: %v", err)
 	}
-	if _, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "30m"}); err != nil {
+	if _, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "30m"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "1m"})
+	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "1m"})
 	if ajar.ErrorCode(err) != ajar.EFORBIDDEN || !strings.Contains(ajar.ErrorMessage(err), "extend.max_extensions") {
 		t.Fatalf("a third extension: %v", err)
 	}
@@ -455,7 +469,7 @@ func TestExtendSSH(t *testing.T) {
 	if count(acts, "request.extended") != 2 || count(acts, "revoke.error") != 0 || count(acts, "request.expired") != 1 {
 		t.Errorf("audit: %v", acts)
 	}
-	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "1m"})
+	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "1m"})
 	wantCode(t, err, ajar.ECONFLICT)
 }
 
@@ -464,19 +478,19 @@ func TestExtendSSH(t *testing.T) {
 // the request, which stays active meanwhile.
 func TestExtendWithApproval(t *testing.T) {
 	sink := &recordSink{name: "chat"}
-	e := newWorkflowEnv(t, "", NotifyConfig{Sinks: []notify.Sink{sink}})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{Sinks: []notify.Sink{sink}})
 	ctx := t.Context()
 	// The ticket: the require condition sees the whole window, 1h30m once extended.
-	r := e.createIn(t, "alice", CreateInput{Target: "web", Duration: "1h", Reason: "deploy", Ticket: "OPS-1"})
+	r := e.createIn(t, "alice", ajar.CreateInput{Target: "web", Duration: "1h", Reason: "deploy", Ticket: "OPS-1"})
 	if _, err := e.svc.Approve(ctx, e.users["bob"], r.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	exp := *e.get(t, r.ID).ExpiresAt
-	out, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "30m", Reason: "more"})
+	out, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "30m", Reason: "more"})
 	if err != nil || out.Extension.State != ajar.ExtensionPending || !out.Request.ExpiresAt.Equal(exp) {
 		t.Fatalf("extension needing approval: %+v, %v", out, err)
 	}
-	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "30m"})
+	_, err = e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "30m"})
 	wantCode(t, err, ajar.ECONFLICT) // one at a time
 	_, err = e.svc.Approve(ctx, e.users["alice"], r.ID, "")
 	wantCode(t, err, ajar.EFORBIDDEN)
@@ -486,7 +500,7 @@ func TestExtendWithApproval(t *testing.T) {
 	if err != nil || got.State != ajar.StateActive || !got.ExpiresAt.Equal(exp.Add(30*time.Minute)) {
 		t.Fatalf("carol approves the extension: %+v, %v", got, err)
 	}
-	if _, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "30m", Reason: "again"}); err != nil {
+	if _, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "30m", Reason: "again"}); err != nil {
 		t.Fatal(err)
 	}
 	got, err = e.svc.Deny(ctx, e.users["bob"], r.ID, "enough")
@@ -570,18 +584,18 @@ func (w *webhookReceiver) received() []notify.Event {
 func TestBreakglass(t *testing.T) {
 	recv := newWebhookReceiver(t, "s3cret")
 	sinks := []notify.Sink{notify.NewWebhook("hook", []string{policy.EventBreakglassUsed, policy.EventReviewClosed}, recv.srv.URL, []byte("s3cret"), notify.NewHTTPClient())}
-	e := newWorkflowEnv(t, "", NotifyConfig{Sinks: sinks})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{Sinks: sinks})
 	ctx := t.Context()
 
-	_, err := e.svc.Breakglass(ctx, e.users["alice"], CreateInput{Target: "web", Duration: "30m", Reason: "x"})
+	_, err := e.svc.Breakglass(ctx, e.users["alice"], ajar.CreateInput{Target: "web", Duration: "30m", Reason: "x"})
 	wantCode(t, err, ajar.EFORBIDDEN) // engineers may not
-	_, err = e.svc.Breakglass(ctx, e.users["bob"], CreateInput{Target: "web", Duration: "30m"})
+	_, err = e.svc.Breakglass(ctx, e.users["bob"], ajar.CreateInput{Target: "web", Duration: "30m"})
 	if ajar.ErrorField(err) != "reason" {
 		t.Fatalf("no reason: %v", err)
 	}
 	// bob is no requester of web, the request is on a friday (deny skips
 	// break-glass), and nobody approves anything.
-	r, err := e.svc.Breakglass(ctx, e.users["bob"], CreateInput{Target: "web", Duration: "30m", Reason: "site down, friday night"})
+	r, err := e.svc.Breakglass(ctx, e.users["bob"], ajar.CreateInput{Target: "web", Duration: "30m", Reason: "site down, friday night"})
 	if err != nil || r.State != ajar.StateActive || len(r.Approvals) != 0 {
 		t.Fatalf("break-glass: %+v, %v", r, err)
 	}
@@ -618,7 +632,7 @@ func TestBreakglass(t *testing.T) {
 		t.Errorf("reviews: %+v", all)
 	}
 	// An admin who used break-glass cannot close their own review.
-	r2, err := e.svc.Breakglass(ctx, e.users["root"], CreateInput{Target: "web", Reason: "me"})
+	r2, err := e.svc.Breakglass(ctx, e.users["root"], ajar.CreateInput{Target: "web", Reason: "me"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -649,7 +663,7 @@ func mustParse(t *testing.T, src string) *policy.Policy {
 func TestNotificationsSurviveAnOutage(t *testing.T) {
 	flaky := &recordSink{name: "flaky"}
 	dead := &recordSink{name: "dead", down: true}
-	e := newWorkflowEnvDelivery(t, "", NotifyConfig{Sinks: []notify.Sink{flaky, dead}}, outbox.Config{RetryBase: time.Second, RetryMax: 4 * time.Second})
+	e := newWorkflowEnvDelivery(t, "", events.NotifyConfig{Sinks: []notify.Sink{flaky, dead}}, outbox.Config{RetryBase: time.Second, RetryMax: 4 * time.Second})
 	ctx := t.Context()
 	flaky.setDown(true)
 
@@ -715,7 +729,7 @@ func TestNotificationsSurviveAnOutage(t *testing.T) {
 // GiveUp is dropped, audited, and the sink's next events go.
 func TestNotificationGivesUp(t *testing.T) {
 	sink := &recordSink{name: "hook", events: []string{policy.EventRequestCreated}, down: true}
-	e := newWorkflowEnvDelivery(t, "", NotifyConfig{Sinks: []notify.Sink{sink}}, outbox.Config{RetryBase: time.Second, RetryMax: time.Minute, GiveUp: 10 * time.Minute})
+	e := newWorkflowEnvDelivery(t, "", events.NotifyConfig{Sinks: []notify.Sink{sink}}, outbox.Config{RetryBase: time.Second, RetryMax: time.Minute, GiveUp: 10 * time.Minute})
 	r1 := e.create(t, "alice", "web", "1h")
 	e.deliver(t)
 	for range 11 {
@@ -737,9 +751,9 @@ func TestNotificationGivesUp(t *testing.T) {
 // once, and they may then decide.
 func TestEscalation(t *testing.T) {
 	sink := &recordSink{name: "chat", events: []string{policy.EventRequestEscalated}}
-	e := newWorkflowEnv(t, "", NotifyConfig{Sinks: []notify.Sink{sink}})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{Sinks: []notify.Sink{sink}})
 	ctx := t.Context()
-	r := e.createIn(t, "alice", CreateInput{Target: "web", Duration: "1h", Reason: "deploy"})
+	r := e.createIn(t, "alice", ajar.CreateInput{Target: "web", Duration: "1h", Reason: "deploy"})
 	if !e.get(t, r.ID).NextAt.Equal(r.CreatedAt.Add(10 * time.Minute)) {
 		t.Errorf("next look at %v, want the escalation", e.get(t, r.ID).NextAt)
 	}
@@ -773,7 +787,7 @@ func TestEscalation(t *testing.T) {
 // expiry, and again for an extended window.
 func TestExpiryReminder(t *testing.T) {
 	sink := &recordSink{name: "chat", events: []string{policy.EventRequestExpiring}}
-	e := newWorkflowEnv(t, "", NotifyConfig{Sinks: []notify.Sink{sink}, ExpiryReminder: 10 * time.Minute})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{Sinks: []notify.Sink{sink}, ExpiryReminder: 10 * time.Minute})
 	ctx := t.Context()
 	r := e.create(t, "alice", "ssh", "30m")
 	short := e.create(t, "alice", "ssh", "5m") // shorter than the reminder: none
@@ -789,7 +803,7 @@ func TestExpiryReminder(t *testing.T) {
 	if len(got) != 1 || got[0].Request.ID != r.ID || !slices.ContainsFunc(got[0].Actions, func(a notify.Action) bool { return a.Command == "ajar extend "+r.ID+" --by 30m" }) {
 		t.Fatalf("reminders: %+v", got)
 	}
-	if _, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ExtendInput{By: "30m"}); err != nil {
+	if _, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "30m"}); err != nil {
 		t.Fatal(err)
 	}
 	e.advance(t, 29*time.Minute)
@@ -805,7 +819,7 @@ func TestExpiryReminder(t *testing.T) {
 // TestDriftNotifies: the drift check's audit events go out as drift.detected.
 func TestDriftNotifies(t *testing.T) {
 	sink := &recordSink{name: "sec", events: []string{policy.EventDriftDetected}}
-	e := newWorkflowEnv(t, "", NotifyConfig{Sinks: []notify.Sink{sink}})
+	e := newWorkflowEnv(t, "", events.NotifyConfig{Sinks: []notify.Sink{sink}})
 	ctx := t.Context()
 	r := e.create(t, "alice", "web", "5m")
 	err := e.store.Update(ctx, func(tx ajar.Tx) error {

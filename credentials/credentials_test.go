@@ -68,7 +68,7 @@ policies:
 func TestIssueCredentials(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	r, err := e.svc.CreateRequest(ctx, e.alice, broker.CreateInput{Target: "cloud", Duration: "5m", Reason: "test"})
+	r, err := e.svc.CreateRequest(ctx, e.alice, ajar.CreateInput{Target: "cloud", Duration: "5m", Reason: "test"})
 	if err != nil || r.State != ajar.StateActive {
 		t.Fatalf("request: %+v, %v", r, err)
 	}

@@ -23,7 +23,6 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/store/postgres/pgtest"
 )
 
@@ -333,7 +332,7 @@ func TestReplicasKillAndStop(t *testing.T) {
 					if rep == 0 && dead.Load() {
 						continue
 					}
-					in := broker.CreateInput{Target: "counted", Duration: fmt.Sprintf("%ds", 3+i%spread), Reason: fmt.Sprintf("load %d/%d", w, i)}
+					in := ajar.CreateInput{Target: "counted", Duration: fmt.Sprintf("%ds", 3+i%spread), Reason: fmt.Sprintf("load %d/%d", w, i)}
 					r, err := clients[rep].CreateRequest(context.Background(), in)
 					if err != nil {
 						if attempt < 5 {
@@ -391,7 +390,7 @@ func TestReplicasKillAndStop(t *testing.T) {
 			for i := range burstCh {
 				d := max(time.Until(burstAt).Round(time.Second), time.Second)
 				rep := 1 + (w+i)%2 // the two replicas alive
-				r, err := clients[rep].CreateRequest(context.Background(), broker.CreateInput{
+				r, err := clients[rep].CreateRequest(context.Background(), ajar.CreateInput{
 					Target: "counted", Duration: d.String(), Reason: fmt.Sprintf("burst %d/%d", w, i)})
 				if err != nil {
 					burstErrs <- fmt.Errorf("burst create %d: %w", i, err)
@@ -577,7 +576,7 @@ func TestReplicaSkewedClock(t *testing.T) {
 		c := api.NewClient(via.URL, via.tokens["alice"])
 		before := time.Now()
 		dur := time.Duration(4+i%4) * time.Second
-		r, err := c.CreateRequest(t.Context(), broker.CreateInput{Target: "counted", Duration: dur.String(), Reason: "skew"})
+		r, err := c.CreateRequest(t.Context(), ajar.CreateInput{Target: "counted", Duration: dur.String(), Reason: "skew"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -690,7 +689,7 @@ func benchReplicas(b *testing.B, bin string, n int) {
 			var mine []time.Duration
 			for i := 0; time.Now().Before(stop); i++ {
 				t0 := time.Now()
-				r, err := cls[(w+i)%n].CreateRequest(context.Background(), broker.CreateInput{Target: "counted", Duration: "1h", Reason: "bench"})
+				r, err := cls[(w+i)%n].CreateRequest(context.Background(), ajar.CreateInput{Target: "counted", Duration: "1h", Reason: "bench"})
 				if err != nil || r.State != ajar.StateActive {
 					b.Errorf("create: %v", err)
 					return
@@ -721,7 +720,7 @@ func benchReplicas(b *testing.B, bin string, n int) {
 		wg.Go(func() {
 			for i := range next {
 				d := time.Until(expireAt) + time.Duration(i%1000)*time.Millisecond
-				r, err := cls[(w+i)%n].CreateRequest(context.Background(), broker.CreateInput{Target: "counted", Duration: d.Round(time.Millisecond).String(), Reason: "burst"})
+				r, err := cls[(w+i)%n].CreateRequest(context.Background(), ajar.CreateInput{Target: "counted", Duration: d.Round(time.Millisecond).String(), Reason: "burst"})
 				if err != nil {
 					b.Errorf("create: %v", err)
 					return

@@ -1,9 +1,9 @@
 // Package events says what each audit event tells people: which
 // notification an audit action means (ForAudit), and how it reads (Builder:
-// a summary, the exact commands and links to act on it). The broker writes
-// the notification to the outbox in the transaction of the change; this
-// package only builds it. notify/outbox delivers it. See
-// docs/architecture.md.
+// a summary, the exact commands and links to act on it), and Notifier, which
+// writes it to the outbox in the caller's transaction: the core calls it from
+// its audit write, so the notification commits with the change.
+// notify/outbox delivers it. See docs/architecture.md.
 package events
 
 import (

@@ -59,7 +59,7 @@ func extendEnv(t *testing.T) (*env, *ajar.Request) {
 			t.Fatal(err)
 		}
 	}
-	if out, err := e.svc.Extend(t.Context(), e.users["alice"], r.ID, broker.ExtendInput{By: "30m", Reason: "more"}); err != nil || out.Extension.State != ajar.ExtensionPending {
+	if out, err := e.svc.Extend(t.Context(), e.users["alice"], r.ID, ajar.ExtendInput{By: "30m", Reason: "more"}); err != nil || out.Extension.State != ajar.ExtensionPending {
 		t.Fatalf("extend: %+v, %v", out, err)
 	}
 	return e, e.get(t, r.ID)

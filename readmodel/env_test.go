@@ -123,6 +123,7 @@ func (testSigner) VerifierKey() string { return "test-signer+00000000+KEY" }
 
 type env struct {
 	svc    *broker.Service
+	provs  broker.Providers
 	rm     *Reader
 	store  *sqlite.Store
 	clock  *clock
@@ -195,15 +196,15 @@ func (e *env) setProviders(t *testing.T, provs broker.Providers) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.svc, e.rm = svc, New(Config{Core: svc, Store: e.store, Policy: e.pol, Providers: provs, Now: e.clock.Now, Signer: e.signer})
+	e.svc, e.provs, e.rm = svc, provs, New(Config{Core: svc, Store: e.store, Policy: e.pol, Providers: provs, Now: e.clock.Now, Signer: e.signer})
 }
 
 func (e *env) create(t *testing.T, user, target, dur string) *ajar.Request {
 	t.Helper()
-	return e.createIn(t, user, broker.CreateInput{Target: target, Duration: dur, Reason: "test"})
+	return e.createIn(t, user, ajar.CreateInput{Target: target, Duration: dur, Reason: "test"})
 }
 
-func (e *env) createIn(t *testing.T, user string, in broker.CreateInput) *ajar.Request {
+func (e *env) createIn(t *testing.T, user string, in ajar.CreateInput) *ajar.Request {
 	t.Helper()
 	r, err := e.svc.CreateRequest(t.Context(), e.users[user], in)
 	if err != nil {

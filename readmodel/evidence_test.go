@@ -15,7 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
+	"github.com/ajar-dev/ajar/sshaccess"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -47,7 +47,7 @@ policies:
 func TestEvidenceGolden(t *testing.T) {
 	e := newWorkflowEnv(t, evidencePolicy)
 	ctx := t.Context()
-	r := e.createIn(t, "alice", broker.CreateInput{Target: "ssh", Duration: "30m", Reason: "deploy 1.2.3 | hotfix", Ticket: "OPS-7"})
+	r := e.createIn(t, "alice", ajar.CreateInput{Target: "ssh", Duration: "30m", Reason: "deploy 1.2.3 | hotfix", Ticket: "OPS-7"})
 	e.advance(t, time.Minute)
 	if _, err := e.svc.Approve(ctx, e.users["bob"], r.ID, "looks fine"); err != nil {
 		t.Fatal(err)
@@ -58,7 +58,7 @@ func TestEvidenceGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := e.svc.IssueSSHCert(ctx, e.users["alice"], r.ID, ssh.MarshalAuthorizedKey(pub))
+	cert, err := sshaccess.New(e.svc, e.store, e.pol, e.provs, nil).IssueSSHCert(ctx, e.users["alice"], r.ID, ssh.MarshalAuthorizedKey(pub))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestEvidenceGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.Extend(ctx, e.users["alice"], r.ID, broker.ExtendInput{By: "15m", Reason: "smoke tests"}); err != nil {
+	if _, err := e.svc.Extend(ctx, e.users["alice"], r.ID, ajar.ExtendInput{By: "15m", Reason: "smoke tests"}); err != nil {
 		t.Fatal(err)
 	}
 	e.advance(t, 34*time.Minute) // the extended expiry: 45m after the grant

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/policy"
 )
 
@@ -30,7 +29,7 @@ type ExplainInput struct {
 // only admins may. Only malformed input is an error (EINVALID); a request the
 // policy would refuse is an explanation with outcome "denied" or "invalid".
 func (s *Reader) Explain(ctx context.Context, u ajar.User, in ExplainInput) (*policy.Explanation, error) {
-	d, err := broker.ValidateCreate(broker.CreateInput{Target: in.Target, Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params})
+	d, err := ajar.CreateInput{Target: in.Target, Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params}.Validate()
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +67,7 @@ func (s *Reader) Explain(ctx context.Context, u ajar.User, in ExplainInput) (*po
 	} else {
 		check("params", err)
 	}
-	check("start", broker.CheckStart(in.Start, now))
+	check("start", ajar.CheckStart(in.Start, now))
 	return ex, nil
 }
 

@@ -148,7 +148,7 @@ func newDriftEnv(t *testing.T, share bool) *driftEnv {
 
 func (e *driftEnv) request(t *testing.T, u ajar.User) *ajar.Request {
 	t.Helper()
-	r, err := e.svc.CreateRequest(t.Context(), u, broker.CreateInput{Target: "cloud", Duration: "30m", Reason: "drift test"})
+	r, err := e.svc.CreateRequest(t.Context(), u, ajar.CreateInput{Target: "cloud", Duration: "30m", Reason: "drift test"})
 	if err != nil {
 		t.Fatal(err)
 	}

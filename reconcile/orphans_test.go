@@ -20,7 +20,7 @@ func TestReportOrphans(t *testing.T) {
 	e := newDriftEnv(t, false)
 	ctx := t.Context()
 	active := e.request(t, e.alice)
-	pending, err := e.svc.CreateRequest(ctx, e.alice, broker.CreateInput{Target: "db", Duration: "30m", Reason: "later"})
+	pending, err := e.svc.CreateRequest(ctx, e.alice, ajar.CreateInput{Target: "db", Duration: "30m", Reason: "later"})
 	if err != nil || pending.State != ajar.StatePending {
 		t.Fatalf("pending request: %v, %v", pending, err)
 	}

@@ -1,7 +1,8 @@
 // Package sshaccess is the one round trip that "ajar ssh" makes: reuse the
 // caller's request for a target or create one, and certify their key if the
-// request is active. It composes the core's CreateRequest and IssueSSHCert
-// and decides nothing itself (see docs/architecture.md); what SSH hosts and
+// request is active; and the certificates for an active request
+// (IssueSSHCert, cert.go). It composes the core's CreateRequest, GetRequest
+// and CheckCertLimit and decides nothing itself (see docs/architecture.md); what SSH hosts and
 // their agents fetch and report is package sshhost.
 package sshaccess
 
@@ -22,12 +23,14 @@ type Service struct {
 	store     ajar.Store
 	pol       *policy.Policy
 	providers broker.Providers
+	ca        func() string
 }
 
 // New returns a Service over the core and the store, policy and providers
-// it was built with (cmd/ajar wires the same ones).
-func New(core *broker.Service, st ajar.Store, pol *policy.Policy, provs broker.Providers) *Service {
-	return &Service{core: core, store: st, pol: pol, providers: provs}
+// it was built with (cmd/ajar wires the same ones); ca returns the SSH CA's
+// public key line, nil when no CA is configured.
+func New(core *broker.Service, st ajar.Store, pol *policy.Policy, provs broker.Providers, ca func() string) *Service {
+	return &Service{core: core, store: st, pol: pol, providers: provs, ca: ca}
 }
 
 // minReuseLeft is the least time an active request must have left for "ajar
@@ -36,7 +39,7 @@ const minReuseLeft = 30 * time.Second
 
 // Input asks for SSH access to a target in one round trip: reuse the
 // caller's request for it or create one, and certify PublicKey if the request is
-// active. The request fields are broker.CreateInput's.
+// active. The request fields are ajar.CreateInput's.
 type Input struct {
 	Target    string            `json:"target"`
 	Duration  string            `json:"duration,omitempty"`
@@ -49,9 +52,9 @@ type Input struct {
 // Output is the request SSHAccess found or created and, when it is
 // active and a public key was sent, the certificate (or authorized key) for it.
 type Output struct {
-	Request *ajar.Request         `json:"request"`
-	Reused  bool                  `json:"reused"`
-	Cert    *broker.SSHCertOutput `json:"ssh_cert,omitempty"`
+	Request *ajar.Request       `json:"request"`
+	Reused  bool                `json:"reused"`
+	Cert    *ajar.SSHCertOutput `json:"ssh_cert,omitempty"`
 	// Scheduled are the caller's requests for the target that would have been
 	// reused but start later (approved or pending for a future start): they
 	// were skipped, so the caller can say why a new request was made.
@@ -62,12 +65,12 @@ type Output struct {
 // (active with at least minReuseLeft to go, else pending or approved without a
 // start in the future: those are returned in Scheduled, never waited on) and whose
 // parameters equal in.Params, or creates one exactly as CreateRequest does. If the
-// request is active and in.PublicKey is set, it certifies the key with broker's
+// request is active and in.PublicKey is set, it certifies the key with
 // IssueSSHCert. Nothing is stored if the target does not issue SSH certificates or the
 // key is malformed.
 func (s *Service) SSHAccess(ctx context.Context, u ajar.User, in Input) (*Output, error) {
-	create := broker.CreateInput{Target: in.Target, Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params}
-	if _, err := broker.ValidateCreate(create); err != nil {
+	create := ajar.CreateInput{Target: in.Target, Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, Params: in.Params}
+	if _, err := create.Validate(); err != nil {
 		return nil, err
 	}
 	if _, err := s.pol.Match(u, in.Target); err != nil {
@@ -100,7 +103,7 @@ func (s *Service) SSHAccess(ctx context.Context, u ajar.User, in Input) (*Output
 		return nil, err
 	}
 	if out.Request.State == ajar.StateActive && in.PublicKey != "" {
-		if out.Cert, err = s.core.IssueSSHCert(ctx, u, out.Request.ID, []byte(in.PublicKey)); err != nil {
+		if out.Cert, err = s.IssueSSHCert(ctx, u, out.Request.ID, []byte(in.PublicKey)); err != nil {
 			return nil, err
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/internal/sshtest"
 	"github.com/ajar-dev/ajar/sshaccess"
 )
@@ -41,7 +40,7 @@ type sshEnv struct {
 func newSSHEnv(t *testing.T) *sshEnv {
 	t.Helper()
 	e := sshtest.New(t, sshTestPolicy)
-	return &sshEnv{Env: e, ssh: sshaccess.New(e.Svc, e.Store, e.Policy, e.Provs)}
+	return &sshEnv{Env: e, ssh: sshaccess.New(e.Svc, e.Store, e.Policy, e.Provs, e.CA.AuthorizedKey)}
 }
 
 // requests counts user's requests in the store.
@@ -122,7 +121,7 @@ func TestSSHAccessReuse(t *testing.T) {
 	}
 }
 
-// TestSSHAccessAtTheCertificateLimit: SSHAccess certifies through the core's
+// TestSSHAccessAtTheCertificateLimit: SSHAccess certifies through
 // IssueSSHCert, so the policy's certificates_per_request (20 by default)
 // refuses the 21st key for one request.
 func TestSSHAccessAtTheCertificateLimit(t *testing.T) {
@@ -146,7 +145,7 @@ func TestSSHAccessSkipsScheduled(t *testing.T) {
 	e := newSSHEnv(t)
 	ctx := t.Context()
 	start := e.Clock.Now().Add(20 * time.Hour)
-	later, err := e.Svc.CreateRequest(ctx, e.Users["alice"], broker.CreateInput{
+	later, err := e.Svc.CreateRequest(ctx, e.Users["alice"], ajar.CreateInput{
 		Target: "web", Duration: "5m", Reason: "tomorrow", Params: src, Start: &start,
 	})
 	if err != nil {

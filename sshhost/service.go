@@ -28,8 +28,8 @@ const (
 	maxUserLen     = 256
 	maxSessionID   = 128
 	maxReasonText  = 500
-	// maxTargetLen is the core's limit on a target name.
-	maxTargetLen = 200
+	// maxTargetLen is the limit on a target name of a new request.
+	maxTargetLen = ajar.MaxTargetLen
 )
 
 // Providers finds the provider of a target or of a grant's handle (the core's

@@ -67,7 +67,7 @@ func newSSHEnv(t *testing.T) *sshEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &sshEnv{Env: e, ssh: sshaccess.New(e.Svc, e.Store, e.Policy, e.Provs), hosts: hosts}
+	return &sshEnv{Env: e, ssh: sshaccess.New(e.Svc, e.Store, e.Policy, e.Provs, e.CA.AuthorizedKey), hosts: hosts}
 }
 
 // access asks for SSH access to target as user with a new key.

@@ -29,6 +29,7 @@ import (
 	"github.com/ajar-dev/ajar/provider"
 	"github.com/ajar-dev/ajar/provider/sshcert"
 	"github.com/ajar-dev/ajar/readmodel"
+	"github.com/ajar-dev/ajar/sshaccess"
 	"github.com/ajar-dev/ajar/store/sqlite"
 	"github.com/ajar-dev/ajar/web"
 )
@@ -148,7 +149,7 @@ func startServerWith(t testing.TB, cfg serverConfig) *server {
 	}
 	ids := parts.IDs
 	svc, err := broker.New(broker.Config{
-		Store: st, Policy: pol, Providers: provs, SSHCA: ca.AuthorizedKey,
+		Store: st, Policy: pol, Providers: provs,
 		Now: clk.Now, Scheduler: broker.SchedulerConfig{Poll: 200 * time.Millisecond}, Users: ids.Lookup,
 	})
 	if err != nil {
@@ -163,7 +164,8 @@ func startServerWith(t testing.TB, cfg serverConfig) *server {
 	core := struct {
 		*broker.Service
 		*readmodel.Reader
-	}{svc, readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clk.Now, Signer: signer})}
+		*sshCerts
+	}{svc, readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clk.Now, Signer: signer}), sshaccess.New(svc, st, pol, provs, ca.AuthorizedKey)}
 	opts := web.Options{Now: clk.Now, Refresh: time.Second}
 	var apiLogin api.Login
 	if parts.Login != nil {
@@ -202,7 +204,7 @@ func (s *server) user(t testing.TB, name string) ajar.User {
 // createRequest files a request through the core, as the CLI would.
 func (s *server) createRequest(t testing.TB, name, duration, reason string) *ajar.Request {
 	t.Helper()
-	r, err := s.Svc.CreateRequest(context.Background(), s.user(t, name), broker.CreateInput{
+	r, err := s.Svc.CreateRequest(context.Background(), s.user(t, name), ajar.CreateInput{
 		Target: "demo-ssh", Duration: duration, Reason: reason, Params: map[string]string{"source_ip": "127.0.0.1"},
 	})
 	if err != nil {
@@ -311,3 +313,7 @@ func (c *client) signIn(token string) string {
 	}
 	return csrf(c.t, c.get("/access").Body)
 }
+
+// sshCerts is sshaccess.Service (SSH certificates), embedded beside
+// *broker.Service under a name of its own, as cmd/ajar serves them.
+type sshCerts = sshaccess.Service

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/identity"
 	"github.com/ajar-dev/ajar/readmodel"
 )
@@ -248,7 +247,7 @@ func (h *Handler) handleCreate(w http.ResponseWriter, rq *req) {
 			f.Values[k] = form.Get(k)
 		}
 	}
-	in := broker.CreateInput{
+	in := ajar.CreateInput{
 		Target:   tf.Name,
 		Duration: strings.TrimSpace(form.Get("duration")),
 		Reason:   strings.TrimSpace(form.Get("reason")),
@@ -387,8 +386,8 @@ func (h *Handler) handleRequestAction(w http.ResponseWriter, rq *req) {
 			err = ajar.FieldErrorf("by", "%q is not a positive duration (write 30m or 1h)", form.Get("by"))
 			break
 		}
-		var out *broker.ExtendOutput
-		if out, err = h.extender.Extend(ctx, u, id, broker.ExtendInput{By: by}); err == nil {
+		var out *ajar.ExtendOutput
+		if out, err = h.extender.Extend(ctx, u, id, ajar.ExtendInput{By: by}); err == nil {
 			r = out.Request
 			done = "%s is extended and %s."
 			if out.Extension.State == ajar.ExtensionPending {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
-	"github.com/ajar-dev/ajar/broker"
 )
 
 //go:embed templates/*.html
@@ -83,7 +82,7 @@ func loadPages() *pages {
 type view struct {
 	Title   string
 	Nav     string // the current section: request, inbox, access, audit
-	Me      *broker.Identity
+	Me      *ajar.Caller
 	CSRF    string
 	Flash   *flash
 	Now     time.Time

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/identity"
 )
 
@@ -176,7 +175,7 @@ func tokensEqual(a, b string) bool {
 type req struct {
 	*http.Request
 	w       http.ResponseWriter
-	me      broker.Identity
+	me      ajar.Caller
 	session *session
 }
 
@@ -202,7 +201,7 @@ func (h *Handler) signedIn(w http.ResponseWriter, r *http.Request) (*req, bool) 
 	}
 	u, err := h.ids.Authenticate(r.Context(), ss.secret)
 	if err == nil {
-		var me broker.Identity
+		var me ajar.Caller
 		if me, err = h.core.WhoAmI(r.Context(), u); err == nil {
 			me.User = u // with its session id
 			return &req{Request: r, w: w, me: me, session: ss}, true

@@ -12,7 +12,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/internal/oidctest"
 )
 
@@ -59,7 +58,7 @@ func startSSO(t *testing.T) (*server, *oidctest.OP) {
 // request files a request for target as a static user, through the core.
 func (s *server) request(t testing.TB, name, target, reason string) *ajar.Request {
 	t.Helper()
-	r, err := s.Svc.CreateRequest(context.Background(), s.user(t, name), broker.CreateInput{
+	r, err := s.Svc.CreateRequest(context.Background(), s.user(t, name), ajar.CreateInput{
 		Target: target, Duration: "20m", Reason: reason, Params: map[string]string{"source_ip": "127.0.0.1"},
 	})
 	if err != nil {

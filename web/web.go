@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/identity"
 	"github.com/ajar-dev/ajar/readmodel"
 )
@@ -30,10 +29,10 @@ import (
 // tests can substitute a fake. Errors are *ajar.Error values whose codes the
 // pages map to statuses; any other error is shown as an internal error.
 type Core interface {
-	WhoAmI(ctx context.Context, u ajar.User) (broker.Identity, error)
+	WhoAmI(ctx context.Context, u ajar.User) (ajar.Caller, error)
 	Targets(ctx context.Context, u ajar.User) ([]readmodel.TargetInfo, error)
 	TargetForm(ctx context.Context, u ajar.User, target string) (*readmodel.TargetForm, error)
-	CreateRequest(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error)
+	CreateRequest(ctx context.Context, u ajar.User, in ajar.CreateInput) (*ajar.Request, error)
 	MyAccess(ctx context.Context, u ajar.User) (*readmodel.Access, error)
 	Review(ctx context.Context, u ajar.User, id string) (*readmodel.Review, error)
 	Inbox(ctx context.Context, u ajar.User) ([]readmodel.Review, error)
@@ -49,7 +48,7 @@ type Core interface {
 // Core passed to New implements it (broker.Service does), "My access" shows an
 // extend form on active grants and POST /requests/{id}/extend calls it.
 type Extender interface {
-	Extend(ctx context.Context, u ajar.User, id string, in broker.ExtendInput) (*broker.ExtendOutput, error)
+	Extend(ctx context.Context, u ajar.User, id string, in ajar.ExtendInput) (*ajar.ExtendOutput, error)
 }
 
 // Counter counts what waits for a user's decision (readmodel.Reader.Awaiting).

@@ -17,7 +17,6 @@ import (
 	_ "modernc.org/sqlite" // the driver, to tamper with the audit log
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 )
 
 // pagePaths are the signed-in pages, for checks that apply to every page.
@@ -530,7 +529,7 @@ func TestExtensionDecisionInPage(t *testing.T) {
 	s := startServer(t)
 	r := s.createRequest(t, "alice", "5m", "check") // auto-approved
 	r = s.waitState(t, r.ID, ajar.StateActive)
-	if _, err := s.Svc.Extend(context.Background(), s.user(t, "alice"), r.ID, broker.ExtendInput{By: "30m", Reason: "more"}); err != nil {
+	if _, err := s.Svc.Extend(context.Background(), s.user(t, "alice"), r.ID, ajar.ExtendInput{By: "30m", Reason: "more"}); err != nil {
 		t.Fatal(err)
 	}
 	c := newClient(t, s.URL)

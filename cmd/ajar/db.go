@@ -19,7 +19,6 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/credentials"
 	"github.com/ajar-dev/ajar/readmodel"
 )
@@ -142,7 +141,7 @@ func (e *cliEnv) runDBClient(ctx context.Context, cmd *cobra.Command, dc dbClien
 	if err != nil {
 		return err
 	}
-	req, reused, err := e.reuseOrRequest(ctx, c, broker.CreateInput{
+	req, reused, err := e.reuseOrRequest(ctx, c, ajar.CreateInput{
 		Target: target, Duration: o.duration, Reason: o.reason, Ticket: o.ticket, Params: params,
 	})
 	if err != nil {
@@ -186,7 +185,7 @@ func (e *cliEnv) runDBClient(ctx context.Context, cmd *cobra.Command, dc dbClien
 // in.Params that is active with a minute to go, else the newest pending or
 // approved one, else a new request (asking for a missing reason or ticket on the
 // terminal, once).
-func (e *cliEnv) reuseOrRequest(ctx context.Context, c *api.Client, in broker.CreateInput) (*ajar.Request, bool, error) {
+func (e *cliEnv) reuseOrRequest(ctx context.Context, c *api.Client, in ajar.CreateInput) (*ajar.Request, bool, error) {
 	mine, err := c.AllRequests(ctx, readmodel.ListInput{Mine: true})
 	if err != nil {
 		return nil, false, err

@@ -8,7 +8,6 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/readmodel"
 )
 
@@ -22,7 +21,7 @@ type fakeCore struct {
 	script   map[string][]ajar.State  // states GetRequest moves a request through, one per call
 	events   []ajar.AuditEvent
 	calls    []string
-	create   broker.CreateInput
+	create   ajar.CreateInput
 	list     readmodel.ListInput
 	paged    bool // ListRequests answers in two pages
 	filters  []ajar.AuditFilter
@@ -95,7 +94,7 @@ func (f *fakeCore) Targets(ctx context.Context, u ajar.User) ([]readmodel.Target
 	}}, nil
 }
 
-func (f *fakeCore) CreateRequest(ctx context.Context, u ajar.User, in broker.CreateInput) (*ajar.Request, error) {
+func (f *fakeCore) CreateRequest(ctx context.Context, u ajar.User, in ajar.CreateInput) (*ajar.Request, error) {
 	if err := f.called("CreateRequest"); err != nil {
 		return nil, err
 	}
@@ -177,14 +176,14 @@ func (f *fakeCore) Cancel(ctx context.Context, u ajar.User, id string) (*ajar.Re
 	return f.decide("Cancel", id, ajar.StateCancelled)
 }
 
-func (f *fakeCore) IssueSSHCert(ctx context.Context, u ajar.User, id string, publicKey []byte) (*broker.SSHCertOutput, error) {
+func (f *fakeCore) IssueSSHCert(ctx context.Context, u ajar.User, id string, publicKey []byte) (*ajar.SSHCertOutput, error) {
 	if err := f.called("IssueSSHCert"); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	f.pubKey = string(publicKey)
 	f.mu.Unlock()
-	return &broker.SSHCertOutput{
+	return &ajar.SSHCertOutput{
 		Certificate: "ssh-ed25519-cert-v01@openssh.com AAAAFakeCert alice",
 		Info: ajar.SSHCert{Serial: 7, RequestID: id, KeyID: "alice@example.com/" + id,
 			Principals: []string{"ubuntu"}, ValidBefore: testTime.Add(30 * time.Minute)},
@@ -224,11 +223,11 @@ func (f *fakeCore) Checkpoint(ctx context.Context, u ajar.User) ([]byte, error) 
 
 func (f *fakeCore) AuditKey() string { return "ajar+1234abcd+AFakeKey" }
 
-func (f *fakeCore) WhoAmI(ctx context.Context, u ajar.User) (broker.Identity, error) {
+func (f *fakeCore) WhoAmI(ctx context.Context, u ajar.User) (ajar.Caller, error) {
 	if err := f.called("WhoAmI"); err != nil {
-		return broker.Identity{}, err
+		return ajar.Caller{}, err
 	}
-	return broker.Identity{User: u}, nil
+	return ajar.Caller{User: u}, nil
 }
 
 // fakeIDs is the fake's api.Identity: the fake core's tokens authenticate;

@@ -19,7 +19,6 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/readmodel"
 )
 
@@ -162,7 +161,7 @@ func TestRequestSendsInput(t *testing.T) {
 		"--param", "source_ip=203.0.113.7", "--param", "note=a=b,c")
 	r.want(t, exitOK)
 	start := time.Date(2026, 1, 2, 15, 0, 0, 0, time.UTC)
-	want := broker.CreateInput{
+	want := ajar.CreateInput{
 		Target: "prod-web", Duration: "45m", Reason: "deploy hotfix", Ticket: "OPS-42", Start: &start,
 		Params: map[string]string{"source_ip": "203.0.113.7", "note": "a=b,c"},
 	}
@@ -337,7 +336,7 @@ func TestTargetsAndWhoAmI(t *testing.T) {
 	}
 	r = runCLI(t, url, "whoami", "-o", "json")
 	r.want(t, exitOK)
-	var id broker.Identity
+	var id ajar.Caller
 	if err := json.Unmarshal([]byte(r.stdout), &id); err != nil || id.ID != "alice@example.com" {
 		t.Errorf("whoami JSON: %v\n%s", err, r.stdout)
 	}

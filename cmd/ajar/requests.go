@@ -11,13 +11,12 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/readmodel"
 )
 
 func newRequestCmd(e *cliEnv) *cobra.Command {
 	var (
-		in      broker.CreateInput
+		in      ajar.CreateInput
 		start   string
 		params  []string
 		wait    bool

@@ -18,6 +18,7 @@ import (
 	"github.com/ajar-dev/ajar/audit"
 	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/credentials"
+	"github.com/ajar-dev/ajar/events"
 	"github.com/ajar-dev/ajar/identity"
 	"github.com/ajar-dev/ajar/identity/sso"
 	"github.com/ajar-dev/ajar/internal/awsx"
@@ -316,13 +317,13 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	}
 	ids := parts.IDs
 	svc, err := broker.New(broker.Config{
-		Store: st, Policy: pol, Providers: provs, SSHCA: ca.AuthorizedKey,
+		Store: st, Policy: pol, Providers: provs,
 		Logger: log, Metrics: broker.NewMetrics(reg), Now: clock, Users: ids.Lookup,
 		Scheduler: broker.SchedulerConfig{
 			Poll: time.Duration(sc.PollInterval), MaxGrantAttempts: sc.MaxGrantAttempts,
 			MaxRevokeAttempts: sc.MaxRevokeAttempts, SlowRetry: time.Duration(sc.SlowRetry),
 		},
-		Notify: broker.NotifyConfig{ // the notifications section
+		Notify: events.NotifyConfig{ // the notifications section
 			Sinks: sinks, BaseURL: pol.Server().PublicURL, ExpiryReminder: time.Duration(sc.ExpiryReminder),
 			Wake: delivery.Kick,
 		},
@@ -350,7 +351,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 	if listen == "" {
 		listen = pol.Server().Listen
 	}
-	c := core{Service: svc, SSH: sshaccess.New(svc, st, pol, provs), Creds: credentials.New(svc, st, provs, clock), Checks: checks,
+	c := core{Service: svc, SSH: sshaccess.New(svc, st, pol, provs, ca.AuthorizedKey), Creds: credentials.New(svc, st, provs, clock), Checks: checks,
 		Reader: readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clock, Signer: signer})}
 	srv := api.NewServer(c, ids, api.Options{
 		Addr: listen, Logger: log, Metrics: metrics.Handler(reg), SSHHosts: hosts,
@@ -406,8 +407,8 @@ func (a *app) Close() error {
 
 // core is what the HTTP layers serve: the broker's lifecycle and, beside it,
 // the read model (the lists, explain, evidence, the audit log, the web's view
-// models), "ajar ssh"'s one round trip (sshaccess) and cloud credentials
-// (credentials).
+// models), "ajar ssh"'s one round trip and SSH certificates (sshaccess) and
+// cloud credentials (credentials).
 type core struct {
 	*broker.Service
 	*readmodel.Reader
@@ -435,6 +436,14 @@ func (c core) IssueCredentials(ctx context.Context, u ajar.User, id string) (*cr
 func (c core) SSHAccess(ctx context.Context, u ajar.User, in sshaccess.Input) (*sshaccess.Output, error) {
 	return c.SSH.SSHAccess(ctx, u, in)
 }
+
+// IssueSSHCert certifies a key for an active request (package sshaccess).
+func (c core) IssueSSHCert(ctx context.Context, u ajar.User, id string, publicKey []byte) (*ajar.SSHCertOutput, error) {
+	return c.SSH.IssueSSHCert(ctx, u, id, publicKey)
+}
+
+// SSHCA is the SSH CA's public key (package sshaccess).
+func (c core) SSHCA(ctx context.Context) (string, error) { return c.SSH.SSHCA(ctx) }
 
 var (
 	_ api.Core            = core{}

@@ -24,7 +24,6 @@ import (
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/api"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/sshaccess"
 )
 
@@ -247,7 +246,7 @@ func isTerminal(r io.Reader) bool {
 // execSSH writes the key (and certificate) to a new 0700 directory, runs ssh
 // with them and removes the directory when ssh exits. Its error is ssh's exit
 // status.
-func (e *cliEnv) execSSH(sshBin string, sshArgs []string, priv ed25519.PrivateKey, reqID string, cert *broker.SSHCertOutput) error {
+func (e *cliEnv) execSSH(sshBin string, sshArgs []string, priv ed25519.PrivateKey, reqID string, cert *ajar.SSHCertOutput) error {
 	dir, err := os.MkdirTemp(keyDir(e.getenv), "ajar-ssh-")
 	if err != nil {
 		return fmt.Errorf("create a directory for the key: %w", err)

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/broker"
 	"github.com/ajar-dev/ajar/policy"
 	"github.com/ajar-dev/ajar/readmodel"
 )
@@ -26,7 +25,7 @@ func workflowCommands(e *cliEnv) []*cobra.Command {
 
 func newExtendCmd(e *cliEnv) *cobra.Command {
 	var (
-		in  broker.ExtendInput
+		in  ajar.ExtendInput
 		out outputFormat
 	)
 	cmd := &cobra.Command{
@@ -76,7 +75,7 @@ stays active meanwhile, and new SSH certificates carry the new expiry once appli
 
 func newBreakglassCmd(e *cliEnv) *cobra.Command {
 	var (
-		in     broker.CreateInput
+		in     ajar.CreateInput
 		params []string
 		out    outputFormat
 	)

@@ -70,7 +70,8 @@ func TestCheckFindsBreaches(t *testing.T) {
 	pkgs := fake(map[string][]string{
 		".":              nil,
 		"broker":         {"."},
-		"api":            {"broker", "."},
+		"api":            {"readmodel", "."}, // broker only through readmodel: fine (Direct)
+		"readmodel":      {"broker", "."},
 		"store/sqlite":   {"helper"}, // reaches broker through helper
 		"helper":         {"broker"},
 		"provider/awssg": {"broker", "."},       // direct

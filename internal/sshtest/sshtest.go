@@ -72,7 +72,7 @@ func New(t *testing.T, src string) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := broker.New(broker.Config{Store: st, Policy: pol, Providers: provs, Now: clk.Now, SSHCA: ca.AuthorizedKey})
+	svc, err := broker.New(broker.Config{Store: st, Policy: pol, Providers: provs, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

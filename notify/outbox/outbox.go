@@ -115,7 +115,7 @@ func New(cfg Config) (*Outbox, error) {
 }
 
 // Kick wakes every sink's worker to look at the outbox now. It never blocks;
-// the broker calls it (broker.NotifyConfig.Wake) when it writes notifications.
+// the broker calls it (events.NotifyConfig.Wake) when it writes notifications.
 func (o *Outbox) Kick() {
 	for _, k := range o.kicks {
 		select {

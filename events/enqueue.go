@@ -1,0 +1,157 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/notify"
+	"github.com/ajar-dev/ajar/policy"
+)
+
+// NotifyConfig configures event notifications: which events are written to
+// the outbox, and how they read. Delivering them is notify/outbox's work. Zero
+// fields take defaults.
+type NotifyConfig struct {
+	// Sinks receive the events they want. None: nothing is written to the
+	// outbox at all.
+	Sinks []notify.Sink
+	// BaseURL is where people reach the web pages ("https://ajar.example.com");
+	// events link to them. Empty: no links.
+	BaseURL string
+	// ExpiryReminder is how long before expiry request.expiring is sent (10m).
+	ExpiryReminder time.Duration
+	// Wake is called after notifications were written, to wake the delivery
+	// workers (notify/outbox's Outbox.Kick); it must not block. It may run
+	// before the transaction commits: the workers' poll catches up. Nil: none.
+	Wake func()
+}
+
+// Notifier writes notifications to the outbox in the caller's transaction,
+// so that the outbox and the state change commit together: the core calls it
+// from its audit write (Audit) and its scheduler (RemindExpiring). Its
+// methods are safe for concurrent use.
+type Notifier struct {
+	cfg   NotifyConfig
+	build Builder
+}
+
+// NewNotifier returns a Notifier for cfg; kind and extendable are Builder's.
+func NewNotifier(cfg NotifyConfig, kind func(target string) (string, error), extendable func(rule string) bool) *Notifier {
+	if cfg.ExpiryReminder <= 0 {
+		cfg.ExpiryReminder = 10 * time.Minute
+	}
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	return &Notifier{cfg: cfg, build: Builder{BaseURL: cfg.BaseURL, Kind: kind, Extendable: extendable}}
+}
+
+// wants reports whether any sink wants events of type t.
+func (n *Notifier) wants(t string) bool {
+	for _, s := range n.cfg.Sinks {
+		if s.Wants(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// Wake wakes the delivery workers (NotifyConfig.Wake).
+func (n *Notifier) Wake() {
+	if n.cfg.Wake != nil {
+		n.cfg.Wake()
+	}
+}
+
+// Audit enqueues in tx the notification the audit event (actor, action,
+// subject, details) means, if any sink wants it. An error (the store's, or
+// details that do not marshal) must fail the transaction.
+func (n *Notifier) Audit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {
+	event, state, ok := ForAudit(action)
+	if !ok || !n.wants(event) {
+		return nil
+	}
+	raw, err := json.Marshal(details)
+	if err != nil {
+		return fmt.Errorf("notify %s: %w", action, err)
+	}
+	if Silent(action, raw) {
+		return nil
+	}
+	r, err := tx.GetRequest(ctx, subject)
+	switch {
+	case ajar.ErrorCode(err) == ajar.ENOTFOUND:
+		r = nil // an event about something else than a request (drift)
+	case err != nil:
+		return fmt.Errorf("notify %s: %w", action, err)
+	case state != "":
+		r.State = state
+	}
+	if string(raw) == "null" {
+		raw = nil
+	}
+	return n.enqueue(ctx, tx, event, actor, subject, r, raw, "")
+}
+
+// enqueue writes event typ about r (nil if it is about no request) to the
+// outbox of every sink that wants it. A non-empty key makes it go out once per
+// sink however often it is enqueued.
+func (n *Notifier) enqueue(ctx context.Context, tx ajar.Tx, typ, actor, subject string, r *ajar.Request, details json.RawMessage, key string) error {
+	var sinks []notify.Sink
+	for _, sk := range n.cfg.Sinks {
+		if sk.Wants(typ) {
+			sinks = append(sinks, sk)
+		}
+	}
+	if len(sinks) == 0 {
+		return nil
+	}
+	now := tx.Now()
+	b, err := json.Marshal(n.build.Build(typ, actor, subject, r, details, now))
+	if err != nil {
+		return fmt.Errorf("notify %s: %w", typ, err)
+	}
+	for _, sk := range sinks {
+		if _, err := tx.EnqueueNotification(ctx, &ajar.Notification{Sink: sk.Name(), Key: key, Event: b, CreatedAt: now}); err != nil {
+			return fmt.Errorf("notify %s to %s: %w", typ, sk.Name(), err)
+		}
+	}
+	n.Wake() // the worker may look before the commit; its poll catches up
+	return nil
+}
+
+// ReminderAt is when request.expiring is due for r: ExpiryReminder before its
+// expiry, if a sink wants it and the window is longer than that.
+func (n *Notifier) ReminderAt(r *ajar.Request) (time.Time, bool) {
+	if r.ExpiresAt == nil || r.ActivatedAt == nil || !n.wants(policy.EventRequestExpiring) {
+		return time.Time{}, false
+	}
+	start := *r.ActivatedAt
+	if r.StartAt != nil && r.StartAt.After(start) {
+		start = *r.StartAt
+	}
+	at := r.ExpiresAt.Add(-n.cfg.ExpiryReminder)
+	if !at.After(start) {
+		return time.Time{}, false
+	}
+	return at, true
+}
+
+// RemindExpiring enqueues request.expiring in tx for an active request whose
+// reminder is due at now. Its key holds the expiry, so each window (an
+// extension makes a new one) is reminded once per sink however often the
+// scheduler looks.
+func (n *Notifier) RemindExpiring(ctx context.Context, tx ajar.Tx, r *ajar.Request, now time.Time) error {
+	at, ok := n.ReminderAt(r)
+	if !ok || now.Before(at) || !now.Before(*r.ExpiresAt) {
+		return nil
+	}
+	details, err := json.Marshal(map[string]any{"expires_at": r.ExpiresAt})
+	if err != nil {
+		return err
+	}
+	key := fmt.Sprintf("expiring:%s:%d", r.ID, r.ExpiresAt.UnixNano())
+	return n.enqueue(ctx, tx, policy.EventRequestExpiring, ajar.ActorSystem, r.ID, r, details, key)
+}

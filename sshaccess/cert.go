@@ -1,0 +1,95 @@
+package sshaccess
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"strings"
+
+	"github.com/ajar-dev/ajar"
+)
+
+// IssueSSHCert certifies publicKey for u's own active request. The
+// certificate is recorded, counted against the policy's
+// certificates_per_request (the core's CheckCertLimit) and audited in one
+// transaction before it is returned. EINVALID for a missing, oversized or
+// malformed key or a target that issues no certificates; ENOTFOUND for a
+// request u may not see; EFORBIDDEN when u is not its requester; ECONFLICT
+// when it is not active; ETOOMANY past the limit.
+func (s *Service) IssueSSHCert(ctx context.Context, u ajar.User, id string, publicKey []byte) (*ajar.SSHCertOutput, error) {
+	if len(publicKey) == 0 {
+		return nil, ajar.FieldErrorf("public_key", "a public key is required")
+	}
+	if len(publicKey) > 16<<10 {
+		return nil, ajar.FieldErrorf("public_key", "too large")
+	}
+	r, err := s.core.GetRequest(ctx, u, id)
+	if err != nil {
+		return nil, err
+	}
+	if !ajar.SameUser(r.Requester, u.ID) {
+		return nil, ajar.Errorf(ajar.EFORBIDDEN, "only the requester can get a certificate for request %s", r.ID)
+	}
+	if r.State != ajar.StateActive || r.Handle == nil {
+		return nil, ajar.Errorf(ajar.ECONFLICT, "request %s is %s, not active", r.ID, r.State)
+	}
+	prov, err := s.providers.ForHandle(*r.Handle)
+	if err != nil {
+		return nil, err
+	}
+	issuer, ok := prov.(ajar.SSHCertIssuer)
+	if !ok {
+		return nil, ajar.Errorf(ajar.EINVALID, "target %s does not issue SSH certificates", r.Target)
+	}
+	var out ajar.SSHCertOutput
+	err = s.store.Update(ctx, func(tx ajar.Tx) error {
+		now := tx.Now()
+		cur, err := tx.GetRequest(ctx, id)
+		if err != nil {
+			return err
+		}
+		if cur.State != ajar.StateActive || cur.ExpiresAt == nil || !now.Before(*cur.ExpiresAt) {
+			return ajar.Errorf(ajar.ECONFLICT, "request %s is no longer active", id)
+		}
+		cert, info, err := issuer.SignCert(*cur.Handle, publicKey, randomSerial(), now)
+		if err != nil {
+			return err
+		}
+		if err := tx.InsertSSHCert(ctx, info); err != nil {
+			return err
+		}
+		if err := s.core.CheckCertLimit(ctx, tx, u.ID, id); err != nil {
+			return err
+		}
+		out = ajar.SSHCertOutput{Certificate: strings.TrimSpace(string(cert)), Info: info}
+		return s.core.AppendAudit(ctx, tx, u.ID, "ssh_cert.issued", id, map[string]any{
+			"serial": info.Serial, "key_id": info.KeyID, "principals": info.Principals,
+			"fingerprint": info.Fingerprint, "valid_before": info.ValidBefore,
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func randomSerial() uint64 {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err)
+		}
+		if v := binary.BigEndian.Uint64(b[:]); v != 0 {
+			return v
+		}
+	}
+}
+
+// SSHCA returns the SSH CA public key in authorized_keys format; ENOTFOUND
+// when the server has no SSH CA.
+func (s *Service) SSHCA(ctx context.Context) (string, error) {
+	if s.ca == nil {
+		return "", ajar.Errorf(ajar.ENOTFOUND, "this server has no SSH CA")
+	}
+	return s.ca(), nil
+}
