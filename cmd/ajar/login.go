@@ -210,4 +210,3 @@ func (e *cliEnv) clientFor(server, token string) (*api.Client, error) {
 	}
 	return api.NewClient(serverBase(server), token), nil
 }
-
