@@ -3,10 +3,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +187,72 @@ func TestConsistencyErrors(t *testing.T) {
 		r := not.ajar(t, "alice", args...)
 		if r.Code != 1 || !strings.Contains(r.Stderr, other.URL+" is not an ajar server") {
 			t.Errorf("ajar %v against a web server that is not ajar: exit %d, stderr %q", args, r.Code, r.Stderr)
+		}
+	}
+}
+
+// TestConsistencyAuditForPeople: audit details printed to people have 1-based
+// steps (as every table) and no \u003c escapes; hashes are hex in the CLI's
+// JSON and in the evidence, as on the web pages.
+func TestConsistencyAuditForPeople(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir())
+	s.request(t, "alice", "request", "demo-ssh", "--for", "1m", "--reason", "auto", "--param", "source_ip=127.0.0.1")
+	r := s.request(t, "alice", "request", "demo-ssh", "--for", "30m", "--reason", "debug", "--param", "source_ip=127.0.0.1")
+	s.ok(t, "bob", "approve", r.ID, "--comment", "go")
+
+	out := s.ok(t, "admin", "audit")
+	if strings.Contains(out, `\u003c`) || !strings.Contains(out, `request.duration <= duration(\"5m\")`) {
+		t.Errorf("audit details escape <:\n%s", out)
+	}
+	if strings.Contains(out, `"1m0s"`) || !strings.Contains(out, `"duration":"1m"`) {
+		t.Errorf("audit details print durations unlike people type them:\n%s", out)
+	}
+	var approved string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "bob@example.com") && strings.Contains(l, "request.approved") {
+			approved = l
+		}
+	}
+	if !strings.Contains(approved, `"step":1`) {
+		t.Errorf("bob's approval of the one step is not step 1: %q", approved)
+	}
+
+	hexHash := regexp.MustCompile(`^[0-9a-f]{64}$`)
+	evs := s.auditEvents(t)
+	var raw []map[string]any
+	if err := json.Unmarshal([]byte(s.ok(t, "admin", "audit", "-o", "json")), &raw); err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) == 0 || len(raw) != len(evs) {
+		t.Fatalf("%d events in JSON, %d decoded", len(raw), len(evs))
+	}
+	for i, e := range raw {
+		if h, _ := e["hash"].(string); !hexHash.MatchString(h) {
+			t.Errorf("event %d: hash %q is not hex", i+1, h)
+		}
+		if i > 0 {
+			if h, _ := e["prev_hash"].(string); !hexHash.MatchString(h) {
+				t.Errorf("event %d: prev_hash %q is not hex", i+1, h)
+			}
+		}
+	}
+	if res := s.ajar(t, "admin", "audit", "verify"); res.Code != 0 {
+		t.Errorf("audit verify on hex hashes: exit %d: %s", res.Code, res.Stderr)
+	}
+	code, body := s.httpDo(t, "alice", "GET", "/v1/requests/"+r.ID+"/evidence", "")
+	if code != 200 {
+		t.Fatalf("evidence: %d %s", code, body)
+	}
+	var ev struct {
+		Events []map[string]any `json:"events"`
+	}
+	if err := json.Unmarshal(body, &ev); err != nil || len(ev.Events) == 0 {
+		t.Fatalf("evidence: %v %s", err, body)
+	}
+	for _, e := range ev.Events {
+		if h, _ := e["hash"].(string); !hexHash.MatchString(h) {
+			t.Errorf("evidence event hash %q is not hex", h)
 		}
 	}
 }

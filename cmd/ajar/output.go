@@ -372,8 +372,8 @@ func (p *auditPrinter) finish() error {
 
 // detailsForPeople is an audit event's details on one line as people read
 // them: "<" rather than "\u003c", numbers exactly as stored (a certificate
-// serial is not a float), and an approval step 1-based as in every table
-// (the log itself keeps the 0-based index). Details that are not a JSON
+// serial is not a float), an approval step 1-based as in every table (the log
+// itself keeps the 0-based index), and durations as people type them. Details that are not a JSON
 // object are compacted as they are.
 func detailsForPeople(raw json.RawMessage) string {
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -385,6 +385,13 @@ func detailsForPeople(raw json.RawMessage) string {
 	if n, ok := m["step"].(json.Number); ok {
 		if i, err := n.Int64(); err == nil {
 			m["step"] = i + 1
+		}
+	}
+	for _, k := range []string{"duration", "by"} { // "30m", not "30m0s"
+		if v, ok := m[k].(string); ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				m[k] = fmtDuration(d)
+			}
 		}
 	}
 	var b bytes.Buffer
