@@ -50,7 +50,7 @@ func requestHistory(ctx context.Context, c *api.Client, req *ajar.Request) (*his
 				approvers = append(approvers, "policy "+clean(req.Policy)+" (auto if "+clean(d.AutoApprove)+")")
 			}
 		case "request.revoking":
-			if h.revokedBy == "" {
+			if h.revokedBy == "" && req.State != ajar.StateExpired { // expiry is no revocation
 				h.revokedBy = clean(e.Actor)
 				if e.Actor == ajar.ActorSystem && req.EndReason != "" {
 					h.revokedBy += " (" + clean(string(req.EndReason)) + ")"
