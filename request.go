@@ -130,7 +130,7 @@ func (r Request) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
 		plain
 		Duration string `json:"duration"`
-	}{plain(r), r.Duration.String()})
+	}{plain(r), FormatDuration(r.Duration)})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.

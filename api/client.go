@@ -254,6 +254,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	defer resp.Body.Close()
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponseBytes)).Decode(out); err != nil {
+		if !isJSON(resp) {
+			return notAjar(resp)
+		}
 		return fmt.Errorf("%s %s: decode response: %w", method, path, err)
 	}
 	return nil
@@ -311,9 +314,33 @@ func responseError(resp *http.Response) error {
 			Code: env.Error.Code, Message: env.Error.Message, Field: env.Error.Field,
 		}}
 	}
+	if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed {
+		return notAjar(resp) // ajar answers every /v1 path with its envelope
+	}
 	return &StatusError{Status: resp.StatusCode, Err: &ajar.Error{
 		Code:    codeOf(resp.StatusCode),
 		Message: "server answered " + resp.Status,
+	}}
+}
+
+// isJSON reports whether resp says its body is JSON, as every ajar API answer does.
+func isJSON(resp *http.Response) bool {
+	ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+	return strings.EqualFold(strings.TrimSpace(ct), "application/json")
+}
+
+// notAjar is the error for an answer no ajar server gives (an HTML page, a
+// 404 without the error envelope): the server URL points somewhere else. Its
+// code is the one the status implies, as for any answer without the envelope.
+func notAjar(resp *http.Response) error {
+	where, what := "the server", "it answered "+resp.Status
+	if rq := resp.Request; rq != nil && rq.URL != nil {
+		where = rq.URL.Scheme + "://" + rq.URL.Host
+		what = fmt.Sprintf("%s %s answered %s", rq.Method, rq.URL.Path, resp.Status)
+	}
+	return &StatusError{Status: resp.StatusCode, Err: &ajar.Error{
+		Code:    codeOf(resp.StatusCode),
+		Message: fmt.Sprintf("%s is not an ajar server: %s, not the ajar API; check --server or AJAR_SERVER", where, what),
 	}}
 }
 

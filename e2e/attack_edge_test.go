@@ -169,16 +169,16 @@ func TestAttackEvidenceControlChars(t *testing.T) {
 			t.Errorf("%s: %d %s, want 400 invalid on %s", tt.body, status, body, tt.field)
 		}
 	}
-	if res := s.ajar(t, "alice", "request", "shell", "--reason", "fix \x1b]8;;https://evil.example\x07here"); res.Code != 1 || !strings.Contains(res.Stderr, "(field: reason)") {
+	if res := s.ajar(t, "alice", "request", "shell", "--reason", "fix \x1b]8;;https://evil.example\x07here"); res.Code != 1 || !strings.Contains(res.Stderr, "(field: --reason)") {
 		t.Errorf("CLI request with an escape: exit %d\n%s", res.Code, res.Stderr)
 	}
 
 	md := "see [the runbook](https://evil.example) <img src=x onerror=alert(1)> **urgent**"
 	r := s.request(t, "alice", "request", "shell", "--for", "30m", "--reason", md)
-	if res := s.ajar(t, "bob", "deny", r.ID, "--reason", "no \u202e"); res.Code != 1 || !strings.Contains(res.Stderr, "(field: reason)") {
+	if res := s.ajar(t, "bob", "deny", r.ID, "--reason", "no \u202e"); res.Code != 1 || !strings.Contains(res.Stderr, "(field: --reason)") {
 		t.Errorf("deny with a bidi control: exit %d\n%s", res.Code, res.Stderr)
 	}
-	if res := s.ajar(t, "bob", "approve", r.ID, "--comment", "ok\x1b[1A"); res.Code != 1 || !strings.Contains(res.Stderr, "(field: comment)") {
+	if res := s.ajar(t, "bob", "approve", r.ID, "--comment", "ok\x1b[1A"); res.Code != 1 || !strings.Contains(res.Stderr, "(field: --comment)") {
 		t.Errorf("approve with an escape: exit %d\n%s", res.Code, res.Stderr)
 	}
 	out := s.ok(t, "admin", "evidence", r.ID)

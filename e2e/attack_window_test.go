@@ -80,7 +80,7 @@ func TestAttackExtensionOverflow(t *testing.T) {
 			t.Fatalf("extend by %s: HTTP %d %s, want 400 invalid with field by", by, status, body)
 		}
 	}
-	if res := s.ajar(t, "alice", "extend", r.ID, "--by", "2562047h47m16s"); res.Code != 1 || !strings.Contains(res.Stderr, "(field: by)") {
+	if res := s.ajar(t, "alice", "extend", r.ID, "--by", "2562047h47m16s"); res.Code != 1 || !strings.Contains(res.Stderr, "(field: --by)") {
 		t.Fatalf("ajar extend --by 2562047h47m16s: exit %d, stderr %q", res.Code, res.Stderr)
 	}
 	got := s.request(t, "alice", "show", r.ID)
@@ -94,7 +94,7 @@ func TestAttackExtensionOverflow(t *testing.T) {
 	// not a second more.
 	s.ok(t, "alice", "extend", r.ID, "--by", "20m")
 	s.ok(t, "alice", "extend", r.ID, "--by", "10m")
-	if res := s.ajar(t, "alice", "extend", r.ID, "--by", "1s"); res.Code != 1 || !strings.Contains(res.Stderr, "(field: by)") {
+	if res := s.ajar(t, "alice", "extend", r.ID, "--by", "1s"); res.Code != 1 || !strings.Contains(res.Stderr, "(field: --by)") {
 		t.Fatalf("1s past max_total: exit %d, stderr %q", res.Code, res.Stderr)
 	}
 	got = s.request(t, "alice", "show", r.ID)

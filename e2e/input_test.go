@@ -83,7 +83,7 @@ func TestBadInputNamesTheField(t *testing.T) {
 	}
 	// The CLI shows the field too.
 	r := s.ajar(t, "alice", "request", "prod-web", "--for", "1h", "--reason", "x", "--ticket", "JIRA-1", "--param", "source_ip=10.1.2.3")
-	if r.Code != 1 || !strings.Contains(r.Stderr, "field: ticket") {
+	if r.Code != 1 || !strings.Contains(r.Stderr, "field: --ticket") {
 		t.Errorf("CLI bad ticket: exit %d, stderr %q", r.Code, r.Stderr)
 	}
 	// Nothing was stored by any refused request; a good one goes through.

@@ -246,7 +246,7 @@ func TestWorkflowExtend(t *testing.T) {
 	}
 	certValidBefore(t, s, r.ID)
 	res := s.ajar(t, "alice", "extend", r.ID, "--by", "45m")
-	if res.Code != 1 || !strings.Contains(res.Stderr, "extend.max_total 40m") || !strings.Contains(res.Stderr, "(field: by)") {
+	if res.Code != 1 || !strings.Contains(res.Stderr, "extend.max_total 40m") || !strings.Contains(res.Stderr, "(field: --by)") {
 		t.Fatalf("past max_total: exit %d, stderr %q", res.Code, res.Stderr)
 	}
 	end := s.waitState(t, "alice", r.ID, ajar.StateExpired, 90*time.Second)
@@ -414,7 +414,7 @@ func TestWorkflowExplain(t *testing.T) {
 		ex.Outcome != "denied" || ex.User != "alice@example.com" || ex.Error.Code != "forbidden" {
 		t.Errorf("explain --as: %v %+v", err, ex)
 	}
-	if res := s.ajar(t, "alice", "explain", "shell", "--as", "bob@example.com"); res.Code != 1 || !strings.Contains(res.Stderr, "(field: as)") {
+	if res := s.ajar(t, "alice", "explain", "shell", "--as", "bob@example.com"); res.Code != 1 || !strings.Contains(res.Stderr, "(field: --as)") {
 		t.Errorf("--as by a non-admin: exit %d, %q", res.Code, res.Stderr)
 	}
 	status, body := s.httpDo(t, "alice", "POST", "/v1/requests?dry_run=true", `{"target":"shell","duration":"5m","reason":"x"}`)

@@ -2,10 +2,11 @@ package policy
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ajar-dev/ajar"
 )
 
 // Config mirrors the policy file as written. Parse turns it into a validated,
@@ -273,15 +274,5 @@ func parseDurationNode(n *yaml.Node) (time.Duration, error) {
 	return v, nil
 }
 
-// formatDuration is time.Duration.String without the trailing zero units that
-// make "2h0m0s" hard to read in messages.
-func formatDuration(d time.Duration) string {
-	s := d.String()
-	if t, ok := strings.CutSuffix(s, "m0s"); ok {
-		s = t + "m"
-	}
-	if t, ok := strings.CutSuffix(s, "h0m"); ok {
-		s = t + "h"
-	}
-	return s
-}
+// formatDuration is ajar.FormatDuration: "2h", not "2h0m0s".
+func formatDuration(d time.Duration) string { return ajar.FormatDuration(d) }

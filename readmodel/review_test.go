@@ -124,7 +124,7 @@ func TestTargetForm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tf.Name != "web" || tf.MaxDuration != "2h0m0s" || len(tf.Params) != 0 {
+	if tf.Name != "web" || tf.MaxDuration != "2h" || len(tf.Params) != 0 {
 		t.Errorf("form for a provider without parameters: %+v", tf)
 	}
 	for _, required := range []bool{false, true} {

@@ -41,12 +41,12 @@ func targetInfo(v policy.TargetView) TargetInfo {
 	r := v.Rule
 	ti := TargetInfo{
 		Name: v.Target.Name, Provider: v.Target.Provider, Policy: r.Name,
-		DefaultDuration: r.DefaultDuration.String(), MaxDuration: r.MaxDuration.String(),
+		DefaultDuration: ajar.FormatDuration(r.DefaultDuration), MaxDuration: ajar.FormatDuration(r.MaxDuration),
 		RequireReason: r.RequireReason, TicketPattern: r.TicketPattern,
-		ApprovalTimeout: r.Approval.Timeout.String(), Steps: []StepInfo{},
+		ApprovalTimeout: ajar.FormatDuration(r.Approval.Timeout), Steps: []StepInfo{},
 	}
 	if r.MinDuration > 0 {
-		ti.MinDuration = r.MinDuration.String()
+		ti.MinDuration = ajar.FormatDuration(r.MinDuration)
 	}
 	if r.Approval.AutoApprove != nil {
 		ti.AutoApprove = r.Approval.AutoApprove.String()

@@ -30,7 +30,7 @@ func detailFields(raw json.RawMessage) []detailField {
 		if err := dec.Decode(&v); err != nil {
 			return nil
 		}
-		out = append(out, detailField{Key: k, Value: detailValue(v)})
+		out = append(out, detailField{Key: k, Value: detailValue(peopleValue(k, v))})
 	}
 	return out
 }

@@ -73,6 +73,8 @@ type serverConfig struct {
 	// OP, when set, is the identity provider: the server has single sign-on
 	// and security keys, as sso.Build makes them for cmd/ajar.
 	OP *oidctest.OP
+	// DevTokens is web.Options.DevTokens: "" runs the pages as outside dev mode.
+	DevTokens string
 }
 
 // testClientSecretEnv names the variable the test policy reads the OP's
@@ -166,7 +168,7 @@ func startServerWith(t testing.TB, cfg serverConfig) *server {
 		*readmodel.Reader
 		*sshCerts
 	}{svc, readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clk.Now, Signer: signer}), sshaccess.New(svc, st, pol, provs, ca.AuthorizedKey)}
-	opts := web.Options{Now: clk.Now, Refresh: time.Second}
+	opts := web.Options{Now: clk.Now, Refresh: time.Second, DevTokens: cfg.DevTokens}
 	var apiLogin api.Login
 	if parts.Login != nil {
 		opts.Login, apiLogin = parts.Login, parts.Login

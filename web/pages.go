@@ -47,6 +47,7 @@ type signinPage struct {
 	Error     string
 	SignedOut bool
 	SSO       string // the "Sign in with SSO" link; "" without single sign-on
+	DevTokens string // dev mode: the file with the demo users' tokens; "" otherwise
 }
 
 func (h *Handler) handleSignin(w http.ResponseWriter, r *http.Request) {
@@ -65,6 +66,7 @@ func (h *Handler) renderSignin(w http.ResponseWriter, r *http.Request, status in
 	if h.opts.Login != nil {
 		p.SSO = ssoStartURL(p.Next)
 	}
+	p.DevTokens = h.opts.DevTokens
 	token := randomToken()
 	setCookie(w, r, signinCookie, token, 3600)
 	h.render(w, r, status, "signin", &view{Title: "Sign in", CSRF: token, Data: p})

@@ -72,6 +72,10 @@ type Options struct {
 	Login Login
 	// MFA is the security keys and step-up (web/keys.go); nil: none.
 	MFA MFA
+	// DevTokens is, in dev mode, the file holding each demo user's API token,
+	// which the sign-in page points at; "" outside dev mode, where the page
+	// says nothing about dev mode.
+	DevTokens string
 }
 
 // Handler serves the pages. Mount it at "/" (api.Options.Web does).

@@ -37,7 +37,7 @@ func (e *cliEnv) printAwaiting(items []readmodel.Review, format outputFormat) er
 			what, since = "extension +"+fmtDuration(x.By), x.RequestedAt
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", orDash(r.ID), orDash(r.Target), orDash(r.Requester),
-			what, stepSummary(it), fmtTime(since))
+			what, stepSummary(it), e.fmtTime(since))
 	}
 	return tw.Flush()
 }
@@ -73,9 +73,9 @@ func pendingExtension(ctx context.Context, c *api.Client, req *ajar.Request) (*r
 // nil for none): in JSON as "pending_extension" (the extension, with
 // "can_approve", "can_deny" and "blocked" for the caller), for people as rows
 // after the request's.
-func (e *cliEnv) printShown(req *ajar.Request, rv *readmodel.Review, format outputFormat) error {
+func (e *cliEnv) printShown(req *ajar.Request, rv *readmodel.Review, h *history, format outputFormat) error {
 	if rv == nil {
-		return e.printRequest(req, format)
+		return e.printRequestHistory(req, h, format)
 	}
 	if format == outputJSON {
 		b, err := json.Marshal(forJSON(req))
@@ -105,13 +105,13 @@ func (e *cliEnv) printShown(req *ajar.Request, rv *readmodel.Review, format outp
 		_, err = e.stdout.Write(out.Bytes())
 		return err
 	}
-	if err := e.printRequest(req, format); err != nil {
+	if err := e.printRequestHistory(req, h, format); err != nil {
 		return err
 	}
 	x := rv.Extension
 	tw := newTable(e.stdout)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
-	what := fmt.Sprintf("+%s pending approval (extension %d, asked by %s at %s", fmtDuration(x.By), x.Seq, clean(x.RequestedBy), fmtTime(x.RequestedAt))
+	what := fmt.Sprintf("+%s pending approval (extension %d, asked by %s at %s", fmtDuration(x.By), x.Seq, clean(x.RequestedBy), e.fmtTime(x.RequestedAt))
 	if x.Reason != "" {
 		what += ": " + clean(x.Reason)
 	}
@@ -161,7 +161,7 @@ func (e *cliEnv) printOrphans(orphans []reconcile.Orphan, format outputFormat) e
 		r := o.Request
 		exp := "-"
 		if r.ExpiresAt != nil {
-			exp = fmtTime(*r.ExpiresAt)
+			exp = e.fmtTime(*r.ExpiresAt)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", orDash(r.ID), orDash(r.Target), orDash(r.Requester), r.State, exp, clean(o.Why))
 	}

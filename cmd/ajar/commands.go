@@ -48,7 +48,7 @@ func newWhoAmICmd(e *cliEnv) *cobra.Command {
 			fmt.Fprintf(tw, "Server:\t%s\n", clean(c.BaseURL))
 			if s := id.Session; s != nil {
 				fmt.Fprintf(tw, "Session:\t%s (%s)\n", clean(s.ID), clean(s.Kind))
-				fmt.Fprintf(tw, "Session ends:\t%s\n", fmtTime(s.ExpiresAt))
+				fmt.Fprintf(tw, "Session ends:\t%s\n", e.fmtTime(s.ExpiresAt))
 			}
 			return tw.Flush()
 		},
@@ -123,7 +123,7 @@ ends. The certificate goes to --out (mode 0644), or to stdout.`,
 				// An authorized-keys target: the key itself is let in; there is no certificate to write.
 				fmt.Fprintf(e.stderr, "key %s authorized for %s until %s (%s); the target's hosts take it as it is, no certificate\n",
 					clean(res.Info.Fingerprint), clean(strings.Join(res.Info.Principals, ",")),
-					fmtTime(res.Info.ValidBefore), relative(res.Info.ValidBefore, e.now()))
+					e.fmtTime(res.Info.ValidBefore), relative(res.Info.ValidBefore, e.now()))
 				if out == outputJSON {
 					return writeJSON(e.stdout, res)
 				}
@@ -138,7 +138,7 @@ ends. The certificate goes to --out (mode 0644), or to stdout.`,
 			info := res.Info
 			fmt.Fprintf(e.stderr, "certificate serial %d for %s, key id %s, valid until %s (%s)\n",
 				info.Serial, clean(strings.Join(info.Principals, ",")), clean(info.KeyID),
-				fmtTime(info.ValidBefore), relative(info.ValidBefore, e.now()))
+				e.fmtTime(info.ValidBefore), relative(info.ValidBefore, e.now()))
 			if outFile != "" {
 				fmt.Fprintf(e.stderr, "wrote %s\n", outFile)
 			}
@@ -236,7 +236,7 @@ func newAuditCmd(e *cliEnv) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p := &auditPrinter{w: e.stdout, format: out}
+			p := &auditPrinter{e: e, w: e.stdout, format: out}
 			f := ajar.AuditFilter{Subject: request, Limit: api.MaxAuditLimit}
 			for {
 				events, err := c.Audit(cmd.Context(), f)

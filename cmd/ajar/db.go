@@ -54,7 +54,7 @@ or at the client's prompt. ajar psql and ajar mysql do all of this for you.`,
 				return writeJSON(e.stdout, l)
 			}
 			_, err = fmt.Fprintf(e.stdout, "# ajar: login for request %s (target %s), expires %s\nuser:     %s\npassword: %s\nhost:     %s\nport:     %d\ndatabase: %s\ndsn:      %s\n",
-				clean(l.RequestID), clean(l.Target), fmtTime(l.ExpiresAt), clean(l.User), clean(l.Password),
+				clean(l.RequestID), clean(l.Target), e.fmtTime(l.ExpiresAt), clean(l.User), clean(l.Password),
 				clean(l.Host), l.Port, clean(l.Database), clean(l.DSN))
 			return err
 		},
@@ -131,7 +131,7 @@ func (e *cliEnv) runDBClient(ctx context.Context, cmd *cobra.Command, dc dbClien
 		return usageErrorf("--for", "must not be empty (a duration such as 30m)")
 	}
 	if o.timeout <= 0 {
-		return usageErrorf("--timeout", "must be positive, got %s", o.timeout)
+		return usageErrorf("--timeout", "must be positive, got %s", fmtDuration(o.timeout))
 	}
 	bin, err := exec.LookPath(o.program)
 	if err != nil {
@@ -154,7 +154,7 @@ func (e *cliEnv) runDBClient(ctx context.Context, cmd *cobra.Command, dc dbClien
 	fmt.Fprintf(e.stderr, "ajar: %s %s for %s: %s\n", how, clean(req.ID), clean(target), clean(string(req.State)))
 	if waiting(req.State) {
 		fmt.Fprintf(e.stderr, "ajar: waiting up to %s for approval (an approver runs: ajar approve %s); Ctrl-C stops waiting, the request stays\n",
-			o.timeout, clean(req.ID))
+			fmtDuration(o.timeout), clean(req.ID))
 	}
 	if req, err = e.waitActive(ctx, c, req, o.timeout); err != nil {
 		return err
@@ -163,7 +163,7 @@ func (e *cliEnv) runDBClient(ctx context.Context, cmd *cobra.Command, dc dbClien
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stderr, "ajar: login %s on %s until %s (%s)\n", clean(l.User), clean(l.DSN), fmtTime(l.ExpiresAt), relative(l.ExpiresAt, e.now()))
+	fmt.Fprintf(e.stderr, "ajar: login %s on %s until %s (%s)\n", clean(l.User), clean(l.DSN), e.fmtTime(l.ExpiresAt), relative(l.ExpiresAt, e.now()))
 	// The client gets the terminal's signals itself; ajar outlives them (run
 	// already catches SIGINT and SIGTERM) so that it cleans up however it ends.
 	hup := make(chan os.Signal, 1)
@@ -215,7 +215,7 @@ func (e *cliEnv) reuseOrRequest(ctx context.Context, c *api.Client, in ajar.Crea
 			return r, false, err
 		}
 		asked[field] = true
-		fmt.Fprintf(e.stderr, "ajar: %s\n%s: ", describeError(err), strings.ToUpper(field[:1])+field[1:])
+		fmt.Fprintf(e.stderr, "ajar: %s\n%s: ", describeError(nil, err), strings.ToUpper(field[:1])+field[1:])
 		if rd == nil {
 			rd = bufio.NewReader(e.stdin)
 		}

@@ -208,12 +208,5 @@ func (e *cliEnv) clientFor(server, token string) (*api.Client, error) {
 	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
 		return nil, usageErrorf("--server", "signing in over plain http to %s would expose the session; use https", u.Host)
 	}
-	return api.NewClient(trimSlash(server), token), nil
-}
-
-func trimSlash(s string) string {
-	for len(s) > 0 && s[len(s)-1] == '/' {
-		s = s[:len(s)-1]
-	}
-	return s
+	return api.NewClient(serverBase(server), token), nil
 }

@@ -68,6 +68,8 @@ type cliEnv struct {
 	// storedSession is the server whose session, stored by "ajar login", the
 	// command uses; "" when it uses AJAR_TOKEN or --token.
 	storedSession string
+	// utc is --utc: times for people in UTC rather than the local time zone.
+	utc bool
 }
 
 // execute builds the command tree, runs it and turns the outcome into an exit code,
@@ -92,7 +94,7 @@ func (e *cliEnv) execute(ctx context.Context, args []string) int {
 	if errors.As(err, &ec) {
 		return ec.code // a program ajar ran (ssh) failed and said why itself
 	}
-	msg := describeError(err)
+	msg := describeError(cmd, err)
 	if e.storedSession != "" && ajar.ErrorCode(err) == ajar.EUNAUTH {
 		// The session "ajar login" stored: it ended (signed out, revoked,
 		// expired, or the identity provider no longer confirms the person).
@@ -132,15 +134,43 @@ func markRun(c *cobra.Command, ran *bool) {
 	}
 }
 
+// flagFor names the field of a server error as the flag of cmd that sets it,
+// so the message says what to fix on the command line: "duration" is --for,
+// "params.source_ip" is --source-ip or --param source_ip, "public_key" is
+// --public-key. A field no flag of cmd sets (or a nil cmd) stays as it is.
+func flagFor(cmd *cobra.Command, field string) string {
+	if cmd == nil || field == "" || strings.HasPrefix(field, "-") {
+		return field
+	}
+	has := func(name string) bool { return cmd.Flags().Lookup(name) != nil }
+	if k, ok := strings.CutPrefix(field, "params."); ok {
+		switch {
+		case has(strings.ReplaceAll(k, "_", "-")):
+			return "--" + strings.ReplaceAll(k, "_", "-")
+		case has("param"):
+			return "--param " + k
+		}
+		return field
+	}
+	name := strings.ReplaceAll(field, "_", "-")
+	if field == "duration" {
+		name = "for"
+	}
+	if has(name) {
+		return "--" + name
+	}
+	return field
+}
+
 // describeError is the text after "error: ". The server's errors (and our own
 // usage errors) are *ajar.Error, shown as message and field; anything else (a
 // refused connection) is shown as is.
-func describeError(err error) string {
+func describeError(cmd *cobra.Command, err error) string {
 	var ae *ajar.Error
 	if errors.As(err, &ae) {
 		msg := clean(ae.Message)
 		if ae.Field != "" {
-			msg += " (field: " + clean(ae.Field) + ")"
+			msg += " (field: " + clean(flagFor(cmd, ae.Field)) + ")"
 		}
 		return msg
 	}
@@ -185,6 +215,7 @@ with the API token in $AJAR_TOKEN; --server and --token override them.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&e.server, "server", "", "ajar server URL (default $AJAR_SERVER, then "+defaultServer+")")
 	pf.StringVar(&e.token, "token", "", "API token (default $AJAR_TOKEN; prefer the variable: flags show in the process list)")
+	pf.BoolVar(&e.utc, "utc", false, "print times in UTC rather than the local time zone (JSON is always UTC)")
 
 	root.AddCommand(
 		newWhoAmICmd(e),
@@ -216,11 +247,22 @@ with the API token in $AJAR_TOKEN; --server and --token override them.`,
 
 // client returns an API client for the configured server. needToken says whether
 // the command needs to be signed in; the public routes (the SSH CA) do not.
+// serverBase is the server's base URL as given, without trailing slashes or
+// the API's "/v1" (people paste https://ajar.example.com/v1 too).
+func serverBase(s string) string {
+	s = strings.TrimRight(s, "/")
+	if b, ok := strings.CutSuffix(s, "/v1"); ok {
+		s = strings.TrimRight(b, "/")
+	}
+	return s
+}
+
 func (e *cliEnv) client(needToken bool) (*api.Client, error) {
 	server, field := e.server, "--server"
 	if server == "" {
 		server, field = e.getenv("AJAR_SERVER"), "AJAR_SERVER"
 	}
+	server = serverBase(server)
 	token := e.token
 	if token == "" {
 		token = e.getenv("AJAR_TOKEN")

@@ -141,7 +141,7 @@ func TestServerErrorFormat(t *testing.T) {
 	url := startServer(t, core)
 	r := runCLI(t, url, "request", "prod-web", "--for", "5h", "--reason", "x")
 	r.want(t, exitError)
-	if want := "error: is longer than the maximum of 2h (field: duration)\n"; r.stderr != want {
+	if want := "error: is longer than the maximum of 2h (field: --for)\n"; r.stderr != want {
 		t.Errorf("stderr = %q, want %q", r.stderr, want)
 	}
 

@@ -97,31 +97,29 @@ func orDash(s string) string {
 	return clean(s)
 }
 
-func fmtTime(t time.Time) string {
+// fmtTime prints t for people: RFC 3339 in the local time zone (the zone
+// --start HH:MM is read in), or in UTC with --utc; "-" for the zero time.
+// JSON output keeps the server's UTC times.
+func (e *cliEnv) fmtTime(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return t.UTC().Format(time.RFC3339)
+	loc := time.Local
+	if e.utc {
+		loc = time.UTC
+	}
+	return t.In(loc).Format(time.RFC3339)
 }
 
-func fmtTimePtr(t *time.Time) string {
+func (e *cliEnv) fmtTimePtr(t *time.Time) string {
 	if t == nil {
 		return "-"
 	}
-	return fmtTime(*t)
+	return e.fmtTime(*t)
 }
 
 // fmtDuration prints durations the way users type them: "30m", "2h", "1h30m".
-func fmtDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
-}
+func fmtDuration(d time.Duration) string { return ajar.FormatDuration(d) }
 
 // relative says roughly how far t is from now: "in 29m", "3h5m ago", "12d ago".
 func relative(t, now time.Time) string {
@@ -165,6 +163,11 @@ func forJSON(req *ajar.Request) *ajar.Request {
 
 // printRequest prints one request: all its fields for people, or the JSON object.
 func (e *cliEnv) printRequest(req *ajar.Request, format outputFormat) error {
+	return e.printRequestHistory(req, nil, format)
+}
+
+// printRequestHistory is printRequest with, for people, what h says (nil: nothing).
+func (e *cliEnv) printRequestHistory(req *ajar.Request, h *history, format outputFormat) error {
 	if format == outputJSON {
 		return writeJSON(e.stdout, forJSON(req))
 	}
@@ -177,6 +180,17 @@ func (e *cliEnv) printRequest(req *ajar.Request, format outputFormat) error {
 	row("State", clean(string(req.State)))
 	if req.EndReason != "" {
 		row("End reason", clean(string(req.EndReason)))
+	}
+	if h != nil {
+		if h.breakglass != "" {
+			row("Break-glass", h.breakglass)
+		}
+		if h.approvedBy != "" {
+			row("Approved by", h.approvedBy)
+		}
+		if h.revokedBy != "" {
+			row("Revoked by", h.revokedBy)
+		}
 	}
 	row("Reason", orDash(req.Reason))
 	if req.Ticket != "" {
@@ -195,21 +209,28 @@ func (e *cliEnv) printRequest(req *ajar.Request, format outputFormat) error {
 		row("Params", strings.Join(keys, " "))
 	}
 	row("Policy", orDash(req.Policy))
-	row("Created", fmtTime(req.CreatedAt))
+	row("Created", e.fmtTime(req.CreatedAt))
 	if req.StartAt != nil {
-		row("Start", fmtTimePtr(req.StartAt))
+		row("Start", e.fmtTimePtr(req.StartAt)+" ("+relative(*req.StartAt, now)+")")
+		if req.ExpiresAt == nil && waiting(req.State) {
+			row("End", e.fmtTime(req.StartAt.Add(req.Duration)))
+		}
 	}
 	if req.State == ajar.StatePending && !req.ApprovalDeadline.IsZero() {
-		row("Decide by", fmtTime(req.ApprovalDeadline)+" ("+relative(req.ApprovalDeadline, now)+")")
+		row("Decide by", e.fmtTime(req.ApprovalDeadline)+" ("+relative(req.ApprovalDeadline, now)+")")
 	}
 	if req.ActivatedAt != nil {
-		row("Activated", fmtTimePtr(req.ActivatedAt))
+		row("Activated", e.fmtTimePtr(req.ActivatedAt))
 	}
 	if req.ExpiresAt != nil {
-		row("Expires", fmtTimePtr(req.ExpiresAt)+" ("+relative(*req.ExpiresAt, now)+")")
+		if req.EndedAt == nil && req.State != ajar.StateRevoking { // a revoked request no longer expires
+			row("Expires", e.fmtTimePtr(req.ExpiresAt)+" ("+relative(*req.ExpiresAt, now)+")")
+		} else if req.State == ajar.StateExpired {
+			row("Expired", e.fmtTimePtr(req.ExpiresAt))
+		}
 	}
 	if req.EndedAt != nil {
-		row("Ended", fmtTimePtr(req.EndedAt))
+		row("Ended", e.fmtTimePtr(req.EndedAt))
 	}
 	if req.LastError != "" {
 		row("Last error", clean(req.LastError)+fmt.Sprintf(" (after %d attempts)", req.Attempts))
@@ -226,12 +247,14 @@ func (e *cliEnv) printRequest(req *ajar.Request, format outputFormat) error {
 		tw = newTable(e.stdout)
 		for _, a := range req.Approvals {
 			fmt.Fprintf(tw, "  %s\t%s\tstep %d\t%s\t%s\n",
-				clean(a.Decision), clean(a.Approver), a.Step+1, fmtTime(a.At), orDash(a.Comment))
+				clean(a.Decision), clean(a.Approver), a.Step+1, e.fmtTime(a.At), orDash(a.Comment))
 		}
 		return tw.Flush()
 	}
 	return nil
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // printRequests prints a list of requests: a table, or a JSON array.
 func (e *cliEnv) printRequests(reqs []*ajar.Request, format outputFormat) error {
@@ -243,11 +266,18 @@ func (e *cliEnv) printRequests(reqs []*ajar.Request, format outputFormat) error 
 		return writeJSON(e.stdout, out)
 	}
 	tw := newTable(e.stdout)
-	fmt.Fprintln(tw, "ID\tTARGET\tREQUESTER\tSTATE\tCREATED\tEXPIRES")
+	fmt.Fprintln(tw, "ID\tTARGET\tREQUESTER\tSTATE\tCREATED\tSTART\tEXPIRES")
 	for _, r := range reqs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
+		start, end := r.StartAt, r.ExpiresAt
+		if r.ActivatedAt != nil {
+			start = r.ActivatedAt
+		}
+		if end == nil && r.StartAt != nil && waiting(r.State) {
+			end = ptr(r.StartAt.Add(r.Duration)) // scheduled: when it will end
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			orDash(r.ID), orDash(r.Target), orDash(r.Requester), orDash(string(r.State)),
-			fmtTime(r.CreatedAt), fmtTimePtr(r.ExpiresAt))
+			e.fmtTime(r.CreatedAt), e.fmtTimePtr(start), e.fmtTimePtr(end))
 	}
 	return tw.Flush()
 }
@@ -289,6 +319,7 @@ func approvalSummary(t readmodel.TargetInfo) string {
 
 // auditPrinter prints audit events page by page, so a long log is never held in memory.
 type auditPrinter struct {
+	e      *cliEnv
 	w      io.Writer
 	format outputFormat
 	n      int
@@ -318,7 +349,7 @@ func (p *auditPrinter) page(events []ajar.AuditEvent) error {
 	}
 	for _, ev := range events {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n",
-			ev.Seq, fmtTime(ev.Time), orDash(ev.Actor), orDash(ev.Action), orDash(ev.Subject), orDash(compact(ev.Details)))
+			ev.Seq, p.e.fmtTime(ev.Time), orDash(ev.Actor), orDash(ev.Action), orDash(ev.Subject), orDash(detailsForPeople(ev.Details)))
 		p.n++
 	}
 	return tw.Flush()
@@ -337,6 +368,39 @@ func (p *auditPrinter) finish() error {
 	}
 	_, err := io.WriteString(p.w, "\n]\n")
 	return err
+}
+
+// detailsForPeople is an audit event's details on one line as people read
+// them: "<" rather than "\u003c", numbers exactly as stored (a certificate
+// serial is not a float), an approval step 1-based as in every table (the log
+// itself keeps the 0-based index), and durations as people type them. Details that are not a JSON
+// object are compacted as they are.
+func detailsForPeople(raw json.RawMessage) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if len(raw) == 0 || dec.Decode(&m) != nil || m == nil {
+		return compact(raw)
+	}
+	if n, ok := m["step"].(json.Number); ok {
+		if i, err := n.Int64(); err == nil {
+			m["step"] = i + 1
+		}
+	}
+	for _, k := range []string{"duration", "by"} { // "30m", not "30m0s"
+		if v, ok := m[k].(string); ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				m[k] = fmtDuration(d)
+			}
+		}
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if enc.Encode(m) != nil {
+		return compact(raw)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // compact returns JSON details on one line.

@@ -112,7 +112,7 @@ func TestRelative(t *testing.T) {
 // are still escaped.
 func TestOwnMultiLineErrors(t *testing.T) {
 	err := errors.New("policy file p.yaml has 2 problem(s):\n  - users[1].id: bad\n  - x: \x1b[2J")
-	got := describeError(err)
+	got := describeError(nil, err)
 	if want := "policy file p.yaml has 2 problem(s):\n  - users[1].id: bad\n  - x: \\x1b[2J"; got != want {
 		t.Errorf("describeError = %q, want %q", got, want)
 	}

@@ -52,7 +52,7 @@ unless it became active.`,
 				return usageErrorf("--timeout", "only applies with --wait")
 			}
 			if timeout <= 0 {
-				return usageErrorf("--timeout", "must be positive, got %s", timeout)
+				return usageErrorf("--timeout", "must be positive, got %s", fmtDuration(timeout))
 			}
 			c, err := e.client(true)
 			if err != nil {
@@ -126,7 +126,7 @@ func (e *cliEnv) waitActive(ctx context.Context, c *api.Client, req *ajar.Reques
 			if ctx.Err() != nil {
 				return req, ctx.Err()
 			}
-			return req, fmt.Errorf("gave up after %s waiting for request %s, still %s", timeout, clean(req.ID), req.State)
+			return req, fmt.Errorf("gave up after %s waiting for request %s, still %s", fmtDuration(timeout), clean(req.ID), req.State)
 		}
 		next, err := c.GetRequest(wctx, req.ID)
 		if err != nil {
@@ -277,7 +277,13 @@ func newShowCmd(e *cliEnv) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return e.printShown(req, rv, out)
+			var h *history
+			if out != outputJSON {
+				if h, err = requestHistory(cmd.Context(), c, req); err != nil { // show.go
+					return err
+				}
+			}
+			return e.printShown(req, rv, h, out)
 		},
 	}
 	addOutputFlag(cmd, &out)

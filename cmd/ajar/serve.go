@@ -57,6 +57,14 @@ type serveOptions struct {
 // devMode reports whether ajar runs its embedded demo policy and dev conveniences.
 func (o serveOptions) devMode() bool { return o.config == "" || o.dev }
 
+// devTokensFile is where dev mode writes the API tokens ("" outside dev mode).
+func devTokensFile(o serveOptions) string {
+	if !o.devMode() {
+		return ""
+	}
+	return filepath.Join(o.data, "dev-tokens.env")
+}
+
 func newServeCmd(e *cliEnv) *cobra.Command {
 	var o serveOptions
 	cmd := &cobra.Command{
@@ -355,7 +363,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		Reader: readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: provs, Now: clock, Signer: signer})}
 	srv := api.NewServer(c, ids, api.Options{
 		Addr: listen, Logger: log, Metrics: metrics.Handler(reg), SSHHosts: hosts,
-		Web:   web.New(c, ids, web.Options{Logger: log, Now: clock, Login: webLogin(parts.Login), MFA: webMFA(parts.MFA)}),
+		Web:   web.New(c, ids, web.Options{Logger: log, Now: clock, Login: webLogin(parts.Login), MFA: webMFA(parts.MFA), DevTokens: devTokensFile(o)}),
 		Login: apiLogin(parts.Login),
 		Ready: func(ctx context.Context) error {
 			return st.View(ctx, func(tx ajar.ReadTx) error { _, _, err := tx.AuditHead(ctx); return err })

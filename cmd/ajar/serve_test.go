@@ -30,7 +30,7 @@ func TestServeDevWithConfigRefused(t *testing.T) {
 func TestTokenCreateNeedsTheDatabase(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "nowhere")
 	runRaw(t, "token", "create", "--user", "alice@example.com", "--data", data).
-		want(t, exitError, "no ajar database at", "(field: data)")
+		want(t, exitError, "no ajar database at", "(field: --data)")
 	if _, err := os.Stat(data); !os.IsNotExist(err) {
 		t.Errorf("the refused token create wrote %s (%v)", data, err)
 	}

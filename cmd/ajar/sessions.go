@@ -200,14 +200,14 @@ func (e *cliEnv) printSessions(list []api.SessionInfo, format outputFormat, sess
 		fmt.Fprintln(tw, "ID\tUSER\tNAME\tEXPIRES\tLAST USED")
 	}
 	for _, s := range list {
-		expires := fmtTime(s.ExpiresAt)
+		expires := e.fmtTime(s.ExpiresAt)
 		if s.RevokedAt != nil {
-			expires = "revoked " + fmtTime(*s.RevokedAt)
+			expires = "revoked " + e.fmtTime(*s.RevokedAt)
 		}
 		if sessions {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", clean(s.ID), clean(s.Kind), clean(s.User), orDash(clean(s.Name)), expires, fmtTimePtr(s.LastUsedAt))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", clean(s.ID), clean(s.Kind), clean(s.User), orDash(clean(s.Name)), expires, e.fmtTimePtr(s.LastUsedAt))
 		} else {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clean(s.ID), clean(s.User), orDash(clean(s.Name)), expires, fmtTimePtr(s.LastUsedAt))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clean(s.ID), clean(s.User), orDash(clean(s.Name)), expires, e.fmtTimePtr(s.LastUsedAt))
 		}
 	}
 	return tw.Flush()

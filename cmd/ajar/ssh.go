@@ -117,7 +117,7 @@ func (e *cliEnv) runSSH(ctx context.Context, cmd *cobra.Command, o sshOptions, t
 		return usageErrorf("--for", "must not be empty (a duration such as 30m)")
 	}
 	if o.timeout <= 0 {
-		return usageErrorf("--timeout", "must be positive, got %s", o.timeout)
+		return usageErrorf("--timeout", "must be positive, got %s", fmtDuration(o.timeout))
 	}
 	if o.sourceIP != "" {
 		if _, ok := params["source_ip"]; ok {
@@ -169,7 +169,7 @@ func (e *cliEnv) runSSH(ctx context.Context, cmd *cobra.Command, o sshOptions, t
 	req := out.Request
 	for _, r := range out.Scheduled {
 		fmt.Fprintf(e.stderr, "ajar: skipped your request %s for %s: it starts at %s (%s), not now\n",
-			clean(r.ID), clean(target), fmtTimePtr(r.StartAt), relative(*r.StartAt, e.now()))
+			clean(r.ID), clean(target), e.fmtTimePtr(r.StartAt), relative(*r.StartAt, e.now()))
 	}
 	how := "new request"
 	if out.Reused {
@@ -180,7 +180,7 @@ func (e *cliEnv) runSSH(ctx context.Context, cmd *cobra.Command, o sshOptions, t
 	if cert == nil {
 		if waiting(req.State) {
 			fmt.Fprintf(e.stderr, "ajar: waiting up to %s for approval (an approver runs: ajar approve %s); Ctrl-C stops waiting, the request stays\n",
-				o.timeout, clean(req.ID))
+				fmtDuration(o.timeout), clean(req.ID))
 		}
 		if req, err = e.waitActive(ctx, c, req, o.timeout); err != nil {
 			return err
@@ -192,10 +192,10 @@ func (e *cliEnv) runSSH(ctx context.Context, cmd *cobra.Command, o sshOptions, t
 	until := cert.Info.ValidBefore
 	if cert.Certificate != "" {
 		fmt.Fprintf(e.stderr, "ajar: certificate serial %d for %s until %s (%s)\n", cert.Info.Serial,
-			clean(strings.Join(cert.Info.Principals, ",")), fmtTime(until), relative(until, e.now()))
+			clean(strings.Join(cert.Info.Principals, ",")), e.fmtTime(until), relative(until, e.now()))
 	} else {
 		fmt.Fprintf(e.stderr, "ajar: key authorized for %s until %s (%s)\n",
-			clean(strings.Join(cert.Info.Principals, ",")), fmtTime(until), relative(until, e.now()))
+			clean(strings.Join(cert.Info.Principals, ",")), e.fmtTime(until), relative(until, e.now()))
 	}
 	return e.execSSH(sshBin, sshArgs, priv, req.ID, cert)
 }
@@ -213,7 +213,7 @@ func (e *cliEnv) sshAccess(ctx context.Context, c *api.Client, in sshaccess.Inpu
 			return out, err
 		}
 		asked[field] = true
-		fmt.Fprintf(e.stderr, "ajar: %s\n%s: ", describeError(err), strings.ToUpper(field[:1])+field[1:])
+		fmt.Fprintf(e.stderr, "ajar: %s\n%s: ", describeError(nil, err), strings.ToUpper(field[:1])+field[1:])
 		if rd == nil {
 			rd = bufio.NewReader(e.stdin)
 		}

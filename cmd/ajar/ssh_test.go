@@ -109,7 +109,7 @@ func TestSSHCommandWaitsForApproval(t *testing.T) {
 	sshBin, _ := fakeSSH(t)
 	r := runRaw(t, "--server", url, "--token", "alice-token", "ssh", "prod-web", "--ssh", sshBin, "--source-ip", "203.0.113.7",
 		"--", "u@127.0.0.1")
-	r.want(t, 7, "request r1: pending", "waiting up to 10m0s for approval", "request r1: active")
+	r.want(t, 7, "request r1: pending", "waiting up to 10m for approval", "request r1: active")
 	if core.access[0].Params["source_ip"] != "203.0.113.7" {
 		t.Errorf("source_ip = %q, want the --source-ip", core.access[0].Params["source_ip"])
 	}

@@ -60,7 +60,7 @@ stays active meanwhile, and new SSH certificates carry the new expiry once appli
 			x := res.Extension
 			switch x.State {
 			case ajar.ExtensionApplied:
-				fmt.Fprintf(e.stderr, "extended by %s: access now ends %s\n", fmtDuration(x.By), fmtTimePtr(res.Request.ExpiresAt))
+				fmt.Fprintf(e.stderr, "extended by %s: access now ends %s\n", fmtDuration(x.By), e.fmtTimePtr(res.Request.ExpiresAt))
 			default:
 				fmt.Fprintf(e.stderr, "extension %d by %s is waiting for approval (approvers: ajar approve %s)\n", x.Seq, fmtDuration(x.By), clean(res.Request.ID))
 			}
@@ -154,7 +154,7 @@ func newReviewsCmd(e *cliEnv) *cobra.Command {
 					closed = orDash(r.ClosedBy)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", orDash(r.RequestID), orDash(r.Target), orDash(r.Requester),
-					fmtTime(r.OpenedAt), closed, orDash(r.Reason))
+					e.fmtTime(r.OpenedAt), closed, orDash(r.Reason))
 			}
 			return tw.Flush()
 		},
@@ -188,7 +188,7 @@ func newReviewCmd(e *cliEnv) *cobra.Command {
 			if out == outputJSON {
 				return writeJSON(e.stdout, rv)
 			}
-			fmt.Fprintf(e.stdout, "review of %s closed by %s at %s\n", clean(rv.RequestID), clean(rv.ClosedBy), fmtTimePtr(rv.ClosedAt))
+			fmt.Fprintf(e.stdout, "review of %s closed by %s at %s\n", clean(rv.RequestID), clean(rv.ClosedBy), e.fmtTimePtr(rv.ClosedAt))
 			return nil
 		},
 	}

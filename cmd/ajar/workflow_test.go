@@ -24,7 +24,7 @@ func TestParseStart(t *testing.T) {
 	for _, tc := range tests {
 		got, err := parseStart(tc.in, now)
 		if tc.err != "" {
-			if err == nil || !strings.Contains(describeError(err), tc.err) {
+			if err == nil || !strings.Contains(describeError(nil, err), tc.err) {
 				t.Errorf("parseStart(%q) = %v, %v; want an error with %q", tc.in, got, err, tc.err)
 			}
 			continue
