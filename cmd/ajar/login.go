@@ -37,14 +37,11 @@ The session is stored in ${XDG_CONFIG_HOME:-~/.config}/ajar/credentials (0600)
 and used by every command when AJAR_TOKEN is not set; ajar logout ends it.`,
 		Args: argNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			server := e.server
-			if server == "" {
-				server = e.getenv("AJAR_SERVER")
-			}
+			server, field := e.namedServer()
 			if server == "" {
 				server = defaultServer
 			}
-			c, err := e.clientFor(server, "")
+			c, err := loginClient(server, field)
 			if err != nil {
 				return err
 			}
@@ -199,14 +196,16 @@ func (e *cliEnv) openBrowser(u string) error {
 	return nil
 }
 
-// clientFor returns a client for server with token ("" for the public routes).
-func (e *cliEnv) clientFor(server, token string) (*api.Client, error) {
-	u, err := url.Parse(server)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, usageErrorf("--server", "must be an http:// or https:// URL such as %s, got %q", defaultServer, server)
+// loginClient returns a client, with no token yet, for the server to sign in
+// to: one that would carry the new session over plain http elsewhere than
+// loopback is refused.
+func loginClient(server, field string) (*api.Client, error) {
+	u, err := checkServer(server, field)
+	if err != nil {
+		return nil, err
 	}
 	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		return nil, usageErrorf("--server", "signing in over plain http to %s would expose the session; use https", u.Host)
+		return nil, usageErrorf(field, "signing in over plain http to %s would expose the session; use https", u.Host)
 	}
-	return api.NewClient(serverBase(server), token), nil
+	return api.NewClient(server, ""), nil
 }

@@ -257,12 +257,28 @@ func serverBase(s string) string {
 	return s
 }
 
-func (e *cliEnv) client(needToken bool) (*api.Client, error) {
-	server, field := e.server, "--server"
+// namedServer is the server --server or AJAR_SERVER names ("" when neither),
+// without a trailing "/" or "/v1", and which of them named it.
+func (e *cliEnv) namedServer() (server, field string) {
+	server, field = e.server, "--server"
 	if server == "" {
 		server, field = e.getenv("AJAR_SERVER"), "AJAR_SERVER"
 	}
-	server = serverBase(server)
+	return serverBase(server), field
+}
+
+// checkServer parses a server URL, or returns a usage error naming field.
+func checkServer(server, field string) (*url.URL, error) {
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, usageErrorf(field, "must be an http:// or https:// URL such as %s, got %q", defaultServer, server)
+	}
+	return u, nil
+}
+
+func (e *cliEnv) client(needToken bool) (*api.Client, error) {
+	server, field := e.namedServer()
 	token := e.token
 	if token == "" {
 		token = e.getenv("AJAR_TOKEN")
@@ -285,10 +301,9 @@ func (e *cliEnv) client(needToken bool) (*api.Client, error) {
 	if server == "" {
 		server = defaultServer
 	}
-	u, err := url.Parse(server)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-		u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, usageErrorf(field, "must be an http:// or https:// URL such as %s, got %q", defaultServer, server)
+	u, err := checkServer(server, field)
+	if err != nil {
+		return nil, err
 	}
 	if needToken && token == "" {
 		return nil, usageErrorf("--token", "not signed in: run ajar login, or set AJAR_TOKEN to an API token")
