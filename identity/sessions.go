@@ -321,15 +321,55 @@ func (s *Service) MarkMFA(ctx context.Context, u ajar.User) error {
 	})
 }
 
+// Flows keeps the one-use sign-in steps (ajar.AuthFlow) in the store: the OIDC
+// state, the CLI's one-time code, the device code, a security key ceremony.
+// Package identity/login and identity/mfa use it; so do PutFlow and TakeFlow.
+type Flows struct{ Store ajar.Store }
+
+// Put stores f, replacing a step of the same kind and key.
+func (f Flows) Put(ctx context.Context, fl ajar.AuthFlow) error {
+	return f.Store.Update(ctx, func(tx ajar.Tx) error {
+		if _, err := tx.TakeAuthFlow(ctx, fl.Kind, fl.KeyHash); err != nil && ajar.ErrorCode(err) != ajar.ENOTFOUND {
+			return err
+		}
+		return tx.PutAuthFlow(ctx, fl)
+	})
+}
+
+// Update takes the step and stores what fn returns in its place, in one
+// transaction; fn's error rolls the take back.
+func (f Flows) Update(ctx context.Context, kind string, key []byte, fn func(*ajar.AuthFlow) (*ajar.AuthFlow, error)) error {
+	var missing error
+	err := f.Store.Update(ctx, func(tx ajar.Tx) error {
+		cur, err := tx.TakeAuthFlow(ctx, kind, key)
+		if ajar.ErrorCode(err) == ajar.ENOTFOUND {
+			missing = err // commit: an expired step is deleted
+			return nil
+		} else if err != nil {
+			return err
+		}
+		next, err := fn(cur)
+		if err != nil {
+			return err
+		}
+		if next != nil {
+			return tx.PutAuthFlow(ctx, *next)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return missing
+}
+
 // PutFlow stores a one-use sign-in step under the hash of secret, valid for
-// ttl. ECONFLICT if that step exists.
+// ttl, replacing one with the same kind and secret.
 func (s *Service) PutFlow(ctx context.Context, kind, secret string, data []byte, ttl time.Duration) error {
 	if secret == "" || ttl <= 0 {
 		return ajar.Errorf(ajar.EINVALID, "a sign-in step needs a secret and a positive lifetime")
 	}
-	return s.store.Update(ctx, func(tx ajar.Tx) error {
-		return tx.PutAuthFlow(ctx, ajar.AuthFlow{Kind: kind, KeyHash: HashSecret(secret), Data: data, ExpiresAt: tx.Now().Add(ttl)})
-	})
+	return Flows{Store: s.store}.Put(ctx, ajar.AuthFlow{Kind: kind, KeyHash: HashSecret(secret), Data: data, ExpiresAt: s.now().Add(ttl)})
 }
 
 // TakeFlow returns and deletes the sign-in step of secret: ENOTFOUND when it
@@ -339,21 +379,12 @@ func (s *Service) TakeFlow(ctx context.Context, kind, secret string) (*ajar.Auth
 		return nil, ajar.Errorf(ajar.ENOTFOUND, "sign-in step not found")
 	}
 	var f *ajar.AuthFlow
-	var taken error
-	err := s.store.Update(ctx, func(tx ajar.Tx) error {
-		var err error
-		f, err = tx.TakeAuthFlow(ctx, kind, HashSecret(secret))
-		if ajar.ErrorCode(err) == ajar.ENOTFOUND {
-			taken = err // commit: an expired step is deleted
-			return nil
-		}
-		return err
+	err := Flows{Store: s.store}.Update(ctx, kind, HashSecret(secret), func(cur *ajar.AuthFlow) (*ajar.AuthFlow, error) {
+		f = cur
+		return nil, nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	if taken != nil {
-		return nil, taken
 	}
 	return f, nil
 }

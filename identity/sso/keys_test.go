@@ -60,7 +60,7 @@ func TestKeysFromTokenRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := mfa.New("https://ajar.example.com", storeKeys{st: st}, storeFlows{st: st}, clock)
+	svc, err := mfa.New("https://ajar.example.com", storeKeys{st: st}, identity.Flows{Store: st}, clock)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,7 @@ func Build(ctx context.Context, pol *policy.Policy, st ajar.Store, sealer ajar.S
 		return nil, err
 	}
 	parts := &Parts{IDs: ids}
-	flows := storeFlows{st: st}
+	flows := identity.Flows{Store: st}
 	if client != nil {
 		parts.Login, err = login.New(login.Config{
 			IdP: idpAdapter{client}, Sessions: sessionsAdapter{ids}, Flows: flows,
@@ -123,46 +123,6 @@ func (a sessionsAdapter) Refused(ctx context.Context, userID, reason string, det
 
 func (a sessionsAdapter) MarkMFA(ctx context.Context, sessionID, userID string) error {
 	return a.ids.MarkMFA(ctx, ajar.User{ID: userID, Session: sessionID})
-}
-
-// storeFlows keeps the one-use sign-in steps in the store.
-type storeFlows struct{ st ajar.Store }
-
-// Put stores f, replacing a step of the same kind and key.
-func (f storeFlows) Put(ctx context.Context, fl ajar.AuthFlow) error {
-	return f.st.Update(ctx, func(tx ajar.Tx) error {
-		if _, err := tx.TakeAuthFlow(ctx, fl.Kind, fl.KeyHash); err != nil && ajar.ErrorCode(err) != ajar.ENOTFOUND {
-			return err
-		}
-		return tx.PutAuthFlow(ctx, fl)
-	})
-}
-
-// Update takes the step and stores what fn returns in its place, in one
-// transaction; fn's error rolls the take back.
-func (f storeFlows) Update(ctx context.Context, kind string, key []byte, fn func(*ajar.AuthFlow) (*ajar.AuthFlow, error)) error {
-	var missing error
-	err := f.st.Update(ctx, func(tx ajar.Tx) error {
-		cur, err := tx.TakeAuthFlow(ctx, kind, key)
-		if ajar.ErrorCode(err) == ajar.ENOTFOUND {
-			missing = err // commit: an expired step is deleted
-			return nil
-		} else if err != nil {
-			return err
-		}
-		next, err := fn(cur)
-		if err != nil {
-			return err
-		}
-		if next != nil {
-			return tx.PutAuthFlow(ctx, *next)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return missing
 }
 
 // storeKeys keeps security keys in the store, each change audited with it.
