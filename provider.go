@@ -46,6 +46,18 @@ type Provider interface {
 	Revoke(ctx context.Context, h Handle) error
 }
 
+// LocalGranter is an optional Provider capability of providers whose Grant
+// changes nothing outside ajar: it only computes the handle from the grant
+// request and the provider's config (ssh-cert, whose access is the
+// certificates ajar signs and records). Such a Grant must not block or do
+// I/O. The broker calls it inside the transaction that records the grant
+// intent, so an auto-approved request is created, granted and activated in one
+// commit (docs/architecture.md, "The common path in one commit").
+type LocalGranter interface {
+	Provider
+	GrantsLocally() bool
+}
+
 // Verifier is an optional Provider capability: it reports whether the access
 // described by h exists right now (for drift checks and evidence).
 type Verifier interface {

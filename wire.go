@@ -1,6 +1,8 @@
 package ajar
 
 import (
+	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 )
@@ -19,6 +21,59 @@ type CreateInput struct {
 	Ticket   string            `json:"ticket,omitempty"`
 	Start    *time.Time        `json:"start,omitempty"`
 	Params   map[string]string `json:"params,omitempty"`
+	// SSHPublicKey (authorized_keys format), when set, asks POST /v1/requests
+	// for a certificate in its response if the request is active at once
+	// (CreateOutput). The API hands it to package sshaccess; the core's
+	// CreateRequest refuses it, so a caller that cannot honour it fails
+	// instead of dropping it.
+	SSHPublicKey string `json:"ssh_public_key,omitempty"`
+}
+
+// CreateOutput is the response of POST /v1/requests: the request's own JSON
+// object, with "ssh_cert" added when a certificate was asked for
+// (CreateInput.SSHPublicKey) and the request is active.
+type CreateOutput struct {
+	Request *Request
+	SSHCert *SSHCertOutput
+}
+
+// MarshalJSON writes the request object with "ssh_cert" as one more member.
+func (o CreateOutput) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(o.Request)
+	if err != nil || o.SSHCert == nil {
+		return b, err
+	}
+	c, err := json.Marshal(o.SSHCert)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < 2 || b[len(b)-1] != '}' {
+		return nil, errors.New("create output: the request is not a JSON object")
+	}
+	out := make([]byte, 0, len(b)+len(c)+12)
+	out = append(out, b[:len(b)-1]...)
+	if len(b) > 2 {
+		out = append(out, ',')
+	}
+	out = append(out, `"ssh_cert":`...)
+	out = append(out, c...)
+	return append(out, '}'), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (o *CreateOutput) UnmarshalJSON(b []byte) error {
+	var r Request
+	if err := json.Unmarshal(b, &r); err != nil {
+		return err
+	}
+	var c struct {
+		SSHCert *SSHCertOutput `json:"ssh_cert"`
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return err
+	}
+	o.Request, o.SSHCert = &r, c.SSHCert
+	return nil
 }
 
 // Limits on a request's fields, checked at the edge: by Validate, and by the

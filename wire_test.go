@@ -1,6 +1,7 @@
 package ajar
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -56,5 +57,37 @@ func TestCheckStart(t *testing.T) {
 		if err := CheckStart(ok, now); err != nil {
 			t.Errorf("start %v: %v", ok, err)
 		}
+	}
+}
+
+// POST /v1/requests answers with the request's own object; "ssh_cert" is one
+// more member when there is a certificate, and both read back.
+func TestCreateOutputJSON(t *testing.T) {
+	r := &Request{ID: "req_1", Target: "db", State: StateActive, Duration: 5 * time.Minute, Approvals: []Approval{}}
+	plain, err := json.Marshal(CreateOutput{Request: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(r)
+	if string(plain) != string(want) {
+		t.Errorf("without a certificate %s, want the request alone %s", plain, want)
+	}
+	withCert, err := json.Marshal(CreateOutput{Request: r, SSHCert: &SSHCertOutput{Certificate: "ssh-ed25519-cert-v01@openssh.com AAAA", Info: SSHCert{Serial: 7}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid(withCert) {
+		t.Fatalf("not JSON: %s", withCert)
+	}
+	var back CreateOutput
+	if err := json.Unmarshal(withCert, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Request.ID != "req_1" || back.Request.Duration != 5*time.Minute || back.SSHCert == nil || back.SSHCert.Info.Serial != 7 {
+		t.Errorf("read back %+v %+v", back.Request, back.SSHCert)
+	}
+	var asRequest Request // an older client reads the request and ignores the rest
+	if err := json.Unmarshal(withCert, &asRequest); err != nil || asRequest.ID != "req_1" {
+		t.Errorf("as a request: %+v, %v", asRequest, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -66,11 +67,27 @@ func (c *Client) Targets(ctx context.Context) ([]readmodel.TargetInfo, error) {
 	return out.Targets, nil
 }
 
-// CreateRequest asks for access. An auto-approved request comes back active.
+// CreateRequest asks for access. An auto-approved request comes back active;
+// with in.SSHPublicKey set, an active one comes back with its certificate
+// (CreateRequestCert).
 func (c *Client) CreateRequest(ctx context.Context, in ajar.CreateInput) (*ajar.Request, error) {
-	var out ajar.Request
+	out, err := c.CreateRequestCert(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return out.Request, nil
+}
+
+// CreateRequestCert asks for access and, when in.SSHPublicKey is set and the
+// request is active at once, gets the certificate in the same round trip
+// (out.SSHCert; nil when the request is not active).
+func (c *Client) CreateRequestCert(ctx context.Context, in ajar.CreateInput) (*ajar.CreateOutput, error) {
+	var out ajar.CreateOutput
 	if err := c.do(ctx, http.MethodPost, "/v1/requests", nil, in, &out); err != nil {
 		return nil, err
+	}
+	if out.Request == nil || out.Request.ID == "" {
+		return nil, errors.New("POST /v1/requests: response has no request")
 	}
 	return &out, nil
 }

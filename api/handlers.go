@@ -232,7 +232,19 @@ func (s *Server) handleCreateRequest(w http.ResponseWriter, r *http.Request, u a
 		s.writeError(w, r, err)
 		return
 	}
-	req, err := s.core.CreateRequest(r.Context(), u, in)
+	var req *ajar.Request
+	var cert *ajar.SSHCertOutput
+	var err error
+	if in.SSHPublicKey != "" {
+		// The certificate in the same response and, for ssh-cert targets,
+		// in the same commit (package sshaccess).
+		var core SSHCore
+		if core, err = s.sshCore(); err == nil {
+			req, cert, err = core.CreateWithCert(r.Context(), u, in, in.SSHPublicKey)
+		}
+	} else {
+		req, err = s.core.CreateRequest(r.Context(), u, in)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -242,7 +254,7 @@ func (s *Server) handleCreateRequest(w http.ResponseWriter, r *http.Request, u a
 		return
 	}
 	w.Header().Set("Location", "/v1/requests/"+url.PathEscape(req.ID))
-	s.writeRequest(w, r, http.StatusCreated, req)
+	s.writeJSON(w, r, http.StatusCreated, ajar.CreateOutput{Request: withApprovals(req), SSHCert: cert})
 }
 
 func (s *Server) handleListRequests(w http.ResponseWriter, r *http.Request, u ajar.User) {

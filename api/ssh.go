@@ -30,6 +30,8 @@ import (
 // test fake) answers it with not_found.
 type SSHCore interface {
 	SSHAccess(ctx context.Context, u ajar.User, in sshaccess.Input) (*sshaccess.Output, error)
+	// CreateWithCert is POST /v1/requests with "ssh_public_key".
+	CreateWithCert(ctx context.Context, u ajar.User, in ajar.CreateInput, publicKey string) (*ajar.Request, *ajar.SSHCertOutput, error)
 }
 
 var _ SSHCore = (*sshaccess.Service)(nil)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -36,6 +37,17 @@ func (f *fakeSSHCore) SSHAccess(ctx context.Context, u ajar.User, in sshaccess.I
 	r, _ := f.lookup("r1")
 	return &sshaccess.Output{Request: r, Reused: true,
 		Cert: &ajar.SSHCertOutput{Certificate: "ssh-ed25519-cert-v01@openssh.com AAAA", Info: ajar.SSHCert{Serial: 9}}}, nil
+}
+
+func (f *fakeSSHCore) CreateWithCert(ctx context.Context, u ajar.User, in ajar.CreateInput, publicKey string) (*ajar.Request, *ajar.SSHCertOutput, error) {
+	if err := f.called("CreateWithCert", u); err != nil {
+		return nil, nil, err
+	}
+	if publicKey != in.SSHPublicKey {
+		return nil, nil, fmt.Errorf("the key passed (%q) is not the body's (%q)", publicKey, in.SSHPublicKey)
+	}
+	r, _ := f.lookup("r1")
+	return r, &ajar.SSHCertOutput{Certificate: "ssh-ed25519-cert-v01@openssh.com AAAA", Info: ajar.SSHCert{Serial: 11, RequestID: r.ID}}, nil
 }
 
 func (f *fakeSSHCore) SSHAuthorizedKeys(ctx context.Context, node ajar.User, target, user string) ([]string, error) {
@@ -152,6 +164,17 @@ func TestSSHClient(t *testing.T) {
 	acc, err := NewClient(s.URL(), "alice-token").SSHAccess(ctx, sshaccess.Input{Target: "prod-web"})
 	if err != nil || acc.Request.ID != "r1" || acc.Cert.Info.Serial != 9 {
 		t.Fatalf("SSHAccess = %+v, %v", acc, err)
+	}
+	// POST /v1/requests with a key: the certificate in the create response.
+	created, err := NewClient(s.URL(), "alice-token").CreateRequestCert(ctx, ajar.CreateInput{Target: "prod-web", SSHPublicKey: "ssh-ed25519 AAAAkey"})
+	if err != nil || created.Request.ID != "r1" || created.SSHCert == nil || created.SSHCert.Info.Serial != 11 ||
+		created.SSHCert.Certificate != "ssh-ed25519-cert-v01@openssh.com AAAA" {
+		t.Fatalf("CreateRequestCert = %+v, %v", created, err)
+	}
+	// Without a key it is the core's CreateRequest, and no ssh_cert member.
+	plain, err := NewClient(s.URL(), "alice-token").CreateRequestCert(ctx, ajar.CreateInput{Target: "prod-web", Reason: "x"})
+	if err != nil || plain.SSHCert != nil {
+		t.Fatalf("CreateRequestCert without a key = %+v, %v", plain, err)
 	}
 	core.err = ajar.Errorf(ajar.EFORBIDDEN, "not a node")
 	if _, err := c.SSHAuthorizedKeys(ctx, "web", "deploy"); ajar.ErrorCode(err) != ajar.EFORBIDDEN {

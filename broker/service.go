@@ -124,23 +124,43 @@ func newRequestID() string {
 // events, in one transaction. A request that is auto-approved and due now is granted
 // before CreateRequest returns, so the caller usually sees it active.
 func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in ajar.CreateInput) (*ajar.Request, error) {
+	r, _, err := s.CreateRequestThen(ctx, u, in, nil)
+	return r, err
+}
+
+// OnActive runs inside the transaction that creates a request when the request
+// is active at its commit (see CreateRequestThen). Its error aborts the whole
+// creation: nothing is stored.
+type OnActive func(ctx context.Context, tx ajar.Tx, r *ajar.Request) error
+
+// CreateRequestThen is CreateRequest, and when the request is auto-approved,
+// due now and its provider grants locally (ajar.LocalGranter), it is granted
+// and activated in the creating transaction and then runs there too: the
+// request, its approval, grant, activation, what then writes and every audit
+// event are one commit. ranThen reports whether then ran; when it did not, a
+// request that came back active was granted by a provider call after the
+// commit, and the caller does what then would have done on its own.
+func (s *Service) CreateRequestThen(ctx context.Context, u ajar.User, in ajar.CreateInput, then OnActive) (_ *ajar.Request, ranThen bool, err error) {
 	d, err := in.Validate()
 	if err != nil {
-		return nil, err
+		return nil, false, err
+	}
+	if in.SSHPublicKey != "" {
+		return nil, false, ajar.FieldErrorf("ssh_public_key", "certificates are issued by package sshaccess, not here")
 	}
 	now := s.now()
 	if err := ajar.CheckStart(in.Start, now); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	dec, err := s.pol.Evaluate(u, policy.Input{
 		Target: in.Target, Duration: d, Reason: in.Reason, Ticket: in.Ticket,
 		Params: in.Params, Start: in.Start, Now: now,
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := s.CheckParams(in.Target, in.Params); err != nil { // workflow.go
-		return nil, err
+		return nil, false, err
 	}
 
 	r := &ajar.Request{
@@ -153,7 +173,9 @@ func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in ajar.Create
 		r.StartAt = &st
 	}
 	var heldAt time.Time
+	var activated bool
 	err = s.store.Update(ctx, func(tx ajar.Tx) error {
+		heldAt, activated = time.Time{}, false
 		now := tx.Now()
 		r.CreatedAt, r.UpdatedAt = now, now
 		r.ApprovalDeadline = now.Add(dec.ApprovalTimeout)
@@ -195,7 +217,13 @@ func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in ajar.Create
 			if err := s.startGrant(ctx, tx, r, now); err != nil {
 				return err
 			}
-			return tx.UpdateRequest(ctx, r)
+			if activated, err = s.grantInTx(ctx, tx, r, now); err != nil {
+				return err
+			}
+			if err := tx.UpdateRequest(ctx, r); err != nil || !activated || then == nil {
+				return err
+			}
+			return then(ctx, tx, r)
 		}
 		if dec.AutoApproveErr != nil {
 			return s.audit(ctx, tx, ajar.ActorSystem, "policy.condition_error", r.ID,
@@ -204,15 +232,52 @@ func (s *Service) CreateRequest(ctx context.Context, u ajar.User, in ajar.Create
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create request: %w", err)
+		return nil, false, fmt.Errorf("create request: %w", err)
 	}
 	s.metrics.created.Inc()
+	if activated {
+		// Granted in the commit: r is what was stored, nothing to re-read.
+		s.Kick()
+		return r, then != nil, nil
+	}
 	if !heldAt.IsZero() {
 		s.runHeld(r, heldAt)
-		return s.getRequest(ctx, r.ID)
+		r, err = s.getRequest(ctx, r.ID)
+		return r, false, err
 	}
 	s.Kick()
-	return r, nil
+	return r, false, nil
+}
+
+// grantInTx grants r, whose grant intent startGrant has just set in tx, and
+// makes it active in tx when its provider grants locally (ajar.LocalGranter)
+// and its access is not shared; it reports whether it did. Anything else,
+// including a Grant error, is left to the scheduler's grant after the commit,
+// which calls the provider again, retries and audits a failure.
+func (s *Service) grantInTx(ctx context.Context, tx ajar.Tx, r *ajar.Request, now time.Time) (bool, error) {
+	if r.Handle == nil || r.State != ajar.StateApproved {
+		return false, nil // a later start: only rescheduled
+	}
+	prov, err := s.providers.ForHandle(*r.Handle)
+	if err != nil {
+		return false, nil
+	}
+	lg, ok := prov.(ajar.LocalGranter)
+	if _, shared := prov.(ajar.Sharer); !ok || shared || !lg.GrantsLocally() {
+		return false, nil
+	}
+	h, err := lg.Grant(ctx, r.Handle.Grant)
+	if err != nil {
+		return false, nil
+	}
+	if err := transition(r, ajar.StateActive, now); err != nil {
+		return false, err
+	}
+	r.Handle = &h
+	r.NextAt = s.activeNextAt(r, now) // expiry, or the expiry reminder before it
+	r.Attempts, r.LastError = 0, ""
+	return true, s.audit(ctx, tx, ajar.ActorSystem, "request.activated", r.ID,
+		map[string]any{"expires_at": r.ExpiresAt, "handle": h.Data})
 }
 
 // grantDue is when an approved request should be granted.

@@ -41,36 +41,46 @@ func (s *Service) IssueSSHCert(ctx context.Context, u ajar.User, id string, publ
 	if !ok {
 		return nil, ajar.Errorf(ajar.EINVALID, "target %s does not issue SSH certificates", r.Target)
 	}
-	var out ajar.SSHCertOutput
+	var out *ajar.SSHCertOutput
 	err = s.store.Update(ctx, func(tx ajar.Tx) error {
-		now := tx.Now()
 		cur, err := tx.GetRequest(ctx, id)
 		if err != nil {
 			return err
 		}
-		if cur.State != ajar.StateActive || cur.ExpiresAt == nil || !now.Before(*cur.ExpiresAt) {
-			return ajar.Errorf(ajar.ECONFLICT, "request %s is no longer active", id)
-		}
-		cert, info, err := issuer.SignCert(*cur.Handle, publicKey, randomSerial(), now)
-		if err != nil {
-			return err
-		}
-		if err := tx.InsertSSHCert(ctx, info); err != nil {
-			return err
-		}
-		if err := s.core.CheckCertLimit(ctx, tx, u.ID, id); err != nil {
-			return err
-		}
-		out = ajar.SSHCertOutput{Certificate: strings.TrimSpace(string(cert)), Info: info}
-		return s.core.AppendAudit(ctx, tx, u.ID, "ssh_cert.issued", id, map[string]any{
-			"serial": info.Serial, "key_id": info.KeyID, "principals": info.Principals,
-			"fingerprint": info.Fingerprint, "valid_before": info.ValidBefore,
-		})
+		out, err = s.issueInTx(ctx, tx, u, cur, issuer, publicKey)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &out, nil
+	return out, nil
+}
+
+// issueInTx certifies publicKey for cur, which must be active at the
+// transaction's time, and records, counts and audits the certificate in tx.
+func (s *Service) issueInTx(ctx context.Context, tx ajar.Tx, u ajar.User, cur *ajar.Request, issuer ajar.SSHCertIssuer, publicKey []byte) (*ajar.SSHCertOutput, error) {
+	now := tx.Now()
+	if cur.State != ajar.StateActive || cur.Handle == nil || cur.ExpiresAt == nil || !now.Before(*cur.ExpiresAt) {
+		return nil, ajar.Errorf(ajar.ECONFLICT, "request %s is no longer active", cur.ID)
+	}
+	cert, info, err := issuer.SignCert(*cur.Handle, publicKey, randomSerial(), now)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.InsertSSHCert(ctx, info); err != nil {
+		return nil, err
+	}
+	if err := s.core.CheckCertLimit(ctx, tx, u.ID, cur.ID); err != nil {
+		return nil, err
+	}
+	err = s.core.AppendAudit(ctx, tx, u.ID, "ssh_cert.issued", cur.ID, map[string]any{
+		"serial": info.Serial, "key_id": info.KeyID, "principals": info.Principals,
+		"fingerprint": info.Fingerprint, "valid_before": info.ValidBefore,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &ajar.SSHCertOutput{Certificate: strings.TrimSpace(string(cert)), Info: info}, nil
 }
 
 func randomSerial() uint64 {

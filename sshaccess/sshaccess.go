@@ -8,7 +8,6 @@ package sshaccess
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"time"
 
@@ -76,21 +75,9 @@ func (s *Service) SSHAccess(ctx context.Context, u ajar.User, in Input) (*Output
 	if _, err := s.pol.Match(u, in.Target); err != nil {
 		return nil, err
 	}
-	prov, err := s.providers.ForTarget(in.Target)
+	issuer, err := s.issuerFor(in.Target, "public_key", in.PublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("provider for %s: %w", in.Target, err)
-	}
-	issuer, ok := prov.(ajar.SSHCertIssuer)
-	if !ok {
-		return nil, ajar.FieldErrorf("target", "target %s does not give SSH access", in.Target)
-	}
-	if in.PublicKey != "" {
-		if len(in.PublicKey) > 16<<10 {
-			return nil, ajar.FieldErrorf("public_key", "too large")
-		}
-		if err := issuer.CheckPublicKey([]byte(in.PublicKey)); err != nil {
-			return nil, err
-		}
+		return nil, err
 	}
 	out := &Output{}
 	out.Request, out.Scheduled, err = s.reusable(ctx, u, in.Target, in.Params)
@@ -99,13 +86,20 @@ func (s *Service) SSHAccess(ctx context.Context, u ajar.User, in Input) (*Output
 	}
 	if out.Request != nil {
 		out.Reused = true
-	} else if out.Request, err = s.core.CreateRequest(ctx, u, create); err != nil {
-		return nil, err
-	}
-	if out.Request.State == ajar.StateActive && in.PublicKey != "" {
-		if out.Cert, err = s.IssueSSHCert(ctx, u, out.Request.ID, []byte(in.PublicKey)); err != nil {
-			return nil, err
+		if out.Request.State == ajar.StateActive && in.PublicKey != "" {
+			if out.Cert, err = s.IssueSSHCert(ctx, u, out.Request.ID, []byte(in.PublicKey)); err != nil {
+				return nil, err
+			}
 		}
+		return out, nil
+	}
+	if in.PublicKey == "" {
+		out.Request, err = s.core.CreateRequest(ctx, u, create)
+	} else {
+		out.Request, out.Cert, err = s.createCert(ctx, u, create, issuer, in.PublicKey)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

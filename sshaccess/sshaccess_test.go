@@ -40,7 +40,7 @@ type sshEnv struct {
 func newSSHEnv(t *testing.T) *sshEnv {
 	t.Helper()
 	e := sshtest.New(t, sshTestPolicy)
-	return &sshEnv{Env: e, ssh: sshaccess.New(e.Svc, e.Store, e.Policy, e.Provs, e.CA.AuthorizedKey)}
+	return &sshEnv{Env: e, ssh: sshaccess.New(e.Svc, e.Counted, e.Policy, e.Provs, e.CA.AuthorizedKey)}
 }
 
 // requests counts user's requests in the store.

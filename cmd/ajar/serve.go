@@ -445,6 +445,11 @@ func (c core) SSHAccess(ctx context.Context, u ajar.User, in sshaccess.Input) (*
 	return c.SSH.SSHAccess(ctx, u, in)
 }
 
+// CreateWithCert is POST /v1/requests with a key to certify (package sshaccess).
+func (c core) CreateWithCert(ctx context.Context, u ajar.User, in ajar.CreateInput, publicKey string) (*ajar.Request, *ajar.SSHCertOutput, error) {
+	return c.SSH.CreateWithCert(ctx, u, in, publicKey)
+}
+
 // IssueSSHCert certifies a key for an active request (package sshaccess).
 func (c core) IssueSSHCert(ctx context.Context, u ajar.User, id string, publicKey []byte) (*ajar.SSHCertOutput, error) {
 	return c.SSH.IssueSSHCert(ctx, u, id, publicKey)

@@ -47,6 +47,10 @@ func (f *sshFake) SSHAccess(ctx context.Context, u ajar.User, in sshaccess.Input
 	return out, nil
 }
 
+func (f *sshFake) CreateWithCert(ctx context.Context, u ajar.User, in ajar.CreateInput, publicKey string) (*ajar.Request, *ajar.SSHCertOutput, error) {
+	return nil, nil, ajar.Errorf(ajar.ENOTFOUND, "not in this fake")
+}
+
 // fakeSSH writes an ssh stand-in: "ssh -G" prints a config, anything else
 // records its arguments and the mode of the key it was given, and exits 7.
 func fakeSSH(t *testing.T) (path, record string) {

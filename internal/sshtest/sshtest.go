@@ -4,10 +4,12 @@
 package sshtest
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,7 +45,25 @@ type Env struct {
 	Clock  *Clock
 	Users  map[string]ajar.User // by the id's part before "@example.com"
 	CA     *sshcert.CA
+	// Counted is Store counting its write transactions (Updates): the core
+	// writes through it, and so should what a test builds over the core.
+	Counted *CountingStore
 }
+
+// CountingStore counts the Update calls to its Store.
+type CountingStore struct {
+	ajar.Store
+	n atomic.Int64
+}
+
+// Update counts the call and runs it.
+func (c *CountingStore) Update(ctx context.Context, fn func(ajar.Tx) error) error {
+	c.n.Add(1)
+	return c.Store.Update(ctx, fn)
+}
+
+// Updates returns how many Updates ran so far.
+func (c *CountingStore) Updates() int64 { return c.n.Load() }
 
 // New returns the core enforcing the policy src, its store closed when the
 // test ends.
@@ -72,7 +92,8 @@ func New(t *testing.T, src string) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := broker.New(broker.Config{Store: st, Policy: pol, Providers: provs, Now: clk.Now})
+	counted := &CountingStore{Store: st}
+	svc, err := broker.New(broker.Config{Store: counted, Policy: pol, Providers: provs, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +101,7 @@ func New(t *testing.T, src string) *Env {
 	for _, u := range pol.Users() {
 		users[strings.TrimSuffix(u.ID, "@example.com")] = u
 	}
-	return &Env{Svc: svc, Store: st, Policy: pol, Provs: provs, Clock: clk, Users: users, CA: ca}
+	return &Env{Svc: svc, Store: st, Policy: pol, Provs: provs, Clock: clk, Users: users, CA: ca, Counted: counted}
 }
 
 // Advance moves the clock and runs everything that became due.

@@ -113,6 +113,10 @@ func (p *Provider) Grant(ctx context.Context, req ajar.GrantRequest) (ajar.Handl
 	return ajar.Handle{Provider: Name, Version: HandleVersion, Grant: req, Data: data}, nil
 }
 
+// GrantsLocally reports true: Grant only records what certificates for the
+// grant will say; nothing on any host changes (ajar.LocalGranter).
+func (p *Provider) GrantsLocally() bool { return true }
+
 // Revoke returns nil: there is nothing on any host to remove, and it is idempotent.
 //
 // Certificates already issued for the grant stay valid until their ValidBefore,

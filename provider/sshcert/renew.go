@@ -7,7 +7,10 @@ import (
 	"github.com/ajar-dev/ajar"
 )
 
-var _ ajar.Renewer = (*Provider)(nil)
+var (
+	_ ajar.Renewer      = (*Provider)(nil)
+	_ ajar.LocalGranter = (*Provider)(nil)
+)
 
 // Renew moves the grant's expiry to expiresAt (an extension): certificates and
 // authorized keys issued from now on last until then. Those already issued keep
