@@ -181,6 +181,11 @@ type RequestFilter struct {
 	// (created earlier, or at the same time with a smaller ID): the key of the
 	// last request of a page selects the next page (keyset paging).
 	After *RequestKey
+	// SameParams, when true, keeps only the requests whose Params equal Params
+	// (no params and an empty map are equal). With Requester, Target and States
+	// it is one index lookup ("ajar ssh" finding a request to reuse).
+	SameParams bool
+	Params     map[string]string
 }
 
 // RequestKey is a request's place in list order, which is newest CreatedAt

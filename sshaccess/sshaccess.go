@@ -115,7 +115,8 @@ func (s *Service) reusable(ctx context.Context, u ajar.User, target string, para
 		now := tx.Now()
 		rs, err := tx.ListRequests(ctx, ajar.RequestFilter{
 			Requester: u.ID, Target: target,
-			States: []ajar.State{ajar.StateActive, ajar.StateApproved, ajar.StatePending},
+			States:     []ajar.State{ajar.StateActive, ajar.StateApproved, ajar.StatePending},
+			SameParams: true, Params: params, // one index lookup (requests_reuse)
 		})
 		if err != nil {
 			return err

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -185,6 +187,20 @@ func requestWhere(f ajar.RequestFilter) (string, []any, error) {
 		}
 		a := arg(at)
 		b.WriteString(` AND (created_at < ` + a + ` OR (created_at = ` + a + ` AND id < ` + arg(f.After.ID) + `))`)
+	}
+	if f.SameParams {
+		keys, err := sqlcodec.ParamsKeys(f.Params)
+		if err != nil {
+			return "", nil, err
+		}
+		// md5 first: it is what requests_reuse indexes (params may be too
+		// long for a btree entry).
+		sums := make([]string, len(keys))
+		for i, k := range keys {
+			sum := md5.Sum([]byte(k))
+			sums[i] = hex.EncodeToString(sum[:])
+		}
+		b.WriteString(` AND md5(params) = ANY(` + arg(sums) + `) AND params = ANY(` + arg(keys) + `)`)
 	}
 	return b.String(), args, nil
 }

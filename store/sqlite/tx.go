@@ -143,6 +143,17 @@ func (t *readTx) GetRequest(ctx context.Context, id string) (*ajar.Request, erro
 
 // requestWhere returns the WHERE clause selecting what f selects (all but
 // f.Limit) and its arguments.
+// requestsFrom is the FROM clause for f: a lookup by requester, target and
+// parameters names its index, because SQLite would otherwise walk all the
+// requester's requests in list order (requests_requester) to save a sort of
+// the few that match.
+func requestsFrom(f ajar.RequestFilter) string {
+	if f.SameParams && f.Requester != "" && f.Target != "" {
+		return ` FROM requests INDEXED BY requests_reuse`
+	}
+	return ` FROM requests`
+}
+
 func requestWhere(f ajar.RequestFilter) (string, []any, error) {
 	var b strings.Builder
 	var args []any
@@ -177,6 +188,16 @@ func requestWhere(f ajar.RequestFilter) (string, []any, error) {
 		b.WriteString(` AND (created_at < ? OR (created_at = ? AND id < ?))`)
 		args = append(args, at, at, f.After.ID)
 	}
+	if f.SameParams {
+		keys, err := sqlcodec.ParamsKeys(f.Params)
+		if err != nil {
+			return "", nil, err
+		}
+		b.WriteString(` AND params IN (?` + strings.Repeat(`, ?`, len(keys)-1) + `)`) // requests_reuse
+		for _, k := range keys {
+			args = append(args, k)
+		}
+	}
 	return b.String(), args, nil
 }
 
@@ -194,7 +215,7 @@ func (t *readTx) ListRequests(ctx context.Context, f ajar.RequestFilter) ([]*aja
 		limit = defaultLimit
 	}
 	args = append(args, limit)
-	rows, err := t.q.QueryContext(ctx, `SELECT `+requestCols+` FROM requests`+where+` ORDER BY created_at DESC, id DESC LIMIT ?`, args...)
+	rows, err := t.q.QueryContext(ctx, `SELECT `+requestCols+requestsFrom(f)+where+` ORDER BY created_at DESC, id DESC LIMIT ?`, args...)
 	if err != nil {
 		return nil, t.fail(fmt.Errorf("sqlite: list requests: %w", err))
 	}
@@ -219,7 +240,7 @@ func (t *readTx) CountRequests(ctx context.Context, f ajar.RequestFilter) (int, 
 		limit = int64(f.Limit)
 	}
 	var n int
-	err = t.q.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM requests`+where+` LIMIT ?)`, append(args, limit)...).Scan(&n)
+	err = t.q.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1`+requestsFrom(f)+where+` LIMIT ?)`, append(args, limit)...).Scan(&n)
 	if err != nil {
 		return 0, t.fail(fmt.Errorf("sqlite: count requests: %w", err))
 	}

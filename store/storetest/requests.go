@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -406,6 +407,53 @@ func testListRequests(t *testing.T, h *harness) {
 		}
 		rs[4].Version = 1
 		wantSameRequest(t, rs[4], got[0])
+		return nil
+	})
+}
+
+// SameParams matches parameters exactly (no params and {} alike), with the
+// other filters, whatever the order the keys were given in.
+func testListRequestsSameParams(t *testing.T, h *harness) {
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Minute) }
+	with := func(r *ajar.Request, p map[string]string) *ajar.Request { r.Params = p; return r }
+	long := strings.Repeat("x", 4000) // longer than a btree entry may be
+	h.create(t,
+		with(simpleRequest("p1", "alice", "web", ajar.StateActive, at(1)), map[string]string{"source_ip": "10.0.0.1", "host": "a"}),
+		with(simpleRequest("p2", "alice", "web", ajar.StateActive, at(2)), map[string]string{"source_ip": "10.0.0.2"}),
+		with(simpleRequest("p3", "alice", "web", ajar.StatePending, at(3)), nil),
+		with(simpleRequest("p4", "alice", "web", ajar.StateActive, at(4)), map[string]string{}),
+		with(simpleRequest("p5", "alice", "web", ajar.StateExpired, at(5)), map[string]string{"source_ip": "10.0.0.2"}),
+		with(simpleRequest("p6", "bob", "web", ajar.StateActive, at(6)), map[string]string{"source_ip": "10.0.0.2"}),
+		with(simpleRequest("p7", "alice", "web", ajar.StateActive, at(7)), map[string]string{"note": long}),
+	)
+	live := []ajar.State{ajar.StateActive, ajar.StatePending, ajar.StateApproved}
+	cases := []struct {
+		params map[string]string
+		want   []string
+	}{
+		{map[string]string{"host": "a", "source_ip": "10.0.0.1"}, []string{"p1"}},
+		{map[string]string{"source_ip": "10.0.0.2"}, []string{"p2"}},
+		{nil, []string{"p4", "p3"}},
+		{map[string]string{}, []string{"p4", "p3"}},
+		{map[string]string{"source_ip": "10.0.0.3"}, nil},
+		{map[string]string{"source_ip": "10.0.0.1"}, nil},
+		{map[string]string{"note": long}, []string{"p7"}},
+	}
+	h.view(t, func(tx ajar.ReadTx) error {
+		for _, c := range cases {
+			f := ajar.RequestFilter{Requester: "alice", Target: "web", States: live, SameParams: true, Params: c.params}
+			got, err := tx.ListRequests(t.Context(), f)
+			if err != nil {
+				return err
+			}
+			var ids []string
+			for _, r := range got {
+				ids = append(ids, r.ID)
+			}
+			if !slices.Equal(ids, c.want) {
+				t.Errorf("SameParams %v = %v, want %v", c.params, ids, c.want)
+			}
+		}
 		return nil
 	})
 }

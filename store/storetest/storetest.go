@@ -57,6 +57,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"UpdateRollsBackOnPanic", testUpdateRollsBackOnPanic},
 		{"UpdateCancelledContext", testUpdateCancelledContext},
 		{"ListRequests", testListRequests},
+		{"ListRequestsSameParams", testListRequestsSameParams},
 		{"ListRequestsDefaultLimit", testListRequestsDefaultLimit},
 		{"ListRequestsPaging", testListRequestsPaging},
 		{"CountRequests", testCountRequests},

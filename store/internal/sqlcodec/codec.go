@@ -95,3 +95,18 @@ func (d *Decoder) JSON(s string, v any) {
 		d.Err = err
 	}
 }
+
+// ParamsKeys returns the stored encodings (Encoder.JSON) that equal params:
+// "null" and "{}" for none, else the one canonical JSON object (map keys
+// sorted), for RequestFilter.SameParams.
+func ParamsKeys(params map[string]string) ([]string, error) {
+	if len(params) == 0 {
+		return []string{"null", "{}"}, nil
+	}
+	var e Encoder
+	v := e.JSON("params", params)
+	if e.Err != nil {
+		return nil, e.Err
+	}
+	return []string{v.(string)}, nil
+}
