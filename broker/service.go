@@ -201,11 +201,11 @@ func (s *Service) CreateRequestThen(ctx context.Context, u ajar.User, in ajar.Cr
 		if err := s.checkCreateLimits(ctx, tx, r); err != nil {
 			return err
 		}
-		if err := s.audit(ctx, tx, u.ID, "request.created", r.ID, details); err != nil {
+		if err := s.auditStored(ctx, tx, u.ID, "request.created", r, details); err != nil {
 			return err
 		}
 		if dec.AutoApprove {
-			if err := s.audit(ctx, tx, ajar.ActorSystem, "request.approved", r.ID,
+			if err := s.auditStored(ctx, tx, ajar.ActorSystem, "request.approved", r,
 				map[string]any{"auto_approve": dec.AutoApproveExpr}); err != nil {
 				return err
 			}
@@ -588,6 +588,15 @@ func (s *Service) user(ctx context.Context, id string) (ajar.User, bool) {
 		return ajar.User{}, false
 	}
 	return u, ok
+}
+
+// auditStored is audit for an event about r as tx stores it right now (just
+// written, unchanged since), sparing the notification a re-read of r.
+func (s *Service) auditStored(ctx context.Context, tx ajar.Tx, actor, action string, r *ajar.Request, details any) error {
+	if err := appendAudit(ctx, tx, actor, action, r.ID, details); err != nil {
+		return err
+	}
+	return s.notify.AuditStored(ctx, tx, actor, action, r, details)
 }
 
 func appendAudit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {

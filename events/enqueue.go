@@ -69,7 +69,7 @@ func (n *Notifier) Wake() {
 // subject, details) means, if any sink wants it. An error (the store's, or
 // details that do not marshal) must fail the transaction.
 func (n *Notifier) Audit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {
-	event, state, ok := ForAudit(action)
+	event, _, ok := ForAudit(action)
 	if !ok || !n.wants(event) {
 		return nil
 	}
@@ -80,7 +80,35 @@ func (n *Notifier) Audit(ctx context.Context, tx ajar.Tx, actor, action, subject
 	if Silent(action, raw) {
 		return nil
 	}
-	r, err := tx.GetRequest(ctx, subject)
+	return n.audit(ctx, tx, actor, action, subject, nil, raw)
+}
+
+// AuditStored is Audit for an event about r, as tx stores it right now (the
+// request was just written, unchanged since): it spares re-reading r.
+func (n *Notifier) AuditStored(ctx context.Context, tx ajar.Tx, actor, action string, r *ajar.Request, details any) error {
+	event, _, ok := ForAudit(action)
+	if !ok || !n.wants(event) {
+		return nil
+	}
+	raw, err := json.Marshal(details)
+	if err != nil {
+		return fmt.Errorf("notify %s: %w", action, err)
+	}
+	if Silent(action, raw) {
+		return nil
+	}
+	c := *r
+	return n.audit(ctx, tx, actor, action, r.ID, &c, raw)
+}
+
+// audit enqueues the notification of an audit event with details raw, about
+// r (read from tx when nil).
+func (n *Notifier) audit(ctx context.Context, tx ajar.Tx, actor, action, subject string, r *ajar.Request, raw json.RawMessage) error {
+	event, state, _ := ForAudit(action)
+	var err error
+	if r == nil {
+		r, err = tx.GetRequest(ctx, subject)
+	}
 	switch {
 	case ajar.ErrorCode(err) == ajar.ENOTFOUND:
 		r = nil // an event about something else than a request (drift)

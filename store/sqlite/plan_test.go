@@ -48,4 +48,16 @@ func TestLookupsUseIndexes(t *testing.T) {
 	if !strings.Contains(plan, "USING INDEX requests_reuse (requester=? AND target=? AND params=? AND state=?)") {
 		t.Errorf("reuse lookup plan:\n%s", plan)
 	}
+	// The per-user limits, counted in every request's transaction: the open
+	// requests seek their states, whatever the requester's history.
+	open := ajar.RequestFilter{Requester: "alice", States: []ajar.State{ajar.StatePending, ajar.StateApproved, ajar.StateActive}, Limit: 51}
+	where, args, err = requestWhere(open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan = queryPlan(t, s, `SELECT count(*) FROM (SELECT 1`+requestsFrom(open)+where+` LIMIT ?)`, append(args, 51)...)
+	if !strings.Contains(plan, "USING COVERING INDEX requests_requester_state (requester=? AND state=?)") {
+		t.Errorf("open requests count plan:\n%s", plan)
+	}
 }
+

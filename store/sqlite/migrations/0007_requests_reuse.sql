@@ -2,3 +2,6 @@
 -- parameters (RequestFilter.SameParams): one index lookup, however many
 -- requests the caller has.
 CREATE INDEX requests_reuse ON requests (requester, target, params, state);
+-- The per-user limit on open requests is counted in every new request's
+-- transaction: a seek per open state, however long the requester's history.
+CREATE INDEX requests_requester_state ON requests (requester, state);
