@@ -39,7 +39,10 @@ type CreateOutput struct {
 
 // MarshalJSON writes the request object with "ssh_cert" as one more member.
 func (o CreateOutput) MarshalJSON() ([]byte, error) {
-	b, err := json.Marshal(o.Request)
+	if o.Request == nil {
+		return nil, errors.New("create output: no request")
+	}
+	b, err := o.Request.MarshalJSON() // compact and escaped already: encoded once
 	if err != nil || o.SSHCert == nil {
 		return b, err
 	}

@@ -89,7 +89,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 
 // writeJSON renders v with the given status.
 func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
-	b, err := json.Marshal(v)
+	var b []byte
+	var err error
+	if m, ok := v.(ajar.CreateOutput); ok {
+		b, err = m.MarshalJSON() // the hot path: encoded once, not validated again
+	} else {
+		b, err = json.Marshal(v)
+	}
 	if err != nil {
 		// Nothing has been written yet, so the client still gets a proper error.
 		s.log.ErrorContext(r.Context(), "encode response", "path", r.URL.Path, "err", err)
