@@ -60,4 +60,3 @@ func TestLookupsUseIndexes(t *testing.T) {
 		t.Errorf("open requests count plan:\n%s", plan)
 	}
 }
-
