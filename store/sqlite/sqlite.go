@@ -312,7 +312,7 @@ func (s *Store) Update(ctx context.Context, fn func(ajar.Tx) error) error {
 	}
 	wctx := context.WithoutCancel(ctx)
 	if s.batch == nil {
-		if _, err := s.wconn.ExecContext(wctx, "BEGIN IMMEDIATE"); err != nil {
+		if err := s.execControl(wctx, "BEGIN IMMEDIATE"); err != nil {
 			s.wmu.Unlock()
 			return fmt.Errorf("sqlite: begin: %w", err)
 		}
@@ -346,7 +346,7 @@ func (s *Store) runFn(ctx, wctx context.Context, fn func(ajar.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, err := s.wconn.ExecContext(wctx, "SAVEPOINT u"); err != nil {
+	if err := s.execControl(wctx, "SAVEPOINT u"); err != nil {
 		return fmt.Errorf("sqlite: savepoint: %w", err)
 	}
 	s.inSavepoint = true
@@ -369,10 +369,10 @@ func (s *Store) endUpdate(ctx context.Context, b *batch, ok bool) {
 	if s.inSavepoint {
 		s.inSavepoint = false
 		if !ok {
-			_, err = s.wconn.ExecContext(ctx, "ROLLBACK TO u")
+			err = s.execControl(ctx, "ROLLBACK TO u")
 		}
 		if err == nil {
-			_, err = s.wconn.ExecContext(ctx, "RELEASE u")
+			err = s.execControl(ctx, "RELEASE u")
 		}
 	}
 	switch {
@@ -391,7 +391,7 @@ func (s *Store) finish(ctx context.Context, b *batch, abort error) {
 	s.batch = nil
 	b.err = abort
 	if abort == nil {
-		if _, err := s.wconn.ExecContext(ctx, "COMMIT"); err != nil {
+		if err := s.execControl(ctx, "COMMIT"); err != nil {
 			b.err = fmt.Errorf("sqlite: commit: %w", err)
 		}
 	}
@@ -426,6 +426,17 @@ func (s *Store) View(ctx context.Context, fn func(ajar.ReadTx) error) error {
 
 func (s *Store) writeStmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	return s.wstmts.get(ctx, s.wconn, query)
+}
+
+// execControl runs a transaction-control statement (BEGIN, SAVEPOINT,
+// RELEASE, COMMIT...) on the writer, prepared once: they run for every
+// Update, and parsing them each time showed in profiles. Called with wmu held.
+func (s *Store) execControl(ctx context.Context, query string) error {
+	st, err := s.writeStmt(ctx, query)
+	if err == nil {
+		_, err = st.ExecContext(ctx)
+	}
+	return err
 }
 
 // stmtCache holds prepared statements for the fixed queries, keyed by their text.

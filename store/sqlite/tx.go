@@ -215,7 +215,13 @@ func (t *readTx) ListRequests(ctx context.Context, f ajar.RequestFilter) ([]*aja
 		limit = defaultLimit
 	}
 	args = append(args, limit)
-	rows, err := t.q.QueryContext(ctx, `SELECT `+requestCols+requestsFrom(f)+where+` ORDER BY created_at DESC, id DESC LIMIT ?`, args...)
+	// The query's text depends only on which filters are set (the values are
+	// arguments), so its few shapes are prepared once each.
+	st, err := t.prepared(ctx, `SELECT `+requestCols+requestsFrom(f)+where+` ORDER BY created_at DESC, id DESC LIMIT ?`)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, t.fail(fmt.Errorf("sqlite: list requests: %w", err))
 	}
@@ -240,7 +246,11 @@ func (t *readTx) CountRequests(ctx context.Context, f ajar.RequestFilter) (int, 
 		limit = int64(f.Limit)
 	}
 	var n int
-	err = t.q.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1`+requestsFrom(f)+where+` LIMIT ?)`, append(args, limit)...).Scan(&n)
+	st, err := t.prepared(ctx, `SELECT count(*) FROM (SELECT 1`+requestsFrom(f)+where+` LIMIT ?)`) // few shapes, as in ListRequests
+	if err != nil {
+		return 0, err
+	}
+	err = st.QueryRowContext(ctx, append(args, limit)...).Scan(&n)
 	if err != nil {
 		return 0, t.fail(fmt.Errorf("sqlite: count requests: %w", err))
 	}
