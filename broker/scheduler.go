@@ -71,6 +71,7 @@ func (s *Service) Run(ctx context.Context) {
 	sem := make(chan struct{}, s.sched.Workers)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	more := false // the last claim filled every free worker: more may be due
 	for {
 		select {
 		case <-ctx.Done():
@@ -79,6 +80,11 @@ func (s *Service) Run(ctx context.Context) {
 		case <-s.kick:
 		}
 		free := cap(sem) - len(sem)
+		if more && free < max(cap(sem)/4, 1) && len(sem) > 0 {
+			// A backlog (a burst of expiries): claim in batches, not one request
+			// a commit as each worker frees. The next worker to end kicks again.
+			continue
+		}
 		claimed, wait, err := s.claim(ctx, free)
 		if err != nil && ctx.Err() == nil {
 			s.log.Error("scheduler: claim due requests", "err", err)
@@ -92,8 +98,9 @@ func (s *Service) Run(ctx context.Context) {
 				s.step(context.WithoutCancel(ctx), c.r, c.clock)
 			}()
 		}
-		if len(claimed) == free && free > 0 {
-			wait = 0 // more may be due
+		more = len(claimed) == free && free > 0
+		if more {
+			wait = 0
 		}
 		timer.Reset(wait)
 	}
@@ -256,6 +263,104 @@ func (s *Service) write(ctx context.Context, r *ajar.Request, fn func(tx ajar.Tx
 	}
 	*r = *out
 	return nil
+}
+
+// maxWriteBatch bounds the requests one batched write transaction changes.
+const maxWriteBatch = 64
+
+// writeBatch gathers writes (see writeBatched) that run while another is
+// committing. Its zero value is ready.
+type writeBatch struct {
+	mu      sync.Mutex
+	pending []*batchedWrite
+	running bool // a caller is writing batches: it takes pending ones too
+}
+
+// batchedWrite is one write waiting in a writeBatch.
+type batchedWrite struct {
+	r    *ajar.Request
+	fn   func(tx ajar.Tx, cur *ajar.Request, now time.Time) error
+	out  *ajar.Request
+	err  error
+	done chan struct{}
+}
+
+// writeBatched is write, with the same contract, for writes that come many at
+// once: while one caller commits, the others' writes wait, then go together in
+// one transaction (up to maxWriteBatch), each request with its audit events,
+// so a batch commits or fails as a whole. A request changed since r was read
+// is left out of the batch with errStale before anything is written for it.
+// When any other error stops a batch, its writes run again one transaction
+// each (write), so one bad request never fails the others.
+func (s *Service) writeBatched(ctx context.Context, r *ajar.Request, fn func(tx ajar.Tx, cur *ajar.Request, now time.Time) error) error {
+	w := &batchedWrite{r: r, fn: fn, done: make(chan struct{})}
+	b := &s.ends
+	b.mu.Lock()
+	b.pending = append(b.pending, w)
+	if b.running {
+		b.mu.Unlock()
+		<-w.done
+	} else {
+		b.running = true
+		for len(b.pending) > 0 {
+			n := min(len(b.pending), maxWriteBatch)
+			batch := b.pending[:n:n]
+			b.pending = b.pending[n:]
+			b.mu.Unlock()
+			s.writeBatch(ctx, batch)
+			b.mu.Lock()
+		}
+		b.running = false
+		b.mu.Unlock()
+	}
+	if w.err != nil {
+		return w.err
+	}
+	*r = *w.out
+	return nil
+}
+
+// writeBatch runs the writes of batch in one transaction, or, if that fails,
+// one transaction each, and closes their done channels.
+func (s *Service) writeBatch(ctx context.Context, batch []*batchedWrite) {
+	defer func() {
+		for _, w := range batch {
+			close(w.done)
+		}
+	}()
+	if len(batch) > 1 {
+		err := s.store.Update(ctx, func(tx ajar.Tx) error {
+			now := tx.Now()
+			for _, w := range batch {
+				w.out, w.err = nil, nil
+				cur, err := tx.GetRequest(ctx, w.r.ID)
+				if err != nil {
+					return err
+				}
+				if cur.Version != w.r.Version {
+					w.err = errStale // nothing written for it
+					continue
+				}
+				if err := w.fn(tx, cur, now); err != nil {
+					return err
+				}
+				if err := tx.UpdateRequest(ctx, cur); err != nil {
+					return err
+				}
+				w.out = cur
+			}
+			return nil
+		})
+		if err == nil {
+			return
+		}
+	}
+	for _, w := range batch {
+		r := *w.r
+		if w.err = s.write(ctx, &r, w.fn); w.err == nil {
+			w.out = &r
+		}
+	}
 }
 
 func (s *Service) timeOut(ctx context.Context, r *ajar.Request) error {
@@ -591,7 +696,9 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) e
 			return nil
 		})
 	}
-	return s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+	// Many revocations end at once (a burst of expiries): their final writes
+	// share transactions, so that they do not queue for one commit each.
+	return s.writeBatched(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
 		if cur.State == ajar.StateActive {
 			if err := s.beginRevoke(ctx, tx, cur, now, why); err != nil {
 				return err
