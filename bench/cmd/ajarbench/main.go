@@ -87,9 +87,12 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	fmt.Printf("ajarbench: %d clients, %v windows, %s\n\n", o.clients, o.window, machine())
+	fmt.Printf("ajarbench: %d clients, %v windows, %s, load average %s\n\n", o.clients, o.window, machine(), loadAverage())
 	var rep report
-	defer rep.table()
+	defer func() {
+		rep.table()
+		fmt.Printf("\nload average at the end: %s\n", loadAverage())
+	}()
 	if o.section("sqlite") {
 		if err := benchSQLite(ctx, o, tmp, &rep); err != nil {
 			return err

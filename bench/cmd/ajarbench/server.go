@@ -186,3 +186,13 @@ func machine() string {
 	}
 	return fmt.Sprintf("%d CPUs (%s), %s", runtime.NumCPU(), model, runtime.Version())
 }
+
+// loadAverage is /proc/loadavg's 1, 5 and 15 minute load averages: other work
+// on the machine slows every figure.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
+}
