@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -273,7 +274,7 @@ const maxWriteBatch = 64
 type writeBatch struct {
 	mu      sync.Mutex
 	pending []*batchedWrite
-	running bool // a caller is writing batches: it takes pending ones too
+	running bool // a caller leads: it writes the pending writes in batches
 }
 
 // batchedWrite is one write waiting in a writeBatch.
@@ -282,7 +283,8 @@ type batchedWrite struct {
 	fn   func(tx ajar.Tx, cur *ajar.Request, now time.Time) error
 	out  *ajar.Request
 	err  error
-	done chan struct{}
+	done chan struct{} // closed once written or failed
+	lead chan struct{} // the leader hands over: write the pending batches
 }
 
 // writeBatched is write, with the same contract, for writes that come many at
@@ -293,31 +295,51 @@ type batchedWrite struct {
 // When any other error stops a batch, its writes run again one transaction
 // each (write), so one bad request never fails the others.
 func (s *Service) writeBatched(ctx context.Context, r *ajar.Request, fn func(tx ajar.Tx, cur *ajar.Request, now time.Time) error) error {
-	w := &batchedWrite{r: r, fn: fn, done: make(chan struct{})}
+	w := &batchedWrite{r: r, fn: fn, done: make(chan struct{}), lead: make(chan struct{}, 1)}
 	b := &s.ends
 	b.mu.Lock()
 	b.pending = append(b.pending, w)
 	if b.running {
 		b.mu.Unlock()
-		<-w.done
+		select {
+		case <-w.done:
+		case <-w.lead:
+			s.leadBatches(ctx, w)
+		}
 	} else {
 		b.running = true
-		for len(b.pending) > 0 {
-			n := min(len(b.pending), maxWriteBatch)
-			batch := b.pending[:n:n]
-			b.pending = b.pending[n:]
-			b.mu.Unlock()
-			s.writeBatch(ctx, batch)
-			b.mu.Lock()
-		}
-		b.running = false
 		b.mu.Unlock()
+		s.leadBatches(ctx, w)
 	}
 	if w.err != nil {
 		return w.err
 	}
 	*r = *w.out
 	return nil
+}
+
+// leadBatches writes the pending writes, oldest first, in batches, until w
+// (pending, and led by the caller) is written; then it hands the lead to the
+// oldest write still pending, so no caller waits for more than the batches
+// before its own.
+func (s *Service) leadBatches(ctx context.Context, w *batchedWrite) {
+	b := &s.ends
+	b.mu.Lock()
+	for written := false; !written; {
+		n := min(len(b.pending), maxWriteBatch)
+		batch := b.pending[:n:n]
+		b.pending = b.pending[n:]
+		b.mu.Unlock()
+		s.writeBatch(ctx, batch)
+		written = slices.Contains(batch, w)
+		b.mu.Lock()
+	}
+	if len(b.pending) > 0 {
+		b.pending[0].lead <- struct{}{}
+	} else {
+		b.running = false
+	}
+	b.mu.Unlock()
 }
 
 // writeBatch runs the writes of batch in one transaction, or, if that fails,
