@@ -1,24 +1,31 @@
-// Command ajarbench measures ajar against the performance targets of
-// BENCHMARKS.md and prints each figure beside its target. make bench runs it.
+// Command ajarbench runs the benchmarks of ./bench and prints each figure
+// beside its target, then all of them as a Markdown table for BENCHMARKS.md.
+// make bench runs it.
 //
-// It builds the real ajar binary (no race detector) and runs `ajar serve --dev`
-// as a separate process, so the server's CPU time, read from /proc/PID/stat
-// around each measured window, does not include the load generator's: first on
-// SQLite (synchronous=FULL), then on a throw-away PostgreSQL 15 cluster with fsync
-// and synchronous commit on, with one and with three replicas. Then it runs the
-// in-process benchmarks of ./bench (revocation lag, expiry burst, memory) with
-// go test and prints their figures the same way.
+// The benchmarks (go test -run '^$' -bench . -benchtime 1x ./bench/):
+// BenchmarkHTTP builds the real ajar binary (no race detector) and runs `ajar
+// serve --dev` as a separate process, so that the server's CPU time, read from
+// /proc/PID/stat around each measured window, leaves out the load generator's:
+// on SQLite (synchronous=FULL), then on a throw-away PostgreSQL 15 cluster with
+// fsync and synchronous commit on, with one and with three replicas. The others
+// run the broker and its scheduler in process: revocation lag with 100,000
+// active grants, a burst of 10,000 expiries, memory.
 //
 // Nothing here passes or fails: the figures are what this machine measured, and
 // the targets are printed beside them.
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -26,10 +33,10 @@ import (
 
 func main() {
 	var o options
+	flag.StringVar(&o.bench, "bench", ".", "which benchmarks of ./bench to run (go test -bench)")
 	flag.DurationVar(&o.window, "d", 10*time.Second, "measured window of each HTTP figure")
 	flag.IntVar(&o.clients, "clients", 16, "concurrent HTTP clients")
-	flag.StringVar(&o.bin, "ajar", "", "ajar binary to run (default: build ./cmd/ajar)")
-	flag.StringVar(&o.only, "only", "sqlite,postgres,scheduler", "sections to run, comma-separated: sqlite, postgres, scheduler")
+	flag.StringVar(&o.bin, "ajar", "", "ajar binary to run over HTTP (default: build ./cmd/ajar)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -40,73 +47,75 @@ func main() {
 }
 
 type options struct {
+	bench   string
 	window  time.Duration
 	clients int
 	bin     string
-	only    string
-}
-
-func (o options) section(name string) bool {
-	for s := range strings.SplitSeq(o.only, ",") {
-		if strings.TrimSpace(s) == name {
-			return true
-		}
-	}
-	return false
-}
-
-// figure is one printed line: what was measured, the measurement, the target.
-type figure struct{ what, measured, target string }
-
-// report prints each figure as it comes and all of them at the end, as a
-// Markdown table for BENCHMARKS.md.
-type report struct{ figs []figure }
-
-func (r *report) add(what, measured, target string) {
-	r.figs = append(r.figs, figure{what, measured, target})
-	fmt.Printf("%-62s %-58s target %s\n", what, measured, target)
-}
-
-func (r *report) table() {
-	fmt.Println()
-	fmt.Println("| what | measured | target |")
-	fmt.Println("|---|---|---|")
-	for _, f := range r.figs {
-		fmt.Printf("| %s | %s | %s |\n", f.what, f.measured, f.target)
-	}
 }
 
 func run(ctx context.Context, o options) error {
-	tmp, err := os.MkdirTemp("", "ajarbench-")
-	if err != nil {
-		return err
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if mod := strings.TrimSpace(string(out)); err != nil || mod == "" || mod == os.DevNull {
+		return fmt.Errorf("run ajarbench inside the ajar module (go env GOMOD: %v)", err)
 	}
-	defer os.RemoveAll(tmp)
-	if o.bin == "" && (o.section("sqlite") || o.section("postgres")) {
-		if o.bin, err = build(ctx, tmp); err != nil {
+	args := []string{"test", "-run", "^$", "-bench", o.bench, "-benchtime", "1x", "-timeout", "60m", "./bench/",
+		"-args", "-window", o.window.String(), "-clients", fmt.Sprint(o.clients)}
+	if o.bin != "" {
+		bin, err := filepath.Abs(o.bin)
+		if err != nil {
 			return err
 		}
+		args = append(args, "-ajar", bin)
 	}
-	fmt.Printf("ajarbench: %d clients, %v windows, %s, load average %s\n\n", o.clients, o.window, machine(), loadAverage())
-	var rep report
+	fmt.Printf("ajarbench: %d clients, %v windows, %s, load average %s\n", o.clients, o.window, machine(), loadAverage())
+	fmt.Printf("go %s (its output on stderr)\n\n", strings.Join(args, " "))
+	rep := report{ops: map[string]float64{}}
 	defer func() {
 		rep.table()
 		fmt.Printf("\nload average at the end: %s\n", loadAverage())
 	}()
-	if o.section("sqlite") {
-		if err := benchSQLite(ctx, o, tmp, &rep); err != nil {
-			return err
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(io.TeeReader(stdout, os.Stderr))
+	for sc.Scan() {
+		if name, metrics, ok := parseBench(sc.Text()); ok {
+			rep.add(name, metrics)
 		}
 	}
-	if o.section("postgres") {
-		if err := benchPostgres(ctx, o, tmp, &rep); err != nil {
-			return err
-		}
-	}
-	if o.section("scheduler") {
-		if err := benchScheduler(ctx, &rep); err != nil {
-			return err
-		}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("go test -bench ./bench/: %w", err)
 	}
 	return nil
+}
+
+// machine describes this machine in a few words.
+func machine() string {
+	model := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d CPUs (%s), %s", runtime.NumCPU(), model, runtime.Version())
+}
+
+// loadAverage is /proc/loadavg's 1, 5 and 15 minute load averages: other work
+// on the machine slows every figure.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -171,11 +171,6 @@ type result struct {
 
 func (r result) perSecond() float64 { return float64(r.ops) / r.window.Seconds() }
 
-func (r result) String() string {
-	return fmt.Sprintf("%s/s  p50 %s  p99 %s  server CPU %.2f ms/op",
-		thousands(r.perSecond()), ms(r.p50), ms(r.p99), float64(r.cpu.Microseconds())/1000/float64(max(r.ops, 1)))
-}
-
 // measure runs op from conc goroutines, spread round-robin over clients,
 // for warm-up then window, and reports the operations that started and ended
 // inside the window, with the CPU time the processes pids used during it. The
@@ -258,22 +253,4 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
-}
-
-// thousands formats v rounded, with commas: 2950.4 → "2,950".
-func thousands(v float64) string {
-	s := fmt.Sprintf("%d", int64(v+0.5))
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
-}
-
-// ms formats d in milliseconds, with one decimal under 10 ms.
-func ms(d time.Duration) string {
-	v := float64(d.Microseconds()) / 1000
-	if v < 10 {
-		return fmt.Sprintf("%.1f ms", v)
-	}
-	return fmt.Sprintf("%.0f ms", v)
 }
