@@ -15,7 +15,7 @@ test:
 lint:
 	scripts/lint
 # Each figure of BENCHMARKS.md beside its target (a few minutes; needs
-# PostgreSQL 15, as the tests do). BENCH_FLAGS: e.g. -only sqlite -d 5s.
+# PostgreSQL 15, as the tests do). BENCH_FLAGS: e.g. -bench HTTP/sqlite -d 5s.
 bench:
 	go run ./bench/cmd/ajarbench $(BENCH_FLAGS)
 run:
