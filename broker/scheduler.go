@@ -279,6 +279,7 @@ type writeBatch struct {
 
 // batchedWrite is one write waiting in a writeBatch.
 type batchedWrite struct {
+	ctx  context.Context // the caller's, for its write alone
 	r    *ajar.Request
 	fn   func(tx ajar.Tx, cur *ajar.Request, now time.Time) error
 	out  *ajar.Request
@@ -293,9 +294,10 @@ type batchedWrite struct {
 // so a batch commits or fails as a whole. A request changed since r was read
 // is left out of the batch with errStale before anything is written for it.
 // When any other error stops a batch, its writes run again one transaction
-// each (write), so one bad request never fails the others.
+// each (write, with each caller's ctx), so one bad request never fails the
+// others.
 func (s *Service) writeBatched(ctx context.Context, r *ajar.Request, fn func(tx ajar.Tx, cur *ajar.Request, now time.Time) error) error {
-	w := &batchedWrite{r: r, fn: fn, done: make(chan struct{}), lead: make(chan struct{}, 1)}
+	w := &batchedWrite{ctx: ctx, r: r, fn: fn, done: make(chan struct{}), lead: make(chan struct{}, 1)}
 	b := &s.ends
 	b.mu.Lock()
 	b.pending = append(b.pending, w)
@@ -379,7 +381,7 @@ func (s *Service) writeBatch(ctx context.Context, batch []*batchedWrite) {
 	}
 	for _, w := range batch {
 		r := *w.r
-		if w.err = s.write(ctx, &r, w.fn); w.err == nil {
+		if w.err = s.write(w.ctx, &r, w.fn); w.err == nil {
 			w.out = &r
 		}
 	}

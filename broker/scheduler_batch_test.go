@@ -97,9 +97,9 @@ func TestBatchedWriteIsolatesFailures(t *testing.T) {
 		return boom
 	}
 	batch := []*batchedWrite{
-		{r: good, fn: mark, done: make(chan struct{})},
-		{r: bad, fn: fail, done: make(chan struct{})},
-		{r: &staleCopy, fn: mark, done: make(chan struct{})},
+		{ctx: t.Context(), r: good, fn: mark, done: make(chan struct{})},
+		{ctx: t.Context(), r: bad, fn: fail, done: make(chan struct{})},
+		{ctx: t.Context(), r: &staleCopy, fn: mark, done: make(chan struct{})},
 	}
 	e.svc.writeBatch(t.Context(), batch)
 	if batch[0].err != nil || batch[0].out == nil || batch[0].out.LastError != "marked" {
