@@ -7,9 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,33 +20,6 @@ var (
 	ajarBin     = flag.String("ajar", "", "BenchmarkHTTP: the ajar binary to run (default: build ./cmd/ajar)")
 )
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
-
-// ajarBinary returns the ajar binary to run: -ajar, or ./cmd/ajar built once
-// without the race detector.
-func ajarBinary(b *testing.B) string {
-	b.Helper()
-	if *ajarBin != "" {
-		return *ajarBin
-	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ajarbench-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin, buildErr = build(context.Background(), dir)
-	})
-	if buildErr != nil {
-		b.Fatal(buildErr)
-	}
-	return builtBin
-}
-
 // BenchmarkHTTP measures an auto-approved request to its SSH certificate over
 // HTTP against `ajar serve --dev` run as a separate process, so that the
 // server's CPU time (from /proc/PID/stat, over the measured window) leaves the
@@ -58,13 +29,20 @@ func ajarBinary(b *testing.B) string {
 // reports no-ssh-cert 1 (and nothing else) when the server does not return the
 // certificate with the request. Flags (after -args): -window, -clients, -ajar.
 func BenchmarkHTTP(b *testing.B) {
+	bin := *ajarBin
+	if bin == "" { // built into a directory removed when the benchmark ends
+		var err error
+		if bin, err = build(context.Background(), b.TempDir()); err != nil {
+			b.Fatal(err)
+		}
+	}
 	b.Run("sqlite", func(b *testing.B) {
 		dir := b.TempDir()
 		config, err := benchPolicy(dir, "")
 		if err != nil {
 			b.Fatal(err)
 		}
-		s := startServerB(b, config, filepath.Join(dir, "data"))
+		s := startServerB(b, bin, config, filepath.Join(dir, "data"))
 		benchPaths(b, []*server{s}, true)
 	})
 	pg := func(n int) func(b *testing.B) {
@@ -84,7 +62,7 @@ func BenchmarkHTTP(b *testing.B) {
 			env := "AJAR_MASTER_KEY=" + base64.StdEncoding.EncodeToString(key[:])
 			var servers []*server
 			for i := range n {
-				servers = append(servers, startServerB(b, config, filepath.Join(dir, fmt.Sprintf("r%d", i)), env))
+				servers = append(servers, startServerB(b, bin, config, filepath.Join(dir, fmt.Sprintf("r%d", i)), env))
 			}
 			benchPaths(b, servers, false)
 		}
@@ -94,9 +72,9 @@ func BenchmarkHTTP(b *testing.B) {
 }
 
 // startServerB starts a server for b and stops it when b ends.
-func startServerB(b *testing.B, config, data string, env ...string) *server {
+func startServerB(b *testing.B, bin, config, data string, env ...string) *server {
 	b.Helper()
-	s, err := startServer(context.Background(), ajarBinary(b), config, data, env...)
+	s, err := startServer(context.Background(), bin, config, data, env...)
 	if err != nil {
 		b.Fatal(err)
 	}
