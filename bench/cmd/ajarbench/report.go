@@ -32,6 +32,13 @@ var known = map[string]struct{ what, target string }{
 	"BenchmarkExpiryBurst/sqlite":        {"burst of 10,000 grants expiring in one second, SQLite", "all revoked < 5 s"},
 	"BenchmarkExpiryBurst/postgres":      {"burst of 10,000 grants expiring in one second, PostgreSQL", "all revoked < 5 s"},
 	"BenchmarkActiveGrantsMemory":        {"resident memory, 100,000 active grants (whole process)", "< 150 MB"},
+	// bench/audit_bench_test.go
+	"BenchmarkAudit/verify":            {"`ajar audit verify` of 1,000,000 events, CLI against the server", "< 3 s"},
+	"BenchmarkAudit/verify_in_process": {"the same verification, client code in process", "-"},
+	"BenchmarkAudit/search_request":    {"audit search for one request in 1,000,000 events", "< 50 ms"},
+	"BenchmarkAudit/search_user":       {"audit search for one user in 1,000,000 events", "< 50 ms"},
+	"BenchmarkAudit/search_target":     {"audit search for one target in 1,000,000 events", "< 50 ms"},
+	"BenchmarkAudit/search_hour":       {"audit search for one hour in 1,000,000 events", "< 50 ms"},
 }
 
 func (r *report) add(name string, m map[string]float64) {
@@ -53,6 +60,10 @@ func (r *report) add(name string, m map[string]float64) {
 		measured = fmt.Sprintf("p50 %.3f s  p99 %.3f s  max %.3f s", m["lag-p50-s"], m["lag-p99-s"], m["lag-max-s"])
 	case hasAll(m, "s-to-revoke-all"):
 		measured = fmt.Sprintf("all revoked %.2f s after", m["s-to-revoke-all"])
+	case hasAll(m, "s/verify"):
+		measured = fmt.Sprintf("%.2f s", m["s/verify"])
+	case hasAll(m, "ms/search"):
+		measured = fmt.Sprintf("%.1f ms", m["ms/search"])
 	case hasAll(m, "RSS-MB"):
 		measured = fmt.Sprintf("%.0f MB", m["RSS-MB"])
 	default:
