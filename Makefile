@@ -14,7 +14,9 @@ test:
 	scripts/test
 lint:
 	scripts/lint
+# Each figure of BENCHMARKS.md beside its target (a few minutes; needs
+# PostgreSQL 15, as the tests do). BENCH_FLAGS: e.g. -bench HTTP/sqlite -d 5s.
 bench:
-	go test -run '^$$' -bench . -benchmem ./...
+	go run ./bench/cmd/ajarbench $(BENCH_FLAGS)
 run:
 	go run ./cmd/ajar serve

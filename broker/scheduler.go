@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -71,6 +72,7 @@ func (s *Service) Run(ctx context.Context) {
 	sem := make(chan struct{}, s.sched.Workers)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	more := false // the last claim filled every free worker: more may be due
 	for {
 		select {
 		case <-ctx.Done():
@@ -79,6 +81,11 @@ func (s *Service) Run(ctx context.Context) {
 		case <-s.kick:
 		}
 		free := cap(sem) - len(sem)
+		if more && free < max(cap(sem)/4, 1) && len(sem) > 0 {
+			// A backlog (a burst of expiries): claim in batches, not one request
+			// a commit as each worker frees. The next worker to end kicks again.
+			continue
+		}
 		claimed, wait, err := s.claim(ctx, free)
 		if err != nil && ctx.Err() == nil {
 			s.log.Error("scheduler: claim due requests", "err", err)
@@ -92,8 +99,9 @@ func (s *Service) Run(ctx context.Context) {
 				s.step(context.WithoutCancel(ctx), c.r, c.clock)
 			}()
 		}
-		if len(claimed) == free && free > 0 {
-			wait = 0 // more may be due
+		more = len(claimed) == free && free > 0
+		if more {
+			wait = 0
 		}
 		timer.Reset(wait)
 	}
@@ -256,6 +264,127 @@ func (s *Service) write(ctx context.Context, r *ajar.Request, fn func(tx ajar.Tx
 	}
 	*r = *out
 	return nil
+}
+
+// maxWriteBatch bounds the requests one batched write transaction changes.
+const maxWriteBatch = 64
+
+// writeBatch gathers writes (see writeBatched) that run while another is
+// committing. Its zero value is ready.
+type writeBatch struct {
+	mu      sync.Mutex
+	pending []*batchedWrite
+	running bool // a caller leads: it writes the pending writes in batches
+}
+
+// batchedWrite is one write waiting in a writeBatch.
+type batchedWrite struct {
+	ctx  context.Context // the caller's, for its write alone
+	r    *ajar.Request
+	fn   func(tx ajar.Tx, cur *ajar.Request, now time.Time) error
+	out  *ajar.Request
+	err  error
+	done chan struct{} // closed once written or failed
+	lead chan struct{} // the leader hands over: write the pending batches
+}
+
+// writeBatched is write, with the same contract, for writes that come many at
+// once: while one caller commits, the others' writes wait, then go together in
+// one transaction (up to maxWriteBatch), each request with its audit events,
+// so a batch commits or fails as a whole. A request changed since r was read
+// is left out of the batch with errStale before anything is written for it.
+// When any other error stops a batch, its writes run again one transaction
+// each (write, with each caller's ctx), so one bad request never fails the
+// others.
+func (s *Service) writeBatched(ctx context.Context, r *ajar.Request, fn func(tx ajar.Tx, cur *ajar.Request, now time.Time) error) error {
+	w := &batchedWrite{ctx: ctx, r: r, fn: fn, done: make(chan struct{}), lead: make(chan struct{}, 1)}
+	b := &s.ends
+	b.mu.Lock()
+	b.pending = append(b.pending, w)
+	if b.running {
+		b.mu.Unlock()
+		select {
+		case <-w.done:
+		case <-w.lead:
+			s.leadBatches(ctx, w)
+		}
+	} else {
+		b.running = true
+		b.mu.Unlock()
+		s.leadBatches(ctx, w)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	*r = *w.out
+	return nil
+}
+
+// leadBatches writes the pending writes, oldest first, in batches, until w
+// (pending, and led by the caller) is written; then it hands the lead to the
+// oldest write still pending, so no caller waits for more than the batches
+// before its own.
+func (s *Service) leadBatches(ctx context.Context, w *batchedWrite) {
+	b := &s.ends
+	b.mu.Lock()
+	for written := false; !written; {
+		n := min(len(b.pending), maxWriteBatch)
+		batch := b.pending[:n:n]
+		b.pending = b.pending[n:]
+		b.mu.Unlock()
+		s.writeBatch(ctx, batch)
+		written = slices.Contains(batch, w)
+		b.mu.Lock()
+	}
+	if len(b.pending) > 0 {
+		b.pending[0].lead <- struct{}{}
+	} else {
+		b.running = false
+	}
+	b.mu.Unlock()
+}
+
+// writeBatch runs the writes of batch in one transaction, or, if that fails,
+// one transaction each, and closes their done channels.
+func (s *Service) writeBatch(ctx context.Context, batch []*batchedWrite) {
+	defer func() {
+		for _, w := range batch {
+			close(w.done)
+		}
+	}()
+	if len(batch) > 1 {
+		err := s.store.Update(ctx, func(tx ajar.Tx) error {
+			now := tx.Now()
+			for _, w := range batch {
+				w.out, w.err = nil, nil
+				cur, err := tx.GetRequest(ctx, w.r.ID)
+				if err != nil {
+					return err
+				}
+				if cur.Version != w.r.Version {
+					w.err = errStale // nothing written for it
+					continue
+				}
+				if err := w.fn(tx, cur, now); err != nil {
+					return err
+				}
+				if err := tx.UpdateRequest(ctx, cur); err != nil {
+					return err
+				}
+				w.out = cur
+			}
+			return nil
+		})
+		if err == nil {
+			return
+		}
+	}
+	for _, w := range batch {
+		r := *w.r
+		if w.err = s.write(w.ctx, &r, w.fn); w.err == nil {
+			w.out = &r
+		}
+	}
 }
 
 func (s *Service) timeOut(ctx context.Context, r *ajar.Request) error {
@@ -591,7 +720,9 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) e
 			return nil
 		})
 	}
-	return s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+	// Many revocations end at once (a burst of expiries): their final writes
+	// share transactions, so that they do not queue for one commit each.
+	return s.writeBatched(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
 		if cur.State == ajar.StateActive {
 			if err := s.beginRevoke(ctx, tx, cur, now, why); err != nil {
 				return err

@@ -64,6 +64,7 @@ type Service struct {
 	now       func() time.Time
 	users     func(ctx context.Context, id string) (ajar.User, bool, error)
 	limitLog  throttle.Throttle // limits.go: refusals logged once a minute
+	ends      writeBatch        // scheduler.go: the ends of revocations, written in batches
 }
 
 // New returns a Service. Call Run to start its scheduler.

@@ -1,0 +1,122 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ajar-dev/ajar/store/postgres/pgtest"
+)
+
+var (
+	httpWindow  = flag.Duration("window", 10*time.Second, "BenchmarkHTTP: measured window of each figure")
+	httpClients = flag.Int("clients", 16, "BenchmarkHTTP: concurrent HTTP clients")
+	ajarBin     = flag.String("ajar", "", "BenchmarkHTTP: the ajar binary to run (default: build ./cmd/ajar)")
+)
+
+// BenchmarkHTTP measures an auto-approved request to its SSH certificate over
+// HTTP against `ajar serve --dev` run as a separate process, so that the
+// server's CPU time (from /proc/PID/stat, over the measured window) leaves the
+// load generator's out: on SQLite, then on a throw-away PostgreSQL 15 cluster
+// with fsync and synchronous commit on, with one and with three replicas. Each
+// path reports ops/s, p50-ms, p99-ms and server-cpu-ms/op; the one-call path
+// reports no-ssh-cert 1 (and nothing else) when the server does not return the
+// certificate with the request. Flags (after -args): -window, -clients, -ajar.
+func BenchmarkHTTP(b *testing.B) {
+	bin := *ajarBin
+	if bin == "" { // built into a directory removed when the benchmark ends
+		var err error
+		if bin, err = build(context.Background(), b.TempDir()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("sqlite", func(b *testing.B) {
+		dir := b.TempDir()
+		config, err := benchPolicy(dir, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := startServerB(b, bin, config, filepath.Join(dir, "data"))
+		benchPaths(b, []*server{s}, true)
+	})
+	pg := func(n int) func(b *testing.B) {
+		return func(b *testing.B) {
+			cluster := pgtest.StartT(b, pgtest.Options{Durable: true})
+			dsn, err := cluster.CreateDatabase(context.Background(), "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			dir := b.TempDir()
+			config, err := benchPolicy(dir, `storage: {driver: postgres, dsn: "`+dsn+`"}`)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var key [32]byte
+			rand.Read(key[:])
+			env := "AJAR_MASTER_KEY=" + base64.StdEncoding.EncodeToString(key[:])
+			var servers []*server
+			for i := range n {
+				servers = append(servers, startServerB(b, bin, config, filepath.Join(dir, fmt.Sprintf("r%d", i)), env))
+			}
+			benchPaths(b, servers, false)
+		}
+	}
+	b.Run("postgres-1", pg(1))
+	b.Run("postgres-3", pg(3))
+}
+
+// startServerB starts a server for b and stops it when b ends.
+func startServerB(b *testing.B, bin, config, data string, env ...string) *server {
+	b.Helper()
+	s, err := startServer(context.Background(), bin, config, data, env...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.stop)
+	return s
+}
+
+// benchPaths measures the paths against servers, each a sub-benchmark.
+func benchPaths(b *testing.B, servers []*server, withAccess bool) {
+	clients := make([]*client, len(servers))
+	pids := make([]int, len(servers))
+	for i, s := range servers {
+		clients[i] = newClient(s.url, servers[0].token, *httpClients)
+		pids[i] = s.cmd.Process.Pid
+	}
+	p := newPaths()
+	run := func(name string, op func(context.Context, *client) error) {
+		b.Run(name, func(b *testing.B) {
+			for range b.N {
+				r, err := measure(context.Background(), clients, pids, *httpClients, *httpWindow, op)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(r.perSecond(), "ops/s")
+				b.ReportMetric(float64(r.p50.Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(r.p99.Microseconds())/1000, "p99-ms")
+				b.ReportMetric(float64(r.cpu.Microseconds())/1000/float64(max(r.ops, 1)), "server-cpu-ms/op")
+			}
+		})
+	}
+	if err := p.oneCall(context.Background(), clients[0]); errors.Is(err, errNoCert) {
+		b.Run("one-call", func(b *testing.B) {
+			b.Logf("one call: %v", err)
+			b.ReportMetric(1, "no-ssh-cert")
+		})
+	} else if err != nil {
+		b.Fatalf("one call: %v", err)
+	} else {
+		run("one-call", p.oneCall)
+	}
+	run("two-calls", p.twoCalls)
+	if withAccess {
+		run("ssh-access", p.access)
+	}
+}

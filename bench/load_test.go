@@ -1,0 +1,256 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// client calls one server's API as alice.
+type client struct {
+	url, token string
+	http       *http.Client
+}
+
+func newClient(url, token string, conns int) *client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = conns, conns
+	return &client{url: url, token: token, http: &http.Client{Transport: tr, Timeout: time.Minute}}
+}
+
+// post sends body as JSON and decodes a 2xx response into out.
+func (c *client) post(ctx context.Context, path string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(data))
+	}
+	return json.Unmarshal(data, out)
+}
+
+// The responses, as far as the benchmark looks at them.
+type (
+	certOut struct {
+		Certificate string `json:"certificate"`
+	}
+	requestOut struct {
+		ID      string   `json:"id"`
+		State   string   `json:"state"`
+		SSHCert *certOut `json:"ssh_cert"` // only with ssh_public_key (the one-call path)
+	}
+	accessOut struct {
+		Request *requestOut `json:"request"`
+		Reused  bool        `json:"reused"`
+		SSHCert *certOut    `json:"ssh_cert"`
+	}
+)
+
+// errNoCert means the server answered a create with ssh_public_key without a
+// certificate: it does not implement the one-call path.
+var errNoCert = errors.New("server does not return ssh_cert")
+
+// paths are the ways to go from nothing to an SSH certificate over HTTP.
+type paths struct {
+	pubKey string        // an authorized_keys line
+	ip     atomic.Uint32 // the last source_ip handed out by freshIP
+}
+
+func newPaths() *paths {
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	sshPub, _ := ssh.NewPublicKey(pub)
+	return &paths{pubKey: string(bytes.TrimSpace(ssh.MarshalAuthorizedKey(sshPub)))}
+}
+
+// createBody is an auto-approved request for demo-ssh (the demo policy
+// approves up to 5m at once).
+func createBody(ip string) map[string]any {
+	return map[string]any{"target": "demo-ssh", "duration": "5m", "reason": "bench", "params": map[string]string{"source_ip": ip}}
+}
+
+// oneCall is POST /v1/requests with ssh_public_key: the request and its
+// certificate in one response.
+func (p *paths) oneCall(ctx context.Context, c *client) error {
+	body := createBody("127.0.0.1")
+	body["ssh_public_key"] = p.pubKey
+	var r requestOut
+	if err := c.post(ctx, "/v1/requests", body, &r); err != nil {
+		if bytes.Contains([]byte(err.Error()), []byte(`"field":"ssh_public_key"`)) {
+			return fmt.Errorf("%w: %w", errNoCert, err) // a server that does not know the field
+		}
+		return err
+	}
+	if r.State != "active" {
+		return fmt.Errorf("request is %s, want active", r.State)
+	}
+	if r.SSHCert == nil {
+		return errNoCert
+	}
+	if r.SSHCert.Certificate == "" {
+		return errors.New("empty certificate")
+	}
+	return nil
+}
+
+// twoCalls is POST /v1/requests, then POST /v1/requests/{id}/ssh-cert.
+func (p *paths) twoCalls(ctx context.Context, c *client) error {
+	var r requestOut
+	if err := c.post(ctx, "/v1/requests", createBody("127.0.0.1"), &r); err != nil {
+		return err
+	}
+	if r.State != "active" {
+		return fmt.Errorf("request is %s, want active", r.State)
+	}
+	var cert certOut
+	if err := c.post(ctx, "/v1/requests/"+r.ID+"/ssh-cert", map[string]string{"public_key": p.pubKey}, &cert); err != nil {
+		return err
+	}
+	if cert.Certificate == "" {
+		return errors.New("empty certificate")
+	}
+	return nil
+}
+
+// access is POST /v1/ssh/access with a source_ip never used before, so that
+// no earlier request can be reused and each call makes a new one.
+func (p *paths) access(ctx context.Context, c *client) error {
+	n := p.ip.Add(1)
+	ip := fmt.Sprintf("10.%d.%d.%d", n>>16&255, n>>8&255, n&255)
+	body := createBody(ip)
+	body["public_key"] = p.pubKey
+	var out accessOut
+	if err := c.post(ctx, "/v1/ssh/access", body, &out); err != nil {
+		return err
+	}
+	switch {
+	case out.Request == nil || out.Request.State != "active":
+		return errors.New("no active request in the response")
+	case out.Reused:
+		return errors.New("a request was reused")
+	case out.SSHCert == nil || out.SSHCert.Certificate == "":
+		return errors.New("no certificate in the response")
+	}
+	return nil
+}
+
+// result is one measured window.
+type result struct {
+	ops      int
+	window   time.Duration
+	p50, p99 time.Duration
+	cpu      time.Duration // the servers' CPU time during the window
+}
+
+func (r result) perSecond() float64 { return float64(r.ops) / r.window.Seconds() }
+
+// measure runs op from conc goroutines, spread round-robin over clients,
+// for warm-up then window, and reports the operations that started and ended
+// inside the window, with the CPU time the processes pids used during it. The
+// first error stops the run and is returned.
+func measure(ctx context.Context, clients []*client, pids []int, conc int, window time.Duration, op func(context.Context, *client) error) (result, error) {
+	const warmUp = 2 * time.Second
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		lat      []time.Duration
+		from, to atomic.Int64 // the window, in UnixNano; 0: not yet
+	)
+	for i := range conc {
+		wg.Go(func() {
+			c := clients[i%len(clients)]
+			var mine []time.Duration
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if err := op(ctx, c); err != nil {
+					if ctx.Err() == nil {
+						cancel(err)
+					}
+					break
+				}
+				t1 := time.Now()
+				if f := from.Load(); f != 0 && t0.UnixNano() >= f {
+					if e := to.Load(); e != 0 && t1.UnixNano() > e {
+						break
+					}
+					mine = append(mine, t1.Sub(t0))
+				}
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		})
+	}
+	sleep(ctx, warmUp)
+	cpu0, err := cpuTimes(pids)
+	if err != nil {
+		cancel(err)
+	}
+	start := time.Now()
+	from.Store(start.UnixNano())
+	sleep(ctx, window)
+	end := time.Now()
+	to.Store(end.UnixNano())
+	cpu1, err := cpuTimes(pids)
+	if err != nil {
+		cancel(err)
+	}
+	cancel(nil)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return result{}, err
+	}
+	if len(lat) == 0 {
+		return result{}, errors.New("no operation completed in the window")
+	}
+	slices.Sort(lat)
+	return result{ops: len(lat), window: end.Sub(start), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], cpu: cpu1 - cpu0}, nil
+}
+
+func cpuTimes(pids []int) (time.Duration, error) {
+	var sum time.Duration
+	for _, pid := range pids {
+		d, err := cpuTime(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
