@@ -87,8 +87,17 @@ func benchPaths(b *testing.B, servers []*server, withAccess bool) {
 	clients := make([]*client, len(servers))
 	pids := make([]int, len(servers))
 	for i, s := range servers {
-		clients[i] = newClient(s.url, servers[0].token, *httpClients)
+		tokens := servers[0].tokens // the same users on every replica
+		if len(tokens) == 0 {
+			b.Fatalf("no bench users' tokens in %s's dev-tokens.env", s.url)
+		}
+		clients[i] = newClient(s.url, tokens, *httpClients)
 		pids[i] = s.cmd.Process.Pid
+	}
+	for _, c := range clients {
+		if err := c.touchUsers(context.Background(), *httpClients); err != nil {
+			b.Fatal(err)
+		}
 	}
 	p := newPaths()
 	run := func(name string, op func(context.Context, *client) error) {

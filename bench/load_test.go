@@ -18,20 +18,27 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// client calls one server's API as alice.
+// client calls one server's API, each call as the next of its users.
 type client struct {
-	url, token string
-	http       *http.Client
+	url    string
+	tokens []string
+	next   atomic.Uint64
+	http   *http.Client
 }
 
-func newClient(url, token string, conns int) *client {
+func newClient(url string, tokens []string, conns int) *client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = conns, conns
-	return &client{url: url, token: token, http: &http.Client{Transport: tr, Timeout: time.Minute}}
+	return &client{url: url, tokens: tokens, http: &http.Client{Transport: tr, Timeout: time.Minute}}
 }
 
-// post sends body as JSON and decodes a 2xx response into out.
-func (c *client) post(ctx context.Context, path string, body, out any) error {
+// user returns the token of the next user: one operation's calls are all made
+// as that user.
+func (c *client) user() string { return c.tokens[c.next.Add(1)%uint64(len(c.tokens))] }
+
+// post sends body as JSON as the user whose token is tok and decodes a 2xx
+// response into out.
+func (c *client) post(ctx context.Context, tok, path string, body, out any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err
@@ -41,7 +48,7 @@ func (c *client) post(ctx context.Context, path string, body, out any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
@@ -55,6 +62,39 @@ func (c *client) post(ctx context.Context, path string, body, out any) error {
 		return fmt.Errorf("POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(data))
 	}
 	return json.Unmarshal(data, out)
+}
+
+// touchUsers makes one call as each user, conc at a time, so that every
+// token's first use (which records it: a write) is over before a measurement.
+func (c *client) touchUsers(ctx context.Context, conc int) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(c.tokens))
+	sem := make(chan struct{}, conc)
+	for _, tok := range c.tokens {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url+"/v1/whoami", nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := c.http.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				errs <- fmt.Errorf("GET /v1/whoami: %s", resp.Status)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 // The responses, as far as the benchmark looks at them.
@@ -102,7 +142,7 @@ func (p *paths) oneCall(ctx context.Context, c *client) error {
 	body := createBody("127.0.0.1")
 	body["ssh_public_key"] = p.pubKey
 	var r requestOut
-	if err := c.post(ctx, "/v1/requests", body, &r); err != nil {
+	if err := c.post(ctx, c.user(), "/v1/requests", body, &r); err != nil {
 		if bytes.Contains([]byte(err.Error()), []byte(`"field":"ssh_public_key"`)) {
 			return fmt.Errorf("%w: %w", errNoCert, err) // a server that does not know the field
 		}
@@ -122,15 +162,16 @@ func (p *paths) oneCall(ctx context.Context, c *client) error {
 
 // twoCalls is POST /v1/requests, then POST /v1/requests/{id}/ssh-cert.
 func (p *paths) twoCalls(ctx context.Context, c *client) error {
+	tok := c.user()
 	var r requestOut
-	if err := c.post(ctx, "/v1/requests", createBody("127.0.0.1"), &r); err != nil {
+	if err := c.post(ctx, tok, "/v1/requests", createBody("127.0.0.1"), &r); err != nil {
 		return err
 	}
 	if r.State != "active" {
 		return fmt.Errorf("request is %s, want active", r.State)
 	}
 	var cert certOut
-	if err := c.post(ctx, "/v1/requests/"+r.ID+"/ssh-cert", map[string]string{"public_key": p.pubKey}, &cert); err != nil {
+	if err := c.post(ctx, tok, "/v1/requests/"+r.ID+"/ssh-cert", map[string]string{"public_key": p.pubKey}, &cert); err != nil {
 		return err
 	}
 	if cert.Certificate == "" {
@@ -147,7 +188,7 @@ func (p *paths) access(ctx context.Context, c *client) error {
 	body := createBody(ip)
 	body["public_key"] = p.pubKey
 	var out accessOut
-	if err := c.post(ctx, "/v1/ssh/access", body, &out); err != nil {
+	if err := c.post(ctx, c.user(), "/v1/ssh/access", body, &out); err != nil {
 		return err
 	}
 	switch {

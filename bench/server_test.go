@@ -34,13 +34,25 @@ func build(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
+// benchUsers is how many requesters share the load: the demo policy's
+// engineers, each with its own API token, every request from the next one in
+// turn. Many people each making a few requests is the load ajar is built for;
+// the per-user limits are counted on every request as always (raised to
+// 1,000, so that a run at the target rate does not reach them).
+const benchUsers = 2000
+
 // benchPolicy writes the demo policy (what ajar serve --dev runs) with the
-// given storage section and the per-user limits at their maxima, since one
-// requester stands in for many (the limit checks still run on every request).
+// given storage section, benchUsers more engineers and the per-user limits
+// raised.
 func benchPolicy(dir, storage string) (string, error) {
 	path := filepath.Join(dir, "policy.yaml")
-	yaml := storage + "\n" + string(policy.Demo()) + fmt.Sprintf("\nlimits: {open_requests_per_user: %d, requests_per_minute_per_user: %d, certificates_per_request: %d}\n",
-		policy.MaxOpenRequestsPerUser, policy.MaxRequestsPerMinutePerUser, policy.MaxCertificatesPerRequest)
+	var users strings.Builder
+	users.WriteString("users:\n")
+	for i := range benchUsers {
+		fmt.Fprintf(&users, "  - {id: bench%04d@example.com, groups: [engineers]}\n", i)
+	}
+	demo := strings.Replace(string(policy.Demo()), "users:\n", users.String(), 1)
+	yaml := storage + "\n" + demo + "\nlimits: {open_requests_per_user: 1000, requests_per_minute_per_user: 1000}\n"
 	return path, os.WriteFile(path, []byte(yaml), 0o600)
 }
 
@@ -48,7 +60,8 @@ func benchPolicy(dir, storage string) (string, error) {
 type server struct {
 	cmd    *exec.Cmd
 	url    string
-	token  string // alice's dev token
+	token  string   // alice's dev token
+	tokens []string // the bench users' dev tokens (benchPolicy)
 	exited chan struct{}
 	mu     sync.Mutex
 	tail   []string // the last lines of its log
@@ -103,6 +116,7 @@ func startServer(ctx context.Context, bin, config, data string, env ...string) (
 	}
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
 		if s.token = devToken(filepath.Join(data, "dev-tokens.env"), "alice"); s.token != "" {
+			s.tokens = benchTokens(filepath.Join(data, "dev-tokens.env"))
 			return s, nil
 		}
 		if time.Now().After(deadline) {
@@ -141,6 +155,22 @@ func devToken(path, user string) string {
 		}
 	}
 	return ""
+}
+
+// benchTokens reads the bench users' tokens (AJAR_TOKEN_BENCHNNNN) from a
+// dev-tokens.env file.
+func benchTokens(path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if name, v, ok := strings.Cut(line, "="); ok && strings.HasPrefix(name, "AJAR_TOKEN_BENCH") {
+			out = append(out, strings.TrimSpace(v))
+		}
+	}
+	return out
 }
 
 // clockTicks is the kernel's USER_HZ, the unit of utime and stime in
