@@ -256,3 +256,69 @@ func TestRetriesBackOffThenDrop(t *testing.T) {
 		t.Fatalf("received %v", got)
 	}
 }
+
+// countingStore counts write transactions.
+type countingStore struct {
+	ajar.Store
+	mu      sync.Mutex
+	updates int
+}
+
+func (c *countingStore) Update(ctx context.Context, fn func(ajar.Tx) error) error {
+	c.mu.Lock()
+	c.updates++
+	c.mu.Unlock()
+	return c.Store.Update(ctx, fn)
+}
+
+func (c *countingStore) count() int { c.mu.Lock(); defer c.mu.Unlock(); return c.updates }
+
+// TestLingerGathersAStream: the first event after a quiet spell goes at
+// once; events that trickle in while the worker lingers after a short batch
+// go together in the next one: one claim and one record write for all of
+// them, not two writes each.
+func TestLingerGathersAStream(t *testing.T) {
+	e := newTestEnv(t, Config{Batch: 32})
+	counted := &countingStore{Store: e.store}
+	e.ob.store = counted
+	lingering := make(chan chan time.Time)
+	e.ob.after = func(time.Duration) <-chan time.Time {
+		c := make(chan time.Time)
+		lingering <- c
+		return c
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { e.ob.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	e.enqueue(t, "r0")
+	e.ob.Kick()
+	var release chan time.Time
+	select { // delivered r0 at once, then lingers
+	case release = <-lingering:
+	case <-time.After(time.Minute):
+		t.Fatal("the worker did not linger after a short batch")
+	}
+	if got := e.sink.received(); !slices.Equal(got, []string{"r0"}) {
+		t.Fatalf("before lingering the sink got %v, want [r0]", got)
+	}
+	for _, id := range []string{"r1", "r2", "r3", "r4", "r5"} {
+		e.enqueue(t, id) // one transaction each, as requests come
+		e.ob.Kick()
+	}
+	before := counted.count()
+	close(release)
+	select { // the five went in one batch, then it lingers again
+	case release = <-lingering:
+	case <-time.After(time.Minute):
+		t.Fatal("the worker did not deliver the gathered events")
+	}
+	if got := e.sink.received(); !slices.Equal(got, []string{"r0", "r1", "r2", "r3", "r4", "r5"}) {
+		t.Errorf("sink got %v", got)
+	}
+	if n := counted.count() - before; n != 2 {
+		t.Errorf("%d write transactions for five gathered events, want 2 (one claim, one record)", n)
+	}
+	close(release)
+}
