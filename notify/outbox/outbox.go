@@ -99,7 +99,7 @@ type Outbox struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
-	kicks   []chan struct{} // one per sink, to wake its worker
+	kicks   []chan struct{}                      // one per sink, to wake its worker
 	after   func(time.Duration) <-chan time.Time // time.After; tests hold the linger
 }
 
