@@ -66,6 +66,9 @@ type Store struct {
 	readOnly bool
 	// inSavepoint is set while an Update's fn runs inside SAVEPOINT u.
 	inSavepoint bool
+	// head is the open batch's audit chain head (see auditHead); spHead is
+	// what it was when the running fn's savepoint began.
+	head, spHead auditHead
 
 	wstmts stmtCache // prepared on wconn, used with wmu held
 	rstmts stmtCache // prepared on readDB, bound to each read tx
@@ -316,6 +319,7 @@ func (s *Store) Update(ctx context.Context, fn func(ajar.Tx) error) error {
 			s.wmu.Unlock()
 			return fmt.Errorf("sqlite: begin: %w", err)
 		}
+		s.head = auditHead{} // read from the table: someone may have written since
 		s.batch = &batch{done: make(chan struct{}), start: time.Now()}
 	}
 	b := s.batch
@@ -350,7 +354,8 @@ func (s *Store) runFn(ctx, wctx context.Context, fn func(ajar.Tx) error) error {
 		return fmt.Errorf("sqlite: savepoint: %w", err)
 	}
 	s.inSavepoint = true
-	t := &tx{readTx: readTx{now: s.now().UTC(), detach: true, q: s.wconn, stmt: s.writeStmt}}
+	s.spHead = s.head
+	t := &tx{readTx: readTx{now: s.now().UTC(), detach: true, q: s.wconn, stmt: s.writeStmt}, head: &s.head}
 	defer t.done.Store(true)
 	err := fn(t)
 	if err == nil && t.failed() != nil {
@@ -370,6 +375,7 @@ func (s *Store) endUpdate(ctx context.Context, b *batch, ok bool) {
 		s.inSavepoint = false
 		if !ok {
 			err = s.execControl(ctx, "ROLLBACK TO u")
+			s.head = s.spHead // fn's events are gone
 		}
 		if err == nil {
 			err = s.execControl(ctx, "RELEASE u")
@@ -389,6 +395,7 @@ func (s *Store) endUpdate(ctx context.Context, b *batch, ok bool) {
 // waiting on b. Called with wmu held.
 func (s *Store) finish(ctx context.Context, b *batch, abort error) {
 	s.batch = nil
+	s.head = auditHead{}
 	b.err = abort
 	if abort == nil {
 		if err := s.execControl(ctx, "COMMIT"); err != nil {

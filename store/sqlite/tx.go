@@ -40,6 +40,18 @@ type readTx struct {
 // tx implements ajar.Tx.
 type tx struct {
 	readTx
+	head *auditHead // the batch's audit chain head, kept by the Store
+}
+
+// auditHead is the last audit event's Seq and Hash as the open write
+// transaction has it, so that the events of a batch (five for a request and
+// its certificate) read the head from the table once, not once each. It is
+// valid only inside one batch: another process (ajar on the host) may write
+// between batches.
+type auditHead struct {
+	ok   bool
+	seq  int64
+	hash []byte
 }
 
 var (
@@ -571,8 +583,11 @@ func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEven
 	}
 	// The hash covers the UTC text of the time; keep exactly that time.
 	e.Time = e.Time.UTC()
-	seq, head, err := t.auditHead(ctx)
-	if err != nil {
+	var seq int64
+	var head []byte
+	if t.head != nil && t.head.ok {
+		seq, head = t.head.seq, t.head.hash
+	} else if seq, head, err = t.auditHead(ctx); err != nil {
 		return ajar.AuditEvent{}, err
 	}
 	e.Seq = seq + 1
@@ -585,6 +600,9 @@ func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEven
 	if _, err := st.ExecContext(ctx, e.Seq, e.Time.Format(time.RFC3339Nano), e.Actor, e.Action,
 		e.Subject, []byte(e.Details), e.PrevHash, e.Hash); err != nil {
 		return ajar.AuditEvent{}, t.fail(fmt.Errorf("sqlite: append audit event %d: %w", e.Seq, err))
+	}
+	if t.head != nil {
+		*t.head = auditHead{ok: true, seq: e.Seq, hash: e.Hash}
 	}
 	return e, nil
 }
