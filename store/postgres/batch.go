@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -201,10 +202,16 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 	b.cur = t
 	defer t.done.Store(true)
 	err = fn(t)
-	if err == nil && t.failed() != nil {
+	switch {
+	case err != nil:
+	case t.failed() != nil:
 		// fn went on after a statement failed; PostgreSQL aborted everything
 		// since the savepoint at that point, so fn's work is not whole.
 		err = fmt.Errorf("postgres: update ignored a failed statement: %w", t.failed())
+	case b.conn.Conn().PgConn().TxStatus() != 'T':
+		// A failure that did not go through fail: the same, and keeping it
+		// would fail the whole batch.
+		err = errors.New("postgres: update ignored a failed statement")
 	}
 	return err
 }

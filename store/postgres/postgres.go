@@ -3,9 +3,11 @@
 // conformance suite as the embedded SQLite store; what differs is how it stays
 // correct with many writers on many machines:
 //
-//   - One clock. ReadTx.Now is the database's now(), read once when the
-//     transaction begins, so replicas whose clocks disagree still agree on what
-//     is due and what has expired.
+//   - One clock. ReadTx.Now is the database's clock: now() for View, read once
+//     when the transaction begins; for Update, clock_timestamp() read when fn's
+//     savepoint opens (a batch's fns share one transaction, see below). Either
+//     way it is fixed for the whole fn, and replicas whose clocks disagree still
+//     agree on what is due and what has expired.
 //   - Claims. ClaimDue locks due rows with FOR UPDATE SKIP LOCKED, so replicas
 //     claiming at the same time take disjoint sets without waiting for each
 //     other, and moves each row's next_at to the lease end and bumps its version
@@ -13,7 +15,7 @@
 //     rows due again at the lease end; one that stalls past it finds its version
 //     stale and cannot write (UpdateRequest is a compare-and-swap on version).
 //   - A linear audit chain. The chain head is one row (audit_head). The first
-//     write of every Update transaction locks it (SELECT ... FOR UPDATE) until
+//     write of every write transaction locks it (SELECT ... FOR UPDATE) until
 //     commit, so appends from all replicas are serialized and each event links to
 //     the one committed before it. Taking it at the first write, not at the first
 //     append, gives every writer the same lock order (head, then rows), so
@@ -21,6 +23,11 @@
 //     and it never waits for a lock (SKIP LOCKED), so it cannot close a cycle.
 //     Triggers make the events table append-only and keep the head in step with
 //     it, whoever writes.
+//   - Group commit. Holding the head lock to the commit serializes commits, each
+//     with its WAL fsync, so concurrent Update calls of one Store share one
+//     transaction: each fn in its own savepoint, one head-lock hold and one
+//     commit for all of them (batch.go). Replicas each batch their own callers;
+//     their batches take turns on the head lock.
 //   - No session state. Nothing depends on which pooled connection runs what:
 //     locks are row locks or transaction-scoped advisory locks (migrations), all
 //     released at commit. (A session advisory lock taken through a pool can stay
