@@ -30,7 +30,10 @@ import (
 // The callers themselves run their fns, one at a time under wmu, on the batch's
 // connection (as the SQLite store does): a panic in fn stays on its caller's
 // goroutine. A batch stays open while more callers wait for wmu, up to maxBatch
-// fns or maxBatchWait, then the last member in it commits it.
+// fns or maxBatchWait, then the last member in it commits it. The functions of a
+// batch run one after the other, so its round trips bound a replica's rate: the
+// savepoint of a fn (and the release of the previous one) goes in one round trip
+// with fn's first statement.
 //
 // Locks. The batch takes the head lock at the first write of any of its fns and
 // keeps it to the commit: from then on every later fn writes under it, so the
@@ -54,9 +57,8 @@ const (
 	// steady stream of them cannot hold back the ones already in it.
 	maxBatchWait = 10 * time.Millisecond
 
-	// savepointSQL opens fn's savepoint and reads the database's clock, in the
-	// round trip that also begins the batch's transaction (first fn) or ends the
-	// previous fn's savepoint, keeping its writes in the batch (the others).
+	// savepointSQL opens the first fn's savepoint and reads the database's
+	// clock, in the round trip that begins the batch's transaction.
 	savepointSQL = "SAVEPOINT u; " + clockMicros
 	// clockMicros reads the database's clock now (not the transaction's start,
 	// which the whole batch shares), in microseconds since the epoch.
@@ -70,10 +72,15 @@ type batch struct {
 	start time.Time
 	n     int  // fns that ran in it
 	kept  int  // fns that ran in it and succeeded
-	used  bool // a savepoint exists (RELEASE it before the next one)
 	cur   *tx  // the running fn's Tx, until endUpdate
 	began bool // BEGIN was sent
-	full  bool // take no more fns
+	// pre is what to send before the running fn's first statement, in the
+	// same round trip: the end of the previous fn's savepoint and the start
+	// of this one's. Empty once sent.
+	pre []string
+	// The database's clock when the batch began, and this process's then.
+	clock0, local0 time.Time
+	full           bool // take no more fns
 	// broken is set when the transaction's state is unknown (a savepoint
 	// failed): nobody in the batch may commit.
 	broken error
@@ -172,36 +179,42 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	q := savepointSQL
-	switch {
-	case !b.began:
-		q = beginWrite + "; " + q
-	case b.used:
-		q = "RELEASE SAVEPOINT u; " + q
-	}
-	b.began = true
-	res, err := b.conn.Conn().PgConn().Exec(wctx, q).ReadAll()
 	var now time.Time
-	if err == nil {
-		now, err = parseClock(res)
-	}
-	b.used = true
-	if err != nil {
-		err = fmt.Errorf("postgres: savepoint: %w", err)
-		b.broken = err
-		return err
+	if !b.began {
+		// The first fn begins the transaction, opens its savepoint and reads
+		// the database's clock in one round trip.
+		b.began = true
+		res, err := b.conn.Conn().PgConn().Exec(wctx, beginWrite+"; "+savepointSQL).ReadAll()
+		if err == nil {
+			b.clock0, err = parseClock(res)
+		}
+		if err != nil {
+			err = fmt.Errorf("postgres: begin: %w", err)
+			b.broken = err
+			return err
+		}
+		b.local0 = time.Now()
+		now = b.clock0
+	} else {
+		// The others open theirs with their first statement (dbConn), and
+		// read the clock as the database's at the batch's start plus the
+		// time since then on this machine's monotonic clock.
+		if b.pre == nil {
+			b.pre = []string{"RELEASE SAVEPOINT u", "SAVEPOINT u"}
+		}
+		now = b.clock0.Add(time.Since(b.local0))
 	}
 	if s.now != nil {
 		now = s.now()
 	}
 	b.n++
 	t := &tx{readTx: readTx{
-		q: dbConn{Conn: b.conn, detach: true}, now: now.UTC(),
+		q: dbConn{Conn: b.conn, b: b}, now: now.UTC(),
 		headLocked: b.headLocked, headSeq: b.headSeq, headHash: b.headHash,
 	}}
 	b.cur = t
 	defer t.done.Store(true)
-	err = fn(t)
+	err := fn(t)
 	switch {
 	case err != nil:
 	case t.failed() != nil:
@@ -239,16 +252,22 @@ func (s *Store) endUpdate(ctx context.Context, b *batch, ok bool) {
 	defer s.wmu.Unlock()
 	if t := b.cur; t != nil && b.broken == nil {
 		b.cur = nil
-		if ok {
+		switch {
+		case b.pre != nil:
+			// fn sent no statement: its savepoint was never opened and there
+			// is nothing to undo. The next fn sends pre.
+		case ok:
 			b.kept++
 			b.headLocked, b.headSeq, b.headHash = t.headLocked, t.headSeq, t.headHash
 			if t.claimedFirst && !t.headLocked {
 				b.full = true // see Locks above
 			}
-		} else if _, err := b.conn.Conn().PgConn().Exec(ctx, "ROLLBACK TO SAVEPOINT u").ReadAll(); err != nil {
+		default:
 			// Undo everything since the savepoint; the head lock, taken
 			// before it, stays. If that fails, the transaction is lost.
-			b.broken = fmt.Errorf("postgres: rollback to savepoint: %w", err)
+			if _, err := b.conn.Conn().PgConn().Exec(ctx, "ROLLBACK TO SAVEPOINT u").ReadAll(); err != nil {
+				b.broken = fmt.Errorf("postgres: rollback to savepoint: %w", err)
+			}
 		}
 	}
 	switch {
@@ -280,28 +299,138 @@ func (s *Store) finish(ctx context.Context, b *batch, abort error) {
 	close(b.done)
 }
 
-// dbConn runs a transaction's statements on its connection. With detach, they
-// run without the caller's cancellation (see Update).
+// dbConn runs a transaction's statements on its connection. In a batch (b set),
+// they run without the caller's cancellation (see Update), and the first one of
+// a fn goes in one round trip with b.pre (its savepoint).
 type dbConn struct {
 	*pgxpool.Conn
-	detach bool
+	b *batch
 }
 
 func (c dbConn) ctx(ctx context.Context) context.Context {
-	if c.detach {
+	if c.b != nil {
 		return context.WithoutCancel(ctx)
 	}
 	return ctx
 }
 
+// pipelined sends b.pre and then the statement, and reads pre's results. The
+// caller reads the statement's result from br and closes it. If pre fails, the
+// savepoints are in an unknown state and the batch cannot commit.
+func (c dbConn) pipelined(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
+	var batch pgx.Batch
+	for _, q := range c.b.pre {
+		batch.Queue(q)
+	}
+	batch.Queue(sql, args...)
+	n := len(c.b.pre)
+	c.b.pre = nil
+	br := c.Conn.SendBatch(ctx, &batch)
+	for range n {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			c.b.broken = fmt.Errorf("postgres: savepoint: %w", err)
+			return nil, c.b.broken
+		}
+	}
+	return br, nil
+}
+
 func (c dbConn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	return c.Conn.Exec(c.ctx(ctx), sql, args...)
+	ctx = c.ctx(ctx)
+	if c.b == nil || c.b.pre == nil {
+		return c.Conn.Exec(ctx, sql, args...)
+	}
+	br, err := c.pipelined(ctx, sql, args)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return tag, err
 }
 
 func (c dbConn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	return c.Conn.Query(c.ctx(ctx), sql, args...)
+	ctx = c.ctx(ctx)
+	if c.b == nil || c.b.pre == nil {
+		return c.Conn.Query(ctx, sql, args...)
+	}
+	br, err := c.pipelined(ctx, sql, args)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		rows.Close()
+		br.Close()
+		return nil, err
+	}
+	return &batchRows{Rows: rows, br: br}, nil
 }
 
 func (c dbConn) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	return c.Conn.QueryRow(c.ctx(ctx), sql, args...)
+	ctx = c.ctx(ctx)
+	if c.b == nil || c.b.pre == nil {
+		return c.Conn.QueryRow(ctx, sql, args...)
+	}
+	br, err := c.pipelined(ctx, sql, args)
+	if err != nil {
+		return errRow{err}
+	}
+	return batchRow{row: br.QueryRow(), br: br}
 }
+
+// batchRows are the rows of a pipelined query; the pipeline ends with them
+// (Close, or Next reaching the end, as pgx.Rows closes itself).
+type batchRows struct {
+	pgx.Rows
+	br     pgx.BatchResults
+	closed bool
+	err    error
+}
+
+func (r *batchRows) end() {
+	if !r.closed {
+		r.closed = true
+		r.err = r.br.Close()
+	}
+}
+
+func (r *batchRows) Next() bool {
+	if r.Rows.Next() {
+		return true
+	}
+	r.end()
+	return false
+}
+
+func (r *batchRows) Close() {
+	r.Rows.Close()
+	r.end()
+}
+
+func (r *batchRows) Err() error {
+	if err := r.Rows.Err(); err != nil {
+		return err
+	}
+	return r.err
+}
+
+type batchRow struct {
+	row pgx.Row
+	br  pgx.BatchResults
+}
+
+func (r batchRow) Scan(dest ...any) error {
+	err := r.row.Scan(dest...)
+	if cerr := r.br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }

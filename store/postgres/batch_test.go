@@ -95,9 +95,10 @@ func headLockedElsewhere(ctx context.Context, conn *pgx.Conn) (bool, error) {
 }
 
 // TestGroupCommit has 32 writers, a quarter of which succeed, arrive together.
-// The others fail in each way a fn can: it returns an error after writing, a
-// statement fails (PostgreSQL aborts the transaction until the savepoint is
-// rolled back) and fn returns that error, or fn ignores the failed statement.
+// The others fail in each way a fn can: it returns an error after writing, its
+// first statement fails (PostgreSQL aborts the transaction until the savepoint is
+// rolled back) and fn returns that error, or a later statement fails and fn
+// ignores it.
 // The first, which takes the chain-head lock, fails too. With group commit the
 // 32 share one commit; the failed ones leave nothing, the others are all there,
 // and the audit chain is one linear chain. Every successful fn checks that the
@@ -154,16 +155,18 @@ func TestGroupCommit(t *testing.T) {
 						_, err := tx.AppendAudit(ctx, ajar.AuditEvent{Time: tx.Now(), Actor: "alice", Action: "request.created", Subject: id})
 						return err
 					}
+					bad := request(id+"-nul", tx.Now(), nil)
+					bad.Reason = "a\x00b"
+					if kind == 2 {
+						// The first statement fails (sent with fn's savepoint).
+						return tx.CreateRequest(ctx, bad)
+					}
 					if err := createWithAudit(ctx, tx, id); err != nil {
 						return err
 					}
-					bad := request(id+"-nul", tx.Now(), nil)
-					bad.Reason = "a\x00b"
 					switch kind {
 					case 1:
 						return errBoom
-					case 2:
-						return tx.CreateRequest(ctx, bad)
 					default:
 						_ = tx.CreateRequest(ctx, bad) // fails; ignored on purpose
 						return nil

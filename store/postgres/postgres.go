@@ -4,10 +4,11 @@
 // correct with many writers on many machines:
 //
 //   - One clock. ReadTx.Now is the database's clock: now() for View, read once
-//     when the transaction begins; for Update, clock_timestamp() read when fn's
-//     savepoint opens (a batch's fns share one transaction, see below). Either
-//     way it is fixed for the whole fn, and replicas whose clocks disagree still
-//     agree on what is due and what has expired.
+//     when the transaction begins; for Update, the database's clock_timestamp()
+//     read when the batch's transaction begins (a batch's fns share one, see
+//     below) plus the time since then on this process's monotonic clock, read
+//     when fn starts. Either way it is fixed for the whole fn, and replicas whose
+//     clocks disagree still agree on what is due and what has expired.
 //   - Claims. ClaimDue locks due rows with FOR UPDATE SKIP LOCKED, so replicas
 //     claiming at the same time take disjoint sets without waiting for each
 //     other, and moves each row's next_at to the lease end and bumps its version
