@@ -57,11 +57,7 @@ const (
 	// steady stream of them cannot hold back the ones already in it.
 	maxBatchWait = 10 * time.Millisecond
 
-	// savepointSQL opens the first fn's savepoint and reads the database's
-	// clock, in the round trip that begins the batch's transaction.
-	savepointSQL = "SAVEPOINT u; " + clockMicros
-	// clockMicros reads the database's clock now (not the transaction's start,
-	// which the whole batch shares), in microseconds since the epoch.
+	// clockMicros reads the database's clock, in microseconds since the epoch.
 	clockMicros = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
 )
 
@@ -179,12 +175,10 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var now time.Time
 	if !b.began {
-		// The first fn begins the transaction, opens its savepoint and reads
-		// the database's clock in one round trip.
+		// Begin the transaction and read the database's clock.
 		b.began = true
-		res, err := b.conn.Conn().PgConn().Exec(wctx, beginWrite+"; "+savepointSQL).ReadAll()
+		res, err := b.conn.Conn().PgConn().Exec(wctx, beginWrite+"; "+clockMicros).ReadAll()
 		if err == nil {
 			b.clock0, err = parseClock(res)
 		}
@@ -194,16 +188,14 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 			return err
 		}
 		b.local0 = time.Now()
-		now = b.clock0
-	} else {
-		// The others open theirs with their first statement (dbConn), and
-		// read the clock as the database's at the batch's start plus the
-		// time since then on this machine's monotonic clock.
-		if b.pre == nil {
-			b.pre = []string{"RELEASE SAVEPOINT u", "SAVEPOINT u"}
-		}
-		now = b.clock0.Add(time.Since(b.local0))
+		b.pre = []string{"SAVEPOINT u"}
+	} else if b.pre == nil {
+		b.pre = []string{"RELEASE SAVEPOINT u", "SAVEPOINT u"}
 	}
+	// fn's savepoint opens with its first statement (dbConn). Its clock is
+	// the database's at the batch's start plus the time since then on this
+	// machine's monotonic clock.
+	now := b.clock0.Add(time.Since(b.local0))
 	if s.now != nil {
 		now = s.now()
 	}
