@@ -3,9 +3,12 @@
 // conformance suite as the embedded SQLite store; what differs is how it stays
 // correct with many writers on many machines:
 //
-//   - One clock. ReadTx.Now is the database's now(), read once when the
-//     transaction begins, so replicas whose clocks disagree still agree on what
-//     is due and what has expired.
+//   - One clock. ReadTx.Now is the database's clock: now() for View, read once
+//     when the transaction begins; for Update, the database's clock_timestamp()
+//     read when the batch's transaction begins (a batch's fns share one, see
+//     below) plus the time since then on this process's monotonic clock, read
+//     when fn starts. Either way it is fixed for the whole fn, and replicas whose
+//     clocks disagree still agree on what is due and what has expired.
 //   - Claims. ClaimDue locks due rows with FOR UPDATE SKIP LOCKED, so replicas
 //     claiming at the same time take disjoint sets without waiting for each
 //     other, and moves each row's next_at to the lease end and bumps its version
@@ -13,7 +16,7 @@
 //     rows due again at the lease end; one that stalls past it finds its version
 //     stale and cannot write (UpdateRequest is a compare-and-swap on version).
 //   - A linear audit chain. The chain head is one row (audit_head). The first
-//     write of every Update transaction locks it (SELECT ... FOR UPDATE) until
+//     write of every write transaction locks it (SELECT ... FOR UPDATE) until
 //     commit, so appends from all replicas are serialized and each event links to
 //     the one committed before it. Taking it at the first write, not at the first
 //     append, gives every writer the same lock order (head, then rows), so
@@ -21,6 +24,11 @@
 //     and it never waits for a lock (SKIP LOCKED), so it cannot close a cycle.
 //     Triggers make the events table append-only and keep the head in step with
 //     it, whoever writes.
+//   - Group commit. Holding the head lock to the commit serializes commits, each
+//     with its WAL fsync, so concurrent Update calls of one Store share one
+//     transaction: each fn in its own savepoint, one head-lock hold and one
+//     commit for all of them (batch.go). Replicas each batch their own callers;
+//     their batches take turns on the head lock.
 //   - No session state. Nothing depends on which pooled connection runs what:
 //     locks are row locks or transaction-scoped advisory locks (migrations), all
 //     released at commit. (A session advisory lock taken through a pool can stay
@@ -46,6 +54,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -82,9 +91,21 @@ const (
 // Store is an ajar.Store on a PostgreSQL database. It is safe for concurrent use,
 // and any number of Stores (in any number of processes) may share one database.
 type Store struct {
-	pool   *pgxpool.Pool
-	now    func() time.Time // nil: the database's clock
-	closed atomic.Bool
+	pool     *pgxpool.Pool
+	now      func() time.Time // nil: the database's clock
+	maxBatch int
+	closed   atomic.Bool
+
+	batchWait time.Duration // maxBatchWait; tests change it
+	commits   atomic.Int64  // batches committed, for tests
+
+	// Group commit (batch.go). wmu guards batch and wclosed; pending counts
+	// Update calls waiting for wmu, so the holder knows whether to leave the
+	// batch open for them.
+	wmu     sync.Mutex
+	pending atomic.Int64
+	batch   *batch
+	wclosed bool
 }
 
 var _ ajar.Store = (*Store)(nil)
@@ -92,6 +113,7 @@ var _ ajar.Store = (*Store)(nil)
 type options struct {
 	now      func() time.Time
 	maxConns int32
+	maxBatch int
 }
 
 // Option configures Open.
@@ -119,7 +141,7 @@ func WithMaxConns(n int) Option {
 // may open the same database at once: migrations run one at a time under a
 // transaction-scoped advisory lock.
 func Open(ctx context.Context, dsn string, opts ...Option) (_ *Store, err error) {
-	var o options
+	o := options{maxBatch: DefaultMaxBatch}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -145,7 +167,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (_ *Store, err error)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool, now: o.now}
+	s := &Store{pool: pool, now: o.now, maxBatch: o.maxBatch, batchWait: maxBatchWait}
 	defer func() {
 		if err != nil {
 			pool.Close()
@@ -209,10 +231,21 @@ func (s *Store) migrateFile(ctx context.Context, name string) error {
 	return tx.Commit(ctx)
 }
 
-// Close closes the pool, waiting for connections in use to be returned. It is
-// safe to call more than once.
+// Close waits for running Update calls, commits the batch they are in, and
+// closes the pool, waiting for connections in use to be returned. It is safe to
+// call more than once.
 func (s *Store) Close() error {
-	if s.closed.CompareAndSwap(false, true) {
+	s.closed.Store(true)
+	s.wmu.Lock()
+	if s.batch != nil {
+		// An Update left the batch open for a caller that is still waiting for
+		// wmu; commit it for those already in it.
+		s.finish(context.Background(), s.batch, nil)
+	}
+	first := !s.wclosed
+	s.wclosed = true
+	s.wmu.Unlock()
+	if first {
 		s.pool.Close()
 	}
 	return nil
@@ -288,47 +321,13 @@ func end(ctx context.Context, conn *pgxpool.Conn, commit bool) error {
 	return nil
 }
 
-// Update runs fn in a write transaction; see ajar.Store. fn must not use its Tx
-// after it returns or from another goroutine. If fn panics, its writes are rolled
-// back and the panic continues.
-//
-// Statements run with ctx: if it is cancelled, the statement running fails, the
-// transaction is rolled back and Update returns an error. COMMIT runs without
-// ctx's cancellation, so that a nil return always means committed and an error
-// return means not committed (except when the connection itself is lost during
-// COMMIT, which no client can tell apart).
-func (s *Store) Update(ctx context.Context, fn func(ajar.Tx) error) (err error) {
-	conn, now, err := s.begin(ctx, beginWrite)
-	if err != nil {
-		return err
-	}
-	t := &tx{readTx: readTx{q: conn, now: now}}
-	committed := false
-	defer func() {
-		t.done.Store(true)
-		if !committed {
-			end(ctx, conn, false)
-		}
-	}()
-	if err := fn(t); err != nil {
-		return err
-	}
-	if ferr := t.failed(); ferr != nil {
-		// fn went on after a statement failed; PostgreSQL aborted the whole
-		// transaction at that point, so fn's work is not whole.
-		return fmt.Errorf("postgres: update ignored a failed statement: %w", ferr)
-	}
-	committed = true
-	return end(ctx, conn, true)
-}
-
 // View runs fn in a read-only transaction on one snapshot; see ajar.Store.
 func (s *Store) View(ctx context.Context, fn func(ajar.ReadTx) error) error {
 	conn, now, err := s.begin(ctx, beginRead)
 	if err != nil {
 		return err
 	}
-	t := &readTx{q: conn, now: now}
+	t := &readTx{q: dbConn{Conn: conn}, now: now}
 	defer func() {
 		t.done.Store(true)
 		end(ctx, conn, false)

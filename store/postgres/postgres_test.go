@@ -41,6 +41,18 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceNoBatching runs the suite with group commit off: every Update
+// its own transaction.
+func TestConformanceNoBatching(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, now func() time.Time) ajar.Store {
+		s, err := postgres.Open(t.Context(), pgtest.NewDatabase(t), postgres.WithNow(now), postgres.WithMaxBatch(1))
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	})
+}
+
 func request(id string, now time.Time, next *time.Time) *ajar.Request {
 	exp := now.Add(time.Hour)
 	return &ajar.Request{

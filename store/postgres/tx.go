@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/store/internal/sqlcodec"
@@ -27,7 +26,7 @@ const (
 
 // readTx implements ajar.ReadTx for View, and for Update through tx.
 type readTx struct {
-	q    *pgxpool.Conn
+	q    dbConn
 	now  time.Time
 	done atomic.Bool
 	err  error // the first statement that failed, see fail
@@ -37,6 +36,8 @@ type readTx struct {
 	headLocked bool
 	headSeq    int64
 	headHash   []byte
+	// claimedFirst is set when ClaimDue locked rows before the head lock.
+	claimedFirst bool
 }
 
 // tx implements ajar.Tx.
@@ -361,7 +362,11 @@ func (t *tx) ClaimDue(ctx context.Context, now, leaseUntil time.Time, limit int)
 		return nil, err
 	}
 	// No head lock: SKIP LOCKED never waits, so a claim cannot take part in a
-	// deadlock, and claims from several replicas run side by side.
+	// deadlock, and claims from several replicas run side by side. (A batch
+	// that claimed before it held the head lock ends after this fn: batch.go.)
+	if !t.headLocked {
+		t.claimedFirst = true
+	}
 	rows, err := t.q.Query(ctx, qClaimDue, nowS, limit, leaseS)
 	if err != nil {
 		return nil, t.fail(mapError(err, "claim due"))

@@ -84,6 +84,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Clock", testClock},
 		{"ViewSnapshot", testViewSnapshot},
 		{"ConcurrentUpdates", testConcurrentUpdates},
+		{"ConcurrentMixedFailures", testConcurrentMixedFailures},
 		{"ConcurrentCompareAndSwap", testConcurrentCAS},
 		{"Notifications", testNotifications},
 		{"Reviews", testReviews},

@@ -1,0 +1,428 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ajar-dev/ajar"
+)
+
+// Group commit.
+//
+// Every write transaction holds the audit chain-head lock until it commits, and
+// a commit waits for its WAL fsync, so one transaction at a time cannot go
+// faster than one fsync per Update, whatever the number of writers or replicas.
+// Instead, the Update calls of one Store that arrive together share one
+// transaction (a batch): each fn runs in its own SAVEPOINT, so fn's writes still
+// commit or roll back as a unit, and the batch takes the head lock once and
+// commits once, for one fsync. A fn that fails is rolled back to its savepoint
+// and leaves nothing; the others in the batch go on. Update returns only once the
+// batch has committed, and a batch that fails to commit fails every member that
+// was in it.
+//
+// The callers themselves run their fns, one at a time under wmu, on the batch's
+// connection (as the SQLite store does): a panic in fn stays on its caller's
+// goroutine. A batch stays open while more callers wait for wmu, up to maxBatch
+// fns or maxBatchWait, then the last member in it commits it. The functions of a
+// batch run one after the other, so its round trips bound a replica's rate: the
+// savepoint of a fn (and the release of the previous one) goes in one round trip
+// with fn's first statement.
+//
+// Locks. The batch takes the head lock at the first write of any of its fns and
+// keeps it to the commit: from then on every later fn writes under it, so the
+// lock order stays the one of single transactions (head, then rows). A lock
+// taken inside a savepoint is released when the savepoint is rolled back, so if
+// the fn that took the head lock fails, the batch no longer holds it and the
+// next writing fn takes it again (reading the head afresh). A claim (ClaimDue)
+// made while the batch does not hold the head lock locks rows first; the batch
+// then ends after that fn, so no later fn of it waits for the head lock while
+// holding claimed rows (a cycle with a writer that holds the head lock and waits
+// for one of them).
+
+const (
+	// DefaultMaxBatch is how many Update calls may share one commit. PostgreSQL
+	// keeps the IDs of up to 64 subtransactions of a running transaction in
+	// shared memory; past that, every other session's snapshot has to look
+	// transaction status up on disk (pg_subtrans) while the batch runs.
+	DefaultMaxBatch = 64
+
+	// maxBatchWait bounds how long a batch stays open for more callers, so a
+	// steady stream of them cannot hold back the ones already in it.
+	maxBatchWait = 10 * time.Millisecond
+
+	// clockMicros reads the database's clock, in microseconds since the epoch.
+	clockMicros = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+)
+
+// batch is one open write transaction shared by several Update calls. Its fields
+// are used with Store.wmu held, except done and err.
+type batch struct {
+	conn  *pgxpool.Conn
+	start time.Time
+	n     int  // fns that ran in it
+	kept  int  // fns that ran in it and succeeded
+	cur   *tx  // the running fn's Tx, until endUpdate
+	began bool // BEGIN was sent
+	// pre is what to send before the running fn's first statement, in the
+	// same round trip: the end of the previous fn's savepoint and the start
+	// of this one's. Empty once sent.
+	pre []string
+	// The database's clock when the batch began, and this process's then.
+	clock0, local0 time.Time
+	full           bool // take no more fns
+	// broken is set when the transaction's state is unknown (a savepoint
+	// failed): nobody in the batch may commit.
+	broken error
+	// The chain head as the last successful fn left it, if the batch holds
+	// the head lock.
+	headLocked bool
+	headSeq    int64
+	headHash   []byte
+
+	done chan struct{} // closed once err is set
+	err  error         // the outcome of COMMIT
+}
+
+// WithMaxBatch bounds how many Update calls share one commit (default
+// DefaultMaxBatch); 1 turns group commit off.
+func WithMaxBatch(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxBatch = n
+		}
+	}
+}
+
+// Update runs fn in a write transaction; see ajar.Store. fn must not call Update
+// (the writer is not reentrant) and must not use its Tx after it returns or from
+// another goroutine. If fn panics, its writes are rolled back and the panic
+// continues.
+//
+// fn shares its transaction with other concurrent Update calls (see group commit
+// above). Statements run with ctx's values but not its cancellation: a statement
+// interrupted half way would break the connection and the batch shared with the
+// other callers. fn sees a cancelled ctx through its own checks and through each
+// Tx method, which fails at once when ctx is done.
+//
+// A nil return means committed. An error return means not committed, except when
+// the connection itself is lost during COMMIT, which no client can tell apart.
+func (s *Store) Update(ctx context.Context, fn func(ajar.Tx) error) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	s.pending.Add(1)
+	s.wmu.Lock()
+	s.pending.Add(-1)
+	if s.wclosed {
+		s.wmu.Unlock()
+		return errClosed
+	}
+	wctx := context.WithoutCancel(ctx)
+	if s.batch == nil {
+		if err := ctx.Err(); err != nil {
+			s.wmu.Unlock()
+			return err
+		}
+		b, err := s.beginBatch(ctx)
+		if err != nil {
+			s.wmu.Unlock()
+			return err
+		}
+		s.batch = b
+	}
+	b := s.batch
+
+	returned := false
+	defer func() {
+		if !returned {
+			// fn panicked or called runtime.Goexit: undo its writes and free the
+			// writer for everyone else while the panic goes on.
+			s.endUpdate(wctx, b, false)
+		}
+	}()
+	err := s.runFn(ctx, wctx, b, fn)
+	returned = true
+	s.endUpdate(wctx, b, err == nil)
+	if err != nil {
+		return err
+	}
+	// fn's writes are in b; they are durable only once b commits. The wait is
+	// not cut short by ctx: the caller must learn whether its write committed.
+	<-b.done
+	return b.err
+}
+
+// beginBatch takes a connection for a new batch; its first fn begins the
+// transaction. Called with wmu held.
+func (s *Store) beginBatch(ctx context.Context) (*batch, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: acquire connection: %w", err)
+	}
+	return &batch{conn: conn, start: time.Now(), done: make(chan struct{})}, nil
+}
+
+// runFn opens fn's savepoint and runs fn in it, with b.cur set to fn's Tx.
+// Called with wmu held.
+func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !b.began {
+		// Begin the transaction and read the database's clock.
+		b.began = true
+		res, err := b.conn.Conn().PgConn().Exec(wctx, beginWrite+"; "+clockMicros).ReadAll()
+		if err == nil {
+			b.clock0, err = parseClock(res)
+		}
+		if err != nil {
+			err = fmt.Errorf("postgres: begin: %w", err)
+			b.broken = err
+			return err
+		}
+		b.local0 = time.Now()
+		b.pre = []string{"SAVEPOINT u"}
+	} else if b.pre == nil {
+		b.pre = []string{"RELEASE SAVEPOINT u", "SAVEPOINT u"}
+	}
+	// fn's savepoint opens with its first statement (dbConn). Its clock is
+	// the database's at the batch's start plus the time since then on this
+	// machine's monotonic clock.
+	now := b.clock0.Add(time.Since(b.local0))
+	if s.now != nil {
+		now = s.now()
+	}
+	b.n++
+	t := &tx{readTx: readTx{
+		q: dbConn{Conn: b.conn, b: b}, now: now.UTC(),
+		headLocked: b.headLocked, headSeq: b.headSeq, headHash: b.headHash,
+	}}
+	b.cur = t
+	defer t.done.Store(true)
+	err := fn(t)
+	switch {
+	case err != nil:
+	case t.failed() != nil:
+		// fn went on after a statement failed; PostgreSQL aborted everything
+		// since the savepoint at that point, so fn's work is not whole.
+		err = fmt.Errorf("postgres: update ignored a failed statement: %w", t.failed())
+	case b.conn.Conn().PgConn().TxStatus() != 'T':
+		// A failure that did not go through fail: the same, and keeping it
+		// would fail the whole batch.
+		err = errors.New("postgres: update ignored a failed statement")
+	}
+	return err
+}
+
+// parseClock reads clockMicros's reply, the last result of a simple query.
+func parseClock(res []*pgconn.Result) (time.Time, error) {
+	if len(res) == 0 {
+		return time.Time{}, fmt.Errorf("no reply to %q", clockMicros)
+	}
+	last := res[len(res)-1]
+	if len(last.Rows) != 1 || len(last.Rows[0]) != 1 {
+		return time.Time{}, fmt.Errorf("unexpected reply to %q", clockMicros)
+	}
+	us, err := strconv.ParseInt(string(last.Rows[0][0]), 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("database clock: %w", err)
+	}
+	return time.UnixMicro(us).UTC(), nil
+}
+
+// endUpdate keeps the running fn's writes in the batch (ok) or rolls its
+// savepoint back, then commits the batch if nobody is waiting to join it, it is
+// full or it has been open long enough. It unlocks wmu.
+func (s *Store) endUpdate(ctx context.Context, b *batch, ok bool) {
+	defer s.wmu.Unlock()
+	if t := b.cur; t != nil && b.broken == nil {
+		b.cur = nil
+		switch {
+		case b.pre != nil:
+			// fn sent no statement: its savepoint was never opened and there
+			// is nothing to undo. The next fn sends pre.
+		case ok:
+			b.kept++
+			b.headLocked, b.headSeq, b.headHash = t.headLocked, t.headSeq, t.headHash
+			if t.claimedFirst && !t.headLocked {
+				b.full = true // see Locks above
+			}
+		default:
+			// Undo everything since the savepoint; the head lock, taken
+			// before it, stays. If that fails, the transaction is lost.
+			if _, err := b.conn.Conn().PgConn().Exec(ctx, "ROLLBACK TO SAVEPOINT u").ReadAll(); err != nil {
+				b.broken = fmt.Errorf("postgres: rollback to savepoint: %w", err)
+			}
+		}
+	}
+	switch {
+	case b.broken != nil:
+		s.finish(ctx, b, fmt.Errorf("postgres: transaction aborted: %w", b.broken))
+	case s.pending.Load() == 0, b.full, b.n >= s.maxBatch, time.Since(b.start) >= s.batchWait:
+		s.finish(ctx, b, nil)
+	}
+}
+
+// finish ends b: it commits, or rolls back if abort is set or no fn in b
+// succeeded, returns the connection and wakes everyone waiting on b. Called with
+// wmu held.
+func (s *Store) finish(ctx context.Context, b *batch, abort error) {
+	s.batch = nil
+	b.err = abort
+	switch {
+	case !b.began:
+		b.conn.Release()
+	case abort != nil || b.kept == 0:
+		end(ctx, b.conn, false)
+	default:
+		if b.err = end(ctx, b.conn, true); b.err != nil {
+			b.err = fmt.Errorf("%w (a batch of %d updates, none committed)", b.err, b.kept)
+		} else {
+			s.commits.Add(1)
+		}
+	}
+	close(b.done)
+}
+
+// dbConn runs a transaction's statements on its connection. In a batch (b set),
+// they run without the caller's cancellation (see Update), and the first one of
+// a fn goes in one round trip with b.pre (its savepoint).
+type dbConn struct {
+	*pgxpool.Conn
+	b *batch
+}
+
+func (c dbConn) ctx(ctx context.Context) context.Context {
+	if c.b != nil {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
+}
+
+// pipelined sends b.pre and then the statement, and reads pre's results. The
+// caller reads the statement's result from br and closes it. If pre fails, the
+// savepoints are in an unknown state and the batch cannot commit.
+func (c dbConn) pipelined(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
+	var batch pgx.Batch
+	for _, q := range c.b.pre {
+		batch.Queue(q)
+	}
+	batch.Queue(sql, args...)
+	n := len(c.b.pre)
+	c.b.pre = nil
+	br := c.Conn.SendBatch(ctx, &batch)
+	for range n {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			c.b.broken = fmt.Errorf("postgres: savepoint: %w", err)
+			return nil, c.b.broken
+		}
+	}
+	return br, nil
+}
+
+func (c dbConn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	ctx = c.ctx(ctx)
+	if c.b == nil || c.b.pre == nil {
+		return c.Conn.Exec(ctx, sql, args...)
+	}
+	br, err := c.pipelined(ctx, sql, args)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return tag, err
+}
+
+func (c dbConn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	ctx = c.ctx(ctx)
+	if c.b == nil || c.b.pre == nil {
+		return c.Conn.Query(ctx, sql, args...)
+	}
+	br, err := c.pipelined(ctx, sql, args)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		rows.Close()
+		br.Close()
+		return nil, err
+	}
+	return &batchRows{Rows: rows, br: br}, nil
+}
+
+func (c dbConn) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	ctx = c.ctx(ctx)
+	if c.b == nil || c.b.pre == nil {
+		return c.Conn.QueryRow(ctx, sql, args...)
+	}
+	br, err := c.pipelined(ctx, sql, args)
+	if err != nil {
+		return errRow{err}
+	}
+	return batchRow{row: br.QueryRow(), br: br}
+}
+
+// batchRows are the rows of a pipelined query; the pipeline ends with them
+// (Close, or Next reaching the end, as pgx.Rows closes itself).
+type batchRows struct {
+	pgx.Rows
+	br     pgx.BatchResults
+	closed bool
+	err    error
+}
+
+func (r *batchRows) end() {
+	if !r.closed {
+		r.closed = true
+		r.err = r.br.Close()
+	}
+}
+
+func (r *batchRows) Next() bool {
+	if r.Rows.Next() {
+		return true
+	}
+	r.end()
+	return false
+}
+
+func (r *batchRows) Close() {
+	r.Rows.Close()
+	r.end()
+}
+
+func (r *batchRows) Err() error {
+	if err := r.Rows.Err(); err != nil {
+		return err
+	}
+	return r.err
+}
+
+type batchRow struct {
+	row pgx.Row
+	br  pgx.BatchResults
+}
+
+func (r batchRow) Scan(dest ...any) error {
+	err := r.row.Scan(dest...)
+	if cerr := r.br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
