@@ -68,6 +68,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"AuditChain", testAuditChain},
 		{"AuditTimeAndDetailsExact", testAuditExact},
 		{"AuditFilter", testAuditFilter},
+		{"AuditSearch", testAuditSearch},
 		{"AuditDefaultLimit", testAuditDefaultLimit},
 		{"AuditRejectsBadEvents", testAuditRejectsBadEvents},
 		{"Sessions", testSessions},
