@@ -146,7 +146,7 @@ func LoadAuditLog(ctx context.Context, db *sql.DB, numbered bool, n int) (AuditL
 		User:    user(7),
 		Target:  fmt.Sprintf("target-%03d", 42),
 		From:    mid, To: mid.Add(time.Hour),
-		Head:    head,
+		Head: head,
 	}, nil
 }
 
