@@ -41,6 +41,7 @@ type StreamWriter struct {
 	n    uint64
 	last int64
 	buf  []byte
+	tbuf []byte
 	err  error
 }
 
@@ -59,7 +60,8 @@ func (s *StreamWriter) Event(e *ajar.AuditEvent) error {
 	}
 	b := append(s.buf[:0], 'e')
 	b = binary.AppendUvarint(b, uint64(e.Seq))
-	b = appendField(b, e.Time.UTC().AppendFormat(nil, time.RFC3339Nano)) // hashed as this text
+	s.tbuf = e.Time.UTC().AppendFormat(s.tbuf[:0], time.RFC3339Nano) // hashed as this text
+	b = appendField(b, s.tbuf)
 	b = appendField(b, []byte(e.Actor))
 	b = appendField(b, []byte(e.Action))
 	b = appendField(b, []byte(e.Subject))
@@ -124,7 +126,7 @@ func StreamPages(r io.Reader, pageSize int) func(context.Context) ([]ajar.AuditE
 	if pageSize <= 0 {
 		pageSize = 10000
 	}
-	sr := &streamReader{r: bufio.NewReaderSize(r, 256<<10), page: make([]ajar.AuditEvent, 0, pageSize)}
+	sr := &streamReader{r: bufio.NewReaderSize(r, 256<<10), page: make([]ajar.AuditEvent, 0, pageSize), strs: map[string]string{}}
 	return sr.next
 }
 
@@ -135,6 +137,8 @@ type streamReader struct {
 	n      uint64
 	last   int64
 	page   []ajar.AuditEvent
+	slab   []byte            // where fields are read to (see field)
+	strs   map[string]string // see intern
 }
 
 func (s *streamReader) next(ctx context.Context) ([]ajar.AuditEvent, error) {
@@ -210,7 +214,7 @@ func (s *streamReader) event(e *ajar.AuditEvent) error {
 	if e.Time, err = time.Parse(time.RFC3339Nano, string(f[0])); err != nil {
 		return fmt.Errorf("audit stream: event %d: bad time: %w", e.Seq, err)
 	}
-	e.Actor, e.Action, e.Subject = string(f[1]), string(f[2]), string(f[3])
+	e.Actor, e.Action, e.Subject = s.intern(f[1]), s.intern(f[2]), s.intern(f[3])
 	if len(f[4]) > 0 {
 		e.Details = f[4]
 	}
@@ -221,7 +225,22 @@ func (s *streamReader) event(e *ajar.AuditEvent) error {
 	return nil
 }
 
-// field reads one length-prefixed field into a new slice.
+// intern returns b as a string, the same string for the actors, actions and
+// subjects that repeat, so a million events do not make a million copies.
+func (s *streamReader) intern(b []byte) string {
+	if v, ok := s.strs[string(b)]; ok {
+		return v
+	}
+	v := string(b)
+	if len(s.strs) >= 1<<14 {
+		clear(s.strs) // bounded: a log of distinct subjects only fills it again
+	}
+	s.strs[v] = v
+	return v
+}
+
+// field reads one length-prefixed field. The bytes are carved from a shared
+// slab, never written again, so an event's fields cost no allocation each.
 func (s *streamReader) field() ([]byte, error) {
 	n, err := binary.ReadUvarint(s.r)
 	if err != nil {
@@ -230,9 +249,13 @@ func (s *streamReader) field() ([]byte, error) {
 	if n > maxStreamField {
 		return nil, fmt.Errorf("a field of %d bytes", n)
 	}
-	b := make([]byte, n)
+	if int(n) > cap(s.slab)-len(s.slab) {
+		s.slab = make([]byte, 0, max(int(n), 1<<20))
+	}
+	b := s.slab[len(s.slab) : len(s.slab)+int(n) : len(s.slab)+int(n)]
 	if _, err := io.ReadFull(s.r, b); err != nil {
 		return nil, err
 	}
+	s.slab = s.slab[:len(s.slab)+int(n)]
 	return b, nil
 }

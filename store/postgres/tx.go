@@ -467,7 +467,7 @@ func (t *readTx) ListAudit(ctx context.Context, f ajar.AuditFilter) ([]ajar.Audi
 		return nil, t.fail(mapError(err, "list audit"))
 	}
 	defer rows.Close()
-	var out []ajar.AuditEvent
+	out := make([]ajar.AuditEvent, 0, sqlcodec.AuditCap(limit))
 	for rows.Next() {
 		var e ajar.AuditEvent
 		var ts string

@@ -520,20 +520,22 @@ func (t *readTx) ListAudit(ctx context.Context, f ajar.AuditFilter) ([]ajar.Audi
 		return nil, t.fail(fmt.Errorf("sqlite: list audit: %w", err))
 	}
 	defer rows.Close()
-	var out []ajar.AuditEvent
+	out := make([]ajar.AuditEvent, 0, sqlcodec.AuditCap(limit))
+	var slab sqlcodec.Slab // the blobs, copied once each, with no allocation each
 	for rows.Next() {
 		var e ajar.AuditEvent
 		var ts string
-		var details []byte
-		if err := rows.Scan(&e.Seq, &ts, &e.Actor, &e.Action, &e.Subject, &details, &e.PrevHash, &e.Hash); err != nil {
+		var details, prev, hash sql.RawBytes
+		if err := rows.Scan(&e.Seq, &ts, &e.Actor, &e.Action, &e.Subject, &details, &prev, &hash); err != nil {
 			return nil, t.fail(fmt.Errorf("sqlite: list audit: %w", err))
 		}
 		if e.Time, err = time.Parse(time.RFC3339Nano, ts); err != nil {
 			return nil, t.fail(fmt.Errorf("sqlite: list audit: event %d: %w", e.Seq, err))
 		}
 		if len(details) > 0 {
-			e.Details = details
+			e.Details = slab.Copy(details)
 		}
+		e.PrevHash, e.Hash = slab.Copy(prev), slab.Copy(hash)
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {

@@ -94,3 +94,31 @@ func AuditSelect(d AuditDialect, cols string, f ajar.AuditFilter, limit int) (st
 		requester + ") AS r)" + dir
 	return q + " LIMIT " + arg(limit), args, nil
 }
+
+// AuditCap is the capacity to give the result of a ListAudit of limit
+// events: all of it for the large pages that read the whole log (so they do
+// not grow it step by step), little for the rest, which rarely fill theirs.
+func AuditCap(limit int) int {
+	if limit >= 5000 {
+		return limit
+	}
+	return 0
+}
+
+// Slab copies many small byte slices into shared blocks. Each copy is its
+// own slice (its capacity ends with it), so appending to one never touches
+// another.
+type Slab struct{ b []byte }
+
+// Copy returns a copy of p, nil for nil.
+func (s *Slab) Copy(p []byte) []byte {
+	if p == nil {
+		return nil
+	}
+	if len(p) > cap(s.b)-len(s.b) {
+		s.b = make([]byte, 0, max(len(p), 64<<10))
+	}
+	start := len(s.b)
+	s.b = append(s.b, p...)
+	return s.b[start:len(s.b):len(s.b)]
+}
