@@ -86,6 +86,10 @@ type ReadTx interface {
 	// ListExtensions returns a request's extensions in Seq order (none: an
 	// empty or nil slice, not an error).
 	ListExtensions(ctx context.Context, requestID string) ([]Extension, error)
+	// ListPendingExtensions returns every extension waiting for approval
+	// (ExtensionPending), of any request, by RequestID then Seq, from an
+	// index: its cost grows with the pending extensions, not all of them.
+	ListPendingExtensions(ctx context.Context) ([]Extension, error)
 
 	// FindSSHCerts returns every certificate that matches f, in issue order. It has
 	// no limit, because a revocation list built from it must be complete; callers

@@ -88,6 +88,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Notifications", testNotifications},
 		{"Reviews", testReviews},
 		{"Extensions", testExtensions},
+		{"PendingExtensions", testPendingExtensions},
 		{"Leases", testLeases},
 	}
 	for _, tt := range tests {

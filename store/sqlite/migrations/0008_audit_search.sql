@@ -24,3 +24,6 @@ CREATE INDEX audit_events_actor ON audit_events (actor, seq);
 CREATE INDEX audit_events_requester ON audit_events (requester, seq) WHERE requester IS NOT NULL;
 CREATE INDEX audit_events_target ON audit_events (target, seq) WHERE target IS NOT NULL;
 CREATE INDEX audit_events_time ON audit_events (time_key, seq);
+
+-- The inbox lists the extensions waiting for approval in one read.
+CREATE INDEX extensions_pending ON extensions (request_id, seq) WHERE state = 'pending';
