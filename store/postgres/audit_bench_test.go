@@ -24,7 +24,11 @@ func BenchmarkAuditSearch(b *testing.B) {
 	sample, err := storetest.LoadAuditLog(b.Context(), db, true, 1_000_000)
 	if err == nil {
 		// Fresh statistics, as autovacuum would have gathered by then.
-		_, err = db.ExecContext(b.Context(), "VACUUM ANALYZE audit_events; ANALYZE requests")
+		for _, q := range []string{"VACUUM ANALYZE audit_events", "ANALYZE requests"} {
+			if _, err = db.ExecContext(b.Context(), q); err != nil {
+				break
+			}
+		}
 	}
 	db.Close()
 	if err != nil {
