@@ -25,7 +25,7 @@ func TestMigrateAuditSearch(t *testing.T) {
 	// Put the database back to its state before 0008.
 	for _, q := range []string{
 		`DROP TRIGGER audit_events_request ON audit_events`, `DROP FUNCTION audit_events_request()`,
-		`DROP INDEX audit_events_actor`, `DROP INDEX audit_events_time`,
+		`DROP INDEX extensions_pending`, `DROP INDEX audit_events_actor`, `DROP INDEX audit_events_time`,
 		`ALTER TABLE audit_events DROP COLUMN requester, DROP COLUMN target, DROP COLUMN time_key`,
 		`DELETE FROM schema_migrations WHERE name LIKE '%0008_audit_search.sql'`,
 	} {

@@ -22,7 +22,7 @@ func TestMigrateAuditSearch(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
-		`DROP INDEX audit_events_actor`, `DROP INDEX audit_events_requester`, `DROP INDEX audit_events_target`, `DROP INDEX audit_events_time`,
+		`DROP INDEX extensions_pending`, `DROP INDEX audit_events_actor`, `DROP INDEX audit_events_requester`, `DROP INDEX audit_events_target`, `DROP INDEX audit_events_time`,
 		`ALTER TABLE audit_events DROP COLUMN requester`, `ALTER TABLE audit_events DROP COLUMN target`, `ALTER TABLE audit_events DROP COLUMN time_key`,
 		`DELETE FROM schema_migrations WHERE name LIKE '%0008_audit_search.sql'`,
 	} {
