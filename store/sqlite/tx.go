@@ -508,9 +508,9 @@ func (t *readTx) ListAudit(ctx context.Context, f ajar.AuditFilter) ([]ajar.Audi
 	var rows *sql.Rows
 	if f.User == "" && f.Target == "" && f.Action == "" && f.From.IsZero() && f.To.IsZero() && f.BeforeSeq == 0 && !f.Newest {
 		// Paging through the log or one request's events: a fixed query.
-		st, err := t.prepared(ctx, q)
-		if err != nil {
-			return nil, err
+		st, perr := t.prepared(ctx, q)
+		if perr != nil {
+			return nil, perr
 		}
 		rows, err = st.QueryContext(ctx, args...)
 	} else {
