@@ -145,8 +145,9 @@ func LoadAuditLog(ctx context.Context, db *sql.DB, numbered bool, n int) (AuditL
 		Request: fmt.Sprintf("req_%010d", n/auditLogPerRequest/10),
 		User:    user(7),
 		Target:  fmt.Sprintf("target-%03d", 42),
-		From:    mid, To: mid.Add(time.Hour),
-		Head: head,
+		From:    mid,
+		To:      mid.Add(time.Hour),
+		Head:    head,
 	}, nil
 }
 
