@@ -79,6 +79,14 @@ func AuditSelect(d AuditDialect, cols string, f ajar.AuditFilter, limit int) (st
 		return b.String()
 	}
 	dir := " ORDER BY seq"
+	if f.Subject == "" && f.User == "" && f.Target == "" && (from != "" || to != "") {
+		// A time range alone: the time index finds its events, which are then
+		// sorted. Ordering by the bare seq would let a planner walk the whole
+		// log by seq from one end instead, betting that matches are spread
+		// evenly (PostgreSQL did: 230 ms for an hour in the middle of a
+		// million events; this way, a few ms).
+		dir = " ORDER BY seq + 0"
+	}
 	if f.Newest {
 		dir += " DESC"
 	}
