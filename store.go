@@ -42,7 +42,9 @@ type ReadTx interface {
 	// NextDue returns the earliest NextAt of any request; ok is false if none has one.
 	NextDue(ctx context.Context) (t time.Time, ok bool, err error)
 
-	// ListAudit returns events with Seq > f.AfterSeq in Seq order.
+	// ListAudit returns the events f selects in Seq order (descending with
+	// f.Newest). An event's requester and target are those of the request its
+	// subject names when it was appended.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 	// AuditHead returns the last event's Seq and Hash; (0, nil) for an empty log.
 	AuditHead(ctx context.Context) (seq int64, hash []byte, err error)
@@ -84,6 +86,10 @@ type ReadTx interface {
 	// ListExtensions returns a request's extensions in Seq order (none: an
 	// empty or nil slice, not an error).
 	ListExtensions(ctx context.Context, requestID string) ([]Extension, error)
+	// ListPendingExtensions returns every extension waiting for approval
+	// (ExtensionPending), of any request, by RequestID then Seq, from an
+	// index: its cost grows with the pending extensions, not all of them.
+	ListPendingExtensions(ctx context.Context) ([]Extension, error)
 
 	// FindSSHCerts returns every certificate that matches f, in issue order. It has
 	// no limit, because a revocation list built from it must be complete; callers
@@ -204,11 +210,29 @@ type Tx interface {
 	ReleaseLease(ctx context.Context, name, owner string) (bool, error)
 }
 
-// AuditFilter selects audit events. Zero fields match anything.
+// AuditFilter selects audit events. Zero fields match anything. Every field
+// but Action's prefix form and Limit is answered by a store index, so a search
+// for one request, user or target does not read the whole log.
 type AuditFilter struct {
-	AfterSeq int64
-	Subject  string
-	Limit    int // 0 means the store's default (1000)
+	AfterSeq int64 // events with Seq > AfterSeq
+	// BeforeSeq, when positive, keeps the events with Seq < BeforeSeq (the
+	// next page of a newest-first listing).
+	BeforeSeq int64
+	Subject   string // the event's subject (usually a request id)
+	// User keeps the events whose actor is User or whose subject is a request
+	// User made (its requester).
+	User string
+	// Target keeps the events whose subject is a request for this target.
+	Target string
+	// Action keeps one action ("request.approved"), or, when it ends in ".",
+	// every action it prefixes ("request.").
+	Action string
+	From   time.Time // events at or after From
+	To     time.Time // events before To
+	// Newest returns the last Limit matches, newest (highest Seq) first,
+	// instead of the first Limit in Seq order.
+	Newest bool
+	Limit  int // 0 means the store's default (1000)
 }
 
 // SSHCert records an OpenSSH certificate ajar issued, for revocation lists and

@@ -88,6 +88,7 @@ func (s *Server) routes() http.Handler {
 	s.dbRoutes(mux)       // api/db.go
 	s.loginRoutes(mux)    // api/login.go
 	s.orphanRoutes(mux)   // api/orphans.go
+	s.auditRoutes(mux)    // api/auditstream.go
 
 	// Anything else under /v1 gets the JSON error envelope rather than the mux's
 	// plain-text 404 and 405.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/ajar-dev/ajar"
@@ -73,142 +72,103 @@ func (q AuditQuery) validate() (AuditQuery, error) {
 	return q, nil
 }
 
-// match reports whether an event about request r (nil when it is about no
-// request) is selected by q.
-func (q AuditQuery) match(e *ajar.AuditEvent, r *ajar.Request) bool {
-	switch {
-	case q.Request != "" && e.Subject != q.Request,
-		q.Before > 0 && e.Seq >= q.Before,
-		q.Action != "" && e.Action != q.Action && !(strings.HasSuffix(q.Action, ".") && strings.HasPrefix(e.Action, q.Action)),
-		!q.From.IsZero() && e.Time.Before(q.From),
-		!q.To.IsZero() && !e.Time.Before(q.To),
-		q.Target != "" && (r == nil || r.Target != q.Target),
-		q.User != "" && e.Actor != q.User && (r == nil || r.Requester != q.User):
-		return false
+// filter is the store filter of q: its newest Limit+1 matches (one more tells
+// whether more follow).
+func (q AuditQuery) filter() ajar.AuditFilter {
+	return ajar.AuditFilter{
+		Subject: q.Request, User: q.User, Target: q.Target, Action: q.Action,
+		From: q.From, To: q.To, BeforeSeq: q.Before, Newest: true, Limit: q.Limit + 1,
 	}
-	return true
-}
-
-// newest keeps the last n records added.
-type newest struct {
-	n    int
-	recs []AuditRecord
-	more bool
-}
-
-func (k *newest) add(rec AuditRecord) {
-	if len(k.recs) == k.n {
-		k.recs = k.recs[1:]
-		k.more = true
-	}
-	k.recs = append(k.recs, rec)
 }
 
 // SearchAudit finds audit events, newest first. Admins search the whole log;
 // anyone else searches the events of the requests they can see (as GetRequest
 // decides), which is what Audit lets them read one request at a time.
 //
-// Without a store index for these fields an admin's search reads the whole log,
-// a page at a time; the page size bounds memory, not time.
+// The store answers each search with its indexes (ajar.AuditFilter): an
+// admin's search for one request, user, target or time range reads the
+// matching events, not the log.
 func (s *Reader) SearchAudit(ctx context.Context, u ajar.User, q AuditQuery) (*AuditSearch, error) {
 	q, err := q.validate()
 	if err != nil {
 		return nil, err
 	}
 	all := s.pol.IsAdmin(u)
-	requests := map[string]*ajar.Request{} // subject -> request (nil: not a request)
-	lookup := func(tx ajar.ReadTx, subject string) (*ajar.Request, error) {
-		if r, ok := requests[subject]; ok {
-			return r, nil
-		}
-		r, err := tx.GetRequest(ctx, subject)
-		if ajar.ErrorCode(err) == ajar.ENOTFOUND {
-			r, err = nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		requests[subject] = r
-		return r, nil
-	}
-	// scan adds the matches among the events selected by f to keep, page by page.
-	scan := func(f ajar.AuditFilter, keep *newest) error {
-		f.Limit = MaxAuditSearchLimit
-		for {
-			var page []ajar.AuditEvent
-			err := s.store.View(ctx, func(tx ajar.ReadTx) error {
-				var err error
-				if page, err = tx.ListAudit(ctx, f); err != nil {
-					return err
-				}
-				for i := range page {
-					e := &page[i]
-					r, err := lookup(tx, e.Subject)
-					if err != nil {
-						return err
-					}
-					if q.match(e, r) {
-						rec := AuditRecord{AuditEvent: *e}
-						if r != nil {
-							rec.Target, rec.Requester = r.Target, r.Requester
-						}
-						keep.add(rec)
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			if len(page) < f.Limit {
-				return nil
-			}
-			f.AfterSeq = page[len(page)-1].Seq
-		}
-	}
-
-	keep := &newest{n: q.Limit}
+	var evs []ajar.AuditEvent
 	switch {
-	case q.Request != "":
+	case q.Request != "" || all:
 		if !all {
 			if _, err := s.core.GetRequest(ctx, u, q.Request); err != nil {
 				return nil, err
 			}
 		}
-		err = scan(ajar.AuditFilter{Subject: q.Request}, keep)
-	case all:
-		err = scan(ajar.AuditFilter{}, keep)
+		err = s.store.View(ctx, func(tx ajar.ReadTx) (err error) {
+			evs, err = tx.ListAudit(ctx, q.filter())
+			return err
+		})
 	default:
-		rs, err := s.allRequests(ctx, u, ListInput{})
-		if err != nil {
+		var rs []*ajar.Request
+		if rs, err = s.allRequests(ctx, u, ListInput{}); err != nil {
 			return nil, err
 		}
 		// Events of different requests interleave: collect each request's newest
 		// matches, then keep the newest of them all.
-		var recs []AuditRecord
-		for _, r := range rs {
-			if q.Target != "" && r.Target != q.Target {
-				continue
+		err = s.store.View(ctx, func(tx ajar.ReadTx) error {
+			for _, r := range rs {
+				if q.Target != "" && r.Target != q.Target {
+					continue
+				}
+				f := q.filter()
+				f.Subject = r.ID
+				page, err := tx.ListAudit(ctx, f)
+				if err != nil {
+					return err
+				}
+				evs = append(evs, page...)
 			}
-			requests[r.ID] = r
-			one := &newest{n: q.Limit}
-			if err := scan(ajar.AuditFilter{Subject: r.ID}, one); err != nil {
-				return nil, fmt.Errorf("search audit log: %w", err)
-			}
-			recs = append(recs, one.recs...)
-			keep.more = keep.more || one.more
-		}
-		slices.SortFunc(recs, func(a, b AuditRecord) int { return cmp.Compare(a.Seq, b.Seq) })
-		for _, rec := range recs {
-			keep.add(rec)
-		}
+			return nil
+		})
+		slices.SortFunc(evs, func(a, b ajar.AuditEvent) int { return cmp.Compare(b.Seq, a.Seq) })
 	}
 	if err != nil {
 		return nil, fmt.Errorf("search audit log: %w", err)
 	}
-	slices.Reverse(keep.recs)
-	if keep.recs == nil {
-		keep.recs = []AuditRecord{}
+	more := len(evs) > q.Limit
+	if more {
+		evs = evs[:q.Limit]
 	}
-	return &AuditSearch{Records: keep.recs, More: keep.more, All: all}, nil
+	recs, err := s.auditRecords(ctx, evs)
+	if err != nil {
+		return nil, fmt.Errorf("search audit log: %w", err)
+	}
+	return &AuditSearch{Records: recs, More: more, All: all}, nil
+}
+
+// auditRecords adds to each event the request it is about, when it is one.
+func (s *Reader) auditRecords(ctx context.Context, evs []ajar.AuditEvent) ([]AuditRecord, error) {
+	recs := make([]AuditRecord, 0, len(evs))
+	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
+		requests := map[string]*ajar.Request{} // subject -> request (nil: not a request)
+		for _, e := range evs {
+			r, ok := requests[e.Subject]
+			if !ok {
+				var err error
+				r, err = tx.GetRequest(ctx, e.Subject)
+				if ajar.ErrorCode(err) == ajar.ENOTFOUND {
+					r, err = nil, nil
+				}
+				if err != nil {
+					return err
+				}
+				requests[e.Subject] = r
+			}
+			rec := AuditRecord{AuditEvent: e}
+			if r != nil {
+				rec.Target, rec.Requester = r.Target, r.Requester
+			}
+			recs = append(recs, rec)
+		}
+		return nil
+	})
+	return recs, err
 }

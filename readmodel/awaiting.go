@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/broker"
 )
 
 // Awaiting counts what waits for u's decision: the pending requests, and the
@@ -12,8 +13,9 @@ import (
 // make (the inbox's entries less u's own). The pages show it in the navigation
 // on every page, so it is cheap: without a store read for a user who approves
 // no step of any policy rule, else in one read transaction that lists the
-// open requests once and looks up extensions only of the active requests
-// whose rule u approves. Errors are the store's.
+// open requests once and the pending extensions once (an index read), then
+// checks break-glass only of the active requests with one whose rule u
+// approves. Errors are the store's.
 func (s *Reader) Awaiting(ctx context.Context, u ajar.User) (int, error) {
 	rules := map[string]bool{} // the rules u approves some step of
 	for _, rule := range s.pol.Rules() {
@@ -38,15 +40,21 @@ func (s *Reader) Awaiting(ctx context.Context, u ajar.User) (int, error) {
 		if err != nil {
 			return err
 		}
+		var pending map[string]*ajar.Extension
 		for _, r := range rs {
 			var ext *ajar.Extension
 			bg := false
 			if r.State == ajar.StateActive {
-				if ext, bg, err = pendingExtension(ctx, tx, r.ID); err != nil {
-					return err
+				if pending == nil {
+					if pending, err = pendingExtensions(ctx, tx); err != nil {
+						return err
+					}
 				}
-				if ext == nil {
+				if ext = pending[r.ID]; ext == nil {
 					continue
+				}
+				if bg, err = broker.RequestIsBreakglass(ctx, tx, r.ID); err != nil {
+					return err
 				}
 			}
 			if rv, _ := s.review(u, r, ext, bg, now); !rv.Own && (rv.CanApprove || rv.CanDeny) {

@@ -155,14 +155,20 @@ func (s *Reader) Inbox(ctx context.Context, u ajar.User) ([]Review, error) {
 		}
 		// An active request is in the inbox while an extension of it waits
 		// for approval: that is what Approve and Deny decide.
+		pending, err := pendingExtensions(ctx, tx)
+		if err != nil {
+			return err
+		}
 		for _, r := range active {
-			ext, bg, err := pendingExtension(ctx, tx, r.ID)
+			ext := pending[r.ID]
+			if ext == nil {
+				continue
+			}
+			bg, err := broker.RequestIsBreakglass(ctx, tx, r.ID)
 			if err != nil {
 				return err
 			}
-			if ext != nil {
-				rs, exts[r.ID], bgs[r.ID] = append(rs, r), ext, bg
-			}
+			rs, exts[r.ID], bgs[r.ID] = append(rs, r), ext, bg
 		}
 		return nil
 	})
@@ -226,6 +232,21 @@ func pendingExtension(ctx context.Context, tx ajar.ReadTx, id string) (*ajar.Ext
 		}
 	}
 	return nil, false, nil
+}
+
+// pendingExtensions returns the newest extension waiting for approval of
+// each request that has one, from one store read (ListPendingExtensions), so
+// the inbox does not look up the extensions of every active request.
+func pendingExtensions(ctx context.Context, tx ajar.ReadTx) (map[string]*ajar.Extension, error) {
+	exts, err := tx.ListPendingExtensions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*ajar.Extension, len(exts))
+	for i := range exts {
+		out[exts[i].RequestID] = &exts[i] // by Seq: the newest comes last
+	}
+	return out, nil
 }
 
 // ParamInfo is a request parameter a target takes.

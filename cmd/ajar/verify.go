@@ -24,7 +24,7 @@ func newAuditVerifyCmd(e *cliEnv) *cobra.Command {
 		Use:   "verify [--checkpoint FILE] [--key VERIFIER_KEY] [--db FILE]",
 		Short: "Recompute the audit hash chain and check it against signed checkpoints",
 		Long: `Recomputes every event's hash and link, trusting nothing the server says.
-It fetches the events through the API (admins only), or reads them from a
+It fetches the events through the API in one stream (admins only), or reads them from a
 SQLite database file with --db, which it opens read-only and never changes. It also checks the server's current signed
 checkpoint and, with --checkpoint, one saved earlier (ajar audit checkpoint > FILE),
 which detects a truncated or rewritten history. Prints "ok: N events" and exits 0,
@@ -77,7 +77,18 @@ or names the first bad event and exits 1.`,
 					}
 					cps = append(cps, cp)
 				}
-				next = apiPages(c)
+				// The whole log in one audit stream; a server older than the
+				// stream is read a page of JSON at a time.
+				body, err := c.AuditStream(ctx, 0)
+				switch {
+				case err == nil:
+					defer body.Close()
+					next = audit.StreamPages(body, 0)
+				case ajar.ErrorCode(err) == ajar.ENOTFOUND:
+					next = apiPages(c)
+				default:
+					return err
+				}
 			}
 			if saved != nil {
 				cp, err := audit.ParseCheckpoint(saved, key)

@@ -479,20 +479,16 @@ func (t *readTx) ListAudit(ctx context.Context, f ajar.AuditFilter) ([]ajar.Audi
 		limit = defaultLimit
 	}
 	limit = min(limit, maxAuditLimit)
-	var rows pgx.Rows
-	var err error
-	if f.Subject != "" {
-		rows, err = t.q.Query(ctx, `SELECT `+auditCols+` FROM audit_events WHERE subject = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
-			f.Subject, f.AfterSeq, limit)
-	} else {
-		rows, err = t.q.Query(ctx, `SELECT `+auditCols+` FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`,
-			f.AfterSeq, limit)
+	q, args, err := sqlcodec.AuditSelect(auditDialect, auditCols, f, limit)
+	if err != nil {
+		return nil, err
 	}
+	rows, err := t.q.Query(ctx, q, args...)
 	if err != nil {
 		return nil, t.fail(mapError(err, "list audit"))
 	}
 	defer rows.Close()
-	var out []ajar.AuditEvent
+	out := make([]ajar.AuditEvent, 0, sqlcodec.AuditCap(limit))
 	for rows.Next() {
 		var e ajar.AuditEvent
 		var ts string

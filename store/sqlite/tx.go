@@ -494,11 +494,21 @@ func scanRequests(rows *sql.Rows) ([]*ajar.Request, error) {
 // Audit log.
 
 const (
-	qAuditHead   = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
-	qInsertAudit = `INSERT INTO audit_events (seq, time, actor, action, subject, details, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	qAuditHead = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
+	// The requester and target of the request the event is about (NULL when its
+	// subject is no request) are copied for audit search (migration 0008).
+	qInsertAudit = `INSERT INTO audit_events (seq, time, actor, action, subject, details, prev_hash, hash, requester, target)
+		VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+			(SELECT requester FROM requests WHERE id = ?5), (SELECT target FROM requests WHERE id = ?5))`
 	auditCols = `seq, time, actor, action, subject, details, prev_hash, hash`
 )
+
+// auditDialect writes SQLite's placeholders, and "+col" so that a time bound
+// does not take the place of a better index.
+var auditDialect = sqlcodec.AuditDialect{
+	Placeholder: func(int) string { return "?" },
+	Unindexed:   func(col string) string { return "+" + col },
+}
 
 func (t *readTx) auditHead(ctx context.Context) (int64, []byte, error) {
 	st, err := t.prepared(ctx, qAuditHead)
@@ -534,37 +544,41 @@ func (t *readTx) ListAudit(ctx context.Context, f ajar.AuditFilter) ([]ajar.Audi
 		limit = defaultLimit
 	}
 	limit = min(limit, maxAuditLimit)
-	var st *sql.Stmt
-	var args []any
-	if f.Subject != "" {
-		st, err = t.prepared(ctx, `SELECT `+auditCols+` FROM audit_events WHERE subject = ? AND seq > ? ORDER BY seq LIMIT ?`)
-		args = []any{f.Subject, f.AfterSeq, limit}
-	} else {
-		st, err = t.prepared(ctx, `SELECT `+auditCols+` FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?`)
-		args = []any{f.AfterSeq, limit}
-	}
+	q, args, err := sqlcodec.AuditSelect(auditDialect, auditCols, f, limit)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := st.QueryContext(ctx, args...)
+	var rows *sql.Rows
+	if f.User == "" && f.Target == "" && f.Action == "" && f.From.IsZero() && f.To.IsZero() && f.BeforeSeq == 0 && !f.Newest {
+		// Paging through the log or one request's events: a fixed query.
+		st, perr := t.prepared(ctx, q)
+		if perr != nil {
+			return nil, perr
+		}
+		rows, err = st.QueryContext(ctx, args...)
+	} else {
+		rows, err = t.q.QueryContext(ctx, q, args...)
+	}
 	if err != nil {
 		return nil, t.fail(fmt.Errorf("sqlite: list audit: %w", err))
 	}
 	defer rows.Close()
-	var out []ajar.AuditEvent
+	out := make([]ajar.AuditEvent, 0, sqlcodec.AuditCap(limit))
+	var slab sqlcodec.Slab // the blobs, copied once each, with no allocation each
 	for rows.Next() {
 		var e ajar.AuditEvent
 		var ts string
-		var details []byte
-		if err := rows.Scan(&e.Seq, &ts, &e.Actor, &e.Action, &e.Subject, &details, &e.PrevHash, &e.Hash); err != nil {
+		var details, prev, hash sql.RawBytes
+		if err := rows.Scan(&e.Seq, &ts, &e.Actor, &e.Action, &e.Subject, &details, &prev, &hash); err != nil {
 			return nil, t.fail(fmt.Errorf("sqlite: list audit: %w", err))
 		}
 		if e.Time, err = time.Parse(time.RFC3339Nano, ts); err != nil {
 			return nil, t.fail(fmt.Errorf("sqlite: list audit: event %d: %w", e.Seq, err))
 		}
 		if len(details) > 0 {
-			e.Details = details
+			e.Details = slab.Copy(details)
 		}
+		e.PrevHash, e.Hash = slab.Copy(prev), slab.Copy(hash)
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {

@@ -372,15 +372,25 @@ func (t *tx) CloseReview(ctx context.Context, requestID, closedBy, comment strin
 const extensionCols = `request_id, seq, by_ns, reason, requested_by, requested_at, state, approvals, decided_at, version`
 
 func (t *readTx) ListExtensions(ctx context.Context, requestID string) ([]ajar.Extension, error) {
+	return t.listExtensions(ctx, `SELECT `+extensionCols+` FROM extensions WHERE request_id = ? ORDER BY seq`, requestID)
+}
+
+// ListPendingExtensions reads the partial index extensions_pending (migration
+// 0008): the pending extensions only, however many extensions there are.
+func (t *readTx) ListPendingExtensions(ctx context.Context) ([]ajar.Extension, error) {
+	return t.listExtensions(ctx, `SELECT `+extensionCols+` FROM extensions WHERE state = 'pending' ORDER BY request_id, seq`)
+}
+
+func (t *readTx) listExtensions(ctx context.Context, query string, args ...any) ([]ajar.Extension, error) {
 	ctx, err := t.enter(ctx)
 	if err != nil {
 		return nil, err
 	}
-	st, err := t.prepared(ctx, `SELECT `+extensionCols+` FROM extensions WHERE request_id = ? ORDER BY seq`)
+	st, err := t.prepared(ctx, query)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := st.QueryContext(ctx, requestID)
+	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, t.fail(fmt.Errorf("sqlite: list extensions: %w", err))
 	}

@@ -69,6 +69,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"AuditChain", testAuditChain},
 		{"AuditTimeAndDetailsExact", testAuditExact},
 		{"AuditFilter", testAuditFilter},
+		{"AuditSearch", testAuditSearch},
 		{"AuditDefaultLimit", testAuditDefaultLimit},
 		{"AuditRejectsBadEvents", testAuditRejectsBadEvents},
 		{"Sessions", testSessions},
@@ -89,6 +90,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Notifications", testNotifications},
 		{"Reviews", testReviews},
 		{"Extensions", testExtensions},
+		{"PendingExtensions", testPendingExtensions},
 		{"Leases", testLeases},
 	}
 	for _, tt := range tests {
