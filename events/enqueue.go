@@ -69,16 +69,9 @@ func (n *Notifier) Wake() {
 // subject, details) means, if any sink wants it. An error (the store's, or
 // details that do not marshal) must fail the transaction.
 func (n *Notifier) Audit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {
-	event, _, ok := ForAudit(action)
-	if !ok || !n.wants(event) {
-		return nil
-	}
-	raw, err := json.Marshal(details)
-	if err != nil {
-		return fmt.Errorf("notify %s: %w", action, err)
-	}
-	if Silent(action, raw) {
-		return nil
+	raw, ok, err := n.details(action, details)
+	if !ok || err != nil {
+		return err
 	}
 	return n.audit(ctx, tx, actor, action, subject, nil, raw)
 }
@@ -86,19 +79,26 @@ func (n *Notifier) Audit(ctx context.Context, tx ajar.Tx, actor, action, subject
 // AuditStored is Audit for an event about r, as tx stores it right now (the
 // request was just written, unchanged since): it spares re-reading r.
 func (n *Notifier) AuditStored(ctx context.Context, tx ajar.Tx, actor, action string, r *ajar.Request, details any) error {
-	event, _, ok := ForAudit(action)
-	if !ok || !n.wants(event) {
-		return nil
-	}
-	raw, err := json.Marshal(details)
-	if err != nil {
-		return fmt.Errorf("notify %s: %w", action, err)
-	}
-	if Silent(action, raw) {
-		return nil
+	raw, ok, err := n.details(action, details)
+	if !ok || err != nil {
+		return err
 	}
 	c := *r
 	return n.audit(ctx, tx, actor, action, r.ID, &c, raw)
+}
+
+// details returns the audit event's details as JSON, and whether the event
+// notifies any sink at all.
+func (n *Notifier) details(action string, details any) (json.RawMessage, bool, error) {
+	event, _, ok := ForAudit(action)
+	if !ok || !n.wants(event) {
+		return nil, false, nil
+	}
+	raw, err := json.Marshal(details)
+	if err != nil {
+		return nil, false, fmt.Errorf("notify %s: %w", action, err)
+	}
+	return raw, !Silent(action, raw), nil
 }
 
 // audit enqueues the notification of an audit event with details raw, about
