@@ -19,7 +19,8 @@ import (
 // EINVALID (field "ssh_public_key") for a malformed or oversized key or a
 // target that gives no SSH access.
 func (s *Service) CreateWithCert(ctx context.Context, u ajar.User, in ajar.CreateInput, publicKey string) (*ajar.Request, *ajar.SSHCertOutput, error) {
-	if in.SSHPublicKey = ""; publicKey == "" {
+	in.SSHPublicKey = "" // the key is publicKey; the core refuses one in its input
+	if publicKey == "" {
 		r, err := s.core.CreateRequest(ctx, u, in)
 		return r, nil, err
 	}
@@ -66,7 +67,6 @@ func (s *Service) issuerFor(target, field, publicKey string) (ajar.SSHCertIssuer
 // createCert creates the request with the certificate in its commit when it
 // can (see CreateWithCert).
 func (s *Service) createCert(ctx context.Context, u ajar.User, in ajar.CreateInput, issuer ajar.SSHCertIssuer, publicKey string) (*ajar.Request, *ajar.SSHCertOutput, error) {
-	in.SSHPublicKey = "" // the key goes to issueInTx, not the core
 	var cert *ajar.SSHCertOutput
 	r, ran, err := s.core.CreateRequestThen(ctx, u, in, func(ctx context.Context, tx ajar.Tx, r *ajar.Request) error {
 		var err error

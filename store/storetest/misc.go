@@ -355,6 +355,14 @@ func testConcurrentUpdates(t *testing.T, h *harness) {
 			}
 		}
 	}
+	wantOnlySuccessful(t, h, wantOK, len(wantOK))
+}
+
+// wantOnlySuccessful checks, after concurrent Updates of which those creating
+// the requests wantOK (sorted) succeeded, that the audit chain is whole and
+// holds exactly their events, and that pending requests are stored.
+func wantOnlySuccessful(t *testing.T, h *harness, wantOK []string, pending int) {
+	t.Helper()
 	evs := h.auditAll(t)
 	checkChain(t, evs)
 	var subjects []string
@@ -370,8 +378,8 @@ func testConcurrentUpdates(t *testing.T, h *harness) {
 		if err != nil {
 			return err
 		}
-		if m[ajar.StatePending] != len(wantOK) {
-			t.Errorf("%d requests stored, want %d", m[ajar.StatePending], len(wantOK))
+		if m[ajar.StatePending] != pending {
+			t.Errorf("%d requests stored, want %d", m[ajar.StatePending], pending)
 		}
 		return nil
 	})
