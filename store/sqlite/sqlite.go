@@ -358,6 +358,9 @@ func (s *Store) runFn(ctx, wctx context.Context, fn func(ajar.Tx) error) error {
 	t := &tx{readTx: readTx{now: s.now().UTC(), detach: true, q: s.wconn, stmt: s.writeStmt}, head: &s.head}
 	defer t.done.Store(true)
 	err := fn(t)
+	if err == nil && t.failed() == nil {
+		err = t.flushAudit(wctx)
+	}
 	if err == nil && t.failed() != nil {
 		// fn went on after a statement failed; SQLite may have rolled back more
 		// than that statement, so fn's work cannot be trusted to be whole.

@@ -41,7 +41,24 @@ type readTx struct {
 type tx struct {
 	readTx
 	head *auditHead // the batch's audit chain head, kept by the Store
+	// pending holds the audit events appended since the last flush, with
+	// their seq and hash already set: they are inserted together
+	// (flushAudit) when fn returns, or before anything in fn reads the log.
+	pending []pendingEvent
+	// reqs are the requests fn wrote: their requester and target go with
+	// the events about them, without a lookup per event.
+	reqs []reqKey
 }
+
+// pendingEvent is an audit event waiting in tx.pending, with the search
+// columns of the request it is about when tx knows them.
+type pendingEvent struct {
+	e                 ajar.AuditEvent
+	requester, target string // "" when unknown: looked up at insert
+}
+
+// reqKey is a request's id, requester and target, which never change.
+type reqKey struct{ id, requester, target string }
 
 // auditHead is the last audit event's Seq and Hash as the open write
 // transaction has it, so that the events of a batch (five for a request and
@@ -341,7 +358,20 @@ func (t *tx) CreateRequest(ctx context.Context, r *ajar.Request) error {
 		return t.fail(fmt.Errorf("sqlite: create request %s: %w", r.ID, err))
 	}
 	r.Version = 1
+	t.remember(r)
 	return nil
+}
+
+// remember notes r's requester and target for the audit events about it.
+func (t *tx) remember(r *ajar.Request) {
+	for _, k := range t.reqs {
+		if k.id == r.ID {
+			return
+		}
+	}
+	if len(t.reqs) < 8 { // a fn writes a few requests; beyond that, look up
+		t.reqs = append(t.reqs, reqKey{r.ID, r.Requester, r.Target})
+	}
 }
 
 func (t *tx) UpdateRequest(ctx context.Context, r *ajar.Request) error {
@@ -380,6 +410,7 @@ func (t *tx) UpdateRequest(ctx context.Context, r *ajar.Request) error {
 		return ajar.Errorf(ajar.ECONFLICT, "request %s was changed concurrently (version %d is stale)", r.ID, r.Version)
 	}
 	r.Version++
+	t.remember(r)
 	return nil
 }
 
@@ -495,12 +526,7 @@ func scanRequests(rows *sql.Rows) ([]*ajar.Request, error) {
 
 const (
 	qAuditHead = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
-	// The requester and target of the request the event is about (NULL when its
-	// subject is no request) are copied for audit search (migration 0008).
-	qInsertAudit = `INSERT INTO audit_events (seq, time, actor, action, subject, details, prev_hash, hash, requester, target)
-		VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
-			(SELECT requester FROM requests WHERE id = ?5), (SELECT target FROM requests WHERE id = ?5))`
-	auditCols = `seq, time, actor, action, subject, details, prev_hash, hash`
+	auditCols  = `seq, time, actor, action, subject, details, prev_hash, hash`
 )
 
 // auditDialect writes SQLite's placeholders, and "+col" so that a time bound
@@ -532,6 +558,21 @@ func (t *readTx) AuditHead(ctx context.Context) (int64, []byte, error) {
 		return 0, nil, err
 	}
 	return t.auditHead(ctx)
+}
+
+// AuditHead and ListAudit of a write transaction see the events it queued.
+func (t *tx) AuditHead(ctx context.Context) (int64, []byte, error) {
+	if err := t.flushAudit(ctx); err != nil {
+		return 0, nil, err
+	}
+	return t.readTx.AuditHead(ctx)
+}
+
+func (t *tx) ListAudit(ctx context.Context, f ajar.AuditFilter) ([]ajar.AuditEvent, error) {
+	if err := t.flushAudit(ctx); err != nil {
+		return nil, err
+	}
+	return t.readTx.ListAudit(ctx, f)
 }
 
 func (t *readTx) ListAudit(ctx context.Context, f ajar.AuditFilter) ([]ajar.AuditEvent, error) {
@@ -587,6 +628,12 @@ func (t *readTx) ListAudit(ctx context.Context, f ajar.AuditFilter) ([]ajar.Audi
 	return out, nil
 }
 
+// AppendAudit sets e's place in the chain (seq, previous hash, hash) and
+// queues it: the events of one fn are inserted in one statement when fn
+// returns, or before fn reads the log (flushAudit). They cost a row and its
+// index entries each, but the statement (and, with the trigger that keeps
+// the log in sequence, its statement journal) only once: most of a request's
+// commit used to be five single-row inserts.
 func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEvent, error) {
 	ctx, err := t.enter(ctx)
 	if err != nil {
@@ -599,7 +646,7 @@ func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEven
 	e.Time = e.Time.UTC()
 	var seq int64
 	var head []byte
-	if t.head != nil && t.head.ok {
+	if t.head.ok {
 		seq, head = t.head.seq, t.head.hash
 	} else if seq, head, err = t.auditHead(ctx); err != nil {
 		return ajar.AuditEvent{}, err
@@ -607,18 +654,62 @@ func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEven
 	e.Seq = seq + 1
 	e.PrevHash = head
 	e.Hash = e.ComputeHash()
-	st, err := t.prepared(ctx, qInsertAudit)
-	if err != nil {
-		return ajar.AuditEvent{}, err
+	p := pendingEvent{e: e}
+	for _, k := range t.reqs {
+		if k.id == e.Subject {
+			p.requester, p.target = k.requester, k.target
+			break
+		}
 	}
-	if _, err := st.ExecContext(ctx, e.Seq, e.Time.Format(time.RFC3339Nano), e.Actor, e.Action,
-		e.Subject, []byte(e.Details), e.PrevHash, e.Hash); err != nil {
-		return ajar.AuditEvent{}, t.fail(fmt.Errorf("sqlite: append audit event %d: %w", e.Seq, err))
-	}
-	if t.head != nil {
-		*t.head = auditHead{ok: true, seq: e.Seq, hash: e.Hash}
-	}
+	t.pending = append(t.pending, p)
+	*t.head = auditHead{ok: true, seq: e.Seq, hash: e.Hash}
 	return e, nil
+}
+
+// maxAuditRows is the most events one insert statement carries.
+const maxAuditRows = 16
+
+// qInsertAuditRows[n] inserts n events. An event's requester and target are
+// its parameters when tx knows them, else looked up from the request its
+// subject names (NULL when it names none).
+var qInsertAuditRows = func() (q [maxAuditRows + 1]string) {
+	const row = `(?, ?, ?, ?, ?, ?, ?, ?, coalesce(?, (SELECT requester FROM requests WHERE id = ?)), coalesce(?, (SELECT target FROM requests WHERE id = ?)))`
+	for n := 1; n <= maxAuditRows; n++ {
+		q[n] = `INSERT INTO audit_events (seq, time, actor, action, subject, details, prev_hash, hash, requester, target) VALUES ` +
+			row + strings.Repeat(", "+row, n-1)
+	}
+	return q
+}()
+
+// flushAudit inserts the queued events. An error fails the transaction
+// (t.fail): the events are part of fn's change.
+func (t *tx) flushAudit(ctx context.Context) error {
+	for len(t.pending) > 0 {
+		n := min(len(t.pending), maxAuditRows)
+		st, err := t.prepared(ctx, qInsertAuditRows[n])
+		if err != nil {
+			return err
+		}
+		args := make([]any, 0, 12*n)
+		for _, p := range t.pending[:n] {
+			e := p.e
+			var requester, target, lookup any // NULL
+			if p.requester != "" {
+				requester, target = p.requester, p.target
+			} else {
+				lookup = e.Subject
+			}
+			args = append(args, e.Seq, e.Time.Format(time.RFC3339Nano), e.Actor, e.Action,
+				e.Subject, []byte(e.Details), e.PrevHash, e.Hash, requester, lookup, target, lookup)
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return t.fail(fmt.Errorf("sqlite: append audit events %d-%d: %w",
+				t.pending[0].e.Seq, t.pending[n-1].e.Seq, err))
+		}
+		t.pending = t.pending[n:]
+	}
+	t.pending = nil
+	return nil
 }
 
 // Keys and certificates.

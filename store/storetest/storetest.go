@@ -72,6 +72,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"AuditSearch", testAuditSearch},
 		{"AuditDefaultLimit", testAuditDefaultLimit},
 		{"AuditRejectsBadEvents", testAuditRejectsBadEvents},
+		{"AuditManyInOneUpdate", testAuditManyInOneUpdate},
 		{"Sessions", testSessions},
 		{"SessionUpdateRevocationSticks", testSessionRevocationSticks},
 		{"ListSessions", testListSessions},
