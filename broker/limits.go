@@ -68,14 +68,20 @@ func (s *Service) checkCreateLimits(ctx context.Context, tx ajar.Tx, r *ajar.Req
 // CheckCertLimit refuses with ETOOMANY the certificate for request id that tx
 // has just inserted if the request now has more than the policy allows
 // (counted and logged as other limits are). Package sshaccess, which issues
-// the certificates, calls it after tx.InsertSSHCert.
-func (s *Service) CheckCertLimit(ctx context.Context, tx ajar.Tx, requester, id string) error {
+// the certificates, calls it after tx.InsertSSHCert. created says that tx
+// also created the request, so that certificate is its only one and nothing
+// needs counting.
+func (s *Service) CheckCertLimit(ctx context.Context, tx ajar.Tx, requester, id string, created bool) error {
 	max := s.pol.Limits().CertificatesPerRequest
-	certs, err := tx.ListSSHCerts(ctx, id)
-	if err != nil {
-		return err
+	n := 1
+	if !created {
+		certs, err := tx.ListSSHCerts(ctx, id)
+		if err != nil {
+			return err
+		}
+		n = len(certs)
 	}
-	if len(certs) > max {
+	if n > max {
 		return s.refuseLimit(ctx, requester, limitCerts, ajar.Errorf(ajar.ETOOMANY,
 			"request %s already has %d SSH certificates, the most the policy allows (limits.%s); make a new request",
 			id, max, limitCerts))

@@ -471,21 +471,32 @@ func (e *noProviderError) Error() string { return e.err.Error() }
 // in the store before any provider is called. A request whose start is still ahead
 // is only rescheduled.
 func (s *Service) startGrant(ctx context.Context, tx ajar.Tx, cur *ajar.Request, now time.Time) error {
+	details, err := s.prepareGrant(cur, now)
+	if err != nil || details == nil {
+		return err
+	}
+	return s.audit(ctx, tx, ajar.ActorSystem, "grant.started", cur.ID, details)
+}
+
+// prepareGrant is startGrant without its audit event: it sets cur's grant
+// intent and returns the details of the grant.started event to append, or
+// nil details when cur's start is still ahead (only rescheduled).
+func (s *Service) prepareGrant(cur *ajar.Request, now time.Time) (map[string]any, error) {
 	start := now
 	if cur.StartAt != nil {
 		if cur.StartAt.After(now) {
 			cur.NextAt = cur.StartAt
-			return nil
+			return nil, nil
 		}
 		start = *cur.StartAt
 	}
 	kind, err := s.providers.Kind(cur.Target)
 	if err != nil {
-		return &noProviderError{err}
+		return nil, &noProviderError{err}
 	}
 	w, err := ajar.NewWindow(start, cur.Duration)
 	if err != nil {
-		return &noProviderError{err} // a stored duration no policy allows: never grant it
+		return nil, &noProviderError{err} // a stored duration no policy allows: never grant it
 	}
 	// The latest the access may ever reach, extensions included, goes with the
 	// grant: extensions, certificates and providers never pass it.
@@ -501,8 +512,7 @@ func (s *Service) startGrant(ctx context.Context, tx ajar.Tx, cur *ajar.Request,
 		Params: cur.Params, ExpiresAt: exp, NotAfter: notAfter, Config: target.Config,
 	}}
 	cur.Attempts, cur.LastError = 0, ""
-	return s.audit(ctx, tx, ajar.ActorSystem, "grant.started", cur.ID,
-		map[string]any{"expires_at": exp, "not_after": notAfter, "provider": kind})
+	return map[string]any{"expires_at": exp, "not_after": notAfter, "provider": kind}, nil
 }
 
 // refuseAtGrant checks the rule's deny and require conditions again when an

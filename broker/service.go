@@ -188,12 +188,23 @@ func (s *Service) CreateRequestThen(ctx context.Context, u ajar.User, in ajar.Cr
 		if r.StartAt != nil {
 			details["start"] = r.StartAt
 		}
+		// An auto-approved request due now gets its grant intent, and its
+		// access when its provider grants locally, before it is stored: the
+		// request row is written once, in its state at the commit.
+		var grantDetails, activeDetails map[string]any
 		if dec.AutoApprove {
 			r.State = ajar.StateApproved
 			r.NextAt = ptr(grantDueAt(r, now))
 			if !r.NextAt.After(now) {
 				s.hold(r, now)
 				heldAt = now
+				var err error
+				if grantDetails, err = s.prepareGrant(r, now); err != nil {
+					return err
+				}
+				if activated, activeDetails, err = s.grantLocally(ctx, r, now); err != nil {
+					return err
+				}
 			}
 		}
 		if err := tx.CreateRequest(ctx, r); err != nil {
@@ -210,18 +221,15 @@ func (s *Service) CreateRequestThen(ctx context.Context, u ajar.User, in ajar.Cr
 				map[string]any{"auto_approve": dec.AutoApproveExpr}); err != nil {
 				return err
 			}
-			if heldAt.IsZero() {
+			if grantDetails != nil {
+				if err := s.audit(ctx, tx, ajar.ActorSystem, "grant.started", r.ID, grantDetails); err != nil {
+					return err
+				}
+			}
+			if !activated {
 				return nil
 			}
-			// Due now: commit the grant intent with the request, one commit
-			// fewer on the common path.
-			if err := s.startGrant(ctx, tx, r, now); err != nil {
-				return err
-			}
-			if activated, err = s.grantInTx(ctx, tx, r, now); err != nil {
-				return err
-			}
-			if err := tx.UpdateRequest(ctx, r); err != nil || !activated || then == nil {
+			if err := s.audit(ctx, tx, ajar.ActorSystem, "request.activated", r.ID, activeDetails); err != nil || then == nil {
 				return err
 			}
 			return then(ctx, tx, r)
@@ -250,35 +258,35 @@ func (s *Service) CreateRequestThen(ctx context.Context, u ajar.User, in ajar.Cr
 	return r, false, nil
 }
 
-// grantInTx grants r, whose grant intent startGrant has just set in tx, and
-// makes it active in tx when its provider grants locally (ajar.LocalGranter)
-// and its access is not shared; it reports whether it did. Anything else,
-// including a Grant error, is left to the scheduler's grant after the commit,
-// which calls the provider again, retries and audits a failure.
-func (s *Service) grantInTx(ctx context.Context, tx ajar.Tx, r *ajar.Request, now time.Time) (bool, error) {
+// grantLocally grants r, whose grant intent prepareGrant has just set, and
+// makes it active when its provider grants locally (ajar.LocalGranter) and its
+// access is not shared; it reports whether it did, with the details of the
+// request.activated event the caller appends. Anything else, including a
+// Grant error, is left to the scheduler's grant after the commit, which calls
+// the provider again, retries and audits a failure.
+func (s *Service) grantLocally(ctx context.Context, r *ajar.Request, now time.Time) (bool, map[string]any, error) {
 	if r.Handle == nil || r.State != ajar.StateApproved {
-		return false, nil // a later start: only rescheduled
+		return false, nil, nil // a later start: only rescheduled
 	}
 	prov, err := s.providers.ForHandle(*r.Handle)
 	if err != nil {
-		return false, nil
+		return false, nil, nil
 	}
 	lg, ok := prov.(ajar.LocalGranter)
 	if _, shared := prov.(ajar.Sharer); !ok || shared || !lg.GrantsLocally() {
-		return false, nil
+		return false, nil, nil
 	}
 	h, err := lg.Grant(ctx, r.Handle.Grant)
 	if err != nil {
-		return false, nil
+		return false, nil, nil
 	}
 	if err := transition(r, ajar.StateActive, now); err != nil {
-		return false, err
+		return false, nil, err
 	}
 	r.Handle = &h
 	r.NextAt = s.activeNextAt(r, now) // expiry, or the expiry reminder before it
 	r.Attempts, r.LastError = 0, ""
-	return true, s.audit(ctx, tx, ajar.ActorSystem, "request.activated", r.ID,
-		map[string]any{"expires_at": r.ExpiresAt, "handle": h.Data})
+	return true, map[string]any{"expires_at": r.ExpiresAt, "handle": h.Data}, nil
 }
 
 // grantDue is when an approved request should be granted.

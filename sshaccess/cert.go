@@ -47,7 +47,7 @@ func (s *Service) IssueSSHCert(ctx context.Context, u ajar.User, id string, publ
 		if err != nil {
 			return err
 		}
-		out, err = s.issueInTx(ctx, tx, u, cur, issuer, publicKey)
+		out, err = s.issueInTx(ctx, tx, u, cur, issuer, publicKey, false)
 		return err
 	})
 	if err != nil {
@@ -58,7 +58,7 @@ func (s *Service) IssueSSHCert(ctx context.Context, u ajar.User, id string, publ
 
 // issueInTx certifies publicKey for cur, which must be active at the
 // transaction's time, and records, counts and audits the certificate in tx.
-func (s *Service) issueInTx(ctx context.Context, tx ajar.Tx, u ajar.User, cur *ajar.Request, issuer ajar.SSHCertIssuer, publicKey []byte) (*ajar.SSHCertOutput, error) {
+func (s *Service) issueInTx(ctx context.Context, tx ajar.Tx, u ajar.User, cur *ajar.Request, issuer ajar.SSHCertIssuer, publicKey []byte, created bool) (*ajar.SSHCertOutput, error) {
 	now := tx.Now()
 	if cur.State != ajar.StateActive || cur.Handle == nil || cur.ExpiresAt == nil || !now.Before(*cur.ExpiresAt) {
 		return nil, ajar.Errorf(ajar.ECONFLICT, "request %s is no longer active", cur.ID)
@@ -70,7 +70,7 @@ func (s *Service) issueInTx(ctx context.Context, tx ajar.Tx, u ajar.User, cur *a
 	if err := tx.InsertSSHCert(ctx, info); err != nil {
 		return nil, err
 	}
-	if err := s.core.CheckCertLimit(ctx, tx, u.ID, cur.ID); err != nil {
+	if err := s.core.CheckCertLimit(ctx, tx, u.ID, cur.ID, created); err != nil {
 		return nil, err
 	}
 	err = s.core.AppendAudit(ctx, tx, u.ID, "ssh_cert.issued", cur.ID, map[string]any{

@@ -70,7 +70,7 @@ func (s *Service) createCert(ctx context.Context, u ajar.User, in ajar.CreateInp
 	var cert *ajar.SSHCertOutput
 	r, ran, err := s.core.CreateRequestThen(ctx, u, in, func(ctx context.Context, tx ajar.Tx, r *ajar.Request) error {
 		var err error
-		cert, err = s.issueInTx(ctx, tx, u, r, issuer, []byte(publicKey))
+		cert, err = s.issueInTx(ctx, tx, u, r, issuer, []byte(publicKey), true)
 		return err
 	})
 	if err != nil {
