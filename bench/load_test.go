@@ -208,6 +208,7 @@ type result struct {
 	window   time.Duration
 	p50, p99 time.Duration
 	cpu      time.Duration // the servers' CPU time during the window
+	written  int64         // the bytes the servers wrote during the window
 }
 
 func (r result) perSecond() float64 { return float64(r.ops) / r.window.Seconds() }
@@ -256,12 +257,20 @@ func measure(ctx context.Context, clients []*client, pids []int, conc int, windo
 	if err != nil {
 		cancel(err)
 	}
+	w0, err := ioWrittenAll(pids)
+	if err != nil {
+		cancel(err)
+	}
 	start := time.Now()
 	from.Store(start.UnixNano())
 	sleep(ctx, window)
 	end := time.Now()
 	to.Store(end.UnixNano())
 	cpu1, err := cpuTimes(pids)
+	if err != nil {
+		cancel(err)
+	}
+	w1, err := ioWrittenAll(pids)
 	if err != nil {
 		cancel(err)
 	}
@@ -274,7 +283,7 @@ func measure(ctx context.Context, clients []*client, pids []int, conc int, windo
 		return result{}, errors.New("no operation completed in the window")
 	}
 	slices.Sort(lat)
-	return result{ops: len(lat), window: end.Sub(start), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], cpu: cpu1 - cpu0}, nil
+	return result{ops: len(lat), window: end.Sub(start), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], cpu: cpu1 - cpu0, written: w1 - w0}, nil
 }
 
 func cpuTimes(pids []int) (time.Duration, error) {
@@ -285,6 +294,18 @@ func cpuTimes(pids []int) (time.Duration, error) {
 			return 0, err
 		}
 		sum += d
+	}
+	return sum, nil
+}
+
+func ioWrittenAll(pids []int) (int64, error) {
+	var sum int64
+	for _, pid := range pids {
+		n, err := ioWritten(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += n
 	}
 	return sum, nil
 }

@@ -201,3 +201,18 @@ func cpuTime(pid int) (time.Duration, error) {
 	}
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
+
+// ioWritten returns the bytes process pid has passed to write system calls
+// (wchar in /proc/PID/io): for the server, its WAL and log writes.
+func ioWritten(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "wchar:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, errors.New("no wchar in /proc/PID/io")
+}

@@ -113,12 +113,30 @@ func (s *Service) WhoAmI(ctx context.Context, u ajar.User) (ajar.Caller, error) 
 	return ajar.Caller{User: u, Admin: s.pol.IsAdmin(u)}, nil
 }
 
+// newRequestID returns "req_" and 20 characters: the low 40 bits of the
+// Unix time in milliseconds, then 60 random bits, in a base32 alphabet whose
+// text order is its value order. IDs made later sort later, so a request and
+// the rows about it (its audit events, certificates) are added at the end of
+// their indexes, where the rows of the requests made just before already are:
+// a commit writes a few index pages for them all, not one page per request
+// for each index keyed by request (random IDs spread them over the whole
+// index). The random part keeps IDs unguessable; the time they show is the
+// request's created_at anyway.
 func newRequestID() string {
-	var b [10]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	return "req_" + timeOrderedID(time.Now())
+}
+
+// sortable is a base32 alphabet in ASCII order (Crockford's, lower case).
+var sortable = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+func timeOrderedID(now time.Time) string {
+	var b [13]byte // 100 bits used: 40 of time, 60 random
+	ms := uint64(now.UnixMilli())
+	b[0], b[1], b[2], b[3], b[4] = byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	if _, err := rand.Read(b[5:]); err != nil {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
-	return "req_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+	return sortable.EncodeToString(b[:])[:20]
 }
 
 // CreateRequest validates a request against policy and stores it, with its audit

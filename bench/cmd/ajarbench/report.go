@@ -53,6 +53,9 @@ func (r *report) add(name string, m map[string]float64) {
 	case hasAll(m, "ops/s", "p50-ms", "p99-ms", "server-cpu-ms/op"):
 		r.ops[name] = m["ops/s"]
 		measured = fmt.Sprintf("%s/s  p50 %s  p99 %s  server CPU %.2f ms/op", thousands(m["ops/s"]), msText(m["p50-ms"]), msText(m["p99-ms"]), m["server-cpu-ms/op"])
+		if kb, ok := m["server-written-kb/op"]; ok {
+			measured += fmt.Sprintf(", writes %.1f KB/op", kb)
+		}
 		if two, ok := r.ops[strings.TrimSuffix(name, "ssh-access")+"two-calls"]; ok && strings.HasSuffix(name, "/ssh-access") && two > 0 {
 			measured += fmt.Sprintf(" (%+.0f%% of two calls)", 100*(m["ops/s"]/two-1))
 		}
