@@ -80,7 +80,7 @@ func TestAuditSearchQuery(t *testing.T) {
 		if !more {
 			break
 		}
-		before = "&before=" + jsonInt(seqs[len(seqs)-1])
+		before = "&before=" + auditJSONInt(seqs[len(seqs)-1])
 	}
 	if !slices.Equal(all, []int64{12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}) {
 		t.Errorf("pages %v", all)
@@ -102,7 +102,7 @@ func TestAuditSearchQuery(t *testing.T) {
 	}
 }
 
-func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
+func auditJSONInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
 // TestAuditSearchBadInput: every bad search parameter is a 400 naming it,
 // before the core is called.
@@ -166,18 +166,20 @@ policies:
       steps: [{approvers: [group:sre], count: 1}]
 `
 
-type nopProvider struct{}
+type auditNopProvider struct{}
 
-func (nopProvider) Grant(ctx context.Context, req ajar.GrantRequest) (ajar.Handle, error) {
+func (auditNopProvider) Grant(ctx context.Context, req ajar.GrantRequest) (ajar.Handle, error) {
 	return ajar.Handle{Provider: "fake", Version: 1, Grant: req, Data: []byte(`{}`)}, nil
 }
-func (nopProvider) Revoke(ctx context.Context, h ajar.Handle) error { return nil }
+func (auditNopProvider) Revoke(ctx context.Context, h ajar.Handle) error { return nil }
 
-type nopProviders struct{}
+type auditNopProviders struct{}
 
-func (nopProviders) ForTarget(string) (ajar.Provider, error)      { return nopProvider{}, nil }
-func (nopProviders) ForHandle(ajar.Handle) (ajar.Provider, error) { return nopProvider{}, nil }
-func (nopProviders) Kind(string) (string, error)                  { return "fake", nil }
+func (auditNopProviders) ForTarget(string) (ajar.Provider, error) { return auditNopProvider{}, nil }
+func (auditNopProviders) ForHandle(ajar.Handle) (ajar.Provider, error) {
+	return auditNopProvider{}, nil
+}
+func (auditNopProviders) Kind(string) (string, error) { return "fake", nil }
 
 // realAuditCore serves the audit log from a real broker and read model over
 // SQLite (and the rest from the fake): who may read what is theirs to decide.
@@ -210,11 +212,11 @@ func TestAuditSearchAuthorization(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := broker.New(broker.Config{Store: st, Policy: pol, Providers: nopProviders{}})
+	svc, err := broker.New(broker.Config{Store: st, Policy: pol, Providers: auditNopProviders{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	core := realAuditCore{newFakeCore(), readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: nopProviders{}})}
+	core := realAuditCore{newFakeCore(), readmodel.New(readmodel.Config{Core: svc, Store: st, Policy: pol, Providers: auditNopProviders{}})}
 	users := map[string]ajar.User{}
 	for _, u := range pol.Users() {
 		name, _, _ := strings.Cut(u.ID, "@")

@@ -41,10 +41,10 @@ policies:
       steps: [{approvers: [group:sre], count: 1}]
 `
 
-// searchAudit runs "ajar audit ARGS -o json" as user and returns the events
+// auditSearch runs "ajar audit ARGS -o json" as user and returns the events
 // and the next page's arguments (nil on the last page). The events must be
 // newest first.
-func (s *server) searchAudit(t *testing.T, user string, args ...string) ([]ajar.AuditEvent, []string) {
+func (s *server) auditSearch(t *testing.T, user string, args ...string) ([]ajar.AuditEvent, []string) {
 	t.Helper()
 	r := s.ajar(t, user, append(append([]string{"audit"}, args...), "-o", "json")...)
 	if r.Code != 0 {
@@ -55,7 +55,7 @@ func (s *server) searchAudit(t *testing.T, user string, args ...string) ([]ajar.
 		t.Fatalf("ajar audit %v: not a JSON array: %v\n%s", args, err, r.Stdout)
 	}
 	if !slices.IsSortedFunc(evs, func(a, b ajar.AuditEvent) int { return int(b.Seq - a.Seq) }) {
-		t.Fatalf("ajar audit %v: not newest first: %v", args, seqsOf(evs))
+		t.Fatalf("ajar audit %v: not newest first: %v", args, auditSearchSeqs(evs))
 	}
 	var next []string
 	if _, line, ok := strings.Cut(r.Stderr, "the next page: ajar audit "); ok {
@@ -66,7 +66,7 @@ func (s *server) searchAudit(t *testing.T, user string, args ...string) ([]ajar.
 	return evs, next
 }
 
-func seqsOf(evs []ajar.AuditEvent) []int64 {
+func auditSearchSeqs(evs []ajar.AuditEvent) []int64 {
 	out := make([]int64, len(evs))
 	for i, e := range evs {
 		out[i] = e.Seq
@@ -74,7 +74,7 @@ func seqsOf(evs []ajar.AuditEvent) []int64 {
 	return out
 }
 
-func subjectsOf(evs []ajar.AuditEvent) map[string]bool {
+func auditSearchSubjects(evs []ajar.AuditEvent) map[string]bool {
 	m := map[string]bool{}
 	for _, e := range evs {
 		m[e.Subject] = true
@@ -102,13 +102,13 @@ func TestAuditSearchCLI(t *testing.T) {
 	log := s.auditEvents(t)
 
 	// Everything about target db: alice's and carol's db requests, nothing else.
-	evs, _ := s.searchAudit(t, "admin", "--target", "db")
-	if got := subjectsOf(evs); len(got) != 2 || !got[aliceDB.ID] || !got[carolDB.ID] {
+	evs, _ := s.auditSearch(t, "admin", "--target", "db")
+	if got := auditSearchSubjects(evs); len(got) != 2 || !got[aliceDB.ID] || !got[carolDB.ID] {
 		t.Errorf("--target db found subjects %v, want %s and %s", got, aliceDB.ID, carolDB.ID)
 	}
 	// What alice did or was done on her requests: bob's approval included, carol's request not.
-	evs, _ = s.searchAudit(t, "admin", "--user", "alice@example.com")
-	if got := subjectsOf(evs); !got[aliceShell.ID] || !got[aliceDB.ID] || got[carolDB.ID] {
+	evs, _ = s.auditSearch(t, "admin", "--user", "alice@example.com")
+	if got := auditSearchSubjects(evs); !got[aliceShell.ID] || !got[aliceDB.ID] || got[carolDB.ID] {
 		t.Errorf("--user alice found subjects %v", got)
 	}
 	want := 0
@@ -121,23 +121,23 @@ func TestAuditSearchCLI(t *testing.T) {
 		t.Errorf("--user alice found %d events, the log has %d of hers", len(evs), want)
 	}
 	// What bob approved.
-	evs, _ = s.searchAudit(t, "admin", "--user", "bob@example.com", "--action", "request.approved")
+	evs, _ = s.auditSearch(t, "admin", "--user", "bob@example.com", "--action", "request.approved")
 	if len(evs) != 1 || evs[0].Subject != aliceShell.ID || evs[0].Actor != "bob@example.com" {
 		t.Errorf("bob's approvals: %+v", evs)
 	}
 	// By time: everything is from the last hour, nothing from before it.
-	if evs, _ = s.searchAudit(t, "admin", "--since", "1h", "--action", "request."); len(evs) < 4 {
+	if evs, _ = s.auditSearch(t, "admin", "--since", "1h", "--action", "request."); len(evs) < 4 {
 		t.Errorf("--since 1h found %d request events", len(evs))
 	}
-	if evs, _ = s.searchAudit(t, "admin", "--until", "1h"); len(evs) != 0 {
-		t.Errorf("--until 1h found %v", seqsOf(evs))
+	if evs, _ = s.auditSearch(t, "admin", "--until", "1h"); len(evs) != 0 {
+		t.Errorf("--until 1h found %v", auditSearchSeqs(evs))
 	}
-	if evs, _ = s.searchAudit(t, "admin", "--since", time.Now().Add(time.Hour).UTC().Format(time.RFC3339)); len(evs) != 0 {
-		t.Errorf("--since in an hour found %v", seqsOf(evs))
+	if evs, _ = s.auditSearch(t, "admin", "--since", time.Now().Add(time.Hour).UTC().Format(time.RFC3339)); len(evs) != 0 {
+		t.Errorf("--since in an hour found %v", auditSearchSeqs(evs))
 	}
 
 	// Paging one event at a time by the printed command covers every match once.
-	all, _ := s.searchAudit(t, "admin", "--user", "alice@example.com")
+	all, _ := s.auditSearch(t, "admin", "--user", "alice@example.com")
 	var paged []ajar.AuditEvent
 	args := []string{"--user", "alice@example.com", "--limit", "1"}
 	for page := 0; args != nil; page++ {
@@ -145,11 +145,11 @@ func TestAuditSearchCLI(t *testing.T) {
 			t.Fatalf("paging does not end: %v", args)
 		}
 		var evs []ajar.AuditEvent
-		evs, args = s.searchAudit(t, "admin", args...)
+		evs, args = s.auditSearch(t, "admin", args...)
 		paged = append(paged, evs...)
 	}
-	if !slices.Equal(seqsOf(paged), seqsOf(all)) {
-		t.Errorf("paged %v, want %v", seqsOf(paged), seqsOf(all))
+	if !slices.Equal(auditSearchSeqs(paged), auditSearchSeqs(all)) {
+		t.Errorf("paged %v, want %v", auditSearchSeqs(paged), auditSearchSeqs(all))
 	}
 
 	// The attack: carol is no admin and can see none of alice's requests.
@@ -160,12 +160,12 @@ func TestAuditSearchCLI(t *testing.T) {
 		{"--since", "1h"},
 		{"--user", "bob@example.com"},
 	} {
-		evs, _ := s.searchAudit(t, "carol", args...)
-		if got := subjectsOf(evs); got[aliceShell.ID] || got[aliceDB.ID] || len(got) > 1 {
+		evs, _ := s.auditSearch(t, "carol", args...)
+		if got := auditSearchSubjects(evs); got[aliceShell.ID] || got[aliceDB.ID] || len(got) > 1 {
 			t.Errorf("carol's search %v found subjects %v: events of requests she cannot see", args, got)
 		}
 	}
-	if evs, _ := s.searchAudit(t, "carol", "--action", "request.created"); len(evs) != 1 || evs[0].Subject != carolDB.ID {
+	if evs, _ := s.auditSearch(t, "carol", "--action", "request.created"); len(evs) != 1 || evs[0].Subject != carolDB.ID {
 		t.Errorf("carol's search for her own request found %+v", evs)
 	}
 	if r := s.ajar(t, "carol", "audit", "--request", aliceDB.ID, "--action", "request."); r.Code == 0 || strings.Contains(r.Stdout, "request.created") {
@@ -176,8 +176,8 @@ func TestAuditSearchCLI(t *testing.T) {
 		t.Errorf("carol's API search for alice: %d %s", status, body)
 	}
 	// Bob approves alice's requests, so he sees them, as GET /v1/requests/ID lets him.
-	if evs, _ := s.searchAudit(t, "bob", "--user", "alice@example.com"); !subjectsOf(evs)[aliceShell.ID] {
-		t.Errorf("bob, alice's approver, found %v", subjectsOf(evs))
+	if evs, _ := s.auditSearch(t, "bob", "--user", "alice@example.com"); !auditSearchSubjects(evs)[aliceShell.ID] {
+		t.Errorf("bob, alice's approver, found %v", auditSearchSubjects(evs))
 	}
 
 	// Bad input is refused at the edge, naming the parameter.

@@ -12,9 +12,9 @@ import (
 	"github.com/ajar-dev/ajar"
 )
 
-// nextPage is the command line "ajar audit" prints on stderr for a search's
+// auditNextPage is the command line "ajar audit" prints on stderr for a search's
 // next page, without "ajar", or nil when there is none.
-func nextPage(t *testing.T, stderr string) []string {
+func auditNextPage(t *testing.T, stderr string) []string {
 	t.Helper()
 	_, line, ok := strings.Cut(stderr, "the next page: ajar ")
 	if !ok {
@@ -53,7 +53,7 @@ func TestAuditSearch(t *testing.T) {
 		for _, e := range events {
 			seqs = append(seqs, e.Seq)
 		}
-		args = nextPage(t, r.stderr)
+		args = auditNextPage(t, r.stderr)
 		if page == 0 && !strings.Contains(r.stderr, "--before 8") {
 			t.Errorf("first page's hint: %q", r.stderr)
 		}
