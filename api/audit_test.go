@@ -272,3 +272,48 @@ func TestAuditSearchAuthorization(t *testing.T) {
 	// The seq-order listing of the whole log stays admin-only.
 	wantError(t, call(t, h, "GET", "/v1/audit", "bob-token", ""), http.StatusForbidden, ajar.EFORBIDDEN, "")
 }
+
+// TestClientSearchAudit: the client sends every field of the query (times in
+// RFC 3339, whatever their zone) and returns the page newest first with
+// has_more; a query without a search field is refused before any call, since
+// the server would answer it with the seq-order listing.
+func TestClientSearchAudit(t *testing.T) {
+	core := newFakeCore()
+	for i := int64(1); i <= 5; i++ {
+		core.events = append(core.events, ajar.AuditEvent{Seq: i, Time: testTime, Actor: "ajar", Action: "request.created", Subject: "r1"})
+	}
+	c := newTestClient(t, core, "alice-token")
+	paris := time.FixedZone("CET", 3600)
+	q := readmodel.AuditQuery{
+		Request: "r1", User: "alice@example.com", Target: "prod-web", Action: "request.",
+		From: time.Date(2026, 1, 2, 10, 0, 0, 0, paris), To: time.Date(2026, 1, 2, 12, 0, 0, 123, paris),
+		Before: 5, Limit: 2,
+	}
+	events, more, err := c.SearchAudit(t.Context(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(auditSeqsOf(events), []int64{4, 3}) || !more {
+		t.Errorf("page %v more=%v", auditSeqsOf(events), more)
+	}
+	got := core.search
+	if got.Request != q.Request || got.User != q.User || got.Target != q.Target || got.Action != q.Action ||
+		!got.From.Equal(q.From) || !got.To.Equal(q.To) || got.Before != q.Before || got.Limit != q.Limit {
+		t.Errorf("core got %+v, want %+v", got, q)
+	}
+	core.calls = nil
+	if _, _, err := c.SearchAudit(t.Context(), readmodel.AuditQuery{Request: "r1", Limit: 5}); ajar.ErrorCode(err) != ajar.EINVALID {
+		t.Errorf("a query with no search field: %v", err)
+	}
+	if len(core.calls) != 0 {
+		t.Errorf("it reached the core: %v", core.calls)
+	}
+}
+
+func auditSeqsOf(evs []ajar.AuditEvent) []int64 {
+	out := make([]int64, len(evs))
+	for i, e := range evs {
+		out[i] = e.Seq
+	}
+	return out
+}
