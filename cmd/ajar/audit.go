@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -102,6 +103,9 @@ func listAudit(cmd *cobra.Command, e *cliEnv, request string, out outputFormat) 
 	f := ajar.AuditFilter{Subject: request, Limit: api.MaxAuditLimit}
 	for {
 		events, err := c.Audit(cmd.Context(), f)
+		if ae := (*ajar.Error)(nil); request == "" && errors.As(err, &ae) && ae.Code == ajar.EFORBIDDEN {
+			return ajar.Errorf(ajar.EFORBIDDEN, "%s (to search the events of the requests you can see: ajar audit --since 24h, or --user, --target, --action)", ae.Message)
+		}
 		if err != nil {
 			return err
 		}
