@@ -144,7 +144,9 @@ func TestAuditSearchUsage(t *testing.T) {
 		t.Errorf("usage errors reached the server: %v", calls)
 	}
 	// Someone who may not list the whole log is shown the search.
-	core.locked(func() { core.err = ajar.Errorf(ajar.EFORBIDDEN, "only admins can read the whole audit log; name a request") })
+	core.locked(func() {
+		core.err = ajar.Errorf(ajar.EFORBIDDEN, "only admins can read the whole audit log; name a request")
+	})
 	r := runCLI(t, url, "audit")
 	if r.code == exitOK || !strings.Contains(r.stderr, "only admins") || !strings.Contains(r.stderr, "ajar audit --since 24h") {
 		t.Errorf("forbidden listing: exit %d, stderr %q", r.code, r.stderr)
