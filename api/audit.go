@@ -177,5 +177,8 @@ func queryTime(q query, name string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, ajar.FieldErrorf(name, "must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
 	}
+	if y := t.UTC().Year(); y < 1 || y > 9999 {
+		return time.Time{}, ajar.FieldErrorf(name, "must be in the years 1 to 9999 (UTC)")
+	}
 	return t, nil
 }

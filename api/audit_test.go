@@ -123,6 +123,8 @@ func TestAuditSearchBadInput(t *testing.T) {
 		{"since=yesterday", "since"},
 		{"since=24h", "since"},
 		{"since=2026-01-02", "since"},
+		{"since=0000-01-01T00:00:00%2B01:00", "since"},
+		{"until=9999-12-31T23:00:00-01:00", "until"},
 		{"until=2026-13-01T00:00:00Z", "until"},
 		{"since=2026-01-03T00:00:00Z&until=2026-01-02T00:00:00Z", "until"},
 		{"since=2026-01-02T00:00:00Z&until=2026-01-02T00:00:00Z", "until"},
