@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -211,6 +212,43 @@ func (c *Client) Audit(ctx context.Context, f ajar.AuditFilter) ([]ajar.AuditEve
 		return nil, err
 	}
 	return out.Events, nil
+}
+
+// SearchAudit returns one page of the audit events matching q, newest first,
+// and whether more (older) ones match: the next page is the same q with Before
+// set to the last event's Seq. q must name a user, target, action, time range
+// or Before (else EINVALID: without them GET /v1/audit lists in seq order, see
+// Audit); q.Request narrows the search to one request. q.Limit (at most
+// MaxAuditLimit; a page holds at most readmodel.MaxAuditSearchLimit) bounds
+// the page, 0 meaning the server's default. An admin searches the whole log,
+// anyone else the events of the requests they can see.
+func (c *Client) SearchAudit(ctx context.Context, q readmodel.AuditQuery) (events []ajar.AuditEvent, more bool, err error) {
+	v := url.Values{}
+	for name, s := range map[string]string{"request": q.Request, "user": q.User, "target": q.Target, "action": q.Action} {
+		if s != "" {
+			v.Set(name, s)
+		}
+	}
+	if !q.From.IsZero() {
+		v.Set("since", q.From.UTC().Format(time.RFC3339Nano))
+	}
+	if !q.To.IsZero() {
+		v.Set("until", q.To.UTC().Format(time.RFC3339Nano))
+	}
+	if q.Before != 0 {
+		v.Set("before", strconv.FormatInt(q.Before, 10))
+	}
+	if !slices.ContainsFunc(auditSearchParams, v.Has) {
+		return nil, false, ajar.Errorf(ajar.EINVALID, "an audit search needs a user, target, action, time range or before")
+	}
+	if q.Limit != 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var out auditResponse
+	if err := c.do(ctx, http.MethodGet, "/v1/audit", v, nil, &out); err != nil {
+		return nil, false, err
+	}
+	return out.Events, out.HasMore, nil
 }
 
 // Checkpoint returns a freshly signed checkpoint of the audit log (a signed note), byte for byte.

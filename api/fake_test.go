@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ type fakeCore struct {
 	create    ajar.CreateInput
 	list      readmodel.ListInput
 	filter    ajar.AuditFilter
+	search    readmodel.AuditQuery
 	comment   string
 	reason    string
 	publicKey string
@@ -211,6 +213,35 @@ func (f *fakeCore) Audit(ctx context.Context, u ajar.User, flt ajar.AuditFilter)
 		}
 	}
 	return out, nil
+}
+
+// SearchAudit answers newest first from the events before q.Before, of
+// q.Request and q.Action when set (an action prefix ends in a dot); it records q.
+func (f *fakeCore) SearchAudit(ctx context.Context, u ajar.User, q readmodel.AuditQuery) (*readmodel.AuditSearch, error) {
+	if err := f.called("SearchAudit", u); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.search = q
+	limit := q.Limit
+	if limit == 0 {
+		limit = readmodel.DefaultAuditSearchLimit
+	}
+	res := &readmodel.AuditSearch{Records: []readmodel.AuditRecord{}}
+	for i := len(f.events) - 1; i >= 0; i-- {
+		e := f.events[i]
+		if q.Before > 0 && e.Seq >= q.Before || q.Request != "" && e.Subject != q.Request ||
+			q.Action != "" && e.Action != q.Action && !(strings.HasSuffix(q.Action, ".") && strings.HasPrefix(e.Action, q.Action)) {
+			continue
+		}
+		if len(res.Records) == limit {
+			res.More = true
+			break
+		}
+		res.Records = append(res.Records, readmodel.AuditRecord{AuditEvent: e})
+	}
+	return res, nil
 }
 
 func (f *fakeCore) Checkpoint(ctx context.Context, u ajar.User) ([]byte, error) {

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -33,7 +32,8 @@ type (
 	auditResponse struct {
 		Events []ajar.AuditEvent `json:"events"`
 		// HasMore says that events follow this page: ask again with after set
-		// to the last event's seq.
+		// to the last event's seq (a listing, in seq order) or with before set
+		// to it (a search, newest first: api/audit.go).
 		HasMore bool `json:"has_more"`
 	}
 )
@@ -361,48 +361,6 @@ func (s *Server) handleSSHCert(w http.ResponseWriter, r *http.Request, u ajar.Us
 		return
 	}
 	s.writeJSON(w, r, http.StatusOK, out)
-}
-
-func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request, u ajar.User) {
-	q, err := parseQuery(r, "request", "after", "limit")
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	var f ajar.AuditFilter
-	if f.Subject = q.string("request"); f.Subject != "" {
-		if err := checkID("request", f.Subject); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-	}
-	if f.AfterSeq, err = q.int("after", math.MaxInt64); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	limit, err := q.int("limit", MaxAuditLimit)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if limit == 0 {
-		limit = defaultAuditLimit
-	}
-	// One event more than the page tells whether another page follows.
-	f.Limit = int(limit) + 1
-	events, err := s.core.Audit(r.Context(), u, f)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	more := len(events) > int(limit)
-	if more {
-		events = events[:limit]
-	}
-	if events == nil {
-		events = []ajar.AuditEvent{}
-	}
-	s.writeJSON(w, r, http.StatusOK, auditResponse{Events: events, HasMore: more})
 }
 
 func (s *Server) handleCheckpoint(w http.ResponseWriter, r *http.Request, u ajar.User) {

@@ -37,6 +37,7 @@ type Core interface {
 	IssueSSHCert(ctx context.Context, u ajar.User, id string, publicKey []byte) (*ajar.SSHCertOutput, error)
 	SSHCA(ctx context.Context) (string, error)
 	Audit(ctx context.Context, u ajar.User, f ajar.AuditFilter) ([]ajar.AuditEvent, error)
+	SearchAudit(ctx context.Context, u ajar.User, q readmodel.AuditQuery) (*readmodel.AuditSearch, error)
 	Checkpoint(ctx context.Context, u ajar.User) ([]byte, error)
 	AuditKey() string
 	WhoAmI(ctx context.Context, u ajar.User) (ajar.Caller, error)

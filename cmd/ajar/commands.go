@@ -11,9 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
-
-	"github.com/ajar-dev/ajar"
-	"github.com/ajar-dev/ajar/api"
 )
 
 func newWhoAmICmd(e *cliEnv) *cobra.Command {
@@ -217,48 +214,4 @@ func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), name)
-}
-
-func newAuditCmd(e *cliEnv) *cobra.Command {
-	var (
-		request string
-		out     outputFormat
-	)
-	cmd := &cobra.Command{
-		Use:   "audit [--request ID]",
-		Short: "List audit events (all of them, or one request's)",
-		Args:  argNames(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if cmd.Flags().Changed("request") && strings.TrimSpace(request) == "" {
-				return usageErrorf("--request", "must not be empty")
-			}
-			c, err := e.client(true)
-			if err != nil {
-				return err
-			}
-			p := &auditPrinter{e: e, w: e.stdout, format: out}
-			f := ajar.AuditFilter{Subject: request, Limit: api.MaxAuditLimit}
-			for {
-				events, err := c.Audit(cmd.Context(), f)
-				if err != nil {
-					return err
-				}
-				if len(events) == 0 {
-					break
-				}
-				last := events[len(events)-1].Seq
-				if last <= f.AfterSeq {
-					return fmt.Errorf("server returned audit events out of order (seq %d after %d)", last, f.AfterSeq)
-				}
-				f.AfterSeq = last
-				if err := p.page(events); err != nil {
-					return err
-				}
-			}
-			return p.finish()
-		},
-	}
-	cmd.Flags().StringVar(&request, "request", "", "only this request's events")
-	addOutputFlag(cmd, &out)
-	return cmd
 }

@@ -68,6 +68,11 @@ func addCompletions(e *cliEnv, root *cobra.Command) {
 				return e.suggest(cmd, prefix, func(ctx context.Context) []string { return e.requestIDs(ctx, nil) })
 			})
 		}
+		if f := c.Flags().Lookup("target"); f != nil && name == "audit" {
+			_ = c.RegisterFlagCompletionFunc("target", func(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
+				return e.suggest(cmd, prefix, func(ctx context.Context) []string { return e.targetNames(ctx) })
+			})
+		}
 		for _, sub := range c.Commands() {
 			walk(sub)
 		}

@@ -38,6 +38,8 @@ func TestDynamicCompletion(t *testing.T) {
 		{[]string{"revoke", "r"}, "r1"},
 		{[]string{"approve", ""}, ""}, // r1 is not pending
 		{[]string{"audit", "--request", ""}, "r1"},
+		{[]string{"audit", "--target", "prod"}, "prod-web"},
+		{[]string{"audit", "--target", "db"}, ""},
 		{[]string{"requests", "--state", "rev"}, "revoking revoked revoke_failed"},
 		{[]string{"reviews", "--state", ""}, "open closed all"},
 	} {
