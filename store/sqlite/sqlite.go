@@ -44,6 +44,9 @@ const (
 	// maxBatchWait bounds how long a batch stays open for more callers, so a
 	// steady stream of them cannot hold back the ones already in it.
 	maxBatchWait = 5 * time.Millisecond
+	// lingerDelay is how long a batch with fewer callers than the one before
+	// it waits for more before it commits (see endUpdate).
+	lingerDelay = time.Millisecond
 )
 
 // Store is an ajar.Store on a SQLite file. It is safe for concurrent use.
@@ -61,6 +64,7 @@ type Store struct {
 	wmu     sync.Mutex
 	pending atomic.Int64
 	batch   *batch
+	last    int // callers in the last batch committed
 	closed  bool
 	// readOnly is set by OpenReadOnly: there is no writer and Update fails.
 	readOnly bool
@@ -78,6 +82,7 @@ type Store struct {
 type batch struct {
 	start time.Time
 	n     int           // fns that ran in it
+	timer bool          // a commit after lingerDelay is set
 	done  chan struct{} // closed once err is set
 	err   error         // the outcome of COMMIT
 }
@@ -389,6 +394,22 @@ func (s *Store) endUpdate(ctx context.Context, b *batch, ok bool) {
 		// The savepoint is gone: SQLite rolled back the whole transaction (or its
 		// state is unknown), so nobody in this batch may commit.
 		s.finish(ctx, b, fmt.Errorf("sqlite: transaction aborted: %w", err))
+	case s.pending.Load() == 0 && b.n < s.last && b.n < s.maxBatch && time.Since(b.start) < maxBatchWait:
+		// Nobody waits, but the last batch had more callers: they were
+		// answered together and are likely on their way back. Committing now
+		// would make this batch of one or two and the next of the rest, with
+		// an fsync each; leave it open a moment for them instead. Whoever
+		// joins decides again; if nobody does, the timer commits it.
+		if !b.timer {
+			b.timer = true
+			time.AfterFunc(lingerDelay, func() {
+				s.wmu.Lock()
+				defer s.wmu.Unlock()
+				if s.batch == b {
+					s.finish(context.Background(), b, nil)
+				}
+			})
+		}
 	case s.pending.Load() == 0, b.n >= s.maxBatch, time.Since(b.start) >= maxBatchWait:
 		s.finish(ctx, b, nil)
 	}
@@ -398,6 +419,7 @@ func (s *Store) endUpdate(ctx context.Context, b *batch, ok bool) {
 // waiting on b. Called with wmu held.
 func (s *Store) finish(ctx context.Context, b *batch, abort error) {
 	s.batch = nil
+	s.last = b.n
 	s.head = auditHead{}
 	b.err = abort
 	if abort == nil {
