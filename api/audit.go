@@ -93,7 +93,7 @@ func (s *Server) searchAudit(w http.ResponseWriter, r *http.Request, u ajar.User
 	for i, rec := range res.Records {
 		events[i] = rec.AuditEvent
 	}
-	s.writeJSON(w, r, http.StatusOK, auditResponse{Events: events, HasMore: res.More})
+	s.writeJSON(w, r, http.StatusOK, auditResponse{Events: events, HasMore: res.More, NextBefore: res.Before})
 }
 
 // auditQuery validates a search's parameters. Every error is EINVALID naming

@@ -291,12 +291,12 @@ func TestClientSearchAudit(t *testing.T) {
 		From: time.Date(2026, 1, 2, 10, 0, 0, 0, paris), To: time.Date(2026, 1, 2, 12, 0, 0, 123, paris),
 		Before: 5, Limit: 2,
 	}
-	events, more, err := c.SearchAudit(t.Context(), q)
+	events, next, err := c.SearchAudit(t.Context(), q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(auditSeqsOf(events), []int64{4, 3}) || !more {
-		t.Errorf("page %v more=%v", auditSeqsOf(events), more)
+	if !slices.Equal(auditSeqsOf(events), []int64{4, 3}) || next != 3 {
+		t.Errorf("page %v next=%d", auditSeqsOf(events), next)
 	}
 	got := core.search
 	if got.Request != q.Request || got.User != q.User || got.Target != q.Target || got.Action != q.Action ||

@@ -215,14 +215,15 @@ func (c *Client) Audit(ctx context.Context, f ajar.AuditFilter) ([]ajar.AuditEve
 }
 
 // SearchAudit returns one page of the audit events matching q, newest first,
-// and whether more (older) ones match: the next page is the same q with Before
-// set to the last event's Seq. q must name a user, target, action, time range
+// and, when more (older) ones may match, next: the next page is the same q
+// with Before set to next (0: no more). A page may hold fewer events than
+// q.Limit, even none, and still have a next (see readmodel.SearchAudit). q must name a user, target, action, time range
 // or Before (else EINVALID: without them GET /v1/audit lists in seq order, see
 // Audit); q.Request narrows the search to one request. q.Limit (at most
 // MaxAuditLimit; a page holds at most readmodel.MaxAuditSearchLimit) bounds
 // the page, 0 meaning the server's default. An admin searches the whole log,
 // anyone else the events of the requests they can see.
-func (c *Client) SearchAudit(ctx context.Context, q readmodel.AuditQuery) (events []ajar.AuditEvent, more bool, err error) {
+func (c *Client) SearchAudit(ctx context.Context, q readmodel.AuditQuery) (events []ajar.AuditEvent, next int64, err error) {
 	v := url.Values{}
 	for name, s := range map[string]string{"request": q.Request, "user": q.User, "target": q.Target, "action": q.Action} {
 		if s != "" {
@@ -239,16 +240,24 @@ func (c *Client) SearchAudit(ctx context.Context, q readmodel.AuditQuery) (event
 		v.Set("before", strconv.FormatInt(q.Before, 10))
 	}
 	if !slices.ContainsFunc(auditSearchParams, v.Has) {
-		return nil, false, ajar.Errorf(ajar.EINVALID, "an audit search needs a user, target, action, time range or before")
+		return nil, 0, ajar.Errorf(ajar.EINVALID, "an audit search needs a user, target, action, time range or before")
 	}
 	if q.Limit != 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
 	var out auditResponse
 	if err := c.do(ctx, http.MethodGet, "/v1/audit", v, nil, &out); err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
-	return out.Events, out.HasMore, nil
+	switch {
+	case !out.HasMore:
+		return out.Events, 0, nil
+	case out.NextBefore > 0:
+		return out.Events, out.NextBefore, nil
+	case len(out.Events) > 0: // a server from before next_before
+		return out.Events, out.Events[len(out.Events)-1].Seq, nil
+	}
+	return nil, 0, errors.New("the server said more events match but gave no place to go on from")
 }
 
 // Checkpoint returns a freshly signed checkpoint of the audit log (a signed note), byte for byte.

@@ -236,7 +236,7 @@ func (f *fakeCore) SearchAudit(ctx context.Context, u ajar.User, q readmodel.Aud
 			continue
 		}
 		if len(res.Records) == limit {
-			res.More = true
+			res.More, res.Before = true, res.Records[limit-1].Seq
 			break
 		}
 		res.Records = append(res.Records, readmodel.AuditRecord{AuditEvent: e})

@@ -35,6 +35,10 @@ type (
 		// to the last event's seq (a listing, in seq order) or with before set
 		// to it (a search, newest first: api/audit.go).
 		HasMore bool `json:"has_more"`
+		// NextBefore, in a search with has_more, is the before of the next
+		// page: the last event's seq, or where a search by someone who is not
+		// an admin stopped reading (readmodel.AuditSearch.Before).
+		NextBefore int64 `json:"next_before,omitempty"`
 	}
 )
 

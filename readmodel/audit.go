@@ -1,10 +1,8 @@
 package readmodel
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/ajar-dev/ajar"
@@ -30,6 +28,12 @@ const (
 	DefaultAuditSearchLimit = 200
 	MaxAuditSearchLimit     = 1000
 	maxQueryField           = 200
+	// maxAuditScan bounds the events one search by someone who is not an
+	// admin reads (the matches of the store's indexes, newest first, checked
+	// one by one against what the user may see): a page that found fewer
+	// records than its limit by then ends there, with More and Before set
+	// to go on from the oldest event read.
+	maxAuditScan = 5000
 )
 
 // AuditRecord is an audit event with the request it is about, when it is one.
@@ -42,8 +46,13 @@ type AuditRecord struct {
 // AuditSearch is the result of SearchAudit: the newest matches first.
 type AuditSearch struct {
 	Records []AuditRecord `json:"records"`
-	// More is true when more events matched than the limit.
+	// More is true when more events may match than the records: ask again
+	// with Before.
 	More bool `json:"more"`
+	// Before is, when More, the AuditQuery.Before of the next page: the seq
+	// of the last record, or of the oldest event a search by someone who is
+	// not an admin read before it stopped (see maxAuditScan).
+	Before int64 `json:"before,omitempty"`
 	// All is true when the user may read the whole log (an admin); otherwise the
 	// search covered only the requests the user can see.
 	All bool `json:"all"`
@@ -85,15 +94,17 @@ func (q AuditQuery) filter() ajar.AuditFilter {
 // anyone else searches the events of the requests they can see (as GetRequest
 // decides), which is what Audit lets them read one request at a time.
 //
-// The store answers each search with its indexes (ajar.AuditFilter): an
-// admin's search for one request, user, target or time range reads the
-// matching events, not the log.
+// The store answers each search with its indexes (ajar.AuditFilter): a search
+// for one request, user, target or time range reads the matching events, not
+// the log. For someone who is not an admin those matches are then checked
+// against the requests they can see, at most maxAuditScan of them per page.
 func (s *Reader) SearchAudit(ctx context.Context, u ajar.User, q AuditQuery) (*AuditSearch, error) {
 	q, err := q.validate()
 	if err != nil {
 		return nil, err
 	}
 	all := s.pol.IsAdmin(u)
+	res := &AuditSearch{All: all}
 	var evs []ajar.AuditEvent
 	switch {
 	case q.Request != "" || all:
@@ -107,41 +118,66 @@ func (s *Reader) SearchAudit(ctx context.Context, u ajar.User, q AuditQuery) (*A
 			return err
 		})
 	default:
-		var rs []*ajar.Request
-		if rs, err = s.allRequests(ctx, u, ListInput{}); err != nil {
-			return nil, err
-		}
-		// Events of different requests interleave: collect each request's newest
-		// matches, then keep the newest of them all.
-		err = s.store.View(ctx, func(tx ajar.ReadTx) error {
-			for _, r := range rs {
-				if q.Target != "" && r.Target != q.Target {
-					continue
-				}
-				f := q.filter()
-				f.Subject = r.ID
-				page, err := tx.ListAudit(ctx, f)
-				if err != nil {
-					return err
-				}
-				evs = append(evs, page...)
-			}
-			return nil
+		err = s.store.View(ctx, func(tx ajar.ReadTx) (err error) {
+			evs, res.Before, err = s.visibleAudit(ctx, tx, u, q)
+			return err
 		})
-		slices.SortFunc(evs, func(a, b ajar.AuditEvent) int { return cmp.Compare(b.Seq, a.Seq) })
 	}
 	if err != nil {
 		return nil, fmt.Errorf("search audit log: %w", err)
 	}
-	more := len(evs) > q.Limit
-	if more {
+	if len(evs) > q.Limit {
 		evs = evs[:q.Limit]
+		res.Before = evs[len(evs)-1].Seq
 	}
-	recs, err := s.auditRecords(ctx, evs)
-	if err != nil {
+	res.More = res.Before > 0
+	if res.Records, err = s.auditRecords(ctx, evs); err != nil {
 		return nil, fmt.Errorf("search audit log: %w", err)
 	}
-	return &AuditSearch{Records: recs, More: more, All: all}, nil
+	return res, nil
+}
+
+// visibleAudit returns the newest q.Limit+1 events that match q and are about
+// a request u can see, reading at most maxAuditScan matches in tx. When it
+// stops at that bound with fewer, stopped is the seq of the oldest event it
+// read (the next page goes on before it); else 0.
+func (s *Reader) visibleAudit(ctx context.Context, tx ajar.ReadTx, u ajar.User, q AuditQuery) (evs []ajar.AuditEvent, stopped int64, err error) {
+	f := q.filter()
+	f.Limit = min(max(f.Limit, 500), maxAuditScan)
+	visible := map[string]bool{} // subject -> about a request u can see
+	for read := 0; ; {
+		page, err := tx.ListAudit(ctx, f)
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, e := range page {
+			ok, known := visible[e.Subject]
+			if !known {
+				r, err := tx.GetRequest(ctx, e.Subject)
+				switch {
+				case ajar.ErrorCode(err) == ajar.ENOTFOUND: // about no request
+				case err != nil:
+					return nil, 0, err
+				default:
+					ok = s.core.CanSee(u, r) // the broker's rule, as GetRequest
+				}
+				visible[e.Subject] = ok
+			}
+			if ok {
+				if evs = append(evs, e); len(evs) > q.Limit {
+					return evs, 0, nil
+				}
+			}
+		}
+		read += len(page)
+		if len(page) < f.Limit {
+			return evs, 0, nil // the end of the matches
+		}
+		f.BeforeSeq = page[len(page)-1].Seq
+		if read >= maxAuditScan {
+			return evs, f.BeforeSeq, nil
+		}
+	}
 }
 
 // auditRecords adds to each event the request it is about, when it is one.

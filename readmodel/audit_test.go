@@ -95,3 +95,73 @@ func TestSearchAudit(t *testing.T) {
 		}
 	}
 }
+
+// A search by someone who is not an admin reads at most maxAuditScan of the
+// store's matches per page: behind more matching events they may not see than
+// that, a page ends early (fewer records, maybe none) with More and a Before
+// that goes on from where it stopped, and paging on reaches every event they
+// may see, and none other. An admin's page goes on from its last record.
+func TestSearchAuditBoundedForOthers(t *testing.T) {
+	e := newEnv(t)
+	a := e.create(t, "alice", "web", "30m")
+	b := e.create(t, "erin", "web", "30m")
+	noise := maxAuditScan + 700
+	if err := e.store.Update(t.Context(), func(tx ajar.Tx) error {
+		for range noise { // newer than alice's events, about erin's request
+			if _, err := tx.AppendAudit(t.Context(), ajar.AuditEvent{Time: e.clock.Now(), Actor: "ajar", Action: "test.noise", Subject: b.ID}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	q := AuditQuery{Target: "web", Limit: 10}
+	var got []AuditRecord
+	pages := 0
+	for {
+		res, err := e.rm.SearchAudit(t.Context(), e.users["alice"], q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		got = append(got, res.Records...)
+		if !res.More {
+			break
+		}
+		if res.Before <= 0 || q.Before > 0 && res.Before >= q.Before {
+			t.Fatalf("page %d: more, but before %d does not go back from %d", pages, res.Before, q.Before)
+		}
+		if pages > 10 {
+			t.Fatal("paging does not end")
+		}
+		q.Before = res.Before
+	}
+	for _, r := range got {
+		if r.Subject != a.ID {
+			t.Fatalf("alice found event %d about %s", r.Seq, r.Subject)
+		}
+	}
+	if len(got) == 0 || pages < 2 {
+		t.Errorf("alice found %d events in %d pages; want her request's events, after a page stopped by the bound", len(got), pages)
+	}
+	var want int
+	if err := e.store.View(t.Context(), func(tx ajar.ReadTx) error {
+		evs, err := tx.ListAudit(t.Context(), ajar.AuditFilter{Subject: a.ID})
+		want = len(evs)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != want {
+		t.Errorf("alice found %d of her request's %d events", len(got), want)
+	}
+
+	res, err := e.rm.SearchAudit(t.Context(), e.users["root"], AuditQuery{Target: "web", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.More || len(res.Records) != 10 || res.Before != res.Records[9].Seq {
+		t.Errorf("admin page: %d records, more %v, before %d", len(res.Records), res.More, res.Before)
+	}
+}

@@ -511,8 +511,8 @@ func (h *Handler) handleAudit(w http.ResponseWriter, rq *req) {
 	}
 	p.Newest = "/audit?" + search.Encode()
 	p.Paged = q.Before > 0
-	if r := p.Result; r != nil && r.More && len(r.Records) > 0 {
-		search.Set("before", strconv.FormatInt(r.Records[len(r.Records)-1].Seq, 10))
+	if r := p.Result; r != nil && r.More && r.Before > 0 {
+		search.Set("before", strconv.FormatInt(r.Before, 10))
 		p.Older = "/audit?" + search.Encode()
 	}
 	v.Data = p

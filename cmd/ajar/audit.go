@@ -131,7 +131,7 @@ func searchAudit(cmd *cobra.Command, e *cliEnv, q readmodel.AuditQuery, out outp
 	if err != nil {
 		return err
 	}
-	events, more, err := c.SearchAudit(cmd.Context(), q)
+	events, next, err := c.SearchAudit(cmd.Context(), q)
 	if err != nil {
 		return err
 	}
@@ -147,8 +147,11 @@ func searchAudit(cmd *cobra.Command, e *cliEnv, q readmodel.AuditQuery, out outp
 	if err := p.finish(); err != nil {
 		return err
 	}
-	if more && len(events) > 0 {
-		q.Before = events[len(events)-1].Seq
+	if next > 0 {
+		if len(events) > 0 && next > events[len(events)-1].Seq || q.Before > 0 && next >= q.Before {
+			return fmt.Errorf("server returned a next page (before %d) that does not go back", next)
+		}
+		q.Before = next
 		fmt.Fprintf(e.stderr, "more events match; the next page: %s\n", auditSearchCommand(q, out))
 	}
 	return nil
