@@ -245,23 +245,6 @@ func (s *Reader) ListRequests(ctx context.Context, u ajar.User, in ListInput) (*
 	return out, nil
 }
 
-// allRequests follows ListRequests' cursors to the end.
-func (s *Reader) allRequests(ctx context.Context, u ajar.User, in ListInput) ([]*ajar.Request, error) {
-	var all []*ajar.Request
-	in.Limit = MaxListLimit
-	for {
-		page, err := s.ListRequests(ctx, u, in)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, page.Requests...)
-		if page.NextCursor == "" {
-			return all, nil
-		}
-		in.Cursor = page.NextCursor
-	}
-}
-
 // eachRequest calls fn on every request f selects, newest first, reading the
 // store a page at a time within tx: unlike one ListRequests call, it has no limit.
 func eachRequest(ctx context.Context, tx ajar.ReadTx, f ajar.RequestFilter, fn func(*ajar.Request)) error {

@@ -74,6 +74,8 @@ type Store struct {
 	// what it was when the running fn's savepoint began.
 	head, spHead auditHead
 
+	ckpt *checkpointer // nil in a read-only Store
+
 	wstmts stmtCache // prepared on wconn, used with wmu held
 	rstmts stmtCache // prepared on readDB, bound to each read tx
 }
@@ -159,6 +161,9 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 	// Each Update's SAVEPOINT keeps a sub-journal of the pages it changed; in
 	// memory it costs no write syscalls.
 	w.Add("_pragma", "temp_store(MEMORY)")
+	// Checkpoints run in the background (checkpoint.go); the writer only
+	// steps in past this many pages.
+	w.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", writerCheckpointPages))
 
 	r := url.Values{}
 	for k, v := range common {
@@ -211,6 +216,21 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 	if err := s.readDB.PingContext(ctx); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
+	c := url.Values{}
+	for k, v := range common {
+		c[k] = v
+	}
+	c.Set("_synchronous", "FULL")
+	ckdb, err := sql.Open("sqlite", base+"?"+c.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	ckdb.SetMaxOpenConns(1)
+	if err := ckdb.PingContext(ctx); err != nil {
+		ckdb.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	s.ckpt = newCheckpointer(ckdb)
 	return s, nil
 }
 
@@ -275,6 +295,9 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.ckpt != nil {
+		s.ckpt.close()
+	}
 	if s.batch != nil {
 		// An Update left the batch open for a caller that is still waiting for
 		// wmu; commit it for those already in it.
@@ -430,6 +453,8 @@ func (s *Store) finish(ctx context.Context, b *batch, abort error) {
 	if b.err != nil {
 		// Harmless if SQLite already rolled back on its own.
 		s.wconn.ExecContext(ctx, "ROLLBACK")
+	} else if s.ckpt != nil {
+		s.ckpt.kick()
 	}
 	close(b.done)
 }
