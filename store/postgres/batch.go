@@ -144,13 +144,12 @@ func (s *Store) Update(ctx context.Context, fn func(ajar.Tx) error) error {
 		if !returned {
 			// fn panicked or called runtime.Goexit: undo its writes and free the
 			// writer for everyone else while the panic goes on.
-			s.endUpdate(wctx, b, false)
+			s.endUpdate(wctx, b, errPanicked)
 		}
 	}()
 	err := s.runFn(ctx, wctx, b, fn)
 	returned = true
-	s.endUpdate(wctx, b, err == nil)
-	if err != nil {
+	if err = s.endUpdate(wctx, b, err); err != nil {
 		return err
 	}
 	// fn's writes are in b; they are durable only once b commits. The wait is
@@ -201,7 +200,7 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 	}
 	b.n++
 	t := &tx{readTx: readTx{
-		q: dbConn{Conn: b.conn, b: b}, now: now.UTC(),
+		q: dbConn{Conn: b.conn, b: b, p: &pipe{}}, now: now.UTC(),
 		headLocked: b.headLocked, headSeq: b.headSeq, headHash: b.headHash,
 	}}
 	b.cur = t
@@ -237,37 +236,99 @@ func parseClock(res []*pgconn.Result) (time.Time, error) {
 	return time.UnixMicro(us).UTC(), nil
 }
 
-// endUpdate keeps the running fn's writes in the batch (ok) or rolls its
-// savepoint back, then commits the batch if nobody is waiting to join it, it is
-// full or it has been open long enough. It unlocks wmu.
-func (s *Store) endUpdate(ctx context.Context, b *batch, ok bool) {
+// errPanicked is endUpdate's fn error when fn did not return.
+var errPanicked = errors.New("postgres: update function panicked")
+
+// endUpdate sends what the running fn queued (pipeline.go), then keeps fn's
+// writes in the batch (fnErr nil and the queued statements succeeded) or rolls
+// its savepoint back, then commits the batch if nobody is waiting to join it,
+// it is full or it has been open long enough. When the batch ends after fn, the
+// queued statements go in one round trip with the COMMIT. It returns fn's
+// outcome: fnErr, or the error of a statement it queued, or, if the batch
+// ended with fn in the same round trip, the batch's. It unlocks wmu.
+func (s *Store) endUpdate(ctx context.Context, b *batch, fnErr error) error {
 	defer s.wmu.Unlock()
+	err := fnErr
 	if t := b.cur; t != nil && b.broken == nil {
 		b.cur = nil
+		if t.claimedFirst && !t.headLocked {
+			b.full = true // see Locks above
+		}
+		if err == nil && len(t.q.p.q) > 0 {
+			if s.ending(b) {
+				return s.commitWith(ctx, b, t)
+			}
+			err = t.q.flush(ctx)
+		}
 		switch {
 		case b.pre != nil:
 			// fn sent no statement: its savepoint was never opened and there
 			// is nothing to undo. The next fn sends pre.
-		case ok:
+		case err == nil:
 			b.kept++
 			b.headLocked, b.headSeq, b.headHash = t.headLocked, t.headSeq, t.headHash
-			if t.claimedFirst && !t.headLocked {
-				b.full = true // see Locks above
-			}
 		default:
-			// Undo everything since the savepoint; the head lock, taken
-			// before it, stays. If that fails, the transaction is lost.
-			if _, err := b.conn.Conn().PgConn().Exec(ctx, "ROLLBACK TO SAVEPOINT u").ReadAll(); err != nil {
-				b.broken = fmt.Errorf("postgres: rollback to savepoint: %w", err)
-			}
+			s.rollbackFn(ctx, b)
 		}
 	}
 	switch {
 	case b.broken != nil:
 		s.finish(ctx, b, fmt.Errorf("postgres: transaction aborted: %w", b.broken))
-	case s.pending.Load() == 0, b.full, b.n >= s.maxBatch, time.Since(b.start) >= s.batchWait:
+	case s.ending(b):
 		s.finish(ctx, b, nil)
 	}
+	return err
+}
+
+// ending reports whether b should commit after the fn that just ran.
+func (s *Store) ending(b *batch) bool {
+	return s.pending.Load() == 0 || b.full || b.n >= s.maxBatch || time.Since(b.start) >= s.batchWait
+}
+
+// rollbackFn undoes everything since the running fn's savepoint; the head
+// lock, taken before it, stays. If that fails, the transaction is lost.
+func (s *Store) rollbackFn(ctx context.Context, b *batch) {
+	if _, err := b.conn.Conn().PgConn().Exec(ctx, "ROLLBACK TO SAVEPOINT u").ReadAll(); err != nil {
+		b.broken = fmt.Errorf("postgres: rollback to savepoint: %w", err)
+	}
+}
+
+// commitWith ends b after its last fn t, sending t's queued statements and
+// COMMIT in one round trip. If one of them fails, the server skips the rest
+// (COMMIT included) and the transaction is aborted: t's savepoint is rolled
+// back and the batch commits the others' writes as finish does, and t's error
+// is returned. (Queued statements fail only on the server: pipeline.go.)
+func (s *Store) commitWith(ctx context.Context, b *batch, t *tx) error {
+	br, err := t.q.send(ctx, "COMMIT", nil)
+	if err != nil {
+		if b.broken == nil {
+			s.rollbackFn(ctx, b)
+		}
+		if b.broken != nil {
+			s.finish(ctx, b, fmt.Errorf("postgres: transaction aborted: %w", b.broken))
+			return b.err
+		}
+		s.finish(ctx, b, nil)
+		return err
+	}
+	b.kept++
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	s.batch = nil
+	switch {
+	case err != nil:
+		b.conn.Conn().PgConn().Close(ctx)
+		b.err = fmt.Errorf("postgres: commit: %w (a batch of %d updates, none committed)", err, b.kept)
+	case tag.String() != "COMMIT":
+		b.err = fmt.Errorf("postgres: commit: the transaction was rolled back (%s) (a batch of %d updates, none committed)", tag, b.kept)
+	default:
+		s.commits.Add(1)
+	}
+	b.conn.Release()
+	close(b.done)
+	return nil
 }
 
 // finish ends b: it commits, or rolls back if abort is set or no fn in b
@@ -293,10 +354,12 @@ func (s *Store) finish(ctx context.Context, b *batch, abort error) {
 
 // dbConn runs a transaction's statements on its connection. In a batch (b set),
 // they run without the caller's cancellation (see Update), and the first one of
-// a fn goes in one round trip with b.pre (its savepoint).
+// a fn goes in one round trip with b.pre (its savepoint) and, with p set (an
+// Update fn's Tx), with the statements fn queued before it (pipeline.go).
 type dbConn struct {
 	*pgxpool.Conn
 	b *batch
+	p *pipe
 }
 
 func (c dbConn) ctx(ctx context.Context) context.Context {
@@ -306,34 +369,23 @@ func (c dbConn) ctx(ctx context.Context) context.Context {
 	return ctx
 }
 
-// pipelined sends b.pre and then the statement, and reads pre's results. The
-// caller reads the statement's result from br and closes it. If pre fails, the
-// savepoints are in an unknown state and the batch cannot commit.
-func (c dbConn) pipelined(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
-	var batch pgx.Batch
-	for _, q := range c.b.pre {
-		batch.Queue(q)
+// failed returns the error of a queued statement that failed, if any.
+func (c dbConn) failed() error {
+	if c.p != nil {
+		return c.p.err
 	}
-	batch.Queue(sql, args...)
-	n := len(c.b.pre)
-	c.b.pre = nil
-	br := c.Conn.SendBatch(ctx, &batch)
-	for range n {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			c.b.broken = fmt.Errorf("postgres: savepoint: %w", err)
-			return nil, c.b.broken
-		}
-	}
-	return br, nil
+	return nil
 }
 
 func (c dbConn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	ctx = c.ctx(ctx)
-	if c.b == nil || c.b.pre == nil {
+	if err := c.failed(); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	if !c.waiting() {
 		return c.Conn.Exec(ctx, sql, args...)
 	}
-	br, err := c.pipelined(ctx, sql, args)
+	br, err := c.send(ctx, sql, args)
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
@@ -346,10 +398,13 @@ func (c dbConn) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comma
 
 func (c dbConn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	ctx = c.ctx(ctx)
-	if c.b == nil || c.b.pre == nil {
+	if err := c.failed(); err != nil {
+		return nil, err
+	}
+	if !c.waiting() {
 		return c.Conn.Query(ctx, sql, args...)
 	}
-	br, err := c.pipelined(ctx, sql, args)
+	br, err := c.send(ctx, sql, args)
 	if err != nil {
 		return nil, err
 	}
@@ -364,10 +419,13 @@ func (c dbConn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, e
 
 func (c dbConn) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	ctx = c.ctx(ctx)
-	if c.b == nil || c.b.pre == nil {
+	if err := c.failed(); err != nil {
+		return errRow{err}
+	}
+	if !c.waiting() {
 		return c.Conn.QueryRow(ctx, sql, args...)
 	}
-	br, err := c.pipelined(ctx, sql, args)
+	br, err := c.send(ctx, sql, args)
 	if err != nil {
 		return errRow{err}
 	}
