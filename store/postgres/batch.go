@@ -85,6 +85,9 @@ type batch struct {
 	headLocked bool
 	headSeq    int64
 	headHash   []byte
+	// Notification ids reserved while the batch holds the head lock and not
+	// used yet (workflow.go), in order.
+	ids []int64
 
 	done chan struct{} // closed once err is set
 	err  error         // the outcome of COMMIT
@@ -202,7 +205,7 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 	t := &tx{readTx: readTx{
 		q: dbConn{Conn: b.conn, b: b, p: &pipe{}}, now: now.UTC(),
 		headLocked: b.headLocked, headSeq: b.headSeq, headHash: b.headHash,
-	}}
+	}, ids: b.ids}
 	b.cur = t
 	defer t.done.Store(true)
 	err := fn(t)
@@ -266,7 +269,7 @@ func (s *Store) endUpdate(ctx context.Context, b *batch, fnErr error) error {
 			// is nothing to undo. The next fn sends pre.
 		case err == nil:
 			b.kept++
-			b.headLocked, b.headSeq, b.headHash = t.headLocked, t.headSeq, t.headHash
+			b.headLocked, b.headSeq, b.headHash, b.ids = t.headLocked, t.headSeq, t.headHash, t.ids
 		default:
 			s.rollbackFn(ctx, b)
 		}

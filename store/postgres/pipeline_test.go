@@ -2,8 +2,11 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/store/postgres"
@@ -57,5 +60,83 @@ func TestPipelinedFailureInBatch(t *testing.T) {
 		checkChain(t, s, 1)
 		update(t, s, func(tx ajar.Tx) error { return createWithAudit(t.Context(), tx, "after") })
 		checkChain(t, s, 2)
+	}
+}
+
+// TestNotificationIDsAfterLostHeadLock checks that notification ids stay in
+// commit order when a batch loses the head lock: the fn that took it reserved
+// ids, then failed, so its savepoint's rollback released the lock; another
+// replica then enqueued and committed; the next fn of the batch must not use
+// the ids reserved before (lower than the other replica's), but reserve new
+// ones under the lock it takes again.
+func TestNotificationIDsAfterLostHeadLock(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	s1, s2 := open(t, dsn), open(t, dsn)
+	postgres.SetBatchWait(s1, time.Hour)
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	enqueue := func(ctx context.Context, tx ajar.Tx) (int64, error) {
+		n := &ajar.Notification{Sink: "log", Event: []byte(`{}`), CreatedAt: tx.Now()}
+		_, err := tx.EnqueueNotification(ctx, n)
+		return n.ID, err
+	}
+	other := make(chan int64, 1)
+	lead := func(tx ajar.Tx) error {
+		if _, err := enqueue(t.Context(), tx); err != nil {
+			return err
+		}
+		go func() {
+			var id int64
+			err := s2.Update(t.Context(), func(tx ajar.Tx) error {
+				var err error
+				id, err = enqueue(t.Context(), tx)
+				return err
+			})
+			if err != nil {
+				t.Errorf("the other replica's Update: %v", err)
+			}
+			other <- id
+		}()
+		// Fail once the other replica waits for the head lock.
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+			var waiting int
+			if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+				return err
+			}
+			if waiting > 0 {
+				return errBoom
+			}
+			if time.Now().After(deadline) {
+				return errors.New("the other replica never waited for the head lock")
+			}
+		}
+	}
+	var next int64
+	errs := gated(t, s1, lead, []func(context.Context, ajar.Tx) error{func(ctx context.Context, tx ajar.Tx) error {
+		<-other // committed once the lead's savepoint is rolled back
+		var err error
+		next, err = enqueue(ctx, tx)
+		return err
+	}}, nil)
+	if !errors.Is(errs[0], errBoom) || errs[1] != nil {
+		t.Fatalf("Update = %v, %v; want %v, nil", errs[0], errs[1], errBoom)
+	}
+	var ids []int64
+	err = s1.View(t.Context(), func(tx ajar.ReadTx) error {
+		ns, err := tx.ListNotifications(t.Context(), ajar.NotificationFilter{})
+		for _, n := range ns {
+			ids = append(ids, n.ID)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 2 || ids[1] != next || ids[0] >= next {
+		t.Errorf("notification ids in id order %v, the batch's is %d: it must come after the other replica's, committed first", ids, next)
 	}
 }

@@ -46,6 +46,9 @@ type readTx struct {
 // tx implements ajar.Tx.
 type tx struct {
 	readTx
+	// ids are notification ids reserved under the head lock, not used yet
+	// (EnqueueNotification).
+	ids []int64
 }
 
 var (
