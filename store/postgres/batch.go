@@ -33,7 +33,9 @@ import (
 // fns or maxBatchWait, then the last member in it commits it. The functions of a
 // batch run one after the other, so its round trips bound a replica's rate: the
 // savepoint of a fn (and the release of the previous one) goes in one round trip
-// with fn's first statement.
+// with fn's first statement, the writes fn does not wait for are queued and go
+// with its next statement (pipeline.go), and the last fn's queued writes go with
+// the COMMIT.
 //
 // Locks. The batch takes the head lock at the first write of any of its fns and
 // keeps it to the commit: from then on every later fn writes under it, so the

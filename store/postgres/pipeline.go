@@ -16,10 +16,13 @@ import (
 // while its batch holds the chain-head lock (batch.go), so their round trips,
 // not the server's work, bound how many requests a replica commits a second.
 // The writes whose result fn does not wait for (an audit append, the head lock,
-// a certificate record) are therefore queued on the Tx instead of sent, and go
-// in one round trip with the next statement that needs a result, or at the end
-// of fn. Queued audit appends next to each other go as one INSERT of all their
-// rows (and the head moves once for them: migration 0009).
+// a certificate record, a notification without a key, whose id is reserved
+// beforehand: workflow.go) are therefore queued on the Tx instead of sent, and
+// go in one round trip with the next statement that needs a result, or at the
+// end of fn; when the batch ends after fn, with its COMMIT (commitWith in
+// batch.go). Queued audit appends next to each other go as one INSERT of all
+// their rows, and the head moves once for them (migration 0009: a statement
+// trigger checks that the rows extend the head in sequence).
 //
 // The order of statements is the order of the calls: whatever is queued is sent
 // before the statement that flushes it, so a read sees every write fn made
@@ -31,8 +34,11 @@ import (
 // that error, the call that flushed it returns it and so does every later call,
 // and fn's Update returns it even if fn ignored it. fn's savepoint is rolled
 // back, so nothing fn wrote survives. The writes whose result a caller acts on
-// at once (CreateRequest's ECONFLICT, compare-and-swap updates, inserts that
-// return an id, ENOTFOUND of an update) are sent at once, as before.
+// at once (CreateRequest's ECONFLICT, compare-and-swap updates, a notification
+// whose key may be taken, ENOTFOUND of an update) are sent at once, as before.
+// One difference remains: InsertSSHCert's ECONFLICT (a serial that exists,
+// which random 64-bit serials make a bug, not a race) ends fn, where the
+// SQLite store lets fn handle it and go on.
 
 // pipe is the queue of one Update fn's Tx.
 type pipe struct {

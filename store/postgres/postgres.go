@@ -23,12 +23,18 @@
 //     writers never deadlock; ClaimDue is the one write that does not take it,
 //     and it never waits for a lock (SKIP LOCKED), so it cannot close a cycle.
 //     Triggers make the events table append-only and keep the head in step with
-//     it, whoever writes.
+//     it, whoever writes: an INSERT is refused unless its rows extend the head
+//     one after the other, and the head then moves once, to the last of them.
 //   - Group commit. Holding the head lock to the commit serializes commits, each
 //     with its WAL fsync, so concurrent Update calls of one Store share one
 //     transaction: each fn in its own savepoint, one head-lock hold and one
 //     commit for all of them (batch.go). Replicas each batch their own callers;
 //     their batches take turns on the head lock.
+//   - Pipelining. While a batch holds the head lock its round trips are what
+//     bounds a replica, so the writes a fn does not wait for (audit appends,
+//     certificate records, notifications without a key) are queued and sent
+//     with its next statement, several appends as one INSERT (pipeline.go). A
+//     queued write that fails still fails fn, and fn still reads its own writes.
 //   - No session state. Nothing depends on which pooled connection runs what:
 //     locks are row locks or transaction-scoped advisory locks (migrations), all
 //     released at commit. (A session advisory lock taken through a pool can stay
