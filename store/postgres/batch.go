@@ -61,6 +61,12 @@ const (
 
 	// clockMicros reads the database's clock, in microseconds since the epoch.
 	clockMicros = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+
+	// clockReuse is how long a reading of the database's clock serves later
+	// batches (their clock is that reading plus the time since then on this
+	// process's monotonic clock), so that most batches send BEGIN with their
+	// first statement instead of in a round trip of its own.
+	clockReuse = time.Second
 )
 
 // batch is one open write transaction shared by several Update calls. Its fields
@@ -71,7 +77,8 @@ type batch struct {
 	n     int  // fns that ran in it
 	kept  int  // fns that ran in it and succeeded
 	cur   *tx  // the running fn's Tx, until endUpdate
-	began bool // BEGIN was sent
+	began bool // the batch's clock is set and BEGIN sent or in pre
+	open  bool // BEGIN was sent
 	// pre is what to send before the running fn's first statement, in the
 	// same round trip: the end of the previous fn's savepoint and the start
 	// of this one's. Empty once sent.
@@ -179,9 +186,16 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !b.began {
-		// Begin the transaction and read the database's clock.
+	switch {
+	case !b.began && !s.clockLocal.IsZero() && time.Since(s.clockLocal) < clockReuse:
+		// The database's clock was read a moment ago: go on from that
+		// reading, and send BEGIN with fn's first statement.
 		b.began = true
+		b.clock0, b.local0 = s.clockDB, s.clockLocal
+		b.pre = []string{beginWrite, "SAVEPOINT u"}
+	case !b.began:
+		// Begin the transaction and read the database's clock.
+		b.began, b.open = true, true
 		res, err := b.conn.Conn().PgConn().Exec(wctx, beginWrite+"; "+clockMicros).ReadAll()
 		if err == nil {
 			b.clock0, err = parseClock(res)
@@ -192,8 +206,9 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 			return err
 		}
 		b.local0 = time.Now()
+		s.clockDB, s.clockLocal = b.clock0, b.local0
 		b.pre = []string{"SAVEPOINT u"}
-	} else if b.pre == nil {
+	case b.pre == nil:
 		b.pre = []string{"RELEASE SAVEPOINT u", "SAVEPOINT u"}
 	}
 	// fn's savepoint opens with its first statement (dbConn). Its clock is
@@ -217,7 +232,7 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 		// fn went on after a statement failed; PostgreSQL aborted everything
 		// since the savepoint at that point, so fn's work is not whole.
 		err = fmt.Errorf("postgres: update ignored a failed statement: %w", t.failed())
-	case b.conn.Conn().PgConn().TxStatus() != 'T':
+	case b.open && b.conn.Conn().PgConn().TxStatus() != 'T':
 		// A failure that did not go through fail: the same, and keeping it
 		// would fail the whole batch.
 		err = errors.New("postgres: update ignored a failed statement")
@@ -343,7 +358,7 @@ func (s *Store) finish(ctx context.Context, b *batch, abort error) {
 	s.batch = nil
 	b.err = abort
 	switch {
-	case !b.began:
+	case !b.open:
 		b.conn.Release()
 	case abort != nil || b.kept == 0:
 		end(ctx, b.conn, false)

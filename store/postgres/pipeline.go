@@ -93,6 +93,9 @@ func (c dbConn) send(ctx context.Context, sql string, args []any) (pgx.BatchResu
 	}
 	npre := len(c.b.pre)
 	c.b.pre = nil
+	if npre > 0 {
+		c.b.open = true // a failed BEGIN is rolled back all the same
+	}
 	var reads []func(pgx.BatchResults) error
 	if c.p != nil {
 		for i := 0; i < len(c.p.q); {

@@ -5,9 +5,10 @@
 //
 //   - One clock. ReadTx.Now is the database's clock: now() for View, read once
 //     when the transaction begins; for Update, the database's clock_timestamp()
-//     read when the batch's transaction begins (a batch's fns share one, see
-//     below) plus the time since then on this process's monotonic clock, read
-//     when fn starts. Either way it is fixed for the whole fn, and replicas whose
+//     read when a batch's transaction begins (a batch's fns share one, see
+//     below; batches that begin within a second of that reading reuse it) plus
+//     the time since then on this process's monotonic clock, read when fn
+//     starts. Either way it is fixed for the whole fn, and replicas whose
 //     clocks disagree still agree on what is due and what has expired.
 //   - Claims. ClaimDue locks due rows with FOR UPDATE SKIP LOCKED, so replicas
 //     claiming at the same time take disjoint sets without waiting for each
@@ -104,6 +105,10 @@ type Store struct {
 
 	batchWait time.Duration // maxBatchWait; tests change it
 	commits   atomic.Int64  // batches committed, for tests
+
+	// The database's clock as a batch last read it, and this process's
+	// clock then (batch.go: clockReuse). Guarded by wmu.
+	clockDB, clockLocal time.Time
 
 	// Group commit (batch.go). wmu guards batch and wclosed; pending counts
 	// Update calls waiting for wmu, so the holder knows whether to leave the
