@@ -222,7 +222,7 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 	t := &tx{readTx: readTx{
 		q: dbConn{Conn: b.conn, b: b, p: &pipe{}}, now: now.UTC(),
 		headLocked: b.headLocked, headSeq: b.headSeq, headHash: b.headHash,
-	}, ids: b.ids}
+	}, ids: b.ids, notifies: &s.notifies}
 	b.cur = t
 	defer t.done.Store(true)
 	err := fn(t)

@@ -106,6 +106,9 @@ type Store struct {
 	batchWait time.Duration // maxBatchWait; tests change it
 	commits   atomic.Int64  // batches committed, for tests
 
+	// notifies is set once an Update enqueued a notification (tx.notifies).
+	notifies atomic.Bool
+
 	// The database's clock as a batch last read it, and this process's
 	// clock then (batch.go: clockReuse). Guarded by wmu.
 	clockDB, clockLocal time.Time

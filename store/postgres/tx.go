@@ -47,8 +47,12 @@ type readTx struct {
 type tx struct {
 	readTx
 	// ids are notification ids reserved under the head lock, not used yet
-	// (EnqueueNotification).
-	ids []int64
+	// (EnqueueNotification); idsUnread is set while their reservation is
+	// queued. notifies is the Store's: set once it enqueued a notification,
+	// from then on lockHead reserves ids with the head lock.
+	ids       []int64
+	idsUnread bool
+	notifies  *atomic.Bool
 }
 
 var (
@@ -108,6 +112,23 @@ func (t *tx) lockHead(ctx context.Context) error {
 		}
 		return nil
 	})
+	if t.notifies != nil && t.notifies.Load() && len(t.ids) == 0 {
+		// This store enqueues notifications: reserve ids in the same round
+		// trip, after the lock (EnqueueNotification).
+		t.idsUnread = true
+		t.q.queue(qReserveIDs, []any{reserveIDs}, func(br pgx.BatchResults) error {
+			t.idsUnread = false
+			rows, err := br.Query()
+			if err != nil {
+				rows.Close()
+				return mapError(err, "reserve notification ids")
+			}
+			if err := t.setIDs(rows); err != nil {
+				return mapError(err, "reserve notification ids")
+			}
+			return nil
+		})
+	}
 	return nil
 }
 

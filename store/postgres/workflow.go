@@ -117,8 +117,9 @@ func (t *readTx) CountPendingNotifications(ctx context.Context) (map[string]int,
 }
 
 // EnqueueNotification takes n's id from the ids the transaction reserved from
-// the sequence while it holds the head lock (reserving more when none is
-// left, one round trip for reserveIDs of them), so ids are in commit order: no
+// the sequence while it holds the head lock (with the lock once this store has
+// enqueued a notification, else when none is left: one round trip for
+// reserveIDs of them), so ids are in commit order: no
 // other writer reserves any until this transaction ends, and ids reserved
 // before the head lock was lost (a rolled back savepoint) are never used. A
 // notification without a key is then queued (pipeline.go): it cannot
@@ -134,17 +135,22 @@ func (t *tx) EnqueueNotification(ctx context.Context, n *ajar.Notification) (boo
 	if err := t.lockHead(ctx); err != nil {
 		return false, err
 	}
+	if t.notifies != nil {
+		t.notifies.Store(true)
+	}
+	if t.idsUnread {
+		if err := t.q.flush(ctx); err != nil {
+			return false, t.fail(err)
+		}
+	}
 	if len(t.ids) == 0 {
 		rows, err := t.q.Query(ctx, qReserveIDs, reserveIDs)
 		if err != nil {
 			return false, t.fail(mapError(err, "enqueue notification"))
 		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
+		if err := t.setIDs(rows); err != nil {
 			return false, t.fail(mapError(err, "enqueue notification"))
 		}
-		slices.Sort(ids)
-		t.ids = ids
 	}
 	id := t.ids[0]
 	t.ids = t.ids[1:]
@@ -167,6 +173,17 @@ func (t *tx) EnqueueNotification(ctx context.Context, n *ajar.Notification) (boo
 	n.ID, n.NextAt, n.Attempts, n.LastError = id, next, 0, ""
 	n.State, n.DoneAt, n.Version = ajar.NotificationPending, nil, 1
 	return true, nil
+}
+
+// setIDs keeps the ids reserved by qReserveIDs, in order.
+func (t *tx) setIDs(rows pgx.Rows) error {
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return err
+	}
+	slices.Sort(ids)
+	t.ids = ids
+	return nil
 }
 
 const (
