@@ -77,7 +77,7 @@ func (c dbConn) queueAudit(e *ajar.AuditEvent) {
 
 // waiting reports whether anything must be sent before the next statement.
 func (c dbConn) waiting() bool {
-	return c.b != nil && (c.b.pre != nil || (c.p != nil && len(c.p.q) > 0))
+	return (c.b != nil && c.b.pre != nil) || (c.p != nil && len(c.p.q) > 0)
 }
 
 // send sends b.pre, the queued statements and then sql (none if sql is
@@ -88,13 +88,16 @@ func (c dbConn) waiting() bool {
 // and the transaction is aborted from there on.
 func (c dbConn) send(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
 	var batch pgx.Batch
-	for _, q := range c.b.pre {
-		batch.Queue(q)
-	}
-	npre := len(c.b.pre)
-	c.b.pre = nil
-	if npre > 0 {
-		c.b.open = true // a failed BEGIN is rolled back all the same
+	npre := 0
+	if c.b != nil {
+		for _, q := range c.b.pre {
+			batch.Queue(q)
+		}
+		npre = len(c.b.pre)
+		c.b.pre = nil
+		if npre > 0 {
+			c.b.open = true // a failed BEGIN is rolled back all the same
+		}
 	}
 	var reads []func(pgx.BatchResults) error
 	if c.p != nil {

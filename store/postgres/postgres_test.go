@@ -108,6 +108,24 @@ func TestDatabaseClock(t *testing.T) {
 	if err := s.View(t.Context(), func(tx ajar.ReadTx) error { second = tx.Now(); return nil }); err != nil {
 		t.Fatal(err)
 	}
+	// A View's BEGIN and clock go with its first statement: Now read after
+	// it is the same clock, and the same within the View.
+	var third time.Time
+	if err := s.View(t.Context(), func(tx ajar.ReadTx) error {
+		if _, err := tx.GetRequest(t.Context(), "missing"); ajar.ErrorCode(err) != ajar.ENOTFOUND {
+			return fmt.Errorf("GetRequest: %v, want ENOTFOUND", err)
+		}
+		third = tx.Now()
+		if n := tx.Now(); !n.Equal(third) {
+			t.Errorf("Now changed within a View: %v then %v", third, n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !second.Before(third) || third.Location() != time.UTC {
+		t.Errorf("the clock of a View that read first: %v, want after %v, in UTC", third, second)
+	}
 	if first.Location() != time.UTC || second.Location() != time.UTC {
 		t.Errorf("Now not in UTC: %v, %v", first.Location(), second.Location())
 	}

@@ -29,7 +29,11 @@ type readTx struct {
 	q    dbConn
 	now  time.Time
 	done atomic.Bool
-	err  error // the first statement that failed, see fail
+	// nowUnread is set in a View while its BEGIN and clock are queued; ctx
+	// is the View's, for Now to send them.
+	nowUnread bool
+	ctx       context.Context
+	err       error // the first statement that failed, see fail
 
 	// The chain head as of this transaction's last append, once it holds the
 	// head lock (Update only). Nobody else can move the head meanwhile.
@@ -94,7 +98,17 @@ func (t *readTx) fail(err error) error {
 // failed returns the error recorded by fail, or nil.
 func (t *readTx) failed() error { return t.err }
 
-func (t *readTx) Now() time.Time { return t.now }
+// Now returns the transaction's clock. In a View whose clock is not read yet
+// (View), it sends what is queued first; if that fails, it returns the zero
+// time and every later call (and View) fails.
+func (t *readTx) Now() time.Time {
+	if t.nowUnread && t.err == nil {
+		if err := t.q.flush(t.ctx); err != nil {
+			t.fail(err)
+		}
+	}
+	return t.now
+}
 
 // lockHead takes the audit chain-head lock for the rest of the transaction (see
 // the package comment: every write takes it first, so writers lock in one order).
