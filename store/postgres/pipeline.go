@@ -20,9 +20,11 @@ import (
 // beforehand: workflow.go) are therefore queued on the Tx instead of sent, and
 // go in one round trip with the next statement that needs a result, or at the
 // end of fn; when the batch ends after fn, with its COMMIT (commitWith in
-// batch.go). Queued audit appends next to each other go as one INSERT of all
-// their rows, and the head moves once for them (migration 0009: a statement
-// trigger checks that the rows extend the head in sequence).
+// batch.go). The audit appends queued together go as one INSERT of all their
+// rows (sent after the certificate records and notifications queued among
+// them, which touch nothing they touch), and the head moves once for them
+// (migration 0009: a statement trigger checks that the rows extend the head
+// in sequence).
 //
 // The order of statements is the order of the calls: whatever is queued is sent
 // before the statement that flushes it, so a read sees every write fn made
@@ -53,6 +55,10 @@ type queued struct {
 	sql   string
 	args  []any
 	audit *ajar.AuditEvent
+	// apart is set for a write to a table that audit appends neither read
+	// nor write (a certificate, a notification): queued audit appends may be
+	// sent after it, together with the appends that follow it.
+	apart bool
 	// read reads the statement's result from br and returns the error the
 	// Tx method that queued it would have returned. It fails only when the
 	// statement failed on the server, never on a check of a result the
@@ -68,6 +74,12 @@ const qInsertAudit = `INSERT INTO audit_events (` + auditCols + `)
 // queue adds a statement whose result read checks when it is sent.
 func (c dbConn) queue(sql string, args []any, read func(pgx.BatchResults) error) {
 	c.p.q = append(c.p.q, queued{sql: sql, args: args, read: read})
+}
+
+// queueApart adds a statement as queue does, one that audit appends may be
+// sent after (queued.apart).
+func (c dbConn) queueApart(sql string, args []any, read func(pgx.BatchResults) error) {
+	c.p.q = append(c.p.q, queued{sql: sql, args: args, read: read, apart: true})
 }
 
 // queueAudit adds an audit event to insert (already checked and hashed).
@@ -101,23 +113,31 @@ func (c dbConn) send(ctx context.Context, sql string, args []any) (pgx.BatchResu
 	}
 	var reads []func(pgx.BatchResults) error
 	if c.p != nil {
-		for i := 0; i < len(c.p.q); {
-			q := c.p.q[i]
-			if q.audit == nil {
-				batch.Queue(q.sql, q.args...)
-				reads = append(reads, q.read)
-				i++
-				continue
+		// Audit appends wait in run and go as one INSERT before the first
+		// statement they may not be sent after (or at the end): their order
+		// among themselves, and with every other statement that touches
+		// what they touch, is kept.
+		var run []queued
+		sendRun := func() {
+			if len(run) > 0 {
+				sql, args, read := auditInsert(run)
+				batch.Queue(sql, args...)
+				reads = append(reads, read)
+				run = nil
 			}
-			j := i + 1
-			for j < len(c.p.q) && c.p.q[j].audit != nil {
-				j++
-			}
-			sql, args, read := auditInsert(c.p.q[i:j])
-			batch.Queue(sql, args...)
-			reads = append(reads, read)
-			i = j
 		}
+		for _, q := range c.p.q {
+			switch {
+			case q.audit != nil:
+				run = append(run, q)
+				continue
+			case !q.apart:
+				sendRun()
+			}
+			batch.Queue(q.sql, q.args...)
+			reads = append(reads, q.read)
+		}
+		sendRun()
 		c.p.q = c.p.q[:0]
 	}
 	if sql != "" {

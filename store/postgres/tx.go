@@ -740,7 +740,7 @@ func (t *tx) InsertSSHCert(ctx context.Context, c ajar.SSHCert) error {
 	// Queued (pipeline.go): a serial that exists fails the insert (a unique
 	// violation, so the server refuses it, not a check here) and fn with
 	// ECONFLICT when it is sent.
-	t.q.queue(qInsertSSHCert, args, func(br pgx.BatchResults) error {
+	t.q.queueApart(qInsertSSHCert, args, func(br pgx.BatchResults) error {
 		if _, err := br.Exec(); err != nil {
 			if pgCode(err) == codeUniqueViolation {
 				return ajar.Errorf(ajar.ECONFLICT, "ssh certificate serial %d already exists", c.Serial)

@@ -156,7 +156,7 @@ func (t *tx) EnqueueNotification(ctx context.Context, n *ajar.Notification) (boo
 	t.ids = t.ids[1:]
 	args = append([]any{id}, args...)
 	if n.Key == "" {
-		t.q.queue(qEnqueue, args, func(br pgx.BatchResults) error {
+		t.q.queueApart(qEnqueue, args, func(br pgx.BatchResults) error {
 			if _, err := br.Exec(); err != nil {
 				return mapError(err, "enqueue notification")
 			}
