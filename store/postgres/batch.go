@@ -33,7 +33,9 @@ import (
 // fns or maxBatchWait, then the last member in it commits it. The functions of a
 // batch run one after the other, so its round trips bound a replica's rate: the
 // savepoint of a fn (and the release of the previous one) goes in one round trip
-// with fn's first statement.
+// with fn's first statement, the writes fn does not wait for are queued and go
+// with its next statement (pipeline.go), and the last fn's queued writes go with
+// the COMMIT.
 //
 // Locks. The batch takes the head lock at the first write of any of its fns and
 // keeps it to the commit: from then on every later fn writes under it, so the
@@ -59,6 +61,12 @@ const (
 
 	// clockMicros reads the database's clock, in microseconds since the epoch.
 	clockMicros = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+
+	// clockReuse is how long a reading of the database's clock serves later
+	// batches (their clock is that reading plus the time since then on this
+	// process's monotonic clock), so that most batches send BEGIN with their
+	// first statement instead of in a round trip of its own.
+	clockReuse = time.Second
 )
 
 // batch is one open write transaction shared by several Update calls. Its fields
@@ -69,7 +77,8 @@ type batch struct {
 	n     int  // fns that ran in it
 	kept  int  // fns that ran in it and succeeded
 	cur   *tx  // the running fn's Tx, until endUpdate
-	began bool // BEGIN was sent
+	began bool // the batch's clock is set and BEGIN sent or in pre
+	open  bool // BEGIN was sent
 	// pre is what to send before the running fn's first statement, in the
 	// same round trip: the end of the previous fn's savepoint and the start
 	// of this one's. Empty once sent.
@@ -85,6 +94,9 @@ type batch struct {
 	headLocked bool
 	headSeq    int64
 	headHash   []byte
+	// Notification ids reserved while the batch holds the head lock and not
+	// used yet (workflow.go), in order.
+	ids []int64
 
 	done chan struct{} // closed once err is set
 	err  error         // the outcome of COMMIT
@@ -144,13 +156,12 @@ func (s *Store) Update(ctx context.Context, fn func(ajar.Tx) error) error {
 		if !returned {
 			// fn panicked or called runtime.Goexit: undo its writes and free the
 			// writer for everyone else while the panic goes on.
-			s.endUpdate(wctx, b, false)
+			s.endUpdate(wctx, b, errPanicked)
 		}
 	}()
 	err := s.runFn(ctx, wctx, b, fn)
 	returned = true
-	s.endUpdate(wctx, b, err == nil)
-	if err != nil {
+	if err = s.endUpdate(wctx, b, err); err != nil {
 		return err
 	}
 	// fn's writes are in b; they are durable only once b commits. The wait is
@@ -175,9 +186,16 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !b.began {
-		// Begin the transaction and read the database's clock.
+	switch {
+	case !b.began && !s.clockLocal.IsZero() && time.Since(s.clockLocal) < clockReuse:
+		// The database's clock was read a moment ago: go on from that
+		// reading, and send BEGIN with fn's first statement.
 		b.began = true
+		b.clock0, b.local0 = s.clockDB, s.clockLocal
+		b.pre = []string{beginWrite, "SAVEPOINT u"}
+	case !b.began:
+		// Begin the transaction and read the database's clock.
+		b.began, b.open = true, true
 		res, err := b.conn.Conn().PgConn().Exec(wctx, beginWrite+"; "+clockMicros).ReadAll()
 		if err == nil {
 			b.clock0, err = parseClock(res)
@@ -188,8 +206,9 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 			return err
 		}
 		b.local0 = time.Now()
+		s.clockDB, s.clockLocal = b.clock0, b.local0
 		b.pre = []string{"SAVEPOINT u"}
-	} else if b.pre == nil {
+	case b.pre == nil:
 		b.pre = []string{"RELEASE SAVEPOINT u", "SAVEPOINT u"}
 	}
 	// fn's savepoint opens with its first statement (dbConn). Its clock is
@@ -201,9 +220,9 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 	}
 	b.n++
 	t := &tx{readTx: readTx{
-		q: dbConn{Conn: b.conn, b: b}, now: now.UTC(),
+		q: dbConn{Conn: b.conn, b: b, p: &pipe{}}, now: now.UTC(),
 		headLocked: b.headLocked, headSeq: b.headSeq, headHash: b.headHash,
-	}}
+	}, ids: b.ids, notifies: &s.notifies}
 	b.cur = t
 	defer t.done.Store(true)
 	err := fn(t)
@@ -213,7 +232,7 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 		// fn went on after a statement failed; PostgreSQL aborted everything
 		// since the savepoint at that point, so fn's work is not whole.
 		err = fmt.Errorf("postgres: update ignored a failed statement: %w", t.failed())
-	case b.conn.Conn().PgConn().TxStatus() != 'T':
+	case b.open && b.conn.Conn().PgConn().TxStatus() != 'T':
 		// A failure that did not go through fail: the same, and keeping it
 		// would fail the whole batch.
 		err = errors.New("postgres: update ignored a failed statement")
@@ -237,37 +256,99 @@ func parseClock(res []*pgconn.Result) (time.Time, error) {
 	return time.UnixMicro(us).UTC(), nil
 }
 
-// endUpdate keeps the running fn's writes in the batch (ok) or rolls its
-// savepoint back, then commits the batch if nobody is waiting to join it, it is
-// full or it has been open long enough. It unlocks wmu.
-func (s *Store) endUpdate(ctx context.Context, b *batch, ok bool) {
+// errPanicked is endUpdate's fn error when fn did not return.
+var errPanicked = errors.New("postgres: update function panicked")
+
+// endUpdate sends what the running fn queued (pipeline.go), then keeps fn's
+// writes in the batch (fnErr nil and the queued statements succeeded) or rolls
+// its savepoint back, then commits the batch if nobody is waiting to join it,
+// it is full or it has been open long enough. When the batch ends after fn, the
+// queued statements go in one round trip with the COMMIT. It returns fn's
+// outcome: fnErr, or the error of a statement it queued, or, if the batch
+// ended with fn in the same round trip, the batch's. It unlocks wmu.
+func (s *Store) endUpdate(ctx context.Context, b *batch, fnErr error) error {
 	defer s.wmu.Unlock()
+	err := fnErr
 	if t := b.cur; t != nil && b.broken == nil {
 		b.cur = nil
+		if t.claimedFirst && !t.headLocked {
+			b.full = true // see Locks above
+		}
+		if err == nil && len(t.q.p.q) > 0 {
+			if s.ending(b) {
+				return s.commitWith(ctx, b, t)
+			}
+			err = t.q.flush(ctx)
+		}
 		switch {
 		case b.pre != nil:
 			// fn sent no statement: its savepoint was never opened and there
 			// is nothing to undo. The next fn sends pre.
-		case ok:
+		case err == nil:
 			b.kept++
-			b.headLocked, b.headSeq, b.headHash = t.headLocked, t.headSeq, t.headHash
-			if t.claimedFirst && !t.headLocked {
-				b.full = true // see Locks above
-			}
+			b.headLocked, b.headSeq, b.headHash, b.ids = t.headLocked, t.headSeq, t.headHash, t.ids
 		default:
-			// Undo everything since the savepoint; the head lock, taken
-			// before it, stays. If that fails, the transaction is lost.
-			if _, err := b.conn.Conn().PgConn().Exec(ctx, "ROLLBACK TO SAVEPOINT u").ReadAll(); err != nil {
-				b.broken = fmt.Errorf("postgres: rollback to savepoint: %w", err)
-			}
+			s.rollbackFn(ctx, b)
 		}
 	}
 	switch {
 	case b.broken != nil:
 		s.finish(ctx, b, fmt.Errorf("postgres: transaction aborted: %w", b.broken))
-	case s.pending.Load() == 0, b.full, b.n >= s.maxBatch, time.Since(b.start) >= s.batchWait:
+	case s.ending(b):
 		s.finish(ctx, b, nil)
 	}
+	return err
+}
+
+// ending reports whether b should commit after the fn that just ran.
+func (s *Store) ending(b *batch) bool {
+	return s.pending.Load() == 0 || b.full || b.n >= s.maxBatch || time.Since(b.start) >= s.batchWait
+}
+
+// rollbackFn undoes everything since the running fn's savepoint; the head
+// lock, taken before it, stays. If that fails, the transaction is lost.
+func (s *Store) rollbackFn(ctx context.Context, b *batch) {
+	if _, err := b.conn.Conn().PgConn().Exec(ctx, "ROLLBACK TO SAVEPOINT u").ReadAll(); err != nil {
+		b.broken = fmt.Errorf("postgres: rollback to savepoint: %w", err)
+	}
+}
+
+// commitWith ends b after its last fn t, sending t's queued statements and
+// COMMIT in one round trip. If one of them fails, the server skips the rest
+// (COMMIT included) and the transaction is aborted: t's savepoint is rolled
+// back and the batch commits the others' writes as finish does, and t's error
+// is returned. (Queued statements fail only on the server: pipeline.go.)
+func (s *Store) commitWith(ctx context.Context, b *batch, t *tx) error {
+	br, err := t.q.send(ctx, "COMMIT", nil)
+	if err != nil {
+		if b.broken == nil {
+			s.rollbackFn(ctx, b)
+		}
+		if b.broken != nil {
+			s.finish(ctx, b, fmt.Errorf("postgres: transaction aborted: %w", b.broken))
+			return b.err
+		}
+		s.finish(ctx, b, nil)
+		return err
+	}
+	b.kept++
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	s.batch = nil
+	switch {
+	case err != nil:
+		b.conn.Conn().PgConn().Close(ctx)
+		b.err = fmt.Errorf("postgres: commit: %w (a batch of %d updates, none committed)", err, b.kept)
+	case tag.String() != "COMMIT":
+		b.err = fmt.Errorf("postgres: commit: the transaction was rolled back (%s) (a batch of %d updates, none committed)", tag, b.kept)
+	default:
+		s.commits.Add(1)
+	}
+	b.conn.Release()
+	close(b.done)
+	return nil
 }
 
 // finish ends b: it commits, or rolls back if abort is set or no fn in b
@@ -277,7 +358,7 @@ func (s *Store) finish(ctx context.Context, b *batch, abort error) {
 	s.batch = nil
 	b.err = abort
 	switch {
-	case !b.began:
+	case !b.open:
 		b.conn.Release()
 	case abort != nil || b.kept == 0:
 		end(ctx, b.conn, false)
@@ -293,10 +374,12 @@ func (s *Store) finish(ctx context.Context, b *batch, abort error) {
 
 // dbConn runs a transaction's statements on its connection. In a batch (b set),
 // they run without the caller's cancellation (see Update), and the first one of
-// a fn goes in one round trip with b.pre (its savepoint).
+// a fn goes in one round trip with b.pre (its savepoint) and, with p set (an
+// Update fn's Tx), with the statements fn queued before it (pipeline.go).
 type dbConn struct {
 	*pgxpool.Conn
 	b *batch
+	p *pipe
 }
 
 func (c dbConn) ctx(ctx context.Context) context.Context {
@@ -306,34 +389,23 @@ func (c dbConn) ctx(ctx context.Context) context.Context {
 	return ctx
 }
 
-// pipelined sends b.pre and then the statement, and reads pre's results. The
-// caller reads the statement's result from br and closes it. If pre fails, the
-// savepoints are in an unknown state and the batch cannot commit.
-func (c dbConn) pipelined(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
-	var batch pgx.Batch
-	for _, q := range c.b.pre {
-		batch.Queue(q)
+// failed returns the error of a queued statement that failed, if any.
+func (c dbConn) failed() error {
+	if c.p != nil {
+		return c.p.err
 	}
-	batch.Queue(sql, args...)
-	n := len(c.b.pre)
-	c.b.pre = nil
-	br := c.Conn.SendBatch(ctx, &batch)
-	for range n {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			c.b.broken = fmt.Errorf("postgres: savepoint: %w", err)
-			return nil, c.b.broken
-		}
-	}
-	return br, nil
+	return nil
 }
 
 func (c dbConn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	ctx = c.ctx(ctx)
-	if c.b == nil || c.b.pre == nil {
+	if err := c.failed(); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	if !c.waiting() {
 		return c.Conn.Exec(ctx, sql, args...)
 	}
-	br, err := c.pipelined(ctx, sql, args)
+	br, err := c.send(ctx, sql, args)
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
@@ -346,10 +418,13 @@ func (c dbConn) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comma
 
 func (c dbConn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	ctx = c.ctx(ctx)
-	if c.b == nil || c.b.pre == nil {
+	if err := c.failed(); err != nil {
+		return nil, err
+	}
+	if !c.waiting() {
 		return c.Conn.Query(ctx, sql, args...)
 	}
-	br, err := c.pipelined(ctx, sql, args)
+	br, err := c.send(ctx, sql, args)
 	if err != nil {
 		return nil, err
 	}
@@ -364,10 +439,13 @@ func (c dbConn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, e
 
 func (c dbConn) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	ctx = c.ctx(ctx)
-	if c.b == nil || c.b.pre == nil {
+	if err := c.failed(); err != nil {
+		return errRow{err}
+	}
+	if !c.waiting() {
 		return c.Conn.QueryRow(ctx, sql, args...)
 	}
-	br, err := c.pipelined(ctx, sql, args)
+	br, err := c.send(ctx, sql, args)
 	if err != nil {
 		return errRow{err}
 	}

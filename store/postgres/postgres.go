@@ -5,9 +5,10 @@
 //
 //   - One clock. ReadTx.Now is the database's clock: now() for View, read once
 //     when the transaction begins; for Update, the database's clock_timestamp()
-//     read when the batch's transaction begins (a batch's fns share one, see
-//     below) plus the time since then on this process's monotonic clock, read
-//     when fn starts. Either way it is fixed for the whole fn, and replicas whose
+//     read when a batch's transaction begins (a batch's fns share one, see
+//     below; batches that begin within a second of that reading reuse it) plus
+//     the time since then on this process's monotonic clock, read when fn
+//     starts. Either way it is fixed for the whole fn, and replicas whose
 //     clocks disagree still agree on what is due and what has expired.
 //   - Claims. ClaimDue locks due rows with FOR UPDATE SKIP LOCKED, so replicas
 //     claiming at the same time take disjoint sets without waiting for each
@@ -23,12 +24,18 @@
 //     writers never deadlock; ClaimDue is the one write that does not take it,
 //     and it never waits for a lock (SKIP LOCKED), so it cannot close a cycle.
 //     Triggers make the events table append-only and keep the head in step with
-//     it, whoever writes.
+//     it, whoever writes: an INSERT is refused unless its rows extend the head
+//     one after the other, and the head then moves once, to the last of them.
 //   - Group commit. Holding the head lock to the commit serializes commits, each
 //     with its WAL fsync, so concurrent Update calls of one Store share one
 //     transaction: each fn in its own savepoint, one head-lock hold and one
 //     commit for all of them (batch.go). Replicas each batch their own callers;
 //     their batches take turns on the head lock.
+//   - Pipelining. While a batch holds the head lock its round trips are what
+//     bounds a replica, so the writes a fn does not wait for (audit appends,
+//     certificate records, notifications without a key) are queued and sent
+//     with its next statement, several appends as one INSERT (pipeline.go). A
+//     queued write that fails still fails fn, and fn still reads its own writes.
 //   - No session state. Nothing depends on which pooled connection runs what:
 //     locks are row locks or transaction-scoped advisory locks (migrations), all
 //     released at commit. (A session advisory lock taken through a pool can stay
@@ -58,7 +65,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ajar-dev/ajar"
@@ -98,6 +105,13 @@ type Store struct {
 
 	batchWait time.Duration // maxBatchWait; tests change it
 	commits   atomic.Int64  // batches committed, for tests
+
+	// notifies is set once an Update enqueued a notification (tx.notifies).
+	notifies atomic.Bool
+
+	// The database's clock as a batch last read it, and this process's
+	// clock then (batch.go: clockReuse). Guarded by wmu.
+	clockDB, clockLocal time.Time
 
 	// Group commit (batch.go). wmu guards batch and wclosed; pending counts
 	// Update calls waiting for wmu, so the holder knows whether to leave the
@@ -254,46 +268,6 @@ func (s *Store) Close() error {
 // errClosed is returned by Update and View after Close.
 var errClosed = errors.New("postgres: store is closed")
 
-// begin takes a connection and starts a transaction on it with beginSQL, reading
-// the transaction's clock in the same round trip.
-func (s *Store) begin(ctx context.Context, beginSQL string) (*pgxpool.Conn, time.Time, error) {
-	if s.closed.Load() {
-		return nil, time.Time{}, errClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, time.Time{}, err
-	}
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("postgres: acquire connection: %w", err)
-	}
-	res, err := conn.Conn().PgConn().Exec(ctx, beginSQL+"; "+nowMicros).ReadAll()
-	var now time.Time
-	if err == nil {
-		now, err = parseNow(res)
-	}
-	if err != nil {
-		conn.Conn().PgConn().Close(context.WithoutCancel(ctx)) // state unknown: never reuse it
-		conn.Release()
-		return nil, time.Time{}, fmt.Errorf("postgres: begin: %w", err)
-	}
-	if s.now != nil {
-		now = s.now()
-	}
-	return conn, now.UTC(), nil
-}
-
-func parseNow(res []*pgconn.Result) (time.Time, error) {
-	if len(res) != 2 || len(res[1].Rows) != 1 || len(res[1].Rows[0]) != 1 {
-		return time.Time{}, fmt.Errorf("unexpected reply to %q", nowMicros)
-	}
-	us, err := strconv.ParseInt(string(res[1].Rows[0][0]), 10, 64)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("database clock: %w", err)
-	}
-	return time.UnixMicro(us).UTC(), nil
-}
-
 // end finishes the transaction on conn (rolling back unless commit) and returns
 // the connection to the pool, or closes it if its state is not known to be clean.
 func end(ctx context.Context, conn *pgxpool.Conn, commit bool) error {
@@ -322,15 +296,50 @@ func end(ctx context.Context, conn *pgxpool.Conn, commit bool) error {
 }
 
 // View runs fn in a read-only transaction on one snapshot; see ajar.Store.
+//
+// BEGIN and the reading of the transaction's clock are queued (pipeline.go):
+// they go in one round trip with fn's first statement, or when fn first calls
+// Now. If they fail, so does every call of fn's ReadTx, and View returns that
+// error even if fn ignored it.
 func (s *Store) View(ctx context.Context, fn func(ajar.ReadTx) error) error {
-	conn, now, err := s.begin(ctx, beginRead)
-	if err != nil {
+	if s.closed.Load() {
+		return errClosed
+	}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	t := &readTx{q: dbConn{Conn: conn}, now: now}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: acquire connection: %w", err)
+	}
+	t := &readTx{q: dbConn{Conn: conn, p: &pipe{}}, ctx: ctx, nowUnread: true}
+	t.q.queue(beginRead, nil, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("postgres: begin: %w", err)
+		}
+		return nil
+	})
+	t.q.queue(nowMicros, nil, func(br pgx.BatchResults) error {
+		var us int64
+		if err := br.QueryRow().Scan(&us); err != nil {
+			return fmt.Errorf("postgres: begin: database clock: %w", err)
+		}
+		t.now, t.nowUnread = time.UnixMicro(us).UTC(), false
+		if s.now != nil {
+			t.now = s.now().UTC()
+		}
+		return nil
+	})
 	defer func() {
 		t.done.Store(true)
+		if len(t.q.p.q) > 0 {
+			conn.Release() // BEGIN was never sent
+			return
+		}
 		end(ctx, conn, false)
 	}()
-	return fn(t)
+	if err := fn(t); err != nil {
+		return err
+	}
+	return t.q.failed() // BEGIN or the clock failed (only they are queued)
 }

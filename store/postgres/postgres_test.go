@@ -89,6 +89,18 @@ func TestDatabaseClock(t *testing.T) {
 		}
 		return nil
 	})
+	// The next batch begins within a second: it goes on from the same
+	// reading of the database's clock (BEGIN is sent with its first
+	// statement), so its clock is later, and still before the server's now().
+	var next time.Time
+	update(t, s, func(tx ajar.Tx) error {
+		next = tx.Now()
+		_, err := tx.AppendAudit(t.Context(), ajar.AuditEvent{Time: next, Actor: "a", Action: "x", Subject: "s"})
+		return err
+	})
+	if !next.After(first) {
+		t.Errorf("the next batch's clock %v is not after the first's %v", next, first)
+	}
 	var server time.Time
 	if err := conn.QueryRow(t.Context(), "SELECT now()").Scan(&server); err != nil {
 		t.Fatal(err)
@@ -96,10 +108,28 @@ func TestDatabaseClock(t *testing.T) {
 	if err := s.View(t.Context(), func(tx ajar.ReadTx) error { second = tx.Now(); return nil }); err != nil {
 		t.Fatal(err)
 	}
+	// A View's BEGIN and clock go with its first statement: Now read after
+	// it is the same clock, and the same within the View.
+	var third time.Time
+	if err := s.View(t.Context(), func(tx ajar.ReadTx) error {
+		if _, err := tx.GetRequest(t.Context(), "missing"); ajar.ErrorCode(err) != ajar.ENOTFOUND {
+			return fmt.Errorf("GetRequest: %v, want ENOTFOUND", err)
+		}
+		third = tx.Now()
+		if n := tx.Now(); !n.Equal(third) {
+			t.Errorf("Now changed within a View: %v then %v", third, n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !second.Before(third) || third.Location() != time.UTC {
+		t.Errorf("the clock of a View that read first: %v, want after %v, in UTC", third, second)
+	}
 	if first.Location() != time.UTC || second.Location() != time.UTC {
 		t.Errorf("Now not in UTC: %v, %v", first.Location(), second.Location())
 	}
-	if !first.Before(server) || !server.Before(second) {
+	if !first.Before(server) || !next.Before(server) || !server.Before(second) {
 		t.Errorf("Now out of order with the server's now(): update %v, server %v, view %v", first, server, second)
 	}
 	if d := time.Since(first); d < 0 || d > time.Minute {

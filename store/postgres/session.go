@@ -92,9 +92,9 @@ func (t *readTx) ListSessions(ctx context.Context, f ajar.SessionFilter) ([]*aja
 		where = append(where, "user_id = "+arg(f.UserID))
 	}
 	if !f.IncludeEnded {
-		now, err := sqlcodec.FormatTime("now", t.now)
+		now, err := sqlcodec.FormatTime("now", t.Now())
 		if err != nil {
-			return nil, err
+			return nil, t.failed() // a View whose clock could not be read
 		}
 		where = append(where, "revoked_at IS NULL AND expires_at > "+arg(now))
 	}

@@ -29,13 +29,20 @@ type readTx struct {
 	q    dbConn
 	now  time.Time
 	done atomic.Bool
-	err  error // the first statement that failed, see fail
+	// nowUnread is set in a View while its BEGIN and clock are queued; ctx
+	// is the View's, for Now to send them.
+	nowUnread bool
+	ctx       context.Context
+	err       error // the first statement that failed, see fail
 
 	// The chain head as of this transaction's last append, once it holds the
 	// head lock (Update only). Nobody else can move the head meanwhile.
 	headLocked bool
 	headSeq    int64
 	headHash   []byte
+	// headUnread is set while the statement that takes the head lock is
+	// queued (pipeline.go): headSeq and headHash are not read yet.
+	headUnread bool
 	// claimedFirst is set when ClaimDue locked rows before the head lock.
 	claimedFirst bool
 }
@@ -43,6 +50,13 @@ type readTx struct {
 // tx implements ajar.Tx.
 type tx struct {
 	readTx
+	// ids are notification ids reserved under the head lock, not used yet
+	// (EnqueueNotification); idsUnread is set while their reservation is
+	// queued. notifies is the Store's: set once it enqueued a notification,
+	// from then on lockHead reserves ids with the head lock.
+	ids       []int64
+	idsUnread bool
+	notifies  *atomic.Bool
 }
 
 var (
@@ -60,6 +74,9 @@ func (t *readTx) enter(ctx context.Context) error {
 	if t.err != nil {
 		return t.err
 	}
+	if err := t.q.failed(); err != nil {
+		return t.fail(err)
+	}
 	return ctx.Err()
 }
 
@@ -68,6 +85,10 @@ func (t *readTx) enter(ctx context.Context) error {
 // statement fails, so every later call fails with the same error instead of
 // "current transaction is aborted", and Update refuses to commit.
 func (t *readTx) fail(err error) error {
+	if perr := t.q.failed(); perr != nil {
+		// A queued statement failed first: that is the cause (pipeline.go).
+		err = perr
+	}
 	if t.err == nil {
 		t.err = err
 	}
@@ -77,7 +98,17 @@ func (t *readTx) fail(err error) error {
 // failed returns the error recorded by fail, or nil.
 func (t *readTx) failed() error { return t.err }
 
-func (t *readTx) Now() time.Time { return t.now }
+// Now returns the transaction's clock. In a View whose clock is not read yet
+// (View), it sends what is queued first; if that fails, it returns the zero
+// time and every later call (and View) fails.
+func (t *readTx) Now() time.Time {
+	if t.nowUnread && t.err == nil {
+		if err := t.q.flush(t.ctx); err != nil {
+			t.fail(err)
+		}
+	}
+	return t.now
+}
 
 // lockHead takes the audit chain-head lock for the rest of the transaction (see
 // the package comment: every write takes it first, so writers lock in one order).
@@ -85,13 +116,48 @@ func (t *tx) lockHead(ctx context.Context) error {
 	if t.headLocked {
 		return nil
 	}
-	err := t.q.QueryRow(ctx, `SELECT seq, hash FROM audit_head FOR UPDATE`).Scan(&t.headSeq, &t.headHash)
-	if err != nil {
-		return t.fail(fmt.Errorf("postgres: lock audit head: %w", err))
+	// Queued: it goes with the write that follows (pipeline.go), which it
+	// precedes, so the lock order stays the same.
+	t.headLocked, t.headUnread = true, true
+	t.q.queue(qLockHead, nil, func(br pgx.BatchResults) error {
+		t.headUnread = false
+		if err := br.QueryRow().Scan(&t.headSeq, &t.headHash); err != nil {
+			return fmt.Errorf("postgres: lock audit head: %w", err)
+		}
+		return nil
+	})
+	if t.notifies != nil && t.notifies.Load() && len(t.ids) == 0 {
+		// This store enqueues notifications: reserve ids in the same round
+		// trip, after the lock (EnqueueNotification).
+		t.idsUnread = true
+		t.q.queue(qReserveIDs, []any{reserveIDs}, func(br pgx.BatchResults) error {
+			t.idsUnread = false
+			rows, err := br.Query()
+			if err != nil {
+				rows.Close()
+				return mapError(err, "reserve notification ids")
+			}
+			if err := t.setIDs(rows); err != nil {
+				return mapError(err, "reserve notification ids")
+			}
+			return nil
+		})
 	}
-	t.headLocked = true
 	return nil
 }
+
+// readHead makes sure headSeq and headHash are read, once lockHead was called.
+func (t *tx) readHead(ctx context.Context) error {
+	if !t.headUnread {
+		return nil
+	}
+	if err := t.q.flush(ctx); err != nil {
+		return t.fail(err)
+	}
+	return nil
+}
+
+const qLockHead = `SELECT seq, hash FROM audit_head FOR UPDATE`
 
 // Requests.
 
@@ -460,6 +526,11 @@ func (t *readTx) AuditHead(ctx context.Context) (int64, []byte, error) {
 		return 0, nil, err
 	}
 	if t.headLocked {
+		if t.headUnread {
+			if err := t.q.flush(ctx); err != nil {
+				return 0, nil, t.fail(err)
+			}
+		}
 		return t.headSeq, t.headHash, nil
 	}
 	var seq int64
@@ -520,16 +591,19 @@ func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEven
 	if err := t.lockHead(ctx); err != nil {
 		return ajar.AuditEvent{}, err
 	}
+	if err := t.readHead(ctx); err != nil {
+		return ajar.AuditEvent{}, err
+	}
 	// The hash covers the UTC text of the time; keep exactly that time.
 	e.Time = e.Time.UTC()
 	e.Seq = t.headSeq + 1
 	e.PrevHash = t.headHash
 	e.Hash = e.ComputeHash()
-	// The insert trigger checks that the event extends the head and moves it.
-	if _, err := t.q.Exec(ctx, `INSERT INTO audit_events (`+auditCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		e.Seq, e.Time.Format(time.RFC3339Nano), e.Actor, e.Action, e.Subject, []byte(e.Details), e.PrevHash, e.Hash); err != nil {
-		return ajar.AuditEvent{}, t.fail(mapError(err, fmt.Sprintf("append audit event %d", e.Seq)))
-	}
+	// Queued, and inserted with the appends next to it (pipeline.go): its
+	// failure fails fn. The insert trigger checks that the events extend the
+	// head and moves it.
+	q := e
+	t.q.queueAudit(&q)
 	t.headSeq, t.headHash = e.Seq, e.Hash
 	return e, nil
 }
@@ -663,13 +737,19 @@ func (t *tx) InsertSSHCert(ctx context.Context, c ajar.SSHCert) error {
 	if err := t.lockHead(ctx); err != nil {
 		return err
 	}
-	tag, err := t.q.Exec(ctx, `INSERT INTO ssh_certs (`+sshCertCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-		ON CONFLICT (serial) DO NOTHING`, args...)
-	if err != nil {
-		return t.fail(mapError(err, fmt.Sprintf("insert ssh cert %d", c.Serial)))
-	}
-	if tag.RowsAffected() == 0 {
-		return ajar.Errorf(ajar.ECONFLICT, "ssh certificate serial %d already exists", c.Serial)
-	}
+	// Queued (pipeline.go): a serial that exists fails the insert (a unique
+	// violation, so the server refuses it, not a check here) and fn with
+	// ECONFLICT when it is sent.
+	t.q.queueApart(qInsertSSHCert, args, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			if pgCode(err) == codeUniqueViolation {
+				return ajar.Errorf(ajar.ECONFLICT, "ssh certificate serial %d already exists", c.Serial)
+			}
+			return mapError(err, fmt.Sprintf("insert ssh cert %d", c.Serial))
+		}
+		return nil
+	})
 	return nil
 }
+
+const qInsertSSHCert = `INSERT INTO ssh_certs (` + sshCertCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`

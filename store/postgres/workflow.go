@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,6 +116,14 @@ func (t *readTx) CountPendingNotifications(ctx context.Context) (map[string]int,
 	return m, nil
 }
 
+// EnqueueNotification takes n's id from the ids the transaction reserved from
+// the sequence while it holds the head lock (with the lock once this store has
+// enqueued a notification, else when none is left: one round trip for
+// reserveIDs of them), so ids are in commit order: no
+// other writer reserves any until this transaction ends, and ids reserved
+// before the head lock was lost (a rolled back savepoint) are never used. A
+// notification without a key is then queued (pipeline.go): it cannot
+// conflict, and nothing waits for its result.
 func (t *tx) EnqueueNotification(ctx context.Context, n *ajar.Notification) (bool, error) {
 	if err := t.enter(ctx); err != nil {
 		return false, err
@@ -123,25 +132,70 @@ func (t *tx) EnqueueNotification(ctx context.Context, n *ajar.Notification) (boo
 	if err != nil {
 		return false, err
 	}
-	// The id sequence is read under the head lock: ids in commit order.
 	if err := t.lockHead(ctx); err != nil {
 		return false, err
 	}
-	var id int64
-	err = t.q.QueryRow(ctx, `INSERT INTO notifications
-		(sink, key, event, created_at, next_at, attempts, last_error, state, done_at, version)
-		VALUES ($1, $2, $3, $4, $5, 0, '', 'pending', NULL, 1)
-		ON CONFLICT (sink, key) WHERE key IS NOT NULL DO NOTHING
-		RETURNING id`, args...).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil // the key is taken
-	} else if err != nil {
-		return false, t.fail(mapError(err, "enqueue notification"))
+	if t.notifies != nil {
+		t.notifies.Store(true)
+	}
+	if t.idsUnread {
+		if err := t.q.flush(ctx); err != nil {
+			return false, t.fail(err)
+		}
+	}
+	if len(t.ids) == 0 {
+		rows, err := t.q.Query(ctx, qReserveIDs, reserveIDs)
+		if err != nil {
+			return false, t.fail(mapError(err, "enqueue notification"))
+		}
+		if err := t.setIDs(rows); err != nil {
+			return false, t.fail(mapError(err, "enqueue notification"))
+		}
+	}
+	id := t.ids[0]
+	t.ids = t.ids[1:]
+	args = append([]any{id}, args...)
+	if n.Key == "" {
+		t.q.queueApart(qEnqueue, args, func(br pgx.BatchResults) error {
+			if _, err := br.Exec(); err != nil {
+				return mapError(err, "enqueue notification")
+			}
+			return nil
+		})
+	} else {
+		err = t.q.QueryRow(ctx, qEnqueue+` ON CONFLICT (sink, key) WHERE key IS NOT NULL DO NOTHING RETURNING id`, args...).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil // the key is taken
+		} else if err != nil {
+			return false, t.fail(mapError(err, "enqueue notification"))
+		}
 	}
 	n.ID, n.NextAt, n.Attempts, n.LastError = id, next, 0, ""
 	n.State, n.DoneAt, n.Version = ajar.NotificationPending, nil, 1
 	return true, nil
 }
+
+// setIDs keeps the ids reserved by qReserveIDs, in order.
+func (t *tx) setIDs(rows pgx.Rows) error {
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return err
+	}
+	slices.Sort(ids)
+	t.ids = ids
+	return nil
+}
+
+const (
+	// reserveIDs is how many notification ids a transaction reserves at a
+	// time; the ones it does not use are gaps (ids only grow).
+	reserveIDs  = 16
+	qReserveIDs = `SELECT nextval(pg_get_serial_sequence('notifications', 'id')) FROM generate_series(1, $1)`
+	qEnqueue    = `INSERT INTO notifications
+		(id, sink, key, event, created_at, next_at, attempts, last_error, state, done_at, version)
+		OVERRIDING SYSTEM VALUE
+		VALUES ($1, $2, $3, $4, $5, $6, 0, '', 'pending', NULL, 1)`
+)
 
 func (t *tx) UpdateNotification(ctx context.Context, n *ajar.Notification) error {
 	if err := t.enter(ctx); err != nil {

@@ -93,6 +93,9 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Extensions", testExtensions},
 		{"PendingExtensions", testPendingExtensions},
 		{"Leases", testLeases},
+		{"PipelineReadsOwnWrites", testPipelineReadsOwnWrites},
+		{"PipelineLateErrorFailsFn", testPipelineLateErrorFailsFn},
+		{"PipelineLateErrorsInBatches", testPipelineLateErrorsInBatches},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
