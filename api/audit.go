@@ -154,18 +154,7 @@ func auditQuery(q query) (readmodel.AuditQuery, error) {
 
 // checkAuditField validates a user, target or action to search for.
 func checkAuditField(name, v string) error {
-	if v == "" {
-		return ajar.FieldErrorf(name, "must not be empty")
-	}
-	if len(v) > maxAuditField {
-		return ajar.FieldErrorf(name, "is longer than %d bytes", maxAuditField)
-	}
-	for _, c := range v {
-		if c < 0x20 || c == 0x7f {
-			return ajar.FieldErrorf(name, "contains a control character")
-		}
-	}
-	return nil
+	return checkText(name, v, maxAuditField, "must not be empty")
 }
 
 // queryTime parses an optional RFC 3339 time; absent is the zero time.

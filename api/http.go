@@ -326,14 +326,18 @@ func (q query) int(name string, limit int64) (int64, error) {
 }
 
 // checkID validates an id taken from the URL before it reaches the core.
-func checkID(field, id string) error {
-	if id == "" {
-		return ajar.FieldErrorf(field, "is required")
+func checkID(field, id string) error { return checkText(field, id, maxIDLen, "is required") }
+
+// checkText refuses v (EINVALID naming field) when it is empty (saying
+// missing), longer than max bytes, or holds a control character.
+func checkText(field, v string, max int, missing string) error {
+	if v == "" {
+		return ajar.FieldErrorf(field, "%s", missing)
 	}
-	if len(id) > maxIDLen {
-		return ajar.FieldErrorf(field, "is longer than %d bytes", maxIDLen)
+	if len(v) > max {
+		return ajar.FieldErrorf(field, "is longer than %d bytes", max)
 	}
-	for _, c := range id {
+	for _, c := range v {
 		if c < 0x20 || c == 0x7f {
 			return ajar.FieldErrorf(field, "contains a control character")
 		}
