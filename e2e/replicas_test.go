@@ -481,9 +481,13 @@ func TestReplicasKillAndStop(t *testing.T) {
 	admin := api.NewClient(reps[2].URL, reps[2].tokens["admin"])
 	evs := allAudit(t, admin)
 	ends := map[string]int{}
+	activated := map[string]bool{} // became active: the provider granted them
 	for _, e := range evs {
 		if endActions[e.Action] {
 			ends[e.Subject]++
+		}
+		if e.Action == "request.activated" {
+			activated[e.Subject] = true
 		}
 	}
 	for id := range stored {
@@ -521,18 +525,31 @@ func TestReplicasKillAndStop(t *testing.T) {
 			lags = append(lags, at.Sub(r.expires))
 		}
 	}
-	granted := 0
+	// A request that became active was granted by the provider and must have
+	// been revoked exactly once. One whose grant intent was committed by the
+	// killed replica, which died before it called the provider or before it
+	// recorded the activation, was revoked when it came due (a no-op when the
+	// grant never happened): at most one effective revoke, checked above, and
+	// nothing left active.
+	granted, intents := 0, 0
 	for id, r := range stored {
-		if r.activated {
-			granted++
-			c := counts[id]
-			if c == nil {
-				c = &counted{}
+		if !activated[id] {
+			if r.activated {
+				intents++
 			}
-			if len(c.revokes) != 1 {
-				t.Errorf("active request %s: provider saw %d effective revokes, want 1", id, len(c.revokes))
-			}
+			continue
 		}
+		granted++
+		c := counts[id]
+		if c == nil {
+			c = &counted{}
+		}
+		if len(c.revokes) != 1 {
+			t.Errorf("active request %s: provider saw %d effective revokes, want 1", id, len(c.revokes))
+		}
+	}
+	if intents > 0 {
+		t.Logf("%d requests had a grant intent but never became active (the killed replica's)", intents)
 	}
 	calls := callCounts(t, counterDir)
 	slices.Sort(lags)
