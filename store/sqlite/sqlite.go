@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -148,10 +149,7 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 	common.Set("_busy_timeout", fmt.Sprint(busyTimeout.Milliseconds()))
 	common.Set("_foreign_keys", "1")
 
-	w := url.Values{}
-	for k, v := range common {
-		w[k] = v
-	}
+	w := maps.Clone(common)
 	w.Set("_journal_mode", "WAL")
 	// FULL: in WAL mode every commit fsyncs the WAL, so a committed revocation
 	// intent survives a power cut, not only a killed process. Group commit pays
@@ -165,10 +163,7 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 	// steps in past this many pages.
 	w.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", writerCheckpointPages))
 
-	r := url.Values{}
-	for k, v := range common {
-		r[k] = v
-	}
+	r := maps.Clone(common)
 	r.Set("_query_only", "1")
 
 	s := &Store{now: time.Now, maxBatch: DefaultMaxBatch}
@@ -216,10 +211,7 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 	if err := s.readDB.PingContext(ctx); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	c := url.Values{}
-	for k, v := range common {
-		c[k] = v
-	}
+	c := maps.Clone(common)
 	c.Set("_synchronous", "FULL")
 	ckdb, err := sql.Open("sqlite", base+"?"+c.Encode())
 	if err != nil {

@@ -57,7 +57,7 @@ type pendingEvent struct {
 	requester, target string // "" when unknown: looked up at insert
 }
 
-// reqKey is a request's id, requester and target, which never change.
+// reqKey is a request's id, requester and target.
 type reqKey struct{ id, requester, target string }
 
 // auditHead is the last audit event's Seq and Hash as the open write
@@ -362,10 +362,12 @@ func (t *tx) CreateRequest(ctx context.Context, r *ajar.Request) error {
 	return nil
 }
 
-// remember notes r's requester and target for the audit events about it.
+// remember notes r's requester and target, as fn just wrote them, for the
+// audit events fn appends about it from now on.
 func (t *tx) remember(r *ajar.Request) {
-	for _, k := range t.reqs {
+	for i, k := range t.reqs {
 		if k.id == r.ID {
+			t.reqs[i] = reqKey{r.ID, r.Requester, r.Target}
 			return
 		}
 	}
