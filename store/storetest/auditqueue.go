@@ -115,3 +115,30 @@ func testAuditManyInOneUpdate(t *testing.T, h *harness) {
 		t.Errorf("after a failed Update: %d events, last %s; want %d, last test.after", len(all), all[len(all)-1].Action, len(appended)+1)
 	}
 }
+
+// testAuditAfterRequestRewritten: an event appended after an Update rewrote
+// its request's requester carries the requester as written, not as it was
+// first written in the same Update.
+func testAuditAfterRequestRewritten(t *testing.T, h *harness) {
+	ctx := t.Context()
+	base := t0.Truncate(time.Second)
+	h.update(t, func(tx ajar.Tx) error {
+		r := simpleRequest("moved", "alice", "web", ajar.StatePending, base)
+		if err := tx.CreateRequest(ctx, r); err != nil {
+			return err
+		}
+		r.Requester = "bob"
+		if err := tx.UpdateRequest(ctx, r); err != nil {
+			return err
+		}
+		_, err := tx.AppendAudit(ctx, ajar.AuditEvent{Time: base, Actor: "carol", Action: "test.after", Subject: "moved"})
+		return err
+	})
+	h.view(t, func(tx ajar.ReadTx) error {
+		evs, err := tx.ListAudit(ctx, ajar.AuditFilter{User: "bob", Limit: 10})
+		if err == nil && len(evs) != 1 {
+			t.Errorf("events about bob's request: %d, want 1", len(evs))
+		}
+		return err
+	})
+}

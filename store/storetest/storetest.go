@@ -73,6 +73,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"AuditDefaultLimit", testAuditDefaultLimit},
 		{"AuditRejectsBadEvents", testAuditRejectsBadEvents},
 		{"AuditManyInOneUpdate", testAuditManyInOneUpdate},
+		{"AuditAfterRequestRewritten", testAuditAfterRequestRewritten},
 		{"Sessions", testSessions},
 		{"SessionUpdateRevocationSticks", testSessionRevocationSticks},
 		{"ListSessions", testListSessions},
