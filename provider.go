@@ -87,6 +87,12 @@ type SSHCertIssuer interface {
 	// is nil and info records the authorized key under serial. It returns
 	// EINVALID (field "public_key") for a key it cannot parse.
 	SignCert(h Handle, publicKey []byte, serial uint64, now time.Time) (cert []byte, info SSHCert, err error)
+	// PrepareCert is SignCert in two steps: it checks what SignCert checks and
+	// returns what it would issue, and sign makes that certificate (nil for a
+	// grant that takes plain keys). A caller records info in its transaction
+	// and calls sign once, after the commit, so that the signature takes none
+	// of the store's writer time; sign fails only if the CA cannot sign.
+	PrepareCert(h Handle, publicKey []byte, serial uint64, now time.Time) (info SSHCert, sign func() ([]byte, error), err error)
 	// CheckPublicKey returns the EINVALID error SignCert would return for
 	// publicKey, or nil, so that bad input is refused before anything is stored.
 	CheckPublicKey(publicKey []byte) error

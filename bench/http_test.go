@@ -112,6 +112,7 @@ func benchPaths(b *testing.B, servers []*server, withAccess bool) {
 				b.ReportMetric(float64(r.p99.Microseconds())/1000, "p99-ms")
 				b.ReportMetric(float64(r.cpu.Microseconds())/1000/float64(max(r.ops, 1)), "server-cpu-ms/op")
 				b.ReportMetric(float64(r.written)/1024/float64(max(r.ops, 1)), "server-written-kb/op")
+				b.ReportMetric(float64(r.client.Microseconds())/1000/float64(max(r.ops, 1)), "client-cpu-ms/op")
 			}
 		})
 	}

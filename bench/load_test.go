@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -208,6 +209,7 @@ type result struct {
 	window   time.Duration
 	p50, p99 time.Duration
 	cpu      time.Duration // the servers' CPU time during the window
+	client   time.Duration // the load generator's own CPU time during it
 	written  int64         // the bytes the servers wrote during the window
 }
 
@@ -257,6 +259,7 @@ func measure(ctx context.Context, clients []*client, pids []int, conc int, windo
 	if err != nil {
 		cancel(err)
 	}
+	self0 := selfCPU()
 	w0, err := ioWrittenAll(pids)
 	if err != nil {
 		cancel(err)
@@ -270,6 +273,7 @@ func measure(ctx context.Context, clients []*client, pids []int, conc int, windo
 	if err != nil {
 		cancel(err)
 	}
+	self1 := selfCPU()
 	w1, err := ioWrittenAll(pids)
 	if err != nil {
 		cancel(err)
@@ -283,7 +287,18 @@ func measure(ctx context.Context, clients []*client, pids []int, conc int, windo
 		return result{}, errors.New("no operation completed in the window")
 	}
 	slices.Sort(lat)
-	return result{ops: len(lat), window: end.Sub(start), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], cpu: cpu1 - cpu0, written: w1 - w0}, nil
+	return result{ops: len(lat), window: end.Sub(start), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], cpu: cpu1 - cpu0, client: self1 - self0, written: w1 - w0}, nil
+}
+
+// selfCPU is the CPU time (user and system) the load generator has used so
+// far: it shares the machine with the server, so what it uses the server
+// cannot.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func cpuTimes(pids []int) (time.Duration, error) {

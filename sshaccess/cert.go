@@ -41,29 +41,48 @@ func (s *Service) IssueSSHCert(ctx context.Context, u ajar.User, id string, publ
 	if !ok {
 		return nil, ajar.Errorf(ajar.EINVALID, "target %s does not issue SSH certificates", r.Target)
 	}
-	var out *ajar.SSHCertOutput
+	var p *pendingCert
 	err = s.store.Update(ctx, func(tx ajar.Tx) error {
 		cur, err := tx.GetRequest(ctx, id)
 		if err != nil {
 			return err
 		}
-		out, err = s.issueInTx(ctx, tx, u, cur, issuer, publicKey, false)
+		p, err = s.issueInTx(ctx, tx, u, cur, issuer, publicKey, false)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	return p.sign()
 }
 
-// issueInTx certifies publicKey for cur, which must be active at the
-// transaction's time, and records, counts and audits the certificate in tx.
-func (s *Service) issueInTx(ctx context.Context, tx ajar.Tx, u ajar.User, cur *ajar.Request, issuer ajar.SSHCertIssuer, publicKey []byte, created bool) (*ajar.SSHCertOutput, error) {
+// pendingCert is a certificate recorded and audited in a transaction, to be
+// signed once that transaction has committed (ajar.SSHCertIssuer's
+// PrepareCert): the signature takes none of the store's writer time, and no
+// certificate exists that its record does not.
+type pendingCert struct {
+	info   ajar.SSHCert
+	signFn func() ([]byte, error)
+}
+
+// sign signs p after its transaction committed.
+func (p *pendingCert) sign() (*ajar.SSHCertOutput, error) {
+	cert, err := p.signFn()
+	if err != nil {
+		return nil, err
+	}
+	return &ajar.SSHCertOutput{Certificate: strings.TrimSpace(string(cert)), Info: p.info}, nil
+}
+
+// issueInTx prepares the certificate of publicKey for cur, which must be
+// active at the transaction's time, and records, counts and audits it in tx.
+// The caller signs it (pendingCert.sign) after tx commits.
+func (s *Service) issueInTx(ctx context.Context, tx ajar.Tx, u ajar.User, cur *ajar.Request, issuer ajar.SSHCertIssuer, publicKey []byte, created bool) (*pendingCert, error) {
 	now := tx.Now()
 	if cur.State != ajar.StateActive || cur.Handle == nil || cur.ExpiresAt == nil || !now.Before(*cur.ExpiresAt) {
 		return nil, ajar.Errorf(ajar.ECONFLICT, "request %s is no longer active", cur.ID)
 	}
-	cert, info, err := issuer.SignCert(*cur.Handle, publicKey, randomSerial(), now)
+	info, sign, err := issuer.PrepareCert(*cur.Handle, publicKey, randomSerial(), now)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +99,7 @@ func (s *Service) issueInTx(ctx context.Context, tx ajar.Tx, u ajar.User, cur *a
 	if err != nil {
 		return nil, err
 	}
-	return &ajar.SSHCertOutput{Certificate: strings.TrimSpace(string(cert)), Info: info}, nil
+	return &pendingCert{info: info, signFn: sign}, nil
 }
 
 func randomSerial() uint64 {

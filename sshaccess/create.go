@@ -67,22 +67,24 @@ func (s *Service) issuerFor(target, field, publicKey string) (ajar.SSHCertIssuer
 // createCert creates the request with the certificate in its commit when it
 // can (see CreateWithCert).
 func (s *Service) createCert(ctx context.Context, u ajar.User, in ajar.CreateInput, issuer ajar.SSHCertIssuer, publicKey string) (*ajar.Request, *ajar.SSHCertOutput, error) {
-	var cert *ajar.SSHCertOutput
+	var p *pendingCert
 	r, ran, err := s.core.CreateRequestThen(ctx, u, in, func(ctx context.Context, tx ajar.Tx, r *ajar.Request) error {
 		var err error
-		cert, err = s.issueInTx(ctx, tx, u, r, issuer, []byte(publicKey), true)
+		p, err = s.issueInTx(ctx, tx, u, r, issuer, []byte(publicKey), true)
 		return err
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	if !ran {
-		cert = nil
-		if r.State == ajar.StateActive {
-			// Granted by a provider call after the commit.
-			if cert, err = s.IssueSSHCert(ctx, u, r.ID, []byte(publicKey)); err != nil {
-				return r, nil, err
-			}
+	var cert *ajar.SSHCertOutput
+	if ran {
+		if cert, err = p.sign(); err != nil {
+			return r, nil, err
+		}
+	} else if r.State == ajar.StateActive {
+		// Granted by a provider call after the commit.
+		if cert, err = s.IssueSSHCert(ctx, u, r.ID, []byte(publicKey)); err != nil {
+			return r, nil, err
 		}
 	}
 	return r, cert, nil

@@ -3,10 +3,14 @@ package sshaccess_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/internal/sshtest"
+	"github.com/ajar-dev/ajar/provider"
+	"github.com/ajar-dev/ajar/sshaccess"
 )
 
 // auditActions returns the actions of the audit events about id, in order,
@@ -125,5 +129,85 @@ func TestCreateRequestThenIsAtomic(t *testing.T) {
 	}
 	if got := e.auditActions(t, id); len(got) != 0 {
 		t.Errorf("audit events left: %q", got)
+	}
+}
+
+// checkingIssuer is the real ssh-cert issuer whose signature first checks,
+// from another transaction, that the certificate's record has committed.
+type checkingIssuer struct {
+	ajar.SSHCertIssuer
+	t      *testing.T
+	store  ajar.Store
+	signed int
+}
+
+func (c *checkingIssuer) PrepareCert(h ajar.Handle, key []byte, serial uint64, now time.Time) (ajar.SSHCert, func() ([]byte, error), error) {
+	info, sign, err := c.SSHCertIssuer.PrepareCert(h, key, serial, now)
+	return info, func() ([]byte, error) {
+		c.signed++
+		var certs []ajar.SSHCert
+		err := c.store.View(context.Background(), func(tx ajar.ReadTx) error {
+			var err error
+			certs, err = tx.ListSSHCerts(context.Background(), info.RequestID)
+			return err
+		})
+		if err != nil || !slices.ContainsFunc(certs, func(s ajar.SSHCert) bool { return s.Serial == info.Serial }) {
+			c.t.Errorf("signing serial %d before its record committed (records %+v, %v)", info.Serial, certs, err)
+		}
+		return sign()
+	}, err
+}
+
+// issuerProviders hands out the checking issuer for the ssh-cert targets.
+type issuerProviders struct {
+	*provider.Set
+	issuer *checkingIssuer
+}
+
+func (p issuerProviders) ForTarget(target string) (ajar.Provider, error) {
+	prov, err := p.Set.ForTarget(target)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		ajar.Provider
+		*checkingIssuer
+	}{prov, p.issuer}, nil
+}
+
+func (p issuerProviders) ForHandle(h ajar.Handle) (ajar.Provider, error) {
+	prov, err := p.Set.ForHandle(h)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		ajar.Provider
+		*checkingIssuer
+	}{prov, p.issuer}, nil
+}
+
+// A certificate is signed after the transaction that records and audits it
+// has committed: the signature takes none of the writer's time, and no
+// certificate exists without its record. Both paths: with the request, and
+// for an active request.
+func TestCertificateSignedAfterItsRecordCommits(t *testing.T) {
+	e := newSSHEnv(t)
+	ctx := t.Context()
+	real, err := e.Provs.ForTarget("db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := &checkingIssuer{SSHCertIssuer: real.(ajar.SSHCertIssuer), t: t, store: e.Store}
+	svc := sshaccess.New(e.Svc, e.Counted, e.Policy, issuerProviders{e.Provs, issuer}, e.CA.AuthorizedKey)
+	r, cert, err := svc.CreateWithCert(ctx, e.Users["alice"], ajar.CreateInput{Target: "db", Duration: "5m", Reason: "test"}, sshtest.PublicKey(t))
+	if err != nil || cert == nil || cert.Certificate == "" {
+		t.Fatalf("CreateWithCert: %+v, %v", cert, err)
+	}
+	second, err := svc.IssueSSHCert(ctx, e.Users["alice"], r.ID, []byte(sshtest.PublicKey(t)))
+	if err != nil || second.Certificate == "" {
+		t.Fatalf("IssueSSHCert: %+v, %v", second, err)
+	}
+	if issuer.signed != 2 {
+		t.Errorf("%d signatures through the issuer, want 2", issuer.signed)
 	}
 }

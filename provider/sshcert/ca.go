@@ -191,6 +191,16 @@ func KnownExtensions() []string {
 // window, an unknown extension, a malformed source address, or a certificate as
 // its public key.
 func (c *CA) Sign(spec CertSpec) (*ssh.Certificate, error) {
+	cert, err := c.prepare(spec)
+	if err != nil {
+		return nil, err
+	}
+	return cert, c.sign(cert)
+}
+
+// prepare checks spec as Sign does and returns the certificate Sign would
+// issue, unsigned.
+func (c *CA) prepare(spec CertSpec) (*ssh.Certificate, error) {
 	if err := spec.check(); err != nil {
 		return nil, err
 	}
@@ -213,10 +223,15 @@ func (c *CA) Sign(spec CertSpec) (*ssh.Certificate, error) {
 	for _, e := range spec.Extensions {
 		cert.Extensions[e] = "" // every OpenSSH extension is a flag with an empty value
 	}
-	if err := cert.SignCert(rand.Reader, c.signer); err != nil {
-		return nil, fmt.Errorf("sign SSH certificate serial %d: %w", spec.Serial, err)
-	}
 	return cert, nil
+}
+
+// sign signs cert, made by prepare, with the CA's key.
+func (c *CA) sign(cert *ssh.Certificate) error {
+	if err := cert.SignCert(rand.Reader, c.signer); err != nil {
+		return fmt.Errorf("sign SSH certificate serial %d: %w", cert.Serial, err)
+	}
+	return nil
 }
 
 func (s CertSpec) check() error {

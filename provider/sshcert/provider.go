@@ -215,12 +215,26 @@ func quoteShort(s string) string {
 // least 2048 bits), and ECONFLICT if the grant has not been made yet (h is only an
 // intent) or has expired at now.
 func (p *Provider) SignCert(h ajar.Handle, publicKey []byte, serial uint64, now time.Time) ([]byte, ajar.SSHCert, error) {
+	info, sign, err := p.PrepareCert(h, publicKey, serial, now)
+	if err != nil {
+		return nil, info, err
+	}
+	cert, err := sign()
+	if err != nil {
+		return nil, ajar.SSHCert{}, err
+	}
+	return cert, info, nil
+}
+
+// PrepareCert is SignCert in two steps (see ajar.SSHCertIssuer): every check
+// and what will be issued now, the signature when sign is called.
+func (p *Provider) PrepareCert(h ajar.Handle, publicKey []byte, serial uint64, now time.Time) (ajar.SSHCert, func() ([]byte, error), error) {
 	var info ajar.SSHCert
 	if h.Provider != Name || h.Version != HandleVersion {
-		return nil, info, ajar.Errorf(ajar.EINVALID, "ssh-cert cannot sign for a %q version %d grant", h.Provider, h.Version)
+		return info, nil, ajar.Errorf(ajar.EINVALID, "ssh-cert cannot sign for a %q version %d grant", h.Provider, h.Version)
 	}
 	if len(h.Data) == 0 {
-		return nil, info, ajar.Errorf(ajar.ECONFLICT, "the grant for request %s has not been made yet", h.Grant.RequestID)
+		return info, nil, ajar.Errorf(ajar.ECONFLICT, "the grant for request %s has not been made yet", h.Grant.RequestID)
 	}
 	// Never past the grant's latest possible end (GrantRequest.Until), nor
 	// longer than any window may be: whatever the handle says, a certificate
@@ -231,22 +245,22 @@ func (p *Provider) SignCert(h ajar.Handle, publicKey []byte, serial uint64, now 
 		until = hard
 	}
 	if !now.Before(until) {
-		return nil, info, ajar.Errorf(ajar.ECONFLICT, "request has expired")
+		return info, nil, ajar.Errorf(ajar.ECONFLICT, "request has expired")
 	}
 	var d handleData
 	if err := json.Unmarshal(h.Data, &d); err != nil {
-		return nil, info, fmt.Errorf("ssh-cert: decode handle of request %s: %w", h.Grant.RequestID, err)
+		return info, nil, fmt.Errorf("ssh-cert: decode handle of request %s: %w", h.Grant.RequestID, err)
 	}
 	key, err := parseUserKey(publicKey)
 	if err != nil {
-		return nil, info, err
+		return info, nil, err
 	}
 	keyID := "ajar:" + h.Grant.RequestID + ":" + h.Grant.Requester
 	plain := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
 	if d.Mode == ModeAuthorizedKeys {
 		// Nothing to sign: the key itself is what hosts will be told to accept.
 		if serial == 0 {
-			return nil, info, ajar.Errorf(ajar.EINVALID, "serial must not be 0")
+			return info, nil, ajar.Errorf(ajar.EINVALID, "serial must not be 0")
 		}
 		info = ajar.SSHCert{
 			Serial:      serial,
@@ -259,10 +273,10 @@ func (p *Provider) SignCert(h ajar.Handle, publicKey []byte, serial uint64, now 
 			IssuedAt:    now,
 			PublicKey:   plain,
 		}
-		return nil, info, nil
+		return info, func() ([]byte, error) { return nil, nil }, nil
 	}
 
-	cert, err := p.ca.Sign(CertSpec{
+	cert, err := p.ca.prepare(CertSpec{
 		PublicKey:     key,
 		Serial:        serial,
 		KeyID:         keyID,
@@ -273,7 +287,7 @@ func (p *Provider) SignCert(h ajar.Handle, publicKey []byte, serial uint64, now 
 		Extensions:    d.Extensions,
 	})
 	if err != nil {
-		return nil, info, fmt.Errorf("ssh-cert: request %s: %w", h.Grant.RequestID, err)
+		return info, nil, fmt.Errorf("ssh-cert: request %s: %w", h.Grant.RequestID, err)
 	}
 	info = ajar.SSHCert{
 		Serial:      cert.Serial,
@@ -286,7 +300,12 @@ func (p *Provider) SignCert(h ajar.Handle, publicKey []byte, serial uint64, now 
 		IssuedAt:    now,
 		PublicKey:   plain,
 	}
-	return ssh.MarshalAuthorizedKey(cert), info, nil
+	return info, func() ([]byte, error) {
+		if err := p.ca.sign(cert); err != nil {
+			return nil, fmt.Errorf("ssh-cert: request %s: %w", info.RequestID, err)
+		}
+		return ssh.MarshalAuthorizedKey(cert), nil
+	}, nil
 }
 
 // CheckPublicKey returns the EINVALID error (field "public_key") SignCert would

@@ -56,6 +56,9 @@ func (r *report) add(name string, m map[string]float64) {
 		if kb, ok := m["server-written-kb/op"]; ok {
 			measured += fmt.Sprintf(", writes %.1f KB/op", kb)
 		}
+		if c, ok := m["client-cpu-ms/op"]; ok {
+			measured += fmt.Sprintf(", load generator CPU %.2f ms/op", c)
+		}
 		if two, ok := r.ops[strings.TrimSuffix(name, "ssh-access")+"two-calls"]; ok && strings.HasSuffix(name, "/ssh-access") && two > 0 {
 			measured += fmt.Sprintf(" (%+.0f%% of two calls)", 100*(m["ops/s"]/two-1))
 		}
