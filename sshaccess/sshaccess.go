@@ -116,7 +116,7 @@ func (s *Service) reusable(ctx context.Context, u ajar.User, target string, para
 		rs, err := tx.ListRequests(ctx, ajar.RequestFilter{
 			Requester: u.ID, Target: target,
 			States:     []ajar.State{ajar.StateActive, ajar.StateApproved, ajar.StatePending},
-			SameParams: true, Params: params, // one index lookup (requests_reuse)
+			SameParams: true, Params: params, // one index lookup per state
 		})
 		if err != nil {
 			return err

@@ -45,7 +45,7 @@ func TestLookupsUseIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	plan := queryPlan(t, s, `SELECT `+requestCols+requestsFrom(f)+where+` ORDER BY created_at DESC, id DESC LIMIT ?`, append(args, 1000)...)
-	if !strings.Contains(plan, "USING INDEX requests_reuse (requester=? AND target=? AND params=? AND state=?)") {
+	if !strings.Contains(plan, "USING INDEX requests_requester_state (requester=? AND state=? AND target=? AND params=?)") {
 		t.Errorf("reuse lookup plan:\n%s", plan)
 	}
 	// The per-user limits, counted in every request's transaction: the open

@@ -172,13 +172,13 @@ func (t *readTx) GetRequest(ctx context.Context, id string) (*ajar.Request, erro
 
 // requestWhere returns the WHERE clause selecting what f selects (all but
 // f.Limit) and its arguments.
-// requestsFrom is the FROM clause for f: a lookup by requester, target and
-// parameters names its index, because SQLite would otherwise walk all the
-// requester's requests in list order (requests_requester) to save a sort of
-// the few that match.
+// requestsFrom is the FROM clause for f: a lookup by requester, states,
+// target and parameters names its index, because SQLite would otherwise walk
+// all the requester's requests in list order (requests_requester) to save a
+// sort of the few that match.
 func requestsFrom(f ajar.RequestFilter) string {
-	if f.SameParams && f.Requester != "" && f.Target != "" {
-		return ` FROM requests INDEXED BY requests_reuse`
+	if f.SameParams && f.Requester != "" && f.Target != "" && len(f.States) > 0 {
+		return ` FROM requests INDEXED BY requests_requester_state`
 	}
 	return ` FROM requests`
 }
@@ -222,7 +222,7 @@ func requestWhere(f ajar.RequestFilter) (string, []any, error) {
 		if err != nil {
 			return "", nil, err
 		}
-		b.WriteString(` AND params IN (?` + strings.Repeat(`, ?`, len(keys)-1) + `)`) // requests_reuse
+		b.WriteString(` AND params IN (?` + strings.Repeat(`, ?`, len(keys)-1) + `)`) // requests_requester_state
 		for _, k := range keys {
 			args = append(args, k)
 		}
