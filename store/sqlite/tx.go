@@ -673,9 +673,13 @@ const maxAuditRows = 16
 
 // qInsertAuditRows[n] inserts n events. An event's requester and target are
 // its parameters when tx knows them, else looked up from the request its
-// subject names (NULL when it names none).
+// subject names (NULL when it names none). The requester is left NULL when
+// it is the event's actor: a search for a user walks the actor index too
+// (sqlcodec.AuditSelect), so the requester index needs only the events
+// others made about the user's requests, and a request's own events (made,
+// certificate issued) cost one index entry less each.
 var qInsertAuditRows = func() (q [maxAuditRows + 1]string) {
-	const row = `(?, ?, ?, ?, ?, ?, ?, ?, coalesce(?, (SELECT requester FROM requests WHERE id = ?)), coalesce(?, (SELECT target FROM requests WHERE id = ?)))`
+	const row = `(?, ?, ?, ?, ?, ?, ?, ?, nullif(coalesce(?, (SELECT requester FROM requests WHERE id = ?)), ?), coalesce(?, (SELECT target FROM requests WHERE id = ?)))`
 	for n := 1; n <= maxAuditRows; n++ {
 		q[n] = `INSERT INTO audit_events (seq, time, actor, action, subject, details, prev_hash, hash, requester, target) VALUES ` +
 			row + strings.Repeat(", "+row, n-1)
@@ -692,7 +696,7 @@ func (t *tx) flushAudit(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		args := make([]any, 0, 12*n)
+		args := make([]any, 0, 13*n)
 		for _, p := range t.pending[:n] {
 			e := p.e
 			var requester, target, lookup any // NULL
@@ -702,7 +706,7 @@ func (t *tx) flushAudit(ctx context.Context) error {
 				lookup = e.Subject
 			}
 			args = append(args, e.Seq, e.Time.Format(time.RFC3339Nano), e.Actor, e.Action,
-				e.Subject, []byte(e.Details), e.PrevHash, e.Hash, requester, lookup, target, lookup)
+				e.Subject, []byte(e.Details), e.PrevHash, e.Hash, requester, lookup, e.Actor, target, lookup)
 		}
 		if _, err := st.ExecContext(ctx, args...); err != nil {
 			return t.fail(fmt.Errorf("sqlite: append audit events %d-%d: %w",
