@@ -37,6 +37,9 @@ type ReadTx interface {
 	// committed before (writers are serialized from their first write on), so
 	// a count there is exact even with several replicas.
 	CountRequests(ctx context.Context, f RequestFilter) (int, error)
+	// CountRequestsEach is CountRequests for each of fs, in one statement (one
+	// round trip to a database server): counts[i] is what fs[i] counts.
+	CountRequestsEach(ctx context.Context, fs ...RequestFilter) (counts []int, err error)
 	// CountByState counts requests in every state that has at least one.
 	CountByState(ctx context.Context) (map[State]int, error)
 	// NextDue returns the earliest NextAt of any request; ok is false if none has one.

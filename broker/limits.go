@@ -42,22 +42,20 @@ const (
 // more open requests, than the policy allows. Call it after tx.CreateRequest.
 func (s *Service) checkCreateLimits(ctx context.Context, tx ajar.Tx, r *ajar.Request) error {
 	lim := s.pol.Limits()
-	// Bounded counts: each reads at most one row more than its limit.
-	n, err := tx.CountRequests(ctx, ajar.RequestFilter{Requester: r.Requester,
-		CreatedSince: tx.Now().Add(-rateWindow), Limit: lim.RequestsPerMinutePerUser + 1})
+	// Bounded counts, in one statement: each reads at most one row more than
+	// its limit.
+	counts, err := tx.CountRequestsEach(ctx,
+		ajar.RequestFilter{Requester: r.Requester, CreatedSince: tx.Now().Add(-rateWindow), Limit: lim.RequestsPerMinutePerUser + 1},
+		ajar.RequestFilter{Requester: r.Requester, States: openStates, Limit: lim.OpenRequestsPerUser + 1})
 	if err != nil {
 		return err
 	}
-	if n > lim.RequestsPerMinutePerUser {
+	if n := counts[0]; n > lim.RequestsPerMinutePerUser {
 		return s.refuseLimit(ctx, r.Requester, limitRate, ajar.Errorf(ajar.ETOOMANY,
 			"you have made %d requests in the last minute, the most the policy allows (limits.%s); try again in a minute",
 			lim.RequestsPerMinutePerUser, limitRate))
 	}
-	open, err := tx.CountRequests(ctx, ajar.RequestFilter{Requester: r.Requester, States: openStates, Limit: lim.OpenRequestsPerUser + 1})
-	if err != nil {
-		return err
-	}
-	if open > lim.OpenRequestsPerUser {
+	if open := counts[1]; open > lim.OpenRequestsPerUser {
 		return s.refuseLimit(ctx, r.Requester, limitOpen, ajar.Errorf(ajar.ETOOMANY,
 			"you have %d requests pending, approved or active, the most the policy allows (limits.%s); cancel one or wait until one ends",
 			lim.OpenRequestsPerUser, limitOpen))

@@ -220,8 +220,13 @@ func (t *readTx) GetRequest(ctx context.Context, id string) (*ajar.Request, erro
 // requestWhere returns the WHERE clause selecting what f selects (all but
 // f.Limit) and its arguments, numbered from $1.
 func requestWhere(f ajar.RequestFilter) (string, []any, error) {
+	return requestWhereArgs(f, nil)
+}
+
+// requestWhereArgs is requestWhere for a statement whose first arguments are
+// args: it numbers its own after them and returns args with them added.
+func requestWhereArgs(f ajar.RequestFilter, args []any) (string, []any, error) {
 	var b strings.Builder
-	var args []any
 	arg := func(v any) string {
 		args = append(args, v)
 		return fmt.Sprintf("$%d", len(args))
@@ -315,6 +320,41 @@ func (t *readTx) CountRequests(ctx context.Context, f ajar.RequestFilter) (int, 
 		return 0, t.fail(mapError(err, "count requests"))
 	}
 	return n, nil
+}
+
+func (t *readTx) CountRequestsEach(ctx context.Context, fs ...ajar.RequestFilter) ([]int, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	counts := make([]int, len(fs))
+	if len(fs) == 0 {
+		return counts, nil
+	}
+	var q strings.Builder
+	var args []any
+	dest := make([]any, len(fs))
+	q.WriteString(`SELECT `)
+	for i, f := range fs {
+		var where string
+		var err error
+		if where, args, err = requestWhereArgs(f, args); err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			q.WriteString(`, `)
+		}
+		q.WriteString(`(SELECT count(*) FROM (SELECT 1 FROM requests` + where)
+		if f.Limit > 0 {
+			args = append(args, f.Limit)
+			fmt.Fprintf(&q, ` LIMIT $%d`, len(args))
+		}
+		fmt.Fprintf(&q, `) AS matched%d)`, i)
+		dest[i] = &counts[i]
+	}
+	if err := t.q.QueryRow(ctx, q.String(), args...).Scan(dest...); err != nil {
+		return nil, t.fail(mapError(err, "count requests"))
+	}
+	return counts, nil
 }
 
 func (t *readTx) CountByState(ctx context.Context) (map[ajar.State]int, error) {

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ajar-dev/ajar"
 )
@@ -58,5 +59,16 @@ func TestLookupsUseIndexes(t *testing.T) {
 	plan = queryPlan(t, s, `SELECT count(*) FROM (SELECT 1`+requestsFrom(open)+where+` LIMIT ?)`, append(args, 51)...)
 	if !strings.Contains(plan, "USING COVERING INDEX requests_requester_state (requester=? AND state=?)") {
 		t.Errorf("open requests count plan:\n%s", plan)
+	}
+	// Both limits in one statement (CountRequestsEach), each by its index.
+	recent := ajar.RequestFilter{Requester: "alice", CreatedSince: time.Now(), Limit: 31}
+	q, args, err := countEachQuery([]ajar.RequestFilter{recent, open})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan = queryPlan(t, s, q, args...)
+	if !strings.Contains(plan, "USING COVERING INDEX requests_requester (requester=? AND created_at>?)") ||
+		!strings.Contains(plan, "USING COVERING INDEX requests_requester_state (requester=? AND state=?)") || strings.Contains(plan, "SCAN requests") {
+		t.Errorf("limits count plan:\n%s", plan)
 	}
 }

@@ -286,6 +286,57 @@ func (t *readTx) CountRequests(ctx context.Context, f ajar.RequestFilter) (int, 
 	return n, nil
 }
 
+func (t *readTx) CountRequestsEach(ctx context.Context, fs ...ajar.RequestFilter) ([]int, error) {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	counts := make([]int, len(fs))
+	if len(fs) == 0 {
+		return counts, nil
+	}
+	q, args, err := countEachQuery(fs)
+	if err != nil {
+		return nil, err
+	}
+	dest := make([]any, len(fs))
+	for i := range counts {
+		dest[i] = &counts[i]
+	}
+	st, err := t.prepared(ctx, q) // few shapes, as in CountRequests
+	if err != nil {
+		return nil, err
+	}
+	if err := st.QueryRowContext(ctx, args...).Scan(dest...); err != nil {
+		return nil, t.fail(fmt.Errorf("sqlite: count requests: %w", err))
+	}
+	return counts, nil
+}
+
+// countEachQuery is the statement of CountRequestsEach: one column per
+// filter, each CountRequests' count.
+func countEachQuery(fs []ajar.RequestFilter) (string, []any, error) {
+	var q strings.Builder
+	var args []any
+	q.WriteString(`SELECT `)
+	for i, f := range fs {
+		where, a, err := requestWhere(f)
+		if err != nil {
+			return "", nil, err
+		}
+		limit := int64(-1) // no bound
+		if f.Limit > 0 {
+			limit = int64(f.Limit)
+		}
+		if i > 0 {
+			q.WriteString(`, `)
+		}
+		q.WriteString(`(SELECT count(*) FROM (SELECT 1` + requestsFrom(f) + where + ` LIMIT ?))`)
+		args = append(append(args, a...), limit)
+	}
+	return q.String(), args, nil
+}
+
 func (t *readTx) CountByState(ctx context.Context) (map[ajar.State]int, error) {
 	ctx, err := t.enter(ctx)
 	if err != nil {

@@ -613,6 +613,23 @@ func testCountRequests(t *testing.T, h *harness) {
 				}
 			}
 		}
+		// All of them in one statement, and in another order.
+		var fs []ajar.RequestFilter
+		var want []int
+		for i := range cases {
+			c := cases[(i*7)%len(cases)]
+			fs, want = append(fs, c.f), append(want, c.want)
+		}
+		counts, err := tx.CountRequestsEach(t.Context(), fs...)
+		if err != nil {
+			return fmt.Errorf("CountRequestsEach: %w", err)
+		}
+		if !slices.Equal(counts, want) {
+			t.Errorf("CountRequestsEach = %v, want %v", counts, want)
+		}
+		if counts, err := tx.CountRequestsEach(t.Context()); err != nil || len(counts) != 0 {
+			t.Errorf("CountRequestsEach() = %v, %v; want none", counts, err)
+		}
 		return nil
 	})
 }
