@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ajar-dev/ajar"
@@ -69,10 +70,13 @@ var errStale = errors.New("request changed since it was claimed")
 func (s *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	sem := make(chan struct{}, s.sched.Workers)
+	w := &workers{
+		calls: make(chan struct{}, s.sched.Workers),
+		steps: make(chan struct{}, s.sched.Workers*stepsPerWorker),
+	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	more := false // the last claim filled every free worker: more may be due
+	more := false // the last claim filled every free step: more may be due
 	for {
 		select {
 		case <-ctx.Done():
@@ -80,10 +84,16 @@ func (s *Service) Run(ctx context.Context) {
 		case <-timer.C:
 		case <-s.kick:
 		}
-		free := cap(sem) - len(sem)
-		if more && free < max(cap(sem)/4, 1) && len(sem) > 0 {
+		free := cap(w.steps) - len(w.steps)
+		if w.queued.Load() >= int64(cap(w.calls)) {
+			// Every worker is busy in a provider and as many claimed requests
+			// wait for one: claiming more would only make them wait longer.
+			// The next provider call to end kicks again.
+			continue
+		}
+		if more && free < max(cap(w.steps)/4, 1) && len(w.steps) > 0 {
 			// A backlog (a burst of expiries): claim in batches, not one request
-			// a commit as each worker frees. The next worker to end kicks again.
+			// a commit as each step ends. The next step to end kicks again.
 			continue
 		}
 		claimed, wait, err := s.claim(ctx, free)
@@ -92,12 +102,12 @@ func (s *Service) Run(ctx context.Context) {
 			wait = s.sched.Poll
 		}
 		for _, c := range claimed {
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done(); s.Kick() }()
-				s.step(context.WithoutCancel(ctx), c.r, c.clock)
-			}()
+			w.steps <- struct{}{}
+			w.queued.Add(1)
+			wg.Go(func() {
+				defer func() { <-w.steps; s.Kick() }()
+				s.runClaimed(context.WithoutCancel(ctx), ctx.Done(), w, c)
+			})
 		}
 		more = len(claimed) == free && free > 0
 		if more {
@@ -121,7 +131,7 @@ func (s *Service) RunDue(ctx context.Context) (int, error) {
 			return n, nil
 		}
 		for _, c := range claimed {
-			s.step(ctx, c.r, c.clock)
+			s.step(ctx, c.r, c.clock, nil)
 		}
 		n += len(claimed)
 	}
@@ -209,13 +219,55 @@ func (s *Service) hold(r *ajar.Request, now time.Time) {
 func (s *Service) runHeld(r *ajar.Request, at time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.sched.ProviderTimeout+5*time.Second)
 	defer cancel()
-	s.step(ctx, r, newStoreClock(at))
+	s.step(ctx, r, newStoreClock(at), nil)
 	s.Kick()
 }
 
+// stepsPerWorker bounds the requests Run has claimed and not moved on yet:
+// this many per provider call in flight (SchedulerConfig.Workers). In a
+// burst of expiries most of them are past their provider call, their ends
+// waiting to be written together (writeBatched), so one claim and one commit
+// serve many requests.
+const stepsPerWorker = 8
+
+// workers are Run's bounds: calls holds a slot per provider call in flight
+// (SchedulerConfig.Workers), steps one per claimed request not moved on yet;
+// queued counts the claimed requests waiting for a slot of calls.
+type workers struct {
+	calls  chan struct{}
+	steps  chan struct{}
+	queued atomic.Int64
+}
+
+// runClaimed moves a request Run claimed on, once a worker is free for its
+// provider call (or Run stops: stop is closed). A revocation gives the worker
+// back as soon as the provider answered, before its end is written. A request
+// whose lease would end before a provider call could (it waited for a worker
+// too long) is left alone: it is due again at the end of its lease.
+func (s *Service) runClaimed(ctx context.Context, stop <-chan struct{}, w *workers, c claimed) {
+	select {
+	case w.calls <- struct{}{}:
+		w.queued.Add(-1)
+	case <-stop:
+		w.queued.Add(-1)
+		return
+	}
+	var once sync.Once
+	called := func() { once.Do(func() { <-w.calls; s.Kick() }) }
+	defer called()
+	if c.r.NextAt != nil && c.clock.Now().Add(s.sched.ProviderTimeout).After(*c.r.NextAt) {
+		s.log.Warn("scheduler: a claimed request waited for a worker until its lease was nearly over; it is due again at the lease's end",
+			"request", c.r.ID, "lease_until", *c.r.NextAt)
+		return
+	}
+	s.step(ctx, c.r, c.clock, called)
+}
+
 // step moves one claimed request on. Errors are logged; the request stays due at
-// the end of its lease, so nothing is lost.
-func (s *Service) step(ctx context.Context, r *ajar.Request, clk storeClock) {
+// the end of its lease, so nothing is lost. called, if not nil, is called once
+// a revocation's provider call returned (Run frees its worker for another
+// provider call then).
+func (s *Service) step(ctx context.Context, r *ajar.Request, clk storeClock, called func()) {
 	var err error
 	switch r.State {
 	case ajar.StatePending:
@@ -223,7 +275,7 @@ func (s *Service) step(ctx context.Context, r *ajar.Request, clk storeClock) {
 	case ajar.StateApproved:
 		err = s.grant(ctx, r, clk)
 	case ajar.StateActive, ajar.StateRevoking, ajar.StateRevokeFailed:
-		err = s.revoke(ctx, r, clk)
+		err = s.revoke(ctx, r, clk, called)
 	default:
 		err = s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
 			cur.NextAt = nil
@@ -267,7 +319,7 @@ func (s *Service) write(ctx context.Context, r *ajar.Request, fn func(tx ajar.Tx
 }
 
 // maxWriteBatch bounds the requests one batched write transaction changes.
-const maxWriteBatch = 64
+const maxWriteBatch = 256
 
 // writeBatch gathers writes (see writeBatched) that run while another is
 // committing. Its zero value is ready.
@@ -291,11 +343,13 @@ type batchedWrite struct {
 // writeBatched is write, with the same contract, for writes that come many at
 // once: while one caller commits, the others' writes wait, then go together in
 // one transaction (up to maxWriteBatch), each request with its audit events,
-// so a batch commits or fails as a whole. A request changed since r was read
-// is left out of the batch with errStale before anything is written for it.
-// When any other error stops a batch, its writes run again one transaction
-// each (write, with each caller's ctx), so one bad request never fails the
-// others.
+// so a batch commits or fails as a whole. fn is applied to a copy of r, not
+// to the request read again: the batch's requests are written with one
+// compare-and-swap (Tx.UpdateRequests), which writes none of them if any
+// changed since its r was read. When that or any other error stops a batch,
+// its writes run again one transaction each (write, with each caller's ctx:
+// a request changed since gets errStale), so one bad or stale request never
+// fails the others.
 func (s *Service) writeBatched(ctx context.Context, r *ajar.Request, fn func(tx ajar.Tx, cur *ajar.Request, now time.Time) error) error {
 	w := &batchedWrite{ctx: ctx, r: r, fn: fn, done: make(chan struct{}), lead: make(chan struct{}, 1)}
 	b := &s.ends
@@ -355,23 +409,23 @@ func (s *Service) writeBatch(ctx context.Context, batch []*batchedWrite) {
 	if len(batch) > 1 {
 		err := s.store.Update(ctx, func(tx ajar.Tx) error {
 			now := tx.Now()
-			for _, w := range batch {
+			curs := make([]*ajar.Request, len(batch))
+			for i, w := range batch {
 				w.out, w.err = nil, nil
-				cur, err := tx.GetRequest(ctx, w.r.ID)
-				if err != nil {
+				// The request as its caller read it (claimed, at its
+				// Version): UpdateRequests writes them all only if none
+				// changed since, so it is not read again here.
+				cur := *w.r
+				if err := w.fn(tx, &cur, now); err != nil {
 					return err
 				}
-				if cur.Version != w.r.Version {
-					w.err = errStale // nothing written for it
-					continue
-				}
-				if err := w.fn(tx, cur, now); err != nil {
-					return err
-				}
-				if err := tx.UpdateRequest(ctx, cur); err != nil {
-					return err
-				}
-				w.out = cur
+				curs[i] = &cur
+			}
+			if err := tx.UpdateRequests(ctx, curs); err != nil {
+				return err // stale (ECONFLICT) or not: each alone, below
+			}
+			for i, w := range batch {
+				w.out = curs[i]
 			}
 			return nil
 		})
@@ -428,7 +482,7 @@ func (s *Service) grant(ctx context.Context, r *ajar.Request, clk storeClock) er
 		}); err != nil {
 			return err
 		}
-		return s.revoke(ctx, r, clk)
+		return s.revoke(ctx, r, clk, nil)
 	}
 	prov, err := s.providers.ForHandle(*r.Handle)
 	if err != nil {
@@ -647,7 +701,7 @@ func (s *Service) failGrant(ctx context.Context, r *ajar.Request, clk storeClock
 	if err != nil || !giveUp {
 		return err
 	}
-	return s.revoke(ctx, r, clk)
+	return s.revoke(ctx, r, clk, nil)
 }
 
 // beginRevoke moves cur to revoking for the given reason, due now.
@@ -662,8 +716,9 @@ func (s *Service) beginRevoke(ctx context.Context, tx ajar.Tx, cur *ajar.Request
 }
 
 // revoke removes the access of an active (expired), revoking or revoke_failed
-// request and records the end only once the provider confirmed it.
-func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) error {
+// request and records the end only once the provider confirmed it. called, if
+// not nil, is called once the provider call returned (see step).
+func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock, called func()) error {
 	if r.State == ajar.StateActive && r.ExpiresAt != nil && clk.Now().Before(*r.ExpiresAt) {
 		// Claimed early (a lease ran out, or clocks): come back at expiry.
 		return s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
@@ -695,6 +750,9 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) e
 			s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "revoke").Inc()
 		}
 		rerr = err
+	}
+	if called != nil {
+		called()
 	}
 	if errors.Is(rerr, errShareBusy) {
 		return s.shareBusy(ctx, r)

@@ -433,7 +433,7 @@ const (
 		AS v(id, version, target, requester, reason, ticket, duration, params, policy, state,
 			end_reason, created_at, updated_at, start_at, approval_deadline, activated_at,
 			expires_at, ended_at, approvals, handle, next_at, attempts, last_error)
-	WHERE r.id = v.id AND r.version = v.version
+	WHERE r.id = ANY($1::text[]) AND r.id = v.id AND r.version = v.version
 		AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS c(id, version)
 			LEFT JOIN requests AS s ON s.id = c.id
 			WHERE s.version IS DISTINCT FROM c.version)`
