@@ -67,7 +67,11 @@ func testUpdateRequestsAllOrNothing(t *testing.T, h *harness) {
 		code string
 	}{
 		{"stale", stale, ajar.ECONFLICT},
-		{"missing", func() *ajar.Request { r := simpleRequest("un-missing", "x", "web", ajar.StatePending, t0); r.Version = 1; return r }(), ajar.ENOTFOUND},
+		{"missing", func() *ajar.Request {
+			r := simpleRequest("un-missing", "x", "web", ajar.StatePending, t0)
+			r.Version = 1
+			return r
+		}(), ajar.ENOTFOUND},
 	} {
 		a, c := h.get(t, "un-a"), h.get(t, "un-c")
 		a.State, c.State = ajar.StateDenied, ajar.StateDenied
