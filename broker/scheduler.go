@@ -176,7 +176,10 @@ type claimed struct {
 	clock storeClock
 }
 
-// claim takes up to limit due requests and returns how long to sleep afterwards.
+// claim takes up to limit due requests and returns how long to sleep afterwards:
+// until the next one is due, at most Poll. When it took limit requests it does
+// not look when the next one is due (Poll): more may be due now, and the
+// caller claims again.
 func (s *Service) claim(ctx context.Context, limit int) ([]claimed, time.Duration, error) {
 	var out []claimed
 	wait := s.sched.Poll
@@ -191,6 +194,11 @@ func (s *Service) claim(ctx context.Context, limit int) ([]claimed, time.Duratio
 			out = out[:0]
 			for _, r := range rs {
 				out = append(out, claimed{r, clk})
+			}
+			if len(rs) == limit {
+				// More may be due: Run claims again at once, without a
+				// look at when the next one is (a round trip on PostgreSQL).
+				return nil
 			}
 		}
 		next, ok, err := tx.NextDue(ctx)

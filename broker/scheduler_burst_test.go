@@ -134,7 +134,7 @@ func TestClaimedRequestNearTheEndOfItsLeaseIsLeftAlone(t *testing.T) {
 // txCounter counts the request reads and writes of the transactions it wraps.
 type txCounter struct {
 	ajar.Store
-	gets, updates, batches atomic.Int64
+	gets, updates, batches, nextDues atomic.Int64
 }
 
 type countedTx struct {
@@ -149,6 +149,11 @@ func (c *txCounter) Update(ctx context.Context, fn func(ajar.Tx) error) error {
 func (t countedTx) GetRequest(ctx context.Context, id string) (*ajar.Request, error) {
 	t.c.gets.Add(1)
 	return t.Tx.GetRequest(ctx, id)
+}
+
+func (t countedTx) NextDue(ctx context.Context) (time.Time, bool, error) {
+	t.c.nextDues.Add(1)
+	return t.Tx.NextDue(ctx)
 }
 
 func (t countedTx) UpdateRequest(ctx context.Context, r *ajar.Request) error {
@@ -207,5 +212,30 @@ func TestBatchedEndsAreOneCompareAndSwap(t *testing.T) {
 		if acts := e.actions(t, id); count(acts, "request.expired") != 1 || count(acts, "request.revoking") != 1 {
 			t.Errorf("%s audit: %v", id, acts)
 		}
+	}
+}
+
+// A claim that took as many requests as it could does not look when the next
+// one is due (a round trip on PostgreSQL, per claim of a burst): the
+// scheduler claims again at once. One that took fewer does.
+func TestFullClaimSkipsNextDue(t *testing.T) {
+	e := newEnv(t)
+	for range 3 {
+		e.create(t, "alice", "web", "5m")
+	}
+	e.clock.Add(5 * time.Minute)
+	tc := &txCounter{Store: e.store}
+	e.svc.store = tc
+	if got, _, err := e.svc.claim(t.Context(), 2); err != nil || len(got) != 2 {
+		t.Fatalf("claimed %d of 2: %v", len(got), err)
+	}
+	if n := tc.nextDues.Load(); n != 0 {
+		t.Errorf("a full claim looked for the next due request %d times, want 0", n)
+	}
+	if got, _, err := e.svc.claim(t.Context(), 2); err != nil || len(got) != 1 {
+		t.Fatalf("claimed %d of the last 1: %v", len(got), err)
+	}
+	if n := tc.nextDues.Load(); n != 1 {
+		t.Errorf("a claim short of its limit looked for the next due request %d times, want 1", n)
 	}
 }
