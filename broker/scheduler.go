@@ -335,7 +335,17 @@ type writeBatch struct {
 	mu      sync.Mutex
 	pending []*batchedWrite
 	running bool // a caller leads: it writes the pending writes in batches
+	last    int  // writes in the last batch written
+	// linger waits a moment for more writes to join (endsLinger); tests
+	// replace it.
+	linger func()
 }
+
+// endsLinger is how long a write that would lead a batch alone waits for
+// others to join it when the batch before had several: a burst of expiries
+// ends in waves (a claim's worth at a time), and the first end of a wave would
+// otherwise commit alone, with the rest of its wave waiting for that commit.
+const endsLinger = 2 * time.Millisecond
 
 // batchedWrite is one write waiting in a writeBatch.
 type batchedWrite struct {
@@ -385,14 +395,25 @@ func (s *Service) writeBatched(ctx context.Context, r *ajar.Request, fn func(tx 
 // leadBatches writes the pending writes, oldest first, in batches, until w
 // (pending, and led by the caller) is written; then it hands the lead to the
 // oldest write still pending, so no caller waits for more than the batches
-// before its own.
+// before its own. Alone after a batch of several, w first lingers for others
+// (endsLinger).
 func (s *Service) leadBatches(ctx context.Context, w *batchedWrite) {
 	b := &s.ends
 	b.mu.Lock()
+	if len(b.pending) == 1 && b.last > 1 {
+		b.mu.Unlock()
+		if b.linger != nil {
+			b.linger()
+		} else {
+			time.Sleep(endsLinger)
+		}
+		b.mu.Lock()
+	}
 	for written := false; !written; {
 		n := min(len(b.pending), maxWriteBatch)
 		batch := b.pending[:n:n]
 		b.pending = b.pending[n:]
+		b.last = n
 		b.mu.Unlock()
 		s.writeBatch(ctx, batch)
 		written = slices.Contains(batch, w)

@@ -239,3 +239,53 @@ func TestFullClaimSkipsNextDue(t *testing.T) {
 		t.Errorf("a claim short of its limit looked for the next due request %d times, want 1", n)
 	}
 }
+
+// An end that would be written alone right after a batch of several (the
+// first of the next wave of a burst) waits for others to join it: the wave
+// commits together, not its first end alone with the rest waiting for it.
+func TestLoneEndAfterABatchWaitsForItsWave(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.create(t, "alice", "web", "5m"), e.create(t, "alice", "web", "5m")
+	e.clock.Add(5 * time.Minute)
+	due, _, err := e.svc.claim(t.Context(), 2)
+	if err != nil || len(due) != 2 {
+		t.Fatalf("claimed %d of 2: %v", len(due), err)
+	}
+	cs := &countingStore{Store: e.store}
+	e.svc.store = cs
+	e.svc.ends.last = 5 // the wave before had five
+	e.svc.ends.linger = func() {
+		// The linger lasts until the second end has joined.
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+			e.svc.ends.mu.Lock()
+			n := len(e.svc.ends.pending)
+			e.svc.ends.mu.Unlock()
+			if n == 2 || time.Now().After(deadline) {
+				return
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { e.svc.step(context.Background(), due[0].r, due[0].clock, nil) })
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+		e.svc.ends.mu.Lock()
+		running := e.svc.ends.running
+		e.svc.ends.mu.Unlock()
+		if running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first end never started to lead")
+		}
+	}
+	wg.Go(func() { e.svc.step(context.Background(), due[1].r, due[1].clock, nil) })
+	wg.Wait()
+	if n := cs.updates.Load(); n != 1 {
+		t.Errorf("%d write transactions for a wave of 2 ends after a batch of 5, want 1", n)
+	}
+	for _, id := range []string{a.ID, b.ID} {
+		if st := e.get(t, id).State; st != ajar.StateExpired {
+			t.Errorf("%s is %s, want expired", id, st)
+		}
+	}
+}
