@@ -70,10 +70,7 @@ var errStale = errors.New("request changed since it was claimed")
 func (s *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	w := &workers{
-		calls: make(chan struct{}, s.sched.Workers),
-		steps: make(chan struct{}, s.sched.Workers*stepsPerWorker),
-	}
+	w := s.newWorkers()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	more := false // the last claim filled every free step: more may be due
@@ -84,10 +81,11 @@ func (s *Service) Run(ctx context.Context) {
 		case <-timer.C:
 		case <-s.kick:
 		}
-		free := cap(w.steps) - len(w.steps)
-		if w.queued.Load() >= int64(cap(w.calls)) {
-			// Every worker is busy in a provider and as many claimed requests
-			// wait for one: claiming more would only make them wait longer.
+		free := w.claimable(time.Now())
+		if (free <= 0 || w.queued.Load() >= int64(cap(w.calls))) && len(w.steps) > 0 {
+			// Every worker is busy in a provider, and claimed requests wait
+			// for them (as many as there are workers, or, while calls are
+			// slow, any): claiming more would only make them wait longer.
 			// The next provider call to end kicks again.
 			continue
 		}
@@ -96,7 +94,7 @@ func (s *Service) Run(ctx context.Context) {
 			// a commit as each step ends. The next step to end kicks again.
 			continue
 		}
-		claimed, wait, err := s.claim(ctx, free)
+		claimed, wait, err := s.claim(ctx, max(free, 0))
 		if err != nil && ctx.Err() == nil {
 			s.log.Error("scheduler: claim due requests", "err", err)
 			wait = s.sched.Poll
@@ -241,10 +239,49 @@ const stepsPerWorker = 8
 // workers are Run's bounds: calls holds a slot per provider call in flight
 // (SchedulerConfig.Workers), steps one per claimed request not moved on yet;
 // queued counts the claimed requests waiting for a slot of calls.
+//
+// Run claims ahead of free workers (up to the free steps) only while provider
+// calls are fast: a worker's call that took longer than fast (with
+// stepsPerWorker rounds of calls to wait for, a request claimed ahead could
+// reach a lease too short for its own call) makes Run claim only for free
+// workers for slowFor after it, so that claimed requests do not wait for one.
 type workers struct {
-	calls  chan struct{}
-	steps  chan struct{}
-	queued atomic.Int64
+	calls     chan struct{}
+	steps     chan struct{}
+	queued    atomic.Int64
+	fast      time.Duration
+	slowUntil atomic.Int64 // UnixNano: until then, claim only for free workers
+}
+
+// slowFor is how long a slow provider call keeps Run from claiming ahead.
+const slowFor = time.Minute
+
+func (s *Service) newWorkers() *workers {
+	return &workers{
+		calls: make(chan struct{}, s.sched.Workers),
+		steps: make(chan struct{}, s.sched.Workers*stepsPerWorker),
+		// What the lease leaves beyond one provider call, shared by the
+		// rounds of calls a request claimed ahead may wait for, with a
+		// margin of two.
+		fast: (s.sched.Lease - s.sched.ProviderTimeout) / (2 * stepsPerWorker),
+	}
+}
+
+// claimable is how many requests Run may claim now: the free steps, or, while
+// provider calls are slow, only the workers neither busy nor spoken for.
+func (w *workers) claimable(now time.Time) int {
+	free := cap(w.steps) - len(w.steps)
+	if now.UnixNano() < w.slowUntil.Load() {
+		free = min(free, cap(w.calls)-len(w.calls)-int(w.queued.Load()))
+	}
+	return free
+}
+
+// called notes that a worker's provider call, begun at start, returned at now.
+func (w *workers) called(start, now time.Time) {
+	if now.Sub(start) > w.fast {
+		w.slowUntil.Store(now.Add(slowFor).UnixNano())
+	}
 }
 
 // runClaimed moves a request Run claimed on, once a worker is free for its
@@ -260,8 +297,15 @@ func (s *Service) runClaimed(ctx context.Context, stop <-chan struct{}, w *worke
 		w.queued.Add(-1)
 		return
 	}
+	start := time.Now()
 	var once sync.Once
-	called := func() { once.Do(func() { <-w.calls; s.Kick() }) }
+	called := func() {
+		once.Do(func() {
+			w.called(start, time.Now())
+			<-w.calls
+			s.Kick()
+		})
+	}
 	defer called()
 	if c.r.NextAt != nil && c.clock.Now().Add(s.sched.ProviderTimeout).After(*c.r.NextAt) {
 		s.log.Warn("scheduler: a claimed request waited for a worker until its lease was nearly over; it is due again at the lease's end",

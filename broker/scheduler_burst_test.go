@@ -108,7 +108,7 @@ func TestClaimedRequestNearTheEndOfItsLeaseIsLeftAlone(t *testing.T) {
 	lr.NextAt = ptr(c.clock.Now().Add(e.svc.sched.ProviderTimeout / 2))
 	late.r = &lr
 	run := func(c claimed) {
-		w := &workers{calls: make(chan struct{}, 1), steps: make(chan struct{}, 1)}
+		w := e.svc.newWorkers()
 		w.queued.Add(1)
 		e.svc.runClaimed(t.Context(), nil, w, c)
 		if len(w.calls) != 0 || w.queued.Load() != 0 {
@@ -287,5 +287,37 @@ func TestLoneEndAfterABatchWaitsForItsWave(t *testing.T) {
 		if st := e.get(t, id).State; st != ajar.StateExpired {
 			t.Errorf("%s is %s, want expired", id, st)
 		}
+	}
+}
+
+// Run claims ahead of its free workers only while provider calls are fast:
+// after a call slower than what a lease leaves for the requests claimed ahead
+// to wait, it claims only for the workers neither busy nor spoken for, so a
+// slow provider does not leave claimed requests waiting until their leases run
+// short (and are left alone) instead of being claimed when a worker is free.
+func TestRunClaimsAheadOnlyWhileProviderCallsAreFast(t *testing.T) {
+	e := newEnv(t)
+	e.svc.sched.Workers = 4
+	w := e.svc.newWorkers()
+	now := time.Now()
+	w.calls <- struct{}{} // one call in flight
+	w.steps <- struct{}{}
+	for range 2 { // two claimed requests wait for a worker
+		w.queued.Add(1)
+		w.steps <- struct{}{}
+	}
+	if got, want := w.claimable(now), 4*stepsPerWorker-3; got != want {
+		t.Fatalf("with fast calls: %d claimable, want the free steps, %d", got, want)
+	}
+	w.called(now, now.Add(w.fast/2))
+	if got, want := w.claimable(now), 4*stepsPerWorker-3; got != want {
+		t.Fatalf("after a fast call: %d claimable, want %d", got, want)
+	}
+	w.called(now, now.Add(w.fast+time.Millisecond))
+	if got := w.claimable(now); got != 1 {
+		t.Fatalf("after a slow call: %d claimable, want 1 (4 workers, 1 busy, 2 spoken for)", got)
+	}
+	if got, want := w.claimable(now.Add(slowFor+time.Second)), 4*stepsPerWorker-3; got != want {
+		t.Fatalf("long after the slow call: %d claimable, want %d", got, want)
 	}
 }
