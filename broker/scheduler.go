@@ -81,7 +81,7 @@ func (s *Service) Run(ctx context.Context) {
 		case <-timer.C:
 		case <-s.kick:
 		}
-		free := w.claimable(time.Now())
+		free, most := w.claimable(time.Now())
 		if (free <= 0 || w.queued.Load() >= int64(cap(w.calls))) && len(w.steps) > 0 {
 			// Every worker is busy in a provider, and claimed requests wait
 			// for them (as many as there are workers, or, while calls are
@@ -89,7 +89,7 @@ func (s *Service) Run(ctx context.Context) {
 			// The next provider call to end kicks again.
 			continue
 		}
-		if more && free < max(cap(w.steps)/4, 1) && len(w.steps) > 0 {
+		if more && free < max(most/4, 1) && len(w.steps) > 0 {
 			// A backlog (a burst of expiries): claim in batches, not one request
 			// a commit as each step ends. The next step to end kicks again.
 			continue
@@ -267,14 +267,16 @@ func (s *Service) newWorkers() *workers {
 	}
 }
 
-// claimable is how many requests Run may claim now: the free steps, or, while
-// provider calls are slow, only the workers neither busy nor spoken for.
-func (w *workers) claimable(now time.Time) int {
-	free := cap(w.steps) - len(w.steps)
+// claimable is how many requests Run may claim now, and at most: the free
+// steps (of all of them), or, while provider calls are slow, only the workers
+// neither busy nor spoken for (of all the workers).
+func (w *workers) claimable(now time.Time) (free, most int) {
+	free, most = cap(w.steps)-len(w.steps), cap(w.steps)
 	if now.UnixNano() < w.slowUntil.Load() {
 		free = min(free, cap(w.calls)-len(w.calls)-int(w.queued.Load()))
+		most = cap(w.calls)
 	}
-	return free
+	return free, most
 }
 
 // called notes that a worker's provider call, begun at start, returned at now.

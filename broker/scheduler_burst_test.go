@@ -306,18 +306,18 @@ func TestRunClaimsAheadOnlyWhileProviderCallsAreFast(t *testing.T) {
 		w.queued.Add(1)
 		w.steps <- struct{}{}
 	}
-	if got, want := w.claimable(now), 4*stepsPerWorker-3; got != want {
-		t.Fatalf("with fast calls: %d claimable, want the free steps, %d", got, want)
+	fast := func(when string, at time.Time) {
+		t.Helper()
+		if free, most := w.claimable(at); free != 4*stepsPerWorker-3 || most != 4*stepsPerWorker {
+			t.Fatalf("%s: %d of %d claimable, want the free steps, %d of %d", when, free, most, 4*stepsPerWorker-3, 4*stepsPerWorker)
+		}
 	}
+	fast("with fast calls", now)
 	w.called(now, now.Add(w.fast/2))
-	if got, want := w.claimable(now), 4*stepsPerWorker-3; got != want {
-		t.Fatalf("after a fast call: %d claimable, want %d", got, want)
-	}
+	fast("after a fast call", now)
 	w.called(now, now.Add(w.fast+time.Millisecond))
-	if got := w.claimable(now); got != 1 {
-		t.Fatalf("after a slow call: %d claimable, want 1 (4 workers, 1 busy, 2 spoken for)", got)
+	if free, most := w.claimable(now); free != 1 || most != 4 {
+		t.Fatalf("after a slow call: %d of %d claimable, want 1 of 4 (4 workers, 1 busy, 2 spoken for)", free, most)
 	}
-	if got, want := w.claimable(now.Add(slowFor+time.Second)), 4*stepsPerWorker-3; got != want {
-		t.Fatalf("long after the slow call: %d claimable, want %d", got, want)
-	}
+	fast("long after the slow call", now.Add(slowFor+time.Second))
 }
