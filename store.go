@@ -109,6 +109,14 @@ type Tx interface {
 	// swap), then increments r.Version. ECONFLICT if the version differs, ENOTFOUND
 	// if the request does not exist.
 	UpdateRequest(ctx context.Context, r *Request) error
+	// UpdateRequests is UpdateRequest for several requests at once (the
+	// scheduler ends a batch of revocations with it), in one statement or
+	// round trip where the store can: it writes every r in rs if each stored
+	// Version equals its r.Version, then increments each r.Version. If one is
+	// stale it returns ECONFLICT, or ENOTFOUND if one does not exist (naming
+	// the first such in rs), and writes none of them. rs must not name a
+	// request twice (EINVALID). An empty rs writes nothing.
+	UpdateRequests(ctx context.Context, rs []*Request) error
 	// ClaimDue returns up to limit requests with NextAt <= now, earliest first, after
 	// moving each one's NextAt to leaseUntil and incrementing its Version (the
 	// fencing token): a worker that dies leaves the request due again at leaseUntil,

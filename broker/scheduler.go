@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ajar-dev/ajar"
@@ -69,10 +70,10 @@ var errStale = errors.New("request changed since it was claimed")
 func (s *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	sem := make(chan struct{}, s.sched.Workers)
+	w := s.newWorkers()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	more := false // the last claim filled every free worker: more may be due
+	more := false // the last claim filled every free step: more may be due
 	for {
 		select {
 		case <-ctx.Done():
@@ -80,24 +81,31 @@ func (s *Service) Run(ctx context.Context) {
 		case <-timer.C:
 		case <-s.kick:
 		}
-		free := cap(sem) - len(sem)
-		if more && free < max(cap(sem)/4, 1) && len(sem) > 0 {
-			// A backlog (a burst of expiries): claim in batches, not one request
-			// a commit as each worker frees. The next worker to end kicks again.
+		free, most := w.claimable(time.Now())
+		if (free <= 0 || w.queued.Load() >= int64(cap(w.calls))) && len(w.steps) > 0 {
+			// Every worker is busy in a provider, and claimed requests wait
+			// for them (as many as there are workers, or, while calls are
+			// slow, any): claiming more would only make them wait longer.
+			// The next provider call to end kicks again.
 			continue
 		}
-		claimed, wait, err := s.claim(ctx, free)
+		if more && free < max(most/4, 1) && len(w.steps) > 0 {
+			// A backlog (a burst of expiries): claim in batches, not one request
+			// a commit as each step ends. The next step to end kicks again.
+			continue
+		}
+		claimed, wait, err := s.claim(ctx, max(free, 0))
 		if err != nil && ctx.Err() == nil {
 			s.log.Error("scheduler: claim due requests", "err", err)
 			wait = s.sched.Poll
 		}
 		for _, c := range claimed {
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done(); s.Kick() }()
-				s.step(context.WithoutCancel(ctx), c.r, c.clock)
-			}()
+			w.steps <- struct{}{}
+			w.queued.Add(1)
+			wg.Go(func() {
+				defer func() { <-w.steps; s.Kick() }()
+				s.runClaimed(context.WithoutCancel(ctx), ctx.Done(), w, c)
+			})
 		}
 		more = len(claimed) == free && free > 0
 		if more {
@@ -121,7 +129,7 @@ func (s *Service) RunDue(ctx context.Context) (int, error) {
 			return n, nil
 		}
 		for _, c := range claimed {
-			s.step(ctx, c.r, c.clock)
+			s.step(ctx, c.r, c.clock, nil)
 		}
 		n += len(claimed)
 	}
@@ -166,7 +174,10 @@ type claimed struct {
 	clock storeClock
 }
 
-// claim takes up to limit due requests and returns how long to sleep afterwards.
+// claim takes up to limit due requests and returns how long to sleep afterwards:
+// until the next one is due, at most Poll. When it took limit requests it does
+// not look when the next one is due (Poll): more may be due now, and the
+// caller claims again.
 func (s *Service) claim(ctx context.Context, limit int) ([]claimed, time.Duration, error) {
 	var out []claimed
 	wait := s.sched.Poll
@@ -181,6 +192,11 @@ func (s *Service) claim(ctx context.Context, limit int) ([]claimed, time.Duratio
 			out = out[:0]
 			for _, r := range rs {
 				out = append(out, claimed{r, clk})
+			}
+			if len(rs) == limit {
+				// More may be due: Run claims again at once, without a
+				// look at when the next one is (a round trip on PostgreSQL).
+				return nil
 			}
 		}
 		next, ok, err := tx.NextDue(ctx)
@@ -209,13 +225,103 @@ func (s *Service) hold(r *ajar.Request, now time.Time) {
 func (s *Service) runHeld(r *ajar.Request, at time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.sched.ProviderTimeout+5*time.Second)
 	defer cancel()
-	s.step(ctx, r, newStoreClock(at))
+	s.step(ctx, r, newStoreClock(at), nil)
 	s.Kick()
 }
 
+// stepsPerWorker bounds the requests Run has claimed and not moved on yet:
+// this many per provider call in flight (SchedulerConfig.Workers). In a
+// burst of expiries most of them are past their provider call, their ends
+// waiting to be written together (writeBatched), so one claim and one commit
+// serve many requests.
+const stepsPerWorker = 8
+
+// workers are Run's bounds: calls holds a slot per provider call in flight
+// (SchedulerConfig.Workers), steps one per claimed request not moved on yet;
+// queued counts the claimed requests waiting for a slot of calls.
+//
+// Run claims ahead of free workers (up to the free steps) only while provider
+// calls are fast: a worker's call that took longer than fast (with
+// stepsPerWorker rounds of calls to wait for, a request claimed ahead could
+// reach a lease too short for its own call) makes Run claim only for free
+// workers for slowFor after it, so that claimed requests do not wait for one.
+type workers struct {
+	calls     chan struct{}
+	steps     chan struct{}
+	queued    atomic.Int64
+	fast      time.Duration
+	slowUntil atomic.Int64 // UnixNano: until then, claim only for free workers
+}
+
+// slowFor is how long a slow provider call keeps Run from claiming ahead.
+const slowFor = time.Minute
+
+func (s *Service) newWorkers() *workers {
+	return &workers{
+		calls: make(chan struct{}, s.sched.Workers),
+		steps: make(chan struct{}, s.sched.Workers*stepsPerWorker),
+		// What the lease leaves beyond one provider call, shared by the
+		// rounds of calls a request claimed ahead may wait for, with a
+		// margin of two.
+		fast: (s.sched.Lease - s.sched.ProviderTimeout) / (2 * stepsPerWorker),
+	}
+}
+
+// claimable is how many requests Run may claim now, and at most: the free
+// steps (of all of them), or, while provider calls are slow, only the workers
+// neither busy nor spoken for (of all the workers).
+func (w *workers) claimable(now time.Time) (free, most int) {
+	free, most = cap(w.steps)-len(w.steps), cap(w.steps)
+	if now.UnixNano() < w.slowUntil.Load() {
+		free = min(free, cap(w.calls)-len(w.calls)-int(w.queued.Load()))
+		most = cap(w.calls)
+	}
+	return free, most
+}
+
+// called notes that a worker's provider call, begun at start, returned at now.
+func (w *workers) called(start, now time.Time) {
+	if now.Sub(start) > w.fast {
+		w.slowUntil.Store(now.Add(slowFor).UnixNano())
+	}
+}
+
+// runClaimed moves a request Run claimed on, once a worker is free for its
+// provider call (or Run stops: stop is closed). A revocation gives the worker
+// back as soon as the provider answered, before its end is written. A request
+// whose lease would end before a provider call could (it waited for a worker
+// too long) is left alone: it is due again at the end of its lease.
+func (s *Service) runClaimed(ctx context.Context, stop <-chan struct{}, w *workers, c claimed) {
+	select {
+	case w.calls <- struct{}{}:
+		w.queued.Add(-1)
+	case <-stop:
+		w.queued.Add(-1)
+		return
+	}
+	start := time.Now()
+	var once sync.Once
+	called := func() {
+		once.Do(func() {
+			w.called(start, time.Now())
+			<-w.calls
+			s.Kick()
+		})
+	}
+	defer called()
+	if c.r.NextAt != nil && c.clock.Now().Add(s.sched.ProviderTimeout).After(*c.r.NextAt) {
+		s.log.Warn("scheduler: a claimed request waited for a worker until its lease was nearly over; it is due again at the lease's end",
+			"request", c.r.ID, "lease_until", *c.r.NextAt)
+		return
+	}
+	s.step(ctx, c.r, c.clock, called)
+}
+
 // step moves one claimed request on. Errors are logged; the request stays due at
-// the end of its lease, so nothing is lost.
-func (s *Service) step(ctx context.Context, r *ajar.Request, clk storeClock) {
+// the end of its lease, so nothing is lost. called, if not nil, is called once
+// a revocation's provider call returned (Run frees its worker for another
+// provider call then).
+func (s *Service) step(ctx context.Context, r *ajar.Request, clk storeClock, called func()) {
 	var err error
 	switch r.State {
 	case ajar.StatePending:
@@ -223,7 +329,7 @@ func (s *Service) step(ctx context.Context, r *ajar.Request, clk storeClock) {
 	case ajar.StateApproved:
 		err = s.grant(ctx, r, clk)
 	case ajar.StateActive, ajar.StateRevoking, ajar.StateRevokeFailed:
-		err = s.revoke(ctx, r, clk)
+		err = s.revoke(ctx, r, clk, called)
 	default:
 		err = s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
 			cur.NextAt = nil
@@ -267,7 +373,7 @@ func (s *Service) write(ctx context.Context, r *ajar.Request, fn func(tx ajar.Tx
 }
 
 // maxWriteBatch bounds the requests one batched write transaction changes.
-const maxWriteBatch = 64
+const maxWriteBatch = 256
 
 // writeBatch gathers writes (see writeBatched) that run while another is
 // committing. Its zero value is ready.
@@ -275,7 +381,17 @@ type writeBatch struct {
 	mu      sync.Mutex
 	pending []*batchedWrite
 	running bool // a caller leads: it writes the pending writes in batches
+	last    int  // writes in the last batch written
+	// linger waits a moment for more writes to join (endsLinger); tests
+	// replace it.
+	linger func()
 }
+
+// endsLinger is how long a write that would lead a batch alone waits for
+// others to join it when the batch before had several: a burst of expiries
+// ends in waves (a claim's worth at a time), and the first end of a wave would
+// otherwise commit alone, with the rest of its wave waiting for that commit.
+const endsLinger = 2 * time.Millisecond
 
 // batchedWrite is one write waiting in a writeBatch.
 type batchedWrite struct {
@@ -291,11 +407,13 @@ type batchedWrite struct {
 // writeBatched is write, with the same contract, for writes that come many at
 // once: while one caller commits, the others' writes wait, then go together in
 // one transaction (up to maxWriteBatch), each request with its audit events,
-// so a batch commits or fails as a whole. A request changed since r was read
-// is left out of the batch with errStale before anything is written for it.
-// When any other error stops a batch, its writes run again one transaction
-// each (write, with each caller's ctx), so one bad request never fails the
-// others.
+// so a batch commits or fails as a whole. fn is applied to a copy of r, not
+// to the request read again: the batch's requests are written with one
+// compare-and-swap (Tx.UpdateRequests), which writes none of them if any
+// changed since its r was read. When that or any other error stops a batch,
+// its writes run again one transaction each (write, with each caller's ctx:
+// a request changed since gets errStale), so one bad or stale request never
+// fails the others.
 func (s *Service) writeBatched(ctx context.Context, r *ajar.Request, fn func(tx ajar.Tx, cur *ajar.Request, now time.Time) error) error {
 	w := &batchedWrite{ctx: ctx, r: r, fn: fn, done: make(chan struct{}), lead: make(chan struct{}, 1)}
 	b := &s.ends
@@ -323,14 +441,25 @@ func (s *Service) writeBatched(ctx context.Context, r *ajar.Request, fn func(tx 
 // leadBatches writes the pending writes, oldest first, in batches, until w
 // (pending, and led by the caller) is written; then it hands the lead to the
 // oldest write still pending, so no caller waits for more than the batches
-// before its own.
+// before its own. Alone after a batch of several, w first lingers for others
+// (endsLinger).
 func (s *Service) leadBatches(ctx context.Context, w *batchedWrite) {
 	b := &s.ends
 	b.mu.Lock()
+	if len(b.pending) == 1 && b.last > 1 {
+		b.mu.Unlock()
+		if b.linger != nil {
+			b.linger()
+		} else {
+			time.Sleep(endsLinger)
+		}
+		b.mu.Lock()
+	}
 	for written := false; !written; {
 		n := min(len(b.pending), maxWriteBatch)
 		batch := b.pending[:n:n]
 		b.pending = b.pending[n:]
+		b.last = n
 		b.mu.Unlock()
 		s.writeBatch(ctx, batch)
 		written = slices.Contains(batch, w)
@@ -355,23 +484,23 @@ func (s *Service) writeBatch(ctx context.Context, batch []*batchedWrite) {
 	if len(batch) > 1 {
 		err := s.store.Update(ctx, func(tx ajar.Tx) error {
 			now := tx.Now()
-			for _, w := range batch {
+			curs := make([]*ajar.Request, len(batch))
+			for i, w := range batch {
 				w.out, w.err = nil, nil
-				cur, err := tx.GetRequest(ctx, w.r.ID)
-				if err != nil {
+				// The request as its caller read it (claimed, at its
+				// Version): UpdateRequests writes them all only if none
+				// changed since, so it is not read again here.
+				cur := *w.r
+				if err := w.fn(tx, &cur, now); err != nil {
 					return err
 				}
-				if cur.Version != w.r.Version {
-					w.err = errStale // nothing written for it
-					continue
-				}
-				if err := w.fn(tx, cur, now); err != nil {
-					return err
-				}
-				if err := tx.UpdateRequest(ctx, cur); err != nil {
-					return err
-				}
-				w.out = cur
+				curs[i] = &cur
+			}
+			if err := tx.UpdateRequests(ctx, curs); err != nil {
+				return err // stale (ECONFLICT) or not: each alone, below
+			}
+			for i, w := range batch {
+				w.out = curs[i]
 			}
 			return nil
 		})
@@ -428,7 +557,7 @@ func (s *Service) grant(ctx context.Context, r *ajar.Request, clk storeClock) er
 		}); err != nil {
 			return err
 		}
-		return s.revoke(ctx, r, clk)
+		return s.revoke(ctx, r, clk, nil)
 	}
 	prov, err := s.providers.ForHandle(*r.Handle)
 	if err != nil {
@@ -647,7 +776,7 @@ func (s *Service) failGrant(ctx context.Context, r *ajar.Request, clk storeClock
 	if err != nil || !giveUp {
 		return err
 	}
-	return s.revoke(ctx, r, clk)
+	return s.revoke(ctx, r, clk, nil)
 }
 
 // beginRevoke moves cur to revoking for the given reason, due now.
@@ -662,8 +791,9 @@ func (s *Service) beginRevoke(ctx context.Context, tx ajar.Tx, cur *ajar.Request
 }
 
 // revoke removes the access of an active (expired), revoking or revoke_failed
-// request and records the end only once the provider confirmed it.
-func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) error {
+// request and records the end only once the provider confirmed it. called, if
+// not nil, is called once the provider call returned (see step).
+func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock, called func()) error {
 	if r.State == ajar.StateActive && r.ExpiresAt != nil && clk.Now().Before(*r.ExpiresAt) {
 		// Claimed early (a lease ran out, or clocks): come back at expiry.
 		return s.write(ctx, r, func(tx ajar.Tx, cur *ajar.Request, now time.Time) error {
@@ -695,6 +825,9 @@ func (s *Service) revoke(ctx context.Context, r *ajar.Request, clk storeClock) e
 			s.metrics.providerErrors.WithLabelValues(r.Handle.Provider, "revoke").Inc()
 		}
 		rerr = err
+	}
+	if called != nil {
+		called()
 	}
 	if errors.Is(rerr, errShareBusy) {
 		return s.shareBusy(ctx, r)

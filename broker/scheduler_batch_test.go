@@ -45,7 +45,7 @@ func TestRevocationEndsShareTransactions(t *testing.T) {
 	e.svc.store = gate
 	var wg sync.WaitGroup
 	for _, c := range claimed {
-		wg.Go(func() { e.svc.step(context.Background(), c.r, c.clock) })
+		wg.Go(func() { e.svc.step(context.Background(), c.r, c.clock, nil) })
 	}
 	// The first end to commit holds its transaction open until every other
 	// one waits for it.

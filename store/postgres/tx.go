@@ -452,6 +452,140 @@ func (t *tx) UpdateRequest(ctx context.Context, r *ajar.Request) error {
 	}
 }
 
+// The batched compare-and-swap (UpdateRequests). qLockRequests locks the rows
+// (after the head lock, in id order) and reads their versions; qUpdateRequests,
+// sent in the same round trip, then writes them all from arrays, one per
+// column, only if every stored version is the expected one (the rows are
+// locked, so no other transaction can change them between the two).
+const (
+	qLockRequests   = `SELECT id, version FROM requests WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`
+	qUpdateRequests = `UPDATE requests AS r SET target = v.target, requester = v.requester,
+		reason = v.reason, ticket = v.ticket, duration = v.duration, params = v.params,
+		policy = v.policy, state = v.state, end_reason = v.end_reason, created_at = v.created_at,
+		updated_at = v.updated_at, start_at = v.start_at, approval_deadline = v.approval_deadline,
+		activated_at = v.activated_at, expires_at = v.expires_at, ended_at = v.ended_at,
+		approvals = v.approvals, handle = v.handle, next_at = v.next_at, attempts = v.attempts,
+		last_error = v.last_error, version = r.version + 1
+	FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+		$7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+		$14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],
+		$21::text[], $22::bigint[], $23::text[])
+		AS v(id, version, target, requester, reason, ticket, duration, params, policy, state,
+			end_reason, created_at, updated_at, start_at, approval_deadline, activated_at,
+			expires_at, ended_at, approvals, handle, next_at, attempts, last_error)
+	WHERE r.id = ANY($1::text[]) AND r.id = v.id AND r.version = v.version
+		AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS c(id, version)
+			LEFT JOIN requests AS s ON s.id = c.id
+			WHERE s.version IS DISTINCT FROM c.version)`
+)
+
+// requestArgCols is how many columns sqlcodec.RequestArgs encodes; of them,
+// the ones at these indexes are bigint (duration, attempts), the rest text.
+const requestArgCols = 21
+
+var requestArgInts = [requestArgCols]bool{4: true, 19: true}
+
+// UpdateRequests locks the requests' rows and writes them in one round trip
+// (with whatever fn queued before it: pipeline.go).
+func (t *tx) UpdateRequests(ctx context.Context, rs []*ajar.Request) error {
+	if err := t.enter(ctx); err != nil {
+		return err
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	n := len(rs)
+	ids, versions := make([]string, n), make([]int64, n)
+	cols := make([]any, requestArgCols)
+	for c := range cols {
+		if requestArgInts[c] {
+			cols[c] = make([]int64, n)
+		} else {
+			cols[c] = make([]*string, n)
+		}
+	}
+	seen := make(map[string]bool, n)
+	for i, r := range rs {
+		if seen[r.ID] {
+			return ajar.FieldErrorf("id", "request %s is named twice", r.ID)
+		}
+		seen[r.ID] = true
+		ids[i], versions[i] = r.ID, r.Version
+		args, err := sqlcodec.RequestArgs(r)
+		if err != nil {
+			return err
+		}
+		for c, a := range args {
+			switch v := a.(type) {
+			case int64:
+				cols[c].([]int64)[i] = v
+			case string:
+				cols[c].([]*string)[i] = &v
+			case nil:
+			default:
+				return fmt.Errorf("postgres: update requests: column %d is a %T", c, a)
+			}
+		}
+	}
+	if err := t.lockHead(ctx); err != nil {
+		return err
+	}
+	stored := make(map[string]int64, n)
+	t.q.queue(qLockRequests, []any{ids}, func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			rows.Close()
+			return mapError(err, "lock requests")
+		}
+		for rows.Next() {
+			var id string
+			var v int64
+			if err := rows.Scan(&id, &v); err != nil {
+				rows.Close()
+				return mapError(err, "lock requests")
+			}
+			stored[id] = v
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return mapError(err, "lock requests")
+		}
+		return nil
+	})
+	tag, err := t.q.Exec(ctx, qUpdateRequests, append([]any{ids, versions}, cols...)...)
+	if err != nil {
+		return t.fail(mapError(err, "update requests"))
+	}
+	switch w := tag.RowsAffected(); {
+	case w == int64(n):
+		for _, r := range rs {
+			r.Version++
+		}
+		return nil
+	case w != 0:
+		return t.fail(fmt.Errorf("postgres: update requests: %d of %d written", w, n))
+	}
+	if err := versionsMatch(rs, stored); err != nil {
+		return err
+	}
+	return t.fail(fmt.Errorf("postgres: update requests: none of %d written, all current", n))
+}
+
+// versionsMatch returns ENOTFOUND or ECONFLICT for the first request of rs
+// whose id is not in stored or whose stored version is not its Version.
+func versionsMatch(rs []*ajar.Request, stored map[string]int64) error {
+	for _, r := range rs {
+		v, ok := stored[r.ID]
+		switch {
+		case !ok:
+			return ajar.Errorf(ajar.ENOTFOUND, "request %s not found", r.ID)
+		case v != r.Version:
+			return ajar.Errorf(ajar.ECONFLICT, "request %s was changed concurrently (version %d is stale)", r.ID, r.Version)
+		}
+	}
+	return nil
+}
+
 func (t *tx) ClaimDue(ctx context.Context, now, leaseUntil time.Time, limit int) ([]*ajar.Request, error) {
 	if err := t.enter(ctx); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -464,6 +465,98 @@ func (t *tx) UpdateRequest(ctx context.Context, r *ajar.Request) error {
 	}
 	r.Version++
 	t.remember(r)
+	return nil
+}
+
+// qRequestVersions reads the versions of the requests named in a JSON array.
+const qRequestVersions = `SELECT id, version FROM requests WHERE id IN (SELECT value FROM json_each(?))`
+
+// UpdateRequests checks every version first, with one query (nothing else
+// writes while this transaction holds the writer), then writes the requests
+// one UPDATE each: a stale or missing request leaves all of them unwritten.
+func (t *tx) UpdateRequests(ctx context.Context, rs []*ajar.Request) error {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return err
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(rs))
+	args := make([][]any, len(rs))
+	seen := make(map[string]bool, len(rs))
+	for i, r := range rs {
+		if seen[r.ID] {
+			return ajar.FieldErrorf("id", "request %s is named twice", r.ID)
+		}
+		seen[r.ID] = true
+		ids[i] = r.ID
+		if args[i], err = sqlcodec.RequestArgs(r); err != nil {
+			return err
+		}
+	}
+	idsJSON, err := json.Marshal(ids)
+	if err != nil {
+		return fmt.Errorf("sqlite: update requests: %w", err)
+	}
+	st, err := t.prepared(ctx, qRequestVersions)
+	if err != nil {
+		return err
+	}
+	rows, err := st.QueryContext(ctx, string(idsJSON))
+	if err != nil {
+		return t.fail(fmt.Errorf("sqlite: update requests: %w", err))
+	}
+	stored := make(map[string]int64, len(rs))
+	for rows.Next() {
+		var id string
+		var v int64
+		if err := rows.Scan(&id, &v); err != nil {
+			rows.Close()
+			return t.fail(fmt.Errorf("sqlite: update requests: %w", err))
+		}
+		stored[id] = v
+	}
+	if err := rows.Err(); err != nil {
+		return t.fail(fmt.Errorf("sqlite: update requests: %w", err))
+	}
+	if err := versionsMatch(rs, stored); err != nil {
+		return err
+	}
+	upd, err := t.prepared(ctx, qUpdateRequest)
+	if err != nil {
+		return err
+	}
+	for i, r := range rs {
+		res, err := upd.ExecContext(ctx, append(args[i], r.ID, r.Version)...)
+		if err != nil {
+			return t.fail(fmt.Errorf("sqlite: update request %s: %w", r.ID, err))
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			// The versions were checked under the writer: this is a bug,
+			// and the requests before r are written already.
+			return t.fail(fmt.Errorf("sqlite: update request %s: %d rows written (%v)", r.ID, n, err))
+		}
+	}
+	for _, r := range rs {
+		r.Version++
+		t.remember(r)
+	}
+	return nil
+}
+
+// versionsMatch returns ENOTFOUND or ECONFLICT for the first request of rs
+// whose id is not in stored or whose stored version is not its Version.
+func versionsMatch(rs []*ajar.Request, stored map[string]int64) error {
+	for _, r := range rs {
+		v, ok := stored[r.ID]
+		switch {
+		case !ok:
+			return ajar.Errorf(ajar.ENOTFOUND, "request %s not found", r.ID)
+		case v != r.Version:
+			return ajar.Errorf(ajar.ECONFLICT, "request %s was changed concurrently (version %d is stale)", r.ID, r.Version)
+		}
+	}
 	return nil
 }
 

@@ -52,6 +52,8 @@ func Run(t *testing.T, open OpenFunc) {
 		{"RequestNotFound", testRequestNotFound},
 		{"CreateRequestDuplicate", testCreateRequestDuplicate},
 		{"UpdateRequestCompareAndSwap", testUpdateRequestCAS},
+		{"UpdateRequests", testUpdateRequests},
+		{"UpdateRequestsAllOrNothing", testUpdateRequestsAllOrNothing},
 		{"TxUsableAfterConflict", testTxUsableAfterConflict},
 		{"UpdateRollsBackOnError", testUpdateRollsBackOnError},
 		{"UpdateRollsBackOnPanic", testUpdateRollsBackOnPanic},
