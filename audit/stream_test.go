@@ -26,8 +26,17 @@ func encode(t testing.TB, evs []ajar.AuditEvent) []byte {
 	return buf.Bytes()
 }
 
+// verifyStream verifies the stream b both ways, with VerifyStream and with
+// Verify over StreamPages, fails the test unless they agree (the same result,
+// or both an error), and returns VerifyStream's.
 func verifyStream(t testing.TB, b []byte, cps ...*Checkpoint) (Result, error) {
-	return Verify(t.Context(), StreamPages(bytes.NewReader(b), 7), cps...)
+	t.Helper()
+	res, err := VerifyStream(t.Context(), bytes.NewReader(b), cps...)
+	res2, err2 := Verify(t.Context(), StreamPages(bytes.NewReader(b), 7), cps...)
+	if (err == nil) != (err2 == nil) || res.Events != res2.Events || !bytes.Equal(res.Head, res2.Head) {
+		t.Fatalf("VerifyStream = %+v, %v; Verify(StreamPages) = %+v, %v", res, err, res2, err2)
+	}
+	return res, err
 }
 
 func TestStreamRoundTrip(t *testing.T) {
