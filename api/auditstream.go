@@ -92,7 +92,8 @@ func (s *Server) auditRoutes(mux *http.ServeMux) {
 }
 
 // AuditStream returns the audit log after after (0: all of it) as an audit
-// stream to read with audit.StreamPages, which fails if it is cut short. The
+// stream to verify with audit.VerifyStream (or read with audit.StreamPages),
+// which fails if it is cut short. The
 // caller closes it. A server without the route (older than the stream) gives
 // an ENOTFOUND error: page through Audit instead. Reading gives up after a
 // minute without data.
