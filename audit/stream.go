@@ -101,9 +101,8 @@ func (r *Records) Add(e *RawEvent) {
 // that was hashed (ajar.AuditEvent.ComputeHash), as stored. Its fields are
 // sent as they are; the reader checks them all.
 type RawEvent struct {
-	Seq                          int64
-	Time, Actor, Action, Subject string
-	Details, PrevHash, Hash      []byte
+	Seq                                                   int64
+	Time, Actor, Action, Subject, Details, PrevHash, Hash []byte
 }
 
 // AppendRecord appends e's event record to b.
@@ -125,10 +124,10 @@ func AppendRecord(b []byte, e *ajar.AuditEvent) []byte {
 func AppendRawRecord(b []byte, e *RawEvent) []byte {
 	b = append(b, 'e')
 	b = binary.AppendUvarint(b, uint64(e.Seq))
-	b = appendString(b, e.Time)
-	b = appendString(b, e.Actor)
-	b = appendString(b, e.Action)
-	b = appendString(b, e.Subject)
+	b = appendField(b, e.Time)
+	b = appendField(b, e.Actor)
+	b = appendField(b, e.Action)
+	b = appendField(b, e.Subject)
 	b = appendField(b, e.Details)
 	b = appendField(b, e.PrevHash)
 	return appendField(b, e.Hash)

@@ -21,7 +21,7 @@ func rawStream(t testing.TB, evs []ajar.AuditEvent, times map[int]string) []byte
 		if !ok {
 			ts = e.Time.UTC().Format(time.RFC3339Nano)
 		}
-		recs.Add(&RawEvent{Seq: e.Seq, Time: ts, Actor: e.Actor, Action: e.Action, Subject: e.Subject,
+		recs.Add(&RawEvent{Seq: e.Seq, Time: []byte(ts), Actor: []byte(e.Actor), Action: []byte(e.Action), Subject: []byte(e.Subject),
 			Details: e.Details, PrevHash: e.PrevHash, Hash: e.Hash})
 	}
 	var buf bytes.Buffer

@@ -46,7 +46,9 @@ func TestReadAuditRows(t *testing.T) {
 		t.Helper()
 		var got []audit.RawEvent
 		err := s.ReadAuditRows(ctx, after, upTo, func(e *audit.RawEvent) error {
-			got = append(got, *e)
+			// Valid during the call only: a copy.
+			got = append(got, audit.RawEvent{Seq: e.Seq, Time: bytes.Clone(e.Time), Actor: bytes.Clone(e.Actor), Action: bytes.Clone(e.Action),
+				Subject: bytes.Clone(e.Subject), Details: bytes.Clone(e.Details), PrevHash: bytes.Clone(e.PrevHash), Hash: bytes.Clone(e.Hash)})
 			return nil
 		})
 		if err != nil {
@@ -62,8 +64,8 @@ func TestReadAuditRows(t *testing.T) {
 		}
 		for i, g := range got {
 			w := want[i]
-			if g.Seq != w.Seq || g.Time != w.Time.Format(time.RFC3339Nano) || g.Actor != w.Actor || g.Action != w.Action ||
-				g.Subject != w.Subject || !bytes.Equal(g.Details, w.Details) || !bytes.Equal(g.PrevHash, w.PrevHash) ||
+			if g.Seq != w.Seq || string(g.Time) != w.Time.Format(time.RFC3339Nano) || string(g.Actor) != w.Actor || string(g.Action) != w.Action ||
+				string(g.Subject) != w.Subject || !bytes.Equal(g.Details, w.Details) || !bytes.Equal(g.PrevHash, w.PrevHash) ||
 				!bytes.Equal(g.Hash, w.Hash) || (g.PrevHash == nil) != (w.Seq == 1) {
 				t.Errorf("(%d, %d]: got %+v, want %+v", r[0], r[1], g, w)
 			}
