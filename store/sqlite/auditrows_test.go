@@ -2,6 +2,8 @@ package sqlite
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -91,5 +93,65 @@ func TestReadAuditRows(t *testing.T) {
 	err = s.ReadAuditRows(ctx, 0, 7, func(*audit.RawEvent) error { n++; return stop })
 	if err != stop || n != 1 {
 		t.Errorf("fn's error: %v after %d calls, want stop after 1", err, n)
+	}
+}
+
+// An event edited in the file (its trigger dropped, as someone with the file
+// can) goes out as it now is, and the stream fails to verify; a cancelled
+// context fails the read.
+func TestReadAuditRowsTampered(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "ajar.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Update(ctx, func(tx ajar.Tx) error {
+		for i := range 5 {
+			e := ajar.AuditEvent{Time: time.Date(2026, 3, 1, 9, 0, i, 0, time.UTC), Actor: "test", Action: "a.b", Subject: "s"}
+			if _, err := tx.AppendAudit(ctx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	verify := func() error {
+		var recs audit.Records
+		if err := s.ReadAuditRows(ctx, 0, 5, func(e *audit.RawEvent) error { recs.Add(e); return nil }); err != nil {
+			return err
+		}
+		var buf bytes.Buffer
+		w := audit.NewStreamWriter(&buf)
+		w.Records(&recs)
+		w.End()
+		_, err := audit.VerifyStream(ctx, &buf)
+		return err
+	}
+	if err := verify(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path) // another writer on the file
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	edit := func(set string) {
+		t.Helper()
+		if _, err := db.ExecContext(ctx, `DROP TRIGGER IF EXISTS audit_events_no_update; UPDATE audit_events SET `+set+` WHERE seq = 3`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	edit(`actor = 'mallory'`)
+	var bad *audit.BadEventError
+	if err := verify(); !errors.As(err, &bad) || bad.Seq != 3 {
+		t.Errorf("edited actor: %v, want a bad event 3", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.ReadAuditRows(cctx, 0, 5, func(*audit.RawEvent) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
 	}
 }
