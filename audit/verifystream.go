@@ -63,54 +63,92 @@ func VerifyStream(ctx context.Context, r io.Reader, cps ...*Checkpoint) (Result,
 // eventHasher reads one event record (after its tag) and hashes it as
 // ajar.AuditEvent.ComputeHash does, into buffers it reuses.
 type eventHasher struct {
-	in     []byte // what is hashed: the fields in place, each after its length
-	tb     []byte // the time's text
+	in     []byte // what is hashed: the fields, each after its length
+	tb     []byte // the time's text, when it is not canonical
+	rec    []byte // the fields of a record read piece by piece
 	seq    int64
 	prev   []byte // in in
-	hash   []byte // as it arrived
+	hash   []byte // as it arrived, valid until the next read
 	hashOK bool   // hash is what the fields hash to
 }
 
 // hashDomain begins what ComputeHash hashes.
 const hashDomain = "ajar-audit-v1\n"
 
+// read reads the record from the reader's buffer when it holds all of it
+// (nearly always), else piece by piece.
 func (h *eventHasher) read(s *streamReader) error {
+	var f [8][]byte // Seq's place, then Time, Actor, Action, Subject, Details, PrevHash, Hash
+	buf, _ := s.r.Peek(s.r.Buffered())
+	u, k := binary.Uvarint(buf)
+	p := k
+	for i := 1; i < len(f) && k > 0; i++ {
+		var n uint64
+		n, k = binary.Uvarint(buf[p:])
+		if k <= 0 || n > maxStreamField || uint64(len(buf)-p-k) < n {
+			k = 0
+			break
+		}
+		f[i] = buf[p+k : p+k+int(n)]
+		p += k + int(n)
+	}
+	if k <= 0 {
+		return h.readPieces(s)
+	}
+	if err := h.sum(u, &f); err != nil {
+		return err
+	}
+	s.r.Discard(p) // after sum: f is in the buffer
+	return nil
+}
+
+// readPieces reads the record through the reader, for one that crosses the
+// end of its buffer.
+func (h *eventHasher) readPieces(s *streamReader) error {
 	u, err := binary.ReadUvarint(s.r)
 	if err != nil {
 		return s.cut(err)
 	}
-	h.seq = int64(u)
+	var f [8][]byte
+	var ends [8]int
+	rec := h.rec[:0]
+	for i := 1; i < len(f); i++ {
+		if rec, err = s.fieldInto(rec); err != nil {
+			return s.cut(err)
+		}
+		ends[i] = len(rec)
+	}
+	for i := 1; i < len(f); i++ {
+		f[i] = rec[ends[i-1]:ends[i]]
+	}
+	h.rec = rec
+	return h.sum(u, &f)
+}
+
+// sum hashes the event seq of fields f (as read: f[0] unused) and keeps what
+// the chain needs.
+func (h *eventHasher) sum(seq uint64, f *[8][]byte) error {
+	h.seq = int64(seq)
 	in := append(h.in[:0], hashDomain...)
-	in = binary.BigEndian.AppendUint64(in, u)
+	in = binary.BigEndian.AppendUint64(in, seq)
 	// The time is hashed as Time.UTC().Format(RFC3339Nano): text already in
 	// that form is hashed as it is, anything else as what it parses to, or
 	// the event is refused (as StreamPages does).
-	if h.tb, err = s.fieldInto(h.tb[:0]); err != nil {
-		return s.cut(err)
-	}
-	if !canonicalTime(h.tb) {
-		t, err := time.Parse(time.RFC3339Nano, string(h.tb))
+	if !canonicalTime(f[1]) {
+		t, err := time.Parse(time.RFC3339Nano, string(f[1]))
 		if err != nil {
 			return fmt.Errorf("audit stream: event %d: bad time: %w", h.seq, err)
 		}
 		h.tb = t.UTC().AppendFormat(h.tb[:0], time.RFC3339Nano)
+		f[1] = h.tb
 	}
-	in = binary.BigEndian.AppendUint64(in, uint64(len(h.tb)))
-	in = append(in, h.tb...)
-	// Actor, Action, Subject, Details, PrevHash: hashed in place.
-	var start int
-	for range 5 {
-		in = binary.BigEndian.AppendUint64(in, 0)
-		start = len(in)
-		if in, err = s.fieldInto(in); err != nil {
-			return s.cut(err)
-		}
-		binary.BigEndian.PutUint64(in[start-8:start], uint64(len(in)-start))
+	var prevAt int
+	for _, b := range f[1:7] { // Time, Actor, Action, Subject, Details, PrevHash
+		in = binary.BigEndian.AppendUint64(in, uint64(len(b)))
+		prevAt = len(in)
+		in = append(in, b...)
 	}
-	h.in, h.prev = in, in[start:]
-	if h.hash, err = s.fieldInto(h.hash[:0]); err != nil {
-		return s.cut(err)
-	}
+	h.in, h.prev, h.hash = in, in[prevAt:], f[7]
 	sum := sha256.Sum256(in)
 	h.hashOK = bytes.Equal(h.hash, sum[:])
 	return nil
