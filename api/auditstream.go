@@ -21,7 +21,7 @@ import (
 // (readmodel.Reader). The server serves that route only when its Core also
 // implements it.
 type AuditStreamCore interface {
-	ExportAudit(ctx context.Context, u ajar.User, after int64, fn func([]ajar.AuditEvent) error) error
+	ExportAuditRecords(ctx context.Context, u ajar.User, after int64, fn func(*audit.Records) error) error
 }
 
 var _ AuditStreamCore = (*readmodel.Reader)(nil)
@@ -58,7 +58,7 @@ func (s *Server) auditRoutes(mux *http.ServeMux) {
 		}
 		rc := http.NewResponseController(w)
 		var sw *audit.StreamWriter
-		err = ac.ExportAudit(r.Context(), u, after, func(page []ajar.AuditEvent) error {
+		err = ac.ExportAuditRecords(r.Context(), u, after, func(page *audit.Records) error {
 			// The server's WriteTimeout bounds a whole response; a long log
 			// needs longer, as long as it moves.
 			rc.SetWriteDeadline(time.Now().Add(auditStreamIdle))
@@ -68,10 +68,8 @@ func (s *Server) auditRoutes(mux *http.ServeMux) {
 				w.WriteHeader(http.StatusOK)
 				sw = audit.NewStreamWriter(w)
 			}
-			for i := range page {
-				if err := sw.Event(&page[i]); err != nil {
-					return err
-				}
+			if err := sw.Records(page); err != nil {
+				return err
 			}
 			return sw.Flush()
 		})
@@ -94,7 +92,8 @@ func (s *Server) auditRoutes(mux *http.ServeMux) {
 }
 
 // AuditStream returns the audit log after after (0: all of it) as an audit
-// stream to read with audit.StreamPages, which fails if it is cut short. The
+// stream to verify with audit.VerifyStream (or read with audit.StreamPages),
+// which fails if it is cut short. The
 // caller closes it. A server without the route (older than the stream) gives
 // an ENOTFOUND error: page through Audit instead. Reading gives up after a
 // minute without data.

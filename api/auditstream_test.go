@@ -15,7 +15,7 @@ import (
 	"github.com/ajar-dev/ajar/audit"
 )
 
-// streamCore adds ExportAudit to the fake: alice is the admin; pages of 3
+// streamCore adds ExportAuditRecords to the fake: alice is the admin; pages of 3
 // events; failAfter > 0 fails after that many pages.
 type streamCore struct {
 	*fakeCore
@@ -24,7 +24,7 @@ type streamCore struct {
 	after     int64
 }
 
-func (c *streamCore) ExportAudit(ctx context.Context, u ajar.User, after int64, fn func([]ajar.AuditEvent) error) error {
+func (c *streamCore) ExportAuditRecords(ctx context.Context, u ajar.User, after int64, fn func(*audit.Records) error) error {
 	if u.ID != "alice@example.com" {
 		return ajar.Errorf(ajar.EFORBIDDEN, "only admins can read the whole audit log")
 	}
@@ -35,7 +35,13 @@ func (c *streamCore) ExportAudit(ctx context.Context, u ajar.User, after int64, 
 			return errors.New("disk on fire")
 		}
 		n := min(3, len(evs))
-		if err := fn(evs[:n]); err != nil {
+		var r audit.Records
+		for i := range evs[:n] {
+			r.B = audit.AppendRecord(r.B, &evs[i])
+			r.N++
+			r.Last = evs[i].Seq
+		}
+		if err := fn(&r); err != nil {
 			return err
 		}
 		evs = evs[n:]

@@ -41,7 +41,6 @@ type StreamWriter struct {
 	n    uint64
 	last int64
 	buf  []byte
-	tbuf []byte
 	err  error
 }
 
@@ -58,22 +57,80 @@ func (s *StreamWriter) Event(e *ajar.AuditEvent) error {
 	if s.err != nil {
 		return s.err
 	}
-	b := append(s.buf[:0], 'e')
-	b = binary.AppendUvarint(b, uint64(e.Seq))
-	s.tbuf = e.Time.UTC().AppendFormat(s.tbuf[:0], time.RFC3339Nano) // hashed as this text
-	b = appendField(b, s.tbuf)
-	b = appendField(b, []byte(e.Actor))
-	b = appendField(b, []byte(e.Action))
-	b = appendField(b, []byte(e.Subject))
-	b = appendField(b, e.Details)
-	b = appendField(b, e.PrevHash)
-	b = appendField(b, e.Hash)
-	s.buf = b
-	if _, s.err = s.w.Write(b); s.err == nil {
+	s.buf = AppendRecord(s.buf[:0], e)
+	if _, s.err = s.w.Write(s.buf); s.err == nil {
 		s.n++
 		s.last = e.Seq
 	}
 	return s.err
+}
+
+// Records writes a run of event records (see Records). It returns the first
+// write error, then the same error for every later call.
+func (s *StreamWriter) Records(r *Records) error {
+	if s.err != nil {
+		return s.err
+	}
+	if r.N == 0 {
+		return nil
+	}
+	if _, s.err = s.w.Write(r.B); s.err == nil {
+		s.n += uint64(r.N)
+		s.last = r.Last
+	}
+	return s.err
+}
+
+// Records is a run of event records, made with AppendRecord or
+// AppendRawRecord and counted with Add, so that a server can encode pages of
+// the log in parallel and write them in order (StreamWriter.Records).
+type Records struct {
+	B    []byte
+	N    int   // how many events B holds
+	Last int64 // the Seq of the last
+}
+
+// Add appends e's record.
+func (r *Records) Add(e *RawEvent) {
+	r.B = AppendRawRecord(r.B, e)
+	r.N++
+	r.Last = e.Seq
+}
+
+// RawEvent is an audit event as a store keeps it: Time is the RFC 3339 text
+// that was hashed (ajar.AuditEvent.ComputeHash), as stored. Its fields are
+// sent as they are; the reader checks them all.
+type RawEvent struct {
+	Seq                                                   int64
+	Time, Actor, Action, Subject, Details, PrevHash, Hash []byte
+}
+
+// AppendRecord appends e's event record to b.
+func AppendRecord(b []byte, e *ajar.AuditEvent) []byte {
+	b = append(b, 'e')
+	b = binary.AppendUvarint(b, uint64(e.Seq))
+	// Hashed as this text: the length first, then the text in place.
+	var tb [64]byte
+	b = appendField(b, e.Time.UTC().AppendFormat(tb[:0], time.RFC3339Nano))
+	b = appendString(b, e.Actor)
+	b = appendString(b, e.Action)
+	b = appendString(b, e.Subject)
+	b = appendField(b, e.Details)
+	b = appendField(b, e.PrevHash)
+	return appendField(b, e.Hash)
+}
+
+// AppendRawRecord appends e's event record to b.
+func AppendRawRecord(b []byte, e *RawEvent) []byte {
+	b = append(b, 'e')
+	b = binary.AppendUvarint(b, uint64(e.Seq))
+	b = appendField(b, e.Time)
+	b = appendField(b, e.Actor)
+	b = appendField(b, e.Action)
+	b = appendField(b, e.Subject)
+	b = appendField(b, e.Details)
+	b = appendField(b, e.PrevHash)
+	return appendField(b, e.Hash)
 }
 
 // Flush sends what is buffered.
@@ -116,6 +173,11 @@ func appendField(b, f []byte) []byte {
 	return append(b, f...)
 }
 
+func appendString(b []byte, f string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(f)))
+	return append(b, f...)
+}
+
 // StreamPages returns a next function for Verify that reads an audit stream
 // from r in pages of up to pageSize events (<= 0: 10,000). A page is valid
 // until the next call. At the end record it checks that the stream held as
@@ -145,12 +207,8 @@ func (s *streamReader) next(ctx context.Context) ([]ajar.AuditEvent, error) {
 	if s.done {
 		return nil, nil
 	}
-	if !s.header {
-		h := make([]byte, len(streamHeader))
-		if _, err := io.ReadFull(s.r, h); err != nil || string(h) != streamHeader {
-			return nil, errors.New("audit stream: not an audit stream (bad header)")
-		}
-		s.header = true
+	if err := s.readHeader(); err != nil {
+		return nil, err
 	}
 	page := s.page[:0]
 	for len(page) < cap(page) {
@@ -167,28 +225,53 @@ func (s *streamReader) next(ctx context.Context) ([]ajar.AuditEvent, error) {
 			s.n++
 			s.last = e.Seq
 			page = append(page, e)
-		case 'z':
-			n, err1 := binary.ReadUvarint(s.r)
-			last, err2 := binary.ReadUvarint(s.r)
-			if err := errors.Join(err1, err2); err != nil {
-				return nil, s.cut(err)
-			}
-			if n != s.n || int64(last) != s.last {
-				return nil, fmt.Errorf("audit stream: the server says it sent %d events ending at %d, but %d arrived ending at %d", n, last, s.n, s.last)
-			}
-			s.done = true
-			return page, nil
-		case 'x':
-			msg, err := s.field()
-			if err != nil {
-				return nil, s.cut(err)
-			}
-			return nil, ajar.Errorf(ajar.EINTERNAL, "audit stream: the server failed after %d events: %s", s.n, msg)
 		default:
-			return nil, fmt.Errorf("audit stream: bad record after %d events", s.n)
+			if err := s.end(tag); err != nil {
+				return nil, err
+			}
+			return page, nil
 		}
 	}
 	return page, nil
+}
+
+// readHeader reads the stream's header, once.
+func (s *streamReader) readHeader() error {
+	if s.header {
+		return nil
+	}
+	h := make([]byte, len(streamHeader))
+	if _, err := io.ReadFull(s.r, h); err != nil || string(h) != streamHeader {
+		return errors.New("audit stream: not an audit stream (bad header)")
+	}
+	s.header = true
+	return nil
+}
+
+// end reads the record of tag, which is not an event's: nil (and s.done) for
+// an end record that matches what arrived, an error for anything else.
+func (s *streamReader) end(tag byte) error {
+	switch tag {
+	case 'z':
+		n, err1 := binary.ReadUvarint(s.r)
+		last, err2 := binary.ReadUvarint(s.r)
+		if err := errors.Join(err1, err2); err != nil {
+			return s.cut(err)
+		}
+		if n != s.n || int64(last) != s.last {
+			return fmt.Errorf("audit stream: the server says it sent %d events ending at %d, but %d arrived ending at %d", n, last, s.n, s.last)
+		}
+		s.done = true
+		return nil
+	case 'x':
+		msg, err := s.field()
+		if err != nil {
+			return s.cut(err)
+		}
+		return ajar.Errorf(ajar.EINTERNAL, "audit stream: the server failed after %d events: %s", s.n, msg)
+	default:
+		return fmt.Errorf("audit stream: bad record after %d events", s.n)
+	}
 }
 
 // cut describes a read error: io.EOF within the stream means it was cut short.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/ajar-dev/ajar"
 )
@@ -26,8 +27,22 @@ func encode(t testing.TB, evs []ajar.AuditEvent) []byte {
 	return buf.Bytes()
 }
 
+// verifyStream verifies the stream b both ways, with VerifyStream and with
+// Verify over StreamPages, fails the test unless they agree (the same result,
+// or both an error), and returns VerifyStream's. VerifyStream also reads it
+// a byte at a time, so that every record crosses the end of its buffer.
 func verifyStream(t testing.TB, b []byte, cps ...*Checkpoint) (Result, error) {
-	return Verify(t.Context(), StreamPages(bytes.NewReader(b), 7), cps...)
+	t.Helper()
+	res, err := VerifyStream(t.Context(), bytes.NewReader(b), cps...)
+	res2, err2 := Verify(t.Context(), StreamPages(bytes.NewReader(b), 7), cps...)
+	res3, err3 := VerifyStream(t.Context(), iotest.OneByteReader(bytes.NewReader(b)), cps...)
+	if (err == nil) != (err2 == nil) || res.Events != res2.Events || !bytes.Equal(res.Head, res2.Head) {
+		t.Fatalf("VerifyStream = %+v, %v; Verify(StreamPages) = %+v, %v", res, err, res2, err2)
+	}
+	if (err == nil) != (err3 == nil) || res.Events != res3.Events || !bytes.Equal(res.Head, res3.Head) {
+		t.Fatalf("VerifyStream = %+v, %v; a byte at a time = %+v, %v", res, err, res3, err3)
+	}
+	return res, err
 }
 
 func TestStreamRoundTrip(t *testing.T) {

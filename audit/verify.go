@@ -116,31 +116,44 @@ func newChain(cps []*Checkpoint) *chain {
 
 // add checks that ev extends the chain and makes it the new head.
 func (c *chain) add(ev *ajar.AuditEvent) error {
+	if err := c.checkSeq(ev.Seq); err != nil {
+		return err
+	}
+	return c.link(ev.Seq, ev.PrevHash, ev.Hash, bytes.Equal(ev.Hash, ev.ComputeHash()))
+}
+
+// checkSeq checks that seq is the next event's.
+func (c *chain) checkSeq(seq int64) error {
 	want := c.n + 1
 	switch {
-	case ev.Seq > want:
-		return &BadEventError{Seq: want, Reason: fmt.Sprintf("missing (deleted?) — found %d", ev.Seq)}
-	case ev.Seq < want:
-		return &BadEventError{Seq: ev.Seq, Reason: fmt.Sprintf("out of order or repeated: found after event %d", c.n)}
+	case seq > want:
+		return &BadEventError{Seq: want, Reason: fmt.Sprintf("missing (deleted?) — found %d", seq)}
+	case seq < want:
+		return &BadEventError{Seq: seq, Reason: fmt.Sprintf("out of order or repeated: found after event %d", c.n)}
 	}
+	return nil
+}
 
-	hashOK := bytes.Equal(ev.Hash, ev.ComputeHash())
-	prevOK := bytes.Equal(ev.PrevHash, c.head) // c.head is empty before the first event
+// link makes the event seq (checked by checkSeq) the new head: hashOK says
+// whether its hash is what its fields hash to, and prev must be the head's
+// hash. hash is copied.
+func (c *chain) link(seq int64, prev, hash []byte, hashOK bool) error {
+	prevOK := bytes.Equal(prev, c.head) // c.head is empty before the first event
 	switch {
 	case !hashOK && !prevOK && c.n == 0:
-		return &BadEventError{Seq: ev.Seq, Reason: "hash mismatch and a prev_hash although it is the first event (moved or replaced?)"}
+		return &BadEventError{Seq: seq, Reason: "hash mismatch and a prev_hash although it is the first event (moved or replaced?)"}
 	case !hashOK && !prevOK:
-		return &BadEventError{Seq: ev.Seq, Reason: fmt.Sprintf("hash mismatch and prev_hash does not match event %d (reordered or replaced?)", c.n)}
+		return &BadEventError{Seq: seq, Reason: fmt.Sprintf("hash mismatch and prev_hash does not match event %d (reordered or replaced?)", c.n)}
 	case !hashOK:
-		return &BadEventError{Seq: ev.Seq, Reason: "hash mismatch (edited?)"}
+		return &BadEventError{Seq: seq, Reason: "hash mismatch (edited?)"}
 	case !prevOK && c.n == 0:
-		return &BadEventError{Seq: ev.Seq, Reason: "has a prev_hash although it is the first event (events before it deleted and the rest rehashed?)"}
+		return &BadEventError{Seq: seq, Reason: "has a prev_hash although it is the first event (events before it deleted and the rest rehashed?)"}
 	case !prevOK:
-		return &BadEventError{Seq: ev.Seq, Reason: fmt.Sprintf("prev_hash does not match event %d (reordered, or event %d edited and rehashed?)", c.n, c.n)}
+		return &BadEventError{Seq: seq, Reason: fmt.Sprintf("prev_hash does not match event %d (reordered, or event %d edited and rehashed?)", c.n, c.n)}
 	}
 
-	c.n = ev.Seq
-	c.head = append(c.head[:0], ev.Hash...)
+	c.n = seq
+	c.head = append(c.head[:0], hash...)
 	for len(c.cps) > 0 && c.cps[0].Size == c.n {
 		if !bytes.Equal(c.cps[0].Head, c.head) {
 			return &RewrittenError{Seq: c.n}

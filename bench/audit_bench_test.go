@@ -135,7 +135,7 @@ func setupAudit(b *testing.B) *auditServer {
 //     /v1/audit/stream, every hash and link recomputed. Reported: s/verify, the
 //     wall time of the command.
 //   - verify_in_process: the same client code (api.Client.AuditStream and
-//     audit.Verify) in this process, for a profile of both sides.
+//     audit.VerifyStream) in this process, for a profile of both sides.
 //   - search_request, search_user, search_target, search_hour: an admin's
 //     search through the read model (as the web page's), the newest 50
 //     events of one request, user, target or hour (target < 50 ms). Reported:
@@ -172,7 +172,7 @@ func BenchmarkAudit(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			res, err := audit.Verify(b.Context(), audit.StreamPages(body, 0))
+			res, err := audit.VerifyStream(b.Context(), body)
 			body.Close()
 			if err != nil || res.Events != s.events {
 				b.Fatalf("verify: %+v, %v", res, err)

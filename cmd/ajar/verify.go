@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -40,6 +41,7 @@ or names the first bad event and exits 1.`,
 				}
 			}
 			var next func(context.Context) ([]ajar.AuditEvent, error)
+			var stream io.Reader // the server's audit stream, verified as it arrives
 			var cps []*audit.Checkpoint
 			if db != "" {
 				if saved != nil && key == "" {
@@ -83,7 +85,7 @@ or names the first bad event and exits 1.`,
 				switch {
 				case err == nil:
 					defer body.Close()
-					next = audit.StreamPages(body, 0)
+					stream = body
 				case ajar.ErrorCode(err) == ajar.ENOTFOUND:
 					next = apiPages(c)
 				default:
@@ -97,7 +99,13 @@ or names the first bad event and exits 1.`,
 				}
 				cps = append(cps, cp)
 			}
-			res, err := audit.Verify(ctx, next, cps...)
+			var res audit.Result
+			var err error
+			if stream != nil {
+				res, err = audit.VerifyStream(ctx, stream, cps...)
+			} else {
+				res, err = audit.Verify(ctx, next, cps...)
+			}
 			if err != nil {
 				return err
 			}
