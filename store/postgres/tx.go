@@ -565,25 +565,10 @@ func (t *tx) UpdateRequests(ctx context.Context, rs []*ajar.Request) error {
 	case w != 0:
 		return t.fail(fmt.Errorf("postgres: update requests: %d of %d written", w, n))
 	}
-	if err := versionsMatch(rs, stored); err != nil {
+	if err := sqlcodec.VersionsMatch(rs, stored); err != nil {
 		return err
 	}
 	return t.fail(fmt.Errorf("postgres: update requests: none of %d written, all current", n))
-}
-
-// versionsMatch returns ENOTFOUND or ECONFLICT for the first request of rs
-// whose id is not in stored or whose stored version is not its Version.
-func versionsMatch(rs []*ajar.Request, stored map[string]int64) error {
-	for _, r := range rs {
-		v, ok := stored[r.ID]
-		switch {
-		case !ok:
-			return ajar.Errorf(ajar.ENOTFOUND, "request %s not found", r.ID)
-		case v != r.Version:
-			return ajar.Errorf(ajar.ECONFLICT, "request %s was changed concurrently (version %d is stale)", r.ID, r.Version)
-		}
-	}
-	return nil
 }
 
 func (t *tx) ClaimDue(ctx context.Context, now, leaseUntil time.Time, limit int) ([]*ajar.Request, error) {

@@ -520,7 +520,7 @@ func (t *tx) UpdateRequests(ctx context.Context, rs []*ajar.Request) error {
 	if err := rows.Err(); err != nil {
 		return t.fail(fmt.Errorf("sqlite: update requests: %w", err))
 	}
-	if err := versionsMatch(rs, stored); err != nil {
+	if err := sqlcodec.VersionsMatch(rs, stored); err != nil {
 		return err
 	}
 	upd, err := t.prepared(ctx, qUpdateRequest)
@@ -541,21 +541,6 @@ func (t *tx) UpdateRequests(ctx context.Context, rs []*ajar.Request) error {
 	for _, r := range rs {
 		r.Version++
 		t.remember(r)
-	}
-	return nil
-}
-
-// versionsMatch returns ENOTFOUND or ECONFLICT for the first request of rs
-// whose id is not in stored or whose stored version is not its Version.
-func versionsMatch(rs []*ajar.Request, stored map[string]int64) error {
-	for _, r := range rs {
-		v, ok := stored[r.ID]
-		switch {
-		case !ok:
-			return ajar.Errorf(ajar.ENOTFOUND, "request %s not found", r.ID)
-		case v != r.Version:
-			return ajar.Errorf(ajar.ECONFLICT, "request %s was changed concurrently (version %d is stale)", r.ID, r.Version)
-		}
 	}
 	return nil
 }

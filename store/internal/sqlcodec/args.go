@@ -105,3 +105,19 @@ func NewExtensionArgs(x *ajar.Extension) ([]any, error) {
 	}
 	return args, nil
 }
+
+// VersionsMatch returns ENOTFOUND or ECONFLICT for the first request of rs
+// whose id is not in stored or whose stored version is not its Version (the
+// check of Tx.UpdateRequests, in both stores).
+func VersionsMatch(rs []*ajar.Request, stored map[string]int64) error {
+	for _, r := range rs {
+		v, ok := stored[r.ID]
+		switch {
+		case !ok:
+			return ajar.Errorf(ajar.ENOTFOUND, "request %s not found", r.ID)
+		case v != r.Version:
+			return ajar.Errorf(ajar.ECONFLICT, "request %s was changed concurrently (version %d is stale)", r.ID, r.Version)
+		}
+	}
+	return nil
+}
