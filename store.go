@@ -185,6 +185,12 @@ type Tx interface {
 	// increments n.Version. ECONFLICT if the version differs, ENOTFOUND if it
 	// does not exist. The other fields never change.
 	UpdateNotification(ctx context.Context, n *Notification) error
+	// UpdateNotifications is UpdateNotification for each of ns, in one
+	// statement (one round trip to a database server): written[i] reports
+	// whether ns[i] was written (and its Version incremented); false where
+	// UpdateNotification would have returned ECONFLICT or ENOTFOUND. An
+	// unknown state is EINVALID, before anything is written.
+	UpdateNotifications(ctx context.Context, ns []*Notification) (written []bool, err error)
 	// PruneNotifications deletes up to limit (> 0, else EINVALID) notifications
 	// that are delivered or dropped with DoneAt before before, and returns how
 	// many it deleted. Pending ones are never deleted.

@@ -290,18 +290,29 @@ func (s *Outbox) deliver(ctx context.Context, sk notify.Sink) (int, time.Duratio
 		if err != nil {
 			return err
 		}
-		for _, n := range pending {
+		var claims []*ajar.Notification
+		for i := range pending {
+			n := &pending[i]
 			if n.NextAt.After(now) {
-				if len(batch) == 0 {
+				if len(claims) == 0 {
 					wait = min(wait, n.NextAt.Sub(now))
 				}
 				break
 			}
 			n.NextAt = now.Add(cfg.lease())
-			if err := tx.UpdateNotification(ctx, &n); err != nil {
-				return err
+			claims = append(claims, n)
+		}
+		// One statement for the batch. If another worker claimed one of
+		// them first, claim none (the sink gets its events in order).
+		written, err := tx.UpdateNotifications(ctx, claims)
+		if err != nil {
+			return err
+		}
+		for i, n := range claims {
+			if !written[i] {
+				return ajar.Errorf(ajar.ECONFLICT, "notification %d was claimed concurrently", n.ID)
 			}
-			batch = append(batch, n)
+			batch = append(batch, *n)
 		}
 		return nil
 	})
@@ -330,8 +341,10 @@ func (s *Outbox) deliver(ctx context.Context, sk notify.Sink) (int, time.Duratio
 	err = s.store.Update(context.WithoutCancel(ctx), func(tx ajar.Tx) error {
 		delivered = 0
 		now := tx.Now()
+		outcomes := make([]*ajar.Notification, len(batch))
 		for i := range batch {
 			n := batch[i]
+			outcomes[i] = &n
 			switch {
 			case i >= len(tried): // not tried: release the claim
 				n.NextAt = now
@@ -350,13 +363,15 @@ func (s *Outbox) deliver(ctx context.Context, sk notify.Sink) (int, time.Duratio
 					n.NextAt = now.Add(cfg.retryDelay(n.Attempts))
 				}
 			}
-			if err := tx.UpdateNotification(ctx, &n); err != nil {
-				if ajar.ErrorCode(err) == ajar.ECONFLICT {
-					continue // the claim ran out and another worker took over
-				}
-				return err
-			}
-			if n.State == ajar.NotificationDelivered {
+		}
+		// One statement for the batch. One not written was taken over by
+		// another worker when its claim ran out.
+		written, err := tx.UpdateNotifications(ctx, outcomes)
+		if err != nil {
+			return err
+		}
+		for i, n := range outcomes {
+			if written[i] && n.State == ajar.NotificationDelivered {
 				delivered++
 			}
 		}

@@ -197,6 +197,71 @@ const (
 		VALUES ($1, $2, $3, $4, $5, $6, 0, '', 'pending', NULL, 1)`
 )
 
+func (t *tx) UpdateNotifications(ctx context.Context, ns []*ajar.Notification) ([]bool, error) {
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	written := make([]bool, len(ns))
+	if len(ns) == 0 {
+		return written, nil
+	}
+	var (
+		ids, versions, attempts []int64
+		nexts, errs, states     []string
+		dones                   []*string
+	)
+	at := make(map[int64]int, len(ns)) // id → index in ns
+	for i, n := range ns {
+		switch n.State {
+		case ajar.NotificationPending, ajar.NotificationDelivered, ajar.NotificationDropped:
+		default:
+			return nil, ajar.FieldErrorf("state", "unknown notification state %q", n.State)
+		}
+		var e sqlcodec.Encoder
+		next, done := e.Time("next_at", n.NextAt), e.TimePtr("done_at", n.DoneAt)
+		if e.Err != nil {
+			return nil, e.Err
+		}
+		if _, dup := at[n.ID]; dup {
+			continue // stale once the first is written, as one after the other
+		}
+		at[n.ID] = i
+		var d *string
+		if s, ok := done.(string); ok {
+			d = &s
+		}
+		ids, versions, attempts = append(ids, n.ID), append(versions, n.Version), append(attempts, int64(n.Attempts))
+		nexts, errs, states, dones = append(nexts, next.(string)), append(errs, n.LastError), append(states, string(n.State)), append(dones, d)
+	}
+	if err := t.lockHead(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := t.q.Query(ctx, `UPDATE notifications AS n SET next_at = v.next_at, attempts = v.attempts,
+			last_error = v.last_error, state = v.state, done_at = v.done_at, version = n.version + 1
+		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[])
+			AS v(id, version, next_at, attempts, last_error, state, done_at)
+		WHERE n.id = v.id AND n.version = v.version
+		RETURNING n.id`, ids, versions, nexts, attempts, errs, states, dones)
+	if err != nil {
+		return nil, t.fail(mapError(err, "update notifications"))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, t.fail(mapError(err, "update notifications"))
+		}
+		if i, ok := at[id]; ok {
+			written[i] = true
+			ns[i].Version++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.fail(mapError(err, "update notifications"))
+	}
+	return written, nil
+}
+
 func (t *tx) UpdateNotification(ctx context.Context, n *ajar.Notification) error {
 	if err := t.enter(ctx); err != nil {
 		return err

@@ -152,6 +152,91 @@ func (t *tx) EnqueueNotification(ctx context.Context, n *ajar.Notification) (boo
 	return true, nil
 }
 
+// maxNotificationRows is the most notifications one statement of
+// UpdateNotifications writes.
+const maxNotificationRows = 64
+
+func (t *tx) UpdateNotifications(ctx context.Context, ns []*ajar.Notification) ([]bool, error) {
+	ctx, err := t.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	written := make([]bool, len(ns))
+	rows := make([][]any, len(ns))
+	for i, n := range ns {
+		if rows[i], err = notificationUpdateArgs(n); err != nil {
+			return nil, err
+		}
+	}
+	at := make(map[int64]int, len(ns)) // id → index in ns
+	for lo := 0; lo < len(ns); lo += maxNotificationRows {
+		hi := min(lo+maxNotificationRows, len(ns))
+		clear(at)
+		var args []any
+		for i := lo; i < hi; i++ {
+			if _, dup := at[ns[i].ID]; dup {
+				// The same notification twice: the second is stale once
+				// the first is written, as it would be one after the other.
+				continue
+			}
+			at[ns[i].ID] = i
+			args = append(args, rows[i]...)
+		}
+		st, err := t.prepared(ctx, qUpdateNotifications(len(at)))
+		if err != nil {
+			return nil, err
+		}
+		res, err := st.QueryContext(ctx, args...)
+		if err != nil {
+			return nil, t.fail(fmt.Errorf("sqlite: update notifications: %w", err))
+		}
+		for res.Next() {
+			var id int64
+			if err := res.Scan(&id); err != nil {
+				res.Close()
+				return nil, t.fail(fmt.Errorf("sqlite: update notifications: %w", err))
+			}
+			if i, ok := at[id]; ok {
+				written[i] = true
+				ns[i].Version++
+			}
+		}
+		if err := res.Close(); err != nil {
+			return nil, t.fail(fmt.Errorf("sqlite: update notifications: %w", err))
+		}
+		if err := res.Err(); err != nil {
+			return nil, t.fail(fmt.Errorf("sqlite: update notifications: %w", err))
+		}
+	}
+	return written, nil
+}
+
+// qUpdateNotifications is the statement of UpdateNotifications for n rows,
+// each (id, version, next_at, attempts, last_error, state, done_at).
+func qUpdateNotifications(n int) string {
+	const row = `(?, ?, ?, ?, ?, ?, ?)`
+	return `WITH v(id, version, next_at, attempts, last_error, state, done_at) AS (VALUES ` + row + strings.Repeat(`, `+row, n-1) + `)
+		UPDATE notifications SET next_at = v.next_at, attempts = v.attempts, last_error = v.last_error,
+			state = v.state, done_at = v.done_at, version = notifications.version + 1
+		FROM v WHERE notifications.id = v.id AND notifications.version = v.version
+		RETURNING notifications.id`
+}
+
+// notificationUpdateArgs are n's row of qUpdateNotifications, or EINVALID.
+func notificationUpdateArgs(n *ajar.Notification) ([]any, error) {
+	switch n.State {
+	case ajar.NotificationPending, ajar.NotificationDelivered, ajar.NotificationDropped:
+	default:
+		return nil, ajar.FieldErrorf("state", "unknown notification state %q", n.State)
+	}
+	var e sqlcodec.Encoder
+	next, done := e.Time("next_at", n.NextAt), e.TimePtr("done_at", n.DoneAt)
+	if e.Err != nil {
+		return nil, e.Err
+	}
+	return []any{n.ID, n.Version, next, n.Attempts, n.LastError, string(n.State), done}, nil
+}
+
 func (t *tx) UpdateNotification(ctx context.Context, n *ajar.Notification) error {
 	ctx, err := t.enter(ctx)
 	if err != nil {

@@ -92,6 +92,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"ConcurrentMixedFailures", testConcurrentMixedFailures},
 		{"ConcurrentCompareAndSwap", testConcurrentCAS},
 		{"Notifications", testNotifications},
+		{"UpdateNotifications", testUpdateNotifications},
 		{"Reviews", testReviews},
 		{"Extensions", testExtensions},
 		{"PendingExtensions", testPendingExtensions},

@@ -3,6 +3,7 @@ package storetest
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -323,4 +324,105 @@ func testExtensions(t *testing.T, h *harness) {
 	if err := json.Unmarshal(b, &back); err != nil || back.By != time.Hour {
 		t.Errorf("JSON round trip of %s: %+v, %v", b, back, err)
 	}
+}
+
+// testUpdateNotifications: UpdateNotifications writes each notification whose
+// version is current, as UpdateNotification would, and reports the others
+// (stale, missing, the same one twice) as not written, leaving them as they
+// were; an unknown state writes nothing.
+func testUpdateNotifications(t *testing.T, h *harness) {
+	ctx := t.Context()
+	var ns []*ajar.Notification
+	h.update(t, func(tx ajar.Tx) error {
+		for i := range 70 { // more than one SQLite statement's worth
+			n := &ajar.Notification{Sink: "s", Event: []byte(`{}`), CreatedAt: t0.Add(time.Duration(i) * time.Second)}
+			if _, err := tx.EnqueueNotification(ctx, n); err != nil {
+				return err
+			}
+			ns = append(ns, n)
+		}
+		return nil
+	})
+	// Another writer moves notification 3 on first: its version here is stale.
+	other := *ns[3]
+	h.update(t, func(tx ajar.Tx) error { other.NextAt = t0.Add(time.Hour); return tx.UpdateNotification(ctx, &other) })
+
+	done := t0.Add(time.Minute)
+	var batch []*ajar.Notification
+	for i, n := range ns {
+		c := *n
+		c.Attempts, c.LastError = 2, fmt.Sprintf("e%d", i)
+		if i%2 == 0 {
+			c.State, c.DoneAt = ajar.NotificationDelivered, &done
+		} else {
+			c.NextAt = t0.Add(time.Duration(i) * time.Minute)
+		}
+		batch = append(batch, &c)
+	}
+	missing := &ajar.Notification{ID: 1 << 40, Version: 1, State: ajar.NotificationPending, NextAt: t0}
+	twice := *batch[5]
+	batch = append(batch, missing, &twice)
+	var written []bool
+	h.update(t, func(tx ajar.Tx) error {
+		var err error
+		written, err = tx.UpdateNotifications(ctx, batch)
+		return err
+	})
+	if len(written) != len(batch) {
+		t.Fatalf("%d results for %d notifications", len(written), len(batch))
+	}
+	for i, w := range written {
+		want := i != 3 && i < len(ns)
+		if w != want {
+			t.Errorf("notification %d: written %v, want %v", i, w, want)
+		}
+		if w && batch[i].Version != ns[i].Version+1 {
+			t.Errorf("notification %d: version %d after writing, want %d", i, batch[i].Version, ns[i].Version+1)
+		}
+	}
+	if batch[3].Version != ns[3].Version || twice.Version != ns[5].Version {
+		t.Errorf("versions of those not written moved: %d, %d", batch[3].Version, twice.Version)
+	}
+	h.view(t, func(tx ajar.ReadTx) error {
+		got, err := tx.ListNotifications(ctx, ajar.NotificationFilter{Sink: "s", Limit: 100})
+		if err != nil {
+			return err
+		}
+		byID := map[int64]ajar.Notification{}
+		for _, n := range got {
+			byID[n.ID] = n
+		}
+		for i, n := range ns {
+			g, want := byID[n.ID], *batch[i]
+			if i == 3 {
+				want = other
+			}
+			if g.Version != want.Version || g.State != want.State || g.Attempts != want.Attempts || g.LastError != want.LastError ||
+				!g.NextAt.Equal(want.NextAt) || (g.DoneAt == nil) != (want.DoneAt == nil) || (g.DoneAt != nil && !g.DoneAt.Equal(*want.DoneAt)) {
+				t.Errorf("notification %d stored as %+v, want %+v", i, g, want)
+			}
+		}
+		return nil
+	})
+	// An unknown state: EINVALID, and nothing written.
+	bad := *batch[1]
+	bad.State = "gone"
+	good := *batch[7]
+	good.Attempts = 9
+	err := h.s.Update(ctx, func(tx ajar.Tx) error {
+		_, err := tx.UpdateNotifications(ctx, []*ajar.Notification{&good, &bad})
+		return err
+	})
+	if ajar.ErrorCode(err) != ajar.EINVALID {
+		t.Errorf("unknown state: %v, want EINVALID", err)
+	}
+	h.view(t, func(tx ajar.ReadTx) error {
+		got, err := tx.ListNotifications(ctx, ajar.NotificationFilter{Sink: "s", Limit: 100})
+		for _, n := range got {
+			if n.ID == good.ID && n.Attempts == 9 {
+				t.Errorf("written despite the unknown state: %+v", n)
+			}
+		}
+		return err
+	})
 }
