@@ -31,16 +31,23 @@ func (c *clock) Set(t time.Time) {
 
 // sink records the requests of the events it accepts, and fails while down.
 type sink struct {
-	mu    sync.Mutex
-	down  bool
-	calls int
-	got   []string
+	mu     sync.Mutex
+	down   bool
+	calls  int
+	got    []string
+	onSend func(call int) // if set, called (without mu) before each send
 }
 
 func (s *sink) Name() string      { return "hook" }
 func (s *sink) Wants(string) bool { return true }
 
 func (s *sink) Send(_ context.Context, b []byte) error {
+	s.mu.Lock()
+	hook, call := s.onSend, s.calls+1
+	s.mu.Unlock()
+	if hook != nil {
+		hook(call)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
@@ -321,4 +328,41 @@ func TestLingerGathersAStream(t *testing.T) {
 		t.Errorf("%d write transactions for five gathered events, want 2 (one claim, one record)", n)
 	}
 	close(release)
+}
+
+// TestRecordSkipsATakenOverClaim: a notification whose claim another worker
+// took over while it was being sent (its version moved) is not recorded as
+// delivered by the first worker, whose other deliveries are; the batch's
+// records are one statement, so this is the compare-and-swap of each row.
+func TestRecordSkipsATakenOverClaim(t *testing.T) {
+	e := newTestEnv(t, Config{})
+	e.enqueue(t, "req_1", "req_2", "req_3")
+	e.sink.onSend = func(call int) {
+		if call != 2 {
+			return
+		}
+		// Another worker takes req_2 over (its claim ran out).
+		err := e.store.Update(t.Context(), func(tx ajar.Tx) error {
+			ns, err := tx.ListNotifications(t.Context(), ajar.NotificationFilter{Sink: "hook", State: ajar.NotificationPending})
+			if err != nil {
+				return err
+			}
+			n := ns[1]
+			n.LastError = "taken over"
+			return tx.UpdateNotification(t.Context(), &n)
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if n := e.deliver(t); n != 2 {
+		t.Errorf("delivered %d, want 2 (req_2 was taken over)", n)
+	}
+	pending := e.list(t, ajar.NotificationPending)
+	if len(pending) != 1 || pending[0].LastError != "taken over" || pending[0].Attempts != 0 {
+		t.Errorf("pending after the delivery: %+v; want req_2 as the other worker left it", pending)
+	}
+	if got := e.list(t, ajar.NotificationDelivered); len(got) != 2 {
+		t.Errorf("%d recorded delivered, want 2", len(got))
+	}
 }
