@@ -221,7 +221,13 @@ func TestAttackSSHSessions(t *testing.T) {
 		key := sshNewKey(t, t.TempDir(), "id")
 		r, cert := st.prodCert(t, key)
 		marker := fmt.Sprintf("sleep %d", 86400+time.Now().UnixNano()%1000000)
-		sess := st.startSSH(t, key, cert, nil, "setsid nohup "+marker+" >/dev/null 2>&1 </dev/null &")
+		// The login waits until its child is in a session of its own: a shell
+		// that exits at once can take a child that has not yet detached down
+		// with its session (sshd hangs it up), which is no attack at all.
+		started := fmt.Sprintf("/tmp/ajar-e2e-detached-%d", time.Now().UnixNano())
+		sess := st.startSSH(t, key, cert, nil, fmt.Sprintf(
+			`setsid nohup sh -c 'touch %[1]s; exec %[2]s' >/dev/null 2>&1 </dev/null & while [ ! -e %[1]s ]; do sleep 0.05; done; rm -f %[1]s`,
+			started, marker))
 		select {
 		case <-sess.done:
 		case <-time.After(attackWait):
