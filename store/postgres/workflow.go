@@ -212,26 +212,16 @@ func (t *tx) UpdateNotifications(ctx context.Context, ns []*ajar.Notification) (
 	)
 	at := make(map[int64]int, len(ns)) // id → index in ns
 	for i, n := range ns {
-		switch n.State {
-		case ajar.NotificationPending, ajar.NotificationDelivered, ajar.NotificationDropped:
-		default:
-			return nil, ajar.FieldErrorf("state", "unknown notification state %q", n.State)
-		}
-		var e sqlcodec.Encoder
-		next, done := e.Time("next_at", n.NextAt), e.TimePtr("done_at", n.DoneAt)
-		if e.Err != nil {
-			return nil, e.Err
+		next, done, err := sqlcodec.NotificationUpdate(n)
+		if err != nil {
+			return nil, err
 		}
 		if _, dup := at[n.ID]; dup {
 			continue // stale once the first is written, as one after the other
 		}
 		at[n.ID] = i
-		var d *string
-		if s, ok := done.(string); ok {
-			d = &s
-		}
 		ids, versions, attempts = append(ids, n.ID), append(versions, n.Version), append(attempts, int64(n.Attempts))
-		nexts, errs, states, dones = append(nexts, next.(string)), append(errs, n.LastError), append(states, string(n.State)), append(dones, d)
+		nexts, errs, states, dones = append(nexts, next), append(errs, n.LastError), append(states, string(n.State)), append(dones, done)
 	}
 	if err := t.lockHead(ctx); err != nil {
 		return nil, err
@@ -266,22 +256,16 @@ func (t *tx) UpdateNotification(ctx context.Context, n *ajar.Notification) error
 	if err := t.enter(ctx); err != nil {
 		return err
 	}
-	switch n.State {
-	case ajar.NotificationPending, ajar.NotificationDelivered, ajar.NotificationDropped:
-	default:
-		return ajar.FieldErrorf("state", "unknown notification state %q", n.State)
-	}
-	var e sqlcodec.Encoder
-	next, done := e.Time("next_at", n.NextAt), e.TimePtr("done_at", n.DoneAt)
-	if e.Err != nil {
-		return e.Err
+	next, done, err := sqlcodec.NotificationUpdate(n)
+	if err != nil {
+		return err
 	}
 	if err := t.lockHead(ctx); err != nil {
 		return err
 	}
 	var k int64
 	var exists bool
-	err := t.q.QueryRow(ctx, `WITH upd AS (
+	err = t.q.QueryRow(ctx, `WITH upd AS (
 		UPDATE notifications SET next_at = $1, attempts = $2, last_error = $3, state = $4, done_at = $5,
 			version = version + 1
 		WHERE id = $6 AND version = $7

@@ -224,15 +224,9 @@ func qUpdateNotifications(n int) string {
 
 // notificationUpdateArgs are n's row of qUpdateNotifications, or EINVALID.
 func notificationUpdateArgs(n *ajar.Notification) ([]any, error) {
-	switch n.State {
-	case ajar.NotificationPending, ajar.NotificationDelivered, ajar.NotificationDropped:
-	default:
-		return nil, ajar.FieldErrorf("state", "unknown notification state %q", n.State)
-	}
-	var e sqlcodec.Encoder
-	next, done := e.Time("next_at", n.NextAt), e.TimePtr("done_at", n.DoneAt)
-	if e.Err != nil {
-		return nil, e.Err
+	next, done, err := sqlcodec.NotificationUpdate(n)
+	if err != nil {
+		return nil, err
 	}
 	return []any{n.ID, n.Version, next, n.Attempts, n.LastError, string(n.State), done}, nil
 }
@@ -242,15 +236,9 @@ func (t *tx) UpdateNotification(ctx context.Context, n *ajar.Notification) error
 	if err != nil {
 		return err
 	}
-	switch n.State {
-	case ajar.NotificationPending, ajar.NotificationDelivered, ajar.NotificationDropped:
-	default:
-		return ajar.FieldErrorf("state", "unknown notification state %q", n.State)
-	}
-	var e sqlcodec.Encoder
-	next, done := e.Time("next_at", n.NextAt), e.TimePtr("done_at", n.DoneAt)
-	if e.Err != nil {
-		return e.Err
+	next, done, err := sqlcodec.NotificationUpdate(n)
+	if err != nil {
+		return err
 	}
 	st, err := t.prepared(ctx, `UPDATE notifications SET next_at = ?, attempts = ?, last_error = ?,
 		state = ?, done_at = ?, version = version + 1 WHERE id = ? AND version = ?`)

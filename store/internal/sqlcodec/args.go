@@ -121,3 +121,25 @@ func VersionsMatch(rs []*ajar.Request, stored map[string]int64) error {
 	}
 	return nil
 }
+
+// NotificationUpdate checks n's state and encodes the times an update of n
+// writes (Tx.UpdateNotification, UpdateNotifications): EINVALID for an
+// unknown state or a time out of range; done is nil for no DoneAt.
+func NotificationUpdate(n *ajar.Notification) (next string, done *string, err error) {
+	switch n.State {
+	case ajar.NotificationPending, ajar.NotificationDelivered, ajar.NotificationDropped:
+	default:
+		return "", nil, ajar.FieldErrorf("state", "unknown notification state %q", n.State)
+	}
+	if next, err = FormatTime("next_at", n.NextAt); err != nil {
+		return "", nil, err
+	}
+	if n.DoneAt != nil {
+		d, err := FormatTime("done_at", *n.DoneAt)
+		if err != nil {
+			return "", nil, err
+		}
+		done = &d
+	}
+	return next, done, nil
+}
