@@ -1,14 +1,16 @@
 // Package outbox delivers the notifications the broker writes to the store's
 // outbox: one worker per sink hands each event to notify.Sink.Send in order,
 // retries failures with backoff, and drops (and audits) an event it has
-// retried for too long, so the sink's later events can go. Claims are leased in
-// the store, so several replicas share the work and never send an event twice
-// while a lease holds. It depends on the root contracts and notify only; the
-// broker wakes it through a func (see docs/architecture.md, Layers).
+// retried for too long, so the sink's later events can go. A sink's delivery is
+// leased in the store (Tx.AcquireLease): one replica at a time sends a sink's
+// events, so replicas never send an event twice while the lease holds. It
+// depends on the root contracts and notify only; the broker wakes it through a
+// func (see docs/architecture.md, Layers).
 package outbox
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,10 +84,15 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// lease is how long a claimed batch belongs to one worker: long enough for one
-// attempt and the writes around it. A worker stops sending from a batch before
-// its lease could run out, so another replica never sends the same event.
+// lease is how long a sink's delivery belongs to one worker without a renewal:
+// long enough for one attempt and the writes around it. Every record of a batch
+// renews it; a worker starts no attempt that could outlive it, so another
+// replica never sends the same event.
 func (c Config) lease() time.Duration { return 2*c.Timeout + 10*time.Second }
+
+// leaseMargin is the time an attempt must have left of the lease besides
+// Config.Timeout, for the write that records it.
+const leaseMargin = 5 * time.Second
 
 // retryDelay is the jittered delay before retry number attempt (1-based).
 func (c Config) retryDelay(attempt int) time.Duration {
@@ -99,8 +106,28 @@ type Outbox struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
-	kicks   []chan struct{}                      // one per sink, to wake its worker
+	owner   string                               // this Outbox's name in the sinks' leases
+	workers []*worker                            // one per sink, in Config.Sinks order
 	after   func(time.Duration) <-chan time.Time // time.After; tests hold the linger
+	now     func() time.Time                     // time.Now; tests move it with the store's
+}
+
+// worker is the delivery of one sink in this process.
+type worker struct {
+	sink  notify.Sink
+	lease string        // the store lease that makes this process the sink's sender
+	kick  chan struct{} // wakes the worker Run starts
+
+	mu sync.Mutex // one delivery of the sink at a time (Run's worker, DeliverDue)
+	// took is the local time just before the write that last took or renewed
+	// the lease (the store's end of it is later); zero when not held.
+	took time.Time
+}
+
+// holds reports whether w holds its lease at now with enough of it left for an
+// attempt and its record. Called with mu held.
+func (w *worker) holds(c Config, now time.Time) bool {
+	return !w.took.IsZero() && now.Sub(w.took)+c.Timeout+leaseMargin <= c.lease()
 }
 
 // New returns an Outbox and registers its metrics in cfg.Registerer. Call Run
@@ -115,9 +142,9 @@ func New(cfg Config) (*Outbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: metrics: %w", err)
 	}
-	o := &Outbox{store: cfg.Store, cfg: cfg, log: cfg.Logger, metrics: m, after: time.After}
-	for range cfg.Sinks {
-		o.kicks = append(o.kicks, make(chan struct{}, 1))
+	o := &Outbox{store: cfg.Store, cfg: cfg, log: cfg.Logger, metrics: m, owner: "outbox-" + rand.Text(), after: time.After, now: time.Now}
+	for _, sk := range cfg.Sinks {
+		o.workers = append(o.workers, &worker{sink: sk, lease: "notify/" + sk.Name(), kick: make(chan struct{}, 1)})
 	}
 	return o, nil
 }
@@ -125,9 +152,9 @@ func New(cfg Config) (*Outbox, error) {
 // Kick wakes every sink's worker to look at the outbox now. It never blocks;
 // the broker calls it (events.NotifyConfig.Wake) when it writes notifications.
 func (o *Outbox) Kick() {
-	for _, k := range o.kicks {
+	for _, w := range o.workers {
 		select {
-		case k <- struct{}{}:
+		case w.kick <- struct{}{}:
 		default:
 		}
 	}
@@ -140,11 +167,12 @@ func (s *Outbox) Run(ctx context.Context) {
 		return
 	}
 	var wg sync.WaitGroup
-	for i, sk := range s.cfg.Sinks {
+	for _, w := range s.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.deliverLoop(ctx, sk, s.kicks[i])
+			defer s.release(w)
+			s.deliverLoop(ctx, w)
 		}()
 	}
 	wg.Add(1)
@@ -155,7 +183,7 @@ func (s *Outbox) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-func (s *Outbox) deliverLoop(ctx context.Context, sk notify.Sink, kick <-chan struct{}) {
+func (s *Outbox) deliverLoop(ctx context.Context, w *worker) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -163,11 +191,11 @@ func (s *Outbox) deliverLoop(ctx context.Context, sk notify.Sink, kick <-chan st
 		case <-ctx.Done():
 			return
 		case <-timer.C:
-		case <-kick:
+		case <-w.kick:
 		}
-		wait, err := s.deliverAll(ctx, sk)
+		wait, err := s.deliverAll(ctx, w)
 		if err != nil && ctx.Err() == nil {
-			s.log.Error("notifications: deliver", "sink", sk.Name(), "err", err)
+			s.log.Error("notifications: deliver", "sink", w.sink.Name(), "err", err)
 			wait = s.cfg.Poll
 		}
 		if !timer.Stop() {
@@ -213,30 +241,53 @@ func (s *Outbox) PruneNotifications(ctx context.Context) error {
 // order, stopping at a sink's first failure (it is retried later), and returns
 // how many were delivered. The workers Run starts do the same continuously;
 // DeliverDue is for tests and one-shot tools.
+// It releases the sinks' leases when it returns.
 func (s *Outbox) DeliverDue(ctx context.Context) (int, error) {
 	total := 0
-	for _, sk := range s.cfg.Sinks {
+	for _, w := range s.workers {
 		for {
 			before := total
-			n, _, err := s.deliver(ctx, sk)
+			n, _, err := s.deliver(ctx, w)
 			total += n
 			if err != nil {
+				s.release(w)
 				return total, err
 			}
 			if total == before {
 				break
 			}
 		}
+		s.release(w)
 	}
 	return total, nil
+}
+
+// release gives up w's lease, if w holds it, so that another replica need not
+// wait for it to run out. A failure is logged: the lease then ends by itself.
+func (s *Outbox) release(w *worker) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.took.IsZero() {
+		return
+	}
+	w.took = time.Time{}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.store.Update(ctx, func(tx ajar.Tx) error {
+		_, err := tx.ReleaseLease(ctx, w.lease, s.owner)
+		return err
+	})
+	if err != nil {
+		s.log.Warn("notifications: release the lease (it ends by itself)", "sink", w.sink.Name(), "err", err)
+	}
 }
 
 // deliverAll delivers sk's due notifications batch after batch, lingering
 // (Config.Linger) after a short batch so that the next is fuller, until none
 // is due; it returns how long to wait before looking again.
-func (s *Outbox) deliverAll(ctx context.Context, sk notify.Sink) (time.Duration, error) {
+func (s *Outbox) deliverAll(ctx context.Context, w *worker) (time.Duration, error) {
 	for {
-		n, wait, err := s.deliver(ctx, sk)
+		n, wait, err := s.deliver(ctx, w)
 		if n == 0 || err != nil {
 			return wait, err
 		}
@@ -250,69 +301,72 @@ func (s *Outbox) deliverAll(ctx context.Context, sk notify.Sink) (time.Duration,
 	}
 }
 
-// deliver claims the due head of sk's queue (up to Batch notifications in ID
-// order, stopping at the first that is not due), sends them in order, and
-// records the outcome: delivered, or retried later with backoff, or dropped
-// after GiveUp. A failure stops the batch, so a sink never receives an event
-// before the ones enqueued ahead of it; the claims of those not tried are
-// released. It returns how many were delivered and, when none were due, how
-// long until the head is.
-func (s *Outbox) deliver(ctx context.Context, sk notify.Sink) (int, time.Duration, error) {
-	cfg := s.cfg
-	var batch []ajar.Notification
-	var claimedAt time.Time // local monotonic time of the claim
+// deliver sends the due head of w's sink's queue (up to Batch notifications in
+// ID order, stopping at the first that is not due) in order, holding the
+// sink's lease, and records the outcome: delivered, or retried later with
+// backoff, or dropped after GiveUp. A failure stops the batch, so a sink never
+// receives an event before the ones enqueued ahead of it. While another replica
+// holds the lease it sends nothing. It returns how many were delivered and,
+// when none were, how long to wait before looking again.
+func (s *Outbox) deliver(ctx context.Context, w *worker) (int, time.Duration, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	cfg, sk := s.cfg, w.sink
 	wait := cfg.Poll
-	// Look first without taking the writer: workers are woken on every state
-	// change, and most of the time there is nothing due.
-	due := false
-	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
-		head, err := tx.NextNotification(ctx, sk.Name())
-		if ajar.ErrorCode(err) == ajar.ENOTFOUND {
+	if !w.holds(cfg, s.now()) {
+		// Look first without taking the writer: workers are woken on every
+		// state change, and most of the time there is nothing due.
+		due := false
+		err := s.store.View(ctx, func(tx ajar.ReadTx) error {
+			head, err := tx.NextNotification(ctx, sk.Name())
+			if ajar.ErrorCode(err) == ajar.ENOTFOUND {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			if now := tx.Now(); head.NextAt.After(now) {
+				wait = min(wait, head.NextAt.Sub(now))
+				return nil
+			}
+			due = true
 			return nil
-		} else if err != nil {
+		})
+		if err != nil || !due {
+			return 0, wait, err
+		}
+		took, got := s.now(), false
+		err = s.store.Update(ctx, func(tx ajar.Tx) error {
+			var err error
+			got, err = tx.AcquireLease(ctx, w.lease, s.owner, tx.Now().Add(cfg.lease()))
 			return err
+		})
+		if err != nil {
+			return 0, wait, fmt.Errorf("take the lease of %s: %w", sk.Name(), err)
 		}
-		if now := tx.Now(); head.NextAt.After(now) {
-			wait = min(wait, head.NextAt.Sub(now))
-			return nil
+		if !got {
+			w.took = time.Time{}
+			return 0, cfg.Poll, nil // another replica delivers this sink
 		}
-		due = true
-		return nil
-	})
-	if err != nil || !due {
-		return 0, wait, err
+		w.took = took
 	}
-	err = s.store.Update(ctx, func(tx ajar.Tx) error {
-		batch = batch[:0]
+	// With the lease held, only this worker changes the sink's pending
+	// notifications (others only add to them): the batch is read without
+	// the writer, and its one write is the record below.
+	var batch []ajar.Notification
+	err := s.store.View(ctx, func(tx ajar.ReadTx) error {
 		now := tx.Now()
-		claimedAt = time.Now()
 		pending, err := tx.ListNotifications(ctx, ajar.NotificationFilter{Sink: sk.Name(), State: ajar.NotificationPending, Limit: cfg.Batch})
 		if err != nil {
 			return err
 		}
-		var claims []*ajar.Notification
-		for i := range pending {
-			n := &pending[i]
+		for _, n := range pending {
 			if n.NextAt.After(now) {
-				if len(claims) == 0 {
+				if len(batch) == 0 {
 					wait = min(wait, n.NextAt.Sub(now))
 				}
 				break
 			}
-			n.NextAt = now.Add(cfg.lease())
-			claims = append(claims, n)
-		}
-		// One statement for the batch. If another worker claimed one of
-		// them first, claim none (the sink gets its events in order).
-		written, err := tx.UpdateNotifications(ctx, claims)
-		if err != nil {
-			return err
-		}
-		for i, n := range claims {
-			if !written[i] {
-				return ajar.Errorf(ajar.ECONFLICT, "notification %d was claimed concurrently", n.ID)
-			}
-			batch = append(batch, *n)
+			batch = append(batch, n)
 		}
 		return nil
 	})
@@ -325,8 +379,8 @@ func (s *Outbox) deliver(ctx context.Context, sk notify.Sink) (int, time.Duratio
 	}
 	var tried []outcome
 	for _, n := range batch {
-		// Never start an attempt that could outlive the claim.
-		if time.Since(claimedAt)+cfg.Timeout+5*time.Second > cfg.lease() || ctx.Err() != nil {
+		// Never start an attempt that could outlive the lease.
+		if !w.holds(cfg, s.now()) || ctx.Err() != nil {
 			break
 		}
 		sctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
@@ -337,17 +391,24 @@ func (s *Outbox) deliver(ctx context.Context, sk notify.Sink) (int, time.Duratio
 			break
 		}
 	}
-	delivered := 0
+	if len(tried) == 0 {
+		return 0, 0, nil
+	}
+	delivered, renewed, took := 0, false, s.now()
 	err = s.store.Update(context.WithoutCancel(ctx), func(tx ajar.Tx) error {
 		delivered = 0
 		now := tx.Now()
-		outcomes := make([]*ajar.Notification, len(batch))
-		for i := range batch {
-			n := batch[i]
+		// Renew the lease for the next batch. Lost (it ran out and another
+		// replica took it): what was sent is recorded all the same.
+		var err error
+		if renewed, err = tx.AcquireLease(ctx, w.lease, s.owner, now.Add(cfg.lease())); err != nil {
+			return err
+		}
+		outcomes := make([]*ajar.Notification, len(tried))
+		for i := range tried {
+			n := tried[i].n
 			outcomes[i] = &n
 			switch {
-			case i >= len(tried): // not tried: release the claim
-				n.NextAt = now
 			case tried[i].err == nil:
 				n.State, n.DoneAt, n.LastError = ajar.NotificationDelivered, ptr(now), ""
 				n.Attempts++
@@ -364,8 +425,8 @@ func (s *Outbox) deliver(ctx context.Context, sk notify.Sink) (int, time.Duratio
 				}
 			}
 		}
-		// One statement for the batch. One not written was taken over by
-		// another worker when its claim ran out.
+		// One statement for the batch. One not written was changed by
+		// another worker meanwhile (it took the lease over).
 		written, err := tx.UpdateNotifications(ctx, outcomes)
 		if err != nil {
 			return err
@@ -377,8 +438,12 @@ func (s *Outbox) deliver(ctx context.Context, sk notify.Sink) (int, time.Duratio
 		}
 		return nil
 	})
+	w.took = time.Time{}
 	if err != nil {
 		return 0, 0, fmt.Errorf("record deliveries to %s: %w", sk.Name(), err)
+	}
+	if renewed {
+		w.took = took
 	}
 	for _, o := range tried {
 		switch {

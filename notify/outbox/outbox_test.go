@@ -93,6 +93,7 @@ func newTestEnv(t *testing.T, cfg Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ob.now = clk.Now // the lease's time is the store's
 	return &env{store: st, clock: clk, sink: sk, ob: ob, reg: reg}
 }
 
@@ -282,8 +283,8 @@ func (c *countingStore) count() int { c.mu.Lock(); defer c.mu.Unlock(); return c
 
 // TestLingerGathersAStream: the first event after a quiet spell goes at
 // once; events that trickle in while the worker lingers after a short batch
-// go together in the next one: one claim and one record write for all of
-// them, not two writes each.
+// go together in the next one: one write for all of them (their record,
+// which renews the sink's lease), not one or two each.
 func TestLingerGathersAStream(t *testing.T) {
 	e := newTestEnv(t, Config{Batch: 32})
 	counted := &countingStore{Store: e.store}
@@ -324,31 +325,33 @@ func TestLingerGathersAStream(t *testing.T) {
 	if got := e.sink.received(); !slices.Equal(got, []string{"r0", "r1", "r2", "r3", "r4", "r5"}) {
 		t.Errorf("sink got %v", got)
 	}
-	if n := counted.count() - before; n != 2 {
-		t.Errorf("%d write transactions for five gathered events, want 2 (one claim, one record)", n)
+	if n := counted.count() - before; n != 1 {
+		t.Errorf("%d write transactions for five gathered events, want 1 (their record)", n)
 	}
 	close(release)
 }
 
-// TestRecordSkipsATakenOverClaim: a notification whose claim another worker
-// took over while it was being sent (its version moved) is not recorded as
-// delivered by the first worker, whose other deliveries are; the batch's
-// records are one statement, so this is the compare-and-swap of each row.
-func TestRecordSkipsATakenOverClaim(t *testing.T) {
+// TestRecordSkipsAChangedNotification: a notification that another worker
+// changed while this one sent it (its version moved: the other took the
+// sink's lease over when this one's ran out, and scheduled a retry) is not
+// recorded as delivered by the first worker, whose other deliveries are; the
+// batch's records are one statement, so this is the compare-and-swap of each
+// row.
+func TestRecordSkipsAChangedNotification(t *testing.T) {
 	e := newTestEnv(t, Config{})
 	e.enqueue(t, "req_1", "req_2", "req_3")
+	later := e.clock.Now().Add(time.Hour)
 	e.sink.onSend = func(call int) {
 		if call != 2 {
 			return
 		}
-		// Another worker takes req_2 over (its claim ran out).
 		err := e.store.Update(t.Context(), func(tx ajar.Tx) error {
 			ns, err := tx.ListNotifications(t.Context(), ajar.NotificationFilter{Sink: "hook", State: ajar.NotificationPending})
 			if err != nil {
 				return err
 			}
 			n := ns[1]
-			n.LastError = "taken over"
+			n.LastError, n.NextAt = "taken over", later
 			return tx.UpdateNotification(t.Context(), &n)
 		})
 		if err != nil {
@@ -364,5 +367,70 @@ func TestRecordSkipsATakenOverClaim(t *testing.T) {
 	}
 	if got := e.list(t, ajar.NotificationDelivered); len(got) != 2 {
 		t.Errorf("%d recorded delivered, want 2", len(got))
+	}
+}
+
+// TestOneReplicaSendsASink: two replicas' outboxes on one store; while one
+// holds a sink's lease the other sends none of its events; once the lease has
+// run out (its holder stopped renewing it) the other takes over, and every
+// event goes out once, in order.
+func TestOneReplicaSendsASink(t *testing.T) {
+	e := newTestEnv(t, Config{})
+	other := &sink{}
+	ob2, err := New(Config{Store: e.store, Sinks: []notify.Sink{other}, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob2.now = e.clock.Now
+
+	e.enqueue(t, "r1", "r2")
+	w1 := e.ob.workers[0]
+	if n, _, err := e.ob.deliver(t.Context(), w1); err != nil || n != 2 {
+		t.Fatalf("the first replica delivered %d (%v), want 2", n, err)
+	}
+	e.enqueue(t, "r3")
+	if n, err := ob2.DeliverDue(t.Context()); err != nil || n != 0 {
+		t.Fatalf("the second replica delivered %d (%v) while the first holds the lease, want 0", n, err)
+	}
+	// The first replica stops (no renewal, no release): its lease runs out.
+	e.clock.Set(e.clock.Now().Add(e.ob.cfg.lease() + time.Second))
+	if n, err := ob2.DeliverDue(t.Context()); err != nil || n != 1 {
+		t.Fatalf("the second replica delivered %d (%v) after the lease ran out, want 1", n, err)
+	}
+	e.enqueue(t, "r4")
+	if n, _, err := e.ob.deliver(t.Context(), w1); err != nil || n != 1 {
+		t.Fatalf("the first replica delivered %d (%v) once the second released the lease, want 1", n, err)
+	}
+	if got := e.sink.received(); !slices.Equal(got, []string{"r1", "r2", "r4"}) {
+		t.Errorf("the first replica sent %v, want [r1 r2 r4]", got)
+	}
+	if got := other.received(); !slices.Equal(got, []string{"r3"}) {
+		t.Errorf("the second replica sent %v, want [r3]", got)
+	}
+}
+
+// TestNoAttemptOutlivesTheLease: a worker whose lease has too little left for
+// another attempt sends no more of its batch until it has renewed it, and
+// records what it sent.
+func TestNoAttemptOutlivesTheLease(t *testing.T) {
+	e := newTestEnv(t, Config{})
+	e.enqueue(t, "r1", "r2", "r3")
+	e.sink.onSend = func(call int) {
+		if call == 1 { // the first attempt took nearly the whole lease
+			e.clock.Set(e.clock.Now().Add(e.ob.cfg.lease() - e.ob.cfg.Timeout))
+		}
+	}
+	w := e.ob.workers[0]
+	if n, _, err := e.ob.deliver(t.Context(), w); err != nil || n != 1 {
+		t.Fatalf("delivered %d (%v) in the first batch, want 1: no attempt after the lease's end is near", n, err)
+	}
+	if got := e.list(t, ajar.NotificationDelivered); len(got) != 1 {
+		t.Fatalf("%d recorded delivered, want 1", len(got))
+	}
+	if n, _, err := e.ob.deliver(t.Context(), w); err != nil || n != 2 {
+		t.Fatalf("delivered %d (%v) after renewing, want 2", n, err)
+	}
+	if got := e.sink.received(); !slices.Equal(got, []string{"r1", "r2", "r3"}) {
+		t.Errorf("sent %v", got)
 	}
 }
