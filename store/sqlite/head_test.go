@@ -78,3 +78,138 @@ func TestBatchHeadAfterARolledBackUpdate(t *testing.T) {
 		t.Errorf("c (seq %d) does not chain to a (seq %d): the chain is broken", evs[1].Seq, evs[0].Seq)
 	}
 }
+
+// An Update that reads the log inserts the events its batch queued before it
+// (the batch's events are inserted together, before the commit); if it then
+// fails, its savepoint's rollback takes those rows out again, and they must
+// go in with the batch all the same: an earlier Update's change without its
+// audit events would be a change nobody recorded.
+func TestBatchEventsInsertedInARolledBackUpdate(t *testing.T) {
+	for _, read := range []string{"ListAudit", "AuditHead"} {
+		t.Run(read, func(t *testing.T) {
+			s, err := Open(t.Context(), filepath.Join(t.TempDir(), "ajar.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ctx := t.Context()
+			at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+			appendOne := func(tx ajar.Tx, action string) error {
+				_, err := tx.AppendAudit(ctx, ajar.AuditEvent{Time: at, Actor: "test", Action: action, Subject: "s"})
+				return err
+			}
+			waitPending := func(n int64) {
+				for deadline := time.Now().Add(time.Minute); s.pending.Load() < n; time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Error("no Update came to wait for the writer")
+						return
+					}
+				}
+			}
+			boom := errors.New("boom")
+			inA, inB := make(chan struct{}), make(chan struct{})
+			errs := make(chan error, 3)
+			go func() {
+				errs <- s.Update(ctx, func(tx ajar.Tx) error {
+					close(inA)
+					defer waitPending(1)
+					return appendOne(tx, "a")
+				})
+			}()
+			<-inA
+			go func() {
+				errs <- s.Update(ctx, func(tx ajar.Tx) error {
+					close(inB)
+					defer waitPending(1)
+					// The read sees a, queued by the Update before.
+					switch read {
+					case "ListAudit":
+						evs, err := tx.ListAudit(ctx, ajar.AuditFilter{})
+						if err != nil {
+							return err
+						}
+						if len(evs) != 1 || evs[0].Action != "a" {
+							t.Errorf("B read %+v, want a", evs)
+						}
+					case "AuditHead":
+						seq, _, err := tx.AuditHead(ctx)
+						if err != nil {
+							return err
+						}
+						if seq != 1 {
+							t.Errorf("B read the head at %d, want 1 (a)", seq)
+						}
+					}
+					if err := appendOne(tx, "b"); err != nil {
+						return err
+					}
+					return boom
+				})
+			}()
+			<-inB
+			go func() { errs <- s.Update(context.Background(), func(tx ajar.Tx) error { return appendOne(tx, "c") }) }()
+			for range 3 {
+				if err := <-errs; err != nil && !errors.Is(err, boom) {
+					t.Fatal(err)
+				}
+			}
+			var evs []ajar.AuditEvent
+			s.View(ctx, func(tx ajar.ReadTx) error { evs, err = tx.ListAudit(ctx, ajar.AuditFilter{}); return err })
+			if len(evs) != 2 || evs[0].Action != "a" || evs[1].Action != "c" {
+				t.Fatalf("events %+v, want a then c", evs)
+			}
+			if evs[0].Seq != 1 || evs[1].Seq != 2 || string(evs[1].PrevHash) != string(evs[0].Hash) || string(evs[1].Hash) != string(evs[1].ComputeHash()) {
+				t.Errorf("c (seq %d) does not chain to a (seq %d): the chain is broken", evs[1].Seq, evs[0].Seq)
+			}
+		})
+	}
+}
+
+// The batch's events are inserted just before its commit: if they cannot be
+// (here a row put in their way behind the store's back), nothing of the batch
+// commits, and its callers learn it.
+func TestBatchNotCommittedWithoutItsEvents(t *testing.T) {
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "ajar.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	err = s.Update(ctx, func(tx ajar.Tx) error {
+		if err := tx.PutKey(ctx, "k", []byte("v")); err != nil {
+			return err
+		}
+		ev, err := tx.AppendAudit(ctx, ajar.AuditEvent{Time: at, Actor: "test", Action: "key.put", Subject: "k"})
+		if err != nil {
+			return err
+		}
+		// The event's seq taken by another row: the batch's insert must fail.
+		_, err = s.wconn.ExecContext(ctx, `INSERT INTO audit_events (seq, time, actor, action, subject, hash) VALUES (?, 't', 'm', 'x', 's', x'00')`, ev.Seq)
+		return err
+	})
+	if err == nil {
+		t.Fatal("the Update committed although its audit event could not be inserted")
+	}
+	err = s.View(ctx, func(tx ajar.ReadTx) error {
+		if _, err := tx.GetKey(ctx, "k"); ajar.ErrorCode(err) != ajar.ENOTFOUND {
+			t.Errorf("the change without its event is stored: GetKey = %v", err)
+		}
+		evs, err := tx.ListAudit(ctx, ajar.AuditFilter{})
+		if err == nil && len(evs) != 0 {
+			t.Errorf("events stored: %+v", evs)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The store goes on.
+	err = s.Update(ctx, func(tx ajar.Tx) error {
+		_, err := tx.AppendAudit(ctx, ajar.AuditEvent{Time: at, Actor: "test", Action: "after", Subject: "s"})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("the next Update: %v", err)
+	}
+}

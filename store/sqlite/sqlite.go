@@ -80,6 +80,8 @@ type Store struct {
 	// head is the open batch's audit chain head (see auditHead); spHead is
 	// what it was when the running fn's savepoint began.
 	head, spHead auditHead
+	// audit holds the open batch's audit events until they are inserted.
+	audit auditQueue
 
 	ckpt *checkpointer // nil in a read-only Store
 
@@ -381,12 +383,10 @@ func (s *Store) runFn(ctx, wctx context.Context, fn func(ajar.Tx) error) error {
 	}
 	s.inSavepoint = true
 	s.spHead = s.head
-	t := &tx{readTx: readTx{now: s.now().UTC(), detach: true, q: s.wconn, stmt: s.writeStmt}, head: &s.head}
+	s.audit.mark()
+	t := &tx{readTx: readTx{now: s.now().UTC(), detach: true, q: s.wconn, stmt: s.writeStmt}, head: &s.head, audit: &s.audit}
 	defer t.done.Store(true)
 	err := fn(t)
-	if err == nil && t.failed() == nil {
-		err = t.flushAudit(wctx)
-	}
 	if err == nil && t.failed() != nil {
 		// fn went on after a statement failed; SQLite may have rolled back more
 		// than that statement, so fn's work cannot be trusted to be whole.
@@ -405,6 +405,7 @@ func (s *Store) endUpdate(ctx context.Context, b *batch, ok bool) {
 		if !ok {
 			err = s.execControl(ctx, "ROLLBACK TO u")
 			s.head = s.spHead // fn's events are gone
+			s.audit.rollback()
 		}
 		if err == nil {
 			err = s.execControl(ctx, "RELEASE u")
@@ -444,10 +445,15 @@ func (s *Store) finish(ctx context.Context, b *batch, abort error) {
 	s.head = auditHead{}
 	b.err = abort
 	if abort == nil {
-		if err := s.execControl(ctx, "COMMIT"); err != nil {
+		// The batch's audit events go in with it: if they cannot, none of
+		// the changes they record may commit.
+		if err := s.audit.flush(ctx, s.writeStmt); err != nil {
+			b.err = err
+		} else if err := s.execControl(ctx, "COMMIT"); err != nil {
 			b.err = fmt.Errorf("sqlite: commit: %w", err)
 		}
 	}
+	s.audit.reset()
 	if b.err != nil {
 		// Harmless if SQLite already rolled back on its own.
 		s.wconn.ExecContext(ctx, "ROLLBACK")

@@ -41,21 +41,75 @@ type readTx struct {
 // tx implements ajar.Tx.
 type tx struct {
 	readTx
-	head *auditHead // the batch's audit chain head, kept by the Store
-	// pending holds the audit events appended since the last flush, with
-	// their seq and hash already set: they are inserted together
-	// (flushAudit) when fn returns, or before anything in fn reads the log.
-	pending []pendingEvent
+	head  *auditHead  // the batch's audit chain head, kept by the Store
+	audit *auditQueue // the batch's queued audit events, kept by the Store
 	// reqs are the requests fn wrote: their requester and target go with
 	// the events about them, without a lookup per event.
 	reqs []reqKey
 }
 
-// pendingEvent is an audit event waiting in tx.pending, with the search
-// columns of the request it is about when tx knows them.
+// pendingEvent is an audit event waiting in an auditQueue, with the search
+// columns of the request it is about when its tx knew them.
 type pendingEvent struct {
 	e                 ajar.AuditEvent
 	requester, target string // "" when unknown: looked up at insert
+}
+
+// auditQueue holds the audit events of the open batch, their seq and hash
+// already set, until they are inserted together: before the batch commits
+// (Store.finish), or before a function in the batch reads the log. A few
+// statements carry a whole batch's events: most of an insert statement's cost
+// is its own (the trigger that keeps the log in sequence gives each a
+// statement journal), not its rows'. Guarded by the Store's wmu.
+type auditQueue struct {
+	events  []pendingEvent
+	flushed int // events[:flushed] are inserted
+	// spLen and spFlushed are len(events) and flushed when the running fn's
+	// savepoint began (mark): rolling it back (rollback) drops fn's events
+	// and queues again those inserted inside it, which the rollback removed.
+	spLen, spFlushed int
+}
+
+func (q *auditQueue) mark() { q.spLen, q.spFlushed = len(q.events), q.flushed }
+
+func (q *auditQueue) rollback() {
+	clear(q.events[q.spLen:])
+	q.events = q.events[:q.spLen]
+	q.flushed = min(q.flushed, q.spFlushed)
+}
+
+func (q *auditQueue) reset() {
+	clear(q.events)
+	q.events, q.flushed, q.spLen, q.spFlushed = q.events[:0], 0, 0, 0
+}
+
+// flush inserts the events not inserted yet, with statements from prepare.
+func (q *auditQueue) flush(ctx context.Context, prepare func(context.Context, string) (*sql.Stmt, error)) error {
+	for q.flushed < len(q.events) {
+		todo := q.events[q.flushed:]
+		n := min(len(todo), maxAuditRows)
+		st, err := prepare(ctx, qInsertAuditRows[n])
+		if err != nil {
+			return fmt.Errorf("sqlite: prepare: %w", err)
+		}
+		args := make([]any, 0, 13*n)
+		for _, p := range todo[:n] {
+			e := p.e
+			var requester, target, lookup any // NULL
+			if p.requester != "" {
+				requester, target = p.requester, p.target
+			} else {
+				lookup = e.Subject
+			}
+			args = append(args, e.Seq, e.Time.Format(time.RFC3339Nano), e.Actor, e.Action,
+				e.Subject, []byte(e.Details), e.PrevHash, e.Hash, requester, lookup, e.Actor, target, lookup)
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("sqlite: append audit events %d-%d: %w", todo[0].e.Seq, todo[n-1].e.Seq, err)
+		}
+		q.flushed += n
+	}
+	return nil
 }
 
 // reqKey is a request's id, requester and target.
@@ -760,11 +814,8 @@ func (t *readTx) ListAudit(ctx context.Context, f ajar.AuditFilter) ([]ajar.Audi
 }
 
 // AppendAudit sets e's place in the chain (seq, previous hash, hash) and
-// queues it: the events of one fn are inserted in one statement when fn
-// returns, or before fn reads the log (flushAudit). They cost a row and its
-// index entries each, but the statement (and, with the trigger that keeps
-// the log in sequence, its statement journal) only once: most of a request's
-// commit used to be five single-row inserts.
+// queues it in the batch's auditQueue: it is inserted with the batch's other
+// events before the commit, or before fn reads the log (flushAudit).
 func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEvent, error) {
 	ctx, err := t.enter(ctx)
 	if err != nil {
@@ -792,13 +843,13 @@ func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEven
 			break
 		}
 	}
-	t.pending = append(t.pending, p)
+	t.audit.events = append(t.audit.events, p)
 	*t.head = auditHead{ok: true, seq: e.Seq, hash: e.Hash}
 	return e, nil
 }
 
 // maxAuditRows is the most events one insert statement carries.
-const maxAuditRows = 16
+const maxAuditRows = 64
 
 // qInsertAuditRows[n] inserts n events. An event's requester and target are
 // its parameters when tx knows them, else looked up from the request its
@@ -816,34 +867,12 @@ var qInsertAuditRows = func() (q [maxAuditRows + 1]string) {
 	return q
 }()
 
-// flushAudit inserts the queued events. An error fails the transaction
-// (t.fail): the events are part of fn's change.
+// flushAudit inserts the batch's queued events, for a read of the log in fn.
+// An error fails the transaction (t.fail).
 func (t *tx) flushAudit(ctx context.Context) error {
-	for len(t.pending) > 0 {
-		n := min(len(t.pending), maxAuditRows)
-		st, err := t.prepared(ctx, qInsertAuditRows[n])
-		if err != nil {
-			return err
-		}
-		args := make([]any, 0, 13*n)
-		for _, p := range t.pending[:n] {
-			e := p.e
-			var requester, target, lookup any // NULL
-			if p.requester != "" {
-				requester, target = p.requester, p.target
-			} else {
-				lookup = e.Subject
-			}
-			args = append(args, e.Seq, e.Time.Format(time.RFC3339Nano), e.Actor, e.Action,
-				e.Subject, []byte(e.Details), e.PrevHash, e.Hash, requester, lookup, e.Actor, target, lookup)
-		}
-		if _, err := st.ExecContext(ctx, args...); err != nil {
-			return t.fail(fmt.Errorf("sqlite: append audit events %d-%d: %w",
-				t.pending[0].e.Seq, t.pending[n-1].e.Seq, err))
-		}
-		t.pending = t.pending[n:]
+	if err := t.audit.flush(ctx, t.stmt); err != nil {
+		return t.fail(err)
 	}
-	t.pending = nil
 	return nil
 }
 
