@@ -126,7 +126,7 @@ func TestNotifierWritesJSONMarshalBytes(t *testing.T) {
 		{"request.revoked", "req_1", nil, 1},
 		{"drift.detected", "sg-1", map[string]any{"target": "sg-1", "drift": "rule & back"}, 1},
 		{"request.created", "req_1", map[string]any{"breakglass": true}, 0}, // silent
-		{"grant.started", "req_1", map[string]any{"x": 1}, 0},             // notifies nobody
+		{"grant.started", "req_1", map[string]any{"x": 1}, 0},               // notifies nobody
 	} {
 		raw, err := ajar.MarshalAuditDetails(c.action, c.details)
 		if err != nil {
