@@ -125,7 +125,7 @@ func (n *Notifier) enqueue(ctx context.Context, tx ajar.Tx, typ, actor, subject 
 	}
 	now := tx.Now()
 	ev := n.build.Build(typ, actor, subject, r, details, now)
-	b, err := ev.AppendJSON(make([]byte, 0, 1024)) // json.Marshal's bytes
+	b, err := ev.AppendJSON(make([]byte, 0, 1536)) // json.Marshal's bytes; most events fit
 	if err != nil {
 		return fmt.Errorf("notify %s: %w", typ, err)
 	}

@@ -198,7 +198,7 @@ func BenchmarkEventJSON(b *testing.B) {
 	b.Run("AppendJSON", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := e.AppendJSON(make([]byte, 0, 1024)); err != nil { // as events enqueues
+			if _, err := e.AppendJSON(make([]byte, 0, 1536)); err != nil { // as events enqueues
 				b.Fatal(err)
 			}
 		}
