@@ -10,17 +10,37 @@ import (
 // encoded as JSON (nil: none). Call it in the transaction of the change it
 // records, so the change and its audit event commit together. It fails when
 // details cannot be encoded or the store refuses the event; an audit write that
-// fails must fail the operation.
+// fails must fail the operation. It is MarshalAuditDetails then
+// AppendAuditJSON, for a caller that needs the encoded details only once.
 func AppendAudit(ctx context.Context, tx Tx, actor, action, subject string, details any) error {
-	var raw json.RawMessage
-	if details != nil {
-		b, err := json.Marshal(details)
-		if err != nil {
-			return fmt.Errorf("audit %s: %w", action, err)
-		}
-		raw = b
+	raw, err := MarshalAuditDetails(action, details)
+	if err != nil {
+		return err
 	}
-	_, err := tx.AppendAudit(ctx, AuditEvent{Time: tx.Now(), Actor: actor, Action: action, Subject: subject, Details: raw})
+	return AppendAuditJSON(ctx, tx, actor, action, subject, raw)
+}
+
+// MarshalAuditDetails encodes the details of an audit event action as
+// AppendAudit stores them: json.Marshal's output (valid, compact JSON, <, >
+// and & escaped), nil for nil details. A caller that also hands the details
+// on (the notification of the event) encodes them once with it and appends
+// with AppendAuditJSON. An error means details cannot be encoded.
+func MarshalAuditDetails(action string, details any) (json.RawMessage, error) {
+	if details == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(details)
+	if err != nil {
+		return nil, fmt.Errorf("audit %s: %w", action, err)
+	}
+	return b, nil
+}
+
+// AppendAuditJSON is AppendAudit with details already encoded by
+// MarshalAuditDetails; they are stored as they are (the store checks that
+// they are JSON). It fails when the store refuses the event.
+func AppendAuditJSON(ctx context.Context, tx Tx, actor, action, subject string, details json.RawMessage) error {
+	_, err := tx.AppendAudit(ctx, AuditEvent{Time: tx.Now(), Actor: actor, Action: action, Subject: subject, Details: details})
 	if err != nil {
 		return fmt.Errorf("audit %s: %w", action, err)
 	}

@@ -592,16 +592,20 @@ func (s *Service) endEarly(ctx context.Context, id, actor string, details map[st
 	return s.getRequest(ctx, r.ID)
 }
 
-// audit appends one event in tx. An audit write that fails fails the operation.
+// audit appends one event in tx, and its notification to the outbox in the
+// same transaction; details are encoded once for both. An audit write that
+// fails (details that cannot be encoded included) fails the operation.
 func (s *Service) audit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {
-	if err := appendAudit(ctx, tx, actor, action, subject, details); err != nil {
+	raw, err := ajar.MarshalAuditDetails(action, details)
+	if err != nil {
 		return err
 	}
-	return s.notify.Audit(ctx, tx, actor, action, subject, details) // the outbox, same transaction
+	if err := ajar.AppendAuditJSON(ctx, tx, actor, action, subject, raw); err != nil {
+		return err
+	}
+	return s.notify.Audit(ctx, tx, actor, action, subject, raw)
 }
 
-// appendAudit appends one audit event in tx (see ajar.AppendAudit), without
-// the notification s.audit also writes.
 // user looks id up in the user directory (Config.Users). A directory that
 // fails is logged and the user treated as unknown: decisions that need them
 // refuse (fail closed).
@@ -620,14 +624,14 @@ func (s *Service) user(ctx context.Context, id string) (ajar.User, bool) {
 // auditStored is audit for an event about r as tx stores it right now (just
 // written, unchanged since), sparing the notification a re-read of r.
 func (s *Service) auditStored(ctx context.Context, tx ajar.Tx, actor, action string, r *ajar.Request, details any) error {
-	if err := appendAudit(ctx, tx, actor, action, r.ID, details); err != nil {
+	raw, err := ajar.MarshalAuditDetails(action, details)
+	if err != nil {
 		return err
 	}
-	return s.notify.AuditStored(ctx, tx, actor, action, r, details)
-}
-
-func appendAudit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {
-	return ajar.AppendAudit(ctx, tx, actor, action, subject, details)
+	if err := ajar.AppendAuditJSON(ctx, tx, actor, action, r.ID, raw); err != nil {
+		return err
+	}
+	return s.notify.AuditStored(ctx, tx, actor, action, r, raw)
 }
 
 // User returns who id is as the core's directory says (Config.Users): for

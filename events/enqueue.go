@@ -66,39 +66,32 @@ func (n *Notifier) Wake() {
 }
 
 // Audit enqueues in tx the notification the audit event (actor, action,
-// subject, details) means, if any sink wants it. An error (the store's, or
-// details that do not marshal) must fail the transaction.
-func (n *Notifier) Audit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details any) error {
-	raw, ok, err := n.details(action, details)
-	if !ok || err != nil {
-		return err
+// subject, details) means, if any sink wants it. details are the audit
+// event's, as ajar.MarshalAuditDetails encoded them for it (nil: none): they
+// are encoded once for both. An error (the store's) must fail the
+// transaction.
+func (n *Notifier) Audit(ctx context.Context, tx ajar.Tx, actor, action, subject string, details json.RawMessage) error {
+	if !n.notifies(action, details) {
+		return nil
 	}
-	return n.audit(ctx, tx, actor, action, subject, nil, raw)
+	return n.audit(ctx, tx, actor, action, subject, nil, details)
 }
 
 // AuditStored is Audit for an event about r, as tx stores it right now (the
 // request was just written, unchanged since): it spares re-reading r.
-func (n *Notifier) AuditStored(ctx context.Context, tx ajar.Tx, actor, action string, r *ajar.Request, details any) error {
-	raw, ok, err := n.details(action, details)
-	if !ok || err != nil {
-		return err
+func (n *Notifier) AuditStored(ctx context.Context, tx ajar.Tx, actor, action string, r *ajar.Request, details json.RawMessage) error {
+	if !n.notifies(action, details) {
+		return nil
 	}
 	c := *r
-	return n.audit(ctx, tx, actor, action, r.ID, &c, raw)
+	return n.audit(ctx, tx, actor, action, r.ID, &c, details)
 }
 
-// details returns the audit event's details as JSON, and whether the event
-// notifies any sink at all.
-func (n *Notifier) details(action string, details any) (json.RawMessage, bool, error) {
+// notifies reports whether the audit event action with details notifies any
+// sink at all.
+func (n *Notifier) notifies(action string, details json.RawMessage) bool {
 	event, _, ok := ForAudit(action)
-	if !ok || !n.wants(event) {
-		return nil, false, nil
-	}
-	raw, err := json.Marshal(details)
-	if err != nil {
-		return nil, false, fmt.Errorf("notify %s: %w", action, err)
-	}
-	return raw, !Silent(action, raw), nil
+	return ok && n.wants(event) && !Silent(action, details)
 }
 
 // audit enqueues the notification of an audit event with details raw, about
@@ -127,21 +120,19 @@ func (n *Notifier) audit(ctx context.Context, tx ajar.Tx, actor, action, subject
 // outbox of every sink that wants it. A non-empty key makes it go out once per
 // sink however often it is enqueued.
 func (n *Notifier) enqueue(ctx context.Context, tx ajar.Tx, typ, actor, subject string, r *ajar.Request, details json.RawMessage, key string) error {
-	var sinks []notify.Sink
-	for _, sk := range n.cfg.Sinks {
-		if sk.Wants(typ) {
-			sinks = append(sinks, sk)
-		}
-	}
-	if len(sinks) == 0 {
+	if !n.wants(typ) {
 		return nil
 	}
 	now := tx.Now()
-	b, err := json.Marshal(n.build.Build(typ, actor, subject, r, details, now))
+	ev := n.build.Build(typ, actor, subject, r, details, now)
+	b, err := ev.AppendJSON(make([]byte, 0, 1536)) // json.Marshal's bytes; most events fit
 	if err != nil {
 		return fmt.Errorf("notify %s: %w", typ, err)
 	}
-	for _, sk := range sinks {
+	for _, sk := range n.cfg.Sinks {
+		if !sk.Wants(typ) {
+			continue
+		}
 		if _, err := tx.EnqueueNotification(ctx, &ajar.Notification{Sink: sk.Name(), Key: key, Event: b, CreatedAt: now}); err != nil {
 			return fmt.Errorf("notify %s to %s: %w", typ, sk.Name(), err)
 		}

@@ -1,11 +1,17 @@
 package events
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
+	"regexp"
 	"testing"
 	"time"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/notify"
 	"github.com/ajar-dev/ajar/policy"
 )
 
@@ -42,5 +48,111 @@ func TestForAuditAndSilent(t *testing.T) {
 	}
 	if !Silent("request.created", []byte(`{"breakglass":true}`)) || Silent("request.created", []byte(`{}`)) || Silent("breakglass.used", []byte(`{"breakglass":true}`)) {
 		t.Error("Silent")
+	}
+}
+
+func TestSilentDecodesAsJSONDoes(t *testing.T) {
+	for details, want := range map[string]bool{
+		`{"breakglass":true}`:                         true,
+		`{"reason":"x","Breakglass":true}`:            true, // as json.Unmarshal matches keys
+		`{"breakglass":false,"reason":"true"}`:        false,
+		`{"reason":"true story","params":{"a":true}}`: false,
+		`{"reason":"x"}`:                              false,
+		`null`:                                        false,
+		``:                                            false,
+	} {
+		if got := Silent("request.created", []byte(details)); got != want {
+			t.Errorf("Silent(%s) = %v, want %v", details, got, want)
+		}
+	}
+}
+
+func TestEventIDs(t *testing.T) {
+	re := regexp.MustCompile(`^evt_[a-z2-7]{16}$`)
+	seen := map[string]bool{}
+	for range 1000 {
+		id := newEventID()
+		if !re.MatchString(id) || seen[id] {
+			t.Fatalf("event id %q (seen before: %v)", id, seen[id])
+		}
+		seen[id] = true
+	}
+}
+
+// captureTx keeps the notifications enqueued in it.
+type captureTx struct {
+	ajar.Tx // nil: any other call panics
+	now     time.Time
+	r       *ajar.Request
+	notes   []*ajar.Notification
+}
+
+func (t *captureTx) Now() time.Time { return t.now }
+
+func (t *captureTx) GetRequest(_ context.Context, id string) (*ajar.Request, error) {
+	if t.r == nil || id != t.r.ID {
+		return nil, ajar.Errorf(ajar.ENOTFOUND, "request %s not found", id)
+	}
+	c := *t.r
+	return &c, nil
+}
+
+func (t *captureTx) EnqueueNotification(_ context.Context, n *ajar.Notification) (bool, error) {
+	t.notes = append(t.notes, n)
+	return true, nil
+}
+
+// TestNotifierWritesJSONMarshalBytes: what the outbox stores for each sink is
+// json.Marshal's encoding of the event, its details the audit event's bytes.
+func TestNotifierWritesJSONMarshalBytes(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sinks := []notify.Sink{notify.NewLog("all", nil, logger), notify.NewLog("created", []string{policy.EventRequestCreated}, logger)}
+	n := NewNotifier(NotifyConfig{Sinks: sinks, BaseURL: "https://ajar.example.com/"},
+		func(string) (string, error) { return "ssh-cert", nil }, func(string) bool { return true })
+	now := time.Date(2026, 3, 1, 9, 0, 0, 5, time.FixedZone("", 3600))
+	exp := now.Add(time.Hour)
+	// Valid UTF-8: decoding makes invalid bytes U+FFFD, which json.Marshal
+	// then writes as it is (notify's encoder tests cover them).
+	r := &ajar.Request{ID: "req_1", Target: "web<&>", Requester: "alice@example.com", Reason: "fix \u2028 <script> 日本",
+		Ticket: "T-1", Duration: time.Hour, Policy: "web", State: ajar.StateActive, StartAt: &now, ExpiresAt: &exp}
+	ctx := context.Background()
+	for _, c := range []struct {
+		action, subject string
+		details         any
+		sinks           int
+	}{
+		{"request.created", "req_1", map[string]any{"reason": r.Reason, "params": map[string]string{"u": "<root>"}}, 2},
+		{"request.approved", "req_1", map[string]any{"auto_approve": `request.duration <= duration("1h")`}, 1},
+		{"request.revoked", "req_1", nil, 1},
+		{"drift.detected", "sg-1", map[string]any{"target": "sg-1", "drift": "rule & back"}, 1},
+		{"request.created", "req_1", map[string]any{"breakglass": true}, 0}, // silent
+		{"grant.started", "req_1", map[string]any{"x": 1}, 0},               // notifies nobody
+	} {
+		raw, err := ajar.MarshalAuditDetails(c.action, c.details)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx := &captureTx{now: now, r: r}
+		if err := n.Audit(ctx, tx, "bob@example.com", c.action, c.subject, raw); err != nil {
+			t.Fatal(err)
+		}
+		if len(tx.notes) != c.sinks {
+			t.Fatalf("%s: %d notifications, want %d", c.action, len(tx.notes), c.sinks)
+		}
+		for _, note := range tx.notes {
+			var ev notify.Event
+			if err := json.Unmarshal(note.Event, &ev); err != nil {
+				t.Fatalf("%s: %v", c.action, err)
+			}
+			if want, _ := json.Marshal(ev); !bytes.Equal(note.Event, want) {
+				t.Errorf("%s: stored\n%s\njson.Marshal\n%s", c.action, note.Event, want)
+			}
+			if !bytes.Equal(ev.Details, raw) {
+				t.Errorf("%s: details %s, audit event's %s", c.action, ev.Details, raw)
+			}
+			if err := sinks[0].Send(ctx, note.Event); err != nil {
+				t.Errorf("%s: log sink: %v", c.action, err)
+			}
+		}
 	}
 }

@@ -136,7 +136,17 @@ type Log struct {
 
 // Send logs the event's type, summary and commands.
 func (l *Log) Send(ctx context.Context, event []byte) error {
-	var e Event
+	var e struct { // what the line shows of Event: spare decoding the rest
+		ID      string `json:"id"`
+		Type    string `json:"type"`
+		Summary string `json:"summary"`
+		Request *struct {
+			ID string `json:"id"`
+		} `json:"request"`
+		Actions []struct {
+			Command string `json:"command"`
+		} `json:"actions"`
+	}
 	if err := json.Unmarshal(event, &e); err != nil {
 		return fmt.Errorf("log sink %s: decode event: %w", l.name, err)
 	}

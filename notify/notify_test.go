@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -142,3 +143,47 @@ func TestLogSink(t *testing.T) {
 		t.Errorf("log line: %s", out)
 	}
 }
+
+// TestLogLineIsTheEvent: the log sink's line shows what the event says, as
+// decoding the whole Event shows it, for any event.
+func TestLogLineIsTheEvent(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(7, uint64(time.Now().UnixNano())))
+	for range 2000 {
+		ev := randomEvent(t, rnd)
+		body, err := json.Marshal(ev)
+		if err != nil {
+			continue // a time json.Marshal refuses: never stored
+		}
+		var got, want bytes.Buffer
+		l := &Log{base: base{name: "log"}, Logger: slog.New(slog.NewJSONHandler(&got, noTime))}
+		if err := l.Send(t.Context(), body); err != nil {
+			t.Fatal(err)
+		}
+		var e Event
+		if err := json.Unmarshal(body, &e); err != nil {
+			t.Fatal(err)
+		}
+		attrs := []any{"sink", "log", "type", e.Type, "id", e.ID, "summary", e.Summary}
+		if e.Request != nil {
+			attrs = append(attrs, "request", e.Request.ID)
+		}
+		for _, a := range e.Actions {
+			attrs = append(attrs, "do", a.Command)
+		}
+		slog.New(slog.NewJSONHandler(&want, noTime)).InfoContext(t.Context(), "notification", attrs...)
+		if got.String() != want.String() {
+			t.Fatalf("log line\n%s\nwant\n%s", &got, &want)
+		}
+	}
+	if err := (&Log{base: base{name: "log"}}).Send(t.Context(), []byte(`{"id":`)); err == nil {
+		t.Error("a broken event logged")
+	}
+}
+
+// noTime leaves the time out of log lines.
+var noTime = &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey && len(groups) == 0 {
+		return slog.Attr{}
+	}
+	return a
+}}
