@@ -130,7 +130,7 @@ func (t *tx) lockHead(ctx context.Context) error {
 		// This store enqueues notifications: reserve ids in the same round
 		// trip, after the lock (EnqueueNotification).
 		t.idsUnread = true
-		t.q.queue(qReserveIDs, []any{reserveIDs}, func(br pgx.BatchResults) error {
+		t.q.queue(qReserveIDs, nil, func(br pgx.BatchResults) error {
 			t.idsUnread = false
 			rows, err := br.Query()
 			if err != nil {

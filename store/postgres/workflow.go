@@ -119,7 +119,7 @@ func (t *readTx) CountPendingNotifications(ctx context.Context) (map[string]int,
 // EnqueueNotification takes n's id from the ids the transaction reserved from
 // the sequence while it holds the head lock (with the lock once this store has
 // enqueued a notification, else when none is left: one round trip for
-// reserveIDs of them), so ids are in commit order: no
+// 16 of them), so ids are in commit order: no
 // other writer reserves any until this transaction ends, and ids reserved
 // before the head lock was lost (a rolled back savepoint) are never used. A
 // notification without a key is then queued (pipeline.go): it cannot
@@ -144,7 +144,7 @@ func (t *tx) EnqueueNotification(ctx context.Context, n *ajar.Notification) (boo
 		}
 	}
 	if len(t.ids) == 0 {
-		rows, err := t.q.Query(ctx, qReserveIDs, reserveIDs)
+		rows, err := t.q.Query(ctx, qReserveIDs)
 		if err != nil {
 			return false, t.fail(mapError(err, "enqueue notification"))
 		}
@@ -187,11 +187,17 @@ func (t *tx) setIDs(rows pgx.Rows) error {
 }
 
 const (
-	// reserveIDs is how many notification ids a transaction reserves at a
-	// time; the ones it does not use are gaps (ids only grow).
-	reserveIDs  = 16
-	qReserveIDs = `SELECT nextval(pg_get_serial_sequence('notifications', 'id')) FROM generate_series(1, $1)`
-	qEnqueue    = `INSERT INTO notifications
+	// qReserveIDs reserves 16 notification ids, how many a transaction
+	// takes at a time; the ones it does not use are gaps (ids only grow).
+	// It names the sequence once per statement (OFFSET 0 keeps the
+	// subquery from being pulled up into a per-row call) and takes its count
+	// as a constant, so the server plans it once per connection: with the
+	// count as a parameter it planned it anew on every call, and looked the
+	// sequence up by name for every id.
+	qReserveIDs = `SELECT nextval(s.seq) FROM
+		(SELECT pg_get_serial_sequence('notifications', 'id')::regclass AS seq OFFSET 0) AS s,
+		generate_series(1, 16)`
+	qEnqueue = `INSERT INTO notifications
 		(id, sink, key, event, created_at, next_at, attempts, last_error, state, done_at, version)
 		OVERRIDING SYSTEM VALUE
 		VALUES ($1, $2, $3, $4, $5, $6, 0, '', 'pending', NULL, 1)`
