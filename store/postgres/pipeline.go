@@ -48,6 +48,25 @@ type pipe struct {
 	// err is the first queued statement's failure (or failed check): once
 	// set, every later call of the Tx returns it.
 	err error
+	// written holds the requester and target of each request fn inserted
+	// or updated, by id: its row holds them until the transaction ends (the
+	// row stays locked), so fn's audit events about it name them
+	// (qInsertAudit).
+	written map[string]requestKeys
+}
+
+// requestKeys are the columns of a request that its audit events copy.
+type requestKeys struct{ requester, target string }
+
+// wrote records that fn wrote r (inserted or updated its row) as it is now.
+func (c dbConn) wrote(r *ajar.Request) {
+	if c.p == nil {
+		return
+	}
+	if c.p.written == nil {
+		c.p.written = make(map[string]requestKeys)
+	}
+	c.p.written[r.ID] = requestKeys{requester: r.Requester, target: r.Target}
 }
 
 // queued is a statement waiting to be sent, or an audit event to insert.
@@ -68,8 +87,14 @@ type queued struct {
 }
 
 // qInsertAudit inserts the events of a run of queued appends, in seq order.
-const qInsertAudit = `INSERT INTO audit_events (` + auditCols + `)
-	SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::bytea[])`
+// The requester and target (audit search) of an event about a request the fn
+// wrote are the ones it wrote (pipe.written); they are NULL for the others,
+// whose row trigger fills them in from the request, if there is one
+// (migrations 0008 and 0010). A trigger call per event cost the server more
+// than the rest of the insert.
+const qInsertAudit = `INSERT INTO audit_events (` + auditCols + `, requester, target)
+	SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::bytea[],
+		$9::text[], $10::text[])`
 
 // queue adds a statement whose result read checks when it is sent.
 func (c dbConn) queue(sql string, args []any, read func(pgx.BatchResults) error) {
@@ -120,7 +145,7 @@ func (c dbConn) send(ctx context.Context, sql string, args []any) (pgx.BatchResu
 		var run []queued
 		sendRun := func() {
 			if len(run) > 0 {
-				sql, args, read := auditInsert(run)
+				sql, args, read := auditInsert(run, c.p.written)
 				batch.Queue(sql, args...)
 				reads = append(reads, read)
 				run = nil
@@ -185,17 +210,22 @@ func (c dbConn) flush(ctx context.Context) error {
 	return err
 }
 
-// auditInsert is one INSERT of the events of a run of queued appends.
-func auditInsert(run []queued) (string, []any, func(pgx.BatchResults) error) {
+// auditInsert is one INSERT of the events of a run of queued appends; written
+// are the requests fn wrote (pipe.written).
+func auditInsert(run []queued, written map[string]requestKeys) (string, []any, func(pgx.BatchResults) error) {
 	n := len(run)
 	seqs, times := make([]int64, n), make([]string, n)
 	actors, actions, subjects := make([]string, n), make([]string, n), make([]string, n)
 	details, prevs, hashes := make([][]byte, n), make([][]byte, n), make([][]byte, n)
+	requesters, targets := make([]*string, n), make([]*string, n)
 	for i, q := range run {
 		e := q.audit
 		seqs[i], times[i] = e.Seq, e.Time.Format(time.RFC3339Nano)
 		actors[i], actions[i], subjects[i] = e.Actor, e.Action, e.Subject
 		details[i], prevs[i], hashes[i] = []byte(e.Details), e.PrevHash, e.Hash
+		if k, ok := written[e.Subject]; ok {
+			requesters[i], targets[i] = &k.requester, &k.target
+		}
 	}
 	first := seqs[0]
 	read := func(br pgx.BatchResults) error {
@@ -207,5 +237,5 @@ func auditInsert(run []queued) (string, []any, func(pgx.BatchResults) error) {
 		}
 		return nil
 	}
-	return qInsertAudit, []any{seqs, times, actors, actions, subjects, details, prevs, hashes}, read
+	return qInsertAudit, []any{seqs, times, actors, actions, subjects, details, prevs, hashes, requesters, targets}, read
 }
