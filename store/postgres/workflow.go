@@ -73,7 +73,15 @@ func (t *readTx) ListNotifications(ctx context.Context, f ajar.NotificationFilte
 	if f.Sink != "" {
 		b.WriteString(` AND sink = ` + arg(f.Sink))
 	}
-	if f.State != "" {
+	switch f.State {
+	case "":
+	case ajar.NotificationPending:
+		// A constant, not a parameter: the partial index of pending
+		// notifications then serves the plan the server keeps for this
+		// statement, where with a parameter it planned every call anew
+		// (the outbox lists each sink's pending notifications all the time).
+		b.WriteString(` AND state = 'pending'`)
+	default:
 		b.WriteString(` AND state = ` + arg(string(f.State)))
 	}
 	limit := f.Limit
