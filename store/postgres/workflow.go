@@ -164,12 +164,15 @@ func (t *tx) EnqueueNotification(ctx context.Context, n *ajar.Notification) (boo
 	t.ids = t.ids[1:]
 	args = append([]any{id}, args...)
 	if n.Key == "" {
-		t.q.queueApart(qEnqueue, args, func(br pgx.BatchResults) error {
-			if _, err := br.Exec(); err != nil {
-				return mapError(err, "enqueue notification")
-			}
-			return nil
-		})
+		// args: id, sink, key (nil), event, created_at, next_at.
+		row := &notifRow{id: id, sink: n.Sink, event: []byte(n.Event)}
+		var ok1, ok2 bool
+		row.createdAt, ok1 = args[4].(string)
+		row.nextAt, ok2 = args[5].(string)
+		if !ok1 || !ok2 {
+			return false, fmt.Errorf("postgres: enqueue notification: times encoded as %T and %T", args[4], args[5])
+		}
+		t.q.queueNotification(row)
 	} else {
 		err = t.q.QueryRow(ctx, qEnqueue+` ON CONFLICT (sink, key) WHERE key IS NOT NULL DO NOTHING RETURNING id`, args...).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
