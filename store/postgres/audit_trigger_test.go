@@ -1,12 +1,15 @@
 package postgres_test
 
 import (
+	"errors"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/store/postgres"
 	"github.com/ajar-dev/ajar/store/postgres/pgtest"
 )
 
@@ -134,4 +137,116 @@ func TestAuditInsertExtendsHead(t *testing.T) {
 		t.Errorf("head = %d, want %d", seq, good[2].Seq)
 	}
 	checkChain(t, s, 6)
+}
+
+// TestAuditRequestColumns checks who fills in an audit event's requester and
+// target (audit search, migrations 0008 and 0010): the store's INSERT for the
+// requests its fn wrote (created or updated), without calling the per-row
+// trigger, and the trigger for the other events: about a request the fn did
+// not write, about no request, or inserted by hand without the columns.
+func TestAuditRequestColumns(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	// One connection, every Update its own transaction, and the server
+	// counting PL/pgSQL calls: the trigger's calls of the Updates below add
+	// up in one backend, which reports them together.
+	s := open(t, dsn+"&options=-c%20track_functions%3Dpl", postgres.WithMaxConns(1), postgres.WithMaxBatch(1))
+	now := time.Now().UTC()
+	ctx := t.Context()
+	var last ajar.AuditEvent
+	appendAudit := func(tx ajar.Tx, subject string) error {
+		var err error
+		last, err = tx.AppendAudit(ctx, ajar.AuditEvent{Time: now, Actor: "a", Action: "x", Subject: subject})
+		return err
+	}
+	// Written by the fn: named by the store. 1 and 2: created, 3: updated.
+	update(t, s, func(tx ajar.Tx) error {
+		for _, id := range []string{"r1", "r2", "r3"} {
+			r := request(id, now, nil)
+			r.Requester, r.Target = "alice-"+id, "web-"+id
+			if err := tx.CreateRequest(ctx, r); err != nil {
+				return err
+			}
+		}
+		return errors.Join(appendAudit(tx, "r1"), appendAudit(tx, "r2"), appendAudit(tx, "r1"))
+	})
+	update(t, s, func(tx ajar.Tx) error {
+		r, err := tx.GetRequest(ctx, "r3")
+		if err != nil {
+			return err
+		}
+		if err := tx.UpdateRequest(ctx, r); err != nil {
+			return err
+		}
+		return appendAudit(tx, "r3")
+	})
+	// Not written by the fn: filled in by the trigger, 3 calls.
+	update(t, s, func(tx ajar.Tx) error {
+		if _, err := tx.GetRequest(ctx, "r2"); err != nil {
+			return err
+		}
+		return errors.Join(appendAudit(tx, "r2"), appendAudit(tx, "nobody"))
+	})
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// The store's backend reports its trigger calls when it exits (Close):
+	// once it did, they must be the 2 of the third Update's events alone.
+	s.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var calls int64
+		if err := conn.QueryRow(ctx, `SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions
+			WHERE funcname = 'audit_events_request'`).Scan(&calls); err != nil {
+			t.Fatal(err)
+		}
+		if calls > 2 {
+			t.Fatalf("the per-row trigger ran %d times for the store's events, want 2 (the events about requests the fn did not write)", calls)
+		}
+		if calls == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server reported %d calls of the per-row trigger in a minute, want 2", calls)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// By hand, without the columns (as before migration 0010): filled in.
+	e := ajar.AuditEvent{Seq: last.Seq + 1, Time: now, Actor: "b", Action: "y", Subject: "r1", PrevHash: last.Hash}
+	e.Hash = e.ComputeHash()
+	if _, err := conn.Exec(ctx, `INSERT INTO audit_events (seq, time, actor, action, subject, prev_hash, hash)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, e.Seq, e.Time.Format(time.RFC3339Nano), e.Actor, e.Action, e.Subject, e.PrevHash, e.Hash); err != nil {
+		t.Fatalf("an insert by hand without requester and target: %v", err)
+	}
+
+	rows, err := conn.Query(ctx, `SELECT subject, requester, target FROM audit_events ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type cols struct{ subject, requester, target string }
+	got, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (cols, error) {
+		var c cols
+		var req, tgt *string
+		err := row.Scan(&c.subject, &req, &tgt)
+		if req != nil {
+			c.requester = *req
+		}
+		if tgt != nil {
+			c.target = *tgt
+		}
+		return c, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []cols{
+		{"r1", "alice-r1", "web-r1"}, {"r2", "alice-r2", "web-r2"}, {"r1", "alice-r1", "web-r1"},
+		{"r3", "alice-r3", "web-r3"},
+		{"r2", "alice-r2", "web-r2"}, {"nobody", "", ""},
+		{"r1", "alice-r1", "web-r1"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("audit events' subject, requester, target:\n got %v\nwant %v", got, want)
+	}
 }

@@ -187,11 +187,10 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 		return err
 	}
 	switch {
-	case !b.began && !s.clockLocal.IsZero() && time.Since(s.clockLocal) < clockReuse:
+	case !b.began && s.reuseClock(b):
 		// The database's clock was read a moment ago: go on from that
 		// reading, and send BEGIN with fn's first statement.
 		b.began = true
-		b.clock0, b.local0 = s.clockDB, s.clockLocal
 		b.pre = []string{beginWrite, "SAVEPOINT u"}
 	case !b.began:
 		// Begin the transaction and read the database's clock.
@@ -206,7 +205,9 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 			return err
 		}
 		b.local0 = time.Now()
+		s.clockMu.Lock()
 		s.clockDB, s.clockLocal = b.clock0, b.local0
+		s.clockMu.Unlock()
 		b.pre = []string{"SAVEPOINT u"}
 	case b.pre == nil:
 		b.pre = []string{"RELEASE SAVEPOINT u", "SAVEPOINT u"}
@@ -238,6 +239,18 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 		err = errors.New("postgres: update ignored a failed statement")
 	}
 	return err
+}
+
+// reuseClock sets b's clock to the last reading of the database's clock if
+// it is less than clockReuse old, and reports whether it did.
+func (s *Store) reuseClock(b *batch) bool {
+	s.clockMu.Lock()
+	defer s.clockMu.Unlock()
+	if s.clockLocal.IsZero() || time.Since(s.clockLocal) >= clockReuse {
+		return false
+	}
+	b.clock0, b.local0 = s.clockDB, s.clockLocal
+	return true
 }
 
 // parseClock reads clockMicros's reply, the last result of a simple query.

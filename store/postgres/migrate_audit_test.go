@@ -27,7 +27,7 @@ func TestMigrateAuditSearch(t *testing.T) {
 		`DROP TRIGGER audit_events_request ON audit_events`, `DROP FUNCTION audit_events_request()`,
 		`DROP INDEX extensions_pending`, `DROP INDEX audit_events_actor`, `DROP INDEX audit_events_time`,
 		`ALTER TABLE audit_events DROP COLUMN requester, DROP COLUMN target, DROP COLUMN time_key`,
-		`DELETE FROM schema_migrations WHERE name LIKE '%0008_audit_search.sql'`,
+		`DELETE FROM schema_migrations WHERE name LIKE '%0008_audit_search.sql' OR name LIKE '%0010_audit_insert_cost.sql'`,
 	} {
 		if _, err := conn.Exec(t.Context(), q); err != nil {
 			t.Fatalf("%s: %v", q, err)

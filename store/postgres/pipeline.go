@@ -24,7 +24,9 @@ import (
 // rows (sent after the certificate records and notifications queued among
 // them, which touch nothing they touch), and the head moves once for them
 // (migration 0009: a statement trigger checks that the rows extend the head
-// in sequence).
+// in sequence); so do the notifications queued together, in one INSERT after
+// the appends'. Every statement has a cost of its own on the server, whatever
+// its rows.
 //
 // The order of statements is the order of the calls: whatever is queued is sent
 // before the statement that flushes it, so a read sees every write fn made
@@ -48,13 +50,34 @@ type pipe struct {
 	// err is the first queued statement's failure (or failed check): once
 	// set, every later call of the Tx returns it.
 	err error
+	// written holds the requester and target of each request fn inserted
+	// or updated, by id: its row holds them until the transaction ends (the
+	// row stays locked), so fn's audit events about it name them
+	// (qInsertAudit).
+	written map[string]requestKeys
 }
 
-// queued is a statement waiting to be sent, or an audit event to insert.
+// requestKeys are the columns of a request that its audit events copy.
+type requestKeys struct{ requester, target string }
+
+// wrote records that fn wrote r (inserted or updated its row) as it is now.
+func (c dbConn) wrote(r *ajar.Request) {
+	if c.p == nil {
+		return
+	}
+	if c.p.written == nil {
+		c.p.written = make(map[string]requestKeys)
+	}
+	c.p.written[r.ID] = requestKeys{requester: r.Requester, target: r.Target}
+}
+
+// queued is a statement waiting to be sent, an audit event to insert, or a
+// notification without a key to insert.
 type queued struct {
 	sql   string
 	args  []any
 	audit *ajar.AuditEvent
+	notif *notifRow
 	// apart is set for a write to a table that audit appends neither read
 	// nor write (a certificate, a notification): queued audit appends may be
 	// sent after it, together with the appends that follow it.
@@ -68,8 +91,14 @@ type queued struct {
 }
 
 // qInsertAudit inserts the events of a run of queued appends, in seq order.
-const qInsertAudit = `INSERT INTO audit_events (` + auditCols + `)
-	SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::bytea[])`
+// The requester and target (audit search) of an event about a request the fn
+// wrote are the ones it wrote (pipe.written); they are NULL for the others,
+// whose row trigger fills them in from the request, if there is one
+// (migrations 0008 and 0010). A trigger call per event cost the server more
+// than the rest of the insert.
+const qInsertAudit = `INSERT INTO audit_events (` + auditCols + `, requester, target)
+	SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::bytea[],
+		$9::text[], $10::text[])`
 
 // queue adds a statement whose result read checks when it is sent.
 func (c dbConn) queue(sql string, args []any, read func(pgx.BatchResults) error) {
@@ -85,6 +114,22 @@ func (c dbConn) queueApart(sql string, args []any, read func(pgx.BatchResults) e
 // queueAudit adds an audit event to insert (already checked and hashed).
 func (c dbConn) queueAudit(e *ajar.AuditEvent) {
 	c.p.q = append(c.p.q, queued{audit: e})
+}
+
+// notifRow is a notification without a key to insert: the columns of
+// qInsertNotifications.
+type notifRow struct {
+	id                int64
+	sink              string
+	event             []byte
+	createdAt, nextAt string
+}
+
+// queueNotification adds a notification without a key to insert. The ones
+// queued together go as one INSERT, as audit appends do; like a certificate
+// record, they touch nothing audit appends touch.
+func (c dbConn) queueNotification(n *notifRow) {
+	c.p.q = append(c.p.q, queued{notif: n})
 }
 
 // waiting reports whether anything must be sent before the next statement.
@@ -117,19 +162,29 @@ func (c dbConn) send(ctx context.Context, sql string, args []any) (pgx.BatchResu
 		// statement they may not be sent after (or at the end): their order
 		// among themselves, and with every other statement that touches
 		// what they touch, is kept.
-		var run []queued
+		// Notifications without a key wait in notifs the same way.
+		var run, notifs []queued
 		sendRun := func() {
 			if len(run) > 0 {
-				sql, args, read := auditInsert(run)
+				sql, args, read := auditInsert(run, c.p.written)
 				batch.Queue(sql, args...)
 				reads = append(reads, read)
 				run = nil
+			}
+			if len(notifs) > 0 {
+				sql, args, read := notificationInsert(notifs)
+				batch.Queue(sql, args...)
+				reads = append(reads, read)
+				notifs = nil
 			}
 		}
 		for _, q := range c.p.q {
 			switch {
 			case q.audit != nil:
 				run = append(run, q)
+				continue
+			case q.notif != nil:
+				notifs = append(notifs, q)
 				continue
 			case !q.apart:
 				sendRun()
@@ -185,17 +240,22 @@ func (c dbConn) flush(ctx context.Context) error {
 	return err
 }
 
-// auditInsert is one INSERT of the events of a run of queued appends.
-func auditInsert(run []queued) (string, []any, func(pgx.BatchResults) error) {
+// auditInsert is one INSERT of the events of a run of queued appends; written
+// are the requests fn wrote (pipe.written).
+func auditInsert(run []queued, written map[string]requestKeys) (string, []any, func(pgx.BatchResults) error) {
 	n := len(run)
 	seqs, times := make([]int64, n), make([]string, n)
 	actors, actions, subjects := make([]string, n), make([]string, n), make([]string, n)
 	details, prevs, hashes := make([][]byte, n), make([][]byte, n), make([][]byte, n)
+	requesters, targets := make([]*string, n), make([]*string, n)
 	for i, q := range run {
 		e := q.audit
 		seqs[i], times[i] = e.Seq, e.Time.Format(time.RFC3339Nano)
 		actors[i], actions[i], subjects[i] = e.Actor, e.Action, e.Subject
 		details[i], prevs[i], hashes[i] = []byte(e.Details), e.PrevHash, e.Hash
+		if k, ok := written[e.Subject]; ok {
+			requesters[i], targets[i] = &k.requester, &k.target
+		}
 	}
 	first := seqs[0]
 	read := func(br pgx.BatchResults) error {
@@ -207,5 +267,30 @@ func auditInsert(run []queued) (string, []any, func(pgx.BatchResults) error) {
 		}
 		return nil
 	}
-	return qInsertAudit, []any{seqs, times, actors, actions, subjects, details, prevs, hashes}, read
+	return qInsertAudit, []any{seqs, times, actors, actions, subjects, details, prevs, hashes, requesters, targets}, read
+}
+
+// qInsertNotifications inserts the notifications of a run of queued ones
+// (without a key), as qEnqueue does each.
+const qInsertNotifications = `INSERT INTO notifications
+	(id, sink, key, event, created_at, next_at, attempts, last_error, state, done_at, version)
+	OVERRIDING SYSTEM VALUE
+	SELECT id, sink, NULL, event, created_at, next_at, 0, '', 'pending', NULL, 1
+	FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[], $5::text[]) AS n(id, sink, event, created_at, next_at)`
+
+// notificationInsert is one INSERT of the notifications of a run of queued
+// ones.
+func notificationInsert(run []queued) (string, []any, func(pgx.BatchResults) error) {
+	n := len(run)
+	ids, sinks, events, created, next := make([]int64, n), make([]string, n), make([][]byte, n), make([]string, n), make([]string, n)
+	for i, q := range run {
+		ids[i], sinks[i], events[i], created[i], next[i] = q.notif.id, q.notif.sink, q.notif.event, q.notif.createdAt, q.notif.nextAt
+	}
+	read := func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return mapError(err, "enqueue notification")
+		}
+		return nil
+	}
+	return qInsertNotifications, []any{ids, sinks, events, created, next}, read
 }

@@ -3,13 +3,15 @@
 // conformance suite as the embedded SQLite store; what differs is how it stays
 // correct with many writers on many machines:
 //
-//   - One clock. ReadTx.Now is the database's clock: now() for View, read once
-//     when the transaction begins; for Update, the database's clock_timestamp()
-//     read when a batch's transaction begins (a batch's fns share one, see
-//     below; batches that begin within a second of that reading reuse it) plus
-//     the time since then on this process's monotonic clock, read when fn
-//     starts. Either way it is fixed for the whole fn, and replicas whose
-//     clocks disagree still agree on what is due and what has expired.
+//   - One clock. ReadTx.Now is the database's clock: for Update, the
+//     database's clock_timestamp() read when a batch's transaction begins (a
+//     batch's fns share one, see below; batches that begin within a second of
+//     that reading reuse it) plus the time since then on this process's
+//     monotonic clock, read when fn starts; for View, the same when a batch
+//     read the clock less than a second before (no round trip of its own),
+//     else now(), read once when the transaction begins. Either way it is
+//     fixed for the whole fn, and replicas whose clocks disagree still agree
+//     on what is due and what has expired.
 //   - Claims. ClaimDue locks due rows with FOR UPDATE SKIP LOCKED, so replicas
 //     claiming at the same time take disjoint sets without waiting for each
 //     other, and moves each row's next_at to the lease end and bumps its version
@@ -110,7 +112,8 @@ type Store struct {
 	notifies atomic.Bool
 
 	// The database's clock as a batch last read it, and this process's
-	// clock then (batch.go: clockReuse). Guarded by wmu.
+	// clock then (batch.go: clockReuse). Guarded by clockMu.
+	clockMu             sync.Mutex
 	clockDB, clockLocal time.Time
 
 	// Group commit (batch.go). wmu guards batch and wclosed; pending counts
@@ -300,7 +303,9 @@ func end(ctx context.Context, conn *pgxpool.Conn, commit bool) error {
 // BEGIN and the reading of the transaction's clock are queued (pipeline.go):
 // they go in one round trip with fn's first statement, or when fn first calls
 // Now. If they fail, so does every call of fn's ReadTx, and View returns that
-// error even if fn ignored it.
+// error even if fn ignored it. When a batch read the database's clock less
+// than a second before, the View's clock goes on from that reading instead
+// (see the package comment) and only BEGIN is queued.
 func (s *Store) View(ctx context.Context, fn func(ajar.ReadTx) error) error {
 	if s.closed.Load() {
 		return errClosed
@@ -319,17 +324,14 @@ func (s *Store) View(ctx context.Context, fn func(ajar.ReadTx) error) error {
 		}
 		return nil
 	})
-	t.q.queue(nowMicros, nil, func(br pgx.BatchResults) error {
-		var us int64
-		if err := br.QueryRow().Scan(&us); err != nil {
-			return fmt.Errorf("postgres: begin: database clock: %w", err)
-		}
-		t.now, t.nowUnread = time.UnixMicro(us).UTC(), false
-		if s.now != nil {
-			t.now = s.now().UTC()
-		}
-		return nil
-	})
+	if now, ok := s.recentClock(); ok && s.now == nil {
+		// A batch read the database's clock a moment ago: go on from that
+		// reading, as the next batch would, instead of a statement (and,
+		// when fn asks for Now first, a round trip) of the View's own.
+		t.now, t.nowUnread = now, false
+	} else {
+		t.q.queue(nowMicros, nil, t.readNow(s))
+	}
 	defer func() {
 		t.done.Store(true)
 		if len(t.q.p.q) > 0 {
@@ -342,4 +344,36 @@ func (s *Store) View(ctx context.Context, fn func(ajar.ReadTx) error) error {
 		return err
 	}
 	return t.q.failed() // BEGIN or the clock failed (only they are queued)
+}
+
+// readNow reads a View's clock, nowMicros's reply (or s.now, with WithNow).
+func (t *readTx) readNow(s *Store) func(pgx.BatchResults) error {
+	return func(br pgx.BatchResults) error {
+		var us int64
+		if err := br.QueryRow().Scan(&us); err != nil {
+			return fmt.Errorf("postgres: begin: database clock: %w", err)
+		}
+		t.now, t.nowUnread = time.UnixMicro(us).UTC(), false
+		if s.now != nil {
+			t.now = s.now().UTC()
+		}
+		return nil
+	}
+}
+
+// recentClock returns the database's clock as a batch read it less than
+// clockReuse ago plus the time since on this process's monotonic clock, if
+// there is such a reading.
+func (s *Store) recentClock() (time.Time, bool) {
+	s.clockMu.Lock()
+	db, local := s.clockDB, s.clockLocal
+	s.clockMu.Unlock()
+	if local.IsZero() {
+		return time.Time{}, false
+	}
+	since := time.Since(local)
+	if since >= clockReuse {
+		return time.Time{}, false
+	}
+	return db.Add(since).UTC(), true
 }

@@ -105,13 +105,16 @@ func TestDatabaseClock(t *testing.T) {
 	if err := conn.QueryRow(t.Context(), "SELECT now()").Scan(&server); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.View(t.Context(), func(tx ajar.ReadTx) error { second = tx.Now(); return nil }); err != nil {
+	// Views of a Store whose batches have not read the clock in the last
+	// second read now() (TestViewClockWithoutRoundTrip for the others).
+	s2 := open(t, dsn)
+	if err := s2.View(t.Context(), func(tx ajar.ReadTx) error { second = tx.Now(); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	// A View's BEGIN and clock go with its first statement: Now read after
 	// it is the same clock, and the same within the View.
 	var third time.Time
-	if err := s.View(t.Context(), func(tx ajar.ReadTx) error {
+	if err := s2.View(t.Context(), func(tx ajar.ReadTx) error {
 		if _, err := tx.GetRequest(t.Context(), "missing"); ajar.ErrorCode(err) != ajar.ENOTFOUND {
 			return fmt.Errorf("GetRequest: %v, want ENOTFOUND", err)
 		}
@@ -533,5 +536,58 @@ func TestOpenErrors(t *testing.T) {
 	}
 	if err := s.View(context.Background(), func(ajar.ReadTx) error { return nil }); err == nil || errors.Is(err, context.Canceled) {
 		t.Fatalf("View after Close: %v", err)
+	}
+}
+
+// TestViewClockWithoutRoundTrip checks that a View begun less than a second
+// after a batch read the database's clock takes its clock from that reading:
+// Now sends nothing (BEGIN stays queued for fn's first statement), and the
+// clock is the database's: after the batch's, before the server's now() read
+// after the View. (A machine so loaded that a second passes between the two
+// gets a few more tries.)
+func TestViewClockWithoutRoundTrip(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	s := open(t, dsn)
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	for try := 1; ; try++ {
+		var batch, view time.Time
+		queued := -1
+		update(t, s, func(tx ajar.Tx) error {
+			batch = tx.Now()
+			_, err := tx.AppendAudit(t.Context(), ajar.AuditEvent{Time: batch, Actor: "a", Action: "x", Subject: "s"})
+			return err
+		})
+		err = s.View(t.Context(), func(tx ajar.ReadTx) error {
+			view = tx.Now()
+			queued = postgres.QueuedInView(tx)
+			if _, err := tx.GetRequest(t.Context(), "missing"); ajar.ErrorCode(err) != ajar.ENOTFOUND {
+				return fmt.Errorf("GetRequest: %v, want ENOTFOUND", err)
+			}
+			if n := tx.Now(); !n.Equal(view) {
+				t.Errorf("Now changed within a View: %v then %v", view, n)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var server time.Time
+		if err := conn.QueryRow(t.Context(), "SELECT now()").Scan(&server); err != nil {
+			t.Fatal(err)
+		}
+		if queued != 1 {
+			if try == 10 {
+				t.Fatalf("%d statements queued after Now, want 1 (BEGIN): Now sent a round trip of its own (10 tries)", queued)
+			}
+			continue
+		}
+		if !batch.Before(view) || !view.Before(server) || view.Location() != time.UTC {
+			t.Errorf("clocks out of order: batch %v, view %v, server %v (want increasing, UTC)", batch, view, server)
+		}
+		return
 	}
 }

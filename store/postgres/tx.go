@@ -130,7 +130,7 @@ func (t *tx) lockHead(ctx context.Context) error {
 		// This store enqueues notifications: reserve ids in the same round
 		// trip, after the lock (EnqueueNotification).
 		t.idsUnread = true
-		t.q.queue(qReserveIDs, []any{reserveIDs}, func(br pgx.BatchResults) error {
+		t.q.queue(qReserveIDs, nil, func(br pgx.BatchResults) error {
 			t.idsUnread = false
 			rows, err := br.Query()
 			if err != nil {
@@ -422,6 +422,7 @@ func (t *tx) CreateRequest(ctx context.Context, r *ajar.Request) error {
 		return ajar.Errorf(ajar.ECONFLICT, "request %s already exists", r.ID)
 	}
 	r.Version = 1
+	t.q.wrote(r)
 	return nil
 }
 
@@ -444,6 +445,7 @@ func (t *tx) UpdateRequest(ctx context.Context, r *ajar.Request) error {
 	switch {
 	case n == 1:
 		r.Version++
+		t.q.wrote(r)
 		return nil
 	case !exists:
 		return ajar.Errorf(ajar.ENOTFOUND, "request %s not found", r.ID)
@@ -560,6 +562,7 @@ func (t *tx) UpdateRequests(ctx context.Context, rs []*ajar.Request) error {
 	case w == int64(n):
 		for _, r := range rs {
 			r.Version++
+			t.q.wrote(r)
 		}
 		return nil
 	case w != 0:

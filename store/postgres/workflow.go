@@ -73,7 +73,15 @@ func (t *readTx) ListNotifications(ctx context.Context, f ajar.NotificationFilte
 	if f.Sink != "" {
 		b.WriteString(` AND sink = ` + arg(f.Sink))
 	}
-	if f.State != "" {
+	switch f.State {
+	case "":
+	case ajar.NotificationPending:
+		// A constant, not a parameter: the partial index of pending
+		// notifications then serves the plan the server keeps for this
+		// statement, where with a parameter it planned every call anew
+		// (the outbox lists each sink's pending notifications all the time).
+		b.WriteString(` AND state = 'pending'`)
+	default:
 		b.WriteString(` AND state = ` + arg(string(f.State)))
 	}
 	limit := f.Limit
@@ -119,7 +127,7 @@ func (t *readTx) CountPendingNotifications(ctx context.Context) (map[string]int,
 // EnqueueNotification takes n's id from the ids the transaction reserved from
 // the sequence while it holds the head lock (with the lock once this store has
 // enqueued a notification, else when none is left: one round trip for
-// reserveIDs of them), so ids are in commit order: no
+// 16 of them), so ids are in commit order: no
 // other writer reserves any until this transaction ends, and ids reserved
 // before the head lock was lost (a rolled back savepoint) are never used. A
 // notification without a key is then queued (pipeline.go): it cannot
@@ -144,7 +152,7 @@ func (t *tx) EnqueueNotification(ctx context.Context, n *ajar.Notification) (boo
 		}
 	}
 	if len(t.ids) == 0 {
-		rows, err := t.q.Query(ctx, qReserveIDs, reserveIDs)
+		rows, err := t.q.Query(ctx, qReserveIDs)
 		if err != nil {
 			return false, t.fail(mapError(err, "enqueue notification"))
 		}
@@ -156,12 +164,15 @@ func (t *tx) EnqueueNotification(ctx context.Context, n *ajar.Notification) (boo
 	t.ids = t.ids[1:]
 	args = append([]any{id}, args...)
 	if n.Key == "" {
-		t.q.queueApart(qEnqueue, args, func(br pgx.BatchResults) error {
-			if _, err := br.Exec(); err != nil {
-				return mapError(err, "enqueue notification")
-			}
-			return nil
-		})
+		// args: id, sink, key (nil), event, created_at, next_at.
+		row := &notifRow{id: id, sink: n.Sink, event: []byte(n.Event)}
+		var ok1, ok2 bool
+		row.createdAt, ok1 = args[4].(string)
+		row.nextAt, ok2 = args[5].(string)
+		if !ok1 || !ok2 {
+			return false, fmt.Errorf("postgres: enqueue notification: times encoded as %T and %T", args[4], args[5])
+		}
+		t.q.queueNotification(row)
 	} else {
 		err = t.q.QueryRow(ctx, qEnqueue+` ON CONFLICT (sink, key) WHERE key IS NOT NULL DO NOTHING RETURNING id`, args...).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -187,11 +198,17 @@ func (t *tx) setIDs(rows pgx.Rows) error {
 }
 
 const (
-	// reserveIDs is how many notification ids a transaction reserves at a
-	// time; the ones it does not use are gaps (ids only grow).
-	reserveIDs  = 16
-	qReserveIDs = `SELECT nextval(pg_get_serial_sequence('notifications', 'id')) FROM generate_series(1, $1)`
-	qEnqueue    = `INSERT INTO notifications
+	// qReserveIDs reserves 16 notification ids, how many a transaction
+	// takes at a time; the ones it does not use are gaps (ids only grow).
+	// It names the sequence once per statement (OFFSET 0 keeps the
+	// subquery from being pulled up into a per-row call) and takes its count
+	// as a constant, so the server plans it once per connection: with the
+	// count as a parameter it planned it anew on every call, and looked the
+	// sequence up by name for every id.
+	qReserveIDs = `SELECT nextval(s.seq) FROM
+		(SELECT pg_get_serial_sequence('notifications', 'id')::regclass AS seq OFFSET 0) AS s,
+		generate_series(1, 16)`
+	qEnqueue = `INSERT INTO notifications
 		(id, sink, key, event, created_at, next_at, attempts, last_error, state, done_at, version)
 		OVERRIDING SYSTEM VALUE
 		VALUES ($1, $2, $3, $4, $5, $6, 0, '', 'pending', NULL, 1)`
