@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -10,72 +9,6 @@ import (
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/store/postgres/pgtest"
 )
-
-// TestNotificationClaimsAreHOT checks that the outbox's claims (a new next_at
-// and version, no indexed column) are HOT updates, written on the row's own
-// page without new index entries, for a batch claimed together as the outbox
-// does (migration 0011: the inserts leave room on each page).
-func TestNotificationClaimsAreHOT(t *testing.T) {
-	dsn := pgtest.NewDatabase(t)
-	s := open(t, dsn)
-	ctx := t.Context()
-	const n = 60
-	event := []byte(`{"text":"` + strings.Repeat("x", 600) + `"}`) // about the size of a request's event
-	update(t, s, func(tx ajar.Tx) error {
-		for range n {
-			if _, err := tx.EnqueueNotification(ctx, &ajar.Notification{Sink: "s", Event: event, CreatedAt: tx.Now()}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	update(t, s, func(tx ajar.Tx) error {
-		pending, err := tx.ListNotifications(ctx, ajar.NotificationFilter{Sink: "s", State: ajar.NotificationPending, Limit: n})
-		if err != nil {
-			return err
-		}
-		claims := make([]*ajar.Notification, len(pending))
-		for i := range pending {
-			pending[i].NextAt = tx.Now().Add(time.Minute)
-			claims[i] = &pending[i]
-		}
-		written, err := tx.UpdateNotifications(ctx, claims)
-		if err != nil {
-			return err
-		}
-		for i, w := range written {
-			if !w {
-				t.Errorf("claim %d not written", claims[i].ID)
-			}
-		}
-		if len(claims) != n {
-			t.Errorf("%d pending notifications, want %d", len(claims), n)
-		}
-		return nil
-	})
-	// The store's backends report their row counts when they exit (Close).
-	s.Close()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		var upd, hot int64
-		if err := conn.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'notifications'`).Scan(&upd, &hot); err != nil {
-			t.Fatal(err)
-		}
-		if upd >= n {
-			if hot < n*3/4 {
-				t.Errorf("%d of %d claims were HOT updates, want at least %d", hot, upd, n*3/4)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server reported %d updates of notifications in a minute, want %d", upd, n)
-		}
-	}
-}
 
 // TestNotificationsOneInsert checks that the notifications without a key that
 // an fn enqueues, between its other statements, are inserted by one statement
