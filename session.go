@@ -21,7 +21,7 @@ type Session struct {
 	CreatedAt   time.Time //
 	ExpiresAt   time.Time // always set
 	LastUsedAt  time.Time // zero: never used; written at most once a minute
-	RefreshedAt time.Time // last time Groups were read from the IdP
+	RefreshedAt time.Time // last time Groups were read from the IdP; a minute ahead of now while a refresh is at the IdP (the claim holds off other callers)
 	Refresh     []byte    // the IdP refresh token sealed with the master key ("session-refresh:"+ID); nil if none
 	MFAAt       time.Time // last MFA step-up in this session (zero: never)
 	RevokedAt   time.Time // zero while not revoked

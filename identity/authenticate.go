@@ -123,6 +123,14 @@ func (s *Service) userOf(ctx context.Context, sess *ajar.Session) (ajar.User, er
 	return u, nil
 }
 
+// refreshHold is how long a claimed group refresh holds off the others beyond
+// identity.refresh: longer than the IdP's client lets one refresh take
+// (identity/oidc: 30 s). Without it, a refresh slower than identity.refresh
+// let a second caller claim the session again with the refresh token the
+// first was rotating at the IdP, which refused it as reused, and the session
+// was ended.
+const refreshHold = time.Minute
+
 // refreshGroups re-reads sess's groups from the IdP. Of several replicas that
 // see the same stale groups, one does (ClaimSessionRefresh); the others go on
 // with what they read. When the IdP refuses, the session is ended and the
@@ -137,7 +145,11 @@ func (s *Service) refreshGroups(ctx context.Context, sess *ajar.Session) (*ajar.
 	var claimed bool
 	err := s.store.Update(ctx, func(tx ajar.Tx) error {
 		var err error
-		claimed, err = tx.ClaimSessionRefresh(ctx, sess.ID, sess.RefreshedAt, tx.Now())
+		// The claim holds for refreshHold beyond identity.refresh: nobody
+		// else finds the groups stale while this call is at the IdP, whose
+		// answer rotates the refresh token they would use. (Were this
+		// process to die mid-refresh, the next would come refreshHold late.)
+		claimed, err = tx.ClaimSessionRefresh(ctx, sess.ID, sess.RefreshedAt, tx.Now().Add(refreshHold))
 		return err
 	})
 	if err != nil {

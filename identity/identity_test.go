@@ -626,3 +626,76 @@ func TestRefreshSurvivesDroppedRequest(t *testing.T) {
 		t.Fatalf("after a request dropped during the refresh: %+v, %v; want the IdP's new groups [marketing]", u, err)
 	}
 }
+
+// rotatingGroups is an IdP that rotates the refresh token at every refresh
+// and refuses one already used (as OIDC providers do), and holds the first
+// refresh until released.
+type rotatingGroups struct {
+	mu      sync.Mutex
+	used    map[string]bool
+	calls   int
+	entered chan struct{}
+	release chan struct{}
+	groups  []string
+}
+
+func (r *rotatingGroups) Refresh(ctx context.Context, _, rt string) ([]string, string, error) {
+	r.mu.Lock()
+	r.calls++
+	first := r.calls == 1
+	reused := r.used[rt]
+	r.used[rt] = true
+	r.mu.Unlock()
+	if first {
+		close(r.entered)
+		<-r.release
+	}
+	if reused {
+		return nil, "", errors.New("invalid_grant: refresh token already used")
+	}
+	return r.groups, rt + "+", nil
+}
+
+// TestSlowRefreshNotClaimedTwice: while one request's group refresh is at a
+// slow IdP (longer than identity.refresh), another request does not claim the
+// refresh again with the refresh token the first is rotating: the IdP would
+// refuse it as reused, and the session would be ended for nothing.
+func TestSlowRefreshNotClaimedTwice(t *testing.T) {
+	e := newEnv(t)
+	rg := &rotatingGroups{used: map[string]bool{}, entered: make(chan struct{}), release: make(chan struct{}), groups: []string{"sre"}}
+	pol, _ := policy.Parse([]byte(testPolicy), func(string, json.RawMessage) ajar.Problems { return nil })
+	key := make([]byte, keys.KeySize)
+	rand.Read(key)
+	mk, _ := keys.NewMasterKey(key)
+	ids, err := identity.New(identity.Config{Store: e.st, Policy: pol, Sealer: mk, Groups: rg, Now: e.clock.Now,
+		Refresh: 10 * time.Minute, SessionTTL: 12 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _, err := ids.SignIn(t.Context(), identity.SignIn{Kind: ajar.SessionCLI, UserID: "zoe@example.com",
+		Groups: []string{"sre"}, RefreshToken: "rt1", Source: "oidc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(10 * time.Minute)
+	first := make(chan error, 1)
+	go func() { _, err := ids.Authenticate(t.Context(), secret); first <- err }()
+	<-rg.entered
+	// The IdP is slow: identity.refresh passes again while it answers.
+	e.clock.Advance(10*time.Minute + time.Second)
+	if _, err := ids.Authenticate(t.Context(), secret); err != nil {
+		t.Errorf("a request during the slow refresh: %v", err)
+	}
+	close(rg.release)
+	if err := <-first; err != nil {
+		t.Fatalf("the slow refresh: %v", err)
+	}
+	if _, err := ids.Authenticate(t.Context(), secret); err != nil {
+		t.Fatalf("after the slow refresh: %v; the session must live on", err)
+	}
+	rg.mu.Lock()
+	defer rg.mu.Unlock()
+	if rg.calls != 1 {
+		t.Errorf("%d refreshes at the IdP, want 1", rg.calls)
+	}
+}
