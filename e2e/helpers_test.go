@@ -7,13 +7,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +30,7 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	dir, err := os.MkdirTemp("", "ajar-e2e-bin")
 	if err != nil {
 		panic(err)
@@ -38,9 +42,65 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build ajar:", err)
 		os.Exit(1)
 	}
+	noRaceExitSleep()
+	defaultParallel()
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// noRaceExitSleep makes every process the tests start inherit
+// GORACE=atexit_sleep_ms=0 (unless GORACE sets it already). The ajar binary is
+// built with -race, whose runtime otherwise sleeps a second before every exit:
+// a second added to each of the hundreds of CLI runs (each waitState poll is
+// one) and to each graceful server stop. Races are still reported as they
+// happen, and fail the run: a CLI or server that saw one exits 66.
+func noRaceExitSleep() {
+	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
+		os.Setenv("GORACE", strings.TrimSpace(g+" atexit_sleep_ms=0"))
+	}
+}
+
+// e2eParallel is how many tests run at once unless -parallel says: the tests
+// mostly wait (on expiries, schedulers, sshd, the IdP), so more of them than
+// the machine has cores overlap their waits. The few that load the CPU take a
+// heavySlots slot too.
+const e2eParallel = 8
+
+// defaultParallel sets -test.parallel to e2eParallel, unless it was given (go
+// test's own default is GOMAXPROCS, 2 in CI).
+func defaultParallel() {
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		flag.Set("test.parallel", strconv.Itoa(max(e2eParallel, runtime.GOMAXPROCS(0))))
+	}
+}
+
+// heavySlots bounds the CPU-heavy tests running at once: those that start
+// database servers or several replicas, or load them with thousands of
+// requests. On two loaded cores more of them at a time would stretch every
+// test's waits without making the package faster.
+var heavySlots = make(chan struct{}, 2)
+
+// heavyMu makes taking several slots one step, so that two tests taking more
+// than one cannot each hold part of what the other waits for.
+var heavyMu sync.Mutex
+
+// heavy takes n of the heavySlots for the test, until it ends (after its other
+// cleanups: its servers are gone by then). Call it right after t.Parallel.
+func heavy(t testing.TB, n int) {
+	t.Helper()
+	heavyMu.Lock()
+	for range n {
+		heavySlots <- struct{}{}
+	}
+	heavyMu.Unlock()
+	t.Cleanup(func() {
+		for range n {
+			<-heavySlots
+		}
+	})
 }
 
 // requireTool fails (never skips) when a tool the tests need is missing.
@@ -69,10 +129,17 @@ type server struct {
 // until it serves. args are extra flags (e.g. --config FILE).
 func startServer(t testing.TB, dir string, args ...string) *server {
 	t.Helper()
+	return startServerEnv(t, dir, nil, args...)
+}
+
+// startServerEnv is startServer with env added to the server's environment
+// (never to the test process's: the tests run in parallel).
+func startServerEnv(t testing.TB, dir string, env []string, args ...string) *server {
+	t.Helper()
 	return launch(t, dir, serveOpts{
 		bin:     bin,
 		args:    append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, args...),
-		env:     append(os.Environ(), "AJAR_MASTER_KEY="),
+		env:     append(append(os.Environ(), "AJAR_MASTER_KEY="), env...),
 		name:    "ajar serve",
 		timeout: 30 * time.Second,
 		cleanup: func(s *server) {
