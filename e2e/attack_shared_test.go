@@ -58,8 +58,7 @@ func holdAction(proxy *mototest.Proxy, action string) *gate {
 // until drift repair (off here). Now both run under one store lease per shared
 // access: the grant waits for the revocation, then creates the access anew.
 func TestAttackSharedAccessAcrossReplicas(t *testing.T) {
-	t.Parallel()
-	heavy(t, 1)
+	parallel(t, costHeavy)
 	moto := mototest.Shared(t)
 	proxy := mototest.NewProxy(t, moto)
 	srvEnv := awsEnv(t, proxy)

@@ -143,7 +143,7 @@ func actionsOf(evs []ajar.AuditEvent, id string) map[string][]ajar.AuditEvent {
 // window expires. The request stays revoking and retries with backoff, and
 // reaches expired once moto is back, with the rule gone.
 func TestAWSOutageDuringExpiry(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLong)
 	moto := mototest.Shared(t)
 	proxy := mototest.NewProxy(t, moto)
 	srvEnv := awsEnv(t, proxy)
@@ -201,7 +201,7 @@ func TestAWSOutageDuringExpiry(t *testing.T) {
 // re-added by hand after the end is removed; both are audited, counted, and a
 // rule for another address is never touched.
 func TestAWSDrift(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	moto := mototest.Shared(t)
 	proxy := mototest.NewProxy(t, moto)
 	srvEnv := awsEnv(t, proxy)
@@ -267,7 +267,7 @@ func TestAWSDrift(t *testing.T) {
 // says so; moto would finish it at once) is retried, the request ends in
 // grant_failed with the reason in its audit trail, and nothing is left assigned.
 func TestAWSIdentityCenterStuck(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	moto := mototest.Shared(t)
 	proxy := mototest.NewProxy(t, moto)
 	srvEnv := awsEnv(t, proxy)
@@ -349,7 +349,7 @@ func TestAWSIdentityCenterStuck(t *testing.T) {
 // TestAWSCredentials: an aws-sts request's credentials come once from
 // "ajar credentials", in both formats, are not stored, and stop at revoke.
 func TestAWSCredentials(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	moto := mototest.Shared(t)
 	proxy := mototest.NewProxy(t, moto)
 	srvEnv := awsEnv(t, proxy)

@@ -114,8 +114,7 @@ func (p *pgTarget) policy(t *testing.T, dir, extra string) string {
 // ends the open session and the login; a hand-made role with a similar name is
 // never touched.
 func TestPostgresRoleLogin(t *testing.T) {
-	t.Parallel()
-	heavy(t, 1)
+	parallel(t, costHeavy)
 	requireTool(t, "psql")
 	pg := newPGTarget(t)
 	dir := t.TempDir()
@@ -204,8 +203,7 @@ func TestPostgresRoleLogin(t *testing.T) {
 // is in use and comes back after the window closed (its clock moved 15 minutes
 // on): the session is ended and the role is gone.
 func TestPostgresRoleCrashAcrossExpiry(t *testing.T) {
-	t.Parallel()
-	heavy(t, 1)
+	parallel(t, costHeavy)
 	pg := newPGTarget(t)
 	dir := t.TempDir()
 	config := pg.policy(t, t.TempDir(), `storage: {driver: sqlite, dsn: "`+filepath.Join(dir, "ajar.db")+`"}`)
@@ -303,8 +301,7 @@ func myConnect(t testing.TB, m *dbtest.MariaDB, l dbLogin) (*sql.DB, *sql.Conn, 
 // behind; revoking kills the open connection and drops the user; a hand-made
 // user with a similar name is never touched.
 func TestMySQLUserLogin(t *testing.T) {
-	t.Parallel()
-	heavy(t, 1)
+	parallel(t, costHeavy)
 	requireTool(t, "mysql")
 	m, myEnv := newMyTarget(t)
 	dir := t.TempDir()
@@ -367,8 +364,7 @@ func TestMySQLUserLogin(t *testing.T) {
 // ajar killed with SIGKILL during the window still ends the login when it comes
 // back after the window closed.
 func TestMySQLUserCrashAcrossExpiry(t *testing.T) {
-	t.Parallel()
-	heavy(t, 1)
+	parallel(t, costHeavy)
 	m, myEnv := newMyTarget(t)
 	dir := t.TempDir()
 	config := myPolicy(t, t.TempDir(), `storage: {driver: sqlite, dsn: "`+filepath.Join(dir, "ajar.db")+`"}`)
@@ -406,8 +402,7 @@ func TestMySQLUserCrashAcrossExpiry(t *testing.T) {
 // brought back with ajar's mark after the end (a restored backup), it is dropped
 // again; a hand-made role is never touched.
 func TestPostgresRoleDrift(t *testing.T) {
-	t.Parallel()
-	heavy(t, 1)
+	parallel(t, costHeavy)
 	pg := newPGTarget(t)
 	dir := t.TempDir()
 	s := startServerEnv(t, dir, pg.env, "--config", pg.policy(t, dir, "reconcile: {interval: 1s, lookback: 1h}\n"), "--dev")

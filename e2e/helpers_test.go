@@ -61,46 +61,103 @@ func noRaceExitSleep() {
 	}
 }
 
-// e2eParallel is how many tests run at once unless -parallel says: the tests
-// mostly wait (on expiries, schedulers, sshd, the IdP), so more of them than
-// the machine has cores overlap their waits. The few that load the CPU take a
-// heavySlots slot too.
-const e2eParallel = 8
-
-// defaultParallel sets -test.parallel to e2eParallel, unless it was given (go
-// test's own default is GOMAXPROCS, 2 in CI).
+// defaultParallel sets -test.parallel high, unless it was given (go test's
+// own default is GOMAXPROCS, 2 in CI): how many tests run at once is
+// the scheduler's business (see parallel), which knows which ones load the
+// CPU and which ones wait out long windows and should start first.
 func defaultParallel() {
 	given := false
 	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
 	if !given {
-		flag.Set("test.parallel", strconv.Itoa(max(e2eParallel, runtime.GOMAXPROCS(0))))
+		flag.Set("test.parallel", strconv.Itoa(max(256, runtime.GOMAXPROCS(0))))
 	}
 }
 
-// heavySlots bounds the CPU-heavy tests running at once: those that start
-// database servers or several replicas, or load them with thousands of
-// requests. On two loaded cores more of them at a time would stretch every
-// test's waits without making the package faster.
-var heavySlots = make(chan struct{}, 2)
+// cost is what a test takes of the scheduler's slotUnits while it runs, and
+// whether it goes before the tests that wait with first unset.
+type cost struct {
+	units int
+	first bool
+}
 
-// heavyMu makes taking several slots one step, so that two tests taking more
-// than one cannot each hold part of what the other waits for.
-var heavyMu sync.Mutex
+var (
+	// costLight is most tests: a server or two that mostly waits.
+	costLight = cost{units: 1}
+	// costLong is a light test that waits out windows of tens of seconds
+	// (expiries, the host agent's rounds): started first, it overlaps them
+	// with the others instead of trailing behind them.
+	costLong = cost{units: 1, first: true}
+	// costHeavy starts database servers or several replicas.
+	costHeavy = cost{units: 2}
+	// costHeaviest loads replicas with thousands of requests for minutes.
+	costHeaviest = cost{units: 3, first: true}
+)
 
-// heavy takes n of the heavySlots for the test, until it ends (after its other
-// cleanups: its servers are gone by then). Call it right after t.Parallel.
-func heavy(t testing.TB, n int) {
+// slotUnits is how much runs at once: the tests mostly wait (on expiries,
+// schedulers, sshd, the IdP), so more of them than the machine's cores overlap
+// their waits; more than this only stretches every test's waits on two loaded
+// cores.
+const slotUnits = 6
+
+// parallel marks t parallel and waits until the scheduler has room for c, which
+// it holds until t ends (after t's other cleanups: its servers are gone by
+// then). Call it first in a test, instead of t.Parallel.
+func parallel(t *testing.T, c cost) {
 	t.Helper()
-	heavyMu.Lock()
-	for range n {
-		heavySlots <- struct{}{}
-	}
-	heavyMu.Unlock()
-	t.Cleanup(func() {
-		for range n {
-			<-heavySlots
+	t.Parallel()
+	sched.acquire(c)
+	t.Cleanup(func() { sched.release(c) })
+}
+
+// sched hands out slotUnits to the tests, the first ones' before the others,
+// and in the order they asked within each kind. A test whose units are not
+// free waits, and so do all behind it: a heavy test is not starved by light
+// ones.
+var sched = &scheduler{free: slotUnits}
+
+type scheduler struct {
+	mu      sync.Mutex
+	free    int
+	waiting []*schedWaiter
+}
+
+type schedWaiter struct {
+	c     cost
+	ready chan struct{}
+}
+
+func (s *scheduler) acquire(c cost) {
+	c.units = min(c.units, slotUnits)
+	w := &schedWaiter{c: c, ready: make(chan struct{})}
+	s.mu.Lock()
+	i := len(s.waiting)
+	if c.first {
+		i = slices.IndexFunc(s.waiting, func(o *schedWaiter) bool { return !o.c.first })
+		if i < 0 {
+			i = len(s.waiting)
 		}
-	})
+	}
+	s.waiting = slices.Insert(s.waiting, i, w)
+	s.grant()
+	s.mu.Unlock()
+	<-w.ready
+}
+
+func (s *scheduler) release(c cost) {
+	s.mu.Lock()
+	s.free += min(c.units, slotUnits)
+	s.grant()
+	s.mu.Unlock()
+}
+
+// grant starts waiters in order while their units are free; s.mu is held.
+func (s *scheduler) grant() {
+	for len(s.waiting) > 0 && s.waiting[0].c.units <= s.free {
+		w := s.waiting[0]
+		s.waiting = s.waiting[1:]
+		s.free -= w.c.units
+		close(w.ready)
+	}
 }
 
 // requireTool fails (never skips) when a tool the tests need is missing.

@@ -19,7 +19,7 @@ import (
 // with the revoke, a receiver that is down during the revoke is retried until
 // it answers, and a refused grant is grant_failed.
 func TestHTTPProvider(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	const secret = "e2e-http-provider-secret-0123456789abcdef"
 	var (
 		mu    sync.Mutex

@@ -19,7 +19,7 @@ import (
 // user (never by oneself), a certificate with the right fields, expiry on time, and
 // early revocation.
 func TestLifecycle(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLong)
 	keygen := requireTool(t, "ssh-keygen")
 	s := startServer(t, t.TempDir())
 

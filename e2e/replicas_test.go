@@ -269,8 +269,7 @@ var endActions = map[string]bool{
 // one end event in an audit log that verifies, exactly one effective revoke of
 // every grant (and none before its expiry), and no access left behind.
 func TestReplicasKillAndStop(t *testing.T) {
-	t.Parallel()
-	heavy(t, 2)
+	parallel(t, costHeaviest)
 	const (
 		total    = 2000
 		killAt   = 700              // replica 0 dies after this many requests exist
@@ -571,8 +570,7 @@ func TestReplicasKillAndStop(t *testing.T) {
 // clock, so the skewed replica neither sets expiries 5 minutes late nor revokes
 // anything early (with its own clock it would revoke everything at once).
 func TestReplicaSkewedClock(t *testing.T) {
-	t.Parallel()
-	heavy(t, 1)
+	parallel(t, costHeavy)
 	pg := pgtest.StartT(t, pgtest.Options{})
 	dsn, err := pg.CreateDatabase(t.Context(), "skew")
 	if err != nil {
@@ -807,7 +805,7 @@ func pctl(sorted []time.Duration, p float64) time.Duration {
 // stops start-up, and a policy naming testonly-counter does not start without its
 // switch.
 func TestReplicaTestSwitchesNeedDevMode(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	config := replicaPolicy(t, "", `{dir: "`+t.TempDir()+`"}`)
 	key := "AJAR_MASTER_KEY=" + randomMasterKey()
 	cases := []struct {

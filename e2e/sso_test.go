@@ -242,7 +242,7 @@ func (c *cliUser) whoami(t *testing.T) whoami {
 // the IdP can no longer approve once identity.refresh has passed; logout and
 // a revoked session give 401 at once.
 func TestSSOLoginGroupsAndLogout(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	op := oidctest.Start(t)
 	op.SetUser(oidctest.User{Email: "Alice@Example.com", EmailVerified: true, Groups: []string{"engineers"}})
 	op.SetUser(oidctest.User{Email: "bob@example.com", EmailVerified: true, Groups: []string{"sre"}})
@@ -341,7 +341,7 @@ func TestSSOLoginGroupsAndLogout(t *testing.T) {
 // person opens it in another browser, confirms the code and signs in at the
 // IdP; the CLI then holds a session. The code works once.
 func TestSSOHeadlessLogin(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	op := oidctest.Start(t)
 	op.SetUser(oidctest.User{Email: "carol@example.com", EmailVerified: true, Groups: []string{"sre"}})
 	s := ssoServer(t, op, "10m", "")
@@ -428,7 +428,7 @@ func refusals(t *testing.T, s *server) int {
 // a clear message and an audit event, and start no session; an unreachable
 // issuer stops start-up naming it.
 func TestSSORefusals(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	op := oidctest.Start(t)
 	op.SetUser(oidctest.User{Email: "dan@example.com", EmailVerified: true, Groups: []string{"engineers"}})
 	op.SetUser(oidctest.User{Email: "eve@example.com", EmailVerified: false, Groups: []string{"sre"}})
@@ -517,7 +517,7 @@ policies: [{name: p, targets: [t], requesters: [group:secops], default_duration:
 // --orphaned" within identity.refresh even while they do not use ajar; with
 // identity.revoke_on_loss the system ends it, audited.
 func TestSSOOrphanedGrants(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLong)
 	for _, revokeOnLoss := range []bool{false, true} {
 		t.Run(fmt.Sprintf("revoke_on_loss=%v", revokeOnLoss), func(t *testing.T) {
 			op := oidctest.Start(t)
