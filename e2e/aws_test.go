@@ -225,18 +225,18 @@ func TestAWSDrift(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the deleted rule is restored", func() bool {
+	eventually(t, 60*time.Second, "the deleted rule is restored", func() bool {
 		_, ok := ingress(t, c, group)["203.0.113.8/32"]
 		return ok
 	})
 
 	s.request(t, "alice", "revoke", r.ID)
-	s.waitState(t, "alice", r.ID, ajar.StateRevoked, 10*time.Second)
+	s.waitState(t, "alice", r.ID, ajar.StateRevoked, 60*time.Second)
 	if _, ok := ingress(t, c, group)["203.0.113.8/32"]; ok {
 		t.Fatal("rule still there after revoke")
 	}
 	handAddRule(t, c, group, "203.0.113.8/32")
-	eventually(t, 10*time.Second, "the re-added rule is removed", func() bool {
+	eventually(t, 60*time.Second, "the re-added rule is removed", func() bool {
 		_, ok := ingress(t, c, group)["203.0.113.8/32"]
 		return !ok
 	})
@@ -318,7 +318,7 @@ func TestAWSIdentityCenterStuck(t *testing.T) {
 	s := startServerEnv(t, dir, srvEnv, "--config", cfg, "--dev")
 
 	r := s.request(t, "alice", "request", "prod-admin", "--for", "30m", "--reason", "stuck test")
-	end := s.waitState(t, "alice", r.ID, ajar.StateGrantFailed, 30*time.Second)
+	end := s.waitState(t, "alice", r.ID, ajar.StateGrantFailed, 60*time.Second)
 	if end.Handle == nil || len(end.Handle.Data) != 0 {
 		t.Fatalf("a failed grant has a handle with data: %+v", end.Handle)
 	}
@@ -400,7 +400,7 @@ func TestAWSCredentials(t *testing.T) {
 		t.Fatalf("admin got alice's credentials: %+v", res)
 	}
 	s.request(t, "alice", "revoke", r.ID)
-	s.waitState(t, "alice", r.ID, ajar.StateRevoked, 10*time.Second)
+	s.waitState(t, "alice", r.ID, ajar.StateRevoked, 60*time.Second)
 	if res := s.ajar(t, "alice", "credentials", r.ID); res.Code != 1 || !strings.Contains(res.Stderr, "not active") {
 		t.Fatalf("credentials after revoke: %+v", res)
 	}

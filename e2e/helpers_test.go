@@ -74,10 +74,10 @@ func defaultParallel() {
 }
 
 // cost is what a test takes of the scheduler's slotUnits while it runs, and
-// whether it goes before the tests that wait with first unset.
+// its turn: tests with a higher first go before those waiting with a lower one.
 type cost struct {
 	units int
-	first bool
+	first int
 }
 
 var (
@@ -86,11 +86,12 @@ var (
 	// costLong is a light test that waits out windows of tens of seconds
 	// (expiries, the host agent's rounds): started first, it overlaps them
 	// with the others instead of trailing behind them.
-	costLong = cost{units: 1, first: true}
+	costLong = cost{units: 1, first: 1}
 	// costHeavy starts database servers or several replicas.
 	costHeavy = cost{units: 2}
-	// costHeaviest loads replicas with thousands of requests for minutes.
-	costHeaviest = cost{units: 3, first: true}
+	// costHeaviest loads replicas with thousands of requests and waits out
+	// leases for minutes: the longest test, it goes before all others.
+	costHeaviest = cost{units: 3, first: 2}
 )
 
 // slotUnits is how much runs at once: the tests mostly wait (on expiries,
@@ -109,8 +110,8 @@ func parallel(t *testing.T, c cost) {
 	t.Cleanup(func() { sched.release(c) })
 }
 
-// sched hands out slotUnits to the tests, the first ones' before the others,
-// and in the order they asked within each kind. A test whose units are not
+// sched hands out slotUnits to the tests by their cost's first, and in the
+// order they asked among equals. A test whose units are not
 // free waits, and so do all behind it: a heavy test is not starved by light
 // ones.
 var sched = &scheduler{free: slotUnits}
@@ -130,12 +131,9 @@ func (s *scheduler) acquire(c cost) {
 	c.units = min(c.units, slotUnits)
 	w := &schedWaiter{c: c, ready: make(chan struct{})}
 	s.mu.Lock()
-	i := len(s.waiting)
-	if c.first {
-		i = slices.IndexFunc(s.waiting, func(o *schedWaiter) bool { return !o.c.first })
-		if i < 0 {
-			i = len(s.waiting)
-		}
+	i := slices.IndexFunc(s.waiting, func(o *schedWaiter) bool { return o.c.first < c.first })
+	if i < 0 {
+		i = len(s.waiting)
 	}
 	s.waiting = slices.Insert(s.waiting, i, w)
 	s.grant()

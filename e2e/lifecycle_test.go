@@ -136,7 +136,7 @@ func TestLifecycle(t *testing.T) {
 
 	// alice revokes the long one early.
 	s.ok(t, "alice", "revoke", long.ID)
-	revoked := s.waitState(t, "alice", long.ID, ajar.StateRevoked, 10*time.Second)
+	revoked := s.waitState(t, "alice", long.ID, ajar.StateRevoked, 60*time.Second)
 	if revoked.EndedAt == nil || !revoked.EndedAt.Before(*revoked.ExpiresAt) {
 		t.Errorf("revoked request ended at %v, expiry %v", revoked.EndedAt, revoked.ExpiresAt)
 	}

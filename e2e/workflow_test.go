@@ -289,7 +289,7 @@ func TestWorkflowBreakglass(t *testing.T) {
 	if r.State != ajar.StateActive || len(r.Approvals) != 0 {
 		t.Fatalf("break-glass: %s, approvals %v", r.State, r.Approvals)
 	}
-	evs := rc.waitFor(t, "breakglass.used", 5*time.Second, func(evs []notify.Event) bool {
+	evs := rc.waitFor(t, "breakglass.used", 60*time.Second, func(evs []notify.Event) bool {
 		return slices.ContainsFunc(evs, func(e notify.Event) bool { return e.Type == "breakglass.used" })
 	})
 	i := slices.IndexFunc(evs, func(e notify.Event) bool { return e.Type == "breakglass.used" })
