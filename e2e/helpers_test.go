@@ -102,11 +102,14 @@ const slotUnits = 6
 
 // parallel marks t parallel and waits until the scheduler has room for c, which
 // it holds until t ends (after t's other cleanups: its servers are gone by
-// then). Call it first in a test, instead of t.Parallel.
+// then). Call it first in a test, instead of t.Parallel. The test's elapsed
+// time includes the wait, which it logs.
 func parallel(t *testing.T, c cost) {
 	t.Helper()
 	t.Parallel()
+	queued := time.Now()
 	sched.acquire(c)
+	t.Logf("started after %v in the queue", time.Since(queued).Round(time.Millisecond))
 	t.Cleanup(func() { sched.release(c) })
 }
 
