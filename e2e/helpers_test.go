@@ -89,9 +89,10 @@ var (
 	costLong = cost{units: 1, first: 1}
 	// costHeavy starts database servers or several replicas.
 	costHeavy = cost{units: 2}
-	// costHeaviest loads replicas with thousands of requests and waits out
-	// leases for minutes: the longest test, it goes before all others.
-	costHeaviest = cost{units: 3, first: 2}
+	// costHeaviest loads replicas with thousands of requests and freezes one
+	// while it holds claimed work, which more load beside it can make it miss:
+	// the longest test, it goes before all others and runs alone.
+	costHeaviest = cost{units: slotUnits, first: 2}
 )
 
 // slotUnits is how much runs at once: the tests mostly wait (on expiries,
