@@ -185,9 +185,6 @@ func (c *cliUser) login(t *testing.T, op *oidctest.OP, email string) {
 	if err != nil {
 		t.Fatalf("ajar login opened no browser: %v\n%s", err, errb.String())
 	}
-	if !strings.Contains(errb.String(), signin) {
-		t.Errorf("ajar login did not print the URL it opened (%s):\n%s", signin, errb.String())
-	}
 	op.LoginAs(email)
 	final, status, body, err := oidctest.NewBrowser().Get(ctx, signin)
 	if err != nil || status != http.StatusOK || final.Hostname() != "127.0.0.1" || final.Path != "/callback" || !strings.Contains(body, "Signed in") {
@@ -195,6 +192,11 @@ func (c *cliUser) login(t *testing.T, op *oidctest.OP, email string) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("ajar login: %v\nstdout: %s\nstderr: %s", err, out.String(), errb.String())
+	}
+	// Checked once it exited: until then what it wrote may still be on its
+	// way through the pipe.
+	if !strings.Contains(errb.String(), signin) {
+		t.Errorf("ajar login did not print the URL it opened (%s):\n%s", signin, errb.String())
 	}
 	if !strings.Contains(out.String(), "as "+strings.ToLower(email)) {
 		t.Fatalf("ajar login printed %q", out.String())
