@@ -118,7 +118,7 @@ func activeRequest(t *testing.T, s *server) *ajar.Request {
 // the request's next look is still ahead, as when the scheduler is behind)
 // cannot be approved once its approval deadline passed.
 func TestAttackApproveAfterDeadline(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	rc := newReceiver(t)
 	dir := t.TempDir()
 	s := authzServer(t, dir, authzAttackPolicy, rc)
@@ -169,7 +169,7 @@ func TestAttackApproveAfterDeadline(t *testing.T) {
 // can neither deny nor approve alice's extension before it waited
 // escalate_after.
 func TestAttackEscalateToDeniesEarly(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	s := authzServer(t, t.TempDir(), authzAttackPolicy, newReceiver(t))
 	r := activeRequest(t, s)
 	s.ok(t, "alice", "extend", r.ID, "--by", "30m", "--reason", "not done")
@@ -191,7 +191,7 @@ func TestAttackEscalateToDeniesEarly(t *testing.T) {
 // lets alice request the target, she cannot extend the access she still has,
 // and an extension she asked for before cannot be approved.
 func TestAttackExtendAfterRemovedFromPolicy(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	rc := newReceiver(t)
 	dir := t.TempDir()
 	s := authzServer(t, dir, authzAttackPolicy, rc)
@@ -226,7 +226,7 @@ func TestAttackExtendAfterRemovedFromPolicy(t *testing.T) {
 // TestAttackBreakglassExtendAlerts (item 10): extending break-glass access is
 // break-glass again: it alerts like breakglass.used, at once.
 func TestAttackBreakglassExtendAlerts(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	rc := newReceiver(t)
 	s := authzServer(t, t.TempDir(), authzAttackPolicy, rc)
 	r := s.request(t, "otto", "breakglass", "shell", "--for", "30m", "--reason", "INC-9: down")
@@ -247,7 +247,7 @@ func TestAttackBreakglassExtendAlerts(t *testing.T) {
 // can neither approve nor deny the extension of her own request, through the
 // CLI or the API, and each attempt is audited.
 func TestAttackSelfDecideExtension(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	s := authzServer(t, t.TempDir(), authzAttackPolicy, newReceiver(t))
 	r := activeRequest(t, s)
 	s.ok(t, "alice", "extend", r.ID, "--by", "30m", "--reason", "more")

@@ -43,14 +43,15 @@ policies:
       steps: [{approvers: [group:sre], count: 1}]
 `
 
-// startEdgeServer writes policy to DIR/policy.yaml and starts ajar on it.
-func startEdgeServer(t *testing.T, dir, policy string) *server {
+// startEdgeServer writes policy to DIR/policy.yaml and starts ajar on it, with
+// env added to its environment.
+func startEdgeServer(t *testing.T, dir, policy string, env ...string) *server {
 	t.Helper()
 	cfg := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(cfg, []byte(policy), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return startServer(t, dir, "--config", cfg, "--dev")
+	return startServerEnv(t, dir, env, "--config", cfg, "--dev")
 }
 
 // slackHook is a fake Slack incoming webhook keeping every payload.
@@ -124,12 +125,12 @@ func slackTexts(v any, key string, out *[]string) {
 // formats the top-level text (the notification itself) as well as the
 // blocks; neither may carry them raw.
 func TestAttackSlackInjection(t *testing.T) {
+	parallel(t, costLight)
 	hook := newSlackHook(t)
 	const envName = "AJAR_E2E_EDGE_SLACK_URL"
-	t.Setenv(envName, hook.srv.URL) // inherited by the server
 	s := startEdgeServer(t, t.TempDir(), edgePolicy+`notifications:
   - {name: chat, type: slack, url_env: `+envName+`}
-`)
+`, envName+"="+hook.srv.URL)
 	inject := "<!channel> approved, see <https://evil.example/steal|the change ticket>"
 	r := s.request(t, "alice", "request", "shell", "--for", "30m", "--reason", "deploy "+inject)
 	s.ok(t, "bob", "deny", r.ID, "--reason", "no "+inject)
@@ -153,6 +154,7 @@ func TestAttackSlackInjection(t *testing.T) {
 // field named, by the CLI too; text that is only Markdown or HTML is kept, and
 // the evidence report escapes it.
 func TestAttackEvidenceControlChars(t *testing.T) {
+	parallel(t, costLight)
 	s := startEdgeServer(t, t.TempDir(), edgePolicy)
 	for _, tt := range []struct{ body, field string }{
 		{`{"target":"shell","duration":"30m","reason":"fix \u001b[2J\u001b[Happroved by admin"}`, "reason"},
@@ -192,6 +194,7 @@ func TestAttackEvidenceControlChars(t *testing.T) {
 // refused; with one spelling, a token minted for another spelling is the
 // same person, who cannot approve her own request.
 func TestAttackUserIDCase(t *testing.T) {
+	parallel(t, costLight)
 	dir := t.TempDir()
 	twice := strings.Replace(edgePolicy, "  - {id: bob@example.com, groups: [sre]}\n",
 		"  - {id: bob@example.com, groups: [sre]}\n  - {id: Alice@Example.com, groups: [sre]}\n", 1)
@@ -236,6 +239,7 @@ func TestAttackUserIDCase(t *testing.T) {
 // is active. Her token stops working at once; on the restart her grant is
 // named in the log and counted by ajar_grants_orphaned, until it is revoked.
 func TestAttackOrphanedGrants(t *testing.T) {
+	parallel(t, costLight)
 	dir := t.TempDir()
 	s := startEdgeServer(t, dir, edgePolicy)
 	r := s.request(t, "alice", "request", "shell", "--for", "1h", "--reason", "deploy")
@@ -283,6 +287,7 @@ func TestAttackOrphanedGrants(t *testing.T) {
 // value for whoever reads first, another for whoever reads last) is refused
 // naming the key; neither creates anything.
 func TestAttackContentTypeAndDuplicateKeys(t *testing.T) {
+	parallel(t, costLight)
 	s := startEdgeServer(t, t.TempDir(), edgePolicy)
 	post := func(ct, body string) (int, string, string) {
 		req, err := http.NewRequest("POST", s.URL+"/v1/requests", strings.NewReader(body))
@@ -331,6 +336,7 @@ func TestAttackContentTypeAndDuplicateKeys(t *testing.T) {
 // refused, writing nothing, unless --unsafe-dev-config says it is meant, and
 // then it warns.
 func TestAttackDevWithConfig(t *testing.T) {
+	parallel(t, costLight)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(cfg, []byte(edgePolicy), 0o600); err != nil {

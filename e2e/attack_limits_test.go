@@ -107,6 +107,7 @@ func wantTooMany(t *testing.T, r apiResult, limit string) {
 // another user's pending request still reaches the approver's listing, and her
 // active grant her own, through the CLI's cursor paging.
 func TestAttackRequestFlood(t *testing.T) {
+	parallel(t, costLight)
 	s := startLimitsServer(t)
 	victimPending := s.request(t, "carol", "request", "db", "--reason", "migration")
 	victimGrant := s.request(t, "carol", "request", "web", "--reason", "deploy")
@@ -218,6 +219,7 @@ func TestAttackRequestFlood(t *testing.T) {
 // most certificates_per_request certificates through POST
 // /v1/requests/ID/ssh-cert; the next is refused and not recorded.
 func TestAttackCertificateFlood(t *testing.T) {
+	parallel(t, costLight)
 	s := startLimitsServer(t)
 	r := s.request(t, "alice", "request", "web", "--reason", "deploy")
 	if r.State != ajar.StateActive {

@@ -58,9 +58,10 @@ func holdAction(proxy *mototest.Proxy, action string) *gate {
 // until drift repair (off here). Now both run under one store lease per shared
 // access: the grant waits for the revocation, then creates the access anew.
 func TestAttackSharedAccessAcrossReplicas(t *testing.T) {
+	parallel(t, costHeavy)
 	moto := mototest.Shared(t)
 	proxy := mototest.NewProxy(t, moto)
-	awsEnv(t, proxy)
+	srvEnv := awsEnv(t, proxy)
 	ac := moto.Config(t)
 	ec2c := ec2.NewFromConfig(ac)
 	sso, ids := ssoadmin.NewFromConfig(ac), identitystore.NewFromConfig(ac)
@@ -121,7 +122,7 @@ func TestAttackSharedAccessAcrossReplicas(t *testing.T) {
       permission_set_arn: %s
       user_names: {alice@example.com: alice-%s@example.com}`, group, instance, store, account, psARN, sfx),
 		"storage: {driver: postgres, dsn: \""+dsn+"\"}\nreconcile: {interval: 1h}\n")
-	env := []string{"AJAR_MASTER_KEY=" + randomMasterKey()}
+	env := append([]string{"AJAR_MASTER_KEY=" + randomMasterKey()}, srvEnv...)
 	r1 := startReplica(t, "r1", cfg, env...)
 	r2 := startReplica(t, "r2", cfg, env...)
 

@@ -191,6 +191,7 @@ func (st *sshSetup) hiddenSessionAttack(t *testing.T, opts []string, remote ...s
 // TestAttackSSHSessions: sessions that try to hide from the host agent (item 2)
 // end when their grant is revoked. One server, sshd and agent for all attacks.
 func TestAttackSSHSessions(t *testing.T) {
+	parallel(t, costLong)
 	st := newAttackSSH(t)
 	st.startAgent(t)
 
@@ -268,6 +269,7 @@ func TestAttackSSHSessions(t *testing.T) {
 // dev does not log in to a host of prod, with the same login; prod's own
 // certificate does.
 func TestAttackCertCrossTarget(t *testing.T) {
+	parallel(t, costLight)
 	st := newAttackSSH(t)
 	key := sshNewKey(t, t.TempDir(), "id")
 	_, devCert := st.devCert(t, key)
@@ -290,6 +292,7 @@ func TestAttackCertCrossTarget(t *testing.T) {
 // prod request. Nothing lands on the prod request; reporting for prod itself
 // is refused.
 func TestAttackNodeForeignTarget(t *testing.T) {
+	parallel(t, costLight)
 	login := unixUser(t, "")
 	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
 	sshWriteFile(t, policyFile, fmt.Sprintf(attackSSHPolicy, login), 0o644)
@@ -358,6 +361,7 @@ func sshFingerprint(t *testing.T, line string) string {
 // its token never cross the network in clear. The same server on loopback is
 // accepted.
 func TestAttackNodePlainHTTP(t *testing.T) {
+	parallel(t, costLight)
 	ip := nonLoopbackIP(t)
 	var mu sync.Mutex
 	var seen []string

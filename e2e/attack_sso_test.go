@@ -18,6 +18,7 @@ import (
 // used to go on with their last IdP groups for as long as it lived (up to a
 // year), since the directory kept what the IdP last said.
 func TestAttackSSOTokenOfDroppedPerson(t *testing.T) {
+	parallel(t, costLight)
 	op := oidctest.Start(t)
 	op.SetUser(oidctest.User{Email: "bob@example.com", EmailVerified: true, Groups: []string{"sre"}})
 	s := ssoServer(t, op, "2s", "")

@@ -63,7 +63,7 @@ func startWindowServer(t *testing.T, hours string) *server {
 // certificate valid until then. Now the API refuses it with a field error,
 // the expiry does not move, and no certificate passes start + max_total.
 func TestAttackExtensionOverflow(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	s := startWindowServer(t, "false")
 	r := s.request(t, "alice", "request", "shell", "--reason", "attack")
 	if r.State != ajar.StateActive || r.ExpiresAt == nil {
@@ -128,7 +128,7 @@ func TestAttackExtensionOverflow(t *testing.T) {
 // next one (so the test works at any time of day); a request for a start three
 // hours ahead is out of hours and must be refused, though it is made in hours.
 func TestAttackConditionsSeeGrantTime(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	now := time.Now().UTC()
 	h := now.Hour()
 	// Allowed: hours h and h+1 (mod 24). A start at now+3h is in neither.

@@ -87,6 +87,7 @@ func auditSearchSubjects(evs []ajar.AuditEvent) map[string]bool {
 // admin, searching for alice's events by user, target, action or request id
 // finds none, through the CLI and the API alike.
 func TestAuditSearchCLI(t *testing.T) {
+	parallel(t, costLight)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(cfg, []byte(auditSearchPolicy), 0o600); err != nil {

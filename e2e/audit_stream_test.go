@@ -13,6 +13,7 @@ import (
 // /v1/audit/stream) is for admins: a requester, or no token, gets an error and
 // not one event; the admin's stream verifies, as `ajar audit verify` does.
 func TestAuditStreamAdminsOnly(t *testing.T) {
+	parallel(t, costLight)
 	s := startServer(t, t.TempDir())
 	for i := range 2 {
 		s.request(t, "alice", "request", "demo-ssh", "--for", "1m", "--reason", fmt.Sprintf("stream %d", i),

@@ -27,22 +27,21 @@ import (
 // proxy), pointed at it the way an operator would: AWS_ENDPOINT_URL and static
 // credentials in the environment.
 
-// awsEnv points the ajar binary started next (and its CLI runs) at proxy.
-func awsEnv(t *testing.T, proxy *mototest.Proxy) {
+// awsEnv is the environment that points an ajar server at proxy (add it to the
+// server's, never to the test process's: the tests run in parallel).
+func awsEnv(t *testing.T, proxy *mototest.Proxy) []string {
 	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"AWS_ENDPOINT_URL":            proxy.URL,
-		"AWS_ACCESS_KEY_ID":           "testing",
-		"AWS_SECRET_ACCESS_KEY":       "testing",
-		"AWS_SESSION_TOKEN":           "",
-		"AWS_REGION":                  mototest.Region,
-		"AWS_MAX_ATTEMPTS":            "1", // the scheduler retries; keep each attempt short
-		"AWS_EC2_METADATA_DISABLED":   "true",
-		"AWS_CONFIG_FILE":             filepath.Join(dir, "none"),
-		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "none"),
-		"AWS_PROFILE":                 "",
-	} {
-		t.Setenv(k, v)
+	return []string{
+		"AWS_ENDPOINT_URL=" + proxy.URL,
+		"AWS_ACCESS_KEY_ID=testing",
+		"AWS_SECRET_ACCESS_KEY=testing",
+		"AWS_SESSION_TOKEN=",
+		"AWS_REGION=" + mototest.Region,
+		"AWS_MAX_ATTEMPTS=1", // the scheduler retries; keep each attempt short
+		"AWS_EC2_METADATA_DISABLED=true",
+		"AWS_CONFIG_FILE=" + filepath.Join(dir, "none"),
+		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(dir, "none"),
+		"AWS_PROFILE=",
 	}
 }
 
@@ -144,9 +143,10 @@ func actionsOf(evs []ajar.AuditEvent, id string) map[string][]ajar.AuditEvent {
 // window expires. The request stays revoking and retries with backoff, and
 // reaches expired once moto is back, with the rule gone.
 func TestAWSOutageDuringExpiry(t *testing.T) {
+	parallel(t, costLong)
 	moto := mototest.Shared(t)
 	proxy := mototest.NewProxy(t, moto)
-	awsEnv(t, proxy)
+	srvEnv := awsEnv(t, proxy)
 	c := ec2.NewFromConfig(moto.Config(t))
 	group := newSecurityGroup(t, c)
 	dir := t.TempDir()
@@ -154,7 +154,7 @@ func TestAWSOutageDuringExpiry(t *testing.T) {
     provider: aws-security-group
     config: {region: us-east-1, group_id: %s, port: 22}`, group),
 		"scheduler: {max_revoke_attempts: 50}\nreconcile: {interval: 1h}\n")
-	s := startServer(t, dir, "--config", cfg, "--dev")
+	s := startServerEnv(t, dir, srvEnv, "--config", cfg, "--dev")
 
 	r := s.request(t, "alice", "request", "bastion-22", "--for", "30s", "--reason", "outage test", "--param", "source_ip=203.0.113.7")
 	if r.State != ajar.StateActive {
@@ -201,9 +201,10 @@ func TestAWSOutageDuringExpiry(t *testing.T) {
 // re-added by hand after the end is removed; both are audited, counted, and a
 // rule for another address is never touched.
 func TestAWSDrift(t *testing.T) {
+	parallel(t, costLight)
 	moto := mototest.Shared(t)
 	proxy := mototest.NewProxy(t, moto)
-	awsEnv(t, proxy)
+	srvEnv := awsEnv(t, proxy)
 	c := ec2.NewFromConfig(moto.Config(t))
 	group := newSecurityGroup(t, c)
 	handAddRule(t, c, group, "198.51.100.99/32") // the office VPN, standing
@@ -212,7 +213,7 @@ func TestAWSDrift(t *testing.T) {
     provider: aws-security-group
     config: {region: us-east-1, group_id: %s, port: 22}`, group),
 		"reconcile: {interval: 1s, lookback: 1h}\n")
-	s := startServer(t, dir, "--config", cfg, "--dev")
+	s := startServerEnv(t, dir, srvEnv, "--config", cfg, "--dev")
 
 	r := s.request(t, "alice", "request", "bastion-22", "--for", "10m", "--reason", "drift test", "--param", "source_ip=203.0.113.8")
 	if r.State != ajar.StateActive {
@@ -224,18 +225,18 @@ func TestAWSDrift(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the deleted rule is restored", func() bool {
+	eventually(t, 60*time.Second, "the deleted rule is restored", func() bool {
 		_, ok := ingress(t, c, group)["203.0.113.8/32"]
 		return ok
 	})
 
 	s.request(t, "alice", "revoke", r.ID)
-	s.waitState(t, "alice", r.ID, ajar.StateRevoked, 10*time.Second)
+	s.waitState(t, "alice", r.ID, ajar.StateRevoked, 60*time.Second)
 	if _, ok := ingress(t, c, group)["203.0.113.8/32"]; ok {
 		t.Fatal("rule still there after revoke")
 	}
 	handAddRule(t, c, group, "203.0.113.8/32")
-	eventually(t, 10*time.Second, "the re-added rule is removed", func() bool {
+	eventually(t, 60*time.Second, "the re-added rule is removed", func() bool {
 		_, ok := ingress(t, c, group)["203.0.113.8/32"]
 		return !ok
 	})
@@ -266,9 +267,10 @@ func TestAWSDrift(t *testing.T) {
 // says so; moto would finish it at once) is retried, the request ends in
 // grant_failed with the reason in its audit trail, and nothing is left assigned.
 func TestAWSIdentityCenterStuck(t *testing.T) {
+	parallel(t, costLight)
 	moto := mototest.Shared(t)
 	proxy := mototest.NewProxy(t, moto)
-	awsEnv(t, proxy)
+	srvEnv := awsEnv(t, proxy)
 	ac := moto.Config(t)
 	sso, ids := ssoadmin.NewFromConfig(ac), identitystore.NewFromConfig(ac)
 	inst, err := sso.ListInstances(t.Context(), &ssoadmin.ListInstancesInput{})
@@ -313,10 +315,10 @@ func TestAWSIdentityCenterStuck(t *testing.T) {
       user_names: {alice@example.com: alice-%s@example.com}
       provisioning_timeout: 1s`, instance, store, *ps.PermissionSet.PermissionSetArn, sfx),
 		"scheduler: {max_grant_attempts: 2}\nreconcile: {interval: 1h}\n")
-	s := startServer(t, dir, "--config", cfg, "--dev")
+	s := startServerEnv(t, dir, srvEnv, "--config", cfg, "--dev")
 
 	r := s.request(t, "alice", "request", "prod-admin", "--for", "30m", "--reason", "stuck test")
-	end := s.waitState(t, "alice", r.ID, ajar.StateGrantFailed, 30*time.Second)
+	end := s.waitState(t, "alice", r.ID, ajar.StateGrantFailed, 60*time.Second)
 	if end.Handle == nil || len(end.Handle.Data) != 0 {
 		t.Fatalf("a failed grant has a handle with data: %+v", end.Handle)
 	}
@@ -347,9 +349,10 @@ func TestAWSIdentityCenterStuck(t *testing.T) {
 // TestAWSCredentials: an aws-sts request's credentials come once from
 // "ajar credentials", in both formats, are not stored, and stop at revoke.
 func TestAWSCredentials(t *testing.T) {
+	parallel(t, costLight)
 	moto := mototest.Shared(t)
 	proxy := mototest.NewProxy(t, moto)
-	awsEnv(t, proxy)
+	srvEnv := awsEnv(t, proxy)
 	ic := iam.NewFromConfig(moto.Config(t))
 	roleName := fmt.Sprintf("e2e-readonly-%d", time.Now().UnixNano())
 	role, err := ic.CreateRole(t.Context(), &iam.CreateRoleInput{
@@ -363,7 +366,7 @@ func TestAWSCredentials(t *testing.T) {
 	cfg := awsPolicy(t, dir, fmt.Sprintf(`  prod-readonly:
     provider: aws-sts
     config: {role_arn: %q}`, *role.Role.Arn), "reconcile: {interval: 1h}\n")
-	s := startServer(t, dir, "--config", cfg, "--dev")
+	s := startServerEnv(t, dir, srvEnv, "--config", cfg, "--dev")
 
 	r := s.request(t, "alice", "request", "prod-readonly", "--for", "20m", "--reason", "read the logs")
 	if r.State != ajar.StateActive {
@@ -397,7 +400,7 @@ func TestAWSCredentials(t *testing.T) {
 		t.Fatalf("admin got alice's credentials: %+v", res)
 	}
 	s.request(t, "alice", "revoke", r.ID)
-	s.waitState(t, "alice", r.ID, ajar.StateRevoked, 10*time.Second)
+	s.waitState(t, "alice", r.ID, ajar.StateRevoked, 60*time.Second)
 	if res := s.ajar(t, "alice", "credentials", r.ID); res.Code != 1 || !strings.Contains(res.Stderr, "not active") {
 		t.Fatalf("credentials after revoke: %+v", res)
 	}

@@ -51,7 +51,7 @@ func line(out, prefix string) string {
 // --utc, and in JSON); a scheduled request shows its start and end; ajar
 // requests has a START column; durations print as people type them.
 func TestConsistencyTimes(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	s := startServer(t, t.TempDir())
 	start := time.Now().Add(20 * time.Hour).Truncate(time.Minute).UTC()
 	r := s.request(t, "alice", "request", "demo-ssh", "--for", "5m", "--reason", "tomorrow",
@@ -111,7 +111,7 @@ func TestConsistencyTimes(t *testing.T) {
 // did), who revoked, and whether it was break-glass; a revoked request has no
 // "expires in".
 func TestConsistencyShowHistory(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	s := startServer(t, t.TempDir())
 	auto := s.request(t, "alice", "request", "demo-ssh", "--for", "1m", "--reason", "auto", "--param", "source_ip=127.0.0.1")
 	out := s.ok(t, "alice", "show", auto.ID)
@@ -140,7 +140,7 @@ func TestConsistencyShowHistory(t *testing.T) {
 
 // TestConsistencyShowBreakglass: ajar show says a request was break-glass.
 func TestConsistencyShowBreakglass(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	s, _ := startWorkflowServer(t)
 	r := s.request(t, "bob", "breakglass", "shell", "--for", "5m", "--reason", "INC-9: site down")
 	out := s.ok(t, "bob", "show", r.ID)
@@ -153,7 +153,7 @@ func TestConsistencyShowBreakglass(t *testing.T) {
 // field; a URL that is not an ajar server is called so; AJAR_SERVER with a
 // trailing /v1 works.
 func TestConsistencyErrors(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	s := startServer(t, t.TempDir())
 	r := s.ajar(t, "alice", "request", "demo-ssh", "--for", "-5m", "--reason", "x", "--param", "source_ip=127.0.0.1")
 	if r.Code != 1 || !strings.Contains(r.Stderr, "must be positive (field: --for)") {
@@ -195,7 +195,7 @@ func TestConsistencyErrors(t *testing.T) {
 // steps (as every table) and no \u003c escapes; hashes are hex in the CLI's
 // JSON and in the evidence, as on the web pages.
 func TestConsistencyAuditForPeople(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	s := startServer(t, t.TempDir())
 	s.request(t, "alice", "request", "demo-ssh", "--for", "1m", "--reason", "auto", "--param", "source_ip=127.0.0.1")
 	r := s.request(t, "alice", "request", "demo-ssh", "--for", "30m", "--reason", "debug", "--param", "source_ip=127.0.0.1")

@@ -25,11 +25,12 @@ import (
 
 // pgTarget is a throw-away cluster with a database "app" whose role readonly may
 // read table allowed (not secret), ajar's least-privilege admin role, and a
-// hand-made role ajar must never touch. It sets AJAR_PG_ADMIN_DSN for the
-// servers the test starts next.
+// hand-made role ajar must never touch. Its env (AJAR_PG_ADMIN_DSN) goes to the
+// servers the test starts.
 type pgTarget struct {
-	super string // superuser DSN of the database
-	db    string // its name
+	super string   // superuser DSN of the database
+	db    string   // its name
+	env   []string // the servers' environment: ajar's admin DSN
 }
 
 const handMadeRole = "ajar_req_handmade"
@@ -52,7 +53,7 @@ func newPGTarget(t *testing.T) *pgTarget {
 		GRANT readonly TO ajar_admin WITH ADMIN OPTION;
 		CREATE ROLE `+handMadeRole+` LOGIN PASSWORD 'hand-made' IN ROLE readonly;`)
 	u.User = url.UserPassword("ajar_admin", "admin-secret")
-	t.Setenv("AJAR_PG_ADMIN_DSN", u.String())
+	p.env = []string{"AJAR_PG_ADMIN_DSN=" + u.String()}
 	return p
 }
 
@@ -113,10 +114,11 @@ func (p *pgTarget) policy(t *testing.T, dir, extra string) string {
 // ends the open session and the login; a hand-made role with a similar name is
 // never touched.
 func TestPostgresRoleLogin(t *testing.T) {
+	parallel(t, costHeavy)
 	requireTool(t, "psql")
 	pg := newPGTarget(t)
 	dir := t.TempDir()
-	s := startServer(t, dir, "--config", pg.policy(t, dir, ""), "--dev")
+	s := startServerEnv(t, dir, pg.env, "--config", pg.policy(t, dir, ""), "--dev")
 
 	r := s.request(t, "alice", "request", "prod-db", "--for", "10m", "--reason", "check orders")
 	if r.State != ajar.StateActive {
@@ -201,10 +203,11 @@ func TestPostgresRoleLogin(t *testing.T) {
 // is in use and comes back after the window closed (its clock moved 15 minutes
 // on): the session is ended and the role is gone.
 func TestPostgresRoleCrashAcrossExpiry(t *testing.T) {
+	parallel(t, costHeavy)
 	pg := newPGTarget(t)
 	dir := t.TempDir()
 	config := pg.policy(t, t.TempDir(), `storage: {driver: sqlite, dsn: "`+filepath.Join(dir, "ajar.db")+`"}`)
-	env := []string{"AJAR_MASTER_KEY=" + randomMasterKey()}
+	env := append([]string{"AJAR_MASTER_KEY=" + randomMasterKey()}, pg.env...)
 	s := startReplica(t, "before", config, env...)
 	r := s.request(t, "alice", "request", "prod-db", "--for", "10m", "--reason", "crash test")
 	if r.State != ajar.StateActive {
@@ -240,8 +243,9 @@ func TestPostgresRoleCrashAcrossExpiry(t *testing.T) {
 // myTarget is a throw-away MariaDB with database app (tables allowed and
 // secret), a role reader that may read allowed only, ajar's least-privilege
 // admin as docs/providers/mysql-user.md says, and a hand-made user ajar must
-// never touch. It sets AJAR_MYSQL_ADMIN_DSN for the servers started next.
-func newMyTarget(t *testing.T) *dbtest.MariaDB {
+// never touch. The environment it returns (AJAR_MYSQL_ADMIN_DSN) goes to the
+// servers the test starts.
+func newMyTarget(t *testing.T) (*dbtest.MariaDB, []string) {
 	t.Helper()
 	m := dbtest.StartMariaDB(t)
 	m.Exec(t, `CREATE DATABASE app; CREATE TABLE app.allowed (v int); INSERT INTO app.allowed VALUES (42); CREATE TABLE app.secret (v int);
@@ -252,8 +256,7 @@ func newMyTarget(t *testing.T) *dbtest.MariaDB {
 		GRANT SELECT, INSERT, DELETE, CREATE ON ajar.* TO 'ajar_admin'@'%';
 		GRANT reader TO 'ajar_admin'@'%' WITH ADMIN OPTION;
 		CREATE USER '`+handMadeRole+`'@'%' IDENTIFIED BY 'hand-made'; GRANT reader TO '`+handMadeRole+`'@'%';`)
-	t.Setenv("AJAR_MYSQL_ADMIN_DSN", m.DSN("ajar_admin", "admin-secret", ""))
-	return m
+	return m, []string{"AJAR_MYSQL_ADMIN_DSN=" + m.DSN("ajar_admin", "admin-secret", "")}
 }
 
 func myPolicy(t *testing.T, dir, extra string) string {
@@ -298,22 +301,23 @@ func myConnect(t testing.TB, m *dbtest.MariaDB, l dbLogin) (*sql.DB, *sql.Conn, 
 // behind; revoking kills the open connection and drops the user; a hand-made
 // user with a similar name is never touched.
 func TestMySQLUserLogin(t *testing.T) {
+	parallel(t, costHeavy)
 	requireTool(t, "mysql")
-	m := newMyTarget(t)
+	m, myEnv := newMyTarget(t)
 	dir := t.TempDir()
-	s := startServer(t, dir, "--config", myPolicy(t, dir, ""), "--dev")
+	s := startServerEnv(t, dir, myEnv, "--config", myPolicy(t, dir, ""), "--dev")
 
 	runtime := t.TempDir() // ajar mysql's option file goes here, and must be gone after
 	os.Chmod(runtime, 0o700)
-	t.Setenv("XDG_RUNTIME_DIR", runtime)
-	res := s.ajar(t, "alice", "mysql", "prod-my", "--for", "10m", "--reason", "check orders", "--", "-N", "-e", "SELECT v FROM allowed")
+	cliEnv := []string{"XDG_RUNTIME_DIR=" + runtime}
+	res := s.runAs(t, s.tokens["alice"], cliEnv, "mysql", "prod-my", "--for", "10m", "--reason", "check orders", "--", "-N", "-e", "SELECT v FROM allowed")
 	if res.Code != 0 || strings.TrimSpace(res.Stdout) != "42" || !strings.Contains(res.Stderr, "new request") {
 		t.Fatalf("ajar mysql: exit %d\nstdout: %s\nstderr: %s", res.Code, res.Stdout, res.Stderr)
 	}
 	if left, _ := os.ReadDir(runtime); len(left) != 0 {
 		t.Fatalf("ajar mysql left %d files in the runtime directory", len(left))
 	}
-	if res := s.ajar(t, "alice", "mysql", "prod-my", "--", "-N", "-e", "SELECT v FROM secret"); res.Code == 0 || !strings.Contains(res.Stderr, "denied") {
+	if res := s.runAs(t, s.tokens["alice"], cliEnv, "mysql", "prod-my", "--", "-N", "-e", "SELECT v FROM secret"); res.Code == 0 || !strings.Contains(res.Stderr, "denied") {
 		t.Fatalf("ajar mysql reading secret: exit %d\nstdout: %s\nstderr: %s", res.Code, res.Stdout, res.Stderr)
 	} else if !strings.Contains(res.Stderr, "your request") {
 		t.Fatalf("the second ajar mysql did not reuse the request:\n%s", res.Stderr)
@@ -360,10 +364,11 @@ func TestMySQLUserLogin(t *testing.T) {
 // ajar killed with SIGKILL during the window still ends the login when it comes
 // back after the window closed.
 func TestMySQLUserCrashAcrossExpiry(t *testing.T) {
-	m := newMyTarget(t)
+	parallel(t, costHeavy)
+	m, myEnv := newMyTarget(t)
 	dir := t.TempDir()
 	config := myPolicy(t, t.TempDir(), `storage: {driver: sqlite, dsn: "`+filepath.Join(dir, "ajar.db")+`"}`)
-	env := []string{"AJAR_MASTER_KEY=" + randomMasterKey()}
+	env := append([]string{"AJAR_MASTER_KEY=" + randomMasterKey()}, myEnv...)
 	s := startReplica(t, "before", config, env...)
 	r := s.request(t, "alice", "request", "prod-my", "--for", "10m", "--reason", "crash test")
 	if r.State != ajar.StateActive {
@@ -397,9 +402,10 @@ func TestMySQLUserCrashAcrossExpiry(t *testing.T) {
 // brought back with ajar's mark after the end (a restored backup), it is dropped
 // again; a hand-made role is never touched.
 func TestPostgresRoleDrift(t *testing.T) {
+	parallel(t, costHeavy)
 	pg := newPGTarget(t)
 	dir := t.TempDir()
-	s := startServer(t, dir, "--config", pg.policy(t, dir, "reconcile: {interval: 1s, lookback: 1h}\n"), "--dev")
+	s := startServerEnv(t, dir, pg.env, "--config", pg.policy(t, dir, "reconcile: {interval: 1s, lookback: 1h}\n"), "--dev")
 	r := s.request(t, "alice", "request", "prod-db", "--for", "10m", "--reason", "drift test")
 	if r.State != ajar.StateActive {
 		t.Fatalf("request is %s: %s", r.State, r.LastError)

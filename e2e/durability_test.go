@@ -20,6 +20,7 @@ import (
 // (10m) so that no grant can expire before the kill however loaded the machine
 // is; the restarted server's clock (AJAR_TEST_CLOCK_OFFSET) is what passes them.
 func TestCrashRevokesOnRestart(t *testing.T) {
+	parallel(t, costLight)
 	dir := t.TempDir()
 	counterDir := t.TempDir()
 	config := replicaPolicy(t, `storage: {driver: sqlite, dsn: "`+filepath.Join(dir, "ajar.db")+`"}`, `{dir: "`+counterDir+`"}`)
@@ -82,6 +83,7 @@ func TestCrashRevokesOnRestart(t *testing.T) {
 // with the file would) and checks that verification names the event each time, and
 // that a saved checkpoint catches a truncated log.
 func TestAuditVerifyDetectsTampering(t *testing.T) {
+	parallel(t, costLight)
 	sqlite3 := requireTool(t, "sqlite3")
 	dir := t.TempDir()
 	s := startServer(t, dir)

@@ -7,13 +7,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +30,7 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	dir, err := os.MkdirTemp("", "ajar-e2e-bin")
 	if err != nil {
 		panic(err)
@@ -38,9 +42,124 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build ajar:", err)
 		os.Exit(1)
 	}
+	noRaceExitSleep()
+	defaultParallel()
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// noRaceExitSleep makes every process the tests start inherit
+// GORACE=atexit_sleep_ms=0 (unless GORACE sets it already). The ajar binary is
+// built with -race, whose runtime otherwise sleeps a second before every exit:
+// a second added to each of the hundreds of CLI runs (each waitState poll is
+// one) and to each graceful server stop. Races are still reported as they
+// happen, and fail the run: a CLI or server that saw one exits 66.
+func noRaceExitSleep() {
+	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
+		os.Setenv("GORACE", strings.TrimSpace(g+" atexit_sleep_ms=0"))
+	}
+}
+
+// defaultParallel sets -test.parallel high, unless it was given (go test's
+// own default is GOMAXPROCS, 2 in CI): how many tests run at once is
+// the scheduler's business (see parallel), which knows which ones load the
+// CPU and which ones wait out long windows and should start first.
+func defaultParallel() {
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		flag.Set("test.parallel", strconv.Itoa(max(256, runtime.GOMAXPROCS(0))))
+	}
+}
+
+// cost is what a test takes of the scheduler's slotUnits while it runs, and
+// its turn: tests with a higher first go before those waiting with a lower one.
+type cost struct {
+	units int
+	first int
+}
+
+var (
+	// costLight is most tests: a server or two that mostly waits.
+	costLight = cost{units: 1}
+	// costLong is a light test that waits out windows of tens of seconds
+	// (expiries, the host agent's rounds): started first, it overlaps them
+	// with the others instead of trailing behind them.
+	costLong = cost{units: 1, first: 1}
+	// costHeavy starts database servers or several replicas.
+	costHeavy = cost{units: 2}
+	// costHeaviest loads replicas with thousands of requests and freezes one
+	// while it holds claimed work, which more load beside it can make it miss:
+	// the longest test, it goes before all others and runs alone.
+	costHeaviest = cost{units: slotUnits, first: 2}
+)
+
+// slotUnits is how much runs at once: the tests mostly wait (on expiries,
+// schedulers, sshd, the IdP), so more of them than the machine's cores overlap
+// their waits; more than this only stretches every test's waits on two loaded
+// cores.
+const slotUnits = 6
+
+// parallel marks t parallel and waits until the scheduler has room for c, which
+// it holds until t ends (after t's other cleanups: its servers are gone by
+// then). Call it first in a test, instead of t.Parallel. The test's elapsed
+// time includes the wait, which it logs.
+func parallel(t *testing.T, c cost) {
+	t.Helper()
+	t.Parallel()
+	queued := time.Now()
+	sched.acquire(c)
+	t.Logf("started after %v in the queue", time.Since(queued).Round(time.Millisecond))
+	t.Cleanup(func() { sched.release(c) })
+}
+
+// sched hands out slotUnits to the tests by their cost's first, and in the
+// order they asked among equals. A test whose units are not
+// free waits, and so do all behind it: a heavy test is not starved by light
+// ones.
+var sched = &scheduler{free: slotUnits}
+
+type scheduler struct {
+	mu      sync.Mutex
+	free    int
+	waiting []*schedWaiter
+}
+
+type schedWaiter struct {
+	c     cost
+	ready chan struct{}
+}
+
+func (s *scheduler) acquire(c cost) {
+	c.units = min(c.units, slotUnits)
+	w := &schedWaiter{c: c, ready: make(chan struct{})}
+	s.mu.Lock()
+	i := slices.IndexFunc(s.waiting, func(o *schedWaiter) bool { return o.c.first < c.first })
+	if i < 0 {
+		i = len(s.waiting)
+	}
+	s.waiting = slices.Insert(s.waiting, i, w)
+	s.grant()
+	s.mu.Unlock()
+	<-w.ready
+}
+
+func (s *scheduler) release(c cost) {
+	s.mu.Lock()
+	s.free += min(c.units, slotUnits)
+	s.grant()
+	s.mu.Unlock()
+}
+
+// grant starts waiters in order while their units are free; s.mu is held.
+func (s *scheduler) grant() {
+	for len(s.waiting) > 0 && s.waiting[0].c.units <= s.free {
+		w := s.waiting[0]
+		s.waiting = s.waiting[1:]
+		s.free -= w.c.units
+		close(w.ready)
+	}
 }
 
 // requireTool fails (never skips) when a tool the tests need is missing.
@@ -69,10 +188,17 @@ type server struct {
 // until it serves. args are extra flags (e.g. --config FILE).
 func startServer(t testing.TB, dir string, args ...string) *server {
 	t.Helper()
+	return startServerEnv(t, dir, nil, args...)
+}
+
+// startServerEnv is startServer with env added to the server's environment
+// (never to the test process's: the tests run in parallel).
+func startServerEnv(t testing.TB, dir string, env []string, args ...string) *server {
+	t.Helper()
 	return launch(t, dir, serveOpts{
 		bin:     bin,
 		args:    append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, args...),
-		env:     append(os.Environ(), "AJAR_MASTER_KEY="),
+		env:     append(append(os.Environ(), "AJAR_MASTER_KEY="), env...),
 		name:    "ajar serve",
 		timeout: 30 * time.Second,
 		cleanup: func(s *server) {

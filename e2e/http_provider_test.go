@@ -19,8 +19,8 @@ import (
 // with the revoke, a receiver that is down during the revoke is retried until
 // it answers, and a refused grant is grant_failed.
 func TestHTTPProvider(t *testing.T) {
+	parallel(t, costLight)
 	const secret = "e2e-http-provider-secret-0123456789abcdef"
-	t.Setenv("AJAR_PANEL_SECRET", secret)
 	var (
 		mu    sync.Mutex
 		calls []httpprovider.Call
@@ -57,7 +57,7 @@ func TestHTTPProvider(t *testing.T) {
     provider: http
     config: {url: "`+rc.URL+`", secret_env: AJAR_PANEL_SECRET, timeout: 5s, params: [team]}`,
 		"scheduler: {max_grant_attempts: 2}\n")
-	s := startServer(t, dir, "--config", cfg, "--dev")
+	s := startServerEnv(t, dir, []string{"AJAR_PANEL_SECRET=" + secret}, "--config", cfg, "--dev")
 
 	r := s.request(t, "alice", "request", "panel", "--for", "10m", "--reason", "fix a customer", "--param", "team=ops")
 	if r.State != ajar.StateActive {

@@ -35,6 +35,7 @@ policies:
 // TestBadInputNamesTheField checks that every bad input is refused with an error
 // naming the field, over the API and the CLI, and that nothing is stored.
 func TestBadInputNamesTheField(t *testing.T) {
+	parallel(t, costLight)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(cfg, []byte(testPolicy), 0o600); err != nil {
@@ -104,6 +105,7 @@ func TestBadInputNamesTheField(t *testing.T) {
 // TestPolicyFileProblemsAllReported starts ajar on a policy file with three
 // mistakes: it refuses to start and names all three.
 func TestPolicyFileProblemsAllReported(t *testing.T) {
+	parallel(t, costLight)
 	// Three mistakes that validation finds in one pass.
 	bad := strings.NewReplacer(
 		"count: 1", "count: 0",

@@ -19,6 +19,7 @@ import (
 // user (never by oneself), a certificate with the right fields, expiry on time, and
 // early revocation.
 func TestLifecycle(t *testing.T) {
+	parallel(t, costLong)
 	keygen := requireTool(t, "ssh-keygen")
 	s := startServer(t, t.TempDir())
 
@@ -135,7 +136,7 @@ func TestLifecycle(t *testing.T) {
 
 	// alice revokes the long one early.
 	s.ok(t, "alice", "revoke", long.ID)
-	revoked := s.waitState(t, "alice", long.ID, ajar.StateRevoked, 10*time.Second)
+	revoked := s.waitState(t, "alice", long.ID, ajar.StateRevoked, 60*time.Second)
 	if revoked.EndedAt == nil || !revoked.EndedAt.Before(*revoked.ExpiresAt) {
 		t.Errorf("revoked request ended at %v, expiry %v", revoked.EndedAt, revoked.ExpiresAt)
 	}

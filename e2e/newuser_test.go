@@ -30,6 +30,7 @@ func writeTemp(t *testing.T, name, text string) string {
 // approved but starts tomorrow; it says so and gets access now with --for and
 // --reason.
 func TestNewUserSSHSkipsScheduled(t *testing.T) {
+	parallel(t, costLight)
 	s := startServer(t, t.TempDir())
 	start := time.Now().Add(20 * time.Hour).UTC().Format(time.RFC3339)
 	later := s.request(t, "alice", "request", "demo-ssh", "--for", "1m", "--reason", "tomorrow",
@@ -56,6 +57,7 @@ func TestNewUserSSHSkipsScheduled(t *testing.T) {
 // TestNewUserErrorsOneALine: cobra's suggestions and a policy file's problems
 // print one a line, never a literal \t or \n.
 func TestNewUserErrorsOneALine(t *testing.T) {
+	parallel(t, costLight)
 	r := offline.ajar(t, "", "requestz")
 	if r.Code != 2 || !strings.Contains(r.Stderr, "Did you mean this?\n  request\n  requests\n") || strings.Contains(r.Stderr, `\t`) {
 		t.Fatalf("exit %d, stderr %q", r.Code, r.Stderr)
@@ -84,6 +86,7 @@ policies:
 // one whose requests only some requesters cannot get starts with a warning
 // that ajar explain lists.
 func TestNewUserUnapprovablePolicy(t *testing.T) {
+	parallel(t, costLight)
 	cfg := writeTemp(t, "policy.yaml", unapprovablePolicy)
 	r := offline.ajar(t, "", "serve", "--config", cfg, "--data", t.TempDir(), "--listen", "127.0.0.1:0")
 	want := "  - policies[0].approval.steps[0].approvers[0]: no user is in group sres, so nobody can approve as group:sres\n"
@@ -117,6 +120,7 @@ func TestNewUserUnapprovablePolicy(t *testing.T) {
 // demo policy, without a server, and lists the failed ones with what was
 // expected and what the policy says.
 func TestNewUserPolicyTest(t *testing.T) {
+	parallel(t, costLight)
 	cases := writeTemp(t, "cases.yaml", `
 cases:
   - {user: alice@example.com, target: demo-ssh, duration: 5m, reason: x, params: {source_ip: 10.0.0.1}, expect: auto-approved}
@@ -142,6 +146,7 @@ cases:
 // log record or a plain start-up line; access lines carry user, remote address
 // and the request id that is also the X-Request-Id header.
 func TestNewUserJSONLogs(t *testing.T) {
+	parallel(t, costLight)
 	s := startServer(t, t.TempDir(), "--log-format", "json")
 	req, _ := http.NewRequest("GET", s.URL+"/v1/whoami", nil)
 	req.Header.Set("Authorization", "Bearer "+s.tokens["alice"])
@@ -183,6 +188,7 @@ func TestNewUserJSONLogs(t *testing.T) {
 // TestNewUserCompletion: completion asks the real server for target names and
 // request ids.
 func TestNewUserCompletion(t *testing.T) {
+	parallel(t, costLight)
 	s := startServer(t, t.TempDir())
 	req := s.request(t, "alice", "request", "demo-ssh", "--for", "30m", "--reason", "x", "--param", "source_ip=127.0.0.1")
 	if out := s.ok(t, "alice", "__complete", "request", ""); !strings.HasPrefix(out, "demo-ssh\n") {
@@ -200,6 +206,7 @@ func TestNewUserCompletion(t *testing.T) {
 // shown to its approver by ajar requests --awaiting-me and ajar show (and its
 // JSON), and to its requester with why she cannot decide it.
 func TestNewUserPendingExtensionVisible(t *testing.T) {
+	parallel(t, costLight)
 	s := startServer(t, t.TempDir())
 	// 5m is auto-approved; 5m more makes a window that needs approval.
 	req := s.request(t, "alice", "request", "demo-ssh", "--for", "5m", "--reason", "x", "--param", "source_ip=127.0.0.1")
@@ -247,6 +254,7 @@ func TestNewUserPendingExtensionVisible(t *testing.T) {
 // TestNewUserFirstTokenHint: outside dev mode the start-up lines say how to
 // mint the first API token.
 func TestNewUserFirstTokenHint(t *testing.T) {
+	parallel(t, costLight)
 	data := t.TempDir()
 	cmd := exec.Command(bin, "serve", "--config", "../policy/demo.yaml", "--data", data, "--listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "AJAR_MASTER_KEY="+randomMasterKey(), "AJAR_DATABASE_URL=")

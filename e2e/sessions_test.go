@@ -45,6 +45,7 @@ var tokenRE = regexp.MustCompile(`^ajar_[A-Za-z0-9_-]{43}\n$`)
 // shows ids and never a secret, a revoked token and a logged-out one get 401
 // at once, and someone who is not an admin can do none of it.
 func TestTokensThroughTheAPI(t *testing.T) {
+	parallel(t, costLight)
 	s := startServer(t, t.TempDir())
 	out := s.ok(t, "admin", "token", "create", "--user", "alice@example.com", "--name", "ci", "--ttl", "30d")
 	if !tokenRE.MatchString(out) {
@@ -221,6 +222,7 @@ func pageStatus(t *testing.T, base, cookie, path string) int {
 // after the server restarts; "ajar sessions" lists it (never its secret) and
 // "ajar sessions revoke" ends it at once.
 func TestWebSessionSurvivesRestart(t *testing.T) {
+	parallel(t, costLight)
 	dir := t.TempDir()
 	s := startServer(t, dir)
 	cookie := webSignIn(t, s.URL, s.tokens["bob"])
@@ -264,6 +266,7 @@ func TestWebSessionSurvivesRestart(t *testing.T) {
 // TestTokenCreateOnHost: "ajar token create --data DIR" still works on the
 // host without the server, with --ttl, and refuses a directory without a database.
 func TestTokenCreateOnHost(t *testing.T) {
+	parallel(t, costLight)
 	dir := t.TempDir()
 	s := startServer(t, dir)
 	s.stop()
@@ -290,6 +293,7 @@ func TestTokenCreateOnHost(t *testing.T) {
 // session made on one works on the other (no sticky sessions), and ending it on
 // one ends it on both at once.
 func TestWebSessionAcrossReplicas(t *testing.T) {
+	parallel(t, costHeavy)
 	pg := pgtest.StartT(t, pgtest.Options{})
 	dsn, err := pg.CreateDatabase(t.Context(), "websessions")
 	if err != nil {

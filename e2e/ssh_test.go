@@ -404,7 +404,7 @@ func (st *sshSetup) certFor(t testing.TB, key, dur, sourceIP string) (*ajar.Requ
 // after the request expired, and after it was revoked early and "ajar node sync"
 // ran.
 func TestSSHCertificateLogins(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLong)
 	login := unixUser(t, "")
 	other := unixUser(t, "")
 	st := newSSHSetup(t, login, "demo-ssh", "certificate")
@@ -547,7 +547,7 @@ func (st *sshSetup) waitAudit(t testing.TB, id, action string, timeout time.Dura
 // its request's early revocation and after its expiry, and the audit log has the
 // login (user, host, request, serial, source address) and the end.
 func TestSSHSessionsEndWithAccess(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLong)
 	login := unixUser(t, "")
 	st := newSSHSetup(t, login, "demo-ssh", "certificate")
 	st.startAgent(t)
@@ -622,7 +622,7 @@ func homeSSHDirs(t testing.TB, users ...string) map[string]string {
 // request, logs in with a fresh key and certificate, leaves no key file behind,
 // and a second run inside the window reuses the grant.
 func TestSSHCommand(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	login := unixUser(t, "ajar-demo")
 	st := newSSHSetup(t, login, "demo-ssh", "certificate")
 	before := homeSSHDirs(t, login)
@@ -699,7 +699,7 @@ func TestSSHCommand(t *testing.T) {
 // keys" for keys; a key logs in only while its request is active, sessions end
 // with the request, and nothing is written under any ~/.ssh.
 func TestSSHAuthorizedKeysMode(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLong)
 	login := unixUser(t, "")
 	st := newSSHSetup(t, login, "demo-keys", "authorized-keys")
 	st.startAgent(t)

@@ -185,9 +185,6 @@ func (c *cliUser) login(t *testing.T, op *oidctest.OP, email string) {
 	if err != nil {
 		t.Fatalf("ajar login opened no browser: %v\n%s", err, errb.String())
 	}
-	if !strings.Contains(errb.String(), signin) {
-		t.Errorf("ajar login did not print the URL it opened (%s):\n%s", signin, errb.String())
-	}
 	op.LoginAs(email)
 	final, status, body, err := oidctest.NewBrowser().Get(ctx, signin)
 	if err != nil || status != http.StatusOK || final.Hostname() != "127.0.0.1" || final.Path != "/callback" || !strings.Contains(body, "Signed in") {
@@ -195,6 +192,11 @@ func (c *cliUser) login(t *testing.T, op *oidctest.OP, email string) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("ajar login: %v\nstdout: %s\nstderr: %s", err, out.String(), errb.String())
+	}
+	// Checked once it exited: until then what it wrote may still be on its
+	// way through the pipe.
+	if !strings.Contains(errb.String(), signin) {
+		t.Errorf("ajar login did not print the URL it opened (%s):\n%s", signin, errb.String())
 	}
 	if !strings.Contains(out.String(), "as "+strings.ToLower(email)) {
 		t.Fatalf("ajar login printed %q", out.String())
@@ -242,6 +244,7 @@ func (c *cliUser) whoami(t *testing.T) whoami {
 // the IdP can no longer approve once identity.refresh has passed; logout and
 // a revoked session give 401 at once.
 func TestSSOLoginGroupsAndLogout(t *testing.T) {
+	parallel(t, costLight)
 	op := oidctest.Start(t)
 	op.SetUser(oidctest.User{Email: "Alice@Example.com", EmailVerified: true, Groups: []string{"engineers"}})
 	op.SetUser(oidctest.User{Email: "bob@example.com", EmailVerified: true, Groups: []string{"sre"}})
@@ -340,6 +343,7 @@ func TestSSOLoginGroupsAndLogout(t *testing.T) {
 // person opens it in another browser, confirms the code and signs in at the
 // IdP; the CLI then holds a session. The code works once.
 func TestSSOHeadlessLogin(t *testing.T) {
+	parallel(t, costLight)
 	op := oidctest.Start(t)
 	op.SetUser(oidctest.User{Email: "carol@example.com", EmailVerified: true, Groups: []string{"sre"}})
 	s := ssoServer(t, op, "10m", "")
@@ -426,6 +430,7 @@ func refusals(t *testing.T, s *server) int {
 // a clear message and an audit event, and start no session; an unreachable
 // issuer stops start-up naming it.
 func TestSSORefusals(t *testing.T) {
+	parallel(t, costLight)
 	op := oidctest.Start(t)
 	op.SetUser(oidctest.User{Email: "dan@example.com", EmailVerified: true, Groups: []string{"engineers"}})
 	op.SetUser(oidctest.User{Email: "eve@example.com", EmailVerified: false, Groups: []string{"sre"}})
@@ -514,6 +519,7 @@ policies: [{name: p, targets: [t], requesters: [group:secops], default_duration:
 // --orphaned" within identity.refresh even while they do not use ajar; with
 // identity.revoke_on_loss the system ends it, audited.
 func TestSSOOrphanedGrants(t *testing.T) {
+	parallel(t, costLong)
 	for _, revokeOnLoss := range []bool{false, true} {
 		t.Run(fmt.Sprintf("revoke_on_loss=%v", revokeOnLoss), func(t *testing.T) {
 			op := oidctest.Start(t)

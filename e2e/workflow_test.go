@@ -160,7 +160,7 @@ func startWorkflowServer(t *testing.T) (*server, *receiver) {
 // "Not before" is read from the request and its audit trail, not from how fast
 // the machine answers.
 func TestWorkflowScheduled(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLong)
 	s, _ := startWorkflowServer(t)
 	start := time.Now().Add(20 * time.Second).Truncate(time.Second)
 	r := s.request(t, "alice", "request", "shell", "--for", "5s", "--reason", "later", "--start", start.Format(time.RFC3339))
@@ -215,7 +215,7 @@ func certValidBefore(t *testing.T, s *server, id string) time.Time {
 // max_total is refused with an error naming the field and the limit. The window
 // (45s) leaves a loaded machine time to certify and extend before it ends.
 func TestWorkflowExtend(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLong)
 	s, _ := startWorkflowServer(t)
 	r := s.request(t, "alice", "request", "shell", "--for", "45s", "--reason", "migration")
 	if r.State != ajar.StateActive {
@@ -280,7 +280,7 @@ func metricValue(t *testing.T, s *server, name string) string {
 // the notification at once (the receiver checks the HMAC), and leaves a review
 // listed until an admin closes it.
 func TestWorkflowBreakglass(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	s, rc := startWorkflowServer(t)
 	if res := s.ajar(t, "alice", "breakglass", "shell", "--for", "5m", "--reason", "x"); res.Code != 1 || !strings.Contains(res.Stderr, "break-glass") {
 		t.Fatalf("alice may not: exit %d, %q", res.Code, res.Stderr)
@@ -289,7 +289,7 @@ func TestWorkflowBreakglass(t *testing.T) {
 	if r.State != ajar.StateActive || len(r.Approvals) != 0 {
 		t.Fatalf("break-glass: %s, approvals %v", r.State, r.Approvals)
 	}
-	evs := rc.waitFor(t, "breakglass.used", 5*time.Second, func(evs []notify.Event) bool {
+	evs := rc.waitFor(t, "breakglass.used", 60*time.Second, func(evs []notify.Event) bool {
 		return slices.ContainsFunc(evs, func(e notify.Event) bool { return e.Type == "breakglass.used" })
 	})
 	i := slices.IndexFunc(evs, func(e notify.Event) bool { return e.Type == "breakglass.used" })
@@ -327,7 +327,7 @@ func TestWorkflowBreakglass(t *testing.T) {
 // event arrives once, in order. Nothing here depends on how fast the machine
 // is: it waits on what the receiver sees, with generous deadlines.
 func TestWorkflowNotificationOutage(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	s, rc := startWorkflowServer(t)
 	rc.setDown(true)
 	var want []string
@@ -395,7 +395,7 @@ func TestWorkflowNotificationOutage(t *testing.T) {
 // TestWorkflowExplain: explain and the API's dry run say which rule applies,
 // the outcome and why, and who approves; --as is for admins.
 func TestWorkflowExplain(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	s, _ := startWorkflowServer(t)
 	out := s.ok(t, "alice", "explain", "shell", "--for", "15m", "--reason", "deploy")
 	for _, want := range []string{"Outcome:", "needs_approval", `request.duration <= duration("10m")`, "bob@example.com", "shell (applies)", "up to 2, 40m in all"} {
@@ -440,7 +440,7 @@ var (
 // approval, certificate, extension, revocation) against a golden file, with
 // what changes from run to run (ids, times, hashes, keys) replaced by names.
 func TestWorkflowEvidence(t *testing.T) {
-	t.Parallel()
+	parallel(t, costLight)
 	s, _ := startWorkflowServer(t)
 	r := s.request(t, "alice", "request", "shell", "--for", "15m", "--reason", "deploy 1.2.3", "--ticket", "OPS-7")
 	s.request(t, "bob", "approve", r.ID, "--comment", "go ahead")
