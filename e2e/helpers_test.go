@@ -97,9 +97,10 @@ var (
 
 // slotUnits is how much runs at once: the tests mostly wait (on expiries,
 // schedulers, sshd, the IdP), so more of them than the machine's cores overlap
-// their waits; more than this only stretches every test's waits on two loaded
-// cores.
-const slotUnits = 6
+// their waits. More than this stretches every test's waits on two loaded cores
+// and starves the servers under test: at 8 at a time the host agent once could
+// not tie a session to its login (it looks one check back in sshd's log).
+const slotUnits = 4
 
 // parallel marks t parallel and waits until the scheduler has room for c, which
 // it holds until t ends (after t's other cleanups: its servers are gone by
