@@ -582,6 +582,28 @@ func TestTokenOfUserDroppedByIdP(t *testing.T) {
 
 // cancellingGroups is an IdP whose answer comes after the caller went away
 // (it cancels the caller's context first, as a dropped HTTP request does).
+// zoeSession returns a Service on e's store whose groups come from groups,
+// and the secret of a CLI session of zoe@example.com (groups sre, refresh
+// token "rt1") signed in with it.
+func (e *env) zoeSession(t *testing.T, groups identity.GroupSource) (*identity.Service, string) {
+	t.Helper()
+	pol, _ := policy.Parse([]byte(testPolicy), func(string, json.RawMessage) ajar.Problems { return nil })
+	key := make([]byte, keys.KeySize)
+	rand.Read(key)
+	mk, _ := keys.NewMasterKey(key)
+	ids, err := identity.New(identity.Config{Store: e.st, Policy: pol, Sealer: mk, Groups: groups, Now: e.clock.Now,
+		Refresh: 10 * time.Minute, SessionTTL: 12 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _, err := ids.SignIn(t.Context(), identity.SignIn{Kind: ajar.SessionCLI, UserID: "zoe@example.com",
+		Groups: []string{"sre"}, RefreshToken: "rt1", Source: "oidc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids, secret
+}
+
 type cancellingGroups struct {
 	cancel context.CancelFunc
 	groups []string
@@ -602,20 +624,7 @@ func (c *cancellingGroups) Refresh(ctx context.Context, _, rt string) ([]string,
 func TestRefreshSurvivesDroppedRequest(t *testing.T) {
 	e := newEnv(t)
 	cg := &cancellingGroups{groups: []string{"marketing"}}
-	pol, _ := policy.Parse([]byte(testPolicy), func(string, json.RawMessage) ajar.Problems { return nil })
-	key := make([]byte, keys.KeySize)
-	rand.Read(key)
-	mk, _ := keys.NewMasterKey(key)
-	ids, err := identity.New(identity.Config{Store: e.st, Policy: pol, Sealer: mk, Groups: cg, Now: e.clock.Now,
-		Refresh: 10 * time.Minute, SessionTTL: 12 * time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret, _, err := ids.SignIn(t.Context(), identity.SignIn{Kind: ajar.SessionCLI, UserID: "zoe@example.com",
-		Groups: []string{"sre"}, RefreshToken: "rt1", Source: "oidc"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ids, secret := e.zoeSession(t, cg)
 	e.clock.Advance(10 * time.Minute)
 	ctx, cancel := context.WithCancel(t.Context())
 	cg.cancel = cancel
@@ -663,20 +672,7 @@ func (r *rotatingGroups) Refresh(ctx context.Context, _, rt string) ([]string, s
 func TestSlowRefreshNotClaimedTwice(t *testing.T) {
 	e := newEnv(t)
 	rg := &rotatingGroups{used: map[string]bool{}, entered: make(chan struct{}), release: make(chan struct{}), groups: []string{"sre"}}
-	pol, _ := policy.Parse([]byte(testPolicy), func(string, json.RawMessage) ajar.Problems { return nil })
-	key := make([]byte, keys.KeySize)
-	rand.Read(key)
-	mk, _ := keys.NewMasterKey(key)
-	ids, err := identity.New(identity.Config{Store: e.st, Policy: pol, Sealer: mk, Groups: rg, Now: e.clock.Now,
-		Refresh: 10 * time.Minute, SessionTTL: 12 * time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret, _, err := ids.SignIn(t.Context(), identity.SignIn{Kind: ajar.SessionCLI, UserID: "zoe@example.com",
-		Groups: []string{"sre"}, RefreshToken: "rt1", Source: "oidc"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ids, secret := e.zoeSession(t, rg)
 	e.clock.Advance(10 * time.Minute)
 	first := make(chan error, 1)
 	go func() { _, err := ids.Authenticate(t.Context(), secret); first <- err }()

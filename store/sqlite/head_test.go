@@ -4,79 +4,101 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/ajar-dev/ajar"
 )
 
-// The batch keeps the audit chain head in memory: an Update that fails inside
-// a batch must leave it where the events that stayed put it, so that the next
-// Update in the same batch chains to those, not to the rolled-back ones.
-func TestBatchHeadAfterARolledBackUpdate(t *testing.T) {
-	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "ajar.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ctx := t.Context()
-	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
-	appendOne := func(tx ajar.Tx, action string) error {
-		_, err := tx.AppendAudit(ctx, ajar.AuditEvent{Time: at, Actor: "test", Action: action, Subject: "s"})
-		return err
-	}
-	// waitPending waits until n Updates wait for the writer, so that the
-	// batch stays open for them.
-	waitPending := func(n int64) {
-		for deadline := time.Now().Add(time.Minute); s.pending.Load() < n; time.Sleep(time.Millisecond) {
+// inOneBatch runs a, b and c as three Updates of one batch, in that order:
+// each holds the writer until the next waits for it, so the batch stays open.
+// It returns their errors, a's first.
+func inOneBatch(t *testing.T, s *Store, a, b, c func(ajar.Tx) error) [3]error {
+	t.Helper()
+	waitPending := func() {
+		for deadline := time.Now().Add(time.Minute); s.pending.Load() < 1; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Error("no Update came to wait for the writer")
 				return
 			}
 		}
 	}
-	boom := errors.New("boom")
-	inA, inB := make(chan struct{}), make(chan struct{})
-	errs := make(chan error, 3)
-	go func() {
-		errs <- s.Update(ctx, func(tx ajar.Tx) error {
-			close(inA)
-			defer waitPending(1) // B waits: the batch stays open
-			return appendOne(tx, "a")
+	var errs [3]error
+	var wg sync.WaitGroup
+	for i, fn := range []func(ajar.Tx) error{a, b, c} {
+		in := make(chan struct{})
+		wg.Go(func() {
+			errs[i] = s.Update(context.Background(), func(tx ajar.Tx) error {
+				close(in)
+				if i < 2 {
+					defer waitPending()
+				}
+				return fn(tx)
+			})
 		})
-	}()
-	<-inA
-	go func() {
-		errs <- s.Update(ctx, func(tx ajar.Tx) error {
-			close(inB)
-			defer waitPending(1) // C waits: same batch
-			if err := appendOne(tx, "b"); err != nil {
-				return err
-			}
-			return boom // rolled back
-		})
-	}()
-	<-inB
-	go func() { errs <- s.Update(context.Background(), func(tx ajar.Tx) error { return appendOne(tx, "c") }) }()
-	var failed int
-	for range 3 {
-		if err := <-errs; errors.Is(err, boom) {
-			failed++
-		} else if err != nil {
-			t.Fatal(err)
-		}
+		<-in
 	}
-	if failed != 1 {
-		t.Fatalf("%d Updates failed, want 1", failed)
-	}
+	wg.Wait()
+	return errs
+}
+
+// appendEvent appends an event of action in tx.
+func appendEvent(tx ajar.Tx, action string) error {
+	_, err := tx.AppendAudit(context.Background(), ajar.AuditEvent{
+		Time: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), Actor: "test", Action: action, Subject: "s"})
+	return err
+}
+
+// checkAC checks that s's log is a then c, chained.
+func checkAC(t *testing.T, s *Store) {
+	t.Helper()
 	var evs []ajar.AuditEvent
-	s.View(ctx, func(tx ajar.ReadTx) error { evs, err = tx.ListAudit(ctx, ajar.AuditFilter{}); return err })
+	err := s.View(t.Context(), func(tx ajar.ReadTx) error {
+		var err error
+		evs, err = tx.ListAudit(t.Context(), ajar.AuditFilter{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(evs) != 2 || evs[0].Action != "a" || evs[1].Action != "c" {
 		t.Fatalf("events %+v, want a then c", evs)
 	}
-	if evs[1].Seq != evs[0].Seq+1 || string(evs[1].PrevHash) != string(evs[0].Hash) || string(evs[1].Hash) != string(evs[1].ComputeHash()) {
+	if evs[0].Seq != 1 || evs[1].Seq != 2 || string(evs[1].PrevHash) != string(evs[0].Hash) || string(evs[1].Hash) != string(evs[1].ComputeHash()) {
 		t.Errorf("c (seq %d) does not chain to a (seq %d): the chain is broken", evs[1].Seq, evs[0].Seq)
 	}
+}
+
+func openTemp(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "ajar.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// The batch keeps the audit chain head in memory: an Update that fails inside
+// a batch must leave it where the events that stayed put it, so that the next
+// Update in the same batch chains to those, not to the rolled-back ones.
+func TestBatchHeadAfterARolledBackUpdate(t *testing.T) {
+	s := openTemp(t)
+	boom := errors.New("boom")
+	errs := inOneBatch(t, s,
+		func(tx ajar.Tx) error { return appendEvent(tx, "a") },
+		func(tx ajar.Tx) error {
+			if err := appendEvent(tx, "b"); err != nil {
+				return err
+			}
+			return boom // rolled back
+		},
+		func(tx ajar.Tx) error { return appendEvent(tx, "c") })
+	if errs[0] != nil || !errors.Is(errs[1], boom) || errs[2] != nil {
+		t.Fatalf("errors %v, want only b's", errs)
+	}
+	checkAC(t, s)
 }
 
 // An Update that reads the log inserts the events its batch queued before it
@@ -87,40 +109,12 @@ func TestBatchHeadAfterARolledBackUpdate(t *testing.T) {
 func TestBatchEventsInsertedInARolledBackUpdate(t *testing.T) {
 	for _, read := range []string{"ListAudit", "AuditHead"} {
 		t.Run(read, func(t *testing.T) {
-			s, err := Open(t.Context(), filepath.Join(t.TempDir(), "ajar.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := openTemp(t)
 			ctx := t.Context()
-			at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
-			appendOne := func(tx ajar.Tx, action string) error {
-				_, err := tx.AppendAudit(ctx, ajar.AuditEvent{Time: at, Actor: "test", Action: action, Subject: "s"})
-				return err
-			}
-			waitPending := func(n int64) {
-				for deadline := time.Now().Add(time.Minute); s.pending.Load() < n; time.Sleep(time.Millisecond) {
-					if time.Now().After(deadline) {
-						t.Error("no Update came to wait for the writer")
-						return
-					}
-				}
-			}
 			boom := errors.New("boom")
-			inA, inB := make(chan struct{}), make(chan struct{})
-			errs := make(chan error, 3)
-			go func() {
-				errs <- s.Update(ctx, func(tx ajar.Tx) error {
-					close(inA)
-					defer waitPending(1)
-					return appendOne(tx, "a")
-				})
-			}()
-			<-inA
-			go func() {
-				errs <- s.Update(ctx, func(tx ajar.Tx) error {
-					close(inB)
-					defer waitPending(1)
+			errs := inOneBatch(t, s,
+				func(tx ajar.Tx) error { return appendEvent(tx, "a") },
+				func(tx ajar.Tx) error {
 					// The read sees a, queued by the Update before.
 					switch read {
 					case "ListAudit":
@@ -140,27 +134,16 @@ func TestBatchEventsInsertedInARolledBackUpdate(t *testing.T) {
 							t.Errorf("B read the head at %d, want 1 (a)", seq)
 						}
 					}
-					if err := appendOne(tx, "b"); err != nil {
+					if err := appendEvent(tx, "b"); err != nil {
 						return err
 					}
 					return boom
-				})
-			}()
-			<-inB
-			go func() { errs <- s.Update(context.Background(), func(tx ajar.Tx) error { return appendOne(tx, "c") }) }()
-			for range 3 {
-				if err := <-errs; err != nil && !errors.Is(err, boom) {
-					t.Fatal(err)
-				}
+				},
+				func(tx ajar.Tx) error { return appendEvent(tx, "c") })
+			if errs[0] != nil || !errors.Is(errs[1], boom) || errs[2] != nil {
+				t.Fatalf("errors %v, want only b's", errs)
 			}
-			var evs []ajar.AuditEvent
-			s.View(ctx, func(tx ajar.ReadTx) error { evs, err = tx.ListAudit(ctx, ajar.AuditFilter{}); return err })
-			if len(evs) != 2 || evs[0].Action != "a" || evs[1].Action != "c" {
-				t.Fatalf("events %+v, want a then c", evs)
-			}
-			if evs[0].Seq != 1 || evs[1].Seq != 2 || string(evs[1].PrevHash) != string(evs[0].Hash) || string(evs[1].Hash) != string(evs[1].ComputeHash()) {
-				t.Errorf("c (seq %d) does not chain to a (seq %d): the chain is broken", evs[1].Seq, evs[0].Seq)
-			}
+			checkAC(t, s)
 		})
 	}
 }
@@ -169,14 +152,10 @@ func TestBatchEventsInsertedInARolledBackUpdate(t *testing.T) {
 // (here a row put in their way behind the store's back), nothing of the batch
 // commits, and its callers learn it.
 func TestBatchNotCommittedWithoutItsEvents(t *testing.T) {
-	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "ajar.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	ctx := t.Context()
 	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
-	err = s.Update(ctx, func(tx ajar.Tx) error {
+	err := s.Update(ctx, func(tx ajar.Tx) error {
 		if err := tx.PutKey(ctx, "k", []byte("v")); err != nil {
 			return err
 		}
