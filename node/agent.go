@@ -65,6 +65,11 @@ type logLine struct {
 	acc   Accepted
 	check int // the check that read it
 	at    time.Time
+	// up is the time since boot, in clock ticks, taken just after the read
+	// that found it: the clock of processes' start times (Session.start), so
+	// the line was written no later than up. 0 when /proc/uptime could not be
+	// read.
+	up uint64
 }
 
 // loginState is what the agent knows of one login's use through ajar.
@@ -256,6 +261,10 @@ func (a *Agent) CheckSessions(ctx context.Context) error {
 	a.check++
 	now := a.now()
 	accs, logErr := a.authLog.read()
+	up, upErr := a.proc.uptime() // after the read: every line read was written by then
+	if upErr != nil {
+		up = 0 // bind falls back to counting checks
+	}
 	prevLog := a.lastLog
 	a.lastLog = now
 	for _, acc := range accs {
@@ -265,7 +274,7 @@ func (a *Agent) CheckSessions(ctx context.Context) error {
 		if len(a.lines) >= maxLineAddrs {
 			a.lines = map[netip.AddrPort][]logLine{} // a flood of lines: start over; sessions not tied yet wait for their next line or end
 		}
-		a.lines[acc.Remote] = append(a.lines[acc.Remote], logLine{acc: acc, check: a.check, at: now})
+		a.lines[acc.Remote] = append(a.lines[acc.Remote], logLine{acc: acc, check: a.check, at: now, up: up})
 		// A login made while the agent runs: its processes start after the
 		// previous read of the log, which did not have the line yet.
 		if a.check > 1 && a.ours(&acc) {
@@ -355,18 +364,22 @@ func (a *Agent) CheckSessions(ctx context.Context) error {
 }
 
 // bind ties a session to the line of sshd's log that accepted its login: the
-// one line naming its client address, port and user that was read since the
-// check before the one that first saw the session (sshd writes it just before
-// it starts the session's processes, so older lines are of earlier
-// connections). Lines read at the
-// agent's start are older than every check, and the newest is taken. Two
-// candidate lines make the session unverifiable (a line forged into the log,
-// say through logger(1), cannot pass for the real one); so does no line within
-// unboundGrace, when the log could be read.
+// one line naming its client address, port and user that was read after the
+// session's sshd monitor process started. sshd starts the monitor when the
+// connection comes in, before the login, and writes the line after the login,
+// so a line read before the monitor started is of an earlier connection (or
+// forged ahead of it); how long sshd then takes to start the session's
+// processes, and so how many checks pass before the session is seen, does not
+// matter. Without the time since boot (/proc/uptime), a line counts when read
+// at the check before the one that first saw the session or later. Lines read
+// at the agent's start are older than every check, and the newest is taken.
+// Two candidate lines make the session unverifiable (a line forged into the
+// log, say through logger(1), cannot pass for the real one); so does no line
+// within unboundGrace, when the log could be read.
 func (a *Agent) bind(t *tracked, now time.Time, logOK bool) {
 	var cands []Accepted
 	for _, l := range a.lines[t.s.Remote] {
-		if l.acc.User == t.s.User && (l.check >= t.check-1 || t.check == 1) {
+		if l.acc.User == t.s.User && (t.check == 1 || readSince(l, t)) {
 			cands = append(cands, l.acc)
 		}
 	}
@@ -392,6 +405,15 @@ func (a *Agent) bind(t *tracked, now time.Time, logOK bool) {
 	if a.ours(&acc) {
 		a.noteLogin(acc, t.s.Started)
 	}
+}
+
+// readSince reports whether a log line was read after t's sshd monitor
+// started, so that it can be the line of t's login (see bind).
+func readSince(l logLine, t *tracked) bool {
+	if l.up != 0 && t.s.start != 0 {
+		return l.up >= t.s.start
+	}
+	return l.check >= t.check-1
 }
 
 // noteLogin remembers that a certificate of ajar's CA logged in as acc.User, so

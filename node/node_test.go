@@ -376,7 +376,16 @@ func newFakeProc(t *testing.T) *fakeProc {
 	f := &fakeProc{t: t, root: root, log: filepath.Join(t.TempDir(), "auth.log"), user: u.Username, uid: os.Getuid()}
 	os.WriteFile(f.log, nil, 0o600)
 	f.writeTCP()
+	f.setUptime(1000000) // later than every process the tests add
 	return f
+}
+
+// setUptime sets the time since boot, in clock ticks, as /proc/uptime shows it.
+func (f *fakeProc) setUptime(ticks uint64) {
+	up := fmt.Sprintf("%d.%02d 0.00\n", ticks/clockTicks, ticks%clockTicks)
+	if err := os.WriteFile(filepath.Join(f.root, "uptime"), []byte(up), 0o444); err != nil {
+		f.t.Fatal(err)
+	}
 }
 
 func (f *fakeProc) writeTCP() {
@@ -661,6 +670,197 @@ func TestCheckSessions(t *testing.T) {
 	}
 	if !found {
 		t.Error("the session ended while the server was down was not reported once it was back")
+	}
+}
+
+// bindTest drives an agent without a token, its clock and /proc's uptime, for
+// the tests of how sessions are tied to sshd's log.
+type bindTest struct {
+	*testAgent
+	p   *fakeProc
+	ca  ssh.Signer
+	now time.Time
+}
+
+func newBindTest(t *testing.T) *bindTest {
+	ca := newSigner(t)
+	f := newFakeServer(t, ca.PublicKey())
+	p := newFakeProc(t)
+	p.add(100, 1, 100, "sshd", 10, 0, "sshd: listener")
+	b := &bindTest{testAgent: newCheckAgent(t, testConfig(t, f.srv.URL), p, ""), p: p, ca: ca, now: time.Now()}
+	b.Agent.now = func() time.Time { return b.now }
+	return b
+}
+
+// check runs a check at uptime ticks since boot, then moves the clock on by
+// step.
+func (b *bindTest) check(t *testing.T, uptime uint64, step time.Duration) {
+	t.Helper()
+	b.p.setUptime(uptime)
+	if err := b.CheckSessions(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	b.now = b.now.Add(step)
+}
+
+// line logs sshd's line for a login from 10.0.0.9 port port; key is what
+// follows "ssh2: ".
+func (b *bindTest) line(port int, key string) {
+	b.p.logLine(fmt.Sprintf("Dec  7 07:00:01 host sshd[%d]: Accepted publickey for %s from 10.0.0.9 port %d ssh2: %s", port, b.p.user, port, key))
+}
+
+// session returns the tracked session whose monitor is pid, or nil.
+func (b *bindTest) session(pid int) *tracked {
+	for _, t := range b.tracked {
+		if t.s.PID == pid {
+			return t
+		}
+	}
+	return nil
+}
+
+// loginOf returns the login a tracked session is tied to, or nil.
+func loginOf(t *tracked) *Accepted {
+	if t == nil {
+		return nil
+	}
+	return t.s.Login
+}
+
+// TestBindLateSession: under load sshd can log a login and start the session's
+// processes several checks later. The session is still tied to its line, and
+// is not ended as unverifiable.
+func TestBindLateSession(t *testing.T) {
+	b := newBindTest(t)
+	const tick = 500 * time.Millisecond
+	// The connection's monitor starts at 60s since boot (fakeProc.session:
+	// 5000+1000 ticks); the agent's first check is before it.
+	b.check(t, 5900, tick)
+	line := logged(newCert(t, b.ca, 5, time.Now().Add(time.Hour)))
+	b.line(1000, line)
+	b.check(t, 6000, tick) // reads the line, in the clock tick the monitor started
+	b.check(t, 6150, tick)
+	b.check(t, 6200, tick)
+	b.p.session(1000, "") // the session's processes, three checks after its line
+	b.check(t, 6250, tick)
+	for range 3 {
+		b.check(t, 6300, unboundGrace)
+	}
+	s := b.session(1000)
+	if len(b.killed) != 0 || s == nil {
+		t.Fatalf("the session was ended (%v) or is not tracked", b.killed)
+	}
+	if s.s.Login == nil || s.s.Login.Serial != 5 || s.unverifiable != "" {
+		t.Fatalf("the session is tied to %s (unverifiable: %q), want its line: certificate serial 5", describeLogin(s.s.Login), s.unverifiable)
+	}
+}
+
+// TestBindStaleLine: an earlier connection from the same address and port
+// logged a line before this session's monitor started. The session is not tied
+// to it, also when its own line comes only after it is seen, and also when the
+// stale line was read at the check just before the one that saw the session.
+func TestBindStaleLine(t *testing.T) {
+	b := newBindTest(t)
+	b.check(t, 5000, 500*time.Millisecond)
+	// A certificate login from port 1000 that came and went between checks.
+	b.line(1000, logged(newCert(t, b.ca, 9, time.Now().Add(time.Hour))))
+	b.check(t, 5999, 500*time.Millisecond) // a clock tick before the next monitor starts
+	// Then a login with a plain key from the same port: its monitor started
+	// at 6000 ticks, its line reaches the log after its processes are seen.
+	b.p.session(1000, "")
+	b.check(t, 6100, 500*time.Millisecond)
+	if s := b.session(1000); s == nil || s.s.Login != nil {
+		t.Fatalf("before its own line was logged the session is tied to %s (tracked: %v), want to no line", describeLogin(loginOf(s)), s != nil)
+	}
+	plain := "ED25519 " + ssh.FingerprintSHA256(newSigner(t).PublicKey())
+	b.line(1000, plain)
+	b.check(t, 6150, 500*time.Millisecond)
+	for range 3 {
+		b.check(t, 6200, unboundGrace)
+	}
+	s := b.session(1000)
+	if len(b.killed) != 0 || s == nil {
+		t.Fatalf("the session was ended (%v) or is not tracked", b.killed)
+	}
+	if s.s.Login == nil || s.s.Login.Fingerprint != strings.TrimPrefix(plain, "ED25519 ") || s.s.Login.Cert() {
+		t.Fatalf("the session is tied to %s, want its own line: %s", describeLogin(s.s.Login), plain)
+	}
+}
+
+// TestBindForgedLine: a line forged into the log for the session's address,
+// port and user (logger(1)), before or after its real line and before its
+// processes are seen, makes it unverifiable: it is ended.
+func TestBindForgedLine(t *testing.T) {
+	for _, forgedFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("forgedFirst=%v", forgedFirst), func(t *testing.T) {
+			b := newBindTest(t)
+			const tick = 500 * time.Millisecond
+			b.check(t, 5900, tick)
+			// The real login used a plain key; the forged line names one of
+			// ajar's certificates.
+			first := "ED25519 " + ssh.FingerprintSHA256(newSigner(t).PublicKey())
+			second := logged(newCert(t, b.ca, 5, time.Now().Add(time.Hour)))
+			if forgedFirst {
+				first, second = second, first
+			}
+			b.line(1000, first)
+			b.check(t, 6100, tick)
+			b.line(1000, second)
+			b.check(t, 6150, tick)
+			b.check(t, 6200, tick)
+			b.p.session(1000, "")
+			b.check(t, 6250, tick)
+			if !slices.Equal(b.killed, []int{1000}) {
+				t.Fatalf("ended %v, want the session (1000) as soon as it is seen; it is tied to %s", b.killed, describeLogin(loginOf(b.session(1000))))
+			}
+		})
+	}
+}
+
+// TestBindWithoutUptime: without /proc/uptime a line counts when read at the
+// check before the one that saw the session or later, not earlier.
+func TestBindWithoutUptime(t *testing.T) {
+	b := newBindTest(t)
+	if err := os.Remove(filepath.Join(b.p.root, "uptime")); err != nil {
+		t.Fatal(err)
+	}
+	step := func() {
+		t.Helper()
+		if err := b.CheckSessions(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		b.now = b.now.Add(500 * time.Millisecond)
+	}
+	step()
+	b.line(1000, logged(newCert(t, b.ca, 9, time.Now().Add(time.Hour)))) // an earlier connection's
+	step()
+	step()
+	b.p.session(1000, "")
+	step()
+	if s := b.session(1000); s == nil || s.s.Login != nil {
+		t.Fatalf("the session is tied to %s (tracked: %v), want to no line: its only line was read two checks before it was seen", describeLogin(loginOf(s)), s != nil)
+	}
+	plain := "ED25519 " + ssh.FingerprintSHA256(newSigner(t).PublicKey())
+	b.line(1000, plain)
+	step()
+	if s := b.session(1000); s == nil || s.s.Login == nil || s.s.Login.Fingerprint != strings.TrimPrefix(plain, "ED25519 ") || len(b.killed) != 0 {
+		t.Fatalf("the session is tied to %s, ended %v, want tied to its own line %s", describeLogin(loginOf(s)), b.killed, plain)
+	}
+}
+
+func TestUptime(t *testing.T) {
+	root := t.TempDir()
+	for in, want := range map[string]uint64{"12345.67 2345.01\n": 1234567, "3.5 1.0": 350, "7": 700} {
+		os.WriteFile(filepath.Join(root, "uptime"), []byte(in), 0o444)
+		if got, err := (procFS{root: root}).uptime(); err != nil || got != want {
+			t.Errorf("uptime %q = %d, %v, want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "x.10 1", "1.x 1"} {
+		os.WriteFile(filepath.Join(root, "uptime"), []byte(in), 0o444)
+		if got, err := (procFS{root: root}).uptime(); err == nil {
+			t.Errorf("uptime %q = %d, want an error", in, got)
+		}
 	}
 }
 

@@ -292,6 +292,32 @@ func (fs procFS) bootTime() time.Time {
 	return time.Time{}
 }
 
+// uptime reads the time since boot in clock ticks, the clock of processes'
+// start times (both count time suspended, both in the reader's time namespace).
+// The kernel writes it as seconds with two decimals, truncated, as start times
+// are.
+func (fs procFS) uptime() (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(fs.root, "uptime"))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, errors.New("empty uptime")
+	}
+	sec, frac, _ := strings.Cut(f[0], ".")
+	s, err := strconv.ParseUint(sec, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("malformed uptime: %w", err)
+	}
+	frac = (frac + "00")[:2] // hundredths, truncated
+	c, err := strconv.ParseUint(frac, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("malformed uptime %q", f[0])
+	}
+	return s*clockTicks + c, nil
+}
+
 // startTime converts a start time in clock ticks since boot.
 func startTime(boot time.Time, ticks uint64) time.Time {
 	if boot.IsZero() {
