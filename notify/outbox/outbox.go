@@ -48,7 +48,9 @@ type Config struct {
 	Poll time.Duration
 	// Keep is how long delivered and dropped notifications stay in the store (7 days).
 	Keep time.Duration
-	// Batch is how many notifications of one sink a worker claims at once (32).
+	// Batch is how many notifications of one sink a worker reads and sends
+	// between two writes (128): under a steady stream each read and each
+	// delivery record (a commit under the writer) serve that many.
 	Batch int
 	// Linger is how long a worker lets notifications gather after delivering
 	// fewer than Batch (100ms): under a steady stream of events one claim and
@@ -72,7 +74,7 @@ func (c Config) withDefaults() Config {
 	def(&c.Keep, 7*24*time.Hour)
 	def(&c.Linger, 100*time.Millisecond)
 	if c.Batch <= 0 {
-		c.Batch = 32
+		c.Batch = 128
 	}
 	c.RetryMax = max(c.RetryMax, c.RetryBase)
 	if c.Logger == nil {
