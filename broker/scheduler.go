@@ -81,6 +81,7 @@ func (s *Service) Run(ctx context.Context) {
 		case <-timer.C:
 		case <-s.kick:
 		}
+		s.nextLook.Store(0) // looking: whatever is committed from now on kicks
 		free, most := w.claimable(time.Now())
 		if (free <= 0 || w.queued.Load() >= int64(cap(w.calls))) && len(w.steps) > 0 {
 			// Every worker is busy in a provider, and claimed requests wait
@@ -94,7 +95,7 @@ func (s *Service) Run(ctx context.Context) {
 			// a commit as each step ends. The next step to end kicks again.
 			continue
 		}
-		claimed, wait, err := s.claim(ctx, max(free, 0))
+		claimed, wait, at, err := s.claim(ctx, max(free, 0))
 		if err != nil && ctx.Err() == nil {
 			s.log.Error("scheduler: claim due requests", "err", err)
 			wait = s.sched.Poll
@@ -111,6 +112,11 @@ func (s *Service) Run(ctx context.Context) {
 		if more {
 			wait = 0
 		}
+		if err == nil && wait > 0 {
+			// The claim saw everything committed before it began; what was
+			// committed since, due before this look, has kicked or will.
+			s.nextLook.Store(at.Add(wait).UnixNano())
+		}
 		timer.Reset(wait)
 	}
 }
@@ -121,7 +127,7 @@ func (s *Service) Run(ctx context.Context) {
 func (s *Service) RunDue(ctx context.Context) (int, error) {
 	n := 0
 	for {
-		claimed, _, err := s.claim(ctx, 64)
+		claimed, _, _, err := s.claim(ctx, 64)
 		if err != nil {
 			return n, err
 		}
@@ -143,6 +149,18 @@ func (s *Service) Kick() {
 	default:
 	}
 	s.notify.Wake()
+}
+
+// kickFor is Kick after a commit that made something due at at (a request's
+// NextAt; nil: nothing): the scheduler is woken only if it would not look by
+// then anyway. Creating requests at a high rate then costs no look at the
+// store each (a write transaction).
+func (s *Service) kickFor(at *time.Time) {
+	if next := s.nextLook.Load(); at != nil && next != 0 && at.UnixNano() >= next {
+		s.notify.Wake()
+		return
+	}
+	s.Kick()
 }
 
 // activeNextAt is when the scheduler must look at an active request next: at
@@ -174,15 +192,16 @@ type claimed struct {
 	clock storeClock
 }
 
-// claim takes up to limit due requests and returns how long to sleep afterwards:
-// until the next one is due, at most Poll. When it took limit requests it does
-// not look when the next one is due (Poll): more may be due now, and the
-// caller claims again.
-func (s *Service) claim(ctx context.Context, limit int) ([]claimed, time.Duration, error) {
+// claim takes up to limit due requests and returns how long to sleep afterwards
+// (until the next one is due, at most Poll) and the store's time it looked at.
+// When it took limit requests it does not look when the next one is due
+// (Poll): more may be due now, and the caller claims again.
+func (s *Service) claim(ctx context.Context, limit int) ([]claimed, time.Duration, time.Time, error) {
 	var out []claimed
+	var now time.Time
 	wait := s.sched.Poll
 	err := s.store.Update(ctx, func(tx ajar.Tx) error {
-		now := tx.Now()
+		now = tx.Now()
 		if limit > 0 {
 			rs, err := tx.ClaimDue(ctx, now, now.Add(s.sched.Lease), limit)
 			if err != nil {
@@ -208,7 +227,7 @@ func (s *Service) claim(ctx context.Context, limit int) ([]claimed, time.Duratio
 		}
 		return nil
 	})
-	return out, wait, err
+	return out, wait, now, err
 }
 
 // hold marks r as owned by the caller until the end of a lease: the scheduler

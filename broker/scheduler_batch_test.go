@@ -37,7 +37,7 @@ func TestRevocationEndsShareTransactions(t *testing.T) {
 		ids = append(ids, e.create(t, "alice", "web", "5m").ID)
 	}
 	e.clock.Add(5 * time.Minute)
-	claimed, _, err := e.svc.claim(t.Context(), 64)
+	claimed, _, _, err := e.svc.claim(t.Context(), 64)
 	if err != nil || len(claimed) != n {
 		t.Fatalf("claimed %d of %d: %v", len(claimed), n, err)
 	}

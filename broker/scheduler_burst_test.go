@@ -98,7 +98,7 @@ func TestClaimedRequestNearTheEndOfItsLeaseIsLeftAlone(t *testing.T) {
 	e.clock.Add(5 * time.Minute)
 	prov := &countingRevoker{}
 	e.svc.providers = countingRevokers{prov}
-	due, _, err := e.svc.claim(t.Context(), 1)
+	due, _, _, err := e.svc.claim(t.Context(), 1)
 	if err != nil || len(due) != 1 {
 		t.Fatalf("claimed %d: %v", len(due), err)
 	}
@@ -177,7 +177,7 @@ func TestBatchedEndsAreOneCompareAndSwap(t *testing.T) {
 		ids = append(ids, e.create(t, "alice", "web", "5m").ID)
 	}
 	e.clock.Add(5 * time.Minute)
-	claimed, _, err := e.svc.claim(t.Context(), n)
+	claimed, _, _, err := e.svc.claim(t.Context(), n)
 	if err != nil || len(claimed) != n {
 		t.Fatalf("claimed %d of %d: %v", len(claimed), n, err)
 	}
@@ -226,13 +226,13 @@ func TestFullClaimSkipsNextDue(t *testing.T) {
 	e.clock.Add(5 * time.Minute)
 	tc := &txCounter{Store: e.store}
 	e.svc.store = tc
-	if got, _, err := e.svc.claim(t.Context(), 2); err != nil || len(got) != 2 {
+	if got, _, _, err := e.svc.claim(t.Context(), 2); err != nil || len(got) != 2 {
 		t.Fatalf("claimed %d of 2: %v", len(got), err)
 	}
 	if n := tc.nextDues.Load(); n != 0 {
 		t.Errorf("a full claim looked for the next due request %d times, want 0", n)
 	}
-	if got, _, err := e.svc.claim(t.Context(), 2); err != nil || len(got) != 1 {
+	if got, _, _, err := e.svc.claim(t.Context(), 2); err != nil || len(got) != 1 {
 		t.Fatalf("claimed %d of the last 1: %v", len(got), err)
 	}
 	if n := tc.nextDues.Load(); n != 1 {
@@ -247,7 +247,7 @@ func TestLoneEndAfterABatchWaitsForItsWave(t *testing.T) {
 	e := newEnv(t)
 	a, b := e.create(t, "alice", "web", "5m"), e.create(t, "alice", "web", "5m")
 	e.clock.Add(5 * time.Minute)
-	due, _, err := e.svc.claim(t.Context(), 2)
+	due, _, _, err := e.svc.claim(t.Context(), 2)
 	if err != nil || len(due) != 2 {
 		t.Fatalf("claimed %d of 2: %v", len(due), err)
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ajar-dev/ajar"
@@ -65,6 +66,10 @@ type Service struct {
 	users     func(ctx context.Context, id string) (ajar.User, bool, error)
 	limitLog  throttle.Throttle // limits.go: refusals logged once a minute
 	ends      writeBatch        // scheduler.go: the ends of revocations, written in batches
+	// nextLook is when Run looks at the store next by itself, in the store's
+	// time (Unix nanoseconds), or 0 while it is looking or has no plan: a
+	// change due before then kicks it (kickFor), others need not.
+	nextLook atomic.Int64
 }
 
 // New returns a Service. Call Run to start its scheduler.
@@ -264,7 +269,7 @@ func (s *Service) CreateRequestThen(ctx context.Context, u ajar.User, in ajar.Cr
 	s.metrics.created.Inc()
 	if activated {
 		// Granted in the commit: r is what was stored, nothing to re-read.
-		s.Kick()
+		s.kickFor(r.NextAt)
 		return r, then != nil, nil
 	}
 	if !heldAt.IsZero() {
@@ -272,7 +277,7 @@ func (s *Service) CreateRequestThen(ctx context.Context, u ajar.User, in ajar.Cr
 		r, err = s.getRequest(ctx, r.ID)
 		return r, false, err
 	}
-	s.Kick()
+	s.kickFor(r.NextAt)
 	return r, false, nil
 }
 
