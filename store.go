@@ -103,6 +103,13 @@ type ReadTx interface {
 // Tx writes the store inside Update.
 type Tx interface {
 	ReadTx
+	// AfterCommit arranges for f to run once fn's writes have committed: in
+	// Update's caller, before Update returns nil, in the order AfterCommit
+	// was called. If they do not commit (fn fails or panics, or the commit
+	// fails), f never runs. Call it from fn only. It is for effects outside
+	// the store that must follow a change and never precede it (a line in
+	// the server's log, events.Notifier); f must not block.
+	AfterCommit(f func())
 	// CreateRequest inserts r with Version 1 (set on r). ECONFLICT if r.ID exists.
 	CreateRequest(ctx context.Context, r *Request) error
 	// UpdateRequest writes r if the stored Version equals r.Version (compare and

@@ -159,7 +159,7 @@ func (s *Store) Update(ctx context.Context, fn func(ajar.Tx) error) error {
 			s.endUpdate(wctx, b, errPanicked)
 		}
 	}()
-	err := s.runFn(ctx, wctx, b, fn)
+	t, err := s.runFn(ctx, wctx, b, fn)
 	returned = true
 	if err = s.endUpdate(wctx, b, err); err != nil {
 		return err
@@ -167,7 +167,13 @@ func (s *Store) Update(ctx context.Context, fn func(ajar.Tx) error) error {
 	// fn's writes are in b; they are durable only once b commits. The wait is
 	// not cut short by ctx: the caller must learn whether its write committed.
 	<-b.done
-	return b.err
+	if b.err != nil {
+		return b.err
+	}
+	for _, f := range t.after {
+		f()
+	}
+	return nil
 }
 
 // beginBatch takes a connection for a new batch; its first fn begins the
@@ -180,11 +186,11 @@ func (s *Store) beginBatch(ctx context.Context) (*batch, error) {
 	return &batch{conn: conn, start: time.Now(), done: make(chan struct{})}, nil
 }
 
-// runFn opens fn's savepoint and runs fn in it, with b.cur set to fn's Tx.
-// Called with wmu held.
-func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) error) error {
+// runFn opens fn's savepoint and runs fn in it, with b.cur set to fn's Tx,
+// and returns that Tx. Called with wmu held.
+func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) error) (*tx, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	switch {
 	case !b.began && s.reuseClock(b):
@@ -202,7 +208,7 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 		if err != nil {
 			err = fmt.Errorf("postgres: begin: %w", err)
 			b.broken = err
-			return err
+			return nil, err
 		}
 		b.local0 = time.Now()
 		s.clockMu.Lock()
@@ -238,7 +244,7 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 		// would fail the whole batch.
 		err = errors.New("postgres: update ignored a failed statement")
 	}
-	return err
+	return t, err
 }
 
 // reuseClock sets b's clock to the last reading of the database's clock if

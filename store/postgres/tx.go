@@ -57,7 +57,11 @@ type tx struct {
 	ids       []int64
 	idsUnread bool
 	notifies  *atomic.Bool
+	// after runs once fn's writes have committed (AfterCommit).
+	after []func()
 }
+
+func (t *tx) AfterCommit(f func()) { t.after = append(t.after, f) }
 
 var (
 	_ ajar.ReadTx = (*readTx)(nil)

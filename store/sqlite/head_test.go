@@ -155,10 +155,12 @@ func TestBatchNotCommittedWithoutItsEvents(t *testing.T) {
 	s := openTemp(t)
 	ctx := t.Context()
 	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	ran := false
 	err := s.Update(ctx, func(tx ajar.Tx) error {
 		if err := tx.PutKey(ctx, "k", []byte("v")); err != nil {
 			return err
 		}
+		tx.AfterCommit(func() { ran = true })
 		ev, err := tx.AppendAudit(ctx, ajar.AuditEvent{Time: at, Actor: "test", Action: "key.put", Subject: "k"})
 		if err != nil {
 			return err
@@ -169,6 +171,9 @@ func TestBatchNotCommittedWithoutItsEvents(t *testing.T) {
 	})
 	if err == nil {
 		t.Fatal("the Update committed although its audit event could not be inserted")
+	}
+	if ran {
+		t.Error("AfterCommit's function ran although nothing committed")
 	}
 	err = s.View(ctx, func(tx ajar.ReadTx) error {
 		if _, err := tx.GetKey(ctx, "k"); ajar.ErrorCode(err) != ajar.ENOTFOUND {

@@ -361,7 +361,7 @@ func (s *Store) Update(ctx context.Context, fn func(ajar.Tx) error) error {
 			s.endUpdate(wctx, b, false)
 		}
 	}()
-	err := s.runFn(ctx, wctx, fn)
+	t, err := s.runFn(ctx, wctx, fn)
 	returned = true
 	s.endUpdate(wctx, b, err == nil)
 	if err != nil {
@@ -370,16 +370,23 @@ func (s *Store) Update(ctx context.Context, fn func(ajar.Tx) error) error {
 	// fn's writes are in b; they are durable only once b commits. The wait is
 	// not cut short by ctx: the caller must learn whether its write committed.
 	<-b.done
-	return b.err
+	if b.err != nil {
+		return b.err
+	}
+	for _, f := range t.after {
+		f()
+	}
+	return nil
 }
 
-// runFn runs fn inside SAVEPOINT u. Called with wmu held.
-func (s *Store) runFn(ctx, wctx context.Context, fn func(ajar.Tx) error) error {
+// runFn runs fn inside SAVEPOINT u and returns the Tx it ran with. Called
+// with wmu held.
+func (s *Store) runFn(ctx, wctx context.Context, fn func(ajar.Tx) error) (*tx, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.execControl(wctx, "SAVEPOINT u"); err != nil {
-		return fmt.Errorf("sqlite: savepoint: %w", err)
+		return nil, fmt.Errorf("sqlite: savepoint: %w", err)
 	}
 	s.inSavepoint = true
 	s.spHead = s.head
@@ -392,7 +399,7 @@ func (s *Store) runFn(ctx, wctx context.Context, fn func(ajar.Tx) error) error {
 		// than that statement, so fn's work cannot be trusted to be whole.
 		err = fmt.Errorf("sqlite: update ignored a failed statement: %w", t.failed())
 	}
-	return err
+	return t, err
 }
 
 // endUpdate releases fn's savepoint, or rolls it back unless ok, then commits the

@@ -46,7 +46,11 @@ type tx struct {
 	// reqs are the requests fn wrote: their requester and target go with
 	// the events about them, without a lookup per event.
 	reqs []reqKey
+	// after runs once fn's writes have committed (AfterCommit).
+	after []func()
 }
+
+func (t *tx) AfterCommit(f func()) { t.after = append(t.after, f) }
 
 // pendingEvent is an audit event waiting in an auditQueue, with the search
 // columns of the request it is about when its tx knew them.

@@ -58,6 +58,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"UpdateRollsBackOnError", testUpdateRollsBackOnError},
 		{"UpdateRollsBackOnPanic", testUpdateRollsBackOnPanic},
 		{"UpdateCancelledContext", testUpdateCancelledContext},
+		{"AfterCommit", testAfterCommit},
 		{"ListRequests", testListRequests},
 		{"ListRequestsSameParams", testListRequestsSameParams},
 		{"ListRequestsDefaultLimit", testListRequestsDefaultLimit},
