@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -63,7 +61,7 @@ func (d countingDetails) MarshalJSON() ([]byte, error) {
 // for the audit event and its notification alike, which carries the same
 // bytes (issue 14: the writer's lock is held meanwhile).
 func TestAuditEncodesDetailsOnce(t *testing.T) {
-	s := &Service{notify: events.NewNotifier(events.NotifyConfig{Sinks: []notify.Sink{notify.NewLog("log", nil, slog.New(slog.NewTextHandler(io.Discard, nil)))}},
+	s := &Service{notify: events.NewNotifier(events.NotifyConfig{Sinks: []notify.Sink{notify.NewWebhook("hook", nil, "http://127.0.0.1:9/", nil, nil)}},
 		func(string) (string, error) { return "ssh-cert", nil }, func(string) bool { return false })}
 	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	r := &ajar.Request{ID: "req_1", Target: "web", Requester: "alice@example.com", Duration: 5 * time.Minute, State: ajar.StatePending}
@@ -105,7 +103,7 @@ func TestAuditEncodesDetailsOnce(t *testing.T) {
 // (CreateRequestThen): request.created and request.approved notify a sink,
 // grant.started and request.activated do not (issue 14).
 func BenchmarkAuditAutoApproved(b *testing.B) {
-	sink := notify.NewLog("log", nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sink := notify.NewWebhook("hook", nil, "http://127.0.0.1:9/", nil, nil) // through the outbox
 	s := &Service{notify: events.NewNotifier(events.NotifyConfig{Sinks: []notify.Sink{sink}, BaseURL: "https://ajar.example.com"},
 		func(string) (string, error) { return "ssh-cert", nil }, func(string) bool { return false })}
 	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)

@@ -31,9 +31,10 @@ type NotifyConfig struct {
 }
 
 // Notifier writes notifications to the outbox in the caller's transaction,
-// so that the outbox and the state change commit together: the core calls it
-// from its audit write (Audit) and its scheduler (RemindExpiring). Its
-// methods are safe for concurrent use.
+// so that the outbox and the state change commit together; a notify.Direct
+// sink gets its event once the transaction has committed, without the
+// outbox. The core calls it from its audit write (Audit) and its scheduler
+// (RemindExpiring). Its methods are safe for concurrent use.
 type Notifier struct {
 	cfg   NotifyConfig
 	build Builder
@@ -125,19 +126,38 @@ func (n *Notifier) enqueue(ctx context.Context, tx ajar.Tx, typ, actor, subject 
 	}
 	now := tx.Now()
 	ev := n.build.Build(typ, actor, subject, r, details, now)
-	b, err := ev.AppendJSON(make([]byte, 0, 1536)) // json.Marshal's bytes; most events fit
-	if err != nil {
-		return fmt.Errorf("notify %s: %w", typ, err)
-	}
+	var b []byte
+	var direct []notify.Direct
 	for _, sk := range n.cfg.Sinks {
 		if !sk.Wants(typ) {
 			continue
+		}
+		if d, ok := sk.(notify.Direct); ok {
+			direct = append(direct, d)
+			continue
+		}
+		if b == nil {
+			var err error
+			if b, err = ev.AppendJSON(make([]byte, 0, 1536)); err != nil { // json.Marshal's bytes; most events fit
+				return fmt.Errorf("notify %s: %w", typ, err)
+			}
 		}
 		if _, err := tx.EnqueueNotification(ctx, &ajar.Notification{Sink: sk.Name(), Key: key, Event: b, CreatedAt: now}); err != nil {
 			return fmt.Errorf("notify %s to %s: %w", typ, sk.Name(), err)
 		}
 	}
-	n.Wake() // the worker may look before the commit; its poll catches up
+	if len(direct) > 0 {
+		// Never before the change it reports has committed; never if it
+		// does not.
+		tx.AfterCommit(func() {
+			for _, d := range direct {
+				d.Deliver(context.WithoutCancel(ctx), &ev)
+			}
+		})
+	}
+	if b != nil {
+		n.Wake() // the worker may look before the commit; its poll catches up
+	}
 	return nil
 }
 

@@ -105,8 +105,11 @@ func (t *captureTx) EnqueueNotification(_ context.Context, n *ajar.Notification)
 // TestNotifierWritesJSONMarshalBytes: what the outbox stores for each sink is
 // json.Marshal's encoding of the event, its details the audit event's bytes.
 func TestNotifierWritesJSONMarshalBytes(t *testing.T) {
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sinks := []notify.Sink{notify.NewLog("all", nil, logger), notify.NewLog("created", []string{policy.EventRequestCreated}, logger)}
+	logSink := notify.NewLog("log", nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sinks := []notify.Sink{
+		notify.NewWebhook("all", nil, "http://127.0.0.1:9/", nil, nil),
+		notify.NewWebhook("created", []string{policy.EventRequestCreated}, "http://127.0.0.1:9/", nil, nil),
+	}
 	n := NewNotifier(NotifyConfig{Sinks: sinks, BaseURL: "https://ajar.example.com/"},
 		func(string) (string, error) { return "ssh-cert", nil }, func(string) bool { return true })
 	now := time.Date(2026, 3, 1, 9, 0, 0, 5, time.FixedZone("", 3600))
@@ -150,7 +153,7 @@ func TestNotifierWritesJSONMarshalBytes(t *testing.T) {
 			if !bytes.Equal(ev.Details, raw) {
 				t.Errorf("%s: details %s, audit event's %s", c.action, ev.Details, raw)
 			}
-			if err := sinks[0].Send(ctx, note.Event); err != nil {
+			if err := logSink.Send(ctx, note.Event); err != nil {
 				t.Errorf("%s: log sink: %v", c.action, err)
 			}
 		}

@@ -6,7 +6,8 @@
 // wants it, to the store's outbox in the transaction of the state change; the
 // delivery workers (package notify/outbox) then hand the event's JSON to
 // Sink.Send until the sink accepts it. Sinks hold no state and never retry by
-// themselves.
+// themselves. The server's log is a Direct sink: it takes each event in the
+// process once the change has committed, without the outbox.
 package notify
 
 import (
@@ -68,6 +69,19 @@ type Sink interface {
 	// it was not delivered and will be sent again later; Send must give up
 	// when ctx ends.
 	Send(ctx context.Context, event []byte) error
+}
+
+// Direct is a sink that takes each event in the process that made the change,
+// once the change has committed (ajar.Tx.AfterCommit), instead of through the
+// outbox: the server's log, whose writing cannot fail and is not retried, so
+// that the outbox's writes (the event, then its delivery record) would cost
+// more than the line. An event lost with a crash between the commit and its
+// line is still in the audit log. Send remains for events of the sink the
+// outbox holds (enqueued before it was Direct).
+type Direct interface {
+	Sink
+	// Deliver hands ev over; it must not block.
+	Deliver(ctx context.Context, ev *Event)
 }
 
 // DefaultTimeout bounds one delivery attempt.
@@ -150,13 +164,41 @@ func (l *Log) Send(ctx context.Context, event []byte) error {
 	if err := json.Unmarshal(event, &e); err != nil {
 		return fmt.Errorf("log sink %s: decode event: %w", l.name, err)
 	}
-	attrs := []any{"sink", l.name, "type", e.Type, "id", e.ID, "summary", e.Summary}
+	var request *string
 	if e.Request != nil {
-		attrs = append(attrs, "request", e.Request.ID)
+		request = &e.Request.ID
 	}
-	for _, a := range e.Actions {
-		attrs = append(attrs, "do", a.Command)
+	commands := make([]string, len(e.Actions))
+	for i, a := range e.Actions {
+		commands[i] = a.Command
+	}
+	l.log(ctx, e.ID, e.Type, e.Summary, request, commands)
+	return nil
+}
+
+// Deliver logs ev as Send logs its JSON (Log is a Direct sink).
+func (l *Log) Deliver(ctx context.Context, ev *Event) {
+	var request *string
+	if ev.Request != nil {
+		request = &ev.Request.ID
+	}
+	commands := make([]string, len(ev.Actions))
+	for i, a := range ev.Actions {
+		commands[i] = a.Command
+	}
+	l.log(ctx, ev.ID, ev.Type, ev.Summary, request, commands)
+}
+
+// log writes an event's line: its type, summary, request (nil: none) and
+// commands.
+func (l *Log) log(ctx context.Context, id, typ, summary string, request *string, commands []string) {
+	attrs := make([]any, 0, 10+2*len(commands))
+	attrs = append(attrs, "sink", l.name, "type", typ, "id", id, "summary", summary)
+	if request != nil {
+		attrs = append(attrs, "request", *request)
+	}
+	for _, c := range commands {
+		attrs = append(attrs, "do", c)
 	}
 	l.Logger.InfoContext(ctx, "notification", attrs...)
-	return nil
 }

@@ -144,6 +144,32 @@ func TestLogSink(t *testing.T) {
 	}
 }
 
+// TestLogDeliverIsSend: the line Deliver writes for an event (the server
+// makes it, without the outbox) is the line Send writes for its JSON (an
+// event the outbox still held).
+func TestLogDeliverIsSend(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(11, uint64(time.Now().UnixNano())))
+	for range 2000 {
+		ev := randomEvent(t, rnd)
+		body, err := json.Marshal(ev)
+		if err != nil {
+			continue // a time json.Marshal refuses: never stored
+		}
+		var decoded Event
+		if err := json.Unmarshal(body, &decoded); err != nil {
+			t.Fatal(err)
+		}
+		var sent, delivered bytes.Buffer
+		if err := (&Log{base: base{name: "log"}, Logger: slog.New(slog.NewJSONHandler(&sent, noTime))}).Send(t.Context(), body); err != nil {
+			t.Fatal(err)
+		}
+		(&Log{base: base{name: "log"}, Logger: slog.New(slog.NewJSONHandler(&delivered, noTime))}).Deliver(t.Context(), &decoded)
+		if sent.String() != delivered.String() {
+			t.Fatalf("Deliver logged\n%s\nSend logged\n%s", &delivered, &sent)
+		}
+	}
+}
+
 // TestLogLineIsTheEvent: the log sink's line shows what the event says, as
 // decoding the whole Event shows it, for any event.
 func TestLogLineIsTheEvent(t *testing.T) {

@@ -1,0 +1,101 @@
+package events
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/notify"
+	"github.com/ajar-dev/ajar/store/sqlite"
+)
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// The server's log (a notify.Direct sink) gets an event once the change it
+// reports has committed, and never one that did not commit; it has no row in
+// the outbox, where a webhook's event still goes in the same transaction.
+func TestDirectSinkGetsTheEventAfterTheCommit(t *testing.T) {
+	ctx := t.Context()
+	st, err := sqlite.Open(ctx, t.TempDir()+"/ajar.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var logged syncBuffer
+	logSink := notify.NewLog("server-log", nil, slog.New(slog.NewTextHandler(&logged, nil)))
+	hook := notify.NewWebhook("hook", nil, "http://127.0.0.1:9/", nil, nil)
+	n := NewNotifier(NotifyConfig{Sinks: []notify.Sink{logSink, hook}},
+		func(string) (string, error) { return "ssh-cert", nil }, func(string) bool { return false })
+	r := &ajar.Request{ID: "req_1", Target: "web", Requester: "alice@example.com", Reason: "fix", Policy: "web", State: ajar.StatePending}
+	create := func(tx ajar.Tx) error {
+		c := *r
+		c.CreatedAt, c.UpdatedAt = tx.Now(), tx.Now()
+		if err := tx.CreateRequest(ctx, &c); err != nil {
+			return err
+		}
+		return n.AuditStored(ctx, tx, r.Requester, "request.created", &c, nil)
+	}
+	errRefused := errors.New("refused after the audit write")
+	err = st.Update(ctx, func(tx ajar.Tx) error {
+		if err := create(tx); err != nil {
+			return err
+		}
+		return errRefused
+	})
+	if !errors.Is(err, errRefused) {
+		t.Fatalf("Update: %v", err)
+	}
+	if got := logged.String(); got != "" {
+		t.Fatalf("logged for a change that did not commit:\n%s", got)
+	}
+	err = st.Update(ctx, func(tx ajar.Tx) error {
+		if err := create(tx); err != nil {
+			return err
+		}
+		if got := logged.String(); got != "" {
+			t.Errorf("logged before the commit:\n%s", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := logged.String(); strings.Count(got, "msg=notification") != 1 || !strings.Contains(got, "type=request.created") || !strings.Contains(got, "request=req_1") {
+		t.Errorf("after the commit, logged:\n%s\nwant one request.created line about req_1", got)
+	}
+	err = st.View(ctx, func(tx ajar.ReadTx) error {
+		for sink, want := range map[string]int{"server-log": 0, "hook": 1} {
+			ns, err := tx.ListNotifications(ctx, ajar.NotificationFilter{Sink: sink})
+			if err != nil {
+				return err
+			}
+			if len(ns) != want {
+				t.Errorf("%d outbox rows for %s, want %d", len(ns), sink, want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
