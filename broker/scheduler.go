@@ -157,8 +157,7 @@ func (s *Service) Kick() {
 // store each (a write transaction).
 func (s *Service) kickFor(at *time.Time) {
 	if next := s.nextLook.Load(); at != nil && next != 0 && at.UnixNano() >= next {
-		s.notify.Wake()
-		return
+		return // the notifications written, if any, woke their workers
 	}
 	s.Kick()
 }
