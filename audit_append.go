@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+
+	"github.com/ajar-dev/ajar/internal/jsonenc"
 )
 
 // AppendAudit appends one audit event in tx, at the store's time, with details
@@ -25,10 +27,21 @@ func AppendAudit(ctx context.Context, tx Tx, actor, action, subject string, deta
 // and & escaped), nil for nil details. A caller that also hands the details
 // on (the notification of the event) encodes them once with it and appends
 // with AppendAuditJSON. An error means details cannot be encoded.
+//
+// The bytes are hashed into the audit chain, so they are json.Marshal's,
+// always: the common shapes (a map[string]any of strings, numbers, times,
+// string lists and maps, raw JSON; see jsonenc.AppendValue) are written
+// without reflection, byte for byte the same, and anything else, or anything
+// json.Marshal might refuse, goes to json.Marshal whole.
 func MarshalAuditDetails(action string, details any) (json.RawMessage, error) {
 	if details == nil {
 		return nil, nil
 	}
+	if b, ok := jsonenc.AppendValue(make([]byte, 0, 256), details); ok {
+		jsonenc.AuditDetailsEncoded(action, true)
+		return b, nil
+	}
+	jsonenc.AuditDetailsEncoded(action, false)
 	b, err := json.Marshal(details)
 	if err != nil {
 		return nil, fmt.Errorf("audit %s: %w", action, err)
