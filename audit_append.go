@@ -1,9 +1,11 @@
 package ajar
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/ajar-dev/ajar/internal/jsonenc"
 )
@@ -37,9 +39,19 @@ func MarshalAuditDetails(action string, details any) (json.RawMessage, error) {
 	if details == nil {
 		return nil, nil
 	}
-	if b, ok := jsonenc.AppendValue(make([]byte, 0, 256), details); ok {
+	scratch := detailsScratch.Get().(*[]byte)
+	enc, ok := jsonenc.AppendValue((*scratch)[:0], details)
+	var out json.RawMessage
+	if ok {
+		out = bytes.Clone(enc) // at its size, and not the pool's: the event and its notification keep it
+	}
+	if cap(enc) <= 64<<10 {
+		*scratch = enc[:0]
+		detailsScratch.Put(scratch)
+	}
+	if ok {
 		jsonenc.AuditDetailsEncoded(action, true)
-		return b, nil
+		return out, nil
 	}
 	jsonenc.AuditDetailsEncoded(action, false)
 	b, err := json.Marshal(details)
@@ -48,6 +60,10 @@ func MarshalAuditDetails(action string, details any) (json.RawMessage, error) {
 	}
 	return b, nil
 }
+
+// detailsScratch holds the buffers MarshalAuditDetails writes details in
+// before it copies them out at their size.
+var detailsScratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // AppendAuditJSON is AppendAudit with details already encoded by
 // MarshalAuditDetails; they are stored as they are (the store checks that

@@ -414,6 +414,25 @@ func hotDetails() []struct {
 	}
 }
 
+// TestMarshalAuditDetailsOwnsItsBytes: the details it returns are the
+// caller's (stored, hashed, handed to the notification), never a buffer it
+// writes the next details in.
+func TestMarshalAuditDetailsOwnsItsBytes(t *testing.T) {
+	first, err := MarshalAuditDetails("a", map[string]any{"n": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := string(first)
+	for i := range 100 {
+		if _, err := MarshalAuditDetails("b", map[string]any{"n": i + 2, "s": strings.Repeat("x", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if string(first) != kept || kept != `{"n":1}` {
+		t.Fatalf("first details %q, then %q after more calls", kept, first)
+	}
+}
+
 func TestHotDetailsTakeTheFastPath(t *testing.T) {
 	for _, h := range hotDetails() {
 		checkSame(t, h.details, true)
