@@ -68,16 +68,17 @@ func TestMatch(t *testing.T) {
 // outside an Only list, and that Direct rules ignore indirect ones.
 func TestCheckFindsBreaches(t *testing.T) {
 	pkgs := fake(map[string][]string{
-		".":              nil,
-		"broker":         {"."},
-		"api":            {"readmodel", "."}, // broker only through readmodel: fine (Direct)
-		"readmodel":      {"broker", "."},
-		"store/sqlite":   {"helper"}, // reaches broker through helper
-		"helper":         {"broker"},
-		"provider/awssg": {"broker", "."},       // direct
-		"audit":          {".", "store/sqlite"}, // outside Only
-		"node":           {"api", "."},          // broker only through api: fine (Direct)
-		"policy":         {"."},
+		".":                {"internal/jsonenc"}, // a leaf: allowed everywhere
+		"internal/jsonenc": nil,
+		"broker":           {"."},
+		"api":              {"readmodel", "."}, // broker only through readmodel: fine (Direct)
+		"readmodel":        {"broker", "."},
+		"store/sqlite":     {"helper"}, // reaches broker through helper
+		"helper":           {"broker"},
+		"provider/awssg":   {"broker", "."},       // direct
+		"audit":            {".", "store/sqlite"}, // outside Only
+		"node":             {"api", "."},          // broker only through api: fine (Direct)
+		"policy":           {"."},
 	})
 	got := map[[2]string][]string{}
 	for _, b := range check(pkgs, rules) {
@@ -97,5 +98,14 @@ func TestCheckFindsBreaches(t *testing.T) {
 	}
 	for key := range got {
 		t.Errorf("unexpected breach %s -> %s", key[0], key[1])
+	}
+	// A leaf that imports a project package is no longer one.
+	leaf := fake(map[string][]string{".": {"internal/jsonenc"}, "internal/jsonenc": {"policy"}, "policy": nil})
+	var found []string
+	for _, b := range check(leaf, rules) {
+		found = append(found, b.from+" -> "+b.to)
+	}
+	if !slices.Contains(found, "internal/jsonenc -> policy") {
+		t.Errorf("a leaf importing policy: breaches %q, want internal/jsonenc -> policy", found)
 	}
 }
