@@ -1,0 +1,243 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ajar-dev/ajar"
+)
+
+// checkDuplicateKeysRef is the former checkDuplicateKeys, built on
+// encoding/json's Decoder.Token: the reference the one-pass scanner must agree
+// with on every input.
+func checkDuplicateKeysRef(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	err := dupValueRef(dec, "")
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	if _, ok := errors.AsType[*ajar.Error](err); ok {
+		return err
+	}
+	return nil
+}
+
+func dupValueRef(dec *json.Decoder, path string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch tok {
+	case json.Delim('{'):
+		seen := map[string]bool{}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key, _ := kt.(string)
+			field := key
+			if path != "" {
+				field = path + "." + key
+			}
+			if seen[key] {
+				return ajar.FieldErrorf(field, "given more than once")
+			}
+			seen[key] = true
+			if err := dupValueRef(dec, field); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token()
+		return err
+	case json.Delim('['):
+		for dec.More() {
+			if err := dupValueRef(dec, path); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token()
+		return err
+	}
+	return nil
+}
+
+// dupSeeds are inputs on which a checker that is almost right goes wrong:
+// escaped and unescaped spellings of one key, surrogates, invalid UTF-8,
+// duplicates at several depths and after arrays, whitespace, syntax errors
+// before and after a duplicate, trailing data, deep nesting.
+var dupSeeds = []string{
+	``, ` `, `null`, `{}`, `[]`, `{"a":1}`, `{"a":1,"a":2}`, `{"a":1,"b":2,"a":3}`,
+	`{"target":"dev","target":"prod-web","duration":"45m"}`,
+	`{"target":"prod-web","params":{"db":"a","db":"b"}}`,
+	`{"target":"prod-web","params":{"db":"a"},"params":{"db":"b"}}`,
+	`{"a":"x","\u0061":"y"}`, `{"\u0061":1,"a":2}`, `{"A":1,"\u0041":2}`, `{"a":1,"A":2}`,
+	`{"\/":1,"/":2}`, `{"\"":1,"\u0022":2}`, `{"\\":1,"\u005c":2}`, `{"\n":1,"\u000a":2}`,
+	`{"\b\f\n\r\t":1,"\u0008\u000c\u000A\u000D\u0009":2}`,
+	`{"\ud83d\ude00":1,"😀":2}`, `{"\uD83D\uDE00":1,"\ud83d\ude00":2}`,
+	`{"\ud800":1,"\udc00":2}`, `{"\ud800":1,"�":2}`, `{"\ud800x":1,"\ufffdx":2}`,
+	`{"\ud800\u0041":1,"\ufffdA":2}`, `{"\udc00\ud800":1,"\ufffd\ufffd":2}`,
+	`{"\ud800\ud800":1,"\ufffd\ufffd":2}`, `{"\ud800\\u0041":1,"\ufffd\\u0041":2}`,
+	"{\"\xff\":1,\"\xfe\":2}", "{\"\xff\":1,\"\ufffd\":2}", "{\"\xe2\x82\":1,\"\ufffd\ufffd\":2}",
+	"{\"\xed\xa0\x80\":1,\"\ufffd\ufffd\ufffd\":2}", "{\"\xc0\xaf\":1,\"\ufffd\ufffd\":2}",
+	"{\"\xef\xbf\xbd\":1,\"\\ufffd\":2}", "{\"a\xffb\":1,\"a\\ufffdb\":2}", "{\"\x7f\":1,\"\\u007f\":2}",
+	`{"a":{"b":{"c":1,"c":2}}}`, `{"a":[{"b":1},{"b":1,"b":2}]}`, `[{"a":1},{"a":1},{"a":1,"a":1}]`,
+	`[[[[{"x":{"y":[{"z":1,"z":2}]}}]]]]`, `{"a":[1,2,{"a":1}],"a":3}`, `{"a":{"a":{"a":1}},"b":{"a":1,"a":2}}`,
+	`{"":1,"":2}`, `{"":{"a":1,"a":2}}`, `{"":{"":{"x":1,"x":2}}}`, `{"a":{"":{"":1,"":2}}}`,
+	`{"a.b":1,"a":{"b":1,"b":2}}`, `{"a":1,"a.b":{"c":1,"c":2},"a":2}`,
+	" \t\r\n{ \t\r\n\"a\" \t\r\n: \t\r\n1 \t\r\n, \t\r\n\"a\" \t\r\n: 2}",
+	"{\"a\":1,\v\"a\":2}", "{\"a\":1,\f\"a\":2}", "\ufeff{\"a\":1,\"a\":2}",
+	`{"a":1,"a"`, `{"a":1,"a"}`, `{"a":1,"a":`, `{"a":1,"a`, `{"a":1 "a":2}`, `{"a":1,,"a":2}`,
+	`{"a" 1,"a":2}`, `{"a":1,}`, `{,"a":1}`, `{"a":01,"a":1}`, `{"a":1.,"a":1}`, `{"a":-,"a":1}`,
+	`{"a":1e,"a":1}`, `{"a":1e+,"a":1}`, `{"a":-0.0e-0,"a":1}`, `{"a":1E+10,"a":1}`, `{"a":tru,"a":1}`,
+	`{"a":truex,"a":1}`, `{"a":nul,"a":1}`, `{"a":true,"a":false}`, `{"a":null,"a":null}`,
+	`{"a":"\x","a":1}`, `{"a":"\u12","a":1}`, `{"a":"\u12g4","a":1}`, `{"a":"\'","a":1}`,
+	"{\"a\":\"\x01\",\"a\":1}", "{\"a\x1f\":1,\"a\":2}", `{"a":[1,],"a":1}`, `{"a":[,1],"a":1}`,
+	`{"a":[1 2],"a":1}`, `{"a":{"b":1]},"a":1}`, `{"a":[1},"a":1}`, `{"a":"b":1,"a":2}`,
+	`{"a":1}{"a":1,"a":2}`, `{"a":1} {"b":1,"b":2}`, `{"a":1}x`, `{"a":1}]`, `[1]{"a":1,"a":2}`,
+	`1 {"a":1,"a":2}`, `"x" {"a":1,"a":2}`, `{1:2}`, `{"a":1,2:3}`, `}`, `]`, `,`, `:`,
+	`[{"a":1,"a":2}`, `[{"a":1},{"a":1,"a":2}`, `{"a":[{"b":1,"b":2}`,
+	strings.Repeat("[", 1000) + `{"a":1,"a":2}` + strings.Repeat("]", 1000),
+	strings.Repeat(`{"a":`, 500) + `{"b":1,"b":2}` + strings.Repeat("}", 500),
+	strings.Repeat(`[{"a":[`, 300),
+	`{` + strings.Repeat(`"k":1,`, 0) + manyKeys(40) + `,"k7":1}`,
+	`{` + manyKeys(40) + `,"\u006b39":1}`, `{` + manyKeys(17) + `,"k0":1}`, `{` + manyKeys(16) + `,"k15":1}`,
+	`{"o":{` + manyKeys(30) + `},"o2":{` + manyKeys(30) + `,"k29":0}}`,
+}
+
+// manyKeys is "k0":0,"k1":1,... with n members.
+func manyKeys(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"k` + strconv.Itoa(i) + `":` + strconv.Itoa(i))
+	}
+	return b.String()
+}
+
+// sameDupResult reports how got and want differ, "" if they agree: both nil,
+// or both an EINVALID *ajar.Error with the same field and message.
+func sameDupResult(got, want error) string {
+	if got == nil && want == nil {
+		return ""
+	}
+	g, gok := errors.AsType[*ajar.Error](got)
+	w, wok := errors.AsType[*ajar.Error](want)
+	if !gok || !wok || *g != *w {
+		return "got " + errString(got) + ", want " + errString(want)
+	}
+	return ""
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "nil"
+	}
+	if e, ok := errors.AsType[*ajar.Error](err); ok {
+		return "{" + e.Code + " field=" + quote(e.Field) + " " + quote(e.Message) + "}"
+	}
+	return "non-ajar error " + quote(err.Error())
+}
+
+func quote(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+// TestCheckDuplicateKeysSeeds runs the seed corpus through both checkers and
+// also pins a few answers, so that a reference broken the same way as the
+// scanner would not pass.
+func TestCheckDuplicateKeysSeeds(t *testing.T) {
+	for _, s := range dupSeeds {
+		if d := sameDupResult(checkDuplicateKeys([]byte(s)), checkDuplicateKeysRef([]byte(s))); d != "" {
+			t.Errorf("%.200q: %s", s, d)
+		}
+	}
+	for body, field := range map[string]string{
+		`{"a":"x","\u0061":"y"}`:                         "a",
+		`{"\ud800":1,"\udc00":2}`:                        "\ufffd",
+		"{\"\xff\":1,\"\\ufffd\":2}":                     "\ufffd",
+		`{"\ud83d\ude00":1,"😀":2}`:                       "😀",
+		`{"x":[{"b":1},{"b":1,"b":2}]}`:                  "x.b",
+		`[[{"x":{"y":[{"z":1,"z":2}]}}]]`:                "x.y.z",
+		`{"":{"a":1,"a":2}}`:                             "a",
+		`{"a":{"":{"":1,"":2}}}`:                         "a..",
+		`{"a":1,"a"`:                                     "a",
+		`[{"a":1},{"b":1,"a":1,"b":2}]`:                  "b",
+		`{` + manyKeys(40) + `,"\u006b39":1}`:            "k39",
+		strings.Repeat(`{"a":`, 3) + `{"b":1,"b":2}}}}}`: "a.a.a.b",
+		`{"o":{` + manyKeys(30) + `},"o":{"k1":1}}`:      "o",
+		`{"a":[{"c":1}],"b":{"c":{"d":1,"d":2}}}`:        "b.c.d",
+	} {
+		e, ok := errors.AsType[*ajar.Error](checkDuplicateKeys([]byte(body)))
+		if !ok || e.Field != field || e.Message != "given more than once" || e.Code != ajar.EINVALID {
+			t.Errorf("%.200q: got %v, want field %q given more than once", body, e, field)
+		}
+	}
+	for _, body := range []string{`{"a":1,"a`, `{"a":1}{"a":1,"a":2}`, `{"a":[1,],"a":1}`, `{"a":"\'","a":1}`,
+		`{"a":1,"b":{"a":1}}`, `[{"a":1},{"a":1}]`, "{\"\xff\":1,\"\xff\\u0041\":1}"} {
+		if err := checkDuplicateKeys([]byte(body)); err != nil {
+			t.Errorf("%q: %v, want nil", body, err)
+		}
+	}
+}
+
+// TestCheckDuplicateKeysDeep checks that a body of nothing but nesting, as
+// large as the server reads, neither overflows nor is refused.
+func TestCheckDuplicateKeysDeep(t *testing.T) {
+	for _, open := range []string{"[", `{"a":`, `[{"":`} {
+		body := []byte(strings.Repeat(open, 1<<20/len(open)))
+		if err := checkDuplicateKeys(body); err != nil {
+			t.Errorf("%q...: %v", open, err)
+		}
+	}
+}
+
+// FuzzCheckDuplicateKeys compares the one-pass scanner with the former
+// Decoder.Token check on arbitrary bytes.
+func FuzzCheckDuplicateKeys(f *testing.F) {
+	for _, s := range dupSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if d := sameDupResult(checkDuplicateKeys(body), checkDuplicateKeysRef(body)); d != "" {
+			t.Errorf("%q: %s", body, d)
+		}
+	})
+}
+
+// createBody is a typical POST /v1/requests body.
+const createBody = `{"target":"prod-db","duration":"45m","reason":"deploy 2026.12.07 hotfix for INC-4411",` +
+	`"ticket":"INC-4411","params":{"db":"orders","role":"readonly"}}`
+
+// BenchmarkDecodeCreateBody measures decodeJSON on a typical create body.
+func BenchmarkDecodeCreateBody(b *testing.B) {
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	for b.Loop() {
+		r, _ := http.NewRequest("POST", "/v1/requests", strings.NewReader(createBody))
+		r.Header.Set("Content-Type", "application/json")
+		var in ajar.CreateInput
+		if err := decodeJSON(w, r, &in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCheckDuplicateKeys measures the check alone on a typical create body.
+func BenchmarkCheckDuplicateKeys(b *testing.B) {
+	body := []byte(createBody)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := checkDuplicateKeys(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
