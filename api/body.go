@@ -75,6 +75,22 @@ type dupScanner struct {
 	stack []dupFrame
 	keys  [][]byte // keys of the open objects, decoded, innermost last
 	buf   []byte   // decoded keys that differ from their raw bytes
+
+	// When scan returns nil, what it learnt about the first value, for
+	// decodeJSON. end is 0 unless the value is complete and valid: then it is
+	// the index just past it, rest the index of the first byte after it that is
+	// not JSON whitespace (len(b) if none) and first its first byte.
+	end, rest int
+	first     byte
+	// members, if collect is set and the first value is an object, are its
+	// members in document order, each value's bytes without whitespace.
+	collect bool
+	members []rawMember
+}
+
+// rawMember is a member of a JSON object: its key, decoded, and its value.
+type rawMember struct {
+	key, raw []byte
 }
 
 func (d *dupScanner) scan(b []byte) error {
@@ -87,11 +103,20 @@ func (d *dupScanner) scan(b []byte) error {
 		member bool   // the value that comes next is an object member's
 		key    []byte // whose key is this
 	)
+	var (
+		rootKey  []byte // the key of the root object's member being read
+		valStart int    // where its value starts
+	)
 	state := stValue
 	i := 0
 	for {
+		prev := i // just past the last value when state is stAfter
 		for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 			i++
+		}
+		if state == stAfter && len(d.stack) == 0 {
+			d.end, d.rest = prev, i
+			return nil // the first value is complete
 		}
 		if i >= len(b) {
 			return nil // truncated (or empty): the decoder says so
@@ -101,6 +126,12 @@ func (d *dupScanner) scan(b []byte) error {
 		case stValue:
 			m, k := member, key
 			member, key = false, nil
+			switch len(d.stack) {
+			case 0:
+				d.first = c
+			case 1:
+				valStart = i
+			}
 			switch {
 			case c == '{' || c == '[':
 				i++
@@ -137,10 +168,10 @@ func (d *dupScanner) scan(b []byte) error {
 			}
 			state = stAfter
 		case stAfter:
-			if len(d.stack) == 0 {
-				return nil // the first value is complete
-			}
 			top := &d.stack[len(d.stack)-1]
+			if d.collect && len(d.stack) == 1 && top.object {
+				d.members = append(d.members, rawMember{rootKey, b[valStart:prev]})
+			}
 			switch {
 			case c == ',' && top.object:
 				state = stKey
@@ -173,6 +204,9 @@ func (d *dupScanner) scan(b []byte) error {
 			}
 			i++
 			member, key = true, k
+			if len(d.stack) == 1 {
+				rootKey = k
+			}
 			state = stValue
 		}
 	}

@@ -4,14 +4,22 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/ajar-dev/ajar"
+	"github.com/ajar-dev/ajar/readmodel"
+	"github.com/ajar-dev/ajar/sshaccess"
 )
 
 // checkDuplicateKeysRef is the former checkDuplicateKeys, built on
@@ -240,4 +248,253 @@ func BenchmarkCheckDuplicateKeys(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// decodeJSONRef is the former decodeJSON: the duplicate check, then a decode
+// into a map of raw fields, then json.Unmarshal per field.
+func decodeJSONRef(w http.ResponseWriter, r *http.Request, dst any) error {
+	if err := checkContentType(r); err != nil {
+		return err
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return ajar.Errorf(ajar.EINVALID, "request body is larger than %d bytes", tooBig.Limit)
+		}
+		return ajar.Errorf(ajar.EINVALID, "cannot read request body")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	if r.Header.Get("Content-Type") == "" {
+		return &mediaTypeError{ajar.FieldErrorf("Content-Type", "a request body must be sent with Content-Type: application/json")}
+	}
+	if err := checkDuplicateKeysRef(body); err != nil {
+		return err
+	}
+	var fields map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&fields); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return ajar.Errorf(ajar.EINVALID, "request body must be a JSON object")
+		}
+		return ajar.Errorf(ajar.EINVALID, "request body is not valid JSON")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return ajar.Errorf(ajar.EINVALID, "request body has data after the JSON object")
+	}
+	if fields == nil {
+		return ajar.Errorf(ajar.EINVALID, "request body must be a JSON object")
+	}
+	v := reflect.ValueOf(dst).Elem()
+	index := jsonFieldIndexRef(v.Type())
+	names := make([]string, 0, len(fields))
+	for name := range fields {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		i, ok := index[name]
+		if !ok {
+			return ajar.FieldErrorf(name, "unknown field")
+		}
+		if err := json.Unmarshal(fields[name], v.Field(i).Addr().Interface()); err != nil {
+			return fieldDecodeError(name, v.Field(i).Type(), fields[name], err)
+		}
+	}
+	return nil
+}
+
+func jsonFieldIndexRef(t reflect.Type) map[string]int {
+	index := make(map[string]int, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		index[name] = i
+	}
+	return index
+}
+
+// bodyTypes are the structs the server decodes request bodies into.
+var bodyTypes = []func() any{
+	func() any { return new(ajar.CreateInput) },
+	func() any { return new(sshaccess.Input) },
+	func() any { return new(sessionsBody) },
+	func() any { return new(CreateTokenInput) },
+	func() any { return new(readmodel.ExplainInput) },
+	func() any { return new(cliTokenBody) },
+	func() any { return new(deviceTokenBody) },
+	func() any { return new(approveBody) },
+	func() any { return new(denyBody) },
+	func() any { return new(sshCertBody) },
+	func() any { return new(reviewBody) },
+	func() any { return new(emptyBody) },
+	func() any { return new(struct{}) },
+	func() any { return new(oddBody) },
+}
+
+// oddBody has the field types the request bodies do not use (yet) but
+// decodeJSON must still get right: a string type with UnmarshalText, one with
+// UnmarshalJSON, json.Number, a named string, a *string, a field without tag.
+type oddBody struct {
+	Addr   netip.Addr `json:"addr"`
+	Level  slog.Level `json:"level"`
+	Num    json.Number
+	Named  oddString `json:"named"`
+	Ptr    *string   `json:"ptr"`
+	Upper  upperJSON `json:"upper"`
+	Hidden string    `json:"-"`
+	N      int       `json:"n,string"`
+}
+
+type oddString string
+
+// upperJSON is a string type with its own UnmarshalJSON.
+type upperJSON string
+
+func (u *upperJSON) UnmarshalJSON(b []byte) error {
+	*u = upperJSON(strings.ToUpper(string(b)))
+	return nil
+}
+
+// bodyValues are member values tried in every field, of every type.
+var bodyValues = []string{
+	`"x"`, `""`, `"prod-web"`, `"45m"`, `"\u0041\n\"\\\/"`, `"\ud800"`, `"\ud83d\ude00"`, "\"\xff\xfe\"", `"😀"`,
+	`"2026-01-02T15:04:05Z"`, `"2026-13-02"`, `"127.0.0.1"`, `"INFO"`, `"12"`, `"1e3"`, `"-"`,
+	`0`, `12`, `-1.5e3`, `1e999`, `true`, `false`, `null`, `{}`, `[]`, `[1,"a",{"b":null}]`,
+	`{"db":"a"}`, `{"db":"a","role":"ro"}`, `{"db":1}`, `{"a":"x","b":[1]}`, `{"a":{"b":1}}`, `{"a":null}`,
+	`{"\u0061":"x"}`, `[{"id":"s1"},{"id":2}]`, `["x",1]`, `{"db":"a","db":"b"}`, `[{"a":1,"a":2}]`,
+}
+
+// genBody makes a body from the JSON names of t's fields, bodyValues and a few
+// unknown names, sometimes broken on purpose.
+func genBody(rng *rand.Rand, t reflect.Type) string {
+	var names []string
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name == "" {
+			name = t.Field(i).Name
+		}
+		names = append(names, name)
+	}
+	names = append(names, "unknown", "Target", "target ", `\u0074arget`, "")
+	ws := []string{"", "", "", " ", "\n\t", "\r\n  "}
+	var b strings.Builder
+	b.WriteString(ws[rng.IntN(len(ws))] + "{")
+	n := rng.IntN(5)
+	used := map[string]bool{}
+	for range n {
+		name := names[rng.IntN(len(names))]
+		if rng.IntN(3) > 0 && t.NumField() > 0 { // mostly known fields
+			name = names[rng.IntN(t.NumField())]
+		}
+		if used[name] && rng.IntN(4) > 0 { // a few duplicates, not many
+			continue
+		}
+		if len(used) > 0 {
+			b.WriteString(ws[rng.IntN(len(ws))] + ",")
+		}
+		used[name] = true
+		b.WriteString(ws[rng.IntN(len(ws))] + `"` + name + `"` + ws[rng.IntN(len(ws))] + ":" + ws[rng.IntN(len(ws))])
+		b.WriteString(bodyValues[rng.IntN(len(bodyValues))])
+	}
+	b.WriteString(ws[rng.IntN(len(ws))] + "}" + ws[rng.IntN(len(ws))])
+	s := b.String()
+	switch rng.IntN(12) {
+	case 0:
+		s = s[:rng.IntN(len(s)+1)]
+	case 1:
+		i := rng.IntN(len(s) + 1)
+		const junk = "{}[],:\" x\x00\xff1n"
+		k := rng.IntN(len(junk))
+		s = s[:i] + junk[k:k+1] + s[i:]
+	case 2:
+		s += []string{"x", "{}", " null", "]", `"`, "\v", "1"}[rng.IntN(7)]
+	case 3:
+		s = "[" + s + "]"
+	case 4:
+		s = bodyValues[rng.IntN(len(bodyValues))] + ws[rng.IntN(len(ws))]
+	case 5:
+		i := rng.IntN(len(s) + 1)
+		s = s[:i] + s[rng.IntN(len(s)+1):]
+	}
+	return s
+}
+
+// decodeOutcome is what decodeJSON made of a body: the error's kind and
+// contents, and dst as JSON.
+func decodeOutcome(decode func(http.ResponseWriter, *http.Request, any) error, newDst func() any, body, ct string) string {
+	r := httptest.NewRequest("POST", "/v1/requests", strings.NewReader(body))
+	if ct != "" {
+		r.Header.Set("Content-Type", ct)
+	}
+	dst := newDst()
+	err := decode(httptest.NewRecorder(), r, dst)
+	out := fmt.Sprintf("%T %s", err, errString(err))
+	if err == nil {
+		b, err := json.Marshal(dst)
+		out += fmt.Sprintf(" %s %v", b, err)
+	}
+	return out
+}
+
+// TestDecodeJSONMatchesOld compares decodeJSON with the former one on
+// generated bodies for every request body type: the same error (type, code,
+// field, message) or the same decoded struct.
+func TestDecodeJSONMatchesOld(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	n := 20000
+	if testing.Short() {
+		n = 2000
+	}
+	failures := 0
+	for i := range n {
+		newDst := bodyTypes[i%len(bodyTypes)]
+		body := genBody(rng, reflect.TypeOf(newDst()).Elem())
+		ct := "application/json"
+		if rng.IntN(20) == 0 {
+			ct = ""
+		}
+		got := decodeOutcome(decodeJSON, newDst, body, ct)
+		want := decodeOutcome(decodeJSONRef, newDst, body, ct)
+		if got != want {
+			t.Errorf("%T %q:\ngot  %s\nwant %s", newDst(), body, got, want)
+			if failures++; failures == 10 {
+				t.Fatal("too many differences")
+			}
+		}
+	}
+}
+
+// FuzzDecodeJSON compares decodeJSON with the former one on arbitrary bodies
+// for ajar.CreateInput and oddBody.
+func FuzzDecodeJSON(f *testing.F) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 200 {
+		f.Add(genBody(rng, reflect.TypeFor[ajar.CreateInput]()))
+	}
+	for _, s := range dupSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		for _, newDst := range []func() any{bodyTypes[0], bodyTypes[len(bodyTypes)-1]} {
+			got := decodeOutcome(decodeJSON, newDst, body, "application/json")
+			want := decodeOutcome(decodeJSONRef, newDst, body, "application/json")
+			if got != want {
+				t.Errorf("%T %q:\ngot  %s\nwant %s", newDst(), body, got, want)
+			}
+		}
+	})
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ajar-dev/ajar"
@@ -144,51 +146,77 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	if r.Header.Get("Content-Type") == "" {
 		return &mediaTypeError{ajar.FieldErrorf("Content-Type", "a request body must be sent with Content-Type: application/json")}
 	}
-	if err := checkDuplicateKeys(body); err != nil {
+	// One pass over the body checks for duplicate keys and finds the members
+	// of the top-level object; the errors for a body that is not one are
+	// those of encoding/json's Decoder decoding it into a map and then
+	// finding data after it (syntax first, then the type, then trailing data).
+	d := dupScanner{collect: true, members: make([]rawMember, 0, 8)}
+	if err := d.scan(body); err != nil {
 		return err
 	}
-
-	// Decode in two steps, first to raw fields, so that every problem can be
-	// attributed to a field without parsing encoding/json's error texts.
-	var fields map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&fields); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			return ajar.Errorf(ajar.EINVALID, "request body must be a JSON object")
-		}
+	if d.end == 0 {
 		return ajar.Errorf(ajar.EINVALID, "request body is not valid JSON")
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	if d.first != '{' && d.first != 'n' {
+		return ajar.Errorf(ajar.EINVALID, "request body must be a JSON object")
+	}
+	if d.rest < len(body) {
 		return ajar.Errorf(ajar.EINVALID, "request body has data after the JSON object")
 	}
-	if fields == nil { // the body was "null"
+	if d.first == 'n' { // the body was "null"
 		return ajar.Errorf(ajar.EINVALID, "request body must be a JSON object")
 	}
 
+	// Each field is decoded on its own, so that every problem can be
+	// attributed to a field without parsing encoding/json's error texts.
 	v := reflect.ValueOf(dst).Elem()
-	index := jsonFieldIndex(v.Type())
-	names := make([]string, 0, len(fields))
-	for name := range fields {
-		names = append(names, name)
-	}
-	slices.Sort(names) // report the same field first every time
-	for _, name := range names {
-		i, ok := index[name]
+	index := jsonFields(v.Type())
+	slices.SortFunc(d.members, func(a, b rawMember) int { // report the same field first every time
+		return bytes.Compare(a.key, b.key)
+	})
+	for _, m := range d.members {
+		f, ok := index[string(m.key)]
 		if !ok {
-			return ajar.FieldErrorf(name, "unknown field")
+			return ajar.FieldErrorf(string(m.key), "unknown field")
 		}
-		if err := json.Unmarshal(fields[name], v.Field(i).Addr().Interface()); err != nil {
-			return fieldDecodeError(name, v.Field(i).Type(), fields[name], err)
+		fv := v.Field(f.index)
+		if f.plainString && m.raw[0] == '"' {
+			// What json.Unmarshal would do, without reflection.
+			fv.SetString(string(d.decodeKey(m.raw[1 : len(m.raw)-1])))
+			continue
+		}
+		if err := json.Unmarshal(m.raw, fv.Addr().Interface()); err != nil {
+			return fieldDecodeError(string(m.key), fv.Type(), m.raw, err)
 		}
 	}
 	return nil
 }
 
+// jsonField is a field of a request body struct.
+type jsonField struct {
+	index int
+	// plainString: the field is a string type that json.Unmarshal fills
+	// with the decoded JSON string as it is (no UnmarshalJSON or
+	// UnmarshalText method, not json.Number).
+	plainString bool
+}
+
+// jsonFieldsCache maps a reflect.Type to its jsonFieldIndex.
+var jsonFieldsCache sync.Map
+
+// jsonFields is jsonFieldIndex(t), computed once per type.
+func jsonFields(t reflect.Type) map[string]jsonField {
+	if m, ok := jsonFieldsCache.Load(t); ok {
+		return m.(map[string]jsonField)
+	}
+	m, _ := jsonFieldsCache.LoadOrStore(t, jsonFieldIndex(t))
+	return m.(map[string]jsonField)
+}
+
 // jsonFieldIndex maps the JSON names of t's exported fields to their indexes.
 // Embedded structs are not flattened: request bodies are flat.
-func jsonFieldIndex(t reflect.Type) map[string]int {
-	index := make(map[string]int, t.NumField())
+func jsonFieldIndex(t reflect.Type) map[string]jsonField {
+	index := make(map[string]jsonField, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)
 		if !f.IsExported() {
@@ -201,7 +229,11 @@ func jsonFieldIndex(t reflect.Type) map[string]int {
 		case "":
 			name = f.Name
 		}
-		index[name] = i
+		pt := reflect.PointerTo(f.Type)
+		plain := f.Type.Kind() == reflect.String && f.Type != reflect.TypeFor[json.Number]() &&
+			!pt.Implements(reflect.TypeFor[json.Unmarshaler]()) &&
+			!pt.Implements(reflect.TypeFor[encoding.TextUnmarshaler]())
+		index[name] = jsonField{index: i, plainString: plain}
 	}
 	return index
 }
