@@ -74,7 +74,7 @@ const dupLinearKeys = 16
 type dupScanner struct {
 	stack []dupFrame
 	keys  [][]byte // keys of the open objects, decoded, innermost last
-	buf   []byte   // decoded keys that differ from their raw bytes
+	buf   []byte   // decoded strings that differ from their raw bytes
 
 	// When scan returns nil, what it learnt about the first value, for
 	// decodeJSON. end is 0 unless the value is complete and valid: then it is
@@ -86,6 +86,11 @@ type dupScanner struct {
 	// members in document order, each value's bytes without whitespace.
 	collect bool
 	members []rawMember
+
+	// Room for a typical body, so that scanning it allocates nothing more.
+	stackArr   [4]dupFrame
+	keysArr    [16][]byte
+	membersArr [8]rawMember
 }
 
 // rawMember is a member of a JSON object: its key, decoded, and its value.
@@ -93,6 +98,10 @@ type rawMember struct {
 	key, raw []byte
 }
 
+// scan is checkDuplicateKeys(b), noting on the way what decodeJSON needs (end,
+// rest, first, members). It is a strict JSON parser (that of encoding/json,
+// which takes invalid UTF-8 in strings) run in document order, so it stops at
+// the same place, a duplicate or a syntax error, as Decoder.Token would.
 func (d *dupScanner) scan(b []byte) error {
 	const (
 		stValue = iota // a value is expected
@@ -102,11 +111,13 @@ func (d *dupScanner) scan(b []byte) error {
 	var (
 		member bool   // the value that comes next is an object member's
 		key    []byte // whose key is this
-	)
-	var (
+
 		rootKey  []byte // the key of the root object's member being read
 		valStart int    // where its value starts
 	)
+	if d.stack == nil {
+		d.stack, d.keys, d.members = d.stackArr[:0], d.keysArr[:0], d.membersArr[:0]
+	}
 	state := stValue
 	i := 0
 	for {
@@ -191,7 +202,7 @@ func (d *dupScanner) scan(b []byte) error {
 			if end < 0 {
 				return nil
 			}
-			k := d.decodeKey(b[i+1 : end-1])
+			k := d.decodeString(b[i+1 : end-1])
 			if d.seen(k) {
 				return ajar.FieldErrorf(d.path(k), "given more than once")
 			}
@@ -210,6 +221,49 @@ func (d *dupScanner) scan(b []byte) error {
 			state = stValue
 		}
 	}
+}
+
+// stringMap decodes raw, a JSON object that scan found valid and without
+// duplicate keys, as json.Unmarshal decodes one into a nil map[string]string;
+// false if a value is not a string (json.Unmarshal must then say why).
+func (d *dupScanner) stringMap(raw []byte) (map[string]string, bool) {
+	ws := func(i int) int {
+		for i < len(raw) && (raw[i] == ' ' || raw[i] == '\t' || raw[i] == '\n' || raw[i] == '\r') {
+			i++
+		}
+		return i
+	}
+	m := map[string]string{}
+	i := ws(1)
+	if i < len(raw) && raw[i] == '}' {
+		return m, true
+	}
+	for i < len(raw) && raw[i] == '"' {
+		end := scanString(raw, i)
+		if end < 0 {
+			return nil, false
+		}
+		k := string(d.decodeString(raw[i+1 : end-1]))
+		if i = ws(end); i >= len(raw) || raw[i] != ':' {
+			return nil, false
+		}
+		if i = ws(i + 1); i >= len(raw) || raw[i] != '"' {
+			return nil, false
+		}
+		if end = scanString(raw, i); end < 0 {
+			return nil, false
+		}
+		m[k] = string(d.decodeString(raw[i+1 : end-1]))
+		switch i = ws(end); {
+		case i < len(raw) && raw[i] == ',':
+			i = ws(i + 1)
+		case i == len(raw)-1 && raw[i] == '}':
+			return m, true
+		default:
+			return nil, false
+		}
+	}
+	return nil, false
 }
 
 // pop closes the innermost container.
@@ -269,11 +323,11 @@ func (d *dupScanner) path(k []byte) string {
 	return path
 }
 
-// decodeKey returns the key whose raw string (between the quotes, already
+// decodeString returns the string whose JSON text (between the quotes, already
 // scanned as valid) is s, decoded exactly as encoding/json decodes a string:
 // escapes resolved, a \u surrogate pair joined, a lone surrogate and every
-// byte of invalid UTF-8 replaced by U+FFFD.
-func (d *dupScanner) decodeKey(s []byte) []byte {
+// byte of invalid UTF-8 replaced by U+FFFD. The result may alias s or d.buf.
+func (d *dupScanner) decodeString(s []byte) []byte {
 	plain := true
 	for _, c := range s {
 		if c == '\\' || c >= utf8.RuneSelf {

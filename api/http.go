@@ -150,7 +150,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	// of the top-level object; the errors for a body that is not one are
 	// those of encoding/json's Decoder decoding it into a map and then
 	// finding data after it (syntax first, then the type, then trailing data).
-	d := dupScanner{collect: true, members: make([]rawMember, 0, 8)}
+	d := dupScanner{collect: true}
 	if err := d.scan(body); err != nil {
 		return err
 	}
@@ -180,10 +180,16 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 			return ajar.FieldErrorf(string(m.key), "unknown field")
 		}
 		fv := v.Field(f.index)
-		if f.plainString && m.raw[0] == '"' {
-			// What json.Unmarshal would do, without reflection.
-			fv.SetString(string(d.decodeKey(m.raw[1 : len(m.raw)-1])))
+		// The common cases as json.Unmarshal would do them, without reflection.
+		switch {
+		case f.plainString && m.raw[0] == '"':
+			fv.SetString(string(d.decodeString(m.raw[1 : len(m.raw)-1])))
 			continue
+		case f.stringMap && m.raw[0] == '{' && fv.IsNil():
+			if sm, ok := d.stringMap(m.raw); ok {
+				fv.Set(reflect.ValueOf(sm))
+				continue
+			}
 		}
 		if err := json.Unmarshal(m.raw, fv.Addr().Interface()); err != nil {
 			return fieldDecodeError(string(m.key), fv.Type(), m.raw, err)
@@ -199,6 +205,8 @@ type jsonField struct {
 	// with the decoded JSON string as it is (no UnmarshalJSON or
 	// UnmarshalText method, not json.Number).
 	plainString bool
+	// stringMap: the field is a map[string]string.
+	stringMap bool
 }
 
 // jsonFieldsCache maps a reflect.Type to its jsonFieldIndex.
@@ -233,7 +241,7 @@ func jsonFieldIndex(t reflect.Type) map[string]jsonField {
 		plain := f.Type.Kind() == reflect.String && f.Type != reflect.TypeFor[json.Number]() &&
 			!pt.Implements(reflect.TypeFor[json.Unmarshaler]()) &&
 			!pt.Implements(reflect.TypeFor[encoding.TextUnmarshaler]())
-		index[name] = jsonField{index: i, plainString: plain}
+		index[name] = jsonField{index: i, plainString: plain, stringMap: f.Type == reflect.TypeFor[map[string]string]()}
 	}
 	return index
 }
