@@ -5,31 +5,12 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ajar-dev/ajar"
 	"github.com/ajar-dev/ajar/notify"
 	"github.com/ajar-dev/ajar/store/sqlite"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // The server's log (a notify.Direct sink) gets an event once the change it
 // reports has committed, and never one that did not commit; it has no row in
@@ -41,7 +22,7 @@ func TestDirectSinkGetsTheEventAfterTheCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	var logged syncBuffer
+	var logged bytes.Buffer // written in Update's caller (AfterCommit)
 	logSink := notify.NewLog("server-log", nil, slog.New(slog.NewTextHandler(&logged, nil)))
 	hook := notify.NewWebhook("hook", nil, "http://127.0.0.1:9/", nil, nil)
 	n := NewNotifier(NotifyConfig{Sinks: []notify.Sink{logSink, hook}},

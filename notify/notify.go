@@ -148,57 +148,26 @@ type Log struct {
 	Logger *slog.Logger
 }
 
-// Send logs the event's type, summary and commands.
+// Send logs the event's type, summary and commands (as Deliver) from its
+// JSON: an event the outbox held for the sink.
 func (l *Log) Send(ctx context.Context, event []byte) error {
-	var e struct { // what the line shows of Event: spare decoding the rest
-		ID      string `json:"id"`
-		Type    string `json:"type"`
-		Summary string `json:"summary"`
-		Request *struct {
-			ID string `json:"id"`
-		} `json:"request"`
-		Actions []struct {
-			Command string `json:"command"`
-		} `json:"actions"`
-	}
-	if err := json.Unmarshal(event, &e); err != nil {
+	var ev Event
+	if err := json.Unmarshal(event, &ev); err != nil {
 		return fmt.Errorf("log sink %s: decode event: %w", l.name, err)
 	}
-	var request *string
-	if e.Request != nil {
-		request = &e.Request.ID
-	}
-	commands := make([]string, len(e.Actions))
-	for i, a := range e.Actions {
-		commands[i] = a.Command
-	}
-	l.log(ctx, e.ID, e.Type, e.Summary, request, commands)
+	l.Deliver(ctx, &ev)
 	return nil
 }
 
-// Deliver logs ev as Send logs its JSON (Log is a Direct sink).
+// Deliver logs the event's type, summary and commands (Log is a Direct sink).
 func (l *Log) Deliver(ctx context.Context, ev *Event) {
-	var request *string
+	attrs := make([]any, 0, 10+2*len(ev.Actions))
+	attrs = append(attrs, "sink", l.name, "type", ev.Type, "id", ev.ID, "summary", ev.Summary)
 	if ev.Request != nil {
-		request = &ev.Request.ID
+		attrs = append(attrs, "request", ev.Request.ID)
 	}
-	commands := make([]string, len(ev.Actions))
-	for i, a := range ev.Actions {
-		commands[i] = a.Command
-	}
-	l.log(ctx, ev.ID, ev.Type, ev.Summary, request, commands)
-}
-
-// log writes an event's line: its type, summary, request (nil: none) and
-// commands.
-func (l *Log) log(ctx context.Context, id, typ, summary string, request *string, commands []string) {
-	attrs := make([]any, 0, 10+2*len(commands))
-	attrs = append(attrs, "sink", l.name, "type", typ, "id", id, "summary", summary)
-	if request != nil {
-		attrs = append(attrs, "request", *request)
-	}
-	for _, c := range commands {
-		attrs = append(attrs, "do", c)
+	for _, a := range ev.Actions {
+		attrs = append(attrs, "do", a.Command)
 	}
 	l.Logger.InfoContext(ctx, "notification", attrs...)
 }
