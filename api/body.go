@@ -49,9 +49,9 @@ func checkContentType(r *http.Request) error {
 // to be complete; at the first syntax error the check stops and says nothing,
 // leaving the error to the decoder, which reports it.
 //
-// It is one pass over the bytes with an explicit stack instead of recursion, so
-// deep nesting ([[[[...) costs heap proportional to the body (bounded by
-// MaxBodyBytes), never goroutine stack.
+// It is one pass over the bytes with an explicit stack instead of recursion,
+// never deeper than encoding/json decodes (maxNesting): a body nested deeper
+// is not valid JSON to the decoder, and the check stops there.
 func checkDuplicateKeys(body []byte) error {
 	var d dupScanner
 	return d.scan(body)
@@ -65,6 +65,10 @@ type dupFrame struct {
 	keys0  int    // where this object's keys start in dupScanner.keys
 	set    map[string]struct{}
 }
+
+// maxNesting is encoding/json's limit on nested arrays and objects: its
+// decoder refuses a value nested deeper as not valid JSON.
+const maxNesting = 10000
 
 // dupLinearKeys is how many keys of one object are compared one by one before
 // they are put in a map (a body may hold an object of thousands of keys).
@@ -145,6 +149,12 @@ func (d *dupScanner) scan(b []byte) error {
 			}
 			switch {
 			case c == '{' || c == '[':
+				if len(d.stack) >= maxNesting {
+					// Deeper than encoding/json decodes: not valid JSON to
+					// the decoder, which says so; nothing is looked at deeper.
+					d.end = 0
+					return nil
+				}
 				i++
 				d.stack = append(d.stack, dupFrame{object: c == '{', member: m, key: k, keys0: len(d.keys)})
 				state = stValue

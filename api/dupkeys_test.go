@@ -499,3 +499,37 @@ func FuzzDecodeJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeJSONNestingLimit: a body nested deeper than encoding/json decodes
+// is refused as the former decodeJSON refused it (not valid JSON), and the
+// scanner stops there instead of keeping a frame for every level the body
+// could open (MaxBodyBytes of them).
+func TestDecodeJSONNestingLimit(t *testing.T) {
+	newDst := func() any { return new(ajar.CreateInput) }
+	for _, depth := range []int{maxNesting - 1, maxNesting, maxNesting + 1, MaxBodyBytes/len(`{"a":`) - 1} {
+		for _, open := range []string{`{"target":` + strings.Repeat("[", depth-1), strings.Repeat(`{"a":`, depth)} {
+			var closing strings.Builder
+			for i := len(open) - 1; i >= 0 && closing.Len() < depth; i-- {
+				switch open[i] {
+				case '[':
+					closing.WriteByte(']')
+				case '{':
+					closing.WriteByte('}')
+				}
+			}
+			body := open + "1" + closing.String()
+			if len(body) > MaxBodyBytes {
+				continue
+			}
+			got := decodeOutcome(decodeJSON, newDst, body, "application/json")
+			want := decodeOutcome(decodeJSONRef, newDst, body, "application/json")
+			if got != want {
+				t.Errorf("depth %d, %.12q...: got %s, want %s", depth, body, got, want)
+			}
+		}
+	}
+	var d dupScanner
+	if err := d.scan([]byte(strings.Repeat("[", MaxBodyBytes))); err != nil || d.end != 0 || cap(d.stack) > 2*maxNesting {
+		t.Errorf("64 KiB of [: %v, end %d, %d frames kept", err, d.end, cap(d.stack))
+	}
+}
