@@ -338,15 +338,8 @@ func (d *dupScanner) path(k []byte) string {
 // escapes resolved, a \u surrogate pair joined, a lone surrogate and every
 // byte of invalid UTF-8 replaced by U+FFFD. The result may alias s or d.buf.
 func (d *dupScanner) decodeString(s []byte) []byte {
-	plain := true
-	for _, c := range s {
-		if c == '\\' || c >= utf8.RuneSelf {
-			plain = false
-			break
-		}
-	}
-	if plain || bytes.IndexByte(s, '\\') < 0 && utf8.Valid(s) {
-		return s
+	if bytes.IndexByte(s, '\\') < 0 && utf8.Valid(s) {
+		return s // nothing to decode
 	}
 	start := len(d.buf)
 	for r := 0; r < len(s); {
