@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"strings"
+	"time"
 
 	"github.com/ajar-dev/ajar"
 )
@@ -82,7 +83,7 @@ func (s *Service) issueInTx(ctx context.Context, tx ajar.Tx, u ajar.User, cur *a
 	if cur.State != ajar.StateActive || cur.Handle == nil || cur.ExpiresAt == nil || !now.Before(*cur.ExpiresAt) {
 		return nil, ajar.Errorf(ajar.ECONFLICT, "request %s is no longer active", cur.ID)
 	}
-	info, sign, err := issuer.PrepareCert(*cur.Handle, publicKey, randomSerial(), now)
+	info, sign, err := issuer.PrepareCert(*cur.Handle, publicKey, newSerial(now), now)
 	if err != nil {
 		return nil, err
 	}
@@ -102,13 +103,37 @@ func (s *Service) issueInTx(ctx context.Context, tx ajar.Tx, u ajar.User, cur *a
 	return &pendingCert{info: info, signFn: sign}, nil
 }
 
-func randomSerial() uint64 {
+// Serials.
+//
+// A certificate's serial is the key of a unique index (ssh_certs.serial). Fully
+// random serials put each new certificate's entry on a random page of that
+// index, so a commit wrote one index page per certificate in it. newSerial
+// instead starts with the issue time, so the certificates committed together
+// land on the same few pages. It is the low serialTimeBits bits of the Unix
+// time in milliseconds (a cycle of about 37 hours), then serialRandBits random
+// bits. Two certificates get the same serial only if they are issued in the
+// same millisecond of the cycle with the same random bits: at a sustained
+// 3,000 certificates a second, about once in a year; against the serials of
+// earlier cycles, the odds per certificate are those of a fully random serial
+// (n/2^64 with n certificates issued). A collision fails that one issue with
+// ECONFLICT (the unique index), never a second certificate with the serial.
+// Serials need not be secret (revocation lists publish them; the certificate's
+// nonce is what makes its signed bytes unpredictable).
+const (
+	serialTimeBits = 27
+	serialRandBits = 64 - serialTimeBits
+)
+
+// newSerial returns a non-zero serial for a certificate issued at now (see
+// Serials above).
+func newSerial(now time.Time) uint64 {
+	t := uint64(now.UnixMilli()) & (1<<serialTimeBits - 1)
 	var b [8]byte
 	for {
 		if _, err := rand.Read(b[:]); err != nil {
 			panic(err)
 		}
-		if v := binary.BigEndian.Uint64(b[:]); v != 0 {
+		if v := t<<serialRandBits | binary.BigEndian.Uint64(b[:])>>serialTimeBits; v != 0 {
 			return v
 		}
 	}

@@ -72,3 +72,40 @@ func TestIssueSSHCertOnlyRequester(t *testing.T) {
 		t.Fatalf("after expiry: %v", err)
 	}
 }
+
+// TestSerialsStartWithTheIssueTime: the certificates issued in one millisecond
+// get serials with the same leading bits, the low 27 bits of that millisecond,
+// so that they land together in the unique index on serials; the rest is
+// random, so they still differ.
+func TestSerialsStartWithTheIssueTime(t *testing.T) {
+	e := newSSHEnv(t)
+	ctx := t.Context()
+	r := e.access(t, "alice", "db", "5m", nil).Request
+	for range 9 {
+		if _, err := e.ssh.IssueSSHCert(ctx, e.Users["alice"], r.ID, []byte(sshtest.PublicKey(t))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var certs []ajar.SSHCert
+	err := e.Store.View(ctx, func(tx ajar.ReadTx) error {
+		var err error
+		certs, err = tx.ListSSHCerts(ctx, r.ID)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(certs) != 10 {
+		t.Fatalf("%d certificates, want 10", len(certs))
+	}
+	seen := map[uint64]bool{}
+	for _, c := range certs {
+		if want := uint64(c.IssuedAt.UnixMilli()) & (1<<27 - 1); c.Serial>>37 != want {
+			t.Errorf("serial %#x issued at %v: leading 27 bits %#x, want %#x", c.Serial, c.IssuedAt, c.Serial>>37, want)
+		}
+		if seen[c.Serial&(1<<37-1)] {
+			t.Errorf("serial %#x: its random part repeats", c.Serial)
+		}
+		seen[c.Serial&(1<<37-1)] = true
+	}
+}
