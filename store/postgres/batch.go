@@ -44,7 +44,9 @@ import (
 // lock order stays the one of single transactions (head, then rows). A lock
 // taken inside a savepoint is released when the savepoint is rolled back, so if
 // the fn that took the head lock fails, the batch no longer holds it and the
-// next writing fn takes it again (reading the head afresh). A claim (ClaimDue)
+// next writing fn takes it again (reading the head afresh); the events it
+// appended are dropped with it, so events wait in the batch's audit queue only
+// while the batch holds the lock they were appended under. A claim (ClaimDue)
 // made while the batch does not hold the head lock locks rows first; the batch
 // then ends after that fn, so no later fn of it waits for the head lock while
 // holding claimed rows (a cycle with a writer that holds the head lock and waits

@@ -753,6 +753,10 @@ func (t *readTx) ListAudit(ctx context.Context, f ajar.AuditFilter) ([]ajar.Audi
 	return out, nil
 }
 
+// AppendAudit sets e's place in the chain (seq, previous hash, hash) under the
+// head lock and queues it in the batch's auditQueue: it is inserted with the
+// batch's other events in the round trip of the COMMIT, or earlier when a
+// statement needs it in the table (pipeline.go).
 func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEvent, error) {
 	if err := t.enter(ctx); err != nil {
 		return ajar.AuditEvent{}, err
