@@ -53,9 +53,10 @@ import (
 // back, so nothing fn wrote survives. The writes whose result a caller acts on
 // at once (CreateRequest's ECONFLICT, compare-and-swap updates, a notification
 // whose key may be taken, ENOTFOUND of an update) are sent at once, as before.
-// AppendAudit checks what the INSERT could refuse (the event's fields,
-// sqlcodec.CheckAuditEvent, and text PostgreSQL cannot store) when it is
-// called. If a batch's INSERT of audit events fails all the same, the same
+// AppendAudit refuses at once an event whose fields the INSERT would refuse
+// (sqlcodec.CheckAuditEvent, and text with NUL or invalid UTF-8), so that one
+// fn's event does not fail the others'. If a batch's INSERT of audit events
+// fails all the same (say, a value too large for an index entry), the same
 // holds when a call of fn sent it (the call and fn fail, fn's savepoint is
 // rolled back); when the batch's COMMIT does, nothing of the batch commits and
 // every Update in it returns the error: no change is stored without its
