@@ -35,14 +35,18 @@ import (
 // savepoint of a fn (and the release of the previous one) goes in one round trip
 // with fn's first statement, the writes fn does not wait for are queued and go
 // with its next statement (pipeline.go), and the last fn's queued writes go with
-// the COMMIT.
+// the COMMIT. So do the audit events of all the fns of the batch that succeeded,
+// in one INSERT that moves the chain head once (b.audit, pipeline.go); if it
+// fails, nothing of the batch commits.
 //
 // Locks. The batch takes the head lock at the first write of any of its fns and
 // keeps it to the commit: from then on every later fn writes under it, so the
 // lock order stays the one of single transactions (head, then rows). A lock
 // taken inside a savepoint is released when the savepoint is rolled back, so if
 // the fn that took the head lock fails, the batch no longer holds it and the
-// next writing fn takes it again (reading the head afresh). A claim (ClaimDue)
+// next writing fn takes it again (reading the head afresh); the events it
+// appended are dropped with it, so events wait in the batch's audit queue only
+// while the batch holds the lock they were appended under. A claim (ClaimDue)
 // made while the batch does not hold the head lock locks rows first; the batch
 // then ends after that fn, so no later fn of it waits for the head lock while
 // holding claimed rows (a cycle with a writer that holds the head lock and waits
@@ -97,6 +101,11 @@ type batch struct {
 	// Notification ids reserved while the batch holds the head lock and not
 	// used yet (workflow.go), in order.
 	ids []int64
+	// audit holds the batch's audit events until they are inserted
+	// (pipeline.go); written, the requester and target of each request the
+	// kept fns wrote, as the last of them wrote it (pipe.written).
+	audit   auditQueue
+	written map[string]requestKeys
 
 	done chan struct{} // closed once err is set
 	err  error         // the outcome of COMMIT
@@ -226,6 +235,7 @@ func (s *Store) runFn(ctx, wctx context.Context, b *batch, fn func(ajar.Tx) erro
 		now = s.now()
 	}
 	b.n++
+	b.audit.mark()
 	t := &tx{readTx: readTx{
 		q: dbConn{Conn: b.conn, b: b, p: &pipe{}}, now: now.UTC(),
 		headLocked: b.headLocked, headSeq: b.headSeq, headHash: b.headHash,
@@ -279,12 +289,13 @@ func parseClock(res []*pgconn.Result) (time.Time, error) {
 var errPanicked = errors.New("postgres: update function panicked")
 
 // endUpdate sends what the running fn queued (pipeline.go), then keeps fn's
-// writes in the batch (fnErr nil and the queued statements succeeded) or rolls
-// its savepoint back, then commits the batch if nobody is waiting to join it,
-// it is full or it has been open long enough. When the batch ends after fn, the
-// queued statements go in one round trip with the COMMIT. It returns fn's
-// outcome: fnErr, or the error of a statement it queued, or, if the batch
-// ended with fn in the same round trip, the batch's. It unlocks wmu.
+// writes and audit events in the batch (fnErr nil and the queued statements
+// succeeded) or rolls its savepoint back and drops its events, then commits the
+// batch if nobody is waiting to join it, it is full or it has been open long
+// enough. When the batch ends after fn, the queued statements go in one round
+// trip with the batch's audit events and the COMMIT. It returns fn's outcome:
+// fnErr, or the error of a statement it queued, or, if the batch ended with fn
+// in the same round trip, the batch's. It unlocks wmu.
 func (s *Store) endUpdate(ctx context.Context, b *batch, fnErr error) error {
 	defer s.wmu.Unlock()
 	err := fnErr
@@ -300,12 +311,15 @@ func (s *Store) endUpdate(ctx context.Context, b *batch, fnErr error) error {
 			err = t.q.flush(ctx)
 		}
 		switch {
+		case err == nil && (b.pre == nil || b.audit.appended()):
+			// (fn may append under the batch's head lock without sending
+			// a statement: its events are all it wrote.)
+			s.keep(b, t)
 		case b.pre != nil:
 			// fn sent no statement: its savepoint was never opened and there
-			// is nothing to undo. The next fn sends pre.
-		case err == nil:
-			b.kept++
-			b.headLocked, b.headSeq, b.headHash, b.ids = t.headLocked, t.headSeq, t.headHash, t.ids
+			// is nothing to undo but the events it appended, never sent. The
+			// next fn sends pre.
+			b.audit.rollback()
 		default:
 			s.rollbackFn(ctx, b)
 		}
@@ -324,23 +338,51 @@ func (s *Store) ending(b *batch) bool {
 	return s.pending.Load() == 0 || b.full || b.n >= s.maxBatch || time.Since(b.start) >= s.batchWait
 }
 
+// keep keeps the running fn t's writes in b: its events stay in b.audit, and
+// the head, the notification ids and the requests as t left them are the
+// batch's.
+func (s *Store) keep(b *batch, t *tx) {
+	b.kept++
+	b.headLocked, b.headSeq, b.headHash, b.ids = t.headLocked, t.headSeq, t.headHash, t.ids
+	if len(t.q.p.written) > 0 && b.written == nil {
+		b.written = make(map[string]requestKeys, len(t.q.p.written))
+	}
+	for id, k := range t.q.p.written {
+		b.written[id] = k
+	}
+}
+
 // rollbackFn undoes everything since the running fn's savepoint; the head
-// lock, taken before it, stays. If that fails, the transaction is lost.
+// lock, taken before it, stays. fn's audit events are dropped, and the earlier
+// fns' ones that an INSERT inside the savepoint carried wait again. If that
+// fails, the transaction is lost.
 func (s *Store) rollbackFn(ctx context.Context, b *batch) {
+	b.audit.rollback()
 	if _, err := b.conn.Conn().PgConn().Exec(ctx, "ROLLBACK TO SAVEPOINT u").ReadAll(); err != nil {
 		b.broken = fmt.Errorf("postgres: rollback to savepoint: %w", err)
 	}
 }
 
-// commitWith ends b after its last fn t, sending t's queued statements and
-// COMMIT in one round trip. If one of them fails, the server skips the rest
-// (COMMIT included) and the transaction is aborted: t's savepoint is rolled
-// back and the batch commits the others' writes as finish does, and t's error
-// is returned. (Queued statements fail only on the server: pipeline.go.)
+// commitWith ends b after its last fn t, sending t's queued statements, the
+// batch's audit events and COMMIT in one round trip. If one of t's statements
+// fails, the server skips the rest (COMMIT included) and the transaction is
+// aborted: t's savepoint is rolled back and the batch commits the others'
+// writes as finish does, and t's error is returned. (Queued statements fail
+// only on the server: pipeline.go.) If the audit INSERT fails, nothing of the
+// batch commits.
 func (s *Store) commitWith(ctx context.Context, b *batch, t *tx) error {
-	br, err := t.q.send(ctx, "COMMIT", nil)
+	br, err := t.q.withAudit().send(ctx, "COMMIT", nil)
 	if err != nil {
-		if b.broken == nil {
+		var aerr *auditInsertError
+		switch {
+		case b.broken != nil:
+		case errors.As(err, &aerr):
+			// t's statements went through: t is one of the batch's
+			// updates that do not commit.
+			b.kept++
+			s.finish(ctx, b, fmt.Errorf("postgres: commit: %w (a batch of %d updates, none committed)", err, b.kept))
+			return b.err
+		default:
 			s.rollbackFn(ctx, b)
 		}
 		if b.broken != nil {
@@ -351,28 +393,35 @@ func (s *Store) commitWith(ctx context.Context, b *batch, t *tx) error {
 		return err
 	}
 	b.kept++
-	tag, err := br.Exec()
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
 	s.batch = nil
-	switch {
-	case err != nil:
-		b.conn.Conn().PgConn().Close(ctx)
-		b.err = fmt.Errorf("postgres: commit: %w (a batch of %d updates, none committed)", err, b.kept)
-	case tag.String() != "COMMIT":
-		b.err = fmt.Errorf("postgres: commit: the transaction was rolled back (%s) (a batch of %d updates, none committed)", tag, b.kept)
-	default:
-		s.commits.Add(1)
-	}
+	b.err = s.readCommit(ctx, b, br)
 	b.conn.Release()
 	close(b.done)
 	return nil
 }
 
+// readCommit reads the outcome of the COMMIT that ends br and closes br. It
+// closes the connection if the COMMIT itself failed.
+func (s *Store) readCommit(ctx context.Context, b *batch, br pgx.BatchResults) error {
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case err != nil:
+		b.conn.Conn().PgConn().Close(ctx)
+		return fmt.Errorf("postgres: commit: %w (a batch of %d updates, none committed)", err, b.kept)
+	case tag.String() != "COMMIT":
+		return fmt.Errorf("postgres: commit: the transaction was rolled back (%s) (a batch of %d updates, none committed)", tag, b.kept)
+	}
+	s.commits.Add(1)
+	return nil
+}
+
 // finish ends b: it commits, or rolls back if abort is set or no fn in b
-// succeeded, returns the connection and wakes everyone waiting on b. Called with
-// wmu held.
+// succeeded, returns the connection and wakes everyone waiting on b. The
+// batch's audit events not inserted yet go in one round trip with the COMMIT;
+// if they cannot be inserted, nothing commits. Called with wmu held.
 func (s *Store) finish(ctx context.Context, b *batch, abort error) {
 	s.batch = nil
 	b.err = abort
@@ -382,11 +431,19 @@ func (s *Store) finish(ctx context.Context, b *batch, abort error) {
 	case abort != nil || b.kept == 0:
 		end(ctx, b.conn, false)
 	default:
-		if b.err = end(ctx, b.conn, true); b.err != nil {
-			b.err = fmt.Errorf("%w (a batch of %d updates, none committed)", b.err, b.kept)
-		} else {
-			s.commits.Add(1)
+		// pre, if set, opens a savepoint nobody used: the COMMIT goes
+		// without it.
+		b.pre = nil
+		c := dbConn{Conn: b.conn, b: b}
+		br, err := c.withAudit().send(c.ctx(ctx), "COMMIT", nil)
+		if err != nil {
+			// The audit INSERT failed, and the server skipped the COMMIT.
+			b.err = fmt.Errorf("postgres: commit: %w (a batch of %d updates, none committed)", err, b.kept)
+			end(ctx, b.conn, false)
+			break
 		}
+		b.err = s.readCommit(ctx, b, br)
+		b.conn.Release()
 	}
 	close(b.done)
 }
@@ -394,11 +451,13 @@ func (s *Store) finish(ctx context.Context, b *batch, abort error) {
 // dbConn runs a transaction's statements on its connection. In a batch (b set),
 // they run without the caller's cancellation (see Update), and the first one of
 // a fn goes in one round trip with b.pre (its savepoint) and, with p set (an
-// Update fn's Tx), with the statements fn queued before it (pipeline.go).
+// Update fn's Tx), with the statements fn queued before it (pipeline.go); with
+// audit set (withAudit), with the batch's audit events not inserted yet too.
 type dbConn struct {
 	*pgxpool.Conn
-	b *batch
-	p *pipe
+	b     *batch
+	p     *pipe
+	audit bool
 }
 
 func (c dbConn) ctx(ctx context.Context) context.Context {

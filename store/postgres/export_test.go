@@ -17,3 +17,6 @@ func Commits(s *Store) int64 { return s.commits.Load() }
 
 // QueuedInView returns how many statements a View's ReadTx holds unsent.
 func QueuedInView(tx ajar.ReadTx) int { return len(tx.(*readTx).q.p.q) }
+
+// MaxAuditRows is the most audit events one INSERT carries.
+const MaxAuditRows = maxAuditRows

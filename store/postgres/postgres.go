@@ -34,10 +34,14 @@
 //     commit for all of them (batch.go). Replicas each batch their own callers;
 //     their batches take turns on the head lock.
 //   - Pipelining. While a batch holds the head lock its round trips are what
-//     bounds a replica, so the writes a fn does not wait for (audit appends,
-//     certificate records, notifications without a key) are queued and sent
-//     with its next statement, several appends as one INSERT (pipeline.go). A
-//     queued write that fails still fails fn, and fn still reads its own writes.
+//     bounds a replica, so the writes a fn does not wait for (certificate
+//     records, notifications without a key) are queued and sent with its next
+//     statement (pipeline.go). Audit appends wait longer: the events of all the
+//     fns of a batch go as one INSERT, which moves the head once, in the round
+//     trip of its COMMIT (earlier if a fn reads the log). A queued write that
+//     fails still fails fn, fn still reads its own writes and the events
+//     appended before it, and a batch whose events cannot be inserted does not
+//     commit.
 //   - No session state. Nothing depends on which pooled connection runs what:
 //     locks are row locks or transaction-scoped advisory locks (migrations), all
 //     released at commit. (A session advisory lock taken through a pool can stay

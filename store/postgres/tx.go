@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -418,7 +419,7 @@ func (t *tx) CreateRequest(ctx context.Context, r *ajar.Request) error {
 		return err
 	}
 	args = append(append([]any{r.ID}, args...), int64(1))
-	tag, err := t.q.Exec(ctx, qInsertRequest, args...)
+	tag, err := t.q.writing(r.ID).Exec(ctx, qInsertRequest, args...)
 	if err != nil {
 		return t.fail(mapError(err, "create request "+r.ID))
 	}
@@ -443,7 +444,7 @@ func (t *tx) UpdateRequest(ctx context.Context, r *ajar.Request) error {
 	}
 	var n int64
 	var exists bool
-	if err := t.q.QueryRow(ctx, qUpdateRequest, append(args, r.ID, r.Version)...).Scan(&n, &exists); err != nil {
+	if err := t.q.writing(r.ID).QueryRow(ctx, qUpdateRequest, append(args, r.ID, r.Version)...).Scan(&n, &exists); err != nil {
 		return t.fail(mapError(err, "update request "+r.ID))
 	}
 	switch {
@@ -558,7 +559,7 @@ func (t *tx) UpdateRequests(ctx context.Context, rs []*ajar.Request) error {
 		}
 		return nil
 	})
-	tag, err := t.q.Exec(ctx, qUpdateRequests, append([]any{ids, versions}, cols...)...)
+	tag, err := t.q.writing(ids...).Exec(ctx, qUpdateRequests, append([]any{ids, versions}, cols...)...)
 	if err != nil {
 		return t.fail(mapError(err, "update requests"))
 	}
@@ -701,7 +702,10 @@ func (t *readTx) AuditHead(ctx context.Context) (int64, []byte, error) {
 	}
 	var seq int64
 	var hash []byte
-	if err := t.q.QueryRow(ctx, `SELECT seq, hash FROM audit_head`).Scan(&seq, &hash); err != nil {
+	// (In an Update, events wait in the batch's queue only while it holds
+	// the head lock, so none waits here; withAudit all the same: the row
+	// read must be the head of the events appended.)
+	if err := t.q.withAudit().QueryRow(ctx, `SELECT seq, hash FROM audit_head`).Scan(&seq, &hash); err != nil {
 		return 0, nil, t.fail(mapError(err, "audit head"))
 	}
 	return seq, hash, nil
@@ -720,7 +724,9 @@ func (t *readTx) ListAudit(ctx context.Context, f ajar.AuditFilter) ([]ajar.Audi
 	if err != nil {
 		return nil, err
 	}
-	rows, err := t.q.Query(ctx, q, args...)
+	// In an Update, the batch's events not inserted yet go first
+	// (pipeline.go): fn reads every event appended before.
+	rows, err := t.q.withAudit().Query(ctx, q, args...)
 	if err != nil {
 		return nil, t.fail(mapError(err, "list audit"))
 	}
@@ -747,11 +753,18 @@ func (t *readTx) ListAudit(ctx context.Context, f ajar.AuditFilter) ([]ajar.Audi
 	return out, nil
 }
 
+// AppendAudit sets e's place in the chain (seq, previous hash, hash) under the
+// head lock and queues it in the batch's auditQueue: it is inserted with the
+// batch's other events in the round trip of the COMMIT, or earlier when a
+// statement needs it in the table (pipeline.go).
 func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEvent, error) {
 	if err := t.enter(ctx); err != nil {
 		return ajar.AuditEvent{}, err
 	}
 	if err := sqlcodec.CheckAuditEvent(&e); err != nil {
+		return ajar.AuditEvent{}, err
+	}
+	if err := checkAuditText(&e); err != nil {
 		return ajar.AuditEvent{}, err
 	}
 	if err := t.lockHead(ctx); err != nil {
@@ -765,13 +778,30 @@ func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEven
 	e.Seq = t.headSeq + 1
 	e.PrevHash = t.headHash
 	e.Hash = e.ComputeHash()
-	// Queued, and inserted with the appends next to it (pipeline.go): its
-	// failure fails fn. The insert trigger checks that the events extend the
-	// head and moves it.
-	q := e
-	t.q.queueAudit(&q)
+	// Queued in the batch's auditQueue, and inserted with the batch's other
+	// events (pipeline.go). The insert trigger checks that the events extend
+	// the head and moves it.
+	p := pendingAudit{e: e}
+	if k, ok := t.q.p.written[e.Subject]; ok {
+		p.keys, p.named = k, true
+	} else if k, ok := t.q.b.written[e.Subject]; ok {
+		p.keys, p.named = k, true
+	}
+	t.q.b.audit.events = append(t.q.b.audit.events, p)
 	t.headSeq, t.headHash = e.Seq, e.Hash
 	return e, nil
+}
+
+// checkAuditText refuses the text of e that PostgreSQL cannot store, as the
+// server would (mapError). The event is inserted with the batch's others
+// (pipeline.go): refused there, it would fail every Update of the batch.
+func checkAuditText(e *ajar.AuditEvent) error {
+	for _, s := range [...]string{e.Actor, e.Action, e.Subject} {
+		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+			return ajar.Errorf(ajar.EINVALID, "append audit event: text must be valid UTF-8 without NUL characters")
+		}
+	}
+	return nil
 }
 
 // Keys and certificates.
