@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -550,11 +552,14 @@ func TestBatchAuditRequestColumns(t *testing.T) {
 	}
 }
 
-// TestBatchAuditTextChecked: text PostgreSQL cannot store in an event fails
+// TestBatchAuditTextChecked: text PostgreSQL cannot store or index in an event fails
 // AppendAudit (EINVALID) at once, not the INSERT of the batch's events, which
 // would fail every fn of the batch.
 func TestBatchAuditTextChecked(t *testing.T) {
-	for _, actor := range []string{"a\x00b", "a\xffb"} {
+	// Random text too long for an index entry, even compressed.
+	long := make([]byte, 6000)
+	rand.Read(long)
+	for _, actor := range []string{"a\x00b", "a\xffb", base64.StdEncoding.EncodeToString(long)} {
 		s := open(t, pgtest.NewDatabase(t))
 		postgres.SetBatchWait(s, time.Hour)
 		ctx := t.Context()

@@ -792,13 +792,23 @@ func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEven
 	return e, nil
 }
 
+// maxAuditText bounds the indexed text of an audit event (actor, action,
+// subject), in bytes: far above any id ajar makes (API ids are at most 200
+// characters, user ids 320), and far below the size of a B-tree index entry
+// PostgreSQL refuses (about 2,700 bytes after compression).
+const maxAuditText = 1024
+
 // checkAuditText refuses the text of e that PostgreSQL cannot store, as the
-// server would (mapError). The event is inserted with the batch's others
-// (pipeline.go): refused there, it would fail every Update of the batch.
+// server would (mapError), or cannot index. The event is inserted with the
+// batch's others (pipeline.go): refused there, it would fail every Update of
+// the batch.
 func checkAuditText(e *ajar.AuditEvent) error {
 	for _, s := range [...]string{e.Actor, e.Action, e.Subject} {
 		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
 			return ajar.Errorf(ajar.EINVALID, "append audit event: text must be valid UTF-8 without NUL characters")
+		}
+		if len(s) > maxAuditText {
+			return ajar.Errorf(ajar.EINVALID, "append audit event: actor, action and subject must be at most %d bytes", maxAuditText)
 		}
 	}
 	return nil
