@@ -112,6 +112,11 @@ type Tx interface {
 	AfterCommit(f func())
 	// CreateRequest inserts r with Version 1 (set on r). ECONFLICT if r.ID exists.
 	CreateRequest(ctx context.Context, r *Request) error
+	// CreateRequestCounting is CreateRequest(r) then CountRequestsEach(fs...),
+	// whose counts include r, as one call: a store that talks to a database
+	// server sends both in one round trip. ECONFLICT (and no counts) if r.ID
+	// exists; the Tx stays usable then, as after CreateRequest's.
+	CreateRequestCounting(ctx context.Context, r *Request, fs ...RequestFilter) (counts []int, err error)
 	// UpdateRequest writes r if the stored Version equals r.Version (compare and
 	// swap), then increments r.Version. ECONFLICT if the version differs, ENOTFOUND
 	// if the request does not exist.

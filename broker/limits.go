@@ -37,14 +37,16 @@ const (
 	limitCerts = "certificates_per_request"
 )
 
-// checkCreateLimits refuses with ETOOMANY the request r that tx has just
-// inserted if its requester now has more requests created in the last minute, or
-// more open requests, than the policy allows. Call it after tx.CreateRequest.
-func (s *Service) checkCreateLimits(ctx context.Context, tx ajar.Tx, r *ajar.Request) error {
+// createWithinLimits inserts r in tx and refuses it with ETOOMANY if its
+// requester now has more requests created in the last minute, or more open
+// requests, than the policy allows. The counts come with the insert
+// (CreateRequestCounting: one round trip to a database server) and run after
+// it, as the first write of tx or a later one.
+func (s *Service) createWithinLimits(ctx context.Context, tx ajar.Tx, r *ajar.Request) error {
 	lim := s.pol.Limits()
 	// Bounded counts, in one statement: each reads at most one row more than
 	// its limit.
-	counts, err := tx.CountRequestsEach(ctx,
+	counts, err := tx.CreateRequestCounting(ctx, r,
 		ajar.RequestFilter{Requester: r.Requester, CreatedSince: tx.Now().Add(-rateWindow), Limit: lim.RequestsPerMinutePerUser + 1},
 		ajar.RequestFilter{Requester: r.Requester, States: openStates, Limit: lim.OpenRequestsPerUser + 1})
 	if err != nil {

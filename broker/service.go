@@ -230,10 +230,7 @@ func (s *Service) CreateRequestThen(ctx context.Context, u ajar.User, in ajar.Cr
 				}
 			}
 		}
-		if err := tx.CreateRequest(ctx, r); err != nil {
-			return err
-		}
-		if err := s.checkCreateLimits(ctx, tx, r); err != nil {
+		if err := s.createWithinLimits(ctx, tx, r); err != nil {
 			return err
 		}
 		if err := s.auditStored(ctx, tx, u.ID, "request.created", r, details); err != nil {

@@ -335,15 +335,27 @@ func (t *readTx) CountRequestsEach(ctx context.Context, fs ...ajar.RequestFilter
 	if len(fs) == 0 {
 		return counts, nil
 	}
+	q, args, err := countEachQuery(fs)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.q.QueryRow(ctx, q, args...).Scan(countDest(counts)...); err != nil {
+		return nil, t.fail(mapError(err, "count requests"))
+	}
+	return counts, nil
+}
+
+// countEachQuery is the statement of CountRequestsEach: one column per
+// filter, each CountRequests' count.
+func countEachQuery(fs []ajar.RequestFilter) (string, []any, error) {
 	var q strings.Builder
 	var args []any
-	dest := make([]any, len(fs))
 	q.WriteString(`SELECT `)
 	for i, f := range fs {
 		var where string
 		var err error
 		if where, args, err = requestWhereArgs(f, args); err != nil {
-			return nil, err
+			return "", nil, err
 		}
 		if i > 0 {
 			q.WriteString(`, `)
@@ -354,12 +366,17 @@ func (t *readTx) CountRequestsEach(ctx context.Context, fs ...ajar.RequestFilter
 			fmt.Fprintf(&q, ` LIMIT $%d`, len(args))
 		}
 		fmt.Fprintf(&q, `) AS matched%d)`, i)
+	}
+	return q.String(), args, nil
+}
+
+// countDest is the Scan destinations of countEachQuery's row, into counts.
+func countDest(counts []int) []any {
+	dest := make([]any, len(counts))
+	for i := range counts {
 		dest[i] = &counts[i]
 	}
-	if err := t.q.QueryRow(ctx, q.String(), args...).Scan(dest...); err != nil {
-		return nil, t.fail(mapError(err, "count requests"))
-	}
-	return counts, nil
+	return dest
 }
 
 func (t *readTx) CountByState(ctx context.Context) (map[ajar.State]int, error) {
@@ -429,6 +446,61 @@ func (t *tx) CreateRequest(ctx context.Context, r *ajar.Request) error {
 	r.Version = 1
 	t.q.wrote(r)
 	return nil
+}
+
+// CreateRequestCounting implements ajar.Tx: the INSERT is queued (pipeline.go)
+// and goes in the round trip of the count, which runs after it and so counts
+// r. Its ECONFLICT is CreateRequest's: the INSERT skips an id that exists
+// without failing, so the count runs all the same and the Tx stays usable.
+func (t *tx) CreateRequestCounting(ctx context.Context, r *ajar.Request, fs ...ajar.RequestFilter) ([]int, error) {
+	if len(fs) == 0 || t.q.writing(r.ID).audit {
+		// Nothing to count, or audit events that name r wait to be inserted
+		// before it (CreateRequest): one after the other.
+		if err := t.CreateRequest(ctx, r); err != nil {
+			return nil, err
+		}
+		return t.CountRequestsEach(ctx, fs...)
+	}
+	if err := t.enter(ctx); err != nil {
+		return nil, err
+	}
+	if r.ID == "" {
+		return nil, ajar.FieldErrorf("id", "request id is required")
+	}
+	args, err := sqlcodec.RequestArgs(r)
+	if err != nil {
+		return nil, err
+	}
+	q, qargs, err := countEachQuery(fs)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.lockHead(ctx); err != nil {
+		return nil, err
+	}
+	args = append(append([]any{r.ID}, args...), int64(1))
+	inserted := false
+	t.q.queue(qInsertRequest, args, func(br pgx.BatchResults) error {
+		tag, err := br.Exec()
+		if err != nil {
+			return mapError(err, "create request "+r.ID)
+		}
+		inserted = tag.RowsAffected() == 1
+		return nil
+	})
+	counts := make([]int, len(fs))
+	if err := t.q.QueryRow(ctx, q, qargs...).Scan(countDest(counts)...); err != nil {
+		if ierr := t.q.failed(); ierr != nil {
+			return nil, t.fail(ierr) // the INSERT's, mapped by its read
+		}
+		return nil, t.fail(mapError(err, "count requests"))
+	}
+	if !inserted {
+		return nil, ajar.Errorf(ajar.ECONFLICT, "request %s already exists", r.ID)
+	}
+	r.Version = 1
+	t.q.wrote(r)
+	return counts, nil
 }
 
 func (t *tx) UpdateRequest(ctx context.Context, r *ajar.Request) error {

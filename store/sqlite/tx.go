@@ -472,6 +472,15 @@ func (t *tx) CreateRequest(ctx context.Context, r *ajar.Request) error {
 	return nil
 }
 
+// CreateRequestCounting implements ajar.Tx. The store has no round trips to
+// save: it is CreateRequest then CountRequestsEach.
+func (t *tx) CreateRequestCounting(ctx context.Context, r *ajar.Request, fs ...ajar.RequestFilter) ([]int, error) {
+	if err := t.CreateRequest(ctx, r); err != nil {
+		return nil, err
+	}
+	return t.CountRequestsEach(ctx, fs...)
+}
+
 // remember notes r's requester and target, as fn just wrote them, for the
 // audit events fn appends about it from now on.
 func (t *tx) remember(r *ajar.Request) {

@@ -900,3 +900,94 @@ func testClaimDueLease(t *testing.T, h *harness) {
 	err := h.s.Update(t.Context(), func(tx ajar.Tx) error { return tx.UpdateRequest(t.Context(), first[0]) })
 	wantCode(t, err, ajar.ECONFLICT)
 }
+
+// testCreateRequestCounting: CreateRequestCounting stores r and returns the
+// counts of CountRequestsEach run after it (r included); an id that exists
+// is ECONFLICT with no counts and leaves the Tx usable; with no filters it
+// only creates. Concurrent writers each count the others' committed writes
+// and their own, never the same number twice (as testCountAfterWriteSerialized).
+func testCreateRequestCounting(t *testing.T, h *harness) {
+	ctx := t.Context()
+	h.create(t,
+		simpleRequest("cc1", "alice", "web", ajar.StatePending, t0),
+		simpleRequest("cc2", "alice", "db", ajar.StateExpired, t0),
+		simpleRequest("cc3", "bob", "web", ajar.StateActive, t0))
+	open := []ajar.State{ajar.StatePending, ajar.StateApproved, ajar.StateActive}
+	fs := []ajar.RequestFilter{
+		{Requester: "alice", States: open}, {Requester: "alice"}, {Requester: "bob"}, {Requester: "alice", Limit: 1},
+	}
+	h.update(t, func(tx ajar.Tx) error {
+		r := simpleRequest("cc4", "alice", "web", ajar.StatePending, t0)
+		counts, err := tx.CreateRequestCounting(ctx, r, fs...)
+		if err != nil {
+			return err
+		}
+		if want := []int{2, 3, 1, 1}; !slices.Equal(counts, want) {
+			t.Errorf("counts = %v, want %v (the new request counted)", counts, want)
+		}
+		if r.Version != 1 {
+			t.Errorf("Version = %d, want 1", r.Version)
+		}
+		counts, err = tx.CreateRequestCounting(ctx, simpleRequest("cc1", "alice", "web", ajar.StatePending, t0), fs...)
+		wantCode(t, err, ajar.ECONFLICT)
+		if counts != nil {
+			t.Errorf("counts with ECONFLICT = %v, want none", counts)
+		}
+		// The Tx goes on.
+		if counts, err = tx.CreateRequestCounting(ctx, simpleRequest("cc5", "bob", "db", ajar.StatePending, t0), fs...); err != nil {
+			return err
+		}
+		if want := []int{2, 3, 2, 1}; !slices.Equal(counts, want) {
+			t.Errorf("counts after the conflict = %v, want %v", counts, want)
+		}
+		if counts, err = tx.CreateRequestCounting(ctx, simpleRequest("cc6", "carol", "db", ajar.StatePending, t0)); err != nil || len(counts) != 0 {
+			t.Errorf("no filters: counts %v, err %v; want none, nil", counts, err)
+		}
+		_, err = tx.AppendAudit(ctx, ajar.AuditEvent{Time: t0, Actor: "alice", Action: "x", Subject: "cc4"})
+		return err
+	})
+	for _, id := range []string{"cc4", "cc5", "cc6"} {
+		if got := h.get(t, id); got.Version != 1 {
+			t.Errorf("%s: version %d, want 1", id, got.Version)
+		}
+	}
+	if got := h.get(t, "cc1"); got.Requester != "alice" || got.Target != "web" {
+		t.Errorf("cc1 changed by the refused create: %+v", got)
+	}
+
+	const writers = 12
+	var wg sync.WaitGroup
+	counts := make(chan int, writers)
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			err := h.s.Update(ctx, func(tx ajar.Tx) error {
+				n, err := tx.CreateRequestCounting(ctx, simpleRequest(fmt.Sprintf("ccw%02d", w), "dave", "web", ajar.StatePending, t0),
+					ajar.RequestFilter{Requester: "dave"})
+				if err == nil {
+					counts <- n[0]
+				}
+				return err
+			})
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(counts)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var got []int
+	for n := range counts {
+		got = append(got, n)
+	}
+	slices.Sort(got)
+	for i, n := range got {
+		if n != i+1 {
+			t.Fatalf("counts of concurrent writers: %v, want 1..%d", got, writers)
+		}
+	}
+}

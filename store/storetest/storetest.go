@@ -65,6 +65,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"ListRequestsPaging", testListRequestsPaging},
 		{"CountRequests", testCountRequests},
 		{"CountAfterWriteSerialized", testCountAfterWriteSerialized},
+		{"CreateRequestCounting", testCreateRequestCounting},
 		{"CountByState", testCountByState},
 		{"NextDue", testNextDue},
 		{"ClaimDue", testClaimDue},
