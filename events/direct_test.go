@@ -80,3 +80,38 @@ func TestDirectSinkGetsTheEventAfterTheCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// With only Direct sinks, the event is built after the commit (out of the
+// writer's time), but from the request as it was when the change was
+// notified: fn changing its request afterwards does not change the event.
+func TestDirectSinkEventIsTheRequestAsNotified(t *testing.T) {
+	ctx := t.Context()
+	st, err := sqlite.Open(ctx, t.TempDir()+"/ajar.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var logged bytes.Buffer
+	logSink := notify.NewLog("server-log", nil, slog.New(slog.NewTextHandler(&logged, nil)))
+	n := NewNotifier(NotifyConfig{Sinks: []notify.Sink{logSink}},
+		func(string) (string, error) { return "ssh-cert", nil }, func(string) bool { return false })
+	err = st.Update(ctx, func(tx ajar.Tx) error {
+		r := &ajar.Request{ID: "req_1", Target: "web", Requester: "alice@example.com", Reason: "fix", Policy: "web",
+			State: ajar.StatePending, CreatedAt: tx.Now(), UpdatedAt: tx.Now()}
+		if err := tx.CreateRequest(ctx, r); err != nil {
+			return err
+		}
+		if err := n.enqueue(ctx, tx, "request.created", r.Requester, r.ID, r, nil, ""); err != nil {
+			return err
+		}
+		r.Target, r.State = "db", ajar.StateDenied
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := logged.String()
+	if !strings.Contains(got, "requests web") || !strings.Contains(got, "needs approval") || strings.Contains(got, "requests db") {
+		t.Errorf("logged:\n%s\nwant the request as notified: pending, for web", got)
+	}
+}

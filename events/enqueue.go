@@ -125,7 +125,7 @@ func (n *Notifier) enqueue(ctx context.Context, tx ajar.Tx, typ, actor, subject 
 		return nil
 	}
 	now := tx.Now()
-	ev := n.build.Build(typ, actor, subject, r, details, now)
+	var ev *notify.Event // built once, for the first sink that takes it
 	var b []byte
 	var direct []notify.Direct
 	for _, sk := range n.cfg.Sinks {
@@ -137,6 +137,10 @@ func (n *Notifier) enqueue(ctx context.Context, tx ajar.Tx, typ, actor, subject 
 			continue
 		}
 		if b == nil {
+			if ev == nil {
+				e := n.build.Build(typ, actor, subject, r, details, now)
+				ev = &e
+			}
 			var err error
 			if b, err = ev.AppendJSON(make([]byte, 0, 1536)); err != nil { // json.Marshal's bytes; most events fit
 				return fmt.Errorf("notify %s: %w", typ, err)
@@ -148,10 +152,20 @@ func (n *Notifier) enqueue(ctx context.Context, tx ajar.Tx, typ, actor, subject 
 	}
 	if len(direct) > 0 {
 		// Never before the change it reports has committed; never if it
-		// does not.
+		// does not. With no outbox sink, the event is built then too, out of
+		// the writer's time (an Update's fn holds the store's writer), from
+		// r as it is now.
+		if ev == nil && r != nil {
+			c := *r
+			r = &c
+		}
 		tx.AfterCommit(func() {
+			if ev == nil {
+				e := n.build.Build(typ, actor, subject, r, details, now)
+				ev = &e
+			}
 			for _, d := range direct {
-				d.Deliver(context.WithoutCancel(ctx), &ev)
+				d.Deliver(context.WithoutCancel(ctx), ev)
 			}
 		})
 	}
