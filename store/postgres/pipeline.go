@@ -202,21 +202,21 @@ func (c dbConn) sendOnce(ctx context.Context, sql string, args []any) (_ pgx.Bat
 	if c.b != nil {
 		cr, pre = c.b.carry, c.b.pre
 	}
-	var ncarry int
+	var ncpre int
 	var carryReads []func(pgx.BatchResults) error
 	if cr != nil {
 		for _, q := range cr.pre {
 			batch.Queue(q)
 		}
 		carryReads = queuePipe(&batch, cr.t.q.p.q, nil)
-		ncarry = len(cr.pre)
+		ncpre = len(cr.pre)
 	}
 	for _, q := range pre {
 		batch.Queue(q)
 	}
 	if c.b != nil {
 		c.b.pre = nil
-		if len(pre) > 0 || ncarry > 0 {
+		if len(pre) > 0 || ncpre > 0 {
 			c.b.open = true // a failed BEGIN is rolled back all the same
 		}
 	}
@@ -231,7 +231,7 @@ func (c dbConn) sendOnce(ctx context.Context, sql string, args []any) (_ pgx.Bat
 		batch.Queue(sql, args...)
 	}
 	br := c.Conn.SendBatch(ctx, &batch)
-	for range ncarry {
+	for range ncpre {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
 			c.b.broken = fmt.Errorf("postgres: savepoint: %w", err)
@@ -283,12 +283,12 @@ func (c dbConn) sendOnce(ctx context.Context, sql string, args []any) (_ pgx.Bat
 	return br, nil, nil
 }
 
-// queuePipe adds the statements of queue q to batch, and their reads to
-// reads, which it returns. Notifications without a key wait and go as one
+// queuePipe adds the statements of queue to batch, and their reads to reads,
+// which it returns. Notifications without a key wait and go as one
 // INSERT before the first statement they may not be sent after (or at the
 // end): their order among themselves, and with every other statement that
 // touches what they touch, is kept.
-func queuePipe(batch *pgx.Batch, q []queued, reads []func(pgx.BatchResults) error) []func(pgx.BatchResults) error {
+func queuePipe(batch *pgx.Batch, queue []queued, reads []func(pgx.BatchResults) error) []func(pgx.BatchResults) error {
 	var notifs []queued
 	sendNotifs := func() {
 		if len(notifs) > 0 {
@@ -298,7 +298,7 @@ func queuePipe(batch *pgx.Batch, q []queued, reads []func(pgx.BatchResults) erro
 			notifs = nil
 		}
 	}
-	for _, q := range q {
+	for _, q := range queue {
 		switch {
 		case q.notif != nil:
 			notifs = append(notifs, q)
