@@ -20,11 +20,12 @@ import (
 // record, a notification without a key, whose id is reserved beforehand:
 // workflow.go) are therefore queued on the Tx instead of sent, and go in one
 // round trip with the next statement that needs a result. Those still queued
-// when fn ends go with the next statement of the batch, the next fn's first
-// (carried: see Carried writes in batch.go), or, when the batch ends first,
-// with its COMMIT (commitWith, finish); when fn's queue holds the head lock or
-// the reservation of notification ids, whose results the next fn starts from,
-// or another fn's writes are carried, at the end of fn. The
+// when fn ends are carried (Carried writes in batch.go): they go with the next
+// statement of the batch, normally the next fn's first, or with its COMMIT if
+// the batch ends first (commitWith, finish). They go at the end of fn instead,
+// in a round trip of their own, when they take the head lock or reserve
+// notification ids (the next fn starts from their results), or when another
+// fn's writes are still carried. The
 // notifications queued together go as one INSERT of all their rows (sent
 // after the certificate records queued among them, which touch nothing they
 // touch). Every statement has a cost of its own on the server, whatever its
