@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -490,4 +491,71 @@ func TestCarriedWriteFailsNotificationIDs(t *testing.T) {
 	if len(ids) != 1 || ids[0] != next {
 		t.Errorf("notifications %v, want the next fn's %d only", ids, next)
 	}
+}
+
+// TestCarriedWritesConnectionLost: the batch's connection is lost while a
+// fn's writes are carried, before the next fn's first statement. Nothing of
+// the batch is stored, every Update in it returns an error, none runs its
+// AfterCommit functions, and the store goes on working.
+func TestCarriedWritesConnectionLost(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	s := open(t, dsn)
+	postgres.SetBatchWait(s, time.Hour)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var ran atomic.Int64
+	withAfter := func(fn func(tx ajar.Tx) error) func(ajar.Tx) error {
+		return func(tx ajar.Tx) error {
+			tx.AfterCommit(func() { ran.Add(1) })
+			return fn(tx)
+		}
+	}
+	errs := inOneBatch(t, s,
+		withAfter(func(tx ajar.Tx) error { return benchFn(ctx, tx, "a", 100) }),
+		withAfter(func(tx ajar.Tx) error { return benchFn(ctx, tx, "b", 101) }),
+		withAfter(func(tx ajar.Tx) error {
+			// The batch's connection, idle in its transaction: end it.
+			var pid int
+			if err := conn.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+				WHERE datname = current_database() AND state = 'idle in transaction'`).Scan(&pid); err != nil {
+				return err
+			}
+			if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+				return err
+			}
+			for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+				var n int
+				if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&n); err != nil {
+					return err
+				}
+				if n == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					return errors.New("the batch's connection is still there after a minute")
+				}
+			}
+			return benchFn(ctx, tx, "c", 102)
+		}))
+	for i, err := range errs {
+		if err == nil {
+			t.Errorf("Update %d returned nil, but its batch lost its connection", i)
+		}
+	}
+	if n := ran.Load(); n != 0 {
+		t.Errorf("%d AfterCommit functions ran", n)
+	}
+	if got := present(t, s, []string{"a", "b", "c"}); len(got) != 0 {
+		t.Errorf("stored %v", got)
+	}
+	if got := certSerials(t, s); len(got) != 0 {
+		t.Errorf("certificates %v", got)
+	}
+	checkChain(t, s, 0)
+	update(t, s, func(tx ajar.Tx) error { return benchFn(ctx, tx, "after", 103) })
+	checkChain(t, s, 1)
 }
