@@ -34,10 +34,37 @@ import (
 // batch run one after the other, so its round trips bound a replica's rate: the
 // savepoint of a fn (and the release of the previous one) goes in one round trip
 // with fn's first statement, the writes fn does not wait for are queued and go
-// with its next statement (pipeline.go), and the last fn's queued writes go with
-// the COMMIT. So do the audit events of all the fns of the batch that succeeded,
-// in one INSERT that moves the chain head once (b.audit, pipeline.go); if it
-// fails, nothing of the batch commits.
+// with its next statement (pipeline.go), those still queued when fn ends go with
+// the next fn's first statement (Carried writes, below), and the last fn's go
+// with the COMMIT. So do the audit events of all the fns of the batch that
+// succeeded, in one INSERT that moves the chain head once (b.audit,
+// pipeline.go); if it fails, nothing of the batch commits.
+//
+// Carried writes. When a fn succeeds with writes still queued (a certificate
+// record, a notification without a key) and the batch goes on, they are not
+// sent in a round trip of their own: fn's savepoint stays open and they wait on
+// the batch (b.carry) until the next statement anyone sends, normally the next
+// fn's first one, which goes in one round trip after them and after the release
+// of fn's savepoint and the opening of the next one; if the batch ends first,
+// they go with its COMMIT. Each fn's outcome stays its own:
+//
+//   - If a carried write fails, the server skips the rest of that round trip.
+//     fn's savepoint is rolled back, the batch goes back to what it was before
+//     fn (head lock, chain head, notification ids, audit events, kept fns:
+//     dropCarry), fn's Update returns the write's error once the batch ends
+//     (and runs no AfterCommit function), and what the next fn was sending goes
+//     again without them, on the batch as it is now (tx.rebase).
+//   - Until they are sent, the next fn runs on the state fn left (the head
+//     lock, the chain head and the notification ids) but does not act on it
+//     without a statement: its writes skip taking the head lock, which rebase
+//     takes back first if fn's failure lost it; AppendAudit, AuditHead and
+//     EnqueueNotification, which read the chain head or use the ids at once,
+//     send the carried writes first (readTx.settle). A batch that ends, with
+//     fn's writes still waiting, sends them before its COMMIT, and if they fail
+//     commits without fn (finish, commitWith).
+//   - Once they went through, fn's savepoint was released in that round trip:
+//     nothing the next fn does afterwards (an error, a failed statement, a
+//     panic) can undo fn.
 //
 // Locks. The batch takes the head lock at the first write of any of its fns and
 // keeps it to the commit: from then on every later fn writes under it, so the
@@ -106,9 +133,28 @@ type batch struct {
 	// kept fns wrote, as the last of them wrote it (pipe.written).
 	audit   auditQueue
 	written map[string]requestKeys
+	// carry holds the queued writes of a fn that succeeded, until they go
+	// with the next statement (see Carried writes above); nil when none.
+	carry *carry
 
 	done chan struct{} // closed once err is set
 	err  error         // the outcome of COMMIT
+}
+
+// carry is the queued writes of a fn that succeeded and was not the last of
+// its batch, still to be sent, and what the batch was before that fn, to go
+// back to if they fail (dropCarry).
+type carry struct {
+	t *tx // the fn; its queue (t.q.p) holds the writes
+	// pre goes before them: the fn's savepoint, if it sent no statement.
+	pre []string
+	// The batch's head lock, chain head and notification ids before t, and
+	// its audit queue's mark when t began (auditQueue.mark).
+	headLocked       bool
+	headSeq          int64
+	headHash         []byte
+	ids              []int64
+	spLen, spFlushed int
 }
 
 // WithMaxBatch bounds how many Update calls share one commit (default
@@ -176,6 +222,10 @@ func (s *Store) Update(ctx context.Context, fn func(ajar.Tx) error) error {
 	// fn's writes are in b; they are durable only once b commits. The wait is
 	// not cut short by ctx: the caller must learn whether its write committed.
 	<-b.done
+	if t.carryErr != nil {
+		// fn's carried writes failed: fn was rolled back (dropCarry).
+		return t.carryErr
+	}
 	if b.err != nil {
 		return b.err
 	}
@@ -293,23 +343,35 @@ var errPanicked = errors.New("postgres: update function panicked")
 // succeeded) or rolls its savepoint back and drops its events, then commits the
 // batch if nobody is waiting to join it, it is full or it has been open long
 // enough. When the batch ends after fn, the queued statements go in one round
-// trip with the batch's audit events and the COMMIT. It returns fn's outcome:
-// fnErr, or the error of a statement it queued, or, if the batch ended with fn
-// in the same round trip, the batch's. It unlocks wmu.
+// trip with the batch's audit events and the COMMIT; when it goes on, they are
+// carried to the next statement (carryOn) if they can be. It returns fn's
+// outcome: fnErr, or the error of a statement it queued, or, if the batch ended
+// with fn in the same round trip, the batch's; nil for carried writes, whose
+// error Update takes from carryErr once the batch has ended. It unlocks wmu.
 func (s *Store) endUpdate(ctx context.Context, b *batch, fnErr error) error {
 	defer s.wmu.Unlock()
 	err := fnErr
 	if t := b.cur; t != nil && b.broken == nil {
-		b.cur = nil
 		if t.claimedFirst && !t.headLocked {
 			b.full = true // see Locks above
 		}
 		if err == nil && len(t.q.p.q) > 0 {
-			if s.ending(b) {
+			switch {
+			case s.ending(b):
 				return s.commitWith(ctx, b, t)
+			case b.carry == nil && t.q.failed() == nil && !t.headUnread && !t.idsUnread:
+				// (Only writes are left in the queue, whose reads set
+				// nothing of t's: the next fn starts from t's head and
+				// ids.)
+				b.cur = nil
+				s.carryOn(b, t)
+				return nil
 			}
+			// Another fn's writes are carried (this fn sent no statement),
+			// or the queue reads the head or ids: send it all now.
 			err = t.q.flush(ctx)
 		}
+		b.cur = nil
 		switch {
 		case err == nil && (b.pre == nil || b.audit.appended()):
 			// (fn may append under the batch's head lock without sending
@@ -344,12 +406,72 @@ func (s *Store) ending(b *batch) bool {
 func (s *Store) keep(b *batch, t *tx) {
 	b.kept++
 	b.headLocked, b.headSeq, b.headHash, b.ids = t.headLocked, t.headSeq, t.headHash, t.ids
+	b.keepWritten(t)
+}
+
+// keepWritten makes the requests t wrote, as it wrote them, the batch's.
+func (b *batch) keepWritten(t *tx) {
 	if len(t.q.p.written) > 0 && b.written == nil {
 		b.written = make(map[string]requestKeys, len(t.q.p.written))
 	}
 	for id, k := range t.q.p.written {
 		b.written[id] = k
 	}
+}
+
+// carryOn keeps the running fn t, which succeeded with writes still queued,
+// in b as keep does, but leaves its savepoint open and its writes queued, to
+// be sent with the next statement (Carried writes above). The requests t
+// wrote become the batch's once they are sent (settleCarry): nothing reads
+// them before.
+func (s *Store) carryOn(b *batch, t *tx) {
+	b.carry = &carry{
+		t: t, pre: b.pre,
+		headLocked: b.headLocked, headSeq: b.headSeq, headHash: b.headHash, ids: b.ids,
+		spLen: b.audit.spLen, spFlushed: b.audit.spFlushed,
+	}
+	b.pre = nil // sent before t's writes, with them
+	b.kept++
+	b.headLocked, b.headSeq, b.headHash, b.ids = t.headLocked, t.headSeq, t.headHash, t.ids
+}
+
+// settleCarry records that b's carried writes went through: their fn is kept
+// for good. Its savepoint was released in the same round trip, unless the
+// batch was committing.
+func (b *batch) settleCarry() {
+	b.keepWritten(b.carry.t)
+	b.carry = nil
+	if t := b.cur; t != nil {
+		t.leaned = false
+	}
+}
+
+// dropCarry undoes the fn whose carried writes failed with err (the server
+// skipped the rest of their round trip): it rolls the fn's savepoint back,
+// puts the batch back as it was before the fn, and records err as the fn's
+// outcome (Update). The running fn, if any, which sent nothing yet, starts
+// again from there (rebase). If the rollback fails, the transaction is lost
+// and dropCarry returns that error.
+func (b *batch) dropCarry(ctx context.Context, err error) error {
+	c := b.carry
+	b.carry = nil
+	c.t.carryErr = err
+	if _, rerr := b.conn.Conn().PgConn().Exec(ctx, "ROLLBACK TO SAVEPOINT u").ReadAll(); rerr != nil {
+		b.broken = fmt.Errorf("postgres: rollback to savepoint: %w", rerr)
+		return b.broken
+	}
+	b.kept--
+	b.headLocked, b.headSeq, b.headHash, b.ids = c.headLocked, c.headSeq, c.headHash, c.ids
+	// The fn's events go, and the earlier fns' that an INSERT inside its
+	// savepoint carried wait again (auditQueue.rollback). The running fn
+	// appended none (AppendAudit settles first).
+	b.audit.spLen, b.audit.spFlushed = c.spLen, c.spFlushed
+	b.audit.rollback()
+	if t := b.cur; t != nil {
+		b.audit.mark()
+		t.rebase(b)
+	}
+	return nil
 }
 
 // rollbackFn undoes everything since the running fn's savepoint; the head
@@ -364,12 +486,14 @@ func (s *Store) rollbackFn(ctx context.Context, b *batch) {
 }
 
 // commitWith ends b after its last fn t, sending t's queued statements, the
-// batch's audit events and COMMIT in one round trip. If one of t's statements
+// batch's audit events and COMMIT in one round trip (after the writes carried
+// from the fn before t, if t sent no statement). If one of t's statements
 // fails, the server skips the rest (COMMIT included) and the transaction is
 // aborted: t's savepoint is rolled back and the batch commits the others'
 // writes as finish does, and t's error is returned. (Queued statements fail
-// only on the server: pipeline.go.) If the audit INSERT fails, nothing of the
-// batch commits.
+// only on the server: pipeline.go.) If a carried write fails, only its fn
+// fails (dropCarry) and the rest goes again. If the audit INSERT fails,
+// nothing of the batch commits.
 func (s *Store) commitWith(ctx context.Context, b *batch, t *tx) error {
 	br, err := t.q.withAudit().send(ctx, "COMMIT", nil)
 	if err != nil {
@@ -420,13 +544,15 @@ func (s *Store) readCommit(ctx context.Context, b *batch, br pgx.BatchResults) e
 
 // finish ends b: it commits, or rolls back if abort is set or no fn in b
 // succeeded, returns the connection and wakes everyone waiting on b. The
-// batch's audit events not inserted yet go in one round trip with the COMMIT;
-// if they cannot be inserted, nothing commits. Called with wmu held.
+// writes carried from the last fn that queued some and the batch's audit
+// events not inserted yet go in one round trip with the COMMIT; if a carried
+// write fails, its fn is rolled back (dropCarry) and the batch commits without
+// it; if the events cannot be inserted, nothing commits. Called with wmu held.
 func (s *Store) finish(ctx context.Context, b *batch, abort error) {
 	s.batch = nil
 	b.err = abort
 	switch {
-	case !b.open:
+	case !b.open && b.carry == nil:
 		b.conn.Release()
 	case abort != nil || b.kept == 0:
 		end(ctx, b.conn, false)
@@ -434,16 +560,33 @@ func (s *Store) finish(ctx context.Context, b *batch, abort error) {
 		// pre, if set, opens a savepoint nobody used: the COMMIT goes
 		// without it.
 		b.pre = nil
-		c := dbConn{Conn: b.conn, b: b}
-		br, err := c.withAudit().send(c.ctx(ctx), "COMMIT", nil)
-		if err != nil {
-			// The audit INSERT failed, and the server skipped the COMMIT.
+		c := dbConn{Conn: b.conn, b: b}.withAudit()
+		var br pgx.BatchResults
+		var err error
+		for {
+			var carried error
+			br, carried, err = c.sendOnce(c.ctx(ctx), "COMMIT", nil)
+			if carried == nil {
+				break
+			}
+			if err = b.dropCarry(ctx, carried); err != nil || b.kept == 0 {
+				break
+			}
+		}
+		switch {
+		case err != nil:
+			// The audit INSERT failed, and the server skipped the COMMIT;
+			// or the transaction was lost.
 			b.err = fmt.Errorf("postgres: commit: %w (a batch of %d updates, none committed)", err, b.kept)
 			end(ctx, b.conn, false)
-			break
+		case br == nil:
+			// The carried writes of the one fn kept failed: nothing to
+			// commit.
+			end(ctx, b.conn, false)
+		default:
+			b.err = s.readCommit(ctx, b, br)
+			b.conn.Release()
 		}
-		b.err = s.readCommit(ctx, b, br)
-		b.conn.Release()
 	}
 	close(b.done)
 }

@@ -19,8 +19,13 @@ import (
 // The writes whose result fn does not wait for (the head lock, a certificate
 // record, a notification without a key, whose id is reserved beforehand:
 // workflow.go) are therefore queued on the Tx instead of sent, and go in one
-// round trip with the next statement that needs a result, or at the end of fn;
-// when the batch ends after fn, with its COMMIT (commitWith in batch.go). The
+// round trip with the next statement that needs a result. Those still queued
+// when fn ends are carried (Carried writes in batch.go): they go with the next
+// statement of the batch, normally the next fn's first, or with its COMMIT if
+// the batch ends first (commitWith, finish). They go at the end of fn instead,
+// in a round trip of their own, when they take the head lock or reserve
+// notification ids (the next fn starts from their results), or when another
+// fn's writes are still carried. The
 // notifications queued together go as one INSERT of all their rows (sent
 // after the certificate records queued among them, which touch nothing they
 // touch). Every statement has a cost of its own on the server, whatever its
@@ -50,7 +55,12 @@ import (
 // does, e.g. ECONFLICT for a certificate serial that exists), the Tx records
 // that error, the call that flushed it returns it and so does every later call,
 // and fn's Update returns it even if fn ignored it. fn's savepoint is rolled
-// back, so nothing fn wrote survives. The writes whose result a caller acts on
+// back, so nothing fn wrote survives. A write carried past fn's end fails fn
+// the same way, and fn alone: fn's Update returns its error once the batch has
+// ended, without running fn's AfterCommit functions, and the next fn, which
+// sent it with its own statement or before reading the chain head or the
+// notification ids fn left, goes on as if fn had not run (batch.dropCarry,
+// tx.rebase). The writes whose result a caller acts on
 // at once (CreateRequest's ECONFLICT, compare-and-swap updates, a notification
 // whose key may be taken, ENOTFOUND of an update) are sent at once, as before.
 // AppendAudit refuses at once an event whose fields the INSERT would refuse
@@ -139,7 +149,7 @@ func (c dbConn) queueNotification(n *notifRow) {
 
 // waiting reports whether anything must be sent before the next statement.
 func (c dbConn) waiting() bool {
-	return (c.b != nil && c.b.pre != nil) || (c.p != nil && len(c.p.q) > 0) ||
+	return (c.b != nil && (c.b.pre != nil || c.b.carry != nil)) || (c.p != nil && len(c.p.q) > 0) ||
 		(c.audit && c.b != nil && c.b.audit.waiting())
 }
 
@@ -161,55 +171,59 @@ func (c dbConn) writing(ids ...string) dbConn {
 	return c
 }
 
-// send sends b.pre, the queued statements, the batch's audit events if c is
-// withAudit, and then sql (none if sql is empty) in one round trip, and reads
-// the results of all but sql's. The caller reads sql's result from the
-// returned BatchResults and closes it. If pre fails, the savepoints are in an
-// unknown state and the batch cannot commit; if a queued statement or the
-// audit INSERT fails, send returns its error (kept in p.err; an
-// *auditInsertError for the INSERT) and the transaction is aborted from there
-// on.
+// send sends, in one round trip, the writes carried from an earlier fn of the
+// batch (batch.go), b.pre, the queued statements, the batch's audit events if
+// c is withAudit, and then sql (none if sql is empty), and reads the results
+// of all but sql's. The caller reads sql's result from the returned
+// BatchResults and closes it. If pre fails, the savepoints are in an unknown
+// state and the batch cannot commit; if a queued statement or the audit
+// INSERT fails, send returns its error (kept in p.err; an *auditInsertError
+// for the INSERT) and the transaction is aborted from there on. If a carried
+// write fails, its fn is undone (batch.dropCarry) and the rest goes again in
+// a round trip of its own.
 func (c dbConn) send(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
+	for {
+		br, carried, err := c.sendOnce(ctx, sql, args)
+		if carried == nil {
+			return br, err
+		}
+		if err := c.b.dropCarry(ctx, carried); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// sendOnce is send, but if a carried write fails it returns its error as
+// carried, and the caller undoes its fn (dropCarry): the server skipped
+// everything after it, which is left as it was (b.pre, the queue).
+func (c dbConn) sendOnce(ctx context.Context, sql string, args []any) (_ pgx.BatchResults, carried, _ error) {
 	var batch pgx.Batch
-	npre := 0
+	var cr *carry
+	var pre []string
 	if c.b != nil {
-		for _, q := range c.b.pre {
+		cr, pre = c.b.carry, c.b.pre
+	}
+	var ncpre int
+	var carryReads []func(pgx.BatchResults) error
+	if cr != nil {
+		for _, q := range cr.pre {
 			batch.Queue(q)
 		}
-		npre = len(c.b.pre)
+		carryReads = queuePipe(&batch, cr.t.q.p.q, nil)
+		ncpre = len(cr.pre)
+	}
+	for _, q := range pre {
+		batch.Queue(q)
+	}
+	if c.b != nil {
 		c.b.pre = nil
-		if npre > 0 {
+		if len(pre) > 0 || ncpre > 0 {
 			c.b.open = true // a failed BEGIN is rolled back all the same
 		}
 	}
 	var reads []func(pgx.BatchResults) error
 	if c.p != nil {
-		// Notifications without a key wait in notifs and go as one INSERT
-		// before the first statement they may not be sent after (or at the
-		// end): their order among themselves, and with every other
-		// statement that touches what they touch, is kept.
-		var notifs []queued
-		sendNotifs := func() {
-			if len(notifs) > 0 {
-				sql, args, read := notificationInsert(notifs)
-				batch.Queue(sql, args...)
-				reads = append(reads, read)
-				notifs = nil
-			}
-		}
-		for _, q := range c.p.q {
-			switch {
-			case q.notif != nil:
-				notifs = append(notifs, q)
-				continue
-			case !q.apart:
-				sendNotifs()
-			}
-			batch.Queue(q.sql, q.args...)
-			reads = append(reads, q.read)
-		}
-		sendNotifs()
-		c.p.q = c.p.q[:0]
+		reads = queuePipe(&batch, c.p.q, nil)
 	}
 	if c.audit && c.b != nil {
 		reads = c.b.audit.queueInserts(&batch, reads)
@@ -218,23 +232,44 @@ func (c dbConn) send(ctx context.Context, sql string, args []any) (pgx.BatchResu
 		batch.Queue(sql, args...)
 	}
 	br := c.Conn.SendBatch(ctx, &batch)
-	for range npre {
+	for range ncpre {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
 			c.b.broken = fmt.Errorf("postgres: savepoint: %w", err)
-			return nil, c.b.broken
+			return nil, nil, c.b.broken
+		}
+	}
+	for _, read := range carryReads {
+		if err := read(br); err != nil {
+			br.Close()
+			c.b.pre = pre
+			return nil, err, nil
+		}
+	}
+	if cr != nil {
+		cr.t.q.p.q = cr.t.q.p.q[:0]
+		c.b.settleCarry()
+	}
+	if c.p != nil {
+		c.p.q = c.p.q[:0]
+	}
+	for range pre {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			c.b.broken = fmt.Errorf("postgres: savepoint: %w", err)
+			return nil, nil, c.b.broken
 		}
 	}
 	for _, read := range reads {
 		if err := read(br); err != nil {
 			br.Close()
 			if c.p == nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if c.p.err == nil {
 				c.p.err = err
 			}
-			return nil, c.p.err
+			return nil, nil, c.p.err
 		}
 	}
 	if sql == "" {
@@ -242,11 +277,41 @@ func (c dbConn) send(ctx context.Context, sql string, args []any) (pgx.BatchResu
 			if c.p != nil && c.p.err == nil {
 				c.p.err = err
 			}
-			return nil, err
+			return nil, nil, err
 		}
-		return nil, nil
+		return nil, nil, nil
 	}
-	return br, nil
+	return br, nil, nil
+}
+
+// queuePipe adds the statements of queue to batch, and their reads to reads,
+// which it returns. Notifications without a key wait and go as one
+// INSERT before the first statement they may not be sent after (or at the
+// end): their order among themselves, and with every other statement that
+// touches what they touch, is kept.
+func queuePipe(batch *pgx.Batch, queue []queued, reads []func(pgx.BatchResults) error) []func(pgx.BatchResults) error {
+	var notifs []queued
+	sendNotifs := func() {
+		if len(notifs) > 0 {
+			sql, args, read := notificationInsert(notifs)
+			batch.Queue(sql, args...)
+			reads = append(reads, read)
+			notifs = nil
+		}
+	}
+	for _, q := range queue {
+		switch {
+		case q.notif != nil:
+			notifs = append(notifs, q)
+			continue
+		case !q.apart:
+			sendNotifs()
+		}
+		batch.Queue(q.sql, q.args...)
+		reads = append(reads, q.read)
+	}
+	sendNotifs()
+	return reads
 }
 
 // flush sends whatever is waiting. It returns the first queued statement's

@@ -36,7 +36,8 @@
 //   - Pipelining. While a batch holds the head lock its round trips are what
 //     bounds a replica, so the writes a fn does not wait for (certificate
 //     records, notifications without a key) are queued and sent with its next
-//     statement (pipeline.go). Audit appends wait longer: the events of all the
+//     statement, or with the next fn's first one when fn has none left
+//     (pipeline.go, batch.go). Audit appends wait longer: the events of all the
 //     fns of a batch go as one INSERT, which moves the head once, in the round
 //     trip of its COMMIT (earlier if a fn reads the log). A queued write that
 //     fails still fails fn, fn still reads its own writes and the events

@@ -60,6 +60,13 @@ type tx struct {
 	notifies  *atomic.Bool
 	// after runs once fn's writes have committed (AfterCommit).
 	after []func()
+	// leaned is set when a write skipped taking the head lock because the
+	// batch held it, while the writes of the fn before were still carried
+	// (batch.go): if they fail, that lock may be gone with them (rebase).
+	leaned bool
+	// carryErr is the error of fn's carried writes, which undid fn
+	// (batch.dropCarry); read by Update once the batch has ended.
+	carryErr error
 }
 
 func (t *tx) AfterCommit(f func()) { t.after = append(t.after, f) }
@@ -119,6 +126,9 @@ func (t *readTx) Now() time.Time {
 // the package comment: every write takes it first, so writers lock in one order).
 func (t *tx) lockHead(ctx context.Context) error {
 	if t.headLocked {
+		if t.q.b != nil && t.q.b.carry != nil {
+			t.leaned = true
+		}
 		return nil
 	}
 	// Queued: it goes with the write that follows (pipeline.go), which it
@@ -147,6 +157,37 @@ func (t *tx) lockHead(ctx context.Context) error {
 			}
 			return nil
 		})
+	}
+	return nil
+}
+
+// rebase starts t, which has sent nothing yet, again from the batch b as it is
+// after the carried writes of the fn before t failed and that fn was undone
+// (batch.dropCarry). t began on the head lock, chain head and notification ids
+// that fn left; it read none of them (settle), but its writes may have skipped
+// taking the head lock (leaned): if the lock went with that fn, lockHead takes
+// it before everything t queued.
+func (t *tx) rebase(b *batch) {
+	t.headLocked, t.headSeq, t.headHash, t.ids = b.headLocked, b.headSeq, b.headHash, b.ids
+	if t.leaned && !t.headLocked {
+		q := t.q.p.q
+		t.q.p.q = nil
+		t.lockHead(context.Background()) // queues only
+		t.q.p.q = append(t.q.p.q, q...)
+	}
+	t.leaned = false
+}
+
+// settle sends the writes carried from the fn before (batch.go) with whatever
+// else waits, if they were not sent yet, before t acts on the head lock, chain
+// head or notification ids that fn left: if they fail, fn is undone and t
+// starts again from the batch as it was before fn (rebase).
+func (t *readTx) settle(ctx context.Context) error {
+	if t.q.b == nil || t.q.b.carry == nil {
+		return nil
+	}
+	if err := t.q.flush(ctx); err != nil {
+		return t.fail(err)
 	}
 	return nil
 }
@@ -668,11 +709,13 @@ func (t *tx) ClaimDue(ctx context.Context, now, leaseUntil time.Time, limit int)
 	}
 	// No head lock: SKIP LOCKED never waits, so a claim cannot take part in a
 	// deadlock, and claims from several replicas run side by side. (A batch
-	// that claimed before it held the head lock ends after this fn: batch.go.)
+	// that claimed before it held the head lock ends after this fn: batch.go.
+	// Whether it did is known once the claim is sent: the head lock t began
+	// with may go with the carried writes of the fn before, rebase.)
+	rows, err := t.q.Query(ctx, qClaimDue, nowS, limit, leaseS)
 	if !t.headLocked {
 		t.claimedFirst = true
 	}
-	rows, err := t.q.Query(ctx, qClaimDue, nowS, limit, leaseS)
 	if err != nil {
 		return nil, t.fail(mapError(err, "claim due"))
 	}
@@ -764,6 +807,11 @@ func (t *readTx) AuditHead(ctx context.Context) (int64, []byte, error) {
 	if err := t.enter(ctx); err != nil {
 		return 0, nil, err
 	}
+	// The head as the fn before left it is known only once its carried
+	// writes went through.
+	if err := t.settle(ctx); err != nil {
+		return 0, nil, err
+	}
 	if t.headLocked {
 		if t.headUnread {
 			if err := t.q.flush(ctx); err != nil {
@@ -837,6 +885,11 @@ func (t *tx) AppendAudit(ctx context.Context, e ajar.AuditEvent) (ajar.AuditEven
 		return ajar.AuditEvent{}, err
 	}
 	if err := checkAuditText(&e); err != nil {
+		return ajar.AuditEvent{}, err
+	}
+	// e extends the head the fn before left only once that fn's carried
+	// writes went through (batch.go).
+	if err := t.settle(ctx); err != nil {
 		return ajar.AuditEvent{}, err
 	}
 	if err := t.lockHead(ctx); err != nil {

@@ -140,6 +140,11 @@ func (t *tx) EnqueueNotification(ctx context.Context, n *ajar.Notification) (boo
 	if err != nil {
 		return false, err
 	}
+	// The ids the fn before reserved are good only once its carried writes
+	// went through (batch.go).
+	if err := t.settle(ctx); err != nil {
+		return false, err
+	}
 	if err := t.lockHead(ctx); err != nil {
 		return false, err
 	}
