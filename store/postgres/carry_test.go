@@ -131,12 +131,25 @@ func (p *roundTrips) serve(client net.Conn, addr string) {
 // create the request, count the requester's requests, record the
 // certificate, append the audit event.
 func benchFn(ctx context.Context, tx ajar.Tx, id string, serial uint64) error {
-	if err := tx.CreateRequest(ctx, request(id, tx.Now(), nil)); err != nil {
-		return err
-	}
-	if _, err := tx.CountRequestsEach(ctx, ajar.RequestFilter{Requester: "alice", States: []ajar.State{ajar.StateActive}},
-		ajar.RequestFilter{Target: "web", Limit: 10}); err != nil {
-		return err
+	return benchShape(ctx, tx, id, serial, false)
+}
+
+// benchShape is benchFn; with counting, the request is created and counted
+// in one call (CreateRequestCounting), as the broker does.
+func benchShape(ctx context.Context, tx ajar.Tx, id string, serial uint64, counting bool) error {
+	r := request(id, tx.Now(), nil)
+	fs := []ajar.RequestFilter{{Requester: "alice", States: []ajar.State{ajar.StateActive}}, {Target: "web", Limit: 10}}
+	if counting {
+		if _, err := tx.CreateRequestCounting(ctx, r, fs...); err != nil {
+			return err
+		}
+	} else {
+		if err := tx.CreateRequest(ctx, r); err != nil {
+			return err
+		}
+		if _, err := tx.CountRequestsEach(ctx, fs...); err != nil {
+			return err
+		}
 	}
 	if err := tx.InsertSSHCert(ctx, sshCert(serial, id, tx.Now())); err != nil {
 		return err
@@ -153,45 +166,54 @@ func sshCert(serial uint64, req string, now time.Time) ajar.SSHCert {
 // TestCarriedWritesRoundTrips counts the round trips of a batch of fns shaped
 // like the benchmark's: two for each fn in the middle of the batch (its
 // CreateRequest, with the certificate record of the fn before, and its
-// count), where sending each fn's certificate record at its end took three.
-// Each fn marks the count when it starts; the fns between the second's start
-// and the last's run whole in between.
+// count), where sending each fn's certificate record at its end took three;
+// one when the fn creates and counts in one call (CreateRequestCounting), as
+// the broker does. Each fn marks the count when it starts; the fns between
+// the second's start and the last's run whole in between.
 func TestCarriedWritesRoundTrips(t *testing.T) {
-	dsn := pgtest.NewDatabase(t)
-	rt := newRoundTrips(t, dsn)
-	s := open(t, rt.dsn)
-	postgres.SetBatchWait(s, time.Hour)
-	ctx := t.Context()
-	const n = 6
-	var ids []string
-	marks := make([]int64, n)
-	var fns []func(ajar.Tx) error
-	for i := range n {
-		id := fmt.Sprintf("r%d", i)
-		ids = append(ids, id)
-		fns = append(fns, func(tx ajar.Tx) error {
-			marks[i] = rt.n.Load()
-			return benchFn(ctx, tx, id, uint64(100+i))
+	for _, c := range []struct {
+		name     string
+		counting bool
+		perFn    int64
+	}{{"create-then-count", false, 2}, {"create-counting", true, 1}} {
+		t.Run(c.name, func(t *testing.T) {
+			dsn := pgtest.NewDatabase(t)
+			rt := newRoundTrips(t, dsn)
+			s := open(t, rt.dsn)
+			postgres.SetBatchWait(s, time.Hour)
+			ctx := t.Context()
+			const n = 6
+			var ids []string
+			marks := make([]int64, n)
+			var fns []func(ajar.Tx) error
+			for i := range n {
+				id := fmt.Sprintf("r%d", i)
+				ids = append(ids, id)
+				fns = append(fns, func(tx ajar.Tx) error {
+					marks[i] = rt.n.Load()
+					return benchShape(ctx, tx, id, uint64(100+i), c.counting)
+				})
+			}
+			before := postgres.Commits(s)
+			for i, err := range inOneBatch(t, s, fns...) {
+				if err != nil {
+					t.Fatalf("Update %d: %v", i, err)
+				}
+			}
+			if got := postgres.Commits(s) - before; got != 1 {
+				t.Fatalf("%d commits, want 1 batch", got)
+			}
+			if got, want := marks[n-1]-marks[1], c.perFn*(n-2); got != want {
+				t.Errorf("%d round trips for %d fns in the middle of a batch, want %d (%d each)", got, n-2, want, c.perFn)
+			}
+			if got := present(t, s, ids); !slices.Equal(got, ids) {
+				t.Errorf("stored %v, want %v", got, ids)
+			}
+			checkChain(t, s, n)
+			if got := certSerials(t, s); len(got) != n {
+				t.Errorf("certificates %v, want %d", got, n)
+			}
 		})
-	}
-	before := postgres.Commits(s)
-	for i, err := range inOneBatch(t, s, fns...) {
-		if err != nil {
-			t.Fatalf("Update %d: %v", i, err)
-		}
-	}
-	if got := postgres.Commits(s) - before; got != 1 {
-		t.Fatalf("%d commits, want 1 batch", got)
-	}
-	if got, want := marks[n-1]-marks[1], int64(2*(n-2)); got != want {
-		t.Errorf("%d round trips for %d fns in the middle of a batch, want %d (2 each)", got, n-2, want)
-	}
-	if got := present(t, s, ids); !slices.Equal(got, ids) {
-		t.Errorf("stored %v, want %v", got, ids)
-	}
-	checkChain(t, s, n)
-	if got := certSerials(t, s); len(got) != n {
-		t.Errorf("certificates %v, want %d", got, n)
 	}
 }
 
