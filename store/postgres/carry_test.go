@@ -281,6 +281,17 @@ func TestCarriedWriteFails(t *testing.T) {
 			_, err := tx.ClaimDue(ctx, tx.Now(), tx.Now().Add(time.Minute), 10)
 			return err
 		}}
+		// createCounting creates and counts in one round trip (its INSERT
+		// queued): after a failed carry, it goes again.
+		createCounting = step{run: func(ctx context.Context, tx ajar.Tx, id string, _ uint64) error {
+			r := request(id, tx.Now(), nil)
+			r.Target = "t-" + id
+			counts, err := tx.CreateRequestCounting(ctx, r, ajar.RequestFilter{Target: r.Target})
+			if err == nil && counts[0] != 1 {
+				err = fmt.Errorf("CreateRequestCounting counted %d of its own request, want 1", counts[0])
+			}
+			return err
+		}, creates: true}
 		fail = step{run: func(context.Context, ajar.Tx, string, uint64) error { return errBoom }}
 		die  = step{run: func(context.Context, ajar.Tx, string, uint64) error { panic("boom") }}
 	)
@@ -304,6 +315,9 @@ func TestCarriedWriteFails(t *testing.T) {
 		// and the next fn must take it again before its first write.
 		{name: "first", fns: []fnSpec{{full, true, conflict}, {full, false, ok}, {full, false, ok}},
 			commits: 1, checkLock: true},
+		{name: "next-creates-counting", fns: []fnSpec{{full, false, ok}, {full, true, conflict},
+			{[]step{createCounting, cert, appendEv}, false, ok}, {[]step{createCounting, cert, appendEv}, true, conflict},
+			{full, false, ok}}, commits: 1, checkLock: true},
 		{name: "next-appends-first", fns: []fnSpec{{full, true, conflict}, {[]step{appendEv, create, cert}, false, ok},
 			{full, false, ok}}, commits: 1},
 		{name: "next-reads-head-first", fns: []fnSpec{{full, false, ok}, {full, true, conflict},
