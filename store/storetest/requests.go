@@ -640,6 +640,19 @@ func testCountRequests(t *testing.T, h *harness) {
 // n, never the same number twice. The broker's per-user limits rely on it
 // (see ReadTx.CountRequests).
 func testCountAfterWriteSerialized(t *testing.T, h *harness) {
+	concurrentCounts(t, h, func(tx ajar.Tx, w int) (int, error) {
+		r := simpleRequest(fmt.Sprintf("cw%02d", w), "alice", "web", ajar.StatePending, t0)
+		if err := tx.CreateRequest(t.Context(), r); err != nil {
+			return 0, err
+		}
+		return tx.CountRequests(t.Context(), ajar.RequestFilter{Requester: "alice", States: []ajar.State{ajar.StatePending}})
+	})
+}
+
+// concurrentCounts runs 12 writers at once, each an Update with createCount,
+// which writes and then counts its writer's writes and the others'; the
+// counts must be 1, 2, ... 12, never the same number twice.
+func concurrentCounts(t *testing.T, h *harness, createCount func(tx ajar.Tx, w int) (int, error)) {
 	const writers = 12
 	var wg sync.WaitGroup
 	counts := make(chan int, writers)
@@ -647,11 +660,7 @@ func testCountAfterWriteSerialized(t *testing.T, h *harness) {
 	for w := range writers {
 		wg.Go(func() {
 			err := h.s.Update(t.Context(), func(tx ajar.Tx) error {
-				r := simpleRequest(fmt.Sprintf("cw%02d", w), "alice", "web", ajar.StatePending, t0)
-				if err := tx.CreateRequest(t.Context(), r); err != nil {
-					return err
-				}
-				n, err := tx.CountRequests(t.Context(), ajar.RequestFilter{Requester: "alice", States: []ajar.State{ajar.StatePending}})
+				n, err := createCount(tx, w)
 				if err == nil {
 					counts <- n
 				}
@@ -955,39 +964,12 @@ func testCreateRequestCounting(t *testing.T, h *harness) {
 		t.Errorf("cc1 changed by the refused create: %+v", got)
 	}
 
-	const writers = 12
-	var wg sync.WaitGroup
-	counts := make(chan int, writers)
-	errs := make(chan error, writers)
-	for w := range writers {
-		wg.Go(func() {
-			err := h.s.Update(ctx, func(tx ajar.Tx) error {
-				n, err := tx.CreateRequestCounting(ctx, simpleRequest(fmt.Sprintf("ccw%02d", w), "dave", "web", ajar.StatePending, t0),
-					ajar.RequestFilter{Requester: "dave"})
-				if err == nil {
-					counts <- n[0]
-				}
-				return err
-			})
-			if err != nil {
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(counts)
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	var got []int
-	for n := range counts {
-		got = append(got, n)
-	}
-	slices.Sort(got)
-	for i, n := range got {
-		if n != i+1 {
-			t.Fatalf("counts of concurrent writers: %v, want 1..%d", got, writers)
+	concurrentCounts(t, h, func(tx ajar.Tx, w int) (int, error) {
+		counts, err := tx.CreateRequestCounting(ctx, simpleRequest(fmt.Sprintf("ccw%02d", w), "dave", "web", ajar.StatePending, t0),
+			ajar.RequestFilter{Requester: "dave"})
+		if err != nil {
+			return 0, err
 		}
-	}
+		return counts[0], nil
+	})
 }
