@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -371,6 +372,18 @@ func TestWorkflowNotificationOutage(t *testing.T) {
 	evs := rc.events()
 	if got := eventTypes(evs); !slices.Equal(got, want) {
 		t.Fatalf("after the outage:\n got %v\nwant %v", got, want)
+	}
+	// The log sink writes its lines without the outbox (notify.Direct); they
+	// count as delivered all the same, and it was never down.
+	m := s.okHTTP(t, "/metrics")
+	var logged float64
+	for line := range strings.Lines(m) {
+		if v, ok := strings.CutPrefix(line, `ajar_notifications_delivered_total{sink="log"} `); ok {
+			logged, _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	if logged < float64(len(want)) {
+		t.Errorf("ajar_notifications_delivered_total{sink=\"log\"} = %v, want at least the %d events the hook got", logged, len(want))
 	}
 	seen := map[string]bool{}
 	for _, e := range evs {

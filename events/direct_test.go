@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
@@ -25,7 +26,8 @@ func TestDirectSinkGetsTheEventAfterTheCommit(t *testing.T) {
 	var logged bytes.Buffer // written in Update's caller (AfterCommit)
 	logSink := notify.NewLog("server-log", nil, slog.New(slog.NewTextHandler(&logged, nil)))
 	hook := notify.NewWebhook("hook", nil, "http://127.0.0.1:9/", nil, nil)
-	n := NewNotifier(NotifyConfig{Sinks: []notify.Sink{logSink, hook}},
+	var delivered []string // NotifyConfig.Delivered, in Update's caller
+	n := NewNotifier(NotifyConfig{Sinks: []notify.Sink{logSink, hook}, Delivered: func(s string) { delivered = append(delivered, s) }},
 		func(string) (string, error) { return "ssh-cert", nil }, func(string) bool { return false })
 	r := &ajar.Request{ID: "req_1", Target: "web", Requester: "alice@example.com", Reason: "fix", Policy: "web", State: ajar.StatePending}
 	create := func(tx ajar.Tx) error {
@@ -46,8 +48,8 @@ func TestDirectSinkGetsTheEventAfterTheCommit(t *testing.T) {
 	if !errors.Is(err, errRefused) {
 		t.Fatalf("Update: %v", err)
 	}
-	if got := logged.String(); got != "" {
-		t.Fatalf("logged for a change that did not commit:\n%s", got)
+	if got := logged.String(); got != "" || len(delivered) != 0 {
+		t.Fatalf("logged for a change that did not commit (delivered %v):\n%s", delivered, got)
 	}
 	err = st.Update(ctx, func(tx ajar.Tx) error {
 		if err := create(tx); err != nil {
@@ -63,6 +65,9 @@ func TestDirectSinkGetsTheEventAfterTheCommit(t *testing.T) {
 	}
 	if got := logged.String(); strings.Count(got, "msg=notification") != 1 || !strings.Contains(got, "type=request.created") || !strings.Contains(got, "request=req_1") {
 		t.Errorf("after the commit, logged:\n%s\nwant one request.created line about req_1", got)
+	}
+	if !slices.Equal(delivered, []string{"server-log"}) {
+		t.Errorf("delivered %v, want the log sink's one event counted", delivered)
 	}
 	err = st.View(ctx, func(tx ajar.ReadTx) error {
 		for sink, want := range map[string]int{"server-log": 0, "hook": 1} {

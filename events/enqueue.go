@@ -28,6 +28,10 @@ type NotifyConfig struct {
 	// workers (notify/outbox's Outbox.Kick); it must not block. It may run
 	// before the transaction commits: the workers' poll catches up. Nil: none.
 	Wake func()
+	// Delivered is called with a notify.Direct sink's name after it got an
+	// event (notify/outbox's Outbox.Delivered, which counts it as the outbox
+	// counts its own deliveries); it must not block. Nil: none.
+	Delivered func(sink string)
 }
 
 // Notifier writes notifications to the outbox in the caller's transaction,
@@ -166,6 +170,9 @@ func (n *Notifier) enqueue(ctx context.Context, tx ajar.Tx, typ, actor, subject 
 			}
 			for _, d := range direct {
 				d.Deliver(context.WithoutCancel(ctx), ev)
+				if n.cfg.Delivered != nil {
+					n.cfg.Delivered(d.Name())
+				}
 			}
 		})
 	}

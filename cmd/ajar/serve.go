@@ -333,7 +333,7 @@ func openApp(ctx context.Context, o serveOptions, e *cliEnv, log *slog.Logger) (
 		},
 		Notify: events.NotifyConfig{ // the notifications section
 			Sinks: sinks, BaseURL: pol.Server().PublicURL, ExpiryReminder: time.Duration(sc.ExpiryReminder),
-			Wake: delivery.Kick,
+			Wake: delivery.Kick, Delivered: delivery.Delivered,
 		},
 	})
 	if err != nil {

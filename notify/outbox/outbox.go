@@ -162,6 +162,13 @@ func (o *Outbox) Kick() {
 	}
 }
 
+// Delivered counts an event that a notify.Direct sink got without the outbox
+// (events.NotifyConfig.Delivered) in ajar_notifications_delivered_total, as
+// the outbox's own deliveries are. It never blocks.
+func (o *Outbox) Delivered(sink string) {
+	o.metrics.delivered.WithLabelValues(sink).Inc()
+}
+
 // Run runs one delivery worker per sink, and the pruning of old
 // notifications, until ctx ends. With no sinks it returns at once.
 func (s *Outbox) Run(ctx context.Context) {

@@ -434,3 +434,14 @@ func TestNoAttemptOutlivesTheLease(t *testing.T) {
 		t.Errorf("sent %v", got)
 	}
 }
+
+// TestDirectDeliveriesCounted: a Direct sink's events, which skip the outbox,
+// count in ajar_notifications_delivered_total like the outbox's own.
+func TestDirectDeliveriesCounted(t *testing.T) {
+	e := newTestEnv(t, Config{})
+	e.ob.Delivered("server-log")
+	e.ob.Delivered("server-log")
+	if v := e.counter(t, "ajar_notifications_delivered_total"); v != 2 {
+		t.Errorf("delivered counter %v, want 2", v)
+	}
+}
