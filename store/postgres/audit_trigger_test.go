@@ -220,26 +220,7 @@ func TestAuditRequestColumns(t *testing.T) {
 		t.Fatalf("an insert by hand without requester and target: %v", err)
 	}
 
-	rows, err := conn.Query(ctx, `SELECT subject, requester, target FROM audit_events ORDER BY seq`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type cols struct{ subject, requester, target string }
-	got, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (cols, error) {
-		var c cols
-		var req, tgt *string
-		err := row.Scan(&c.subject, &req, &tgt)
-		if req != nil {
-			c.requester = *req
-		}
-		if tgt != nil {
-			c.target = *tgt
-		}
-		return c, err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := requestColumns(t, dsn)
 	want := []cols{
 		{"r1", "alice-r1", "web-r1"}, {"r2", "alice-r2", "web-r2"}, {"r1", "alice-r1", "web-r1"},
 		{"r3", "alice-r3", "web-r3"},
