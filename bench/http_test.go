@@ -91,7 +91,11 @@ func benchPaths(b *testing.B, servers []*server, withAccess bool) {
 		if len(tokens) == 0 {
 			b.Fatalf("no bench users' tokens in %s's dev-tokens.env", s.url)
 		}
-		clients[i] = newClient(s.url, tokens, *httpClients)
+		c, err := newClient(s.url, tokens, *httpClients)
+		if err != nil {
+			b.Fatal(err)
+		}
+		clients[i] = c
 		pids[i] = s.cmd.Process.Pid
 	}
 	for _, c := range clients {
