@@ -7,7 +7,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,10 +35,11 @@ func BenchmarkHTTP(b *testing.B) {
 	bin := *ajarBin
 	if bin == "" { // built into a directory removed when the benchmark ends
 		var err error
-		if bin, err = build(context.Background(), b.TempDir()); err != nil {
+		if bin, err = build(context.Background(), b.TempDir(), "./cmd/ajar"); err != nil {
 			b.Fatal(err)
 		}
 	}
+	b.Run("bare-signer", benchBareSigner)
 	b.Run("sqlite", func(b *testing.B) {
 		dir := b.TempDir()
 		config, err := benchPolicy(dir, "")
@@ -43,7 +47,7 @@ func BenchmarkHTTP(b *testing.B) {
 			b.Fatal(err)
 		}
 		s := startServerB(b, bin, config, filepath.Join(dir, "data"))
-		benchPaths(b, []*server{s}, true)
+		benchPaths(b, []*server{s}, "one-call", "two-calls", "ssh-access")
 	})
 	pg := func(n int) func(b *testing.B) {
 		return func(b *testing.B) {
@@ -64,7 +68,7 @@ func BenchmarkHTTP(b *testing.B) {
 			for i := range n {
 				servers = append(servers, startServerB(b, bin, config, filepath.Join(dir, fmt.Sprintf("r%d", i)), env))
 			}
-			benchPaths(b, servers, false)
+			benchPaths(b, servers, "one-call", "two-calls")
 		}
 	}
 	b.Run("postgres-1", pg(1))
@@ -82,8 +86,36 @@ func startServerB(b *testing.B, bin, config, data string, env ...string) *server
 	return s
 }
 
-// benchPaths measures the paths against servers, each a sub-benchmark.
-func benchPaths(b *testing.B, servers []*server, withAccess bool) {
+// benchBareSigner measures the reference the request → certificate figures
+// are read against (bench/cmd/baresigner: a signer with its audit lines and
+// nothing else) with the same load generator, users and one-call requests.
+func benchBareSigner(b *testing.B) {
+	dir := b.TempDir()
+	bin, err := build(context.Background(), dir, "./bench/cmd/baresigner")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tokens := make([]string, benchUsers)
+	for i := range tokens {
+		tokens[i] = rand.Text()
+	}
+	tokPath := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokPath, []byte(strings.Join(tokens, "\n")), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-listen", "127.0.0.1:0", "-tokens", tokPath, "-audit", filepath.Join(dir, "audit.log"))
+	s, err := startProcess(context.Background(), cmd, "baresigner serving on ")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.stop)
+	s.tokens = tokens
+	benchPaths(b, []*server{s}, "one-call")
+}
+
+// benchPaths measures the named paths ("one-call", "two-calls",
+// "ssh-access") against servers, each a sub-benchmark.
+func benchPaths(b *testing.B, servers []*server, names ...string) {
 	clients := make([]*client, len(servers))
 	pids := make([]int, len(servers))
 	for i, s := range servers {
@@ -98,7 +130,10 @@ func benchPaths(b *testing.B, servers []*server, withAccess bool) {
 		clients[i] = c
 		pids[i] = s.cmd.Process.Pid
 	}
-	for _, c := range clients {
+	for i, c := range clients {
+		if servers[i].token == "" {
+			continue // not ajar: no first use to get over
+		}
 		if err := c.touchUsers(context.Background(), *httpClients); err != nil {
 			b.Fatal(err)
 		}
@@ -120,18 +155,25 @@ func benchPaths(b *testing.B, servers []*server, withAccess bool) {
 			}
 		})
 	}
-	if err := p.oneCall(context.Background(), clients[0]); errors.Is(err, errNoCert) {
-		b.Run("one-call", func(b *testing.B) {
-			b.Logf("one call: %v", err)
-			b.ReportMetric(1, "no-ssh-cert")
-		})
-	} else if err != nil {
-		b.Fatalf("one call: %v", err)
-	} else {
-		run("one-call", p.oneCall)
-	}
-	run("two-calls", p.twoCalls)
-	if withAccess {
-		run("ssh-access", p.access)
+	for _, name := range names {
+		switch name {
+		case "one-call":
+			if err := p.oneCall(context.Background(), clients[0]); errors.Is(err, errNoCert) {
+				b.Run("one-call", func(b *testing.B) {
+					b.Logf("one call: %v", err)
+					b.ReportMetric(1, "no-ssh-cert")
+				})
+			} else if err != nil {
+				b.Fatalf("one call: %v", err)
+			} else {
+				run("one-call", p.oneCall)
+			}
+		case "two-calls":
+			run("two-calls", p.twoCalls)
+		case "ssh-access":
+			run("ssh-access", p.access)
+		default:
+			b.Fatalf("no path %q", name)
+		}
 	}
 }

@@ -17,19 +17,19 @@ import (
 	"github.com/ajar-dev/ajar/policy"
 )
 
-// build compiles ./cmd/ajar of the module this command runs in, without the race
-// detector, into dir.
-func build(ctx context.Context, dir string) (string, error) {
+// build compiles the package pkg ("./cmd/ajar") of the module this command
+// runs in, without the race detector, into dir, and returns the binary's path.
+func build(ctx context.Context, dir, pkg string) (string, error) {
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil || strings.TrimSpace(string(out)) == "" || strings.TrimSpace(string(out)) == os.DevNull {
 		return "", fmt.Errorf("run ajarbench inside the ajar module (go env GOMOD: %v)", err)
 	}
-	bin := filepath.Join(dir, "ajar")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./cmd/ajar")
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, pkg)
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/ajar: %w\n%s", err, b)
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}
 	return bin, nil
 }
@@ -70,9 +70,28 @@ type server struct {
 // startServer runs `ajar serve --dev` with config and its own data directory
 // and waits until it serves and has written its dev tokens.
 func startServer(ctx context.Context, bin, config, data string, env ...string) (*server, error) {
-	s := &server{exited: make(chan struct{})}
-	s.cmd = exec.Command(bin, "serve", "--config", config, "--dev", "--unsafe-dev-config", "--data", data, "--listen", "127.0.0.1:0")
-	s.cmd.Env = append(append(os.Environ(), "AJAR_DATABASE_URL=", "AJAR_TEST_CLOCK_OFFSET="), env...)
+	cmd := exec.Command(bin, "serve", "--config", config, "--dev", "--unsafe-dev-config", "--data", data, "--listen", "127.0.0.1:0")
+	cmd.Env = append(append(os.Environ(), "AJAR_DATABASE_URL=", "AJAR_TEST_CLOCK_OFFSET="), env...)
+	s, err := startProcess(ctx, cmd, "ajar serving on ")
+	if err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if s.token = devToken(filepath.Join(data, "dev-tokens.env"), "alice"); s.token != "" {
+			s.tokens = benchTokens(filepath.Join(data, "dev-tokens.env"))
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("no dev token in %s:\n%s", data, s.logs())
+		}
+	}
+}
+
+// startProcess starts cmd and waits until it logs a line that starts with
+// prefix followed by its URL.
+func startProcess(ctx context.Context, cmd *exec.Cmd, prefix string) (*server, error) {
+	s := &server{cmd: cmd, exited: make(chan struct{})}
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
@@ -92,7 +111,7 @@ func startServer(ctx context.Context, bin, config, data string, env ...string) (
 				s.tail = s.tail[1:]
 			}
 			s.mu.Unlock()
-			if rest, ok := strings.CutPrefix(line, "ajar serving on "); ok {
+			if rest, ok := strings.CutPrefix(line, prefix); ok {
 				u, _, _ := strings.Cut(rest, " ")
 				select {
 				case urlc <- u:
@@ -103,26 +122,18 @@ func startServer(ctx context.Context, bin, config, data string, env ...string) (
 		s.cmd.Wait()
 		close(s.exited)
 	}()
+	name := filepath.Base(cmd.Path)
 	select {
 	case s.url = <-urlc:
+		return s, nil
 	case <-s.exited:
-		return nil, fmt.Errorf("ajar serve exited before serving:\n%s", s.logs())
+		return nil, fmt.Errorf("%s exited before serving:\n%s", name, s.logs())
 	case <-time.After(2 * time.Minute):
 		s.stop()
-		return nil, fmt.Errorf("ajar serve did not start in 2 minutes:\n%s", s.logs())
+		return nil, fmt.Errorf("%s did not start in 2 minutes:\n%s", name, s.logs())
 	case <-ctx.Done():
 		s.stop()
 		return nil, ctx.Err()
-	}
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
-		if s.token = devToken(filepath.Join(data, "dev-tokens.env"), "alice"); s.token != "" {
-			s.tokens = benchTokens(filepath.Join(data, "dev-tokens.env"))
-			return s, nil
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("no dev token in %s:\n%s", data, s.logs())
-		}
 	}
 }
 

@@ -20,6 +20,7 @@ type report struct {
 // known says what each benchmark of ./bench measures and its target, by name
 // (without the -GOMAXPROCS suffix). Others are printed with no target.
 var known = map[string]struct{ what, target string }{
+	"BenchmarkHTTP/bare-signer/one-call": {"reference: a bare SSH signer, audit lines without fsync, one call", "-"},
 	"BenchmarkHTTP/sqlite/one-call":      {"request→certificate, one call, SQLite", "≥ 3,000/s, p99 < 20 ms, server CPU ≤ 0.6 ms/op"},
 	"BenchmarkHTTP/sqlite/two-calls":     {"request→certificate, two calls, SQLite", "≥ 3,000/s, p99 < 20 ms, server CPU ≤ 0.6 ms/op"},
 	"BenchmarkHTTP/sqlite/ssh-access":    {"POST /v1/ssh/access, new request each call, SQLite", "within 10% of the two-call path"},
