@@ -81,6 +81,35 @@ func TestClientPost(t *testing.T) {
 	if _, err := post("/v1/requests?fail"); err == nil || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "nope") {
 		t.Fatalf("a 403 gave %v, want an error with the status and body", err)
 	}
+	// A new connection that fails is an error at once, not a second request.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	bad, err := newClient("http://"+ln.Addr().String(), []string{"tok-1"}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bw := bad.worker()
+	defer bw.close()
+	if err := bw.post(context.Background(), "tok-1", "/v1/requests", map[string]string{"target": "t"}, new(requestOut)); err == nil {
+		t.Fatal("a server that hangs up gave no error")
+	}
+	if n := accepted.Load(); n != 1 {
+		t.Fatalf("a call on a new connection that failed was made on %d connections, want 1", n)
+	}
 	if _, err := newClient("https://example.com", nil, 1); err == nil {
 		t.Fatal("newClient accepted an https URL it cannot speak")
 	}

@@ -71,7 +71,8 @@ func (c *client) close() {
 func (c *client) user() string { return c.tokens[c.next.Add(1)%uint64(len(c.tokens))] }
 
 // post sends body as JSON as the user whose token is tok and decodes a 2xx
-// response into out. A connection the server closed is dialed again once.
+// response into out. A call that fails on a kept-alive connection is made
+// once more on a new one.
 func (c *client) post(ctx context.Context, tok, path string, body, out any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
@@ -87,9 +88,12 @@ func (c *client) post(ctx context.Context, tok, path string, body, out any) erro
 	c.buf = strconv.AppendInt(c.buf, int64(len(b)), 10)
 	c.buf = append(c.buf, "\r\n\r\n"...)
 	c.buf = append(c.buf, b...)
+	reused := c.conn != nil
 	status, data, err := c.roundTrip(ctx)
-	if err != nil && c.conn == nil {
-		status, data, err = c.roundTrip(ctx) // once more, on a new connection
+	if err != nil && reused {
+		// The server may close a kept-alive connection at any time (its idle
+		// timeout): once more, on a new one.
+		status, data, err = c.roundTrip(ctx)
 	}
 	if err != nil {
 		return fmt.Errorf("POST %s: %w", path, err)
