@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/ajar-dev/ajar"
@@ -181,13 +182,30 @@ func (tb *tab) do(actions ...chromedp.Action[chromedp.Void]) {
 // protocol, which the page's CSP does not restrict) and decodes its value.
 func eval[T any](tb *tab, expr string, opts ...chromedp.EvaluateOption) T {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, 30*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, opts...))
+	v, err := tryEval[T](tb, expr, opts...)
 	if err != nil {
 		tb.t.Fatalf("browser: evaluate %s: %v", expr, err)
 	}
 	return v
+}
+
+func tryEval[T any](tb *tab, expr string, opts ...chromedp.EvaluateOption) (T, error) {
+	ctx, cancel := context.WithTimeout(tb.ctx, 30*time.Second)
+	defer cancel()
+	return chromedp.Run(ctx, chromedp.Evaluate[T](expr, opts...))
+}
+
+// navigating reports whether err says the page an evaluation ran in went
+// away under it: a click on a link returns before the next page loads, and
+// an evaluation made meanwhile fails with one of these (DevTools protocol
+// error -32000).
+func navigating(err error) bool {
+	for _, m := range []string{"Inspected target navigated or closed", "Execution context was destroyed", "Cannot find context with specified id"} {
+		if strings.Contains(err.Error(), m) {
+			return true
+		}
+	}
+	return false
 }
 
 // open loads a page and waits for it.
@@ -227,18 +245,32 @@ func (tb *tab) path() string {
 }
 
 // waitUntil polls a JavaScript condition without reloading the page: what
-// changes must come from the page's own script. (chromedp.Poll builds its
-// predicate with new Function, which the pages' CSP rightly forbids.)
-func (tb *tab) waitUntil(cond string, timeout time.Duration) {
+// changes must come from the page's own script, or from a navigation under
+// way (an evaluation that fails because the page went away, or that did not
+// finish in time on a loaded machine, counts as not yet). (chromedp.Poll
+// builds its predicate with new Function, which the pages' CSP rightly
+// forbids.) It waits on the page, not for a set time: after hangGuard it
+// fails, only so that a broken page stops the test with what it shows.
+func (tb *tab) waitUntil(cond string) {
 	tb.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !eval[bool](tb, "!!("+cond+")") {
-		if time.Now().After(deadline) {
-			tb.t.Fatalf("browser: %s did not become true in %s; the page shows:\n%s", cond, timeout, tb.text("main"))
+	start := time.Now()
+	for {
+		ok, err := tryEval[bool](tb, "!!("+cond+")")
+		switch {
+		case err != nil && !navigating(err) && !(errors.Is(err, context.DeadlineExceeded) && tb.ctx.Err() == nil):
+			tb.t.Fatalf("browser: evaluate %s: %v", cond, err)
+		case err == nil && ok:
+			return
+		case time.Since(start) > hangGuard:
+			where, _ := tryEval[string](tb, `location.pathname + location.search`)
+			tb.t.Fatalf("browser: %s did not become true in %s; the page (%s) shows:\n%s", cond, hangGuard, where, tb.text("main"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// hangGuard is how long waitUntil waits before it calls a page broken.
+const hangGuard = 2 * time.Minute
 
 // signIn signs in from the sign-in page and returns where it led.
 func (tb *tab) signIn(token string) {
@@ -314,6 +346,42 @@ func TestAxeSeesViolations(t *testing.T) {
 	}
 }
 
+// An evaluation the page's navigation cuts short fails with the errors
+// navigating knows, and waitUntil waits through them: a click on a link
+// returns before the next page loads, so the first evaluations after it may
+// run in a page that goes away under them (as TestBrowserFlow's did on a
+// loaded machine).
+func TestWaitUntilOutlastsNavigation(t *testing.T) {
+	s := startServer(t)
+	tb := s.newTab(t, true)
+	tb.open("/signin")
+	// An evaluation still running when the page is replaced.
+	errc := make(chan error, 1)
+	go func() {
+		_, err := tryEval[bool](tb, `new Promise(() => {})`, chromedp.EvalAwaitPromise)
+		errc <- err
+	}()
+	tb.waitUntil(`document.readyState === "complete"`)
+	eval[chromedp.Void](tb, `setTimeout(() => { location.href = "/signin?next=%2Finbox" }, 0)`)
+	err := <-errc
+	if err == nil || !navigating(err) {
+		t.Fatalf("an evaluation cut short by a navigation gave %v, which navigating does not recognize", err)
+	}
+	// waitUntil through navigations: from here on every page the tab loads
+	// reloads itself at once, 20 times in all, while waitUntil evaluates its
+	// condition every 100 ms. (The script goes in through the DevTools
+	// protocol: the pages' CSP forbids inline script.)
+	const hop = `(() => {
+		const n = Number(sessionStorage.getItem("hops") || 0);
+		if (n < 20) { sessionStorage.setItem("hops", String(n + 1)); setTimeout(() => location.reload(), 0); }
+	})()`
+	if _, err := chromedp.Call(tb.ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: hop}); err != nil {
+		t.Fatal(err)
+	}
+	eval[chromedp.Void](tb, `location.reload()`)
+	tb.waitUntil(`sessionStorage.getItem("hops") === "20" && document.readyState === "complete"`)
+}
+
 // viewports are the widths the screenshots are taken at.
 var viewports = []struct {
 	name          string
@@ -381,7 +449,7 @@ func TestBrowserFlow(t *testing.T) {
 	// alice requests access; a wrong duration is shown at its field first.
 	alice.open("/request")
 	alice.do(chromedp.Click(chromedp.CSS(`a[href="/request/demo-ssh"]`), chromedp.NodeVisible))
-	alice.waitUntil(`document.querySelector("#f-param-source-ip")`, 10*time.Second)
+	alice.waitUntil(`document.querySelector("#f-param-source-ip")`)
 	if ip := eval[string](alice, `document.querySelector("#f-param-source-ip").value`); ip != "127.0.0.1" {
 		t.Errorf("source_ip prefilled with %q, want the browser's address 127.0.0.1", ip)
 	}
@@ -422,7 +490,7 @@ func TestBrowserFlow(t *testing.T) {
 	}
 
 	// bob's inbox shows the request by itself, without a reload.
-	bob.waitUntil(fmt.Sprintf(`document.getElementById("req-%s")`, id), 10*time.Second)
+	bob.waitUntil(fmt.Sprintf(`document.getElementById("req-%s")`, id))
 	for _, want := range []string{"alice@example.com", "debug the deploy", "\t30m\t", "demo-ssh"} {
 		if got := bob.text(card); !strings.Contains(got, want) {
 			t.Errorf("bob's inbox card lacks %q: %q", want, got)
@@ -479,7 +547,7 @@ func TestBrowserFlow(t *testing.T) {
 	// Its time runs out: the page moves it to the history by itself.
 	s.Clock.Advance(31 * time.Minute)
 	s.Svc.Kick()
-	alice.waitUntil(fmt.Sprintf(`document.getElementById("hist-%s") && !document.getElementById("req-%s")`, id, id), 15*time.Second)
+	alice.waitUntil(fmt.Sprintf(`document.getElementById("hist-%s") && !document.getElementById("req-%s")`, id, id))
 	if got := alice.text("#hist-" + id); !strings.Contains(got, "expired") {
 		t.Errorf("history row: %q", got)
 	}
@@ -494,7 +562,7 @@ func TestBrowserFlow(t *testing.T) {
 		}
 	}
 	admin.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#events a[href="/audit/%s"]`, id)), chromedp.NodeVisible))
-	admin.waitUntil(`document.querySelector("#h-chain")`, 10*time.Second)
+	admin.waitUntil(`document.querySelector("#h-chain")`)
 	if got := admin.text(".chain"); !strings.Contains(got, "Audit chain: verified") || !strings.Contains(got, "The whole audit log verifies") {
 		t.Errorf("evidence chain status: %q", got)
 	}

@@ -105,7 +105,7 @@ func TestBrowserListsDesktopAndPhone(t *testing.T) {
 	click := func(label string) {
 		t.Helper()
 		bob.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#inbox th a[href="/inbox?sort=%s"]`, label)), chromedp.NodeVisible))
-		bob.waitUntil(fmt.Sprintf(`location.search === "?sort=%s" && document.readyState === "complete"`, label), 30e9)
+		bob.waitUntil(fmt.Sprintf(`location.search === "?sort=%s" && document.readyState === "complete"`, label))
 	}
 	click("reason")
 	if got, want := rowsOf(bob), []string{long.ID, short.ID}; strings.Join(got, " ") != strings.Join(want, " ") {
@@ -133,7 +133,7 @@ func TestBrowserListsDesktopAndPhone(t *testing.T) {
 	carol.open("/inbox")
 	eval[int](carol, `window.stayed = 1`)
 	carol.do(chromedp.Click(chromedp.CSS(`#inbox th a[href="/inbox?sort=-waiting"]`), chromedp.NodeVisible))
-	carol.waitUntil(`location.search === "?sort=-waiting"`, 30e9)
+	carol.waitUntil(`location.search === "?sort=-waiting"`)
 	if got, want := rowsOf(carol), []string{long.ID, short.ID}; strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("sorted in place, newest first: %v, want %v", got, want)
 	}
@@ -145,7 +145,7 @@ func TestBrowserListsDesktopAndPhone(t *testing.T) {
 	}
 	// The list goes on refreshing itself, the focus kept on the heading.
 	was := eval[string](carol, `document.getElementById("inbox").getAttribute("data-refreshed") || ""`)
-	carol.waitUntil(fmt.Sprintf(`(document.getElementById("inbox").getAttribute("data-refreshed") || "") !== %q`, was), 30e9)
+	carol.waitUntil(fmt.Sprintf(`(document.getElementById("inbox").getAttribute("data-refreshed") || "") !== %q`, was))
 	if got := eval[string](carol, `document.activeElement.getAttribute("data-key")`); got != "waiting" {
 		t.Errorf("after a refresh the focus is on %q, want the Waiting heading", got)
 	}

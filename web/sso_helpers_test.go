@@ -3,10 +3,10 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
@@ -146,47 +146,23 @@ func (l *navLog) take() []hop {
 }
 
 // waitPath waits until the tab has loaded a page at want: a path, or a path
-// and query when want has one.
-// Pages that reload themselves (the bounce after the IdP) may be in between;
-// an evaluation that fails while a page is replaced is tried again.
+// and query when want has one. Pages that reload themselves (the bounce after
+// the IdP) may be in between (waitUntil).
 func (tb *tab) waitPath(want string) {
 	tb.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	got, where := "", "location.pathname"
+	where := "location.pathname"
 	if strings.Contains(want, "?") {
 		where += " + location.search"
 	}
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(tb.ctx, 10*time.Second)
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.readyState === "complete" ? `+where+` : ""`))
-		cancel()
-		if err == nil {
-			got = v
-			if v == want {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	tb.t.Fatalf("browser: still on %q, want %q; the page shows:\n%s", got, want, tb.text("main"))
+	tb.waitUntil(fmt.Sprintf(`document.readyState === "complete" && %s === %q`, where, want))
 }
 
 // waitFor waits until a JavaScript condition holds in a page that has
-// finished loading. Unlike waitUntil it outlasts navigations: the page may
-// reload itself (after a security key ceremony) while it waits.
+// finished loading; the page may reload itself (after a security key
+// ceremony) while it waits.
 func (tb *tab) waitFor(cond string) {
 	tb.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(tb.ctx, 10*time.Second)
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.readyState === "complete" && !!(`+cond+`)`))
-		cancel()
-		if err == nil && ok {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	tb.t.Fatalf("browser: %s did not become true; the page shows:\n%s", cond, tb.text("main"))
+	tb.waitUntil(`document.readyState === "complete" && !!(` + cond + `)`)
 }
 
 // cookie returns the value of the tab's cookie for the server, "" if none.
