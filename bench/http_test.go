@@ -128,6 +128,7 @@ func benchPaths(b *testing.B, servers []*server, names ...string) {
 			b.Fatal(err)
 		}
 		clients[i] = c
+		defer c.close() // the connection of the probe below
 		pids[i] = s.cmd.Process.Pid
 	}
 	for i, c := range clients {
